@@ -1,0 +1,228 @@
+//! The one error type, and how a framework should read it.
+//!
+//! Every rejection says why, in words an operator can search for, and
+//! [`Error::reason`] gives a short stable code for metrics. A framework needs
+//! only two questions:
+//!
+//! - [`Error::is_rejection`]: the request does not carry a usable session.
+//!   Answer 401 (or redirect to login) and clear the cookie.
+//! - [`Error::is_backend_failure`]: the session store failed. Answer 503 and
+//!   keep the cookie: the session may be perfectly fine.
+//!
+//! Anything else ([`Error::Conflict`], [`Error::TooLarge`], ...) is a
+//! problem with what the application asked for.
+
+use crate::clock::Timestamp;
+use crate::id::TokenError;
+use crate::store::{EndReason, StoreError};
+
+/// Everything that can go wrong with a session.
+///
+/// `Display` is a sentence without the cause; `source()` keeps the cause, so
+/// an error reporter prints the chain joined by ": ".
+///
+/// # Example
+/// ```
+/// use latchkey::{Error, MemoryStore, SessionManager, StoreManager};
+///
+/// let manager = StoreManager::new(MemoryStore::new());
+/// let err = manager.load("not a token").unwrap_err();
+/// assert!(err.is_rejection());
+/// assert_eq!(err.reason(), "malformed");
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The token is not a well-formed session token; no store was asked.
+    #[error("malformed session token")]
+    Malformed(#[source] TokenError),
+    /// No session has this token: it was never issued here, or it ended long
+    /// enough ago to be purged. A client-chosen ID is never adopted.
+    #[error("unknown session token")]
+    Unknown,
+    /// The session was unused for longer than the idle timeout.
+    #[error("session expired: idle since before {deadline}")]
+    IdleExpired {
+        /// When the idle deadline passed.
+        deadline: Timestamp,
+    },
+    /// The session reached its absolute lifetime.
+    #[error("session expired: absolute lifetime ended at {deadline}")]
+    AbsoluteExpired {
+        /// When the absolute deadline passed.
+        deadline: Timestamp,
+    },
+    /// The session was ended on purpose: logout, eviction, revocation.
+    #[error("session was terminated ({reason})")]
+    Terminated {
+        /// Who or what ended it.
+        reason: EndReason,
+    },
+    /// A token retired by rotation was presented after the grace window:
+    /// a sign that a copy of it is in the wrong hands.
+    #[error("session token was reused after rotation{}", if *.successor_revoked { "; its successor was revoked" } else { "" })]
+    RotatedTokenReused {
+        /// Whether the successor session was ended in response.
+        successor_revoked: bool,
+    },
+    /// The session changed in the store since this copy was loaded. Reload
+    /// and apply the change again (see `StoreManager::update`).
+    #[error("session changed since it was loaded (version conflict)")]
+    Conflict,
+    /// The session's encoded data exceeds the policy's limit.
+    #[error("session data is {size} bytes, over the limit of {limit}")]
+    TooLarge {
+        /// The encoded size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The user already has the most sessions the policy allows, and the
+    /// policy refuses new ones.
+    #[error("user already has {limit} sessions, the most the policy allows")]
+    UserLimit {
+        /// The limit.
+        limit: usize,
+    },
+    /// A session data value did not encode or decode as the requested type.
+    #[error("session data value `{key}` does not fit the requested type")]
+    Data {
+        /// The data key.
+        key: String,
+        /// The serde error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The store failed; the session may be fine.
+    #[error("session store failed")]
+    Store(#[from] StoreError),
+}
+
+impl From<TokenError> for Error {
+    fn from(e: TokenError) -> Error {
+        Error::Malformed(e)
+    }
+}
+
+impl Error {
+    /// Whether the request carries no usable session: answer 401 and clear
+    /// the cookie. A corrupt record counts: the session cannot be trusted,
+    /// and logging in again creates a fresh one.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::Error;
+    /// assert!(Error::Unknown.is_rejection());
+    /// assert!(!Error::Conflict.is_rejection());
+    /// ```
+    pub fn is_rejection(&self) -> bool {
+        match self {
+            Error::Malformed(_)
+            | Error::Unknown
+            | Error::IdleExpired { .. }
+            | Error::AbsoluteExpired { .. }
+            | Error::Terminated { .. }
+            | Error::RotatedTokenReused { .. } => true,
+            Error::Store(e) => e.is_corrupt(),
+            Error::Conflict
+            | Error::TooLarge { .. }
+            | Error::UserLimit { .. }
+            | Error::Data { .. } => false,
+        }
+    }
+
+    /// Whether the store failed (down, unreachable, I/O error): answer 503
+    /// and keep the cookie.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{Error, StoreError};
+    /// let down = Error::Store(StoreError::Unavailable("connection refused".into()));
+    /// assert!(down.is_backend_failure());
+    /// assert!(!down.is_rejection());
+    /// ```
+    pub fn is_backend_failure(&self) -> bool {
+        matches!(self, Error::Store(e) if !e.is_corrupt())
+    }
+
+    /// A short stable code for logs and metrics, e.g. `idle_expired`.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{Error, Timestamp};
+    /// let e = Error::IdleExpired { deadline: Timestamp::UNIX_EPOCH };
+    /// assert_eq!(e.reason(), "idle_expired");
+    /// ```
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Error::Malformed(_) => "malformed",
+            Error::Unknown => "unknown",
+            Error::IdleExpired { .. } => "idle_expired",
+            Error::AbsoluteExpired { .. } => "absolute_expired",
+            Error::Terminated { .. } => "terminated",
+            Error::RotatedTokenReused { .. } => "rotated_token_reused",
+            Error::Conflict => "conflict",
+            Error::TooLarge { .. } => "too_large",
+            Error::UserLimit { .. } => "user_limit",
+            Error::Data { .. } => "data",
+            Error::Store(e) if e.is_corrupt() => "corrupt",
+            Error::Store(_) => "backend",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chain(e: &dyn std::error::Error) -> String {
+        let mut s = e.to_string();
+        let mut cur = e.source();
+        while let Some(c) = cur {
+            s.push_str(": ");
+            s.push_str(&c.to_string());
+            cur = c.source();
+        }
+        s
+    }
+
+    #[test]
+    fn display_reads_as_a_chain_of_sentences() {
+        let e = Error::Malformed(TokenError::WrongLength(3));
+        assert_eq!(
+            chain(&e),
+            "malformed session token: the token has 3 bytes, not the 43 of a session ID"
+        );
+        let io = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "denied");
+        let e = Error::Store(StoreError::Io(io));
+        assert_eq!(chain(&e), "session store failed: I/O error: denied");
+        assert!(e.is_backend_failure());
+        assert!(!e.is_rejection());
+    }
+
+    #[test]
+    fn every_rejection_is_not_a_backend_failure() {
+        let all = [
+            Error::Malformed(TokenError::Empty),
+            Error::Unknown,
+            Error::IdleExpired {
+                deadline: Timestamp::UNIX_EPOCH,
+            },
+            Error::AbsoluteExpired {
+                deadline: Timestamp::UNIX_EPOCH,
+            },
+            Error::Terminated {
+                reason: EndReason::Logout,
+            },
+            Error::RotatedTokenReused {
+                successor_revoked: true,
+            },
+        ];
+        for e in &all {
+            assert!(e.is_rejection(), "{e}");
+            assert!(!e.is_backend_failure(), "{e}");
+        }
+        let reasons: std::collections::HashSet<_> = all.iter().map(Error::reason).collect();
+        assert_eq!(reasons.len(), all.len());
+    }
+}

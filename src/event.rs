@@ -1,0 +1,172 @@
+//! Lifecycle events, for audit logs and metrics.
+//!
+//! A manager reports each event to its [`Observer`]. Events name sessions by
+//! [`Fingerprint`] only; no event carries a token.
+//!
+//! # Example
+//! ```
+//! use std::sync::{Arc, Mutex};
+//! use latchkey::{Event, MemoryStore, NewSession, Observer, SessionManager, StoreManager};
+//!
+//! #[derive(Debug, Default)]
+//! struct Audit(Mutex<Vec<String>>);
+//! impl Observer for Audit {
+//!     fn on_event(&self, event: &Event) {
+//!         self.0.lock().unwrap().push(event.to_string());
+//!     }
+//! }
+//!
+//! let audit = Arc::new(Audit::default());
+//! let manager = StoreManager::new(MemoryStore::new()).with_observer(audit.clone());
+//! let issued = manager.create(NewSession::new())?;
+//! let log = audit.0.lock().unwrap();
+//! assert!(log[0].starts_with("session created"));
+//! assert!(!log[0].contains(issued.token()));
+//! # Ok::<(), latchkey::Error>(())
+//! ```
+
+use std::fmt;
+
+use crate::id::Fingerprint;
+use crate::store::EndReason;
+
+/// Which of the two clocks ended a session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ExpiryKind {
+    /// Unused for longer than the idle timeout.
+    Idle,
+    /// Reached its absolute lifetime.
+    Absolute,
+}
+
+/// Why a presented token was refused before any session was found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RejectKind {
+    /// Not a well-formed token.
+    Malformed,
+    /// Well formed, but no session has it: possibly a fixation attempt.
+    Unknown,
+}
+
+/// Something that happened to a session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// A session was created.
+    Created {
+        /// The new session.
+        session: Fingerprint,
+        /// Its user, if bound at creation.
+        user: Option<String>,
+    },
+    /// A session got a new ID; the old one is retired.
+    Rotated {
+        /// The retired ID's session.
+        from: Fingerprint,
+        /// The new one.
+        to: Fingerprint,
+    },
+    /// A user authenticated: the session rotated and was bound to the user.
+    LoggedIn {
+        /// The session before login.
+        from: Fingerprint,
+        /// The session after login.
+        to: Fingerprint,
+        /// The user.
+        user: String,
+    },
+    /// A session was found expired on load.
+    Expired {
+        /// The session.
+        session: Fingerprint,
+        /// Which clock ended it.
+        kind: ExpiryKind,
+    },
+    /// A session was ended on purpose.
+    Terminated {
+        /// The session.
+        session: Fingerprint,
+        /// Why.
+        reason: EndReason,
+    },
+    /// A token retired by rotation came back after the grace window.
+    ReuseDetected {
+        /// The retired token's session.
+        retired: Fingerprint,
+        /// The successor it pointed to.
+        successor: Fingerprint,
+        /// Whether the successor was ended in response.
+        successor_revoked: bool,
+    },
+    /// A presented token was refused before a session was found.
+    Rejected {
+        /// Why.
+        kind: RejectKind,
+        /// The session it would name, for an unknown well-formed token.
+        session: Option<Fingerprint>,
+    },
+}
+
+impl fmt::Display for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Event::Created {
+                session,
+                user: Some(u),
+            } => {
+                write!(f, "session created: {session} for user {u:?}")
+            }
+            Event::Created {
+                session,
+                user: None,
+            } => write!(f, "session created: {session}"),
+            Event::Rotated { from, to } => write!(f, "session rotated: {from} -> {to}"),
+            Event::LoggedIn { from, to, user } => {
+                write!(f, "session logged in: {from} -> {to} as user {user:?}")
+            }
+            Event::Expired { session, kind } => {
+                let k = match kind {
+                    ExpiryKind::Idle => "idle timeout",
+                    ExpiryKind::Absolute => "absolute timeout",
+                };
+                write!(f, "session expired: {session} ({k})")
+            }
+            Event::Terminated { session, reason } => {
+                write!(f, "session terminated: {session} ({reason})")
+            }
+            Event::ReuseDetected {
+                retired,
+                successor,
+                successor_revoked,
+            } => write!(
+                f,
+                "rotated token reused: {retired} (successor {successor}{})",
+                if *successor_revoked {
+                    " revoked"
+                } else {
+                    " kept"
+                }
+            ),
+            Event::Rejected {
+                kind: RejectKind::Malformed,
+                ..
+            } => f.write_str("token rejected: malformed"),
+            Event::Rejected {
+                kind: RejectKind::Unknown,
+                session,
+            } => match session {
+                Some(s) => write!(f, "token rejected: unknown session {s}"),
+                None => f.write_str("token rejected: unknown session"),
+            },
+        }
+    }
+}
+
+/// Receives lifecycle events. Called synchronously on the request's thread,
+/// so keep it quick (push to a channel or a log).
+pub trait Observer: fmt::Debug + Send + Sync {
+    /// Called once for each event.
+    fn on_event(&self, event: &Event);
+}

@@ -1,0 +1,97 @@
+//! # latchkey
+//!
+//! Session management for Rust servers: the code that decides whether the
+//! request in front of you belongs to a live, logged-in session, and keeps
+//! that answer right under rotation, expiry, logout, crashes, many processes
+//! and hostile input.
+//!
+//! ## Quick start
+//!
+//! ```
+//! use latchkey::{Error, MemoryStore, NewSession, Policy, SessionManager, StoreManager};
+//!
+//! // One manager for the whole process; share it (it is Send + Sync).
+//! let manager = StoreManager::new(MemoryStore::new()).with_policy(Policy::nist_aal2());
+//!
+//! // A visitor arrives: start an anonymous session, send `token` as the cookie.
+//! let issued = manager.create(NewSession::new())?;
+//! let cookie = issued.token().to_owned();
+//!
+//! // Every request: resolve the cookie. Rejections say why.
+//! let mut session = manager.load(&cookie)?.session;
+//! session.insert("cart", &["book"])?;
+//! manager.save(&mut session)?;
+//!
+//! // Login: a fresh ID (no session fixation), the user bound, the data kept.
+//! let after_login = manager.login(&mut session, "alice")?;
+//! assert!(matches!(manager.load(&cookie)?.reissue, Some(_))); // in-flight requests still work
+//! let cookie = after_login.token().to_owned();
+//!
+//! // Logout: the token is dead everywhere.
+//! manager.terminate(&session)?;
+//! let err = manager.load(&cookie).unwrap_err();
+//! assert!(err.is_rejection());
+//! assert_eq!(err.reason(), "terminated");
+//! # Ok::<(), Error>(())
+//! ```
+//!
+//! ## What it guarantees
+//!
+//! - **IDs**: 256 bits from the OS-seeded CSPRNG, 43 characters of
+//!   base64url; [`SessionId::parse`] accepts that shape and nothing else,
+//!   before any store is touched. Unknown IDs are refused, never adopted.
+//! - **Hashed at rest**: stores key records by SHA-256 of the ID
+//!   ([`StoreKey`]); logs name sessions by [`Fingerprint`]. No `Debug`
+//!   output shows a token.
+//! - **Two clocks**: an idle deadline that activity slides, an absolute
+//!   deadline nothing moves. The error says which one ended a session.
+//! - **Rotation with grace**: [`SessionManager::rotate`] and
+//!   [`SessionManager::login`] retire the old ID; for a short grace window it
+//!   still resolves (and [`Loaded::reissue`] carries the new token), after
+//!   it the old token is refused as [`Error::RotatedTokenReused`] and, by
+//!   default, its successor is revoked.
+//! - **No write storms**: a load writes only when the recorded activity is
+//!   older than the touch interval.
+//! - **No lost updates**: saves are versioned; a stale copy gets
+//!   [`Error::Conflict`].
+//! - **Termination is final**, and every failure is a typed [`Error`], never
+//!   a panic.
+//!
+//! ## For framework authors
+//!
+//! Hold an `Arc<dyn SessionManager>`. Map [`Error::is_rejection`] to 401 and
+//! clear the cookie; map [`Error::is_backend_failure`] to 503 and keep it.
+//! When a call returns an [`Issued`] (or [`Loaded::reissue`] is `Some`), set
+//! the cookie to its token. Store calls block: on an async executor run them
+//! on a blocking pool.
+#![forbid(unsafe_code)]
+// Document ALL THE THINGS!
+#![deny(missing_docs)]
+#![warn(missing_debug_implementations, unreachable_pub)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+mod clock;
+mod error;
+mod event;
+mod id;
+mod manager;
+mod policy;
+mod session;
+pub mod store;
+
+// Time.
+pub use crate::clock::{Clock, ManualClock, SystemClock, Timestamp};
+// Identifiers: the secret token, the hashed store key, the log fingerprint.
+pub use crate::id::{Fingerprint, SealedId, SessionId, StoreKey, TokenError};
+// Rules.
+pub use crate::policy::{Policy, PolicyBuilder, PolicyError, ReuseResponse, UserLimitAction};
+// Sessions and what managers hand back.
+pub use crate::session::{Issued, Loaded, NewSession, Session, SessionData};
+// Managers.
+pub use crate::manager::{SessionInfo, SessionManager, StoreManager};
+// Storage.
+pub use crate::store::memory::MemoryStore;
+pub use crate::store::{EndReason, LiveSession, Record, RecordState, Store, StoreError};
+// Errors and events.
+pub use crate::error::Error;
+pub use crate::event::{Event, ExpiryKind, Observer, RejectKind};

@@ -1,0 +1,821 @@
+//! The [`SessionManager`] trait and [`StoreManager`], sessions kept in a
+//! [`Store`].
+
+use std::sync::Arc;
+
+use crate::clock::{Clock, SystemClock, Timestamp};
+use crate::error::Error;
+use crate::event::{Event, ExpiryKind, Observer, RejectKind};
+use crate::id::{Fingerprint, SessionId, StoreKey};
+use crate::policy::{Policy, ReuseResponse, UserLimitAction};
+use crate::session::{Issued, Loaded, NewSession, Session, SessionData};
+use crate::store::{EndReason, LiveSession, Record, RecordState, Store, StoreError};
+
+/// The session lifecycle, as a framework sees it.
+///
+/// Both [`StoreManager`] (server-side sessions) and the ticket manager
+/// (stateless signed tickets) implement it, so middleware can hold an
+/// `Arc<dyn SessionManager>` and not care which.
+///
+/// The usual request: `load` the cookie's token; on a rejection clear the
+/// cookie; on login call `login` (or `create` when there was no session);
+/// on privilege change `rotate`; when data changed `save`; on logout
+/// `terminate`. Whenever a call returns an [`Issued`], send its token as the
+/// new cookie.
+///
+/// # Example
+/// ```
+/// use latchkey::{MemoryStore, NewSession, SessionManager, StoreManager};
+///
+/// let manager: Box<dyn SessionManager> = Box::new(StoreManager::new(MemoryStore::new()));
+/// let anon = manager.create(NewSession::new())?;
+/// let mut session = manager.load(anon.token())?.session;
+/// let logged_in = manager.login(&mut session, "alice")?;
+/// assert_eq!(session.user(), Some("alice"));
+/// assert_ne!(logged_in.token(), anon.token());
+/// manager.terminate(&session)?;
+/// assert!(manager.load(logged_in.token()).unwrap_err().is_rejection());
+/// # Ok::<(), latchkey::Error>(())
+/// ```
+pub trait SessionManager: Send + Sync {
+    /// Starts a session and issues its token.
+    ///
+    /// # Errors
+    /// [`Error::TooLarge`], [`Error::UserLimit`], store errors.
+    fn create(&self, new: NewSession) -> Result<Issued, Error>;
+
+    /// Resolves a presented token to its session, enforcing both timeouts.
+    ///
+    /// # Errors
+    /// A rejection ([`Error::is_rejection`]) saying why, or a store error.
+    fn load(&self, token: &str) -> Result<Loaded, Error>;
+
+    /// Writes changed data. Versioned: a copy loaded before someone else's
+    /// save fails with [`Error::Conflict`] instead of overwriting. Returns a
+    /// token to reissue, if the manager's tokens carry the data.
+    ///
+    /// # Errors
+    /// [`Error::Conflict`], [`Error::TooLarge`], a rejection if the session
+    /// ended meanwhile, store errors.
+    fn save(&self, session: &mut Session) -> Result<Option<Issued>, Error>;
+
+    /// Gives the session a new ID and retires the old one (privilege change).
+    /// Data, creation time and absolute deadline are kept.
+    ///
+    /// # Errors
+    /// As for [`save`](Self::save).
+    fn rotate(&self, session: &mut Session) -> Result<Issued, Error>;
+
+    /// Records a successful authentication of `user`: rotates, binds the
+    /// user, stamps the authentication time. The absolute deadline is kept.
+    /// If the session belongs to a different user, it is ended and `user`
+    /// gets a fresh, empty session instead: one user's data never passes to
+    /// another.
+    ///
+    /// # Errors
+    /// As for [`rotate`](Self::rotate), and [`Error::UserLimit`].
+    fn login(&self, session: &mut Session, user: &str) -> Result<Issued, Error>;
+
+    /// Ends the session: its token fails on every later load.
+    ///
+    /// # Errors
+    /// Store errors.
+    fn terminate(&self, session: &Session) -> Result<(), Error>;
+}
+
+/// A summary of one of a user's sessions, for a "your sessions" page.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SessionInfo {
+    /// The session's log-safe name.
+    pub fingerprint: Fingerprint,
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// Its last recorded activity.
+    pub last_seen: Timestamp,
+    /// When the user last authenticated in it.
+    pub authenticated_at: Option<Timestamp>,
+    /// When it ends if unused.
+    pub idle_deadline: Timestamp,
+    /// When it ends regardless.
+    pub absolute_deadline: Timestamp,
+    /// Its device label.
+    pub device: Option<String>,
+}
+
+/// How many times [`StoreManager::update`] and internal read-modify-write
+/// loops retry a version conflict before giving up with it.
+const MAX_RETRIES: usize = 8;
+
+/// How many rotations a retired token may follow within its grace window
+/// (two quick privilege changes in a row).
+const MAX_CHAIN: usize = 4;
+
+/// Server-side sessions: the token is a random ID, the state lives in a
+/// [`Store`].
+///
+/// # Example
+/// ```
+/// use latchkey::{MemoryStore, NewSession, Policy, SessionManager, StoreManager};
+///
+/// let manager = StoreManager::new(MemoryStore::new()).with_policy(Policy::nist_aal2());
+/// let issued = manager.create(NewSession::new().with_user("alice"))?;
+/// let loaded = manager.load(issued.token())?;
+/// assert_eq!(loaded.session.user(), Some("alice"));
+/// assert_eq!(manager.sessions_of("alice")?.len(), 1);
+/// # Ok::<(), latchkey::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct StoreManager<S> {
+    store: S,
+    policy: Policy,
+    clock: Arc<dyn Clock>,
+    observer: Option<Arc<dyn Observer>>,
+}
+
+impl<S: Store> StoreManager<S> {
+    /// A manager over `store` with [`Policy::default`] and the system clock.
+    pub fn new(store: S) -> StoreManager<S> {
+        StoreManager {
+            store,
+            policy: Policy::default(),
+            clock: Arc::new(SystemClock),
+            observer: None,
+        }
+    }
+
+    /// Uses `policy`.
+    #[must_use]
+    pub fn with_policy(mut self, policy: Policy) -> StoreManager<S> {
+        self.policy = policy;
+        self
+    }
+
+    /// Takes time from `clock` (share it with the store if the store sweeps).
+    #[must_use]
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> StoreManager<S> {
+        self.clock = clock;
+        self
+    }
+
+    /// Reports lifecycle events to `observer`.
+    #[must_use]
+    pub fn with_observer(mut self, observer: Arc<dyn Observer>) -> StoreManager<S> {
+        self.observer = Some(observer);
+        self
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    fn emit(&self, event: Event) {
+        if let Some(o) = &self.observer {
+            o.on_event(&event);
+        }
+    }
+
+    fn idle_deadline(&self, last_seen: Timestamp, absolute: Timestamp) -> Timestamp {
+        last_seen
+            .saturating_add(self.policy.idle_timeout())
+            .min(absolute)
+    }
+
+    fn check_size(&self, data: &SessionData) -> Result<(), Error> {
+        let size = data.encoded().len();
+        let limit = self.policy.max_data_bytes();
+        if size > limit {
+            return Err(Error::TooLarge { size, limit });
+        }
+        Ok(())
+    }
+
+    fn live_record(&self, version: u64, live: LiveSession) -> Record {
+        let expires_at = self.idle_deadline(live.last_seen, live.absolute_deadline);
+        Record {
+            version,
+            expires_at,
+            state: RecordState::Live(live),
+        }
+    }
+
+    fn to_session(
+        &self,
+        id: Option<SessionId>,
+        key: StoreKey,
+        version: u64,
+        live: LiveSession,
+    ) -> Session {
+        Session {
+            id,
+            key,
+            version,
+            created_at: live.created_at,
+            last_seen: live.last_seen,
+            auth_at: live.auth_at,
+            absolute_deadline: live.absolute_deadline,
+            idle_deadline: self.idle_deadline(live.last_seen, live.absolute_deadline),
+            user: live.user,
+            device: live.device,
+            data: live.data,
+        }
+    }
+
+    fn issued(&self, id: &SessionId, last_seen: Timestamp, absolute: Timestamp) -> Issued {
+        Issued {
+            token: id.to_token(),
+            fingerprint: id.fingerprint(),
+            idle_deadline: self.idle_deadline(last_seen, absolute),
+            absolute_deadline: absolute,
+        }
+    }
+
+    /// [`SessionManager::create`] at an explicit instant.
+    ///
+    /// # Errors
+    /// As for [`SessionManager::create`].
+    pub fn create_at(&self, new: NewSession, now: Timestamp) -> Result<Issued, Error> {
+        let data = SessionData::from_map(new.data);
+        self.check_size(&data)?;
+        if let Some(user) = &new.user {
+            self.make_room_for(user, None, now)?;
+        }
+        let live = LiveSession {
+            created_at: now,
+            last_seen: now,
+            auth_at: new.user.as_ref().map(|_| now),
+            absolute_deadline: now.saturating_add(self.policy.absolute_timeout()),
+            user: new.user,
+            device: new.device,
+            data,
+        };
+        let absolute = live.absolute_deadline;
+        let record = self.live_record(1, live);
+        let user = record.user().map(str::to_owned);
+        let id = self.insert_fresh(&record)?;
+        self.emit(Event::Created {
+            session: id.fingerprint(),
+            user,
+        });
+        Ok(self.issued(&id, now, absolute))
+    }
+
+    /// Inserts under a fresh random ID. A collision of 256-bit random IDs
+    /// does not happen; the retry only keeps a broken RNG from overwriting.
+    fn insert_fresh(&self, record: &Record) -> Result<SessionId, Error> {
+        let mut last = StoreError::Exists;
+        for _ in 0..3 {
+            let id = SessionId::generate();
+            match self.store.insert(&id.store_key(), record) {
+                Ok(()) => return Ok(id),
+                Err(StoreError::Exists) => last = StoreError::Exists,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(last.into())
+    }
+
+    /// Enforces the per-user limit before `user` gains a session.
+    /// `except` is a session that is about to be replaced and so not counted.
+    fn make_room_for(
+        &self,
+        user: &str,
+        except: Option<&StoreKey>,
+        now: Timestamp,
+    ) -> Result<(), Error> {
+        let Some(max) = self.policy.max_sessions_per_user() else {
+            return Ok(());
+        };
+        let mut live: Vec<(StoreKey, Timestamp)> = self
+            .store
+            .sessions_of(user)?
+            .into_iter()
+            .filter(|(k, _)| Some(k) != except)
+            .filter_map(|(k, r)| match r.state {
+                RecordState::Live(s) if self.expiry(&s, now).is_none() => Some((k, s.created_at)),
+                _ => None,
+            })
+            .collect();
+        if live.len() < max {
+            return Ok(());
+        }
+        if self.policy.user_limit_action() == UserLimitAction::Refuse {
+            return Err(Error::UserLimit { limit: max });
+        }
+        live.sort_by_key(|(_, created)| *created);
+        let excess = live.len() + 1 - max;
+        for (key, _) in live.into_iter().take(excess) {
+            self.end(&key, EndReason::Evicted, now)?;
+        }
+        Ok(())
+    }
+
+    /// Which clock, if any, has ended a live session at `now`.
+    fn expiry(&self, s: &LiveSession, now: Timestamp) -> Option<Error> {
+        if now >= s.absolute_deadline {
+            return Some(Error::AbsoluteExpired {
+                deadline: s.absolute_deadline,
+            });
+        }
+        let idle = s.last_seen.saturating_add(self.policy.idle_timeout());
+        if now >= idle {
+            return Some(Error::IdleExpired { deadline: idle });
+        }
+        None
+    }
+
+    /// [`SessionManager::load`] at an explicit instant.
+    ///
+    /// # Errors
+    /// As for [`SessionManager::load`].
+    pub fn load_at(&self, token: &str, now: Timestamp) -> Result<Loaded, Error> {
+        let id = match SessionId::parse(token) {
+            Ok(id) => id,
+            Err(e) => {
+                self.emit(Event::Rejected {
+                    kind: RejectKind::Malformed,
+                    session: None,
+                });
+                return Err(e.into());
+            }
+        };
+        let (session, reissued) = self.resolve(id, now, 0)?;
+        let reissue =
+            reissued.map(|id| self.issued(&id, session.last_seen, session.absolute_deadline));
+        Ok(Loaded { session, reissue })
+    }
+
+    /// Resolves `id` to a live session, following rotations within their
+    /// grace window. Returns the session and, if a rotation was followed, the
+    /// ID the client should now hold.
+    fn resolve(
+        &self,
+        id: SessionId,
+        now: Timestamp,
+        depth: usize,
+    ) -> Result<(Session, Option<SessionId>), Error> {
+        let key = id.store_key();
+        let Some(record) = self.store.get(&key)? else {
+            // Strict mode: an ID we did not issue is refused, never adopted.
+            self.emit(Event::Rejected {
+                kind: RejectKind::Unknown,
+                session: Some(key.fingerprint()),
+            });
+            return Err(Error::Unknown);
+        };
+        if record.expires_at <= now && !record.is_live() {
+            // A retired record past its retention is as good as purged.
+            self.emit(Event::Rejected {
+                kind: RejectKind::Unknown,
+                session: Some(key.fingerprint()),
+            });
+            return Err(Error::Unknown);
+        }
+        match record.state {
+            RecordState::Live(mut live) => {
+                if let Some(err) = self.expiry(&live, now) {
+                    let kind = match err {
+                        Error::AbsoluteExpired { .. } => ExpiryKind::Absolute,
+                        _ => ExpiryKind::Idle,
+                    };
+                    self.emit(Event::Expired {
+                        session: key.fingerprint(),
+                        kind,
+                    });
+                    return Err(err);
+                }
+                if now.duration_since(live.last_seen) >= self.policy.touch_interval() {
+                    let expires = self.idle_deadline(now, live.absolute_deadline);
+                    // A touch that finds the record gone or retired means a
+                    // concurrent logout or rotation: resolve again to report
+                    // the state that won.
+                    if !self.store.touch(&key, now, expires)? {
+                        return if depth < MAX_CHAIN {
+                            self.resolve(id, now, depth + 1)
+                        } else {
+                            Err(Error::Conflict)
+                        };
+                    }
+                    live.last_seen = now;
+                }
+                Ok((self.to_session(Some(id), key, record.version, live), None))
+            }
+            RecordState::Rotated {
+                successor,
+                sealed_successor,
+                grace_until,
+                ..
+            } => {
+                if now < grace_until && depth < MAX_CHAIN {
+                    let next = id.open(&sealed_successor);
+                    if next.store_key() != successor {
+                        return Err(StoreError::Corrupt {
+                            key: key.fingerprint(),
+                            source: "sealed successor does not match its key".into(),
+                        }
+                        .into());
+                    }
+                    let (session, deeper) = self.resolve(next.clone(), now, depth + 1)?;
+                    return Ok((session, Some(deeper.unwrap_or(next))));
+                }
+                let revoke = self.policy.reuse_response() == ReuseResponse::RevokeSuccessor;
+                let successor_revoked = revoke && self.revoke_chain(successor, now)?;
+                self.emit(Event::ReuseDetected {
+                    retired: key.fingerprint(),
+                    successor: successor.fingerprint(),
+                    successor_revoked,
+                });
+                Err(Error::RotatedTokenReused { successor_revoked })
+            }
+            RecordState::Ended { reason, .. } => Err(Error::Terminated { reason }),
+        }
+    }
+
+    /// Ends the live session at the end of a rotation chain starting at
+    /// `key`. Returns whether one was ended.
+    fn revoke_chain(&self, mut key: StoreKey, now: Timestamp) -> Result<bool, Error> {
+        for _ in 0..=MAX_CHAIN {
+            match self.store.get(&key)? {
+                Some(Record {
+                    state: RecordState::Rotated { successor, .. },
+                    ..
+                }) => key = successor,
+                Some(Record {
+                    state: RecordState::Live(_),
+                    ..
+                }) => {
+                    return self.end(&key, EndReason::ReuseDetected, now);
+                }
+                _ => return Ok(false),
+            }
+        }
+        Ok(false)
+    }
+
+    /// Replaces a live record with an `Ended` one, retrying conflicts.
+    /// Returns whether a live session was ended.
+    fn end(&self, key: &StoreKey, reason: EndReason, now: Timestamp) -> Result<bool, Error> {
+        for _ in 0..MAX_RETRIES {
+            let Some(record) = self.store.get(key)? else {
+                return Ok(false);
+            };
+            let RecordState::Live(live) = &record.state else {
+                return Ok(false);
+            };
+            let ended = Record {
+                version: record.version + 1,
+                // Kept until the session would have died anyway, so a later
+                // load can say "terminated" rather than "unknown".
+                expires_at: live.absolute_deadline,
+                state: RecordState::Ended { reason, at: now },
+            };
+            match self.store.replace(key, record.version, &ended) {
+                Ok(()) => {
+                    self.emit(Event::Terminated {
+                        session: key.fingerprint(),
+                        reason,
+                    });
+                    return Ok(true);
+                }
+                Err(StoreError::Conflict) => continue,
+                Err(StoreError::NotFound) => return Ok(false),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(Error::Conflict)
+    }
+
+    /// Checks that a session copy is still usable at `now`.
+    fn check_live(&self, session: &Session, now: Timestamp) -> Result<(), Error> {
+        if now >= session.absolute_deadline {
+            return Err(Error::AbsoluteExpired {
+                deadline: session.absolute_deadline,
+            });
+        }
+        Ok(())
+    }
+
+    fn live_from(&self, session: &Session, now: Timestamp) -> LiveSession {
+        LiveSession {
+            created_at: session.created_at,
+            last_seen: now,
+            auth_at: session.auth_at,
+            absolute_deadline: session.absolute_deadline,
+            user: session.user.clone(),
+            device: session.device.clone(),
+            data: session.data.to_stored(),
+        }
+    }
+
+    /// Maps a failed versioned write on a session to the error that explains it.
+    fn write_error(&self, session: &Session, e: StoreError, now: Timestamp) -> Error {
+        match e {
+            StoreError::NotFound => Error::Unknown,
+            StoreError::Conflict => match self.store.get(&session.key) {
+                Ok(Some(Record {
+                    state: RecordState::Ended { reason, .. },
+                    ..
+                })) => Error::Terminated { reason },
+                Ok(Some(Record {
+                    state: RecordState::Rotated { .. },
+                    ..
+                })) if now >= session.absolute_deadline => Error::AbsoluteExpired {
+                    deadline: session.absolute_deadline,
+                },
+                _ => Error::Conflict,
+            },
+            e => e.into(),
+        }
+    }
+
+    /// [`SessionManager::save`] at an explicit instant.
+    ///
+    /// # Errors
+    /// As for [`SessionManager::save`].
+    pub fn save_at(&self, session: &mut Session, now: Timestamp) -> Result<Option<Issued>, Error> {
+        if !session.is_modified() {
+            return Ok(None);
+        }
+        self.check_live(session, now)?;
+        let live = self.live_from(session, now);
+        self.check_size(&live.data)?;
+        let data = live.data.clone();
+        let record = self.live_record(session.version + 1, live);
+        self.store
+            .replace(&session.key, session.version, &record)
+            .map_err(|e| self.write_error(session, e, now))?;
+        session.version += 1;
+        session.last_seen = now;
+        session.idle_deadline = self.idle_deadline(now, session.absolute_deadline);
+        session.data = data;
+        Ok(None)
+    }
+
+    /// Rotation shared by `rotate` and `login`: `session` as modified by the
+    /// caller is written under a fresh ID, and the old ID is retired.
+    fn rotate_inner(&self, session: &mut Session, now: Timestamp) -> Result<SessionId, Error> {
+        self.check_live(session, now)?;
+        let live = self.live_from(session, now);
+        self.check_size(&live.data)?;
+        let data = live.data.clone();
+        let record = self.live_record(1, live);
+        let new_id = SessionId::generate();
+        let new_key = new_id.store_key();
+        let retired_state = match &session.id {
+            Some(old) => RecordState::Rotated {
+                successor: new_key,
+                sealed_successor: old.seal(&new_id),
+                at: now,
+                grace_until: now.saturating_add(self.policy.rotation_grace()),
+            },
+            // A session copy that never held its ID (built by hand) cannot
+            // seal a successor; its old token simply ends.
+            None => RecordState::Ended {
+                reason: EndReason::Logout,
+                at: now,
+            },
+        };
+        let retired = Record {
+            version: session.version + 1,
+            // Retained until the session's absolute deadline: reuse of the old
+            // token is detectable for as long as the session could live.
+            expires_at: session.absolute_deadline,
+            state: retired_state,
+        };
+        self.store
+            .rotate(&session.key, session.version, &retired, &new_key, &record)
+            .map_err(|e| self.write_error(session, e, now))?;
+        session.id = Some(new_id.clone());
+        session.key = new_key;
+        session.version = 1;
+        session.last_seen = now;
+        session.idle_deadline = self.idle_deadline(now, session.absolute_deadline);
+        session.data = data;
+        Ok(new_id)
+    }
+
+    /// [`SessionManager::rotate`] at an explicit instant.
+    ///
+    /// # Errors
+    /// As for [`SessionManager::rotate`].
+    pub fn rotate_at(&self, session: &mut Session, now: Timestamp) -> Result<Issued, Error> {
+        let from = session.fingerprint();
+        let id = self.rotate_inner(session, now)?;
+        self.emit(Event::Rotated {
+            from,
+            to: id.fingerprint(),
+        });
+        Ok(self.issued(&id, now, session.absolute_deadline))
+    }
+
+    /// [`SessionManager::login`] at an explicit instant.
+    ///
+    /// # Errors
+    /// As for [`SessionManager::login`].
+    pub fn login_at(
+        &self,
+        session: &mut Session,
+        user: &str,
+        now: Timestamp,
+    ) -> Result<Issued, Error> {
+        let from = session.fingerprint();
+        if session.user.as_deref().is_some_and(|u| u != user) {
+            // Another user's session: end it, start afresh.
+            self.end(&session.key, EndReason::Replaced, now)?;
+            let issued = self.create_at(
+                NewSession {
+                    user: Some(user.into()),
+                    device: session.device.clone(),
+                    data: Default::default(),
+                },
+                now,
+            )?;
+            let Loaded { session: fresh, .. } = self.load_at(issued.token(), now)?;
+            *session = fresh;
+            self.emit(Event::LoggedIn {
+                from,
+                to: issued.fingerprint(),
+                user: user.into(),
+            });
+            return Ok(issued);
+        }
+        self.make_room_for(user, Some(&session.key), now)?;
+        let before = (session.user.clone(), session.auth_at);
+        session.user = Some(user.into());
+        session.auth_at = Some(now);
+        let id = match self.rotate_inner(session, now) {
+            Ok(id) => id,
+            Err(e) => {
+                (session.user, session.auth_at) = before;
+                return Err(e);
+            }
+        };
+        self.emit(Event::LoggedIn {
+            from,
+            to: id.fingerprint(),
+            user: user.into(),
+        });
+        Ok(self.issued(&id, now, session.absolute_deadline))
+    }
+
+    /// [`SessionManager::terminate`] at an explicit instant.
+    ///
+    /// # Errors
+    /// As for [`SessionManager::terminate`].
+    pub fn terminate_at(&self, session: &Session, now: Timestamp) -> Result<(), Error> {
+        self.end(&session.key, EndReason::Logout, now)?;
+        Ok(())
+    }
+
+    /// Loads, applies `f`, saves; on a version conflict, loads again and
+    /// re-applies `f`, up to 8 times. Returns `f`'s result, the session as
+    /// saved, and any token to reissue.
+    ///
+    /// # Errors
+    /// As for load and save; [`Error::Conflict`] if every attempt conflicted.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{MemoryStore, NewSession, SessionManager, StoreManager};
+    ///
+    /// let manager = StoreManager::new(MemoryStore::new());
+    /// let issued = manager.create(NewSession::new())?;
+    /// let (count, _, _) = manager.update(issued.token(), |s| {
+    ///     let n = s.get::<u64>("visits")?.unwrap_or(0) + 1;
+    ///     s.insert("visits", &n)?;
+    ///     Ok::<_, latchkey::Error>(n)
+    /// })?;
+    /// assert_eq!(count?, 1);
+    /// # Ok::<(), latchkey::Error>(())
+    /// ```
+    pub fn update<F, R>(&self, token: &str, mut f: F) -> Result<(R, Session, Option<Issued>), Error>
+    where
+        F: FnMut(&mut Session) -> R,
+    {
+        for _ in 0..MAX_RETRIES {
+            let now = self.clock.now();
+            let Loaded {
+                mut session,
+                reissue,
+            } = self.load_at(token, now)?;
+            let r = f(&mut session);
+            match self.save_at(&mut session, now) {
+                Ok(_) => return Ok((r, session, reissue)),
+                Err(Error::Conflict) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::Conflict)
+    }
+
+    /// The user's live sessions, oldest first.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub fn sessions_of(&self, user: &str) -> Result<Vec<SessionInfo>, Error> {
+        let now = self.clock.now();
+        let mut out: Vec<SessionInfo> = self
+            .store
+            .sessions_of(user)?
+            .into_iter()
+            .filter_map(|(key, r)| match r.state {
+                RecordState::Live(s)
+                    if s.user.as_deref() == Some(user) && self.expiry(&s, now).is_none() =>
+                {
+                    Some(SessionInfo {
+                        fingerprint: key.fingerprint(),
+                        created_at: s.created_at,
+                        last_seen: s.last_seen,
+                        authenticated_at: s.auth_at,
+                        idle_deadline: self.idle_deadline(s.last_seen, s.absolute_deadline),
+                        absolute_deadline: s.absolute_deadline,
+                        device: s.device,
+                    })
+                }
+                _ => None,
+            })
+            .collect();
+        out.sort_by_key(|i| (i.created_at, i.fingerprint));
+        Ok(out)
+    }
+
+    /// Ends all of the user's sessions except `except` (typically the
+    /// current one, for "log out everywhere else"). Returns how many ended.
+    ///
+    /// # Errors
+    /// Store errors; sessions ended before the error stay ended.
+    pub fn terminate_all(&self, user: &str, except: Option<&Session>) -> Result<usize, Error> {
+        let now = self.clock.now();
+        let mut n = 0;
+        for (key, record) in self.store.sessions_of(user)? {
+            if except.is_some_and(|s| s.key == key) || record.user() != Some(user) {
+                continue;
+            }
+            if self.end(&key, EndReason::LogoutAll, now)? {
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Ends one of the user's sessions named by fingerprint (a "log out that
+    /// device" button). Only sessions bound to `user` are considered, so a
+    /// fingerprint from another account ends nothing. Returns whether one
+    /// ended.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub fn terminate_by_fingerprint(
+        &self,
+        user: &str,
+        fingerprint: Fingerprint,
+    ) -> Result<bool, Error> {
+        let now = self.clock.now();
+        for (key, record) in self.store.sessions_of(user)? {
+            if key.fingerprint() == fingerprint && record.user() == Some(user) {
+                return self.end(&key, EndReason::Logout, now);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Deletes every record whose retention has passed; returns how many.
+    ///
+    /// # Errors
+    /// Store errors.
+    pub fn purge_expired(&self) -> Result<usize, Error> {
+        Ok(self.store.purge_expired(self.clock.now())?)
+    }
+}
+
+impl<S: Store> SessionManager for StoreManager<S> {
+    fn create(&self, new: NewSession) -> Result<Issued, Error> {
+        self.create_at(new, self.clock.now())
+    }
+
+    fn load(&self, token: &str) -> Result<Loaded, Error> {
+        self.load_at(token, self.clock.now())
+    }
+
+    fn save(&self, session: &mut Session) -> Result<Option<Issued>, Error> {
+        self.save_at(session, self.clock.now())
+    }
+
+    fn rotate(&self, session: &mut Session) -> Result<Issued, Error> {
+        self.rotate_at(session, self.clock.now())
+    }
+
+    fn login(&self, session: &mut Session, user: &str) -> Result<Issued, Error> {
+        self.login_at(session, user, self.clock.now())
+    }
+
+    fn terminate(&self, session: &Session) -> Result<(), Error> {
+        self.terminate_at(session, self.clock.now())
+    }
+}

@@ -1,0 +1,384 @@
+//! Timeouts, rotation grace, limits: what a session is allowed to do.
+//!
+//! A [`Policy`] is built once and shared by a manager. Every nonsensical
+//! combination (a zero duration, an idle timeout longer than the absolute
+//! one, a touch interval that would never let a session slide) is a
+//! construction error, so a running manager never holds one.
+//!
+//! | preset | idle | absolute | source |
+//! |---|---|---|---|
+//! | [`Policy::owasp`] (the default) | 20 min | 8 h | OWASP Session Management Cheat Sheet |
+//! | [`Policy::nist_aal1`] | 30 days (none required) | 30 days | NIST SP 800-63B-4, AAL1 |
+//! | [`Policy::nist_aal2`] | 1 h | 24 h | NIST SP 800-63B-4, AAL2 |
+//! | [`Policy::nist_aal3`] | 15 min | 12 h | NIST SP 800-63B-4, AAL3 |
+
+use std::time::Duration;
+
+/// What happens when a user already has the most sessions the policy allows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum UserLimitAction {
+    /// End the user's oldest session (by creation time) to make room.
+    EvictOldest,
+    /// Refuse the new session with [`Error::UserLimit`](crate::Error::UserLimit).
+    Refuse,
+}
+
+/// What happens when a token retired by rotation is presented after the
+/// grace window.
+///
+/// Reuse of a retired token is a sign it was copied (RFC 9700 §4.14.2): the
+/// legitimate client moved on to the successor long ago.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ReuseResponse {
+    /// Refuse the old token and end the successor session too, so whoever
+    /// holds a stolen copy of either loses it. The default.
+    RevokeSuccessor,
+    /// Refuse the old token only.
+    RejectOnly,
+}
+
+/// Why a [`PolicyBuilder`] refused to build.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PolicyError {
+    /// A duration that must be positive is zero.
+    #[error("the {0} must be longer than zero")]
+    ZeroDuration(&'static str),
+    /// The idle timeout is longer than the absolute timeout.
+    #[error("the idle timeout ({idle:?}) is longer than the absolute timeout ({absolute:?})")]
+    IdleExceedsAbsolute {
+        /// The idle timeout given.
+        idle: Duration,
+        /// The absolute timeout given.
+        absolute: Duration,
+    },
+    /// The touch interval is not shorter than the idle timeout, so an
+    /// active session could expire between two recorded activities.
+    #[error("the touch interval ({touch:?}) must be shorter than the idle timeout ({idle:?})")]
+    TouchNotBelowIdle {
+        /// The touch interval given.
+        touch: Duration,
+        /// The idle timeout given.
+        idle: Duration,
+    },
+    /// The rotation grace is not shorter than the idle timeout.
+    #[error("the rotation grace ({grace:?}) must be shorter than the idle timeout ({idle:?})")]
+    GraceNotBelowIdle {
+        /// The grace given.
+        grace: Duration,
+        /// The idle timeout given.
+        idle: Duration,
+    },
+    /// A limit that must be at least one is zero.
+    #[error("the {0} must be at least 1")]
+    ZeroLimit(&'static str),
+}
+
+/// The rules a manager enforces on every session.
+///
+/// # Example
+/// ```
+/// use std::time::Duration;
+/// use latchkey::{Policy, PolicyError};
+///
+/// let p = Policy::builder()
+///     .with_idle_timeout(Duration::from_secs(600))
+///     .with_absolute_timeout(Duration::from_secs(4 * 3600))
+///     .build()?;
+/// assert_eq!(p.idle_timeout(), Duration::from_secs(600));
+///
+/// let bad = Policy::builder()
+///     .with_idle_timeout(Duration::from_secs(7200))
+///     .with_absolute_timeout(Duration::from_secs(3600))
+///     .build();
+/// assert!(matches!(bad, Err(PolicyError::IdleExceedsAbsolute { .. })));
+/// # Ok::<(), PolicyError>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Policy {
+    idle_timeout: Duration,
+    absolute_timeout: Duration,
+    rotation_grace: Duration,
+    touch_interval: Duration,
+    max_data_bytes: usize,
+    max_sessions_per_user: Option<usize>,
+    user_limit_action: UserLimitAction,
+    reuse_response: ReuseResponse,
+}
+
+const MIN: Duration = Duration::from_secs(60);
+const HOUR: Duration = Duration::from_secs(3600);
+
+impl Policy {
+    /// OWASP Session Management Cheat Sheet defaults: 20 minutes idle (the
+    /// cheat sheet gives 15–30 minutes for low-risk applications), 8 hours
+    /// absolute (the top of its 4–8 hour office-day range), 30 s rotation
+    /// grace, 60 s touch interval, 16 KiB of data, 32 sessions per user with
+    /// the oldest evicted, and reuse of a rotated token revoking its
+    /// successor.
+    pub fn owasp() -> Policy {
+        Policy {
+            idle_timeout: 20 * MIN,
+            absolute_timeout: 8 * HOUR,
+            rotation_grace: Duration::from_secs(30),
+            touch_interval: MIN,
+            max_data_bytes: 16 * 1024,
+            max_sessions_per_user: Some(32),
+            user_limit_action: UserLimitAction::EvictOldest,
+            reuse_response: ReuseResponse::RevokeSuccessor,
+        }
+    }
+
+    /// NIST SP 800-63B-4 AAL1: reauthentication at least every 30 days, no
+    /// idle requirement (so the idle timeout equals the absolute one).
+    pub fn nist_aal1() -> Policy {
+        Policy {
+            idle_timeout: 30 * 24 * HOUR,
+            absolute_timeout: 30 * 24 * HOUR,
+            ..Policy::owasp()
+        }
+    }
+
+    /// NIST SP 800-63B-4 AAL2: 24 hours absolute, 1 hour idle.
+    pub fn nist_aal2() -> Policy {
+        Policy {
+            idle_timeout: HOUR,
+            absolute_timeout: 24 * HOUR,
+            ..Policy::owasp()
+        }
+    }
+
+    /// NIST SP 800-63B-4 AAL3: 12 hours absolute, 15 minutes idle.
+    pub fn nist_aal3() -> Policy {
+        Policy {
+            idle_timeout: 15 * MIN,
+            absolute_timeout: 12 * HOUR,
+            ..Policy::owasp()
+        }
+    }
+
+    /// A builder starting from [`Policy::owasp`].
+    pub fn builder() -> PolicyBuilder {
+        PolicyBuilder(Policy::owasp())
+    }
+
+    /// A builder starting from this policy.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{Policy, UserLimitAction};
+    /// let p = Policy::nist_aal2().to_builder()
+    ///     .with_max_sessions_per_user(Some(3), UserLimitAction::Refuse)
+    ///     .build()?;
+    /// assert_eq!(p.max_sessions_per_user(), Some(3));
+    /// # Ok::<(), latchkey::PolicyError>(())
+    /// ```
+    pub fn to_builder(&self) -> PolicyBuilder {
+        PolicyBuilder(self.clone())
+    }
+
+    /// A session unused for this long ends.
+    pub fn idle_timeout(&self) -> Duration {
+        self.idle_timeout
+    }
+
+    /// A session ends this long after creation, however active it is.
+    pub fn absolute_timeout(&self) -> Duration {
+        self.absolute_timeout
+    }
+
+    /// How long a token retired by rotation still resolves to its successor.
+    pub fn rotation_grace(&self) -> Duration {
+        self.rotation_grace
+    }
+
+    /// A load records new activity only when the stored activity is at least
+    /// this old, so busy sessions do not write on every request. The idle
+    /// timeout is therefore enforced to within this interval.
+    pub fn touch_interval(&self) -> Duration {
+        self.touch_interval
+    }
+
+    /// The most bytes a session's encoded data may take.
+    pub fn max_data_bytes(&self) -> usize {
+        self.max_data_bytes
+    }
+
+    /// The most live sessions one user may have, if limited.
+    pub fn max_sessions_per_user(&self) -> Option<usize> {
+        self.max_sessions_per_user
+    }
+
+    /// What happens when the per-user limit is reached.
+    pub fn user_limit_action(&self) -> UserLimitAction {
+        self.user_limit_action
+    }
+
+    /// What happens when a rotated token is reused after the grace window.
+    pub fn reuse_response(&self) -> ReuseResponse {
+        self.reuse_response
+    }
+}
+
+impl Default for Policy {
+    fn default() -> Policy {
+        Policy::owasp()
+    }
+}
+
+/// Builds a [`Policy`], checking it as a whole in [`build`](Self::build).
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct PolicyBuilder(Policy);
+
+impl PolicyBuilder {
+    /// Sets the idle timeout.
+    pub fn with_idle_timeout(mut self, d: Duration) -> Self {
+        self.0.idle_timeout = d;
+        self
+    }
+
+    /// Sets the absolute timeout.
+    pub fn with_absolute_timeout(mut self, d: Duration) -> Self {
+        self.0.absolute_timeout = d;
+        self
+    }
+
+    /// Sets the rotation grace window.
+    pub fn with_rotation_grace(mut self, d: Duration) -> Self {
+        self.0.rotation_grace = d;
+        self
+    }
+
+    /// Sets the touch interval.
+    pub fn with_touch_interval(mut self, d: Duration) -> Self {
+        self.0.touch_interval = d;
+        self
+    }
+
+    /// Sets the most bytes of encoded session data.
+    pub fn with_max_data_bytes(mut self, n: usize) -> Self {
+        self.0.max_data_bytes = n;
+        self
+    }
+
+    /// Sets the per-user session limit (`None`: unlimited) and what happens
+    /// when it is reached.
+    pub fn with_max_sessions_per_user(
+        mut self,
+        max: Option<usize>,
+        action: UserLimitAction,
+    ) -> Self {
+        self.0.max_sessions_per_user = max;
+        self.0.user_limit_action = action;
+        self
+    }
+
+    /// Sets the response to reuse of a rotated token.
+    pub fn with_reuse_response(mut self, r: ReuseResponse) -> Self {
+        self.0.reuse_response = r;
+        self
+    }
+
+    /// Checks the policy as a whole.
+    ///
+    /// # Errors
+    /// [`PolicyError`] naming the first rule broken.
+    pub fn build(self) -> Result<Policy, PolicyError> {
+        let p = self.0;
+        for (name, d) in [
+            ("idle timeout", p.idle_timeout),
+            ("absolute timeout", p.absolute_timeout),
+            ("rotation grace", p.rotation_grace),
+            ("touch interval", p.touch_interval),
+        ] {
+            if d.is_zero() {
+                return Err(PolicyError::ZeroDuration(name));
+            }
+        }
+        if p.idle_timeout > p.absolute_timeout {
+            return Err(PolicyError::IdleExceedsAbsolute {
+                idle: p.idle_timeout,
+                absolute: p.absolute_timeout,
+            });
+        }
+        if p.touch_interval >= p.idle_timeout {
+            return Err(PolicyError::TouchNotBelowIdle {
+                touch: p.touch_interval,
+                idle: p.idle_timeout,
+            });
+        }
+        if p.rotation_grace >= p.idle_timeout {
+            return Err(PolicyError::GraceNotBelowIdle {
+                grace: p.rotation_grace,
+                idle: p.idle_timeout,
+            });
+        }
+        if p.max_data_bytes == 0 {
+            return Err(PolicyError::ZeroLimit("maximum data size"));
+        }
+        if p.max_sessions_per_user == Some(0) {
+            return Err(PolicyError::ZeroLimit("maximum sessions per user"));
+        }
+        Ok(p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presets_are_valid_and_match_their_standards() {
+        for p in [
+            Policy::owasp(),
+            Policy::nist_aal1(),
+            Policy::nist_aal2(),
+            Policy::nist_aal3(),
+        ] {
+            assert_eq!(p.to_builder().build(), Ok(p.clone()));
+        }
+        assert_eq!(Policy::nist_aal1().absolute_timeout(), 30 * 24 * HOUR);
+        assert_eq!(Policy::nist_aal2().absolute_timeout(), 24 * HOUR);
+        assert_eq!(Policy::nist_aal2().idle_timeout(), HOUR);
+        assert_eq!(Policy::nist_aal3().absolute_timeout(), 12 * HOUR);
+        assert_eq!(Policy::nist_aal3().idle_timeout(), 15 * MIN);
+        assert_eq!(Policy::default(), Policy::owasp());
+    }
+
+    #[test]
+    fn nonsensical_policies_are_refused() {
+        let b = Policy::builder;
+        assert_eq!(
+            b().with_idle_timeout(Duration::ZERO).build(),
+            Err(PolicyError::ZeroDuration("idle timeout"))
+        );
+        assert_eq!(
+            b().with_rotation_grace(Duration::ZERO).build(),
+            Err(PolicyError::ZeroDuration("rotation grace"))
+        );
+        assert!(matches!(
+            b().with_absolute_timeout(MIN).build(),
+            Err(PolicyError::IdleExceedsAbsolute { .. })
+        ));
+        assert!(matches!(
+            b().with_touch_interval(HOUR).build(),
+            Err(PolicyError::TouchNotBelowIdle { .. })
+        ));
+        assert!(matches!(
+            b().with_rotation_grace(HOUR).build(),
+            Err(PolicyError::GraceNotBelowIdle { .. })
+        ));
+        assert_eq!(
+            b().with_max_data_bytes(0).build(),
+            Err(PolicyError::ZeroLimit("maximum data size"))
+        );
+        assert_eq!(
+            b().with_max_sessions_per_user(Some(0), UserLimitAction::Refuse)
+                .build(),
+            Err(PolicyError::ZeroLimit("maximum sessions per user"))
+        );
+    }
+}

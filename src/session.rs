@@ -1,0 +1,439 @@
+//! Sessions as the application sees them, and what a manager hands back.
+
+use std::fmt;
+use std::sync::{Arc, OnceLock};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+
+use crate::clock::Timestamp;
+use crate::error::Error;
+use crate::id::{Fingerprint, SessionId, StoreKey};
+
+/// A session's key/value data: a JSON object.
+///
+/// Kept as its encoded text and parsed only when first read, so loading a
+/// session whose data the request never touches costs no JSON parsing.
+#[derive(Clone, Default)]
+pub struct SessionData {
+    /// The encoded object; stale while `dirty`.
+    raw: Arc<str>,
+    /// The parsed object, filled on first access.
+    map: OnceLock<Map<String, Value>>,
+    /// Whether `map` has changes `raw` lacks.
+    dirty: bool,
+}
+
+impl SessionData {
+    /// Data holding the given object.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::SessionData;
+    /// let mut m = serde_json::Map::new();
+    /// m.insert("theme".into(), "dark".into());
+    /// let data = SessionData::from_map(m);
+    /// assert_eq!(data.encoded().as_ref(), r#"{"theme":"dark"}"#);
+    /// ```
+    pub fn from_map(map: Map<String, Value>) -> SessionData {
+        let raw: Arc<str> = Value::Object(map).to_string().into();
+        SessionData {
+            raw,
+            map: OnceLock::new(),
+            dirty: false,
+        }
+    }
+
+    /// The encoded JSON object.
+    pub fn encoded(&self) -> Arc<str> {
+        if self.dirty {
+            match self.map.get() {
+                Some(m) => Arc::from(serde_json::to_string(m).unwrap_or_else(|_| "{}".into())),
+                None => self.raw.clone(),
+            }
+        } else {
+            self.raw.clone()
+        }
+    }
+
+    /// Clean data with the same content, holding only its encoding: what a
+    /// manager hands to a store.
+    pub(crate) fn to_stored(&self) -> SessionData {
+        SessionData {
+            raw: self.encoded(),
+            map: OnceLock::new(),
+            dirty: false,
+        }
+    }
+
+    fn map(&self) -> &Map<String, Value> {
+        self.map.get_or_init(|| {
+            // Every constructor leaves `raw` a valid JSON object (from_map
+            // encodes one; Deserialize checks), so this parse cannot fail.
+            serde_json::from_str(&self.raw).unwrap_or_default()
+        })
+    }
+
+    fn map_mut(&mut self) -> &mut Map<String, Value> {
+        self.map();
+        self.dirty = true;
+        // map() just initialized the cell.
+        match self.map.get_mut() {
+            Some(m) => m,
+            None => unreachable!("OnceLock initialized above"),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        if self.dirty || self.map.get().is_some() {
+            self.map().is_empty()
+        } else {
+            &*self.raw == "{}" || self.raw.is_empty()
+        }
+    }
+}
+
+impl PartialEq for SessionData {
+    fn eq(&self, other: &SessionData) -> bool {
+        self.map() == other.map()
+    }
+}
+
+impl fmt::Debug for SessionData {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Data is the application's business and may hold secrets (CSRF
+        // tokens, OAuth state): show its size and keys, not its values.
+        f.debug_struct("SessionData")
+            .field("bytes", &self.encoded().len())
+            .field("keys", &self.map().keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl Serialize for SessionData {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let enc = self.encoded();
+        let raw = if enc.is_empty() { "{}" } else { &enc };
+        match serde_json::from_str::<&RawValue>(raw) {
+            Ok(v) => v.serialize(s),
+            Err(e) => Err(serde::ser::Error::custom(e)),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for SessionData {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<SessionData, D::Error> {
+        let map = Map::<String, Value>::deserialize(d)?;
+        let raw: Arc<str> = Value::Object(map.clone()).to_string().into();
+        Ok(SessionData {
+            raw,
+            map: OnceLock::from(map),
+            dirty: false,
+        })
+    }
+}
+
+/// What to create: the optional user and device label, and initial data.
+///
+/// # Example
+/// ```
+/// use latchkey::NewSession;
+/// let new = NewSession::new()
+///     .with_user("alice")
+///     .with_device("Firefox on Linux")
+///     .with_value("theme", &"dark")?;
+/// # Ok::<(), latchkey::Error>(())
+/// ```
+#[derive(Clone, Debug, Default)]
+#[must_use]
+pub struct NewSession {
+    pub(crate) user: Option<String>,
+    pub(crate) device: Option<String>,
+    pub(crate) data: Map<String, Value>,
+}
+
+impl NewSession {
+    /// An anonymous session with no data.
+    pub fn new() -> NewSession {
+        NewSession::default()
+    }
+
+    /// Binds the session to a user who just authenticated: the session's
+    /// authentication time is its creation time.
+    pub fn with_user(mut self, user: impl Into<String>) -> NewSession {
+        self.user = Some(user.into());
+        self
+    }
+
+    /// Labels the device or client.
+    pub fn with_device(mut self, device: impl Into<String>) -> NewSession {
+        self.device = Some(device.into());
+        self
+    }
+
+    /// Adds an initial data value.
+    ///
+    /// # Errors
+    /// [`Error::Data`] if the value does not serialize to JSON.
+    pub fn with_value<T: Serialize + ?Sized>(
+        mut self,
+        key: &str,
+        value: &T,
+    ) -> Result<NewSession, Error> {
+        let v = serde_json::to_value(value).map_err(|source| Error::Data {
+            key: key.into(),
+            source,
+        })?;
+        self.data.insert(key.into(), v);
+        Ok(self)
+    }
+}
+
+/// A loaded session: metadata and data.
+///
+/// It never holds the token in readable form; `Debug` shows the fingerprint.
+/// Change data with [`insert`](Self::insert) and [`remove`](Self::remove),
+/// then hand it to the manager's `save`.
+///
+/// # Example
+/// ```
+/// use latchkey::{MemoryStore, NewSession, SessionManager, StoreManager};
+///
+/// let manager = StoreManager::new(MemoryStore::new());
+/// let issued = manager.create(NewSession::new())?;
+/// let mut session = manager.load(issued.token())?.session;
+/// session.insert("cart", &vec![3, 5])?;
+/// manager.save(&mut session)?;
+///
+/// let again = manager.load(issued.token())?.session;
+/// assert_eq!(again.get::<Vec<u32>>("cart")?, Some(vec![3, 5]));
+/// # Ok::<(), latchkey::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Session {
+    pub(crate) id: Option<SessionId>,
+    pub(crate) key: StoreKey,
+    pub(crate) version: u64,
+    pub(crate) created_at: Timestamp,
+    pub(crate) last_seen: Timestamp,
+    pub(crate) auth_at: Option<Timestamp>,
+    pub(crate) absolute_deadline: Timestamp,
+    pub(crate) idle_deadline: Timestamp,
+    pub(crate) user: Option<String>,
+    pub(crate) device: Option<String>,
+    pub(crate) data: SessionData,
+}
+
+impl Session {
+    /// The log-safe name of this session.
+    pub fn fingerprint(&self) -> Fingerprint {
+        self.key.fingerprint()
+    }
+
+    /// The store key (not secret).
+    pub fn store_key(&self) -> &StoreKey {
+        &self.key
+    }
+
+    /// The store version this copy was loaded at.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// When the session was created (rotation keeps this).
+    pub fn created_at(&self) -> Timestamp {
+        self.created_at
+    }
+
+    /// The last recorded activity.
+    pub fn last_seen(&self) -> Timestamp {
+        self.last_seen
+    }
+
+    /// When the user last authenticated in this session, for step-up checks
+    /// ("re-enter your password if you logged in over 10 minutes ago").
+    pub fn authenticated_at(&self) -> Option<Timestamp> {
+        self.auth_at
+    }
+
+    /// When the session ends however active it is.
+    pub fn absolute_deadline(&self) -> Timestamp {
+        self.absolute_deadline
+    }
+
+    /// When the session ends if unused from now on.
+    pub fn idle_deadline(&self) -> Timestamp {
+        self.idle_deadline
+    }
+
+    /// The authenticated user, if any.
+    pub fn user(&self) -> Option<&str> {
+        self.user.as_deref()
+    }
+
+    /// The device label, if any.
+    pub fn device(&self) -> Option<&str> {
+        self.device.as_deref()
+    }
+
+    /// Whether the data changed since the session was loaded or saved.
+    pub fn is_modified(&self) -> bool {
+        self.data.dirty
+    }
+
+    /// Reads a data value as `T`; `Ok(None)` if absent.
+    ///
+    /// # Errors
+    /// [`Error::Data`] if the stored value does not decode as `T`.
+    pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, Error> {
+        match self.data.map().get(key) {
+            None => Ok(None),
+            Some(v) => T::deserialize(v).map(Some).map_err(|source| Error::Data {
+                key: key.into(),
+                source,
+            }),
+        }
+    }
+
+    /// Sets a data value.
+    ///
+    /// # Errors
+    /// [`Error::Data`] if the value does not encode as JSON; the data is then
+    /// unchanged.
+    pub fn insert<T: Serialize + ?Sized>(&mut self, key: &str, value: &T) -> Result<(), Error> {
+        let v = serde_json::to_value(value).map_err(|source| Error::Data {
+            key: key.into(),
+            source,
+        })?;
+        self.data.map_mut().insert(key.into(), v);
+        Ok(())
+    }
+
+    /// Removes a data value; returns whether it was there.
+    pub fn remove(&mut self, key: &str) -> bool {
+        if !self.data.map().contains_key(key) {
+            return false;
+        }
+        self.data.map_mut().remove(key).is_some()
+    }
+
+    /// Removes all data.
+    pub fn clear(&mut self) {
+        if !self.data.is_empty() {
+            self.data.map_mut().clear();
+        }
+    }
+
+    /// The data keys.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.data.map().keys().map(String::as_str)
+    }
+
+    /// The data, encoded.
+    pub fn data(&self) -> &SessionData {
+        &self.data
+    }
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            .field("fingerprint", &self.fingerprint())
+            .field("version", &self.version)
+            .field("created_at", &self.created_at)
+            .field("last_seen", &self.last_seen)
+            .field("auth_at", &self.auth_at)
+            .field("idle_deadline", &self.idle_deadline)
+            .field("absolute_deadline", &self.absolute_deadline)
+            .field("user", &self.user)
+            .field("device", &self.device)
+            .field("data", &self.data)
+            .finish()
+    }
+}
+
+/// A token just issued, to send to the client, with its deadlines.
+///
+/// `Debug` shows the fingerprint, never the token. Send
+/// [`token`](Self::token) to the client as its cookie.
+#[derive(Clone)]
+pub struct Issued {
+    pub(crate) token: String,
+    pub(crate) fingerprint: Fingerprint,
+    pub(crate) idle_deadline: Timestamp,
+    pub(crate) absolute_deadline: Timestamp,
+}
+
+impl Issued {
+    /// Assembles an issued token. For [`SessionManager`](crate::SessionManager)
+    /// implementations outside this crate.
+    pub fn new(
+        token: String,
+        fingerprint: Fingerprint,
+        idle_deadline: Timestamp,
+        absolute_deadline: Timestamp,
+    ) -> Issued {
+        Issued {
+            token,
+            fingerprint,
+            idle_deadline,
+            absolute_deadline,
+        }
+    }
+
+    /// The secret token: the cookie value. Send it to the client and nowhere
+    /// else.
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// The log-safe name of the session.
+    pub fn fingerprint(&self) -> Fingerprint {
+        self.fingerprint
+    }
+
+    /// When the session ends if unused.
+    pub fn idle_deadline(&self) -> Timestamp {
+        self.idle_deadline
+    }
+
+    /// When the session ends however active it is: the latest a persistent
+    /// cookie should live.
+    pub fn absolute_deadline(&self) -> Timestamp {
+        self.absolute_deadline
+    }
+}
+
+impl fmt::Debug for Issued {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Issued")
+            .field("token", &"<redacted>")
+            .field("fingerprint", &self.fingerprint)
+            .field("idle_deadline", &self.idle_deadline)
+            .field("absolute_deadline", &self.absolute_deadline)
+            .finish()
+    }
+}
+
+/// The result of a load: the session, and a token to reissue if the client's
+/// cookie must change.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Loaded {
+    /// The session.
+    pub session: Session,
+    /// `Some` when the client should be sent a new cookie with this token:
+    /// it presented a token retired by a rotation within the grace window
+    /// (a concurrent request rotated it), or a stateless ticket was renewed.
+    pub reissue: Option<Issued>,
+}
+
+impl Loaded {
+    /// Assembles a load result. For [`SessionManager`](crate::SessionManager)
+    /// implementations outside this crate.
+    pub fn new(session: Session, reissue: Option<Issued>) -> Loaded {
+        Loaded { session, reissue }
+    }
+}

@@ -1,0 +1,389 @@
+//! Where sessions live: the [`Store`] trait, its records, and the backends.
+//!
+//! A store is a small, synchronous, object-safe key-value contract. It knows
+//! nothing of tokens, policies or clocks beyond a record's `expires_at`: the
+//! manager decides, the store keeps. Keys are [`StoreKey`]s, SHA-256 hashes
+//! of session IDs, so nothing a store holds can be replayed as a cookie.
+//!
+//! # Implementing a store
+//!
+//! ```
+//! use std::collections::HashMap;
+//! use parking_lot::Mutex;
+//! use latchkey::{Record, Store, StoreError, StoreKey, Timestamp};
+//!
+//! /// One lock around one map: correct, simple, slow under contention.
+//! #[derive(Debug, Default)]
+//! struct Simple(Mutex<HashMap<StoreKey, Record>>);
+//!
+//! impl Store for Simple {
+//!     fn insert(&self, key: &StoreKey, record: &Record) -> Result<(), StoreError> {
+//!         let mut m = self.0.lock();
+//!         if m.contains_key(key) {
+//!             return Err(StoreError::Exists);
+//!         }
+//!         m.insert(*key, record.clone());
+//!         Ok(())
+//!     }
+//!     fn get(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
+//!         Ok(self.0.lock().get(key).cloned())
+//!     }
+//!     fn replace(&self, key: &StoreKey, expected: u64, record: &Record) -> Result<(), StoreError> {
+//!         let mut m = self.0.lock();
+//!         match m.get_mut(key) {
+//!             None => Err(StoreError::NotFound),
+//!             Some(r) if r.version != expected => Err(StoreError::Conflict),
+//!             Some(r) => { *r = record.clone(); Ok(()) }
+//!         }
+//!     }
+//!     fn touch(&self, key: &StoreKey, last_seen: Timestamp, expires_at: Timestamp) -> Result<bool, StoreError> {
+//!         Ok(self.0.lock().get_mut(key).is_some_and(|r| r.touch(last_seen, expires_at)))
+//!     }
+//!     fn rotate(&self, old: &StoreKey, expected: u64, retired: &Record, new: &StoreKey, record: &Record) -> Result<(), StoreError> {
+//!         let mut m = self.0.lock();
+//!         match m.get(old) {
+//!             None => return Err(StoreError::NotFound),
+//!             Some(r) if r.version != expected => return Err(StoreError::Conflict),
+//!             Some(_) if m.contains_key(new) => return Err(StoreError::Exists),
+//!             Some(_) => {}
+//!         }
+//!         m.insert(*old, retired.clone());
+//!         m.insert(*new, record.clone());
+//!         Ok(())
+//!     }
+//!     fn remove(&self, key: &StoreKey) -> Result<bool, StoreError> {
+//!         Ok(self.0.lock().remove(key).is_some())
+//!     }
+//!     fn sessions_of(&self, user: &str) -> Result<Vec<(StoreKey, Record)>, StoreError> {
+//!         Ok(self.0.lock().iter()
+//!             .filter(|(_, r)| r.user() == Some(user))
+//!             .map(|(k, r)| (*k, r.clone()))
+//!             .collect())
+//!     }
+//!     fn purge_expired(&self, now: Timestamp) -> Result<usize, StoreError> {
+//!         let mut m = self.0.lock();
+//!         let before = m.len();
+//!         m.retain(|_, r| r.expires_at > now);
+//!         Ok(before - m.len())
+//!     }
+//! }
+//!
+//! # use latchkey::{NewSession, SessionManager, StoreManager};
+//! let manager = StoreManager::new(Simple::default());
+//! let issued = manager.create(NewSession::new())?;
+//! assert!(manager.load(issued.token()).is_ok());
+//! # Ok::<(), latchkey::Error>(())
+//! ```
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Timestamp;
+use crate::id::{Fingerprint, SealedId, StoreKey};
+use crate::session::SessionData;
+
+pub mod memory;
+
+/// Why a session was ended on purpose.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum EndReason {
+    /// The user logged out of this session.
+    Logout,
+    /// The user (or an administrator) ended all of the user's sessions.
+    LogoutAll,
+    /// The per-user session limit made room for a newer session.
+    Evicted,
+    /// A rotated predecessor of this session was reused after its grace
+    /// window, so this session was revoked as possibly stolen.
+    ReuseDetected,
+    /// Another user logged in on this session; the new login got a fresh one.
+    Replaced,
+}
+
+impl fmt::Display for EndReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            EndReason::Logout => "logged out",
+            EndReason::LogoutAll => "logged out everywhere",
+            EndReason::Evicted => "evicted by the per-user session limit",
+            EndReason::ReuseDetected => "revoked after a rotated token was reused",
+            EndReason::Replaced => "replaced by another user's login",
+        })
+    }
+}
+
+/// The metadata and data of a live session, as a store keeps it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LiveSession {
+    /// When the session was created; rotation keeps it.
+    pub created_at: Timestamp,
+    /// The last recorded activity.
+    pub last_seen: Timestamp,
+    /// When the user last authenticated, if ever.
+    pub auth_at: Option<Timestamp>,
+    /// created_at + absolute timeout: no activity moves it.
+    pub absolute_deadline: Timestamp,
+    /// The user bound by login, if any.
+    pub user: Option<String>,
+    /// A label for the device or client, e.g. a browser name.
+    pub device: Option<String>,
+    /// Application data.
+    pub data: SessionData,
+}
+
+/// What a record says about its key.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum RecordState {
+    /// A live session.
+    Live(LiveSession),
+    /// The key was retired by rotation; kept to resolve in-flight requests
+    /// during the grace window and to detect reuse after it.
+    Rotated {
+        /// The successor's store key.
+        successor: StoreKey,
+        /// The successor's ID, sealed with the retired ID.
+        sealed_successor: SealedId,
+        /// When the rotation happened.
+        at: Timestamp,
+        /// Until when the retired token still resolves to the successor.
+        grace_until: Timestamp,
+    },
+    /// The session was ended; kept so later loads can say why.
+    Ended {
+        /// Why it ended.
+        reason: EndReason,
+        /// When.
+        at: Timestamp,
+    },
+}
+
+/// A store's unit: one key's versioned state and when it may be forgotten.
+///
+/// Stores encode it with serde (JSON in the file store and Redis).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    /// Bumped on every change the manager makes; the basis of versioned saves.
+    pub version: u64,
+    /// After this instant the record is dead and the store may delete it.
+    pub expires_at: Timestamp,
+    /// The state.
+    pub state: RecordState,
+}
+
+impl Record {
+    /// The user a live record is bound to; `None` for anonymous or non-live
+    /// records. A store's per-user index holds exactly the keys for which
+    /// this is `Some`.
+    pub fn user(&self) -> Option<&str> {
+        match &self.state {
+            RecordState::Live(s) => s.user.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// Whether this is a live session.
+    pub fn is_live(&self) -> bool {
+        matches!(self.state, RecordState::Live(_))
+    }
+
+    /// Applies a touch: for a live record whose `last_seen` is older, sets
+    /// `last_seen` and raises `expires_at` (never lowers either). Returns
+    /// whether the record is live. Stores call this to implement
+    /// [`Store::touch`].
+    pub fn touch(&mut self, last_seen: Timestamp, expires_at: Timestamp) -> bool {
+        match &mut self.state {
+            RecordState::Live(s) => {
+                if last_seen > s.last_seen {
+                    s.last_seen = last_seen;
+                }
+                if expires_at > self.expires_at {
+                    self.expires_at = expires_at;
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// `insert` found the key already present.
+    #[error("a record with this key already exists")]
+    Exists,
+    /// A versioned write found another version.
+    #[error("the record changed since it was read")]
+    Conflict,
+    /// The key has no record.
+    #[error("no record has this key")]
+    NotFound,
+    /// The store is at its configured capacity and refuses new sessions
+    /// rather than silently evicting live ones.
+    #[error("the store is at its capacity of {capacity} records")]
+    Full {
+        /// The configured capacity.
+        capacity: usize,
+    },
+    /// One record could not be decoded. Only that session is affected.
+    #[error("the record of session {key} is corrupt")]
+    Corrupt {
+        /// The affected session.
+        key: Fingerprint,
+        /// What was wrong with it.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// An I/O operation failed.
+    #[error("I/O error")]
+    Io(#[source] std::io::Error),
+    /// The backend cannot be reached or refused to serve.
+    #[error("the store is unavailable")]
+    Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl From<std::io::Error> for StoreError {
+    fn from(e: std::io::Error) -> StoreError {
+        StoreError::Io(e)
+    }
+}
+
+impl StoreError {
+    /// Whether this is a corrupt record (a rejection of that one session,
+    /// not a failure of the store).
+    pub fn is_corrupt(&self) -> bool {
+        matches!(self, StoreError::Corrupt { .. })
+    }
+}
+
+/// A session store: synchronous, object-safe, shareable across threads.
+///
+/// # Contract
+/// - **Keys come from untrusted input.** A key is a hash of whatever token a
+///   client presented; a store must not assume it exists, and must never
+///   build anything but its own fixed-format names from it (hex for files).
+/// - **`insert` fails on an existing key** ([`StoreError::Exists`]), whatever
+///   state the existing record is in.
+/// - **Writes are versioned**: `replace` and `rotate` succeed only when the
+///   stored version equals `expected` and fail with
+///   [`StoreError::Conflict`] otherwise, [`StoreError::NotFound`] when the
+///   key is missing. No write from a stale copy lands.
+/// - **`touch` records activity without changing the version**, so a busy
+///   session's loads do not make its saves conflict.
+/// - **`rotate` is atomic**: other readers see either the old record and no
+///   new one, or the retired record and the new one; never a mix.
+/// - **`remove` really deletes**; a later `get` returns `None`.
+/// - **`sessions_of(user)` lists the live records bound to `user`** (those
+///   whose [`Record::user`] is `Some(user)`), possibly including expired
+///   ones not yet purged; the manager filters by time.
+/// - **`purge_expired(now)` deletes every record with `expires_at <= now`**.
+///   Stores may also delete such records at any other time.
+/// - **Failures are errors, never panics**, and a corrupt record is
+///   [`StoreError::Corrupt`] for that key only.
+pub trait Store: fmt::Debug + Send + Sync {
+    /// Adds a record under a new key.
+    ///
+    /// # Errors
+    /// [`StoreError::Exists`] if the key has a record; [`StoreError::Full`]
+    /// at capacity; backend errors.
+    fn insert(&self, key: &StoreKey, record: &Record) -> Result<(), StoreError>;
+
+    /// The record under `key`, if any.
+    ///
+    /// # Errors
+    /// [`StoreError::Corrupt`] if it cannot be decoded; backend errors.
+    fn get(&self, key: &StoreKey) -> Result<Option<Record>, StoreError>;
+
+    /// Replaces the record under `key` if its version is `expected`.
+    ///
+    /// # Errors
+    /// [`StoreError::Conflict`], [`StoreError::NotFound`], backend errors.
+    fn replace(&self, key: &StoreKey, expected: u64, record: &Record) -> Result<(), StoreError>;
+
+    /// Records activity on a live record as [`Record::touch`] does, without
+    /// changing its version. Returns `false` if the key is missing or not
+    /// live.
+    ///
+    /// # Errors
+    /// Backend errors.
+    fn touch(
+        &self,
+        key: &StoreKey,
+        last_seen: Timestamp,
+        expires_at: Timestamp,
+    ) -> Result<bool, StoreError>;
+
+    /// Atomically replaces `old` (at version `expected`) with `retired` and
+    /// inserts `record` under `new`.
+    ///
+    /// # Errors
+    /// [`StoreError::Conflict`] or [`StoreError::NotFound`] for `old`,
+    /// [`StoreError::Exists`] for `new`, backend errors; on any error
+    /// neither key changed.
+    fn rotate(
+        &self,
+        old: &StoreKey,
+        expected: u64,
+        retired: &Record,
+        new: &StoreKey,
+        record: &Record,
+    ) -> Result<(), StoreError>;
+
+    /// Deletes the record under `key`; returns whether there was one.
+    ///
+    /// # Errors
+    /// Backend errors.
+    fn remove(&self, key: &StoreKey) -> Result<bool, StoreError>;
+
+    /// The live records bound to `user`.
+    ///
+    /// # Errors
+    /// Backend errors.
+    fn sessions_of(&self, user: &str) -> Result<Vec<(StoreKey, Record)>, StoreError>;
+
+    /// Deletes every record with `expires_at <= now`; returns how many.
+    ///
+    /// # Errors
+    /// Backend errors.
+    fn purge_expired(&self, now: Timestamp) -> Result<usize, StoreError>;
+}
+
+macro_rules! forward_store {
+    ($($ptr:ty),*) => {$(
+        impl<S: Store + ?Sized> Store for $ptr {
+            fn insert(&self, key: &StoreKey, record: &Record) -> Result<(), StoreError> {
+                (**self).insert(key, record)
+            }
+            fn get(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
+                (**self).get(key)
+            }
+            fn replace(&self, key: &StoreKey, expected: u64, record: &Record) -> Result<(), StoreError> {
+                (**self).replace(key, expected, record)
+            }
+            fn touch(&self, key: &StoreKey, last_seen: Timestamp, expires_at: Timestamp) -> Result<bool, StoreError> {
+                (**self).touch(key, last_seen, expires_at)
+            }
+            fn rotate(&self, old: &StoreKey, expected: u64, retired: &Record, new: &StoreKey, record: &Record) -> Result<(), StoreError> {
+                (**self).rotate(old, expected, retired, new, record)
+            }
+            fn remove(&self, key: &StoreKey) -> Result<bool, StoreError> {
+                (**self).remove(key)
+            }
+            fn sessions_of(&self, user: &str) -> Result<Vec<(StoreKey, Record)>, StoreError> {
+                (**self).sessions_of(user)
+            }
+            fn purge_expired(&self, now: Timestamp) -> Result<usize, StoreError> {
+                (**self).purge_expired(now)
+            }
+        }
+    )*};
+}
+
+forward_store!(Box<S>, Arc<S>);
