@@ -1,0 +1,159 @@
+//! Fixtures shared by latchkey's benches and the peer benches
+//! (`peers/`, which includes this file by path so both measure latchkey
+//! the same way).
+//!
+//! Every benchmark gets the same payload, a three-entry data map
+//! ([`payload`]), and the same access pattern: live sessions seeded up
+//! front, then loads at pseudo-random positions ([`Walk`]) so that a run over
+//! a million sessions misses the CPU caches the way a real server does,
+//! instead of hitting the same few records.
+#![allow(dead_code)]
+
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use latchkey::{Clock, ManualClock, MemoryStore, NewSession, SessionManager, StoreManager};
+use serde_json::{Map, Value, json};
+
+/// The payload every benchmark stores: three entries, about 60 bytes of JSON
+/// (a user id, a preference and a CSRF token), typical of a web session.
+pub fn payload() -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert("user_id".into(), json!(4_200_042));
+    m.insert("theme".into(), json!("dark"));
+    m.insert("csrf".into(), json!("vQ3kR9zX2mL7pT5wY8nB4c"));
+    m
+}
+
+/// A cheap deterministic walk over `0..n` (xorshift64), so every library
+/// is probed in the same scattered order at the same cost (about 1 ns).
+#[derive(Clone, Debug)]
+pub struct Walk {
+    state: u64,
+    n: usize,
+}
+
+impl Walk {
+    /// A walk over `0..n` from `seed` (non-zero).
+    pub fn new(n: usize, seed: u64) -> Walk {
+        Walk { state: seed | 1, n }
+    }
+
+    /// The next index.
+    #[inline]
+    pub fn next_index(&mut self) -> usize {
+        let mut x = self.state;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.state = x;
+        // Multiply-shift: uniform enough and free of a division.
+        ((u128::from(x) * self.n as u128) >> 64) as usize
+    }
+}
+
+/// Cookie values of equal length packed in one buffer, so that reading the
+/// i-th costs what reading a request's header does (no pointer chase to a
+/// separate allocation per token, which would add a cache miss that a real
+/// request, whose header was just parsed, does not pay).
+#[derive(Clone, Debug, Default)]
+pub struct Tokens {
+    buf: String,
+    width: usize,
+}
+
+impl Tokens {
+    /// Room for `n` tokens of `width` bytes.
+    pub fn with_capacity(n: usize, width: usize) -> Tokens {
+        Tokens {
+            buf: String::with_capacity(n * width),
+            width,
+        }
+    }
+
+    /// Appends a token of the declared width.
+    pub fn push(&mut self, token: &str) {
+        assert_eq!(token.len(), self.width, "tokens must have equal length");
+        self.buf.push_str(token);
+    }
+
+    /// The i-th token.
+    #[inline]
+    pub fn get(&self, i: usize) -> &str {
+        &self.buf[i * self.width..(i + 1) * self.width]
+    }
+
+    /// How many tokens there are.
+    pub fn len(&self) -> usize {
+        self.buf.len() / self.width.max(1)
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+}
+
+/// Our side: a manager over a [`MemoryStore`] on a frozen clock (so no load
+/// is slowed by a touch: touches are one write per session per touch
+/// interval, not the steady state), with `n` live anonymous sessions holding
+/// [`payload`], and their tokens.
+pub fn seed_latchkey(n: usize) -> (StoreManager<MemoryStore>, Tokens) {
+    let clock = ManualClock::starting_now();
+    let shared: Arc<dyn Clock> = Arc::new(clock);
+    let manager =
+        StoreManager::new(MemoryStore::new().with_clock(shared.clone())).with_clock(shared);
+    let new = new_session();
+    let mut tokens = Tokens::with_capacity(n, 43);
+    for _ in 0..n {
+        match manager.create(new.clone()) {
+            Ok(issued) => tokens.push(issued.token()),
+            Err(e) => panic!("seeding failed: {e}"),
+        }
+    }
+    (manager, tokens)
+}
+
+/// An anonymous [`NewSession`] holding [`payload`].
+pub fn new_session() -> NewSession {
+    let mut s = NewSession::new();
+    for (k, v) in payload() {
+        s = match s.with_value(&k, &v) {
+            Ok(s) => s,
+            Err(e) => panic!("payload does not encode: {e}"),
+        };
+    }
+    s
+}
+
+/// Runs `per_thread(thread_index, iters)` on two threads started together
+/// and returns the wall time until the slower one finished: with one
+/// operation per thread per iteration, criterion's throughput (declared as
+/// two elements per iteration) is the aggregate rate.
+pub fn two_threads<F>(iters: u64, per_thread: F) -> Duration
+where
+    F: Fn(usize, u64) + Sync,
+{
+    let barrier = Barrier::new(2);
+    let times: Vec<Duration> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..2)
+            .map(|t| {
+                let (barrier, per_thread) = (&barrier, &per_thread);
+                s.spawn(move || {
+                    barrier.wait();
+                    let start = Instant::now();
+                    per_thread(t, iters);
+                    start.elapsed()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| match h.join() {
+                Ok(d) => d,
+                Err(_) => panic!("bench thread panicked"),
+            })
+            .collect()
+    });
+    times.into_iter().max().unwrap_or_default()
+}

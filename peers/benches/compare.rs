@@ -1,0 +1,371 @@
+//! latchkey beside its peers and the floors, in one criterion run.
+//!
+//! ```text
+//! cargo bench -p latchkey-peers --bench compare
+//! cargo bench -p latchkey-peers --bench compare -- --warm-up-time 1 --measurement-time 3 'load_100k/'
+//! ```
+//!
+//! Every case works on the same payload (a three-entry data map, see
+//! `latchkey_peers::payload`) and asserts its result inside the timed loop,
+//! so nothing is optimized away and a broken case fails loudly.
+//!
+//! Groups (`group/case`):
+//! - `load_100k`, `load_1m`: resolve a cookie value to its session with 100k
+//!   or 1M sessions live, probing them in a scattered order. `*_1t` on one
+//!   thread; `*_2t` on two threads sharing one store, reported as aggregate
+//!   throughput (each iteration is one load on each thread).
+//!   - `latchkey_*`: `StoreManager<MemoryStore>::load(token)`.
+//!   - `tower_sessions_*`: `Id::from_str(cookie)` then
+//!     `tower_sessions_memory_store::MemoryStore::load`, awaited on a tokio
+//!     current-thread runtime (one runtime per thread).
+//!   - `floor_*`: the work no server-side store can skip: SHA-256 of the
+//!     32-byte ID, then a lookup in a `parking_lot::RwLock<HashMap>` copying
+//!     the value out.
+//! - `save_100k`: write changed data back (one value changed per save).
+//! - `stateless`: signed-cookie and JWT peers for the ticket manager.
+//!   - `cookie_signed_add_get`: the `cookie` crate's `SignedJar` add then get
+//!     of the JSON-encoded payload.
+//!   - `jwt_hs256_encode`, `jwt_hs256_decode`: jsonwebtoken HS256 with the
+//!     payload plus `exp`, decode validating `exp`.
+//!   - `floor_b64url_hmac`: base64url-decode 43 characters to 32 bytes and
+//!     HMAC-SHA256 them.
+//! - `id`: `latchkey_generate_encode` (`SessionId::generate().to_token()`)
+//!   against `floor_threadrng_b64url` (ThreadRng 32 bytes + base64url).
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::hint::black_box;
+use std::str::FromStr as _;
+use std::time::Instant;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
+use hmac::{KeyInit as _, Mac as _};
+use latchkey::{SessionId, SessionManager as _};
+use latchkey_peers::{
+    Walk, current_thread_runtime, payload, seed_latchkey, seed_tower, tower_record, two_threads,
+};
+use parking_lot::RwLock;
+use rand::Rng as _;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use sha2::{Digest as _, Sha256};
+use tower_sessions_core::SessionStore as _;
+use tower_sessions_core::session::Id;
+
+/// The floor's value: a fixed-size copy, no allocation.
+#[derive(Clone, Copy)]
+struct FloorValue([u64; 8]);
+
+/// SHA-256 output is uniform: hash by 8 of its bytes (latchkey's
+/// `MemoryStore` does the same), so the floor does not pay for SipHash.
+#[derive(Default)]
+struct FirstBytes(u64);
+
+impl Hasher for FirstBytes {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        if bytes.len() >= 8 {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&bytes[..8]);
+            self.0 = u64::from_le_bytes(b);
+        }
+    }
+}
+
+type FloorMap = RwLock<HashMap<[u8; 32], FloorValue, BuildHasherDefault<FirstBytes>>>;
+
+fn seed_floor(n: usize) -> (FloorMap, Vec<[u8; 32]>) {
+    let mut map = HashMap::with_capacity_and_hasher(n, BuildHasherDefault::default());
+    let mut ids = Vec::with_capacity(n);
+    let mut rng = rand::rng();
+    for i in 0..n {
+        let mut id = [0u8; 32];
+        rng.fill_bytes(&mut id);
+        map.insert(Sha256::digest(id).into(), FloorValue([i as u64; 8]));
+        ids.push(id);
+    }
+    (RwLock::new(map), ids)
+}
+
+#[inline]
+fn floor_load(map: &FloorMap, id: &[u8; 32]) -> FloorValue {
+    let key: [u8; 32] = Sha256::digest(id).into();
+    match map.read().get(&key) {
+        Some(v) => *v,
+        None => panic!("floor key missing"),
+    }
+}
+
+fn load_group(c: &mut Criterion, label: &str, n: usize) {
+    let mut g = c.benchmark_group(format!("load_{label}"));
+    configure(&mut g);
+
+    // Ours.
+    {
+        // Seeded on first use, so a filtered run skips what it does not run.
+        let mut fixture = None;
+        g.throughput(Throughput::Elements(1));
+        let mut walk = Walk::new(n, 0x9E37_79B9_7F4A_7C15);
+        g.bench_function("latchkey_1t", |b| {
+            let (manager, tokens) = fixture.get_or_insert_with(|| seed_latchkey(n));
+            b.iter(|| {
+                let loaded = manager.load(tokens.get(walk.next_index()));
+                assert!(matches!(loaded, Ok(ref l) if l.session.version() == 1));
+                loaded
+            })
+        });
+        g.throughput(Throughput::Elements(2));
+        g.bench_function("latchkey_2t", |b| {
+            let (manager, tokens) = &*fixture.get_or_insert_with(|| seed_latchkey(n));
+            b.iter_custom(|iters| {
+                two_threads(iters, |t, iters| {
+                    let mut walk = Walk::new(n, 0x1234_5678 + t as u64);
+                    for _ in 0..iters {
+                        let loaded = manager.load(tokens.get(walk.next_index()));
+                        assert!(matches!(loaded, Ok(ref l) if l.session.version() == 1));
+                        let _ = black_box(loaded);
+                    }
+                })
+            })
+        });
+    }
+
+    // tower-sessions.
+    {
+        let rt = current_thread_runtime();
+        let mut fixture = None;
+        g.throughput(Throughput::Elements(1));
+        let mut walk = Walk::new(n, 0x9E37_79B9_7F4A_7C15);
+        g.bench_function("tower_sessions_1t", |b| {
+            let (store, tokens) = fixture.get_or_insert_with(|| seed_tower(&rt, n));
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        let id = Id::from_str(tokens.get(walk.next_index()));
+                        let Ok(id) = id else { panic!("bad id") };
+                        let loaded = store.load(&id).await;
+                        assert!(matches!(loaded, Ok(Some(ref r)) if r.data.len() == 3));
+                        let _ = black_box(loaded);
+                    }
+                    start.elapsed()
+                })
+            })
+        });
+        g.throughput(Throughput::Elements(2));
+        g.bench_function("tower_sessions_2t", |b| {
+            let (store, tokens) = &*fixture.get_or_insert_with(|| seed_tower(&rt, n));
+            b.iter_custom(|iters| {
+                two_threads(iters, |t, iters| {
+                    let rt = current_thread_runtime();
+                    let mut walk = Walk::new(n, 0x1234_5678 + t as u64);
+                    rt.block_on(async {
+                        for _ in 0..iters {
+                            let id = Id::from_str(tokens.get(walk.next_index()));
+                            let Ok(id) = id else { panic!("bad id") };
+                            let loaded = store.load(&id).await;
+                            assert!(matches!(loaded, Ok(Some(ref r)) if r.data.len() == 3));
+                            let _ = black_box(loaded);
+                        }
+                    })
+                })
+            })
+        });
+    }
+
+    // The floor.
+    {
+        let mut fixture = None;
+        g.throughput(Throughput::Elements(1));
+        let mut walk = Walk::new(n, 0x9E37_79B9_7F4A_7C15);
+        g.bench_function("floor_1t", |b| {
+            let (map, ids) = fixture.get_or_insert_with(|| seed_floor(n));
+            b.iter(|| {
+                let v = floor_load(map, &ids[walk.next_index()]);
+                assert!(v.0[0] < n as u64);
+                v
+            })
+        });
+        g.throughput(Throughput::Elements(2));
+        g.bench_function("floor_2t", |b| {
+            let (map, ids) = &*fixture.get_or_insert_with(|| seed_floor(n));
+            b.iter_custom(|iters| {
+                two_threads(iters, |t, iters| {
+                    let mut walk = Walk::new(n, 0x1234_5678 + t as u64);
+                    for _ in 0..iters {
+                        let v = floor_load(map, &ids[walk.next_index()]);
+                        assert!(v.0[0] < n as u64);
+                        black_box(v);
+                    }
+                })
+            })
+        });
+    }
+    g.finish();
+}
+
+fn load_100k(c: &mut Criterion) {
+    load_group(c, "100k", 100_000);
+}
+
+fn load_1m(c: &mut Criterion) {
+    load_group(c, "1m", 1_000_000);
+}
+
+fn save_100k(c: &mut Criterion) {
+    const N: usize = 100_000;
+    let mut g = c.benchmark_group("save_100k");
+    configure(&mut g);
+    g.throughput(Throughput::Elements(1));
+    {
+        let (manager, tokens) = seed_latchkey(N);
+        let mut session = match manager.load(tokens.get(N / 2)) {
+            Ok(l) => l.session,
+            Err(e) => panic!("load failed: {e}"),
+        };
+        let mut n = 0u64;
+        g.bench_function("latchkey", |b| {
+            b.iter(|| {
+                n += 1;
+                let changed = session.insert("user_id", &n);
+                assert!(changed.is_ok());
+                let saved = manager.save(&mut session);
+                assert!(saved.is_ok() && !session.is_modified());
+            })
+        });
+    }
+    {
+        let rt = current_thread_runtime();
+        let (store, tokens) = seed_tower(&rt, N);
+        let mut record = tower_record();
+        let Ok(id) = Id::from_str(tokens.get(N / 2)) else {
+            panic!("bad id")
+        };
+        record.id = id;
+        let mut n = 0u64;
+        g.bench_function("tower_sessions", |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        n += 1;
+                        record.data.insert("user_id".into(), Value::from(n));
+                        let saved = store.save(&record).await;
+                        assert!(saved.is_ok());
+                    }
+                    start.elapsed()
+                })
+            })
+        });
+    }
+    g.finish();
+}
+
+/// JWT claims: the payload and an expiry.
+#[derive(Serialize, Deserialize)]
+struct Claims {
+    exp: u64,
+    data: Map<String, Value>,
+}
+
+fn stateless(c: &mut Criterion) {
+    let mut g = c.benchmark_group("stateless");
+    configure(&mut g);
+    g.throughput(Throughput::Elements(1));
+    let secret = [7u8; 64];
+
+    let key = cookie::Key::from(&secret);
+    let value = Value::Object(payload()).to_string();
+    g.bench_function("cookie_signed_add_get", |b| {
+        b.iter(|| {
+            let mut jar = cookie::CookieJar::new();
+            jar.signed_mut(&key)
+                .add(cookie::Cookie::new("session", value.clone()));
+            let got = jar.signed(&key).get("session");
+            assert!(matches!(got, Some(ref c) if c.value() == value));
+            got
+        })
+    });
+
+    let header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    let enc = jsonwebtoken::EncodingKey::from_secret(&secret);
+    let dec = jsonwebtoken::DecodingKey::from_secret(&secret);
+    let exp = jsonwebtoken::get_current_timestamp() + 3600;
+    let claims = Claims {
+        exp,
+        data: payload(),
+    };
+    g.bench_function("jwt_hs256_encode", |b| {
+        b.iter(|| {
+            let token = jsonwebtoken::encode(&header, &claims, &enc);
+            assert!(matches!(token, Ok(ref t) if t.len() > 100));
+            token
+        })
+    });
+    let token = match jsonwebtoken::encode(&header, &claims, &enc) {
+        Ok(t) => t,
+        Err(e) => panic!("encode failed: {e}"),
+    };
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+    validation.validate_exp = true;
+    g.bench_function("jwt_hs256_decode", |b| {
+        b.iter(|| {
+            let data = jsonwebtoken::decode::<Claims>(&token, &dec, &validation);
+            assert!(matches!(data, Ok(ref d) if d.claims.exp == exp && d.claims.data.len() == 3));
+            data
+        })
+    });
+
+    let token32 = SessionId::generate().to_token();
+    g.bench_function("floor_b64url_hmac", |b| {
+        b.iter(|| {
+            let mut bytes = [0u8; 32];
+            let decoded = URL_SAFE_NO_PAD.decode_slice(token32.as_bytes(), &mut bytes);
+            assert!(matches!(decoded, Ok(32)));
+            let mut mac = match hmac::Hmac::<Sha256>::new_from_slice(&secret) {
+                Ok(m) => m,
+                Err(_) => panic!("hmac key"),
+            };
+            mac.update(&bytes);
+            mac.finalize().into_bytes()
+        })
+    });
+    g.finish();
+}
+
+fn id(c: &mut Criterion) {
+    let mut g = c.benchmark_group("id");
+    configure(&mut g);
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("latchkey_generate_encode", |b| {
+        b.iter(|| {
+            let token = SessionId::generate().to_token();
+            assert_eq!(token.len(), 43);
+            token
+        })
+    });
+    g.bench_function("floor_threadrng_b64url", |b| {
+        b.iter(|| {
+            let mut bytes = [0u8; 32];
+            rand::rng().fill_bytes(&mut bytes);
+            let token = URL_SAFE_NO_PAD.encode(bytes);
+            assert_eq!(token.len(), 43);
+            token
+        })
+    });
+    g.finish();
+}
+
+fn configure(g: &mut BenchmarkGroup<'_, WallTime>) {
+    // Defaults sized for a shared 2-core machine; override on the command
+    // line (`--measurement-time`, `--sample-size`).
+    g.sample_size(30);
+}
+
+criterion_group!(benches, id, stateless, save_100k, load_100k, load_1m);
+criterion_main!(benches);
