@@ -58,6 +58,17 @@ impl SessionData {
         }
     }
 
+    /// Clean data holding `raw`, an encoding a store kept. `raw` must be a
+    /// JSON object encoded by this type (stores only hand back what they were
+    /// given), so it is not parsed here: loading stays parse-free.
+    pub(crate) fn from_encoded(raw: Arc<str>) -> SessionData {
+        SessionData {
+            raw,
+            map: OnceLock::new(),
+            dirty: false,
+        }
+    }
+
     /// Clean data with the same content, holding only its encoding: what a
     /// manager hands to a store.
     pub(crate) fn to_stored(&self) -> SessionData {

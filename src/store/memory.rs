@@ -7,17 +7,31 @@
 //! size (at least 64) drops its dead records on the spot, so the cost is
 //! amortized over writes and no thread of its own is needed.
 //! [`Store::purge_expired`] sweeps everything at once.
+//!
+//! # Layout
+//!
+//! A shard is a hash *set* of boxed [`Slot`]s, each holding its own key,
+//! rather than a map from key to [`Record`]. A bucket is then one pointer
+//! (8 bytes instead of the ~200 of a key and a `Record`), so the table of
+//! a million sessions is small enough to stay mostly in cache and a lookup
+//! misses memory about once, on the slot itself. The slot is a compact form
+//! of the record (boxed strings, data shared as `Arc<str>`), converted to a
+//! [`Record`] on the way out. Activity times are atomics, so
+//! [`Store::touch`] runs under the shard's read lock and never stalls
+//! other readers of the shard.
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::borrow::Borrow;
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use parking_lot::{Mutex, RwLock};
 
 use crate::clock::{Clock, SystemClock, Timestamp};
-use crate::id::StoreKey;
-use crate::store::{Record, Store, StoreError};
+use crate::id::{SealedId, StoreKey};
+use crate::session::SessionData;
+use crate::store::{EndReason, LiveSession, Record, RecordState, Store, StoreError};
 
 const SHARDS: usize = 64;
 
@@ -46,7 +60,175 @@ impl Hasher for KeyHasher {
     fn write_usize(&mut self, _: usize) {}
 }
 
-type Map = HashMap<StoreKey, Record, BuildHasherDefault<KeyHasher>>;
+/// One record in its compact in-memory form, filed under its own key.
+struct Slot {
+    key: StoreKey,
+    version: u64,
+    /// Milliseconds; atomic so a touch can raise it under the read lock.
+    expires_at: AtomicU64,
+    state: Compact,
+}
+
+/// [`RecordState`] with boxed strings and shared data: about half the size,
+/// and converting back to a `Record` allocates only for a user or device.
+enum Compact {
+    Live {
+        created_at: Timestamp,
+        /// Milliseconds; atomic so a touch can raise it under the read lock.
+        last_seen: AtomicU64,
+        auth_at: Option<Timestamp>,
+        absolute_deadline: Timestamp,
+        user: Option<Box<str>>,
+        device: Option<Box<str>>,
+        data: Arc<str>,
+    },
+    Rotated {
+        successor: StoreKey,
+        sealed_successor: SealedId,
+        at: Timestamp,
+        grace_until: Timestamp,
+    },
+    Ended {
+        reason: EndReason,
+        at: Timestamp,
+    },
+}
+
+impl Slot {
+    fn new(key: StoreKey, record: &Record) -> Slot {
+        let state = match &record.state {
+            RecordState::Live(s) => Compact::Live {
+                created_at: s.created_at,
+                last_seen: AtomicU64::new(s.last_seen.as_unix_millis()),
+                auth_at: s.auth_at,
+                absolute_deadline: s.absolute_deadline,
+                user: s.user.as_deref().map(Box::from),
+                device: s.device.as_deref().map(Box::from),
+                // `encoded` shares the data's buffer: no copy.
+                data: s.data.encoded(),
+            },
+            RecordState::Rotated {
+                successor,
+                sealed_successor,
+                at,
+                grace_until,
+            } => Compact::Rotated {
+                successor: *successor,
+                sealed_successor: sealed_successor.clone(),
+                at: *at,
+                grace_until: *grace_until,
+            },
+            RecordState::Ended { reason, at } => Compact::Ended {
+                reason: *reason,
+                at: *at,
+            },
+        };
+        Slot {
+            key,
+            version: record.version,
+            expires_at: AtomicU64::new(record.expires_at.as_unix_millis()),
+            state,
+        }
+    }
+
+    fn expires_at(&self) -> Timestamp {
+        Timestamp::from_unix_millis(self.expires_at.load(Ordering::Relaxed))
+    }
+
+    fn user(&self) -> Option<&str> {
+        match &self.state {
+            Compact::Live { user, .. } => user.as_deref(),
+            _ => None,
+        }
+    }
+
+    fn to_record(&self) -> Record {
+        let state = match &self.state {
+            Compact::Live {
+                created_at,
+                last_seen,
+                auth_at,
+                absolute_deadline,
+                user,
+                device,
+                data,
+            } => RecordState::Live(LiveSession {
+                created_at: *created_at,
+                last_seen: Timestamp::from_unix_millis(last_seen.load(Ordering::Relaxed)),
+                auth_at: *auth_at,
+                absolute_deadline: *absolute_deadline,
+                user: user.as_deref().map(String::from),
+                device: device.as_deref().map(String::from),
+                data: SessionData::from_encoded(data.clone()),
+            }),
+            Compact::Rotated {
+                successor,
+                sealed_successor,
+                at,
+                grace_until,
+            } => RecordState::Rotated {
+                successor: *successor,
+                sealed_successor: sealed_successor.clone(),
+                at: *at,
+                grace_until: *grace_until,
+            },
+            Compact::Ended { reason, at } => RecordState::Ended {
+                reason: *reason,
+                at: *at,
+            },
+        };
+        Record {
+            version: self.version,
+            expires_at: self.expires_at(),
+            state,
+        }
+    }
+
+    /// [`Record::touch`] on the compact form: raises, never lowers. Only
+    /// atomics change, so a shared reference is enough.
+    fn touch(&self, last_seen: Timestamp, expires_at: Timestamp) -> bool {
+        match &self.state {
+            Compact::Live { last_seen: ls, .. } => {
+                ls.fetch_max(last_seen.as_unix_millis(), Ordering::Relaxed);
+                self.expires_at
+                    .fetch_max(expires_at.as_unix_millis(), Ordering::Relaxed);
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// A boxed slot, hashed and compared by its key alone so the set can be
+/// searched with a bare [`StoreKey`].
+struct Entry(Box<Slot>);
+
+impl Borrow<StoreKey> for Entry {
+    fn borrow(&self) -> &StoreKey {
+        &self.0.key
+    }
+}
+
+impl Hash for Entry {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // Must hash exactly as `StoreKey` does, for `Borrow` lookups.
+        self.0.key.hash(state);
+    }
+}
+
+impl PartialEq for Entry {
+    fn eq(&self, other: &Entry) -> bool {
+        self.0.key == other.0.key
+    }
+}
+
+impl Eq for Entry {}
+
+type Map = HashSet<Entry, BuildHasherDefault<KeyHasher>>;
+
+fn entry(key: StoreKey, record: &Record) -> Entry {
+    Entry(Box::new(Slot::new(key, record)))
+}
 
 #[derive(Default)]
 struct Shard {
@@ -174,7 +356,7 @@ impl MemoryStore {
     /// [`Store::sessions_of`], which prunes keys it cannot find.
     fn sweep(&self, shard: &mut Shard, now: Timestamp) -> usize {
         let before = shard.map.len();
-        shard.map.retain(|_, r| r.expires_at > now);
+        shard.map.retain(|e| e.0.expires_at() > now);
         shard.inserts_since_sweep = 0;
         let removed = before - shard.map.len();
         self.len.fetch_sub(removed, Ordering::Relaxed);
@@ -205,12 +387,12 @@ impl Store for MemoryStore {
     fn insert(&self, key: &StoreKey, record: &Record) -> Result<(), StoreError> {
         {
             let mut shard = self.shard(key).write();
-            if shard.map.contains_key(key) {
+            if shard.map.contains(key) {
                 return Err(StoreError::Exists);
             }
             self.reserve_slot(&mut shard)?;
             self.maybe_sweep(&mut shard);
-            shard.map.insert(*key, record.clone());
+            shard.map.insert(entry(*key, record));
             self.len.fetch_add(1, Ordering::Relaxed);
         }
         self.reindex(key, None, record.user());
@@ -218,18 +400,18 @@ impl Store for MemoryStore {
     }
 
     fn get(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
-        Ok(self.shard(key).read().map.get(key).cloned())
+        Ok(self.shard(key).read().map.get(key).map(|e| e.0.to_record()))
     }
 
     fn replace(&self, key: &StoreKey, expected: u64, record: &Record) -> Result<(), StoreError> {
         let before = {
             let mut shard = self.shard(key).write();
-            let slot = shard.map.get_mut(key).ok_or(StoreError::NotFound)?;
-            if slot.version != expected {
+            let slot = shard.map.get(key).ok_or(StoreError::NotFound)?;
+            if slot.0.version != expected {
                 return Err(StoreError::Conflict);
             }
-            let before = slot.user().map(str::to_owned);
-            *slot = record.clone();
+            let before = slot.0.user().map(str::to_owned);
+            shard.map.replace(entry(*key, record));
             before
         };
         self.reindex(key, before.as_deref(), record.user());
@@ -242,11 +424,13 @@ impl Store for MemoryStore {
         last_seen: Timestamp,
         expires_at: Timestamp,
     ) -> Result<bool, StoreError> {
-        let mut shard = self.shard(key).write();
+        // The read lock suffices: a touch only raises two atomics, and
+        // every writer that replaces the slot holds the write lock.
+        let shard = self.shard(key).read();
         Ok(shard
             .map
-            .get_mut(key)
-            .is_some_and(|r| r.touch(last_seen, expires_at)))
+            .get(key)
+            .is_some_and(|e| e.0.touch(last_seen, expires_at)))
     }
 
     fn rotate(
@@ -294,11 +478,11 @@ impl Store for MemoryStore {
     }
 
     fn remove(&self, key: &StoreKey) -> Result<bool, StoreError> {
-        let removed = self.shard(key).write().map.remove(key);
+        let removed = self.shard(key).write().map.take(key);
         match removed {
-            Some(r) => {
+            Some(e) => {
                 self.len.fetch_sub(1, Ordering::Relaxed);
-                if let Some(u) = r.user() {
+                if let Some(u) = e.0.user() {
                     self.index_remove(u, key);
                 }
                 Ok(true)
@@ -312,7 +496,7 @@ impl Store for MemoryStore {
         let mut out = Vec::with_capacity(keys.len());
         for key in keys {
             match self.shard(&key).read().map.get(&key) {
-                Some(r) if r.user() == Some(user) => out.push((key, r.clone())),
+                Some(e) if e.0.user() == Some(user) => out.push((key, e.0.to_record())),
                 // Swept or no longer this user's: prune the stale entry.
                 _ => self.index_remove(user, &key),
             }
@@ -347,18 +531,18 @@ fn rotate_in(
     record: &Record,
 ) -> Result<Option<String>, StoreError> {
     let current = old_shard.map.get(old).ok_or(StoreError::NotFound)?;
-    if current.version != expected {
+    if current.0.version != expected {
         return Err(StoreError::Conflict);
     }
-    let before = current.user().map(str::to_owned);
+    let before = current.0.user().map(str::to_owned);
     let target: &mut Shard = match new_shard {
         Some(s) => s,
         None => old_shard,
     };
-    if target.map.contains_key(new) {
+    if target.map.contains(new) {
         return Err(StoreError::Exists);
     }
-    target.map.insert(*new, record.clone());
-    old_shard.map.insert(*old, retired.clone());
+    target.map.insert(entry(*new, record));
+    old_shard.map.replace(entry(*old, retired));
     Ok(before)
 }
