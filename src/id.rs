@@ -97,22 +97,37 @@ impl SessionId {
             return Err(TokenError::Empty);
         }
         // Length first: a 10 MB header is refused after one comparison.
-        if bytes.len() != Self::TOKEN_LEN {
+        let Ok(chars) = <&[u8; Self::TOKEN_LEN]>::try_from(bytes) else {
             return Err(TokenError::WrongLength(bytes.len()));
+        };
+        // One table lookup per character both validates and decodes it; any
+        // byte outside the alphabet maps to a value with the high bit set,
+        // and OR-ing every value together tells at the end whether one did.
+        // Every character is visited whatever the input, so the time taken
+        // does not depend on where a bad character sits.
+        let mut out = [0u8; 32];
+        let mut seen = 0u8;
+        let mut six = |c: u8| {
+            let v = DECODE[usize::from(c)];
+            seen |= v;
+            u32::from(v & 0x3f)
+        };
+        for (quad, triple) in chars.chunks_exact(4).zip(out.chunks_exact_mut(3)) {
+            let n =
+                (six(quad[0]) << 18) | (six(quad[1]) << 12) | (six(quad[2]) << 6) | six(quad[3]);
+            triple.copy_from_slice(&n.to_be_bytes()[1..]);
         }
-        if !bytes
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_')
-        {
+        // 40 characters gave 30 bytes; the last 3 carry 18 bits: 16 of data
+        // and 2 that a canonical encoding leaves zero.
+        let tail = (six(chars[40]) << 12) | (six(chars[41]) << 6) | six(chars[42]);
+        if seen & 0x80 != 0 {
             return Err(TokenError::BadCharacter);
         }
-        let mut out = [0u8; 32];
-        // The engine rejects non-zero trailing bits; with the alphabet and
-        // length already checked, that is the only failure left.
-        match URL_SAFE_NO_PAD.decode_slice(bytes, &mut out) {
-            Ok(32) => Ok(SessionId(out)),
-            _ => Err(TokenError::NonCanonical),
+        if tail & 0b11 != 0 {
+            return Err(TokenError::NonCanonical);
         }
+        out[30..].copy_from_slice(&((tail >> 2) as u16).to_be_bytes());
+        Ok(SessionId(out))
     }
 
     /// The token: the text form a client stores and presents.
@@ -124,8 +139,25 @@ impl SessionId {
     }
 
     /// The key a store files this session under: SHA-256 of the ID's bytes.
+    ///
+    /// Every load computes it, so it runs the compression function once on
+    /// the single padded block a 32-byte message makes, skipping the
+    /// general-purpose hasher's buffering (a test checks it against
+    /// `Sha256::digest`).
     pub fn store_key(&self) -> StoreKey {
-        StoreKey(Sha256::digest(self.0).into())
+        // FIPS 180-4 §5.1.1 padding: the message, a 1 bit, zeros, and the
+        // message length in bits (256) as a 64-bit big-endian integer.
+        let mut block = [0u8; 64];
+        block[..32].copy_from_slice(&self.0);
+        block[32] = 0x80;
+        block[62] = 0x01;
+        let mut state = SHA256_IV;
+        sha2::block_api::compress256(&mut state, &[block]);
+        let mut key = [0u8; 32];
+        for (out, word) in key.chunks_exact_mut(4).zip(state) {
+            out.copy_from_slice(&word.to_be_bytes());
+        }
+        StoreKey(key)
     }
 
     /// The log-safe fingerprint, derived from the store key.
@@ -353,6 +385,31 @@ impl Serialize for Fingerprint {
     }
 }
 
+/// SHA-256's initial hash value (FIPS 180-4 §5.3.3).
+const SHA256_IV: [u32; 8] = [
+    0x6a09_e667,
+    0xbb67_ae85,
+    0x3c6e_f372,
+    0xa54f_f53a,
+    0x510e_527f,
+    0x9b05_688c,
+    0x1f83_d9ab,
+    0x5be0_cd19,
+];
+
+/// The base64url alphabet inverted: a character's 6-bit value, or 0xff for
+/// a byte outside the alphabet (padding, `+`, `/`, whitespace, non-ASCII).
+const DECODE: [u8; 256] = {
+    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut table = [0xffu8; 256];
+    let mut i = 0;
+    while i < 64 {
+        table[alphabet[i] as usize] = i as u8;
+        i += 1;
+    }
+    table
+};
+
 fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);
@@ -447,6 +504,49 @@ mod tests {
             "66687aadf862bd776c8fc18b8e9f8e20089714856ee233b3902a591d0d5f2925"
         );
         assert_eq!(id.fingerprint().to_string(), "66687aadf862");
+    }
+
+    #[test]
+    fn store_key_matches_the_general_purpose_sha256() {
+        for _ in 0..100 {
+            let id = SessionId::generate();
+            let expected: [u8; 32] = Sha256::digest(id.0).into();
+            assert_eq!(id.store_key().as_bytes(), &expected);
+        }
+    }
+
+    #[test]
+    fn parse_agrees_with_the_base64_crate_on_every_single_character_change() {
+        // Flip each position of a valid token to every byte value: the
+        // hand-rolled decoder must accept and decode exactly what the
+        // base64 engine does (canonical, no padding), and name the failure.
+        let good = SessionId::generate().to_token().into_bytes();
+        for pos in 0..good.len() {
+            for b in 0..=255u8 {
+                let mut t = good.clone();
+                t[pos] = b;
+                let Ok(s) = String::from_utf8(t) else {
+                    continue;
+                };
+                let mut expected = [0u8; 32];
+                let reference = URL_SAFE_NO_PAD.decode_slice(s.as_bytes(), &mut expected);
+                match SessionId::parse(&s) {
+                    Ok(id) => {
+                        assert!(matches!(reference, Ok(32)), "{pos} {b}");
+                        assert_eq!(id.0, expected);
+                    }
+                    Err(TokenError::BadCharacter) => {
+                        assert!(!(b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+                        assert!(reference.is_err());
+                    }
+                    Err(TokenError::NonCanonical) => {
+                        assert_eq!(pos, 42);
+                        assert!(reference.is_err());
+                    }
+                    Err(e) => panic!("unexpected {e:?} at {pos} for {b}"),
+                }
+            }
+        }
     }
 
     #[test]

@@ -181,6 +181,14 @@ impl<S: Store> StoreManager<S> {
         }
     }
 
+    /// [`Self::emit`] for hot paths: the event (with its fingerprints and
+    /// owned user name) is built only if someone listens.
+    fn emit_with(&self, event: impl FnOnce() -> Event) {
+        if let Some(o) = &self.observer {
+            o.on_event(&event());
+        }
+    }
+
     fn idle_deadline(&self, last_seen: Timestamp, absolute: Timestamp) -> Timestamp {
         last_seen
             .saturating_add(self.policy.idle_timeout())
@@ -227,10 +235,18 @@ impl<S: Store> StoreManager<S> {
         }
     }
 
-    fn issued(&self, id: &SessionId, last_seen: Timestamp, absolute: Timestamp) -> Issued {
+    /// The token for `id`, whose store key `key` the caller already has (a
+    /// second SHA-256 for the fingerprint would be wasted work).
+    fn issued(
+        &self,
+        id: &SessionId,
+        key: &StoreKey,
+        last_seen: Timestamp,
+        absolute: Timestamp,
+    ) -> Issued {
         Issued {
             token: id.to_token(),
-            fingerprint: id.fingerprint(),
+            fingerprint: key.fingerprint(),
             idle_deadline: self.idle_deadline(last_seen, absolute),
             absolute_deadline: absolute,
         }
@@ -257,23 +273,23 @@ impl<S: Store> StoreManager<S> {
         };
         let absolute = live.absolute_deadline;
         let record = self.live_record(1, live);
-        let user = record.user().map(str::to_owned);
-        let id = self.insert_fresh(&record)?;
-        self.emit(Event::Created {
-            session: id.fingerprint(),
-            user,
+        let (id, key) = self.insert_fresh(&record)?;
+        self.emit_with(|| Event::Created {
+            session: key.fingerprint(),
+            user: record.user().map(str::to_owned),
         });
-        Ok(self.issued(&id, now, absolute))
+        Ok(self.issued(&id, &key, now, absolute))
     }
 
     /// Inserts under a fresh random ID. A collision of 256-bit random IDs
     /// does not happen; the retry only keeps a broken RNG from overwriting.
-    fn insert_fresh(&self, record: &Record) -> Result<SessionId, Error> {
+    fn insert_fresh(&self, record: &Record) -> Result<(SessionId, StoreKey), Error> {
         let mut last = StoreError::Exists;
         for _ in 0..3 {
             let id = SessionId::generate();
-            match self.store.insert(&id.store_key(), record) {
-                Ok(()) => return Ok(id),
+            let key = id.store_key();
+            match self.store.insert(&key, record) {
+                Ok(()) => return Ok((id, key)),
                 Err(StoreError::Exists) => last = StoreError::Exists,
                 Err(e) => return Err(e.into()),
             }
@@ -346,8 +362,16 @@ impl<S: Store> StoreManager<S> {
             }
         };
         let (session, reissued) = self.resolve(id, now, 0)?;
-        let reissue =
-            reissued.map(|id| self.issued(&id, session.last_seen, session.absolute_deadline));
+        // The reissued ID is the resolved session's, so its key is the
+        // session's key.
+        let reissue = reissued.map(|id| {
+            self.issued(
+                &id,
+                &session.key,
+                session.last_seen,
+                session.absolute_deadline,
+            )
+        });
         Ok(Loaded { session, reissue })
     }
 
@@ -609,9 +633,9 @@ impl<S: Store> StoreManager<S> {
         let id = self.rotate_inner(session, now)?;
         self.emit(Event::Rotated {
             from,
-            to: id.fingerprint(),
+            to: session.key.fingerprint(),
         });
-        Ok(self.issued(&id, now, session.absolute_deadline))
+        Ok(self.issued(&id, &session.key, now, session.absolute_deadline))
     }
 
     /// [`SessionManager::login`] at an explicit instant.
@@ -658,10 +682,10 @@ impl<S: Store> StoreManager<S> {
         };
         self.emit(Event::LoggedIn {
             from,
-            to: id.fingerprint(),
+            to: session.key.fingerprint(),
             user: user.into(),
         });
-        Ok(self.issued(&id, now, session.absolute_deadline))
+        Ok(self.issued(&id, &session.key, now, session.absolute_deadline))
     }
 
     /// [`SessionManager::terminate`] at an explicit instant.
