@@ -840,3 +840,536 @@ impl SessionManager for TicketManager {
         self.terminate_at(session, self.clock.now())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::store::memory::MemoryStore;
+    use crate::ticket::keyring::TicketKey;
+
+    const T0: Timestamp = Timestamp::from_unix_millis(1_795_000_000_000);
+    const MIN: Duration = Duration::from_secs(60);
+
+    fn key(b: u8) -> TicketKey {
+        TicketKey::try_from(&[b; 32][..]).unwrap()
+    }
+
+    fn manager() -> TicketManager {
+        TicketManager::new("session", KeyRing::new(1, key(1))).unwrap()
+    }
+
+    fn revocable() -> TicketManager {
+        manager().with_revocation(MemoryStore::new())
+    }
+
+    fn alice() -> NewSession {
+        NewSession::new()
+            .with_user("alice")
+            .with_device("laptop")
+            .with_value("cart", &[1, 2])
+            .unwrap()
+    }
+
+    fn bin(ticket: &str) -> Vec<u8> {
+        URL_SAFE_NO_PAD.decode(&ticket[4..]).unwrap()
+    }
+
+    fn text(bin: &[u8]) -> String {
+        format!("lk1.{}", URL_SAFE_NO_PAD.encode(bin))
+    }
+
+    #[test]
+    fn created_ticket_loads_with_everything_it_carries() {
+        let m = manager();
+        let issued = m.create_at(alice(), T0).unwrap();
+        let loaded = m
+            .load_at(issued.token(), T0.saturating_add(MIN / 2))
+            .unwrap();
+        let s = loaded.session;
+        assert!(loaded.reissue.is_none(), "younger than the touch interval");
+        assert_eq!(s.user(), Some("alice"));
+        assert_eq!(s.device(), Some("laptop"));
+        assert_eq!(s.get::<Vec<u32>>("cart").unwrap(), Some(vec![1, 2]));
+        assert_eq!(s.created_at(), T0);
+        assert_eq!(s.authenticated_at(), Some(T0));
+        assert_eq!(
+            s.absolute_deadline(),
+            T0.saturating_add(m.policy().absolute_timeout())
+        );
+        assert_eq!(s.idle_deadline(), issued.idle_deadline());
+        assert_eq!(s.fingerprint(), issued.fingerprint());
+        // The session's key is SHA-256 of its id, like a server-side session.
+        let id = s.id.as_ref().unwrap();
+        assert_eq!(*s.store_key(), id.store_key());
+        assert!(!format!("{s:?}").contains(issued.token()));
+    }
+
+    #[test]
+    fn tampering_with_any_byte_is_rejected() {
+        let m = manager();
+        let issued = m.create_at(alice(), T0).unwrap();
+        let token = issued.token();
+        // Every character of the text, replaced by another of the alphabet.
+        for i in 0..token.len() {
+            let mut b = token.as_bytes().to_vec();
+            b[i] = if b[i] == b'A' { b'B' } else { b'A' };
+            let t = String::from_utf8(b).unwrap();
+            let err = m.load_at(&t, T0).unwrap_err();
+            assert!(err.is_rejection(), "position {i}: {err}");
+        }
+        // Every bit of the binary payload and tag, re-encoded canonically so
+        // the MAC (not the decoder) is what refuses it.
+        let raw = bin(token);
+        for i in 0..raw.len() {
+            for bit in 0..8 {
+                let mut b = raw.clone();
+                b[i] ^= 1 << bit;
+                let err = m.load_at(&text(&b), T0).unwrap_err();
+                assert!(err.is_rejection(), "byte {i} bit {bit}: {err}");
+                if i >= format::HEADER_LEN {
+                    // Past the header only the MAC (or UTF-8) can notice.
+                    assert!(
+                        matches!(err, Error::BadSignature | Error::MalformedTicket(_)),
+                        "byte {i} bit {bit}: {err}"
+                    );
+                }
+            }
+        }
+        // Truncated and extended tickets.
+        assert!(m.load_at(&text(&raw[..raw.len() - 1]), T0).is_err());
+        let mut longer = raw.clone();
+        longer.push(0);
+        assert!(m.load_at(&text(&longer), T0).is_err());
+        assert!(m.load_at(token, T0).is_ok(), "the original still loads");
+    }
+
+    #[test]
+    fn ticket_for_another_purpose_fails() {
+        let a = manager();
+        let b = TicketManager::new("admin", KeyRing::new(1, key(1))).unwrap();
+        let issued = a.create_at(alice(), T0).unwrap();
+        assert!(matches!(
+            b.load_at(issued.token(), T0),
+            Err(Error::WrongPurpose)
+        ));
+        // Forge the purpose id: the MAC still covers the full purpose.
+        let mut raw = bin(issued.token());
+        raw[1..5].copy_from_slice(&format::purpose_id("admin"));
+        assert!(matches!(
+            b.load_at(&text(&raw), T0),
+            Err(Error::BadSignature)
+        ));
+    }
+
+    #[test]
+    fn unknown_key_id_is_named() {
+        let a = manager();
+        let issued = a.create_at(alice(), T0).unwrap();
+        // The same secret under another id is still an unknown key.
+        let b = TicketManager::new("session", KeyRing::new(2, key(1))).unwrap();
+        assert!(matches!(
+            b.load_at(issued.token(), T0),
+            Err(Error::UnknownKey { key_id: 1 })
+        ));
+        // Same id, different secret: a bad signature.
+        let c = TicketManager::new("session", KeyRing::new(1, key(2))).unwrap();
+        assert!(matches!(
+            c.load_at(issued.token(), T0),
+            Err(Error::BadSignature)
+        ));
+    }
+
+    #[test]
+    fn idle_and_absolute_expiry_are_enforced_and_named() {
+        let m = manager();
+        let p = m.policy().clone();
+        let issued = m.create_at(alice(), T0).unwrap();
+        let idle_end = T0.saturating_add(p.idle_timeout());
+        assert!(
+            m.load_at(
+                issued.token(),
+                idle_end.saturating_sub(Duration::from_millis(1))
+            )
+            .is_ok()
+        );
+        let err = m.load_at(issued.token(), idle_end).unwrap_err();
+        assert!(
+            matches!(err, Error::IdleExpired { deadline } if deadline == idle_end),
+            "{err}"
+        );
+        let end = T0.saturating_add(p.absolute_timeout());
+        let err = m.load_at(issued.token(), end).unwrap_err();
+        assert!(
+            matches!(err, Error::AbsoluteExpired { deadline } if deadline == end),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn sliding_reissue_never_extends_the_absolute_deadline() {
+        let m = manager();
+        let p = m.policy().clone();
+        let end = T0.saturating_add(p.absolute_timeout());
+        let mut token = m.create_at(alice(), T0).unwrap().token().to_owned();
+        let mut now = T0;
+        let step = p.idle_timeout() / 2;
+        loop {
+            now = now.saturating_add(step);
+            match m.load_at(&token, now) {
+                Ok(loaded) => {
+                    assert!(now < end);
+                    let r = loaded.reissue.expect("older than the touch interval");
+                    assert_eq!(r.absolute_deadline(), end);
+                    assert!(r.idle_deadline() <= end);
+                    assert_eq!(loaded.session.absolute_deadline(), end);
+                    assert_eq!(loaded.session.last_seen(), now);
+                    token = r.token().to_owned();
+                }
+                Err(e) => {
+                    assert!(
+                        matches!(e, Error::AbsoluteExpired { deadline } if deadline == end),
+                        "{e}"
+                    );
+                    assert!(now >= end);
+                    break;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn reissue_waits_for_the_touch_interval() {
+        let m = manager();
+        let issued = m.create_at(alice(), T0).unwrap();
+        let touch = m.policy().touch_interval();
+        let early = m
+            .load_at(
+                issued.token(),
+                T0.saturating_add(touch - Duration::from_millis(1)),
+            )
+            .unwrap();
+        assert!(early.reissue.is_none());
+        let due = m.load_at(issued.token(), T0.saturating_add(touch)).unwrap();
+        let r = due.reissue.unwrap();
+        assert_eq!(r.fingerprint(), issued.fingerprint(), "same session id");
+        assert_eq!(
+            r.idle_deadline(),
+            T0.saturating_add(touch + m.policy().idle_timeout())
+        );
+    }
+
+    #[test]
+    fn key_rotation_logs_nobody_out() {
+        let m = manager();
+        let old = m.create_at(alice(), T0).unwrap();
+        let mut ring = m.keys();
+        ring.rotate(2, key(2)).unwrap();
+        m.set_keys(ring.clone());
+        let loaded = m.load_at(old.token(), T0).unwrap();
+        let r = loaded.reissue.expect("signed by a retired key: reissued");
+        assert_eq!(bin(r.token())[5..9], 2u32.to_be_bytes());
+        assert_eq!(r.absolute_deadline(), old.absolute_deadline());
+        // The reissued ticket is current: no further reissue.
+        assert!(m.load_at(r.token(), T0).unwrap().reissue.is_none());
+        // Retiring the old key ends its tickets, with the reason.
+        ring.retire(1);
+        m.set_keys(ring);
+        assert!(matches!(
+            m.load_at(old.token(), T0),
+            Err(Error::UnknownKey { key_id: 1 })
+        ));
+        assert!(m.load_at(r.token(), T0).is_ok());
+    }
+
+    #[test]
+    fn save_returns_a_ticket_carrying_the_new_data() {
+        let m = manager();
+        let issued = m.create_at(alice(), T0).unwrap();
+        let mut s = m.load_at(issued.token(), T0).unwrap().session;
+        assert!(m.save_at(&mut s, T0).unwrap().is_none(), "nothing changed");
+        s.insert("theme", "dark").unwrap();
+        let now = T0.saturating_add(MIN * 5);
+        let saved = m.save_at(&mut s, now).unwrap().unwrap();
+        assert!(!s.is_modified());
+        assert_eq!(saved.absolute_deadline(), issued.absolute_deadline());
+        assert_eq!(saved.fingerprint(), issued.fingerprint());
+        let again = m.load_at(saved.token(), now).unwrap().session;
+        assert_eq!(
+            again.get::<String>("theme").unwrap().as_deref(),
+            Some("dark")
+        );
+        assert_eq!(again.last_seen(), now);
+    }
+
+    #[test]
+    fn oversized_tickets_are_refused_at_issue() {
+        let m = manager();
+        let big = "x".repeat(4000);
+        let err = m
+            .create_at(NewSession::new().with_value("blob", &big).unwrap(), T0)
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::TicketTooLarge { size, limit: 4096 } if size > 4096),
+            "{err}"
+        );
+        // Just under the limit is fine, and loads.
+        let fits = "x".repeat(2_800);
+        let ok = m
+            .create_at(NewSession::new().with_value("blob", &fits).unwrap(), T0)
+            .unwrap();
+        assert!(ok.token().len() <= MAX_TICKET_LEN);
+        assert!(m.load_at(ok.token(), T0).is_ok());
+        // The same on save: the session keeps its unsaved change.
+        let mut s = m.load_at(ok.token(), T0).unwrap().session;
+        s.insert("more", &big).unwrap();
+        assert!(matches!(
+            m.save_at(&mut s, T0),
+            Err(Error::TicketTooLarge { .. })
+        ));
+        assert!(s.is_modified());
+    }
+
+    #[test]
+    fn rotate_and_login_mint_fresh_ids_and_keep_the_absolute_deadline() {
+        let m = manager();
+        let anon = m
+            .create_at(NewSession::new().with_value("cart", &3).unwrap(), T0)
+            .unwrap();
+        let mut s = m.load_at(anon.token(), T0).unwrap().session;
+        let later = T0.saturating_add(MIN * 10);
+        let logged = m.login_at(&mut s, "bob", later).unwrap();
+        assert_ne!(logged.fingerprint(), anon.fingerprint());
+        assert_eq!(logged.absolute_deadline(), anon.absolute_deadline());
+        assert_eq!(s.user(), Some("bob"));
+        assert_eq!(s.authenticated_at(), Some(later));
+        assert_eq!(s.created_at(), T0);
+        let loaded = m.load_at(logged.token(), later).unwrap().session;
+        assert_eq!(loaded.get::<u32>("cart").unwrap(), Some(3), "data kept");
+        assert_eq!(loaded.authenticated_at(), Some(later));
+
+        let rotated = m.rotate_at(&mut s, later).unwrap();
+        assert_ne!(rotated.fingerprint(), logged.fingerprint());
+        assert_eq!(rotated.absolute_deadline(), anon.absolute_deadline());
+        assert_eq!(s.fingerprint(), rotated.fingerprint());
+
+        // Another user on this session: a fresh, empty session.
+        let carol = m.login_at(&mut s, "carol", later).unwrap();
+        assert_eq!(s.user(), Some("carol"));
+        assert_eq!(s.keys().count(), 0);
+        assert_eq!(s.created_at(), later);
+        assert_eq!(
+            carol.absolute_deadline(),
+            later.saturating_add(m.policy().absolute_timeout())
+        );
+        assert_eq!(s.device(), None);
+    }
+
+    #[test]
+    fn terminate_without_revocation_says_so() {
+        let m = manager();
+        let issued = m.create_at(alice(), T0).unwrap();
+        let s = m.load_at(issued.token(), T0).unwrap().session;
+        assert!(matches!(
+            m.terminate_at(&s, T0),
+            Err(Error::RevocationNotConfigured)
+        ));
+        assert!(matches!(
+            m.terminate_all_at("alice", T0),
+            Err(Error::RevocationNotConfigured)
+        ));
+        assert!(m.load_at(issued.token(), T0).is_ok(), "and it is true");
+        assert!(!m.has_revocation());
+    }
+
+    #[test]
+    fn terminate_with_revocation_ends_the_ticket_and_its_reissues() {
+        let m = revocable();
+        let issued = m.create_at(alice(), T0).unwrap();
+        let later = T0.saturating_add(m.policy().touch_interval());
+        let loaded = m.load_at(issued.token(), later).unwrap();
+        let reissued = loaded.reissue.unwrap();
+        m.terminate_at(&loaded.session, later).unwrap();
+        for t in [issued.token(), reissued.token()] {
+            let err = m.load_at(t, later).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    Error::Terminated {
+                        reason: EndReason::Logout
+                    }
+                ),
+                "{err}"
+            );
+        }
+        // Saving a terminated session is refused too.
+        let mut s = loaded.session;
+        s.insert("x", &1).unwrap();
+        assert!(matches!(
+            m.save_at(&mut s, later),
+            Err(Error::Terminated { .. })
+        ));
+        // The deny entry is kept until the ticket's absolute deadline.
+        let store = m.revocation.as_ref().unwrap();
+        let rec = store.get(s.store_key()).unwrap().unwrap();
+        assert_eq!(rec.expires_at, issued.absolute_deadline());
+    }
+
+    #[test]
+    fn terminate_all_ends_earlier_logins_only() {
+        let m = revocable();
+        let phone = m.create_at(alice(), T0).unwrap();
+        let bob = m.create_at(NewSession::new().with_user("bob"), T0).unwrap();
+        let anon = m.create_at(NewSession::new(), T0).unwrap();
+        let cut = T0.saturating_add(MIN);
+        m.terminate_all_at("alice", cut).unwrap();
+        let err = m.load_at(phone.token(), cut).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::Terminated {
+                    reason: EndReason::LogoutAll
+                }
+            ),
+            "{err}"
+        );
+        assert!(m.load_at(bob.token(), cut).is_ok());
+        assert!(m.load_at(anon.token(), cut).is_ok());
+        // A later login by alice works, also on an old anonymous session.
+        let after = cut.saturating_add(Duration::from_millis(1));
+        let laptop = m.create_at(alice(), after).unwrap();
+        assert!(m.load_at(laptop.token(), after).is_ok());
+        let mut s = m.load_at(anon.token(), after).unwrap().session;
+        let logged = m.login_at(&mut s, "alice", after).unwrap();
+        assert!(m.load_at(logged.token(), after).is_ok());
+        // An earlier cutoff does not weaken a later one.
+        m.terminate_all_at("alice", T0).unwrap();
+        assert!(m.load_at(phone.token(), cut).is_err());
+    }
+
+    #[test]
+    fn rotated_ticket_works_in_grace_then_is_refused_as_reuse() {
+        let m = revocable();
+        let issued = m.create_at(alice(), T0).unwrap();
+        let mut s = m.load_at(issued.token(), T0).unwrap().session;
+        let rotated = m.rotate_at(&mut s, T0).unwrap();
+        let grace = m.policy().rotation_grace();
+        assert!(
+            m.load_at(issued.token(), T0.saturating_add(grace / 2))
+                .is_ok(),
+            "in flight"
+        );
+        let err = m
+            .load_at(issued.token(), T0.saturating_add(grace))
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::RotatedTokenReused {
+                    successor_revoked: false
+                }
+            ),
+            "{err}"
+        );
+        assert!(m.load_at(rotated.token(), T0.saturating_add(grace)).is_ok());
+        // Terminating during the grace makes the entry take effect at once.
+        let other = m.create_at(alice(), T0).unwrap();
+        let mut o = m.load_at(other.token(), T0).unwrap().session;
+        let before = o.clone();
+        m.rotate_at(&mut o, T0).unwrap();
+        m.terminate_at(&before, T0).unwrap();
+        assert!(matches!(
+            m.load_at(other.token(), T0),
+            Err(Error::Terminated {
+                reason: EndReason::Logout
+            })
+        ));
+    }
+
+    #[test]
+    fn tightened_policy_caps_tickets_already_issued() {
+        let m = manager();
+        let issued = m.create_at(alice(), T0).unwrap();
+        let strict = Policy::builder()
+            .with_idle_timeout(MIN * 5)
+            .with_absolute_timeout(MIN * 30)
+            .build()
+            .unwrap();
+        let m = TicketManager::new("session", KeyRing::new(1, key(1)))
+            .unwrap()
+            .with_policy(strict);
+        assert!(matches!(
+            m.load_at(issued.token(), T0.saturating_add(MIN * 6)),
+            Err(Error::IdleExpired { .. })
+        ));
+        let ok = m
+            .load_at(issued.token(), T0.saturating_add(MIN * 4))
+            .unwrap();
+        assert_eq!(ok.session.absolute_deadline(), T0.saturating_add(MIN * 30));
+    }
+
+    #[test]
+    fn rejections_are_reported_to_the_observer_without_the_ticket() {
+        #[derive(Debug, Default)]
+        struct Log(parking_lot::Mutex<Vec<Event>>);
+        impl Observer for Log {
+            fn on_event(&self, e: &Event) {
+                self.0.lock().push(e.clone());
+            }
+        }
+        let log = Arc::new(Log::default());
+        let clock = Arc::new(ManualClock::new(T0));
+        let m = manager().with_observer(log.clone()).with_clock(clock);
+        let issued = m.create(alice()).unwrap();
+        let mut raw = bin(issued.token());
+        let last = raw.len() - 1;
+        raw[last] ^= 1;
+        assert!(m.load(&text(&raw)).is_err());
+        assert!(m.load("garbage").is_err());
+        let events = log.0.lock();
+        assert!(matches!(events[0], Event::Created { .. }));
+        assert!(matches!(
+            events[1],
+            Event::Rejected {
+                kind: RejectKind::BadSignature,
+                ..
+            }
+        ));
+        assert!(matches!(
+            events[2],
+            Event::Rejected {
+                kind: RejectKind::Malformed,
+                ..
+            }
+        ));
+        for e in events.iter() {
+            assert!(!e.to_string().contains(issued.token()));
+        }
+    }
+
+    #[test]
+    fn debug_shows_no_key_material() {
+        let m = manager();
+        let shown = format!("{m:?}");
+        assert!(shown.contains("KeyRing"));
+        assert!(!shown.contains(&key(1).to_base64()));
+        assert!(!shown.contains("1, 1, 1"));
+    }
+
+    #[test]
+    fn works_behind_the_session_manager_trait() {
+        let clock = Arc::new(ManualClock::new(T0));
+        let m: Box<dyn SessionManager> = Box::new(revocable().with_clock(clock.clone()));
+        let anon = m.create(NewSession::new()).unwrap();
+        let mut s = m.load(anon.token()).unwrap().session;
+        let logged = m.login(&mut s, "alice").unwrap();
+        clock.advance(Duration::from_secs(1));
+        m.terminate(&s).unwrap();
+        assert!(m.load(logged.token()).unwrap_err().is_rejection());
+    }
+}
