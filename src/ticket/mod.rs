@@ -30,6 +30,8 @@
 mod format;
 mod keyring;
 mod manager;
+#[cfg(test)]
+mod vectors;
 
 pub use self::format::{MAX_TICKET_LEN, TicketError};
 pub use self::keyring::{KeyRing, TicketConfigError, TicketKey};
