@@ -56,6 +56,12 @@
 //!   [`Error::Conflict`].
 //! - **Termination is final**, and every failure is a typed [`Error`], never
 //!   a panic.
+//! - **Stateless tickets**, when you want no server-side state:
+//!   [`TicketManager`] implements the same [`SessionManager`] with signed
+//!   tickets (HMAC-SHA256, key ids and rotation through a [`KeyRing`], bound
+//!   to the cookie name, both deadlines carried, a published format with test
+//!   vectors). Revocation needs state and is opt-in
+//!   ([`TicketManager::with_revocation`]).
 //!
 //! ## For framework authors
 //!
