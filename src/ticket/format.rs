@@ -60,6 +60,34 @@ pub(crate) const TAG_LEN: usize = 32;
 /// decoder's estimate for the longest input, rounded to whole quanta.
 pub(crate) const MAX_BINARY_LEN: usize = 3072;
 
+/// Tickets whose payload fits this many bytes are built and decoded in a
+/// small stack buffer; zeroing the full [`MAX_BINARY_LEN`] on every request
+/// would cost more than the rest of the parsing.
+pub(crate) const SMALL_BINARY_LEN: usize = 512;
+
+/// A scratch buffer big enough to decode `token_len` characters (or to hold
+/// `token_len` bytes when encoding): `small` when it fits, else `large`
+/// grown to [`MAX_BINARY_LEN`] (the length limit is checked before any
+/// decoding, so nothing bigger is ever needed).
+pub(crate) fn scratch<'a>(
+    needed: usize,
+    small: &'a mut [u8; SMALL_BINARY_LEN],
+    large: &'a mut Vec<u8>,
+) -> &'a mut [u8] {
+    if needed <= SMALL_BINARY_LEN {
+        small
+    } else {
+        large.resize(MAX_BINARY_LEN, 0);
+        large
+    }
+}
+
+/// The decoder's buffer need for a ticket of `len` characters: whole
+/// 3-byte groups for every started 4-character quantum.
+pub(crate) const fn decode_need(len: usize) -> usize {
+    len.div_ceil(4) * 3
+}
+
 /// The shortest well-formed ticket: prefix plus the encoding of a header
 /// and a tag with empty variable fields.
 const MIN_TICKET_LEN: usize = PREFIX.len() + encoded_len(HEADER_LEN + TAG_LEN);
@@ -207,8 +235,11 @@ pub(crate) fn encode(
     if body_len + TAG_LEN > MAX_BINARY_LEN {
         return None;
     }
-    // One stack buffer, one heap allocation (the returned string).
-    let mut buf = [0u8; MAX_BINARY_LEN];
+    // A small stack buffer for usual tickets; one heap allocation (the
+    // returned string).
+    let total = body_len + TAG_LEN;
+    let (mut small, mut large) = ([0u8; SMALL_BINARY_LEN], Vec::new());
+    let buf = scratch(total, &mut small, &mut large);
     let mut flags = 0;
     if c.auth_at.is_some() {
         flags |= FLAG_AUTH;
@@ -246,8 +277,7 @@ pub(crate) fn encode(
     let mut m = mac.clone();
     m.update(&buf[..body_len]);
     let tag = m.finalize().into_bytes();
-    buf[body_len..body_len + TAG_LEN].copy_from_slice(&tag);
-    let total = body_len + TAG_LEN;
+    buf[body_len..total].copy_from_slice(&tag);
     let mut out = String::with_capacity(PREFIX.len() + encoded_len(total));
     out.push_str(PREFIX);
     URL_SAFE_NO_PAD.encode_string(&buf[..total], &mut out);
@@ -270,10 +300,7 @@ fn be_u16(b: &[u8], at: usize) -> usize {
 ///
 /// # Errors
 /// [`TicketError`] naming the first structural fault.
-pub(crate) fn parse<'a>(
-    token: &str,
-    buf: &'a mut [u8; MAX_BINARY_LEN],
-) -> Result<Parsed<'a>, TicketError> {
+pub(crate) fn parse<'a>(token: &str, buf: &'a mut [u8]) -> Result<Parsed<'a>, TicketError> {
     let len = token.len();
     // Length first: a megabyte of header is refused after one comparison.
     if len > MAX_TICKET_LEN {
@@ -290,10 +317,18 @@ pub(crate) fn parse<'a>(
     };
     // The engine refuses bytes outside the alphabet, any padding, and
     // non-zero trailing bits, so each byte string has exactly one spelling.
+    if buf.len() < decode_need(b64.len()) {
+        // The caller's scratch is sized with `decode_need`; never reached.
+        return Err(TicketError::TooLong {
+            len,
+            limit: MAX_TICKET_LEN,
+        });
+    }
     let n = URL_SAFE_NO_PAD
-        .decode_slice(b64.as_bytes(), &mut buf[..])
+        .decode_slice(b64.as_bytes(), buf)
         .map_err(|_| TicketError::NotBase64)?;
     let bin: &'a [u8] = &buf[..n];
+    debug_assert!(n <= MAX_BINARY_LEN);
     if n < HEADER_LEN + TAG_LEN {
         return Err(TicketError::TooShort(len));
     }

@@ -16,7 +16,7 @@ use crate::manager::SessionManager;
 use crate::policy::Policy;
 use crate::session::{Issued, Loaded, NewSession, Session, SessionData};
 use crate::store::{EndReason, Record, RecordState, Store, StoreError};
-use crate::ticket::format::{self, Claims, MAX_BINARY_LEN, MAX_TICKET_LEN};
+use crate::ticket::format::{self, Claims, MAX_TICKET_LEN};
 use crate::ticket::keyring::{KeyRing, TicketConfigError};
 
 /// How many times a revocation write retries a version conflict.
@@ -300,8 +300,9 @@ impl TicketManager {
         Ok(())
     }
 
-    /// Signs `claims` with the signing key.
-    fn mint(&self, keys: &Keys, claims: &Claims<'_>) -> Result<Issued, Error> {
+    /// Signs `claims` with the signing key. `key` is the session's store
+    /// key, which the caller already has (SHA-256 is not free).
+    fn mint(&self, keys: &Keys, claims: &Claims<'_>, key: &StoreKey) -> Result<Issued, Error> {
         let size = format::ticket_len(claims);
         if size > MAX_TICKET_LEN {
             return Err(Error::TicketTooLarge {
@@ -315,7 +316,6 @@ impl TicketManager {
                 limit: MAX_TICKET_LEN,
             },
         )?;
-        let key = store_key(&claims.session_id);
         Ok(Issued::new(
             token,
             key.fingerprint(),
@@ -343,7 +343,7 @@ impl TicketManager {
             device: session.device.as_deref(),
             data,
         };
-        self.mint(&self.current_keys(), &claims)
+        self.mint(&self.current_keys(), &claims, &session.key)
     }
 
     /// Starts a session: fresh id, both deadlines from `now`.
@@ -377,12 +377,13 @@ impl TicketManager {
     /// [`Error::TooLarge`] (data over the policy's limit),
     /// [`Error::TicketTooLarge`] (ticket over 4096 bytes).
     pub fn create_at(&self, new: NewSession, now: Timestamp) -> Result<Issued, Error> {
-        let user = new.user.clone();
-        let (_, issued) = self.start(new, now)?;
-        self.emit(Event::Created {
-            session: issued.fingerprint(),
-            user,
-        });
+        let (session, issued) = self.start(new, now)?;
+        if self.observer.is_some() {
+            self.emit(Event::Created {
+                session: issued.fingerprint(),
+                user: session.user,
+            });
+        }
         Ok(issued)
     }
 
@@ -401,24 +402,31 @@ impl TicketManager {
     /// [`Error::Terminated`] or [`Error::RotatedTokenReused`] (revoked),
     /// store errors from the revocation store.
     pub fn load_at(&self, token: &str, now: Timestamp) -> Result<Loaded, Error> {
-        let mut buf = [0u8; MAX_BINARY_LEN];
-        let parsed = format::parse(token, &mut buf)
+        let (mut small, mut large) = ([0u8; format::SMALL_BINARY_LEN], Vec::new());
+        let buf = format::scratch(format::decode_need(token.len()), &mut small, &mut large);
+        let parsed = format::parse(token, buf)
             .map_err(|e| self.reject(RejectKind::Malformed, Error::MalformedTicket(e)))?;
         if parsed.purpose_id != self.purpose_id {
             return Err(self.reject(RejectKind::WrongPurpose, Error::WrongPurpose));
         }
-        let keys = self.current_keys();
-        let Some(mac) = keys.verifier(parsed.key_id) else {
-            return Err(self.reject(
-                RejectKind::UnknownKey,
-                Error::UnknownKey {
-                    key_id: parsed.key_id,
-                },
-            ));
+        // The read lock is held for the MAC check only: no store call or
+        // observer runs under it, so `set_keys` never waits on I/O.
+        let signed_by_current = {
+            let keys = self.keys.read();
+            match keys.verifier(parsed.key_id) {
+                None => Err((
+                    RejectKind::UnknownKey,
+                    Error::UnknownKey {
+                        key_id: parsed.key_id,
+                    },
+                )),
+                Some(mac) if !format::verify(mac, parsed.signed, parsed.tag) => {
+                    Err((RejectKind::BadSignature, Error::BadSignature))
+                }
+                Some(_) => Ok(parsed.key_id == keys.signing_id),
+            }
         };
-        if !format::verify(mac, parsed.signed, parsed.tag) {
-            return Err(self.reject(RejectKind::BadSignature, Error::BadSignature));
-        }
+        let signed_by_current = signed_by_current.map_err(|(kind, e)| self.reject(kind, e))?;
         // From here on the claims are ours: signed by a key we hold.
         let c = parsed.claims;
         let key = store_key(&c.session_id);
@@ -460,15 +468,14 @@ impl TicketManager {
             data: SessionData::from_encoded(Arc::from(c.data)),
         };
         let stale = now.duration_since(c.issued_at) >= self.policy.touch_interval();
-        let old_key = parsed.key_id != keys.signing_id;
-        let reissue = if stale || old_key {
+        let reissue = if stale || !signed_by_current {
             let claims = Claims {
                 issued_at: now,
                 idle_deadline: self.idle_deadline(now, absolute),
                 absolute_deadline: absolute,
                 ..c
             };
-            let issued = self.mint(&keys, &claims)?;
+            let issued = self.mint(&self.current_keys(), &claims, &session.key)?;
             session.last_seen = now;
             session.idle_deadline = claims.idle_deadline;
             Some(issued)
