@@ -56,6 +56,12 @@
 //!   [`Error::Conflict`].
 //! - **Termination is final**, and every failure is a typed [`Error`], never
 //!   a panic.
+//! - **Stateless tickets**, when you want no server-side state:
+//!   [`TicketManager`] implements the same [`SessionManager`] with signed
+//!   tickets (HMAC-SHA256, key ids and rotation through a [`KeyRing`], bound
+//!   to the cookie name, both deadlines carried, a published format with test
+//!   vectors). Revocation needs state and is opt-in
+//!   ([`TicketManager::with_revocation`]).
 //!
 //! ## For framework authors
 //!
@@ -78,6 +84,7 @@ mod manager;
 mod policy;
 mod session;
 pub mod store;
+mod ticket;
 
 // Time.
 pub use crate::clock::{Clock, ManualClock, SystemClock, Timestamp};
@@ -95,3 +102,7 @@ pub use crate::store::{EndReason, LiveSession, Record, RecordState, Store, Store
 // Errors and events.
 pub use crate::error::Error;
 pub use crate::event::{Event, ExpiryKind, Observer, RejectKind};
+// Stateless signed tickets.
+pub use crate::ticket::{
+    KeyRing, MAX_TICKET_LEN, TicketConfigError, TicketError, TicketKey, TicketManager,
+};

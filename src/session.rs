@@ -46,6 +46,17 @@ impl SessionData {
         }
     }
 
+    /// Clean data from its encoding, parsed only if read. The caller
+    /// vouches that `raw` is a JSON object (a ticket's data, under its MAC;
+    /// or an encoding a store kept, which only hands back what it was given).
+    pub(crate) fn from_encoded(raw: Arc<str>) -> SessionData {
+        SessionData {
+            raw,
+            map: OnceLock::new(),
+            dirty: false,
+        }
+    }
+
     /// The encoded JSON object.
     pub fn encoded(&self) -> Arc<str> {
         if self.dirty {
@@ -55,17 +66,6 @@ impl SessionData {
             }
         } else {
             self.raw.clone()
-        }
-    }
-
-    /// Clean data holding `raw`, an encoding a store kept. `raw` must be a
-    /// JSON object encoded by this type (stores only hand back what they were
-    /// given), so it is not parsed here: loading stays parse-free.
-    pub(crate) fn from_encoded(raw: Arc<str>) -> SessionData {
-        SessionData {
-            raw,
-            map: OnceLock::new(),
-            dirty: false,
         }
     }
 
