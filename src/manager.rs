@@ -378,6 +378,7 @@ impl<S: Store> StoreManager<S> {
     /// Resolves `id` to a live session, following rotations within their
     /// grace window. Returns the session and, if a rotation was followed, the
     /// ID the client should now hold.
+    #[inline]
     fn resolve(
         &self,
         id: SessionId,

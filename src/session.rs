@@ -21,7 +21,9 @@ pub struct SessionData {
     /// The encoded object; stale while `dirty`.
     raw: Arc<str>,
     /// The parsed object, filled on first access.
-    map: OnceLock<Map<String, Value>>,
+    /// Boxed so that a session that never reads its data (most loads) moves
+    /// 16 fewer bytes through every step of a load.
+    map: OnceLock<Box<Map<String, Value>>>,
     /// Whether `map` has changes `raw` lacks.
     dirty: bool,
 }
@@ -83,7 +85,7 @@ impl SessionData {
         self.map.get_or_init(|| {
             // Every constructor leaves `raw` a valid JSON object (from_map
             // encodes one; Deserialize checks), so this parse cannot fail.
-            serde_json::from_str(&self.raw).unwrap_or_default()
+            Box::new(serde_json::from_str(&self.raw).unwrap_or_default())
         })
     }
 
@@ -140,7 +142,7 @@ impl<'de> Deserialize<'de> for SessionData {
         let raw: Arc<str> = Value::Object(map.clone()).to_string().into();
         Ok(SessionData {
             raw,
-            map: OnceLock::from(map),
+            map: OnceLock::from(Box::new(map)),
             dirty: false,
         })
     }

@@ -142,6 +142,7 @@ impl Slot {
         }
     }
 
+    #[inline]
     fn to_record(&self) -> Record {
         let state = match &self.state {
             Compact::Live {
@@ -420,6 +421,7 @@ impl Store for MemoryStore {
         Ok(())
     }
 
+    #[inline]
     fn get(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
         Ok(self.shard(key).read().map.get(key).map(|e| e.0.to_record()))
     }
