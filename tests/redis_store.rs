@@ -87,12 +87,7 @@ fn raw(url: &str) -> redis::Connection {
 }
 
 fn clock() -> ManualClock {
-    ManualClock::new(Timestamp::from_unix_millis(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as u64,
-    ))
+    ManualClock::starting_now()
 }
 
 fn live(user: Option<&str>, version: u64, now: Timestamp) -> Record {
