@@ -553,3 +553,154 @@ fn service_resumes_after_redis_stops_and_restarts() {
     assert!(matches!(m.load(before[0].token()), Err(Error::Unknown)));
     assert_eq!(m.sessions_of("alice").unwrap().len(), 1);
 }
+
+mod model {
+    //! Random operation sequences applied to a RedisStore and to a
+    //! MemoryStore (the reference): every result and every final record
+    //! must agree. This exercises the Lua scripts on interleavings the
+    //! conformance cases do not spell out.
+
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Insert(usize, Rec),
+        Get(usize),
+        Replace(usize, u64, Rec),
+        Touch(usize, u64, u64),
+        Rotate(usize, u64, Rec, usize, Rec),
+        Remove(usize),
+        SessionsOf(usize),
+        Purge(u64),
+    }
+
+    /// A record description: version, expiry offset (s), state.
+    #[derive(Clone, Debug)]
+    struct Rec(u64, u64, u8, Option<usize>);
+
+    const USERS: [&str; 3] = ["alice", "bob", "*"];
+
+    fn rec() -> impl Strategy<Value = Rec> {
+        (1u64..4, 1u64..600, 0u8..3, proptest::option::of(0usize..3))
+            .prop_map(|(v, e, s, u)| Rec(v, e, s, u))
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        let k = 0usize..4;
+        prop_oneof![
+            3 => (k.clone(), rec()).prop_map(|(k, r)| Op::Insert(k, r)),
+            2 => k.clone().prop_map(Op::Get),
+            3 => (k.clone(), 1u64..4, rec()).prop_map(|(k, v, r)| Op::Replace(k, v, r)),
+            2 => (k.clone(), 0u64..600, 0u64..900).prop_map(|(k, s, e)| Op::Touch(k, s, e)),
+            2 => (k.clone(), 1u64..4, rec(), k.clone(), rec())
+                .prop_map(|(o, v, r, n, rn)| Op::Rotate(o, v, r, n, rn)),
+            1 => k.clone().prop_map(Op::Remove),
+            2 => (0usize..3).prop_map(Op::SessionsOf),
+            1 => (0u64..700).prop_map(Op::Purge),
+        ]
+    }
+
+    fn build(r: &Rec, now: Timestamp, keys: &[StoreKey]) -> Record {
+        let at = |s: u64| now.saturating_add(Duration::from_secs(s));
+        let state = match r.2 {
+            0 => live(r.3.map(|u| USERS[u]), r.0, now).state,
+            1 => RecordState::Ended {
+                reason: latchkey::EndReason::Logout,
+                at: now,
+            },
+            _ => {
+                let sealed =
+                    serde_json::from_value(serde_json::json!(SessionId::generate().to_token()))
+                        .unwrap();
+                RecordState::Rotated {
+                    successor: keys[0],
+                    sealed_successor: sealed,
+                    at: now,
+                    grace_until: at(30),
+                }
+            }
+        };
+        Record {
+            version: r.0,
+            expires_at: at(r.1),
+            state,
+        }
+    }
+
+    /// A store result with the error reduced to its kind.
+    fn kind<T: PartialEq + std::fmt::Debug>(r: Result<T, StoreError>) -> Result<T, String> {
+        r.map_err(|e| match e {
+            StoreError::Exists => "exists".into(),
+            StoreError::Conflict => "conflict".into(),
+            StoreError::NotFound => "not found".into(),
+            other => format!("unexpected: {other:?}"),
+        })
+    }
+
+    fn sorted(mut v: Vec<(StoreKey, Record)>) -> Vec<(StoreKey, Record)> {
+        v.sort_by_key(|(k, _)| *k);
+        v
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+        #[test]
+        fn redis_store_agrees_with_memory_store(ops in proptest::collection::vec(op(), 1..40)) {
+            let Some(url) = redis_url() else { return Ok(()) };
+            let clock = clock();
+            let now = clock.now();
+            let redis = store_at(&url, &clock);
+            let memory = MemoryStore::new().with_clock(Arc::new(clock.clone()));
+            let keys: Vec<StoreKey> = (0..4).map(|_| key()).collect();
+            let at = |s: u64| now.saturating_add(Duration::from_secs(s));
+            for op in &ops {
+                match op {
+                    Op::Insert(k, r) => {
+                        let r = build(r, now, &keys);
+                        prop_assert_eq!(kind(redis.insert(&keys[*k], &r)), kind(memory.insert(&keys[*k], &r)));
+                    }
+                    Op::Get(k) => {
+                        prop_assert_eq!(kind(redis.get(&keys[*k])), kind(memory.get(&keys[*k])));
+                    }
+                    Op::Replace(k, v, r) => {
+                        let r = build(r, now, &keys);
+                        prop_assert_eq!(
+                            kind(redis.replace(&keys[*k], *v, &r)),
+                            kind(memory.replace(&keys[*k], *v, &r))
+                        );
+                    }
+                    Op::Touch(k, s, e) => {
+                        prop_assert_eq!(
+                            kind(redis.touch(&keys[*k], at(*s), at(*e))),
+                            kind(memory.touch(&keys[*k], at(*s), at(*e)))
+                        );
+                    }
+                    Op::Rotate(o, v, r, n, rn) => {
+                        let (r, rn) = (build(r, now, &keys), build(rn, now, &keys));
+                        prop_assert_eq!(
+                            kind(redis.rotate(&keys[*o], *v, &r, &keys[*n], &rn)),
+                            kind(memory.rotate(&keys[*o], *v, &r, &keys[*n], &rn))
+                        );
+                    }
+                    Op::Remove(k) => {
+                        prop_assert_eq!(kind(redis.remove(&keys[*k])), kind(memory.remove(&keys[*k])));
+                    }
+                    Op::SessionsOf(u) => {
+                        prop_assert_eq!(
+                            kind(redis.sessions_of(USERS[*u]).map(sorted)),
+                            kind(memory.sessions_of(USERS[*u]).map(sorted))
+                        );
+                    }
+                    Op::Purge(s) => {
+                        prop_assert_eq!(kind(redis.purge_expired(at(*s))), kind(memory.purge_expired(at(*s))));
+                    }
+                }
+            }
+            for k in &keys {
+                prop_assert_eq!(kind(redis.get(k)), kind(memory.get(k)));
+            }
+        }
+    }
+}
