@@ -3,9 +3,10 @@
 //!
 //! Put several app servers behind a load balancer without sticky sessions,
 //! point them all at one Redis, and a user stays logged in whichever server
-//! answers. Every operation is one short round trip (two for
-//! [`Store::sessions_of`]); the checks that must not race run inside Redis
-//! as Lua scripts, so two servers writing the same session cannot both win.
+//! answers. Reads and writes of one session are one round trip each
+//! ([`Store::sessions_of`] takes two or three); the checks that must not
+//! race run inside Redis as Lua scripts, so two servers writing the same
+//! session cannot both win.
 //!
 //! # What Redis holds
 //!
