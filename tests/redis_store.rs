@@ -704,3 +704,61 @@ mod model {
         }
     }
 }
+
+#[test]
+fn a_stalled_redis_times_out_and_later_answers_correctly() {
+    let Some(bin) = Server::binary() else {
+        let _ = writeln!(
+            std::io::stderr(),
+            "\nnotice: no redis-server on PATH (or LATCHKEY_REDIS_SERVER); skipping the stall test"
+        );
+        return;
+    };
+    let mut server = Server {
+        bin,
+        port: free_port(),
+        child: None,
+    };
+    server.start();
+    let pid = server.child.as_ref().map(Child::id).unwrap().to_string();
+    let signal = |sig: &str| {
+        let ok = Command::new("kill")
+            .args([sig, pid.as_str()])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "kill {sig} failed");
+    };
+    let m = StoreManager::new(
+        RedisStore::open(&format!("redis://127.0.0.1:{}/", server.port))
+            .unwrap()
+            .with_io_timeout(Duration::from_millis(300)),
+    );
+    let a = m
+        .create(NewSession::new().with_value("who", &"a").unwrap())
+        .unwrap();
+    let b = m
+        .create(NewSession::new().with_value("who", &"b").unwrap())
+        .unwrap();
+
+    // A stopped process keeps its socket open but never answers: the read
+    // times out instead of hanging the request.
+    signal("-STOP");
+    let err = m.load(a.token()).unwrap_err();
+    assert!(err.is_backend_failure(), "{err:?}");
+    assert!(!err.is_rejection(), "{err:?}");
+    signal("-CONT");
+
+    // The reply to the timed-out request arrives late. It must never be
+    // taken as the answer to a later request (the store drops the
+    // connection that timed out; the client would also skip the reply).
+    let who = |t: &str| -> String {
+        m.load(t)
+            .unwrap()
+            .session
+            .get::<String>("who")
+            .unwrap()
+            .unwrap()
+    };
+    assert_eq!(who(b.token()), "b");
+    assert_eq!(who(a.token()), "a");
+}
