@@ -90,6 +90,8 @@ pub use crate::session::{Issued, Loaded, NewSession, Session, SessionData};
 // Managers.
 pub use crate::manager::{SessionInfo, SessionManager, StoreManager};
 // Storage.
+#[cfg(unix)]
+pub use crate::store::file::{Durability, FileStore};
 pub use crate::store::memory::MemoryStore;
 pub use crate::store::{EndReason, LiveSession, Record, RecordState, Store, StoreError};
 // Errors and events.
