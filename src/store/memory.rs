@@ -254,7 +254,10 @@ struct Shard {
 /// ```
 pub struct MemoryStore {
     shards: Box<[RwLock<Shard>]>,
-    users: Mutex<HashMap<String, Vec<StoreKey>>>,
+    /// User name → that user's keys, both boxed to exact size: most users
+    /// hold one or two sessions, and a `String` + `Vec` (capacity 4) would
+    /// cost about twice as much per user.
+    users: Mutex<HashMap<Box<str>, Box<[StoreKey]>>>,
     len: AtomicUsize,
     capacity: Option<usize>,
     clock: Arc<dyn Clock>,
@@ -323,16 +326,21 @@ impl MemoryStore {
 
     fn index_add(&self, user: &str, key: StoreKey) {
         let mut users = self.users.lock();
-        let keys = users.entry(user.to_owned()).or_default();
-        if !keys.contains(&key) {
-            keys.push(key);
+        match users.get_mut(user) {
+            Some(keys) if keys.contains(&key) => {}
+            Some(keys) => *keys = keys.iter().copied().chain([key]).collect(),
+            None => {
+                users.insert(user.into(), Box::new([key]));
+            }
         }
     }
 
     fn index_remove(&self, user: &str, key: &StoreKey) {
         let mut users = self.users.lock();
-        if let Some(keys) = users.get_mut(user) {
-            keys.retain(|k| k != key);
+        if let Some(keys) = users.get_mut(user)
+            && keys.contains(key)
+        {
+            *keys = keys.iter().filter(|k| *k != key).copied().collect();
             if keys.is_empty() {
                 users.remove(user);
             }
@@ -513,6 +521,7 @@ impl Store for MemoryStore {
 
     fn sessions_of(&self, user: &str) -> Result<Vec<(StoreKey, Record)>, StoreError> {
         let keys = self.users.lock().get(user).cloned().unwrap_or_default();
+        let keys = keys.into_vec();
         let mut out = Vec::with_capacity(keys.len());
         for key in keys {
             match self.shard(&key).read().map.get(&key) {
@@ -530,7 +539,7 @@ impl Store for MemoryStore {
             removed += self.sweep(&mut shard.write(), now);
         }
         // Drop index entries whose records are gone or retired.
-        let users: Vec<String> = self.users.lock().keys().cloned().collect();
+        let users: Vec<Box<str>> = self.users.lock().keys().cloned().collect();
         for user in users {
             self.sessions_of(&user)?;
         }
