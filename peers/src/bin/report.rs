@@ -3,22 +3,32 @@
 //! to its peer and to its floor, and the issue's goal beside it.
 //!
 //! ```text
-//! cargo run -p latchkey-peers --bin report            # reads target/criterion
-//! cargo run -p latchkey-peers --bin report -- DIR     # another criterion dir
+//! cargo run -p latchkey-peers --bin report                # the last run
+//! cargo run -p latchkey-peers --bin report -- r1 r2 r3    # best of saved baselines
 //! ```
 //!
-//! It reads criterion's `new/estimates.json` (the median, in nanoseconds per
-//! iteration) for each case; the `*_2t` cases do one operation on each of two
-//! threads per iteration, so their rate is two operations per iteration.
+//! It reads criterion's `estimates.json` (the median, in nanoseconds per
+//! iteration) for each case from `target/criterion` (or `$CRITERION_DIR`).
+//! Given baseline names (runs made with `-- --save-baseline NAME`), it takes
+//! for each case the lowest median across them: on a shared machine other
+//! processes only ever add time, so the best run is the least disturbed one.
+//! The `*_2t` cases do one operation on each of two threads per iteration,
+//! so their rate is two operations per iteration.
 
 use std::path::{Path, PathBuf};
 
-/// The median time per iteration of `group/case`, in nanoseconds.
-fn median_ns(dir: &Path, id: &str) -> Option<f64> {
-    let path = dir.join(id).join("new").join("estimates.json");
-    let text = std::fs::read_to_string(path).ok()?;
-    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-    v["median"]["point_estimate"].as_f64()
+/// The lowest median time per iteration of `group/case` across
+/// `baselines`, in nanoseconds.
+fn median_ns(dir: &Path, baselines: &[String], id: &str) -> Option<f64> {
+    baselines
+        .iter()
+        .filter_map(|b| {
+            let path = dir.join(id).join(b).join("estimates.json");
+            let text = std::fs::read_to_string(path).ok()?;
+            let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+            v["median"]["point_estimate"].as_f64()
+        })
+        .min_by(f64::total_cmp)
 }
 
 /// Operations per second of a case (two per iteration for `_2t`).
@@ -53,11 +63,14 @@ fn verdict(ratio: f64, limit: f64, at_most: bool) -> &'static str {
 }
 
 fn main() {
-    let dir: PathBuf = std::env::args()
-        .nth(1)
+    let dir: PathBuf = std::env::var_os("CRITERION_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("target/criterion"));
-    let get = |id: &str| median_ns(&dir, id);
+    let mut baselines: Vec<String> = std::env::args().skip(1).collect();
+    if baselines.is_empty() {
+        baselines.push("new".into());
+    }
+    let get = |id: &str| median_ns(&dir, &baselines, id);
 
     println!("### Time per operation (median), with ratios\n");
     println!("| case | latchkey | peer | floor | ÷ peer | ÷ floor | goal |");
