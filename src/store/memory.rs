@@ -1,6 +1,6 @@
 //! [`MemoryStore`]: sessions in this process's memory.
 //!
-//! Records sit in shards, each a `HashMap` under its own `parking_lot`
+//! Records sit in shards, each a hash table under its own `parking_lot`
 //! lock, so threads working on different sessions rarely meet. A per-user
 //! index maps users to their live keys. Expired records are swept
 //! incrementally: a shard that has taken as many inserts as a quarter of its
@@ -10,13 +10,14 @@
 //!
 //! # Layout
 //!
-//! A shard is a hash *set* of boxed [`Slot`]s, each holding its own key,
-//! rather than a map from key to [`Record`]. A bucket is then one pointer
-//! (8 bytes instead of the ~200 of a key and a `Record`), so the table of
-//! a million sessions is small enough to stay mostly in cache and a lookup
-//! misses memory about once, on the slot itself. The slot is a compact form
-//! of the record (boxed strings, data shared as `Arc<str>`), converted to a
-//! [`Record`] on the way out. Activity times are atomics, so
+//! A shard is a hash *set* of boxed slots, each holding its own key, rather
+//! than a map from key to [`Record`]. A bucket is then one pointer (8 bytes
+//! instead of the ~200 of a key and a `Record`). Hash tables grow by
+//! doubling, so they are between 44% and 87% full; with small buckets the
+//! empty half costs 8 bytes a session, not 200 (243 bytes per session in
+//! all at a million sessions, see BENCHMARKS.md). The price is one pointer
+//! hop per lookup. The slot is a compact form of the record (boxed strings,
+//! data shared as `Arc<str>`), converted to a [`Record`] on the way out. Activity times are atomics, so
 //! [`Store::touch`] runs under the shard's read lock and never stalls
 //! other readers of the shard.
 
@@ -231,6 +232,13 @@ fn entry(key: StoreKey, record: &Record) -> Entry {
     Entry(Box::new(Slot::new(key, record)))
 }
 
+/// A shard on cache lines of its own. Every load writes its shard's lock
+/// word; unpadded, neighbouring shards share a line, so two threads reading
+/// *different* sessions would still bounce that line between their cores.
+/// 128 bytes covers CPUs that fetch lines in adjacent pairs.
+#[repr(align(128))]
+struct Padded(RwLock<Shard>);
+
 #[derive(Default)]
 struct Shard {
     map: Map,
@@ -253,7 +261,7 @@ struct Shard {
 /// # Ok::<(), latchkey::Error>(())
 /// ```
 pub struct MemoryStore {
-    shards: Box<[RwLock<Shard>]>,
+    shards: Box<[Padded]>,
     /// User name → that user's keys, both boxed to exact size: most users
     /// hold one or two sessions, and a `String` + `Vec` (capacity 4) would
     /// cost about twice as much per user.
@@ -282,7 +290,9 @@ impl MemoryStore {
     /// An empty store with no capacity limit, sweeping by the system clock.
     pub fn new() -> MemoryStore {
         MemoryStore {
-            shards: (0..SHARDS).map(|_| RwLock::new(Shard::default())).collect(),
+            shards: (0..SHARDS)
+                .map(|_| Padded(RwLock::new(Shard::default())))
+                .collect(),
             users: Mutex::new(HashMap::new()),
             len: AtomicUsize::new(0),
             capacity: None,
@@ -321,7 +331,7 @@ impl MemoryStore {
     }
 
     fn shard(&self, key: &StoreKey) -> &RwLock<Shard> {
-        &self.shards[Self::shard_index(key)]
+        &self.shards[Self::shard_index(key)].0
     }
 
     fn index_add(&self, user: &str, key: StoreKey) {
@@ -387,7 +397,7 @@ impl MemoryStore {
             && self.len() >= capacity
         {
             let now = self.clock.now();
-            for shard in self.shards.iter() {
+            for Padded(shard) in self.shards.iter() {
                 self.sweep(&mut shard.write(), now);
             }
         }
@@ -478,12 +488,12 @@ impl Store for MemoryStore {
         // Two shard locks, always taken in index order, so two rotations
         // crossing the same pair of shards cannot deadlock.
         let result = if i == j {
-            let mut shard = self.shards[i].write();
+            let mut shard = self.shards[i].0.write();
             rotate_in(&mut shard, &mut None, old, expected, retired, new, record)
         } else {
             let (first, second) = if i < j { (i, j) } else { (j, i) };
-            let mut a = self.shards[first].write();
-            let mut b = self.shards[second].write();
+            let mut a = self.shards[first].0.write();
+            let mut b = self.shards[second].0.write();
             let (old_shard, new_shard) = if i < j {
                 (&mut *a, &mut *b)
             } else {
@@ -535,7 +545,7 @@ impl Store for MemoryStore {
 
     fn purge_expired(&self, now: Timestamp) -> Result<usize, StoreError> {
         let mut removed = 0;
-        for shard in self.shards.iter() {
+        for Padded(shard) in self.shards.iter() {
             removed += self.sweep(&mut shard.write(), now);
         }
         // Drop index entries whose records are gone or retired.
