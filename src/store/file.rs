@@ -934,9 +934,11 @@ impl Store for FileStore {
             let _ = self.index_remove(record.user(), new);
             return Err(e);
         }
-        if before != retired.user() {
-            self.index_remove(before, old)?;
-        }
+        // The old key's entry in its user's index is left in place: the
+        // retired record names no user, so listings filter it out, and
+        // purge_expired prunes it. That saves a durable index write on
+        // every rotation, and a stale entry is harmless (the index is a
+        // superset by design) where a missing one would hide a session.
         drop(second);
         drop(first);
         Ok(())
