@@ -9,7 +9,7 @@
 //! DIR/                                  0700, owned by the process's user
 //!   sessions/66/66687aadf862…2925.session   one file per session, 0600
 //!   sessions/66/.66687aadf862…2925.tmp      a write in progress (or left by a crash)
-//!   users/2b/2bd806c97f0e…d090.user         per-user index, named by SHA-256(user)
+//!   users/2b/2bd806c97f0e…6e90.user         per-user index, named by SHA-256(user)
 //!   locks/s-66   locks/u-2b                 lock files (empty)
 //!   corrupt/                                undecodable files moved aside by purge
 //! ```
@@ -49,8 +49,9 @@
 //! Multi-file operations are ordered so that a crash between their steps
 //! leaves a safe state:
 //! - the user index is a superset of the truth: a key is added to the index
-//!   before its record is written and removed only after, and listings
-//!   check each record, so a stale entry is filtered, never a missed one;
+//!   before its record is written and removed only after (rotation leaves
+//!   the retired key's entry for purge to prune), and listings check each
+//!   record, so a stale entry is filtered, never a missed one;
 //! - [`Store::rotate`] writes the new record first and retires the old one
 //!   second. A crash between the two leaves the old session unchanged (its
 //!   old version) and the new one present (its new version); other
@@ -79,7 +80,10 @@
 //! process fsync at a time. With 256 shards, writes to different sessions
 //! proceed in parallel, yet an operation needs at most two session locks
 //! and one index lock, so the protocol stays small. Reads take no file lock:
-//! rename makes every file read see a whole record.
+//! rename makes every file read see a whole record. Within one process a
+//! read does wait for a write in progress on the same shard (1/256 of the
+//! sessions), which is what makes rotation atomic for this process's
+//! threads.
 //!
 //! # Security
 //!
@@ -981,5 +985,92 @@ impl Store for FileStore {
         }
         self.repair_indexes(&live)?;
         Ok(removed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::id::SessionId;
+    use crate::session::SessionData;
+    use crate::store::{EndReason, LiveSession};
+
+    fn sample(user: Option<&str>) -> Record {
+        Record {
+            version: 7,
+            expires_at: Timestamp::from_unix_millis(5_000),
+            state: RecordState::Live(LiveSession {
+                created_at: Timestamp::from_unix_millis(1_000),
+                last_seen: Timestamp::from_unix_millis(2_000),
+                auth_at: None,
+                absolute_deadline: Timestamp::from_unix_millis(9_000),
+                user: user.map(str::to_owned),
+                device: Some("cli".into()),
+                data: SessionData::default(),
+            }),
+        }
+    }
+
+    #[test]
+    fn encode_then_decode_round_trips_every_state() {
+        let ended = Record {
+            version: 2,
+            expires_at: Timestamp::from_unix_millis(1),
+            state: RecordState::Ended {
+                reason: EndReason::LogoutAll,
+                at: Timestamp::UNIX_EPOCH,
+            },
+        };
+        for r in [sample(None), sample(Some("alice")), ended] {
+            let bytes = encode(&r).unwrap();
+            assert!(bytes.starts_with(SESSION_HEADER.as_bytes()));
+            assert!(bytes.ends_with(b"\n"));
+            assert_eq!(decode(&bytes).unwrap(), r);
+        }
+    }
+
+    #[test]
+    fn decode_refuses_oversized_input_without_parsing_it() {
+        let huge = vec![b' '; MAX_FILE_BYTES as usize + 1];
+        assert!(matches!(decode(&huge), Err(DecodeError::TooLarge)));
+    }
+
+    #[test]
+    fn a_cat_of_the_file_shows_the_metadata() {
+        let text = String::from_utf8(encode(&sample(Some("alice"))).unwrap()).unwrap();
+        let mut lines = text.lines();
+        assert_eq!(lines.next(), Some("latchkey-session 1"));
+        let body = lines.next().unwrap();
+        assert!(body.contains(r#""user":"alice""#), "{body}");
+        assert!(body.contains(r#""version":7"#), "{body}");
+    }
+
+    #[test]
+    fn debug_shows_the_directory_and_no_session_material() {
+        let dir = std::env::temp_dir().join(format!("latchkey-unit-debug-{}", std::process::id()));
+        let store = FileStore::open(&dir).unwrap();
+        let id = SessionId::generate();
+        store
+            .insert(&id.store_key(), &sample(Some("alice")))
+            .unwrap();
+        let dbg = format!("{store:?}");
+        assert!(dbg.contains("FileStore") && dbg.contains("Full"), "{dbg}");
+        assert!(
+            !dbg.contains(&id.to_token()) && !dbg.contains("alice"),
+            "{dbg}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn user_index_path_is_the_sha256_of_the_user() {
+        let dir = std::env::temp_dir().join(format!("latchkey-unit-index-{}", std::process::id()));
+        let store = FileStore::open(&dir).unwrap();
+        // SHA-256("alice"), as `printf alice | sha256sum` prints it.
+        let p = store.index_path(&user_hash("alice"));
+        assert!(p.ends_with(
+            "users/2b/2bd806c97f0e00af1a1fc3328fa763a9269723c8db8fac4f93af71db186d6e90.user"
+        ));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
