@@ -216,6 +216,7 @@ fn child_process_entry() {
     match job.as_str() {
         "crash" => crash_writer(&store, arg),
         "increment" => increment_worker(&store, arg),
+        "rotate" => rotate_worker(&store, arg),
         other => panic!("unknown child job {other}"),
     }
 }
@@ -282,6 +283,74 @@ fn increment_worker(store: &FileStore, times: u64) {
                 .unwrap();
         }
     }
+}
+
+/// Rotates the head of the chain starting at `fixed_key(1)` until it has
+/// won `times` rotations; losing a race (Conflict, or Exists never) just
+/// means following the chain again.
+fn rotate_worker(store: &FileStore, times: u64) {
+    let sealed: latchkey::SealedId =
+        serde_json::from_str(&format!("\"{}\"", "A".repeat(43))).unwrap();
+    let mut won = 0;
+    while won < times {
+        let mut k = fixed_key(1);
+        let (head, r) = loop {
+            let r = store.get(&k).unwrap().unwrap();
+            match &r.state {
+                RecordState::Rotated { successor, .. } => k = *successor,
+                _ => break (k, r),
+            }
+        };
+        let new = SessionId::generate().store_key();
+        let retired = Record {
+            version: r.version + 1,
+            expires_at: r.expires_at,
+            state: RecordState::Rotated {
+                successor: new,
+                sealed_successor: sealed.clone(),
+                at: START,
+                grace_until: START,
+            },
+        };
+        match store.rotate(&head, r.version, &retired, &new, &counted(1, Some("zed"))) {
+            Ok(()) => won += 1,
+            Err(StoreError::Conflict) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+#[test]
+fn two_processes_rotating_one_session_never_fork_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let store = FileStore::open(&dir).unwrap();
+    store
+        .insert(&fixed_key(1), &counted(0, Some("zed")))
+        .unwrap();
+    const EACH: u64 = 40;
+    let mut children: Vec<Child> = (0..2).map(|_| spawn_child("rotate", &dir, EACH)).collect();
+    for c in &mut children {
+        let status = c.wait().unwrap();
+        assert!(status.success(), "a child failed: {status}");
+    }
+    // Walk the chain: every rotation that succeeded is one link.
+    let mut k = fixed_key(1);
+    let mut links = 0;
+    let head = loop {
+        match store.get(&k).unwrap().unwrap().state {
+            RecordState::Rotated { successor, .. } => {
+                links += 1;
+                k = successor;
+            }
+            _ => break k,
+        }
+    };
+    assert_eq!(links, 2 * EACH, "a rotation was lost or forked");
+    // A fork would leave two live successors of one key, both zed's.
+    let live: Vec<_> = store.sessions_of("zed").unwrap();
+    assert_eq!(live.len(), 1, "the session forked");
+    assert_eq!(live[0].0, head);
 }
 
 // ------------------------------------------------------------ crash tests

@@ -456,8 +456,14 @@ impl FileStore {
         let sessions = root.join("sessions");
         let users = root.join("users");
         let locks = root.join("locks");
+        let mut created = false;
         for d in [&sessions, &users, &locks] {
-            ensure_dir(d)?;
+            created |= ensure_dir(d)?;
+        }
+        if created {
+            // Make the new subdirectories' names durable before any session
+            // is written into them (the default durability is Full).
+            File::open(&root)?.sync_all()?;
         }
         Ok(FileStore {
             sessions,
