@@ -99,6 +99,8 @@
 //! [`Store::purge_expired`] moves it to `corrupt/`. A failed write (full
 //! disk, read-only directory) returns the I/O error and leaves the previous
 //! record in place, since the rename that would replace it never happens.
+//! A corrupt user index makes that user's listing scan every record until
+//! [`Store::purge_expired`] rebuilds the index.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -114,7 +116,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::clock::Timestamp;
-use crate::id::StoreKey;
+use crate::id::{StoreKey, hex};
 use crate::store::{Record, RecordState, Store, StoreError};
 
 /// The first line of every session file: magic bytes and format version.
@@ -346,16 +348,6 @@ impl fmt::Debug for FileStore {
             .field("durability", &self.durability)
             .finish_non_exhaustive()
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(char::from(DIGITS[usize::from(b >> 4)]));
-        s.push(char::from(DIGITS[usize::from(b & 0xf)]));
-    }
-    s
 }
 
 fn user_hash(user: &str) -> [u8; 32] {
@@ -624,7 +616,8 @@ impl FileStore {
     }
 
     /// Reads a user's index. A missing file is an empty index; an index
-    /// whose stored name differs (a hash collision) is treated as empty.
+    /// whose stored name differs (a hash collision) is treated as empty; an
+    /// undecodable one is `Io(InvalidData)`.
     fn read_index(&self, user: &str, hash: &[u8; 32]) -> Result<BTreeSet<StoreKey>, StoreError> {
         let Some(bytes) = read_limited(&self.index_path(hash))? else {
             return Ok(BTreeSet::new());
@@ -635,7 +628,7 @@ impl FileStore {
             .ok_or_else(|| {
                 StoreError::Io(io::Error::new(
                     io::ErrorKind::InvalidData,
-                    "a user index file is corrupt; purge_expired rebuilds it",
+                    "a user index file is corrupt",
                 ))
             })?;
         Ok(if idx.user == user {
@@ -779,6 +772,33 @@ impl FileStore {
             }
         }
         Ok(removed)
+    }
+
+    /// Every session key with a file, from a directory scan.
+    fn all_keys(&self) -> Result<BTreeSet<StoreKey>, StoreError> {
+        let mut keys = BTreeSet::new();
+        let shards = match fs::read_dir(&self.sessions) {
+            Ok(s) => s,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(keys),
+            Err(e) => return Err(e.into()),
+        };
+        for shard in shards {
+            let shard = shard?;
+            if !shard.file_type()?.is_dir() {
+                continue;
+            }
+            for entry in fs::read_dir(shard.path())? {
+                let name = entry?.file_name();
+                if let Some(key) = name
+                    .to_str()
+                    .and_then(|n| n.strip_suffix(".session"))
+                    .and_then(StoreKey::from_hex)
+                {
+                    keys.insert(key);
+                }
+            }
+        }
+        Ok(keys)
     }
 
     /// Brings every index file in line with the records: drops entries whose
@@ -969,7 +989,14 @@ impl Store for FileStore {
     }
 
     fn sessions_of(&self, user: &str) -> Result<Vec<(StoreKey, Record)>, StoreError> {
-        let keys = self.read_index(user, &user_hash(user))?;
+        let keys = match self.read_index(user, &user_hash(user)) {
+            Ok(keys) => keys,
+            // A corrupt index must not hide sessions from terminate_all:
+            // list by scanning every record instead (slow, and only until
+            // purge_expired rebuilds the index).
+            Err(StoreError::Io(e)) if e.kind() == io::ErrorKind::InvalidData => self.all_keys()?,
+            Err(e) => return Err(e),
+        };
         let mut out = Vec::with_capacity(keys.len());
         for key in keys {
             // A corrupt record is that session's problem: skip it rather
