@@ -565,28 +565,37 @@ fn a_corrupt_user_index_hides_nothing_and_purge_rebuilds_it() {
         .into_iter()
         .find(|p| p.to_string_lossy().ends_with(".user"))
         .unwrap();
-    std::fs::write(&idx, b"garbage").unwrap();
-    // Until purge rebuilds it, listings fall back to a scan: nothing hides.
-    let keys: Vec<_> = s
-        .sessions_of("gina")
-        .unwrap()
-        .into_iter()
-        .map(|(k, _)| k)
-        .collect();
-    assert_eq!(keys, vec![k]);
-    s.purge_expired(START).unwrap();
-    assert!(
-        std::fs::read_to_string(&idx)
+    let keys_of = |s: &TempFileStore| {
+        let mut v: Vec<_> = s
+            .sessions_of("gina")
+            .unwrap()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        v.sort();
+        v
+    };
+    let is_index = |p: &Path| {
+        std::fs::read_to_string(p)
             .unwrap()
             .starts_with("latchkey-user-index 1\n")
-    );
-    let keys: Vec<_> = s
-        .sessions_of("gina")
-        .unwrap()
-        .into_iter()
-        .map(|(k, _)| k)
-        .collect();
-    assert_eq!(keys, vec![k]);
+    };
+    std::fs::write(&idx, b"garbage").unwrap();
+    // Until the index is rebuilt, listings fall back to a scan.
+    assert_eq!(keys_of(&s), vec![k]);
+    // A login while the index is corrupt rebuilds it from the records
+    // rather than starting an empty one that would hide the first session.
+    let k2 = SessionId::generate().store_key();
+    s.insert(&k2, &counted(1, Some("gina"))).unwrap();
+    assert!(is_index(&idx));
+    let mut want = vec![k, k2];
+    want.sort();
+    assert_eq!(keys_of(&s), want);
+    // And purge replaces a corrupt index outright.
+    std::fs::write(&idx, b"garbage").unwrap();
+    s.purge_expired(START).unwrap();
+    assert!(is_index(&idx));
+    assert_eq!(keys_of(&s), want);
 }
 
 #[test]

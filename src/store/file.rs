@@ -10,7 +10,7 @@
 //!   sessions/66/66687aadf862…2925.session   one file per session, 0600
 //!   sessions/66/.66687aadf862…2925.tmp      a write in progress (or left by a crash)
 //!   users/2b/2bd806c97f0e…6e90.user         per-user index, named by SHA-256(user)
-//!   locks/s-66   locks/u-2b                 lock files (empty)
+//!   locks/s-26   locks/u-0b                 lock files (empty)
 //!   corrupt/                                undecodable files moved aside by purge
 //! ```
 //!
@@ -65,9 +65,9 @@
 //! # Several processes
 //!
 //! Processes (and threads) coordinate through lock files taken with
-//! [`File::lock`]: one per session shard (`locks/s-XX`, the same 256 shards
-//! as the subdirectories) and one per index shard (`locks/u-XX`, by the first
-//! byte of the user hash). Every write of a session holds its shard's lock
+//! [`File::lock`]: 64 session locks (`locks/s-00` to `locks/s-3f`; a key's
+//! lock is its first byte modulo 64) and 16 index locks (`locks/u-00` to
+//! `locks/u-0f`, by the first byte of the user hash modulo 16). Every write of a session holds its shard's lock
 //! from reading the current version to renaming the new file into place, so
 //! versioned saves are compare-and-swap across processes and no update is
 //! lost. A rotation takes both keys' shard locks, in ascending order, so two
@@ -77,11 +77,12 @@
 //!
 //! Why shards rather than one lock for the directory: a write spends most
 //! of its time in `fsync`, and one directory-wide lock would let only one
-//! process fsync at a time. With 256 shards, writes to different sessions
-//! proceed in parallel, yet an operation needs at most two session locks
-//! and one index lock, so the protocol stays small. Reads take no file lock:
+//! process fsync at a time. With 64 lock shards, writes to different
+//! sessions mostly proceed in parallel, yet an operation needs at most two
+//! session locks and one index lock, so the protocol stays small, and a
+//! process keeps at most 80 lock files open. Reads take no file lock:
 //! rename makes every file read see a whole record. Within one process a
-//! read does wait for a write in progress on the same shard (1/256 of the
+//! read does wait for a write in progress on the same shard (1/64 of the
 //! sessions), which is what makes rotation atomic for this process's
 //! threads.
 //!
@@ -128,7 +129,14 @@ const INDEX_HEADER: &str = "latchkey-user-index 1\n";
 /// so such a file is foreign or corrupt.
 const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
 
-const SHARDS: usize = 256;
+/// Subdirectories per fan-out level: one per value of the first byte.
+const DIRS: usize = 256;
+/// Session lock files. Fewer than the directories, so a process holds at
+/// most 64 + 16 lock files open (well under a default 1024-descriptor
+/// limit); key `k` is guarded by lock `k[0] % 64`.
+const SESSION_LOCKS: usize = 64;
+/// User-index lock files; index `h` (the user hash) by lock `h[0] % 16`.
+const USER_LOCKS: usize = 16;
 
 /// How hard [`FileStore`] works to make a finished write survive power loss.
 ///
@@ -255,7 +263,7 @@ struct UserIndex {
     keys: BTreeSet<StoreKey>,
 }
 
-/// 256 lock files, each paired with an in-process lock.
+/// A set of lock files, each paired with an in-process lock.
 ///
 /// `flock`-style locks belong to an open file, which the threads of this
 /// process share, so they exclude other processes only; the `RwLock` in
@@ -282,11 +290,11 @@ impl Drop for ShardGuard<'_> {
 }
 
 impl LockTable {
-    fn new(dir: PathBuf, prefix: &'static str) -> LockTable {
+    fn new(dir: PathBuf, prefix: &'static str, n: usize) -> LockTable {
         LockTable {
             dir,
             prefix,
-            slots: (0..SHARDS).map(|_| RwLock::new(None)).collect(),
+            slots: (0..n).map(|_| RwLock::new(None)).collect(),
         }
     }
 
@@ -335,10 +343,10 @@ pub struct FileStore {
     durability: Durability,
     session_locks: LockTable,
     user_locks: LockTable,
-    /// Open handles of the `sessions/XX` directories, for fsync.
-    session_dirs: Box<[OnceLock<File>]>,
-    /// Open handles of the `users/XX` directories, for fsync.
-    user_dirs: Box<[OnceLock<File>]>,
+    /// Which `sessions/XX` directories are known to exist.
+    session_dirs: Box<[OnceLock<()>]>,
+    /// Which `users/XX` directories are known to exist.
+    user_dirs: Box<[OnceLock<()>]>,
 }
 
 impl fmt::Debug for FileStore {
@@ -461,10 +469,10 @@ impl FileStore {
             sessions,
             users,
             durability: Durability::Full,
-            session_locks: LockTable::new(locks.clone(), "s-"),
-            user_locks: LockTable::new(locks, "u-"),
-            session_dirs: (0..SHARDS).map(|_| OnceLock::new()).collect(),
-            user_dirs: (0..SHARDS).map(|_| OnceLock::new()).collect(),
+            session_locks: LockTable::new(locks.clone(), "s-", SESSION_LOCKS),
+            user_locks: LockTable::new(locks, "u-", USER_LOCKS),
+            session_dirs: (0..DIRS).map(|_| OnceLock::new()).collect(),
+            user_dirs: (0..DIRS).map(|_| OnceLock::new()).collect(),
             root,
         })
     }
@@ -520,31 +528,31 @@ impl FileStore {
         self.sessions.join(&h[..2]).join(format!(".{h}.tmp"))
     }
 
-    fn shard(key: &StoreKey) -> usize {
-        usize::from(key.as_bytes()[0])
+    /// The session lock guarding `key`.
+    fn lock_of(key: &StoreKey) -> usize {
+        usize::from(key.as_bytes()[0]) % SESSION_LOCKS
     }
 
-    /// The open handle of a shard directory, creating the directory (and
-    /// making its creation durable) the first time.
-    fn shard_dir<'a>(
-        &self,
-        cells: &'a [OnceLock<File>],
-        parent: &Path,
-        shard: usize,
-    ) -> io::Result<&'a File> {
-        let cell = &cells[shard];
-        if let Some(f) = cell.get() {
-            return Ok(f);
+    /// The fan-out directory `parent/XX`, created (and its creation made
+    /// durable) the first time this store needs it. No handle is kept open:
+    /// opening a directory to fsync it costs microseconds beside the fsync,
+    /// and 512 cached handles would crowd a default descriptor limit.
+    fn shard_dir(&self, known: &[OnceLock<()>], parent: &Path, dir: usize) -> io::Result<PathBuf> {
+        let path = parent.join(format!("{dir:02x}"));
+        if known[dir].get().is_none() {
+            if ensure_dir(&path)? && self.durability == Durability::Full {
+                File::open(parent)?.sync_all()?;
+            }
+            let _ = known[dir].set(());
         }
-        let path = parent.join(format!("{shard:02x}"));
-        if ensure_dir(&path)? && self.durability == Durability::Full {
-            File::open(parent)?.sync_all()?;
+        Ok(path)
+    }
+
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        if self.durability == Durability::Full {
+            File::open(dir)?.sync_all()?;
         }
-        let f = File::open(&path)?;
-        // Another thread may have won the race; either handle will do.
-        let _ = cell.set(f);
-        cell.get()
-            .ok_or_else(|| io::Error::other("directory handle vanished"))
+        Ok(())
     }
 
     fn read(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
@@ -562,7 +570,7 @@ impl FileStore {
     /// untouched and the temporary file is removed.
     fn write_atomic(
         &self,
-        dir: &File,
+        dir: &Path,
         tmp: &Path,
         target: &Path,
         bytes: &[u8],
@@ -587,8 +595,8 @@ impl FileStore {
             let _ = fs::remove_file(tmp);
             return Err(e.into());
         }
-        if durable && sync_dir {
-            dir.sync_all()?;
+        if sync_dir {
+            self.sync_dir(dir)?;
         }
         Ok(())
     }
@@ -600,9 +608,13 @@ impl FileStore {
         sync_dir: bool,
     ) -> Result<(), StoreError> {
         let bytes = encode(record).map_err(|e| StoreError::Io(io::Error::other(e)))?;
-        let dir = self.shard_dir(&self.session_dirs, &self.sessions, Self::shard(key))?;
+        let dir = self.shard_dir(
+            &self.session_dirs,
+            &self.sessions,
+            usize::from(key.as_bytes()[0]),
+        )?;
         self.write_atomic(
-            dir,
+            &dir,
             &self.temp_path(key),
             &self.session_path(key),
             &bytes,
@@ -645,13 +657,15 @@ impl FileStore {
         change: impl FnOnce(&mut BTreeSet<StoreKey>) -> bool,
     ) -> Result<(), StoreError> {
         let hash = user_hash(user);
-        let shard = usize::from(hash[0]);
-        let _guard = self.user_locks.lock(shard)?;
+        let _guard = self.user_locks.lock(usize::from(hash[0]) % USER_LOCKS)?;
         let mut keys = match self.read_index(user, &hash) {
             Ok(k) => k,
-            // A corrupt index is rebuilt from scratch by purge; meanwhile
-            // start a fresh one rather than refusing every login.
-            Err(StoreError::Io(e)) if e.kind() == io::ErrorKind::InvalidData => BTreeSet::new(),
+            // Rebuild a corrupt index from the records themselves: starting
+            // an empty one would hide the user's other sessions from
+            // terminate_all.
+            Err(StoreError::Io(e)) if e.kind() == io::ErrorKind::InvalidData => {
+                self.scan_user(user)?
+            }
             Err(e) => return Err(e),
         };
         if !change(&mut keys) {
@@ -659,16 +673,14 @@ impl FileStore {
         }
         let path = self.index_path(&hash);
         let h = hex(&hash);
-        let dir = self.shard_dir(&self.user_dirs, &self.users, shard)?;
+        let dir = self.shard_dir(&self.user_dirs, &self.users, usize::from(hash[0]))?;
         if keys.is_empty() {
             match fs::remove_file(&path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(e.into()),
             }
-            if self.durability == Durability::Full {
-                dir.sync_all()?;
-            }
+            self.sync_dir(&dir)?;
             return Ok(());
         }
         let mut bytes = INDEX_HEADER.as_bytes().to_vec();
@@ -682,7 +694,7 @@ impl FileStore {
         .map_err(|e| StoreError::Io(io::Error::other(e)))?;
         bytes.push(b'\n');
         let tmp = self.users.join(&h[..2]).join(format!(".{h}.tmp"));
-        self.write_atomic(dir, &tmp, &path, &bytes, true)
+        self.write_atomic(&dir, &tmp, &path, &bytes, true)
     }
 
     fn index_add(&self, user: Option<&str>, key: &StoreKey) -> Result<(), StoreError> {
@@ -702,9 +714,8 @@ impl FileStore {
     fn remove_file_synced(&self, key: &StoreKey) -> Result<bool, StoreError> {
         match fs::remove_file(self.session_path(key)) {
             Ok(()) => {
-                if self.durability == Durability::Full {
-                    self.shard_dir(&self.session_dirs, &self.sessions, Self::shard(key))?
-                        .sync_all()?;
+                if let Some(dir) = self.session_path(key).parent() {
+                    self.sync_dir(dir)?;
                 }
                 Ok(true)
             }
@@ -736,7 +747,7 @@ impl FileStore {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
             Err(e) => return Err(e.into()),
         };
-        let _guard = self.session_locks.lock(shard)?;
+        let _guard = self.session_locks.lock(shard % SESSION_LOCKS)?;
         let mut removed = 0;
         for entry in entries {
             let entry = entry?;
@@ -801,6 +812,14 @@ impl FileStore {
         Ok(keys)
     }
 
+    /// The keys of the live records bound to `user`, from a scan of every
+    /// record: how a corrupt index is rebuilt.
+    fn scan_user(&self, user: &str) -> Result<BTreeSet<StoreKey>, StoreError> {
+        let mut keys = self.all_keys()?;
+        keys.retain(|k| matches!(self.read(k), Ok(Some(r)) if r.user() == Some(user)));
+        Ok(keys)
+    }
+
     /// Brings every index file in line with the records: drops entries whose
     /// record is gone or no longer the user's, replaces corrupt index files.
     fn repair_indexes(&self, live: &[(String, StoreKey)]) -> Result<(), StoreError> {
@@ -833,7 +852,21 @@ impl FileStore {
                         }
                     }
                     None => {
-                        self.quarantine(&path, &name)?;
+                        // Re-check under the index lock: a writer may have
+                        // rebuilt it since.
+                        let lock = name
+                            .get(..2)
+                            .and_then(|h| u8::from_str_radix(h, 16).ok())
+                            .map_or(0, |b| usize::from(b) % USER_LOCKS);
+                        let _guard = self.user_locks.lock(lock)?;
+                        let still_bad = read_limited(&path)?.is_some_and(|b| {
+                            b.strip_prefix(INDEX_HEADER.as_bytes())
+                                .and_then(|body| serde_json::from_slice::<UserIndex>(body).ok())
+                                .is_none()
+                        });
+                        if still_bad {
+                            self.quarantine(&path, &name)?;
+                        }
                     }
                 }
             }
@@ -841,7 +874,7 @@ impl FileStore {
         // Re-add what the scan saw alive: this restores entries a corrupt
         // index lost, and is a no-op otherwise.
         for (user, key) in live {
-            let _guard = self.session_locks.lock(Self::shard(key))?;
+            let _guard = self.session_locks.lock(Self::lock_of(key))?;
             if let Ok(Some(r)) = self.read(key)
                 && r.user() == Some(user.as_str())
             {
@@ -856,7 +889,7 @@ impl FileStore {
     /// adds the index entry before writing the record, under that same lock)
     /// is never mistaken for a stale entry.
     fn prune_index_entry(&self, user: &str, key: &StoreKey) -> Result<(), StoreError> {
-        let _guard = self.session_locks.lock(Self::shard(key))?;
+        let _guard = self.session_locks.lock(Self::lock_of(key))?;
         let belongs = matches!(self.read(key), Ok(Some(r)) if r.user() == Some(user));
         if !belongs {
             self.index_remove(Some(user), key)?;
@@ -867,7 +900,7 @@ impl FileStore {
 
 impl Store for FileStore {
     fn insert(&self, key: &StoreKey, record: &Record) -> Result<(), StoreError> {
-        let _guard = self.session_locks.lock(Self::shard(key))?;
+        let _guard = self.session_locks.lock(Self::lock_of(key))?;
         if fs::symlink_metadata(self.session_path(key)).is_ok() {
             return Err(StoreError::Exists);
         }
@@ -878,12 +911,12 @@ impl Store for FileStore {
     fn get(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
         // In-process readers wait out a rotation in progress; the file
         // read itself needs no lock, as rename makes it see a whole record.
-        let _guard = self.session_locks.slots[Self::shard(key)].read();
+        let _guard = self.session_locks.slots[Self::lock_of(key)].read();
         self.read(key)
     }
 
     fn replace(&self, key: &StoreKey, expected: u64, record: &Record) -> Result<(), StoreError> {
-        let _guard = self.session_locks.lock(Self::shard(key))?;
+        let _guard = self.session_locks.lock(Self::lock_of(key))?;
         let current = self.read(key)?.ok_or(StoreError::NotFound)?;
         if current.version != expected {
             return Err(StoreError::Conflict);
@@ -905,7 +938,7 @@ impl Store for FileStore {
         last_seen: Timestamp,
         expires_at: Timestamp,
     ) -> Result<bool, StoreError> {
-        let _guard = self.session_locks.lock(Self::shard(key))?;
+        let _guard = self.session_locks.lock(Self::lock_of(key))?;
         let Some(mut record) = self.read(key)? else {
             return Ok(false);
         };
@@ -930,7 +963,7 @@ impl Store for FileStore {
         new: &StoreKey,
         record: &Record,
     ) -> Result<(), StoreError> {
-        let (a, b) = (Self::shard(old), Self::shard(new));
+        let (a, b) = (Self::lock_of(old), Self::lock_of(new));
         // Both shards, in ascending order, so crossing rotations cannot
         // deadlock.
         let first = self.session_locks.lock(a.min(b))?;
@@ -975,7 +1008,7 @@ impl Store for FileStore {
     }
 
     fn remove(&self, key: &StoreKey) -> Result<bool, StoreError> {
-        let _guard = self.session_locks.lock(Self::shard(key))?;
+        let _guard = self.session_locks.lock(Self::lock_of(key))?;
         // A corrupt record's user is unknown; its index entry, if any, is
         // pruned by purge_expired.
         let user = self
@@ -1013,7 +1046,7 @@ impl Store for FileStore {
     fn purge_expired(&self, now: Timestamp) -> Result<usize, StoreError> {
         let mut removed = 0;
         let mut live = Vec::new();
-        for shard in 0..SHARDS {
+        for shard in 0..DIRS {
             removed += self.purge_shard(shard, now, &mut live)?;
         }
         self.repair_indexes(&live)?;
