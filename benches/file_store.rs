@@ -155,12 +155,12 @@ fn benches(c: &mut Criterion) {
         rotating.set((new, 1));
     };
     paired("load", 2000, load_floor, load_store);
-    paired("save", 150, save_floor, save_store);
-    paired("touch", 150, touch_floor, touch_store);
+    paired("save", 400, save_floor, save_store);
+    paired("touch", 400, touch_floor, touch_store);
     // The first rotation moves `key` away: the criterion benches below use
     // a second session.
     rotating.set((key, version.get()));
-    paired("rotate", 60, rotate_floor, rotate_store);
+    paired("rotate", 100, rotate_floor, rotate_store);
     let key = fresh_key();
     store.insert(&key, &record(1)).unwrap();
 

@@ -49,9 +49,8 @@
 //! Multi-file operations are ordered so that a crash between their steps
 //! leaves a safe state:
 //! - the user index is a superset of the truth: a key is added to the index
-//!   before its record is written and removed only after (rotation leaves
-//!   the retired key's entry for purge to prune), and listings check each
-//!   record, so a stale entry is filtered, never a missed one;
+//!   before its record is written and removed only after, and listings
+//!   check each record, so a stale entry is filtered, never a missed one;
 //! - [`Store::rotate`] writes the new record first and retires the old one
 //!   second. A crash between the two leaves the old session unchanged (its
 //!   old version) and the new one present (its new version); other
@@ -997,11 +996,13 @@ impl Store for FileStore {
             let _ = self.index_remove(record.user(), new);
             return Err(e);
         }
-        // The old key's entry in its user's index is left in place: the
-        // retired record names no user, so listings filter it out, and
-        // purge_expired prunes it. That saves a durable index write on
-        // every rotation, and a stale entry is harmless (the index is a
-        // superset by design) where a missing one would hide a session.
+        // Only now, with the old record retired, may its index entry go:
+        // removing it earlier could hide a live session from terminate_all.
+        // (Leaving it for purge would save this write, but the index would
+        // grow with every rotation until the next purge.)
+        if before != retired.user() {
+            self.index_remove(before, old)?;
+        }
         drop(second);
         drop(first);
         Ok(())
