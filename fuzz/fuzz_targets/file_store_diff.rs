@@ -87,7 +87,20 @@ fuzz_target!(|data: &[u8]| {
     let clock = ManualClock::new(Timestamp::UNIX_EPOCH);
     let model = MemoryStore::new().with_clock(Arc::new(clock));
     let mut now = T0;
-    for op in data.chunks_exact(2) {
+    // libFuzzer starts with very short inputs; stretch each one to at least
+    // 64 operations with a generator seeded from it, so even the first
+    // inputs exercise long sequences while staying deterministic.
+    let mut ops = data.to_vec();
+    let mut x = data.iter().fold(0x9e37_79b9_7f4a_7c15_u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    }) | 1;
+    while ops.len() < 128 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        ops.push(x as u8);
+    }
+    for op in ops.chunks_exact(2) {
         let (a, b) = (op[0], op[1]);
         let k = key(b);
         let k2 = key(b / 6);
