@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use hmac::Hmac;
 use parking_lot::RwLock;
-use rand::Rng as _;
 use sha2::{Digest as _, Sha256};
 
 use crate::clock::{Clock, SystemClock, Timestamp};
@@ -95,12 +94,12 @@ impl Keys {
 /// revocation is opt-in: [`with_revocation`](Self::with_revocation) takes
 /// any [`Store`] (the same one as your server-side sessions is fine). With
 /// it:
-/// - [`terminate`](SessionManager::terminate) puts the ticket's session id
+/// - [`terminate`](SessionManager::terminate) puts the ticket's session
 ///   on a deny list until its absolute deadline;
 /// - [`terminate_all`](Self::terminate_all) stamps a per-user cutoff: every
 ///   ticket of that user authenticated at or before it fails;
 /// - [`rotate`](SessionManager::rotate) and [`login`](SessionManager::login)
-///   deny-list the old session id after the policy's rotation grace, so
+///   deny-list the old session key after the policy's rotation grace, so
 ///   in-flight requests still work and later reuse is refused with
 ///   [`Error::RotatedTokenReused`];
 /// - every load costs one store read (two for a ticket with a user).
@@ -109,7 +108,7 @@ impl Keys {
 /// [`Error::RevocationNotConfigured`] rather than pretend: the ticket stays
 /// valid until its idle deadline (at most the idle timeout after its last
 /// reissue). Clear the cookie anyway; a browser that obeys forgets it, a
-/// stolen copy does not. `rotate` and `login` issue a fresh session id but
+/// stolen copy does not. `rotate` and `login` issue a fresh session key but
 /// the old ticket keeps working until it expires.
 ///
 /// See `docs/TICKET_FORMAT.md` for how revocation entries are stored.
@@ -208,7 +207,7 @@ impl TicketManager {
         self
     }
 
-    /// Keeps revocation state (a deny list of session ids and per-user
+    /// Keeps revocation state (a deny list of session keys and per-user
     /// cutoffs) in `store`, so [`terminate`](SessionManager::terminate) and
     /// [`terminate_all`](Self::terminate_all) really end tickets. Every
     /// load then reads the store. Pass an `Arc` to share a store with other
@@ -324,21 +323,16 @@ impl TicketManager {
         ))
     }
 
-    /// Signs the current state of `session` under its session id, issued at
-    /// `now`.
+    /// Signs the current state of `session` under its session key, issued
+    /// at `now`.
     fn mint_session(&self, session: &Session, data: &str, now: Timestamp) -> Result<Issued, Error> {
-        let Some(id) = &session.id else {
-            // Every session this manager hands out carries its id; one that
-            // does not came from elsewhere and cannot be re-signed.
-            return Err(Error::Unknown);
-        };
         let claims = Claims {
             created_at: session.created_at,
             issued_at: now,
             auth_at: session.auth_at,
             idle_deadline: self.idle_deadline(now, session.absolute_deadline),
             absolute_deadline: session.absolute_deadline,
-            session_id: *id.as_bytes(),
+            session_key: *session.key.as_bytes(),
             user: session.user.as_deref(),
             device: session.device.as_deref(),
             data,
@@ -351,12 +345,11 @@ impl TicketManager {
         let data = SessionData::from_map(new.data);
         let encoded = data.encoded();
         self.check_size(&encoded)?;
-        let mut id = [0u8; 32];
-        rand::rng().fill_bytes(&mut id);
         let absolute = now.saturating_add(self.policy.absolute_timeout());
         let session = Session {
-            id: Some(SessionId::from_bytes(id)),
-            key: store_key(&id),
+            // The ticket carries the key, never the id: see `fresh_key`.
+            id: None,
+            key: fresh_key(),
             version: 0,
             created_at: now,
             last_seen: now,
@@ -429,7 +422,7 @@ impl TicketManager {
         let signed_by_current = signed_by_current.map_err(|(kind, e)| self.reject(kind, e))?;
         // From here on the claims are ours: signed by a key we hold.
         let c = parsed.claims;
-        let key = store_key(&c.session_id);
+        let key = StoreKey::from_bytes(c.session_key);
         // The policy caps what the ticket says, so a tightened policy
         // applies to tickets already out, and revocation entries kept for
         // the policy's absolute timeout outlive every ticket they cover.
@@ -455,7 +448,7 @@ impl TicketManager {
         }
         self.check_revoked(&key, c.user, c.auth_at.unwrap_or(c.created_at), now)?;
         let mut session = Session {
-            id: Some(SessionId::from_bytes(c.session_id)),
+            id: None,
             key,
             version: 0,
             created_at: c.created_at,
@@ -517,18 +510,15 @@ impl TicketManager {
         self.check_revoked(&session.key, session.user.as_deref(), authed, now)
     }
 
-    /// Re-signs `session` under a fresh session id; the old id is retired
+    /// Re-signs `session` under a fresh session key; the old one is retired
     /// after the grace window if revocation is configured.
     fn rotate_inner(&self, session: &mut Session, now: Timestamp) -> Result<Issued, Error> {
         self.check_usable(session, now)?;
         let data = session.data.to_stored();
         let encoded = data.encoded();
         self.check_size(&encoded)?;
-        let mut id = [0u8; 32];
-        rand::rng().fill_bytes(&mut id);
         let mut next = session.clone();
-        next.id = Some(SessionId::from_bytes(id));
-        next.key = store_key(&id);
+        next.key = fresh_key();
         let issued = self.mint_session(&next, &encoded, now)?;
         if let Some(store) = &self.revocation {
             // In-flight requests still carry the old ticket: let it work for
@@ -564,7 +554,7 @@ impl TicketManager {
     }
 
     /// [`SessionManager::login`] at an explicit instant. The same rules as
-    /// [`StoreManager`](crate::StoreManager): a fresh session id, the
+    /// [`StoreManager`](crate::StoreManager): a fresh session key, the
     /// absolute deadline kept; a session of a different user is ended (if
     /// revocation is configured) and `user` gets a fresh, empty one.
     ///
@@ -739,10 +729,13 @@ impl TicketManager {
     }
 }
 
-/// The store key of a ticket's session: SHA-256 of its id, as for
-/// server-side sessions.
-fn store_key(session_id: &[u8; 32]) -> StoreKey {
-    SessionId::from_bytes(*session_id).store_key()
+/// A new session's store key: SHA-256 of a fresh random session id, as for
+/// server-side sessions, so fingerprints and revocation entries look alike
+/// for both. The ticket carries this key rather than the id: a ticket's
+/// credential is its signature, the id would be no secret either, and
+/// carrying the hash spares every load a SHA-256.
+fn fresh_key() -> StoreKey {
+    SessionId::generate().store_key()
 }
 
 /// Where a user's revocation cutoff is kept: SHA-256 of a label and the user
@@ -758,7 +751,7 @@ fn user_cutoff_key(user: &str) -> StoreKey {
     )
 }
 
-/// Puts a session id on the deny list, effective at `at`, kept until
+/// Puts a session key on the deny list, effective at `at`, kept until
 /// `keep_until`. An existing entry that takes effect earlier wins.
 fn deny(
     store: &dyn Store,
@@ -911,9 +904,10 @@ mod tests {
         );
         assert_eq!(s.idle_deadline(), issued.idle_deadline());
         assert_eq!(s.fingerprint(), issued.fingerprint());
-        // The session's key is SHA-256 of its id, like a server-side session.
-        let id = s.id.as_ref().unwrap();
-        assert_eq!(*s.store_key(), id.store_key());
+        // The ticket carries the session's store key (the hash of an id
+        // drawn at creation), never an id.
+        assert_eq!(&bin(issued.token())[50..82], s.store_key().as_bytes());
+        assert!(s.id.is_none());
         assert!(!format!("{s:?}").contains(issued.token()));
     }
 
@@ -1064,7 +1058,7 @@ mod tests {
         assert!(early.reissue.is_none());
         let due = m.load_at(issued.token(), T0.saturating_add(touch)).unwrap();
         let r = due.reissue.unwrap();
-        assert_eq!(r.fingerprint(), issued.fingerprint(), "same session id");
+        assert_eq!(r.fingerprint(), issued.fingerprint(), "same session key");
         assert_eq!(
             r.idle_deadline(),
             T0.saturating_add(touch + m.policy().idle_timeout())
