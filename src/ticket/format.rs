@@ -287,10 +287,15 @@ pub(crate) fn encode(
     m.update(&buf[..body_len]);
     let tag = m.finalize().into_bytes();
     buf[body_len..total].copy_from_slice(&tag);
-    let mut out = String::with_capacity(PREFIX.len() + encoded_len(total));
-    out.push_str(PREFIX);
-    URL_SAFE_NO_PAD.encode_string(&buf[..total], &mut out);
-    Some(out)
+    // Encode into an exact-size buffer: `encode_string` goes through a
+    // chunked writer that costs more than the encoding itself.
+    let mut out = vec![0u8; PREFIX.len() + encoded_len(total)];
+    out[..PREFIX.len()].copy_from_slice(PREFIX.as_bytes());
+    let n = URL_SAFE_NO_PAD
+        .encode_slice(&buf[..total], &mut out[PREFIX.len()..])
+        .ok()?;
+    out.truncate(PREFIX.len() + n);
+    String::from_utf8(out).ok()
 }
 
 fn be_u64(b: &[u8], at: usize) -> u64 {
