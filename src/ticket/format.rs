@@ -98,6 +98,20 @@ const FLAG_DEVICE: u8 = 0b100;
 
 /// Why a string is not a well-formed ticket. Found before any MAC is
 /// computed; the reason never quotes the input.
+///
+/// # Example
+/// ```
+/// use latchkey::{Error, KeyRing, SessionManager, TicketError, TicketKey, TicketManager};
+///
+/// let manager = TicketManager::new("session", KeyRing::new(1, TicketKey::generate()))?;
+/// let err = manager.load(&"A".repeat(5000)).unwrap_err();
+/// assert!(matches!(
+///     err,
+///     Error::MalformedTicket(TicketError::TooLong { len: 5000, limit: 4096 })
+/// ));
+/// assert_eq!(err.reason(), "malformed");
+/// # Ok::<(), latchkey::TicketConfigError>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum TicketError {

@@ -374,6 +374,21 @@ impl TicketManager {
     /// # Errors
     /// [`Error::TooLarge`] (data over the policy's limit),
     /// [`Error::TicketTooLarge`] (ticket over 4096 bytes).
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{Error, KeyRing, NewSession, TicketKey, TicketManager, Timestamp};
+    ///
+    /// let manager = TicketManager::new("session", KeyRing::new(1, TicketKey::generate()))?;
+    /// let now = Timestamp::from_unix_millis(1_800_000_000_000);
+    /// let issued = manager.create_at(NewSession::new().with_user("alice"), now)?;
+    /// assert!(issued.token().starts_with("lk1."));
+    ///
+    /// // A cookie holds 4096 bytes; a ticket that would not fit is refused.
+    /// let big = NewSession::new().with_value("blob", &"x".repeat(5000))?;
+    /// assert!(matches!(manager.create_at(big, now), Err(Error::TicketTooLarge { .. })));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn create_at(&self, new: NewSession, now: Timestamp) -> Result<Issued, Error> {
         let (session, issued) = self.start(new, now)?;
         if self.observer.is_some() {
@@ -392,6 +407,28 @@ impl TicketManager {
     /// then revocation if configured. A ticket older than the touch
     /// interval, or signed by a key that is no longer the signing key, comes
     /// back with a reissued ticket.
+    ///
+    /// # Example
+    /// ```
+    /// use std::time::Duration;
+    /// use latchkey::{KeyRing, NewSession, TicketKey, TicketManager, Timestamp};
+    ///
+    /// let manager = TicketManager::new("session", KeyRing::new(1, TicketKey::generate()))?;
+    /// let t0 = Timestamp::from_unix_millis(1_800_000_000_000);
+    /// let issued = manager.create_at(NewSession::new(), t0)?;
+    ///
+    /// // Within the touch interval: no new cookie.
+    /// assert!(manager.load_at(issued.token(), t0).unwrap().reissue.is_none());
+    /// // Later: the idle deadline slides, the absolute one stays.
+    /// let later = t0.saturating_add(Duration::from_secs(300));
+    /// let fresh = manager.load_at(issued.token(), later)?.reissue.expect("reissued");
+    /// assert!(fresh.idle_deadline() > issued.idle_deadline());
+    /// assert_eq!(fresh.absolute_deadline(), issued.absolute_deadline());
+    /// // Past the idle deadline without activity: expired, and it says so.
+    /// let err = manager.load_at(issued.token(), issued.idle_deadline()).unwrap_err();
+    /// assert_eq!(err.reason(), "idle_expired");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     ///
     /// # Errors
     /// [`Error::MalformedTicket`], [`Error::WrongPurpose`],
@@ -548,6 +585,27 @@ impl TicketManager {
     ///
     /// # Errors
     /// As for [`save_at`](Self::save_at).
+    ///
+    /// # Example
+    /// ```
+    /// use std::time::Duration;
+    /// use latchkey::{KeyRing, MemoryStore, NewSession, TicketKey, TicketManager, Timestamp};
+    ///
+    /// let manager = TicketManager::new("session", KeyRing::new(1, TicketKey::generate()))?
+    ///     .with_revocation(MemoryStore::new());
+    /// let t0 = Timestamp::from_unix_millis(1_800_000_000_000);
+    /// let old = manager.create_at(NewSession::new().with_user("alice"), t0)?;
+    /// let mut session = manager.load_at(old.token(), t0)?.session;
+    /// let new = manager.rotate_at(&mut session, t0)?;
+    /// assert_ne!(new.fingerprint(), old.fingerprint());
+    ///
+    /// // With revocation, the old ticket works through the grace window only.
+    /// let after_grace = t0.saturating_add(manager.policy().rotation_grace());
+    /// let err = manager.load_at(old.token(), after_grace).unwrap_err();
+    /// assert_eq!(err.reason(), "rotated_token_reused");
+    /// assert!(manager.load_at(new.token(), after_grace).is_ok());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn rotate_at(&self, session: &mut Session, now: Timestamp) -> Result<Issued, Error> {
         let from = session.fingerprint();
         let issued = self.rotate_inner(session, now)?;
@@ -622,6 +680,23 @@ impl TicketManager {
     /// [`Error::RevocationNotConfigured`] without revocation: the ticket
     /// stays valid until it expires, and saying `Ok` would be a lie. Store
     /// errors.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{Error, KeyRing, NewSession, TicketKey, TicketManager, Timestamp};
+    ///
+    /// let keys = KeyRing::new(1, TicketKey::generate());
+    /// let stateless = TicketManager::new("session", keys)?;
+    /// let now = Timestamp::from_unix_millis(1_800_000_000_000);
+    /// let issued = stateless.create_at(NewSession::new(), now)?;
+    /// let session = stateless.load_at(issued.token(), now)?.session;
+    /// // No state, no revocation: the API says so instead of pretending.
+    /// assert!(matches!(
+    ///     stateless.terminate_at(&session, now),
+    ///     Err(Error::RevocationNotConfigured)
+    /// ));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn terminate_at(&self, session: &Session, now: Timestamp) -> Result<(), Error> {
         let store = self
             .revocation
