@@ -70,6 +70,12 @@
 //! When a call returns an [`Issued`] (or [`Loaded::reissue`] is `Some`), set
 //! the cookie to its token. Store calls block: on an async executor run them
 //! on a blocking pool.
+//!
+//! ## Cargo features
+//!
+//! - `redis` (off by default): `RedisStore`, sessions in Redis shared by many
+//!   app servers, on the `redis` crate's synchronous client (see
+//!   `latchkey::store::redis`).
 #![forbid(unsafe_code)]
 // Document ALL THE THINGS!
 #![deny(missing_docs)]
@@ -98,6 +104,8 @@ pub use crate::session::{Issued, Loaded, NewSession, Session, SessionData};
 pub use crate::manager::{SessionInfo, SessionManager, StoreManager};
 // Storage.
 pub use crate::store::memory::MemoryStore;
+#[cfg(feature = "redis")]
+pub use crate::store::redis::RedisStore;
 pub use crate::store::{EndReason, LiveSession, Record, RecordState, Store, StoreError};
 // Errors and events.
 pub use crate::error::Error;
