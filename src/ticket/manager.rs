@@ -488,7 +488,8 @@ impl TicketManager {
             });
             return Err(Error::IdleExpired { deadline: idle });
         }
-        self.check_revoked(&key, c.user, c.auth_at.unwrap_or(c.created_at), now)?;
+        let Retiring(retiring) =
+            self.check_revoked(&key, c.user, c.auth_at.unwrap_or(c.created_at), now)?;
         let mut session = Session {
             id: None,
             key,
@@ -503,7 +504,10 @@ impl TicketManager {
             data: SessionData::from_encoded(Arc::from(c.data)),
         };
         let stale = now.duration_since(c.issued_at) >= self.policy.touch_interval();
-        let reissue = if stale || !signed_by_current {
+        // A ticket retired by rotation still works during its grace window,
+        // but is never re-signed: a fresh copy would only die at the same
+        // instant, and the client should be holding the successor.
+        let reissue = if (stale || !signed_by_current) && !retiring {
             let claims = Claims {
                 issued_at: now,
                 idle_deadline: self.idle_deadline(now, absolute),
@@ -550,6 +554,7 @@ impl TicketManager {
         }
         let authed = session.auth_at.unwrap_or(session.created_at);
         self.check_revoked(&session.key, session.user.as_deref(), authed, now)
+            .map(|_| ())
     }
 
     /// Re-signs `session` under a fresh session key; the old one is retired
@@ -763,17 +768,20 @@ impl TicketManager {
         )
     }
 
-    /// Refuses a ticket on the deny list or under its user's cutoff.
+    /// Refuses a ticket on the deny list or under its user's cutoff; says
+    /// whether it is retiring (deny-listed from a later instant: a rotated
+    /// ticket within its grace window).
     fn check_revoked(
         &self,
         key: &StoreKey,
         user: Option<&str>,
         authenticated: Timestamp,
         now: Timestamp,
-    ) -> Result<(), Error> {
+    ) -> Result<Retiring, Error> {
         let Some(store) = &self.revocation else {
-            return Ok(());
+            return Ok(Retiring(false));
         };
+        let mut retiring = false;
         if let Some(Record {
             state: RecordState::Ended { reason, at },
             ..
@@ -793,6 +801,7 @@ impl TicketManager {
                     reason => Error::Terminated { reason },
                 });
             }
+            retiring = true;
         }
         if let Some(user) = user
             && let Some(Record {
@@ -805,9 +814,12 @@ impl TicketManager {
                 reason: EndReason::LogoutAll,
             });
         }
-        Ok(())
+        Ok(Retiring(retiring))
     }
 }
+
+/// Whether a ticket is deny-listed from a later instant (rotated, in grace).
+struct Retiring(bool);
 
 /// A new session's store key: SHA-256 of a fresh random session id, as for
 /// server-side sessions, so fingerprints and revocation entries look alike
@@ -1358,6 +1370,26 @@ mod tests {
             "{err}"
         );
         assert!(m.load_at(rotated.token(), T0.saturating_add(grace)).is_ok());
+        // In grace and past the touch interval: loads, but is not re-signed.
+        let in_grace = T0.saturating_add(grace / 2);
+        let signer_changed = {
+            let mut ring = m.keys();
+            ring.rotate(9, key(9)).unwrap();
+            ring
+        };
+        m.set_keys(signer_changed);
+        assert!(
+            m.load_at(issued.token(), in_grace)
+                .unwrap()
+                .reissue
+                .is_none()
+        );
+        assert!(
+            m.load_at(rotated.token(), in_grace)
+                .unwrap()
+                .reissue
+                .is_some()
+        );
         // Terminating during the grace makes the entry take effect at once.
         let other = m.create_at(alice(), T0).unwrap();
         let mut o = m.load_at(other.token(), T0).unwrap().session;
