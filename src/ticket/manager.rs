@@ -390,11 +390,31 @@ impl TicketManager {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn create_at(&self, new: NewSession, now: Timestamp) -> Result<Issued, Error> {
-        let (session, issued) = self.start(new, now)?;
+        // The same ticket `start` would mint, without building a Session
+        // only to drop it: issue is on every login's hot path.
+        let json = serde_json::to_string(&new.data).map_err(|source| Error::Data {
+            key: String::new(),
+            source,
+        })?;
+        self.check_size(&json)?;
+        let key = fresh_key();
+        let absolute = now.saturating_add(self.policy.absolute_timeout());
+        let claims = Claims {
+            created_at: now,
+            issued_at: now,
+            auth_at: new.user.as_ref().map(|_| now),
+            idle_deadline: self.idle_deadline(now, absolute),
+            absolute_deadline: absolute,
+            session_key: *key.as_bytes(),
+            user: new.user.as_deref(),
+            device: new.device.as_deref(),
+            data: &json,
+        };
+        let issued = self.mint(&self.current_keys(), &claims, &key)?;
         if self.observer.is_some() {
             self.emit(Event::Created {
                 session: issued.fingerprint(),
-                user: session.user,
+                user: new.user,
             });
         }
         Ok(issued)
