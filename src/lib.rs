@@ -71,6 +71,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod clock;
+mod cookie;
 mod error;
 mod event;
 mod id;
@@ -92,6 +93,11 @@ pub use crate::manager::{SessionInfo, SessionManager, StoreManager};
 // Storage.
 pub use crate::store::memory::MemoryStore;
 pub use crate::store::{EndReason, LiveSession, Record, RecordState, Store, StoreError};
+// Cookies: rendering Set-Cookie, finding the token in a Cookie header.
+pub use crate::cookie::{
+    CookieConfig, CookieConfigBuilder, CookieError, CookieLifetime, DEFAULT_MAX_HEADER_BYTES,
+    MAX_SET_COOKIE_BYTES, SameSite,
+};
 // Errors and events.
 pub use crate::error::Error;
 pub use crate::event::{Event, ExpiryKind, Observer, RejectKind};
