@@ -796,21 +796,3 @@ fn main() -> Result<(), BoxError> {
     }
     Ok(())
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn form_decoding_handles_plus_percent_and_junk() {
-        assert_eq!(url_decode(b"a+b%20c"), "a b c");
-        assert_eq!(url_decode(b"%zz%4"), "%zz%4");
-        assert_eq!(url_decode(b"%"), "%");
-        assert_eq!(url_decode(b"%C3%A9"), "é");
-    }
-
-    #[test]
-    fn escaping_neutralises_markup() {
-        assert_eq!(escape("<b a='1'>&\""), "&lt;b a=&#39;1&#39;&gt;&amp;&quot;");
-    }
-}

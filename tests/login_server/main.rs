@@ -1,0 +1,395 @@
+//! The login demo (`examples/login_server.rs`) driven over loopback HTTP.
+//!
+//! Each test starts the built example binary on `--port 0`, reads the
+//! address it prints, and talks to it with the small client in `http.rs`.
+//! A [`Demo`] guard kills the process when the test ends, pass or fail.
+//!
+//! Finding the binary: `cargo test` builds every example before it runs any
+//! test, into `<target>/<profile>/examples/`, and this test runs from
+//! `<target>/<profile>/deps/`, so the path is derived from the test's own
+//! executable. That follows `CARGO_TARGET_DIR` and `--release` without
+//! asking cargo again (a nested cargo would wait on the build lock held by
+//! the outer one). Running this file alone needs the example binary built
+//! first: `cargo build --example login_server && cargo test --test
+//! login_server`.
+
+mod http;
+
+use std::io::{BufRead as _, BufReader, Read as _};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http::{HttpResponse, request};
+
+fn demo_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test knows its own path");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("tests run from <target>/<profile>/deps");
+    let bin = profile_dir
+        .join("examples")
+        .join(format!("login_server{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo test` (which builds the examples) or \
+         `cargo build --example login_server` first",
+        bin.display()
+    );
+    bin
+}
+
+/// A running demo server; killed on drop.
+struct Demo {
+    child: Child,
+    addr: SocketAddr,
+    log: Arc<Mutex<String>>,
+}
+
+impl Demo {
+    fn start(args: &[&str]) -> Demo {
+        let mut child = Command::new(demo_binary())
+            .args(["--port", "0"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the demo starts");
+        let log = Arc::new(Mutex::new(String::new()));
+        let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+        let mut first = String::new();
+        stdout
+            .read_line(&mut first)
+            .expect("the demo prints a line");
+        // Keep draining both pipes so a chatty server never blocks on a
+        // full pipe; keep the text for failure messages.
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in stdout.lines().map_while(Result::ok) {
+                sink.lock().unwrap().push_str(&format!("{line}\n"));
+            }
+        });
+        let mut stderr = child.stderr.take().expect("piped stderr");
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = stderr.read_to_string(&mut s);
+            sink.lock().unwrap().push_str(&s);
+        });
+        let Some(addr) = first
+            .trim()
+            .strip_prefix("listening on http://")
+            .and_then(|a| a.parse().ok())
+        else {
+            let _ = child.kill();
+            let _ = child.wait();
+            std::thread::sleep(Duration::from_millis(100));
+            panic!("the demo did not start: {first:?}\n{}", log.lock().unwrap());
+        };
+        Demo { child, addr, log }
+    }
+
+    fn get(&self, path: &str, cookie: Option<&str>) -> HttpResponse {
+        let headers: Vec<(&str, &str)> = cookie.map(|c| ("Cookie", c)).into_iter().collect();
+        request(self.addr, "GET", path, &headers, None).expect("GET answered")
+    }
+
+    fn post(&self, path: &str, cookie: Option<&str>, body: &str) -> HttpResponse {
+        let headers: Vec<(&str, &str)> = cookie.map(|c| ("Cookie", c)).into_iter().collect();
+        request(self.addr, "POST", path, &headers, Some(body)).expect("POST answered")
+    }
+
+    /// Logs `user` in; returns the `name=value` cookie pair.
+    fn login(&self, user: &str) -> String {
+        let r = self.post(
+            "/login",
+            None,
+            &format!("username={user}&password=latchkey"),
+        );
+        assert_eq!(r.status, 303, "login: {r:?}");
+        r.cookie_pair()
+    }
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("--- demo output ---\n{}", self.log.lock().unwrap());
+        }
+    }
+}
+
+/// A fresh directory for one test's file store; removed on drop.
+#[allow(dead_code)] // until the file store lands
+struct TempDir(PathBuf);
+
+#[allow(dead_code)]
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!(
+            "latchkey-demo-{tag}-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        TempDir(dir)
+    }
+
+    fn store_arg(&self) -> String {
+        format!("file:{}", self.0.display())
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn login_sets_a_hardened_cookie_and_the_session_page_is_not_cached() {
+    let demo = Demo::start(&["--store", "memory"]);
+    let r = demo.post("/login", None, "username=alice&password=latchkey");
+    assert_eq!(r.status, 303);
+    assert_eq!(r.header("Location"), Some("/"));
+    let cookies = r.set_cookies();
+    assert_eq!(cookies.len(), 1, "{cookies:?}");
+    let attrs: Vec<&str> = cookies[0].split("; ").collect();
+    let (name, value) = attrs[0].split_once('=').unwrap();
+    // Plain-http demo: the named-risky dev cookie, without the prefix.
+    assert_eq!(name, "latchkey-session");
+    assert_eq!(value.len(), 43, "a 256-bit token in base64url");
+    assert_eq!(&attrs[1..], ["Path=/", "HttpOnly", "SameSite=Lax"]);
+    assert!(!cookies[0].contains("Domain"));
+    assert!(!cookies[0].contains("Max-Age"), "a browser-session cookie");
+
+    let cookie = r.cookie_pair();
+    let page = demo.get("/", Some(&cookie));
+    assert_eq!(page.status, 200);
+    assert_eq!(page.header("Cache-Control"), Some("no-store"));
+    assert!(page.body.contains("alice"));
+    let me = demo.get("/me", Some(&cookie));
+    assert_eq!(me.field("user"), Some("alice"));
+    assert_eq!(me.field("role"), Some("user"));
+}
+
+#[test]
+fn secure_cookie_mode_sends_the_production_cookie() {
+    let demo = Demo::start(&["--store", "memory", "--secure-cookie"]);
+    let r = demo.post("/login", None, "username=alice&password=latchkey");
+    let cookies = r.set_cookies();
+    assert_eq!(cookies.len(), 1);
+    assert!(cookies[0].starts_with("__Host-session="), "{}", cookies[0]);
+    assert!(
+        cookies[0].ends_with("; Path=/; Secure; HttpOnly; SameSite=Lax"),
+        "{}",
+        cookies[0]
+    );
+    // The browser would only send it over https; a client that does gets in.
+    assert_eq!(demo.get("/me", Some(&r.cookie_pair())).status, 200);
+}
+
+#[test]
+fn wrong_password_issues_no_cookie() {
+    let demo = Demo::start(&["--store", "memory"]);
+    let r = demo.post("/login", None, "username=alice&password=guess");
+    assert_eq!(r.status, 401);
+    assert!(r.set_cookies().is_empty());
+}
+
+#[test]
+fn privilege_change_rotates_and_an_in_flight_old_cookie_is_reissued() {
+    // Default 30 s grace: the old cookie still resolves, and is replaced.
+    let demo = Demo::start(&["--store", "memory"]);
+    let old = demo.login("alice");
+    let old_fp = demo
+        .get("/me", Some(&old))
+        .field("fingerprint")
+        .map(str::to_owned);
+    let r = demo.post("/admin", Some(&old), "");
+    assert_eq!(r.status, 303);
+    let new = r.cookie_pair();
+    assert_ne!(new, old, "a privilege change issues a new token");
+    let me = demo.get("/me", Some(&new));
+    assert_eq!(me.field("role"), Some("admin"));
+    assert_ne!(me.field("fingerprint").map(str::to_owned), old_fp);
+
+    let late = demo.get("/me", Some(&old));
+    assert_eq!(late.status, 200, "within the grace window");
+    assert_eq!(late.field("role"), Some("admin"));
+    assert_eq!(late.cookie_pair(), new, "the response moves the client on");
+}
+
+#[test]
+fn old_cookie_is_refused_after_the_grace_window_and_its_successor_revoked() {
+    let demo = Demo::start(&["--store", "memory", "--rotation-grace-ms", "200"]);
+    let old = demo.login("alice");
+    let new = demo.post("/admin", Some(&old), "").cookie_pair();
+    assert_eq!(demo.get("/me", Some(&new)).status, 200);
+    // Past the window: no assertion on speed, only that it has passed.
+    std::thread::sleep(Duration::from_millis(600));
+    let reused = demo.get("/me", Some(&old));
+    assert_eq!(reused.status, 401);
+    assert_eq!(reused.field("rejected"), Some("rotated_token_reused"));
+    assert_eq!(
+        reused.set_cookies(),
+        ["latchkey-session=; Max-Age=0; Path=/; HttpOnly; SameSite=Lax"],
+        "a refused cookie is cleared"
+    );
+    // Reuse means a copy is loose: the successor is revoked as well.
+    let successor = demo.get("/me", Some(&new));
+    assert_eq!(successor.status, 401);
+    assert_eq!(successor.field("rejected"), Some("terminated"));
+}
+
+#[test]
+fn logout_clears_the_cookie_and_the_token_is_refused_afterwards() {
+    let demo = Demo::start(&["--store", "memory"]);
+    let cookie = demo.login("alice");
+    let r = demo.post("/logout", Some(&cookie), "");
+    assert_eq!(r.status, 303);
+    assert_eq!(
+        r.set_cookies(),
+        ["latchkey-session=; Max-Age=0; Path=/; HttpOnly; SameSite=Lax"]
+    );
+    let after = demo.get("/me", Some(&cookie));
+    assert_eq!(after.status, 401);
+    assert_eq!(after.field("rejected"), Some("terminated"));
+    let page = demo.get("/", Some(&cookie));
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("Your session ended"));
+}
+
+#[test]
+fn log_out_everywhere_else_ends_only_the_users_other_sessions() {
+    let demo = Demo::start(&["--store", "memory"]);
+    let laptop = demo.login("alice");
+    let phone = demo.login("alice");
+    let bob = demo.login("bob");
+    let list = demo.get("/sessions", Some(&laptop));
+    assert_eq!(list.status, 200);
+    assert!(list.body.contains("2 live session(s)"), "{}", list.body);
+
+    let r = demo.post("/sessions/others", Some(&laptop), "");
+    assert_eq!(r.status, 303);
+    assert_eq!(demo.get("/me", Some(&laptop)).status, 200);
+    assert_eq!(
+        demo.get("/me", Some(&phone)).field("rejected"),
+        Some("terminated")
+    );
+    assert_eq!(
+        demo.get("/me", Some(&bob)).status,
+        200,
+        "other users untouched"
+    );
+    assert!(
+        demo.get("/sessions", Some(&laptop))
+            .body
+            .contains("1 live session(s)")
+    );
+}
+
+#[test]
+fn ending_one_session_by_fingerprint_cannot_reach_another_user() {
+    let demo = Demo::start(&["--store", "memory"]);
+    let alice = demo.login("alice");
+    let alice2 = demo.login("alice");
+    let bob = demo.login("bob");
+    let bob_fp = demo
+        .get("/me", Some(&bob))
+        .field("fingerprint")
+        .unwrap()
+        .to_owned();
+    let a2_fp = demo
+        .get("/me", Some(&alice2))
+        .field("fingerprint")
+        .unwrap()
+        .to_owned();
+
+    demo.post(
+        "/sessions/end",
+        Some(&alice),
+        &format!("fingerprint={bob_fp}"),
+    );
+    assert_eq!(demo.get("/me", Some(&bob)).status, 200);
+    demo.post(
+        "/sessions/end",
+        Some(&alice),
+        &format!("fingerprint={a2_fp}"),
+    );
+    assert_eq!(demo.get("/me", Some(&alice2)).status, 401);
+    assert_eq!(demo.get("/me", Some(&alice)).status, 200);
+}
+
+#[test]
+fn cross_site_posts_are_refused() {
+    let demo = Demo::start(&["--store", "memory"]);
+    let cookie = demo.login("alice");
+    let r = request(
+        demo.addr,
+        "POST",
+        "/logout",
+        &[("Cookie", &cookie), ("Origin", "https://evil.example")],
+        Some(""),
+    )
+    .unwrap();
+    assert_eq!(r.status, 403);
+    assert_eq!(
+        demo.get("/me", Some(&cookie)).status,
+        200,
+        "still logged in"
+    );
+}
+
+#[test]
+fn hostile_cookie_headers_get_clear_answers() {
+    let demo = Demo::start(&["--store", "memory"]);
+    let cookie = demo.login("alice");
+    // Two different session cookies (cookie tossing): neither is trusted.
+    let tossed = format!("latchkey-session=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA; {cookie}");
+    let r = demo.get("/me", Some(&tossed));
+    assert_eq!(r.status, 401);
+    assert_eq!(r.field("rejected"), Some("bad_cookie"));
+    // The same cookie twice is fine.
+    assert_eq!(
+        demo.get("/me", Some(&format!("{cookie}; {cookie}"))).status,
+        200
+    );
+    // Not a token: refused before the store is asked.
+    let r = demo.get("/me", Some("latchkey-session=nope"));
+    assert_eq!(r.field("rejected"), Some("malformed"));
+    // An oversized header is a bad request, not a crash.
+    let huge = format!("{cookie}; pad={}", "x".repeat(9000));
+    assert_eq!(demo.get("/me", Some(&huge)).status, 400);
+    assert_eq!(
+        demo.get("/me", Some(&cookie)).status,
+        200,
+        "server still up"
+    );
+}
+
+#[test]
+fn form_fields_are_decoded_and_user_names_escaped_in_pages() {
+    let demo = Demo::start(&["--store", "memory"]);
+    let r = demo.post(
+        "/login",
+        None,
+        "username=%3Cscript%3Ealert(1)%3C%2Fscript%3E+x&password=latchkey",
+    );
+    let cookie = r.cookie_pair();
+    assert_eq!(
+        demo.get("/me", Some(&cookie)).field("user"),
+        Some("<script>alert(1)</script> x")
+    );
+    let page = demo.get("/", Some(&cookie)).body;
+    assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt; x"));
+    assert!(!page.contains("<script>"));
+}
