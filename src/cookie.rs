@@ -158,11 +158,12 @@ pub enum CookieError {
         /// The limit, [`MAX_SET_COOKIE_BYTES`].
         limit: usize,
     },
-    /// The `Cookie` header is longer than the configured cap; it was not
-    /// parsed.
+    /// The `Cookie` header is longer than the configured cap; the lookup
+    /// stopped before parsing the header that crossed it.
     #[error("the Cookie header is {size} bytes, over the limit of {limit}")]
     HeaderTooLarge {
-        /// The header's size (all `Cookie` headers together).
+        /// The bytes counted up to and including the header that crossed
+        /// the cap (all `Cookie` headers together).
         size: usize,
         /// The configured cap.
         limit: usize,
@@ -464,39 +465,40 @@ impl CookieConfig {
     pub fn find_token_in<'h, I>(&self, headers: I) -> Result<Option<&'h str>, CookieError>
     where
         I: IntoIterator<Item = &'h [u8]>,
-        I::IntoIter: Clone,
     {
-        let headers = headers.into_iter();
-        // Size first, before any parsing: a megabyte of cookies costs one
-        // pass of additions.
-        let size = headers.clone().map(<[u8]>::len).sum::<usize>();
-        if size > self.max_header_bytes {
-            return Err(CookieError::HeaderTooLarge {
-                size,
-                limit: self.max_header_bytes,
-            });
-        }
         let name = self.name.as_bytes();
         let mut found: Option<&'h [u8]> = None;
         let mut ambiguous = false;
         let mut present = false;
-        for pair in headers.flat_map(|h| h.split(|&b| b == b';')) {
-            let Some(eq) = pair.iter().position(|&b| b == b'=') else {
-                continue;
-            };
-            if trim_ows(&pair[..eq]) != name {
-                continue;
+        let mut size = 0usize;
+        for header in headers {
+            // Size before parsing: an oversized header costs one addition,
+            // and the whole request never costs more than the cap to parse.
+            size = size.saturating_add(header.len());
+            if size > self.max_header_bytes {
+                return Err(CookieError::HeaderTooLarge {
+                    size,
+                    limit: self.max_header_bytes,
+                });
             }
-            present = true;
-            let Some(value) = cookie_value(&pair[eq + 1..]) else {
-                continue;
-            };
-            match found {
-                None => found = Some(value),
-                // Both values come from the client, but they are tokens:
-                // compare without a data-dependent early exit anyway.
-                Some(prev) if bool::from(prev.ct_eq(value)) => {}
-                Some(_) => ambiguous = true,
+            for pair in header.split(|&b| b == b';') {
+                let Some(eq) = pair.iter().position(|&b| b == b'=') else {
+                    continue;
+                };
+                if trim_ows(&pair[..eq]) != name {
+                    continue;
+                }
+                present = true;
+                let Some(value) = cookie_value(&pair[eq + 1..]) else {
+                    continue;
+                };
+                match found {
+                    None => found = Some(value),
+                    // Both values come from the client, but they are tokens:
+                    // compare without a data-dependent early exit anyway.
+                    Some(prev) if bool::from(prev.ct_eq(value)) => {}
+                    Some(_) => ambiguous = true,
+                }
             }
         }
         match found {
