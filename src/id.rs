@@ -77,6 +77,17 @@ impl SessionId {
         SessionId(bytes)
     }
 
+    /// An ID from its 32 bytes: for ticket session ids, which travel inside
+    /// a signed ticket rather than as a token.
+    pub(crate) const fn from_bytes(bytes: [u8; 32]) -> SessionId {
+        SessionId(bytes)
+    }
+
+    /// The ID's 32 bytes.
+    pub(crate) const fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
     /// Parses a token strictly: exactly 43 base64url characters in canonical
     /// form. Anything else is refused before any store is consulted, so
     /// malformed input costs no I/O and never reaches a backend.

@@ -79,6 +79,7 @@ mod manager;
 mod policy;
 mod session;
 pub mod store;
+mod ticket;
 
 // Time.
 pub use crate::clock::{Clock, ManualClock, SystemClock, Timestamp};
@@ -101,3 +102,7 @@ pub use crate::cookie::{
 // Errors and events.
 pub use crate::error::Error;
 pub use crate::event::{Event, ExpiryKind, Observer, RejectKind};
+// Stateless signed tickets.
+pub use crate::ticket::{
+    KeyRing, MAX_TICKET_LEN, TicketConfigError, TicketError, TicketKey, TicketManager,
+};
