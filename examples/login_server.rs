@@ -45,8 +45,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use latchkey::{
-    Clock as _, CookieConfig, Error, Fingerprint, Issued, Loaded, MemoryStore, NewSession, Policy,
-    Session, SessionManager, Store, StoreManager, SystemClock, Timestamp,
+    Clock as _, CookieConfig, Error, Fingerprint, Issued, KeyRing, Loaded, MemoryStore, NewSession,
+    Policy, Session, SessionManager, Store, StoreManager, SystemClock, TicketKey, TicketManager,
+    Timestamp,
 };
 use subtle::ConstantTimeEq as _;
 use tiny_http::{Header, Method, Request, Response, Server};
@@ -68,6 +69,8 @@ usage: login_server [options]
   --port N                 port on 127.0.0.1 (default 8080; 0 picks a free one,
                            the address is printed on stdout)
   --store memory           sessions in memory: a restart logs everyone out
+  --tickets                stateless signed tickets instead of server-side
+                           sessions (the store then keeps only revocations)
   --rotation-grace-ms N    how long a rotated token keeps working (default 30000)
   --secure-cookie          production cookie (__Host-session, Secure): only
                            behind an https proxy, browsers drop it on plain http
@@ -81,6 +84,7 @@ struct Options {
     store: StoreChoice,
     rotation_grace: Duration,
     secure_cookie: bool,
+    tickets: bool,
 }
 
 #[derive(Debug)]
@@ -94,6 +98,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
         store: StoreChoice::Memory,
         rotation_grace: Policy::default().rotation_grace(),
         secure_cookie: false,
+        tickets: false,
     };
     while let Some(arg) = args.next() {
         let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
@@ -114,6 +119,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
                 opts.rotation_grace = Duration::from_millis(ms);
             }
             "--secure-cookie" => opts.secure_cookie = true,
+            "--tickets" => opts.tickets = true,
             "--help" | "-h" => return Err(String::new()),
             other => return Err(format!("unknown option {other:?}")),
         }
@@ -148,16 +154,32 @@ fn store_backend(store: Box<dyn Store>, policy: Policy, label: String) -> Backen
     }
 }
 
-fn open_backend(opts: &Options) -> Result<Backend, BoxError> {
+/// Opens the store the options name, and the manager over it. `purpose` is
+/// the cookie name (tickets are bound to it).
+fn open_backend(opts: &Options, purpose: &str) -> Result<Backend, BoxError> {
     let policy = Policy::builder()
         .with_rotation_grace(opts.rotation_grace)
         .build()?;
-    Ok(match &opts.store {
-        StoreChoice::Memory => store_backend(
+    let (store, label): (Box<dyn Store>, String) = match &opts.store {
+        StoreChoice::Memory => (
             Box::new(MemoryStore::new()),
-            policy,
             "memory (a restart logs everyone out)".into(),
         ),
+    };
+    if !opts.tickets {
+        return Ok(store_backend(store, policy, label));
+    }
+    // Stateless: the session travels in a signed ticket; the store only
+    // keeps revocations (logout, rotated tickets). The key lives as long
+    // as this process, so a restart invalidates every ticket.
+    let keys = KeyRing::new(1, TicketKey::generate());
+    let manager = TicketManager::new(purpose, keys)?
+        .with_policy(policy)
+        .with_revocation(store);
+    Ok(Backend {
+        manager: Arc::new(manager),
+        server_side: None,
+        label: format!("signed tickets, revocations in {label}"),
     })
 }
 
@@ -754,7 +776,6 @@ fn main() -> Result<(), BoxError> {
             std::process::exit(2);
         }
     };
-    let backend = open_backend(&opts)?;
     let cookies = if opts.secure_cookie {
         CookieConfig::default()
     } else {
@@ -765,6 +786,7 @@ fn main() -> Result<(), BoxError> {
         );
         CookieConfig::danger_insecure_http()
     };
+    let backend = open_backend(&opts, cookies.name())?;
     let server = Arc::new(Server::http(("127.0.0.1", opts.port))?);
     let addr = server
         .server_addr()

@@ -393,3 +393,35 @@ fn form_fields_are_decoded_and_user_names_escaped_in_pages() {
     assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt; x"));
     assert!(!page.contains("<script>"));
 }
+
+#[test]
+fn tickets_mode_logs_in_rotates_and_logs_out_without_server_side_sessions() {
+    let demo = Demo::start(&[
+        "--store",
+        "memory",
+        "--tickets",
+        "--rotation-grace-ms",
+        "200",
+    ]);
+    let old = demo.login("alice");
+    let ticket = old.split_once('=').unwrap().1;
+    assert!(ticket.len() > 43, "a signed ticket, not a bare session ID");
+    assert_eq!(demo.get("/me", Some(&old)).field("user"), Some("alice"));
+
+    let new = demo.post("/admin", Some(&old), "").cookie_pair();
+    assert_ne!(new, old);
+    assert_eq!(demo.get("/me", Some(&new)).field("role"), Some("admin"));
+    std::thread::sleep(Duration::from_millis(600));
+    let reused = demo.get("/me", Some(&old));
+    assert_eq!(reused.status, 401, "{}", reused.body);
+    assert_eq!(reused.field("rejected"), Some("rotated_token_reused"));
+
+    // No per-session state: no session list. Logout still ends the ticket,
+    // through the revocation store.
+    assert_eq!(demo.get("/sessions", Some(&new)).status, 404);
+    demo.post("/logout", Some(&new), "");
+    assert_eq!(
+        demo.get("/me", Some(&new)).field("rejected"),
+        Some("terminated")
+    );
+}
