@@ -64,6 +64,11 @@
 //! When a call returns an [`Issued`] (or [`Loaded::reissue`] is `Some`), set
 //! the cookie to its token. Store calls block: on an async executor run them
 //! on a blocking pool.
+//!
+//! [`CookieConfig`] renders the hardened `Set-Cookie` and finds the token in
+//! a `Cookie` header. The [`framework`] module is the full guide: which
+//! errors mean 401 and clear the cookie, which mean 503, how to apply a
+//! reissue hint, and `Cache-Control: no-store` on authenticated responses.
 #![forbid(unsafe_code)]
 // Document ALL THE THINGS!
 #![deny(missing_docs)]
@@ -74,6 +79,7 @@ mod clock;
 mod cookie;
 mod error;
 mod event;
+pub mod framework;
 mod id;
 mod manager;
 mod policy;
