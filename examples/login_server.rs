@@ -802,6 +802,19 @@ fn main() -> Result<(), BoxError> {
         cookies,
         clock: SystemClock,
     });
+    if let Some(server_side) = app.backend.server_side.clone() {
+        // Ended and expired records are kept until their retention passes
+        // (so a late request hears "terminated", not "unknown"); sweep them
+        // now and then so the store does not grow without bound.
+        std::thread::spawn(move || {
+            loop {
+                std::thread::sleep(Duration::from_secs(60));
+                if let Err(e) = server_side.purge_expired() {
+                    eprintln!("purge failed: {}", chain(&e));
+                }
+            }
+        });
+    }
     let workers: Vec<_> = (0..WORKERS)
         .map(|_| {
             let (server, app) = (server.clone(), app.clone());
