@@ -69,6 +69,12 @@
 //! a `Cookie` header. The [`framework`] module is the full guide: which
 //! errors mean 401 and clear the cookie, which mean 503, how to apply a
 //! reissue hint, and `Cache-Control: no-store` on authenticated responses.
+//!
+//! ## Cargo features
+//!
+//! - `redis` (off by default): `RedisStore`, sessions in Redis shared by many
+//!   app servers, on the `redis` crate's synchronous client (see
+//!   `latchkey::store::redis`).
 #![forbid(unsafe_code)]
 // Document ALL THE THINGS!
 #![deny(missing_docs)]
@@ -99,6 +105,8 @@ pub use crate::session::{Issued, Loaded, NewSession, Session, SessionData};
 pub use crate::manager::{SessionInfo, SessionManager, StoreManager};
 // Storage.
 pub use crate::store::memory::MemoryStore;
+#[cfg(feature = "redis")]
+pub use crate::store::redis::RedisStore;
 pub use crate::store::{EndReason, LiveSession, Record, RecordState, Store, StoreError};
 // Cookies: rendering Set-Cookie, finding the token in a Cookie header.
 pub use crate::cookie::{

@@ -188,30 +188,51 @@ impl MemoryStore {
         }
     }
 
-    fn reserve_slot(&self, shard: &mut Shard) -> Result<(), StoreError> {
+    /// At capacity, sweeps every shard for dead records before refusing.
+    /// Called with no shard lock held: taking shard locks one at a time here
+    /// keeps the index-order rule that `rotate` relies on.
+    fn make_room(&self) -> Result<(), StoreError> {
         if let Some(capacity) = self.capacity
             && self.len() >= capacity
         {
-            self.sweep(shard, self.clock.now());
-            if self.len() >= capacity {
-                return Err(StoreError::Full { capacity });
+            let now = self.clock.now();
+            for shard in self.shards.iter() {
+                self.sweep(&mut shard.write(), now);
             }
         }
         Ok(())
+    }
+
+    /// Counts one more record, atomically refusing past the capacity so
+    /// racing inserts cannot overshoot it. Undo with [`Self::release`].
+    fn reserve(&self) -> Result<(), StoreError> {
+        let prev = self.len.fetch_add(1, Ordering::AcqRel);
+        if let Some(capacity) = self.capacity
+            && prev >= capacity
+        {
+            self.len.fetch_sub(1, Ordering::AcqRel);
+            return Err(StoreError::Full { capacity });
+        }
+        Ok(())
+    }
+
+    fn release(&self) {
+        self.len.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
 impl Store for MemoryStore {
     fn insert(&self, key: &StoreKey, record: &Record) -> Result<(), StoreError> {
+        self.make_room()?;
+        self.reserve()?;
         {
             let mut shard = self.shard(key).write();
             if shard.map.contains_key(key) {
+                self.release();
                 return Err(StoreError::Exists);
             }
-            self.reserve_slot(&mut shard)?;
             self.maybe_sweep(&mut shard);
             shard.map.insert(*key, record.clone());
-            self.len.fetch_add(1, Ordering::Relaxed);
         }
         self.reindex(key, None, record.user());
         Ok(())
@@ -257,12 +278,14 @@ impl Store for MemoryStore {
         new: &StoreKey,
         record: &Record,
     ) -> Result<(), StoreError> {
+        self.make_room()?;
+        self.reserve()?;
         let (i, j) = (Self::shard_index(old), Self::shard_index(new));
         // Two shard locks, always taken in index order, so two rotations
         // crossing the same pair of shards cannot deadlock.
-        let before = if i == j {
+        let result = if i == j {
             let mut shard = self.shards[i].write();
-            rotate_in(&mut shard, &mut None, old, expected, retired, new, record)?
+            rotate_in(&mut shard, &mut None, old, expected, retired, new, record)
         } else {
             let (first, second) = if i < j { (i, j) } else { (j, i) };
             let mut a = self.shards[first].write();
@@ -272,11 +295,6 @@ impl Store for MemoryStore {
             } else {
                 (&mut *b, &mut *a)
             };
-            if let Some(cap) = self.capacity
-                && self.len() >= cap
-            {
-                return Err(StoreError::Full { capacity: cap });
-            }
             rotate_in(
                 old_shard,
                 &mut Some(new_shard),
@@ -285,9 +303,9 @@ impl Store for MemoryStore {
                 retired,
                 new,
                 record,
-            )?
+            )
         };
-        self.len.fetch_add(1, Ordering::Relaxed);
+        let before = result.inspect_err(|_| self.release())?;
         self.reindex(old, before.as_deref(), retired.user());
         self.reindex(new, None, record.user());
         Ok(())

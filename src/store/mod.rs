@@ -85,6 +85,8 @@ use crate::id::{Fingerprint, SealedId, StoreKey};
 use crate::session::SessionData;
 
 pub mod memory;
+#[cfg(feature = "redis")]
+pub mod redis;
 
 /// Why a session was ended on purpose.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

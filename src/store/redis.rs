@@ -1,0 +1,1007 @@
+//! [`RedisStore`]: sessions in Redis, one session space for many app servers
+//! (feature `redis`).
+//!
+//! Put several app servers behind a load balancer without sticky sessions,
+//! point them all at one Redis, and a user stays logged in whichever server
+//! answers. Every operation is one short round trip (two for
+//! [`Store::sessions_of`]); the checks that must not race run inside Redis
+//! as Lua scripts, so two servers writing the same session cannot both win.
+//!
+//! # What Redis holds
+//!
+//! Run `redis-cli --scan --pattern 'latchkey:*'` to see it all:
+//!
+//! | key | type | value |
+//! |---|---|---|
+//! | `{prefix}session:{64 hex}` | string | the [`Record`] as JSON, e.g. `{"version":1,"expires_at":…,"state":{"live":{…}}}` |
+//! | `{prefix}user:{64 hex}` | set | the hex store keys of the user's sessions |
+//!
+//! - The hex in a session key is the [`StoreKey`] (SHA-256 of the session
+//!   ID), never the token: a dump of Redis cannot be replayed as cookies. A
+//!   log line's [`Fingerprint`](crate::Fingerprint) is its first 12 digits,
+//!   so `redis-cli --scan --pattern 'latchkey:session:<fingerprint>*'` finds
+//!   the record.
+//! - The hex in a user key is SHA-256 of the user name's UTF-8 bytes
+//!   (`printf %s alice | sha256sum`). User names are not secret, but they
+//!   are data from outside: hashing keeps every key short, fixed-format and
+//!   free of the bytes (`*`, `?`, newlines, a huge name) that would make key
+//!   names a second parser of untrusted input. The set's members are
+//!   checked against the user name on every read, so a hash collision could
+//!   at worst add work, never show one user another's sessions.
+//! - The prefix (default [`DEFAULT_PREFIX`], `latchkey:`) lets several
+//!   applications, or several test runs, share one Redis.
+//!
+//! # Expiry
+//!
+//! Every write sets the key's native expiry to the record's
+//! [`Record::expires_at`], so Redis itself forgets dead sessions and nobody
+//! has to call [`Store::purge_expired`]. The expiry is written as a time to
+//! live, `expires_at` minus the store's clock ([`RedisStore::with_clock`]),
+//! rather than as an absolute `PEXPIREAT`: the deadline was computed with the
+//! app server's clock, so measuring it with the same clock keeps its meaning
+//! when Redis's clock disagrees, and lets tests drive time with a
+//! [`ManualClock`](crate::ManualClock). The time to live is never under one
+//! second (a record written at its deadline stays readable long enough for
+//! the manager to say *why* it ended) and never over ten years (Redis rejects
+//! expiries past its range). A user set lives until the latest deadline of
+//! the sessions added to it, so it disappears with them.
+//!
+//! # Atomicity
+//!
+//! `insert` (`SET NX`), the versioned `replace`, `touch` and `rotate` each
+//! run as one Lua script (sent as `EVALSHA`, loaded on first use), so they
+//! are atomic on the server: a stale version never lands, and a rotation is
+//! seen whole or not at all. The scripts read only the head of a record's
+//! JSON, `{"version":N,"expires_at":N,"state":{"live":{"created_at":N,"last_seen":N,`,
+//! which is the fixed shape serde gives a [`Record`]; `touch` rewrites those
+//! digits and keeps the rest of the value byte for byte, so no JSON is ever
+//! re-encoded in Lua (whose numbers would round a `u64`). A value that does
+//! not have that head is [`StoreError::Corrupt`] for that session only.
+//!
+//! # The per-user index
+//!
+//! Writes add a session to its user's set; nothing removes it eagerly. A
+//! set may therefore hold keys that expired, were removed, were retired by
+//! rotation, or now belong to someone else. [`Store::sessions_of`] reads the
+//! set and the records, returns exactly the live records bound to the user,
+//! and removes the stale members, each only if its record is still what it
+//! read (a compare-and-remove script), so a concurrent write that binds a
+//! key to the user again is never undone. [`Store::purge_expired`] does the
+//! same for every set.
+//!
+//! # Failures
+//!
+//! Redis down, unreachable, slow past the timeouts, or answering with an
+//! error is [`StoreError::Unavailable`]: a backend failure
+//! ([`Error::is_backend_failure`](crate::Error::is_backend_failure)), never
+//! a rejection that would log the user out. Connecting waits at most the
+//! connect timeout (default 1 s) and each read or write at most the I/O
+//! timeout (default 2 s). No call panics, and nothing runs in the
+//! background: connections are kept in a small pool, a connection that
+//! failed is dropped, and the next call connects again, so service resumes
+//! by itself when Redis returns. When a pooled connection turns out to have
+//! been closed by the server (a restart, Redis's `timeout` setting, a
+//! proxy), the pool is emptied and the call is retried once on a fresh
+//! connection; every write is versioned or conditional, so a retry can fail
+//! with `Conflict` or `Exists` but never apply a change twice.
+//!
+//! # Deployment
+//!
+//! One Redis (6.0 or later), optionally with replicas and Sentinel in
+//! front. Redis Cluster is not supported: a rotation writes two session keys
+//! and a user set in one script, which Cluster allows only within one hash
+//! slot. The client is the `redis` crate's synchronous one, without TLS:
+//! reach a remote Redis over a private network or a local TLS tunnel.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use redis::{Client, Connection, RedisError, Script};
+use sha2::{Digest, Sha256};
+
+use crate::clock::{Clock, SystemClock, Timestamp};
+use crate::id::StoreKey;
+use crate::store::{Record, RecordState, Store, StoreError};
+
+/// The key prefix a [`RedisStore`] uses unless told otherwise.
+pub const DEFAULT_PREFIX: &str = "latchkey:";
+
+/// How long a [`RedisStore`] waits to connect, unless told otherwise.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How long a [`RedisStore`] waits for one read or write on a connection,
+/// unless told otherwise.
+pub const DEFAULT_IO_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How many idle connections a [`RedisStore`] keeps, unless told otherwise.
+pub const DEFAULT_MAX_IDLE_CONNECTIONS: usize = 16;
+
+/// The shortest native expiry written: see the module docs.
+const MIN_TTL_MS: u64 = 1_000;
+/// The longest native expiry written (ten years): Redis refuses expiries
+/// whose absolute time overflows, and a saturated far-future deadline
+/// (`u64::MAX` milliseconds) would.
+const MAX_TTL_MS: u64 = 10 * 365 * 24 * 60 * 60 * 1_000;
+/// Keys asked for per SCAN step and per purge script call: large enough to
+/// make few round trips, small enough that one script never blocks Redis
+/// for long.
+const BATCH: usize = 500;
+
+/// Lua shared by the scripts. `gt` compares two decimal strings without
+/// leading zeros exactly (Lua numbers are doubles and would round a u64).
+/// `index` adds the record(s) to user sets: the keys after the first
+/// `nrec` are sets, and ARGV from `base` holds a (member, ttl) pair for
+/// each; a set's expiry is only ever raised.
+const LUA_COMMON: &str = r#"
+local function gt(a, b)
+  if #a ~= #b then return #a > #b end
+  return a > b
+end
+local function index(nrec, base)
+  for j = 1, #KEYS - nrec do
+    local set, member, ttl = KEYS[nrec + j], ARGV[base + 2 * j - 1], ARGV[base + 2 * j]
+    redis.call('SADD', set, member)
+    if redis.call('PTTL', set) < tonumber(ttl) then
+      redis.call('PEXPIRE', set, ttl)
+    end
+  end
+end
+local HEAD = '^{"version":(%d+),"expires_at":(%d+),'
+"#;
+
+/// KEYS: record, sets... ARGV: json, ttl, (member, set ttl)...
+/// Returns 1 if inserted, 0 if the key exists.
+const LUA_INSERT: &str = r#"
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 0 end
+index(1, 2)
+return 1
+"#;
+
+/// KEYS: record, sets... ARGV: expected version, json, ttl, (member, set ttl)...
+/// Returns 1 done, 0 missing, -1 conflict, -2 unreadable stored record.
+const LUA_REPLACE: &str = r#"
+local raw = redis.call('GET', KEYS[1])
+if not raw then return 0 end
+local ver = string.match(raw, HEAD)
+if not ver then return -2 end
+if ver ~= ARGV[1] then return -1 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+index(1, 3)
+return 1
+"#;
+
+/// KEYS: record. ARGV: last_seen, expires_at, ttl for that expires_at.
+/// Returns 1 if live (touched), 0 if missing or not live, -2 unreadable.
+/// Only the leading digits change; the rest of the value is kept as is.
+const LUA_TOUCH: &str = r#"
+local raw = redis.call('GET', KEYS[1])
+if not raw then return 0 end
+local _, e, ver, exp, created, seen = string.find(raw,
+  '^{"version":(%d+),"expires_at":(%d+),"state":{"live":{"created_at":(%d+),"last_seen":(%d+),')
+if not e then
+  if string.find(raw, '^{"version":%d+,"expires_at":%d+,"state":{"') then return 0 end
+  return -2
+end
+local seen_up, exp_up = gt(ARGV[1], seen), gt(ARGV[2], exp)
+if not seen_up and not exp_up then return 1 end
+if seen_up then seen = ARGV[1] end
+if exp_up then exp = ARGV[2] end
+local out = '{"version":' .. ver .. ',"expires_at":' .. exp ..
+  ',"state":{"live":{"created_at":' .. created .. ',"last_seen":' .. seen .. ',' ..
+  string.sub(raw, e + 1)
+if exp_up then
+  redis.call('SET', KEYS[1], out, 'PX', ARGV[3])
+else
+  redis.call('SET', KEYS[1], out, 'KEEPTTL')
+end
+return 1
+"#;
+
+/// KEYS: old, new, sets... ARGV: expected, retired json, ttl, record json,
+/// ttl, (member, set ttl)... Returns 1 done, 0 old missing, -1 conflict,
+/// -2 unreadable old record, -3 new exists. Nothing is written unless all
+/// checks pass.
+const LUA_ROTATE: &str = r#"
+local raw = redis.call('GET', KEYS[1])
+if not raw then return 0 end
+local ver = string.match(raw, HEAD)
+if not ver then return -2 end
+if ver ~= ARGV[1] then return -1 end
+if redis.call('EXISTS', KEYS[2]) == 1 then return -3 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+redis.call('SET', KEYS[2], ARGV[4], 'PX', ARGV[5])
+index(2, 5)
+return 1
+"#;
+
+/// KEYS: records. ARGV: now. Deletes those whose expires_at <= now and
+/// returns how many.
+const LUA_PURGE: &str = r#"
+local n = 0
+for i = 1, #KEYS do
+  local raw = redis.call('GET', KEYS[i])
+  if raw then
+    local _, exp = string.match(raw, HEAD)
+    if exp and not gt(exp, ARGV[1]) then
+      redis.call('DEL', KEYS[i])
+      n = n + 1
+    end
+  end
+end
+return n
+"#;
+
+/// KEYS: set, records... ARGV: (member, value seen or '' for missing)...
+/// Removes each member whose record still has the value seen, so a
+/// concurrent write is never undone. Returns how many were removed.
+const LUA_UNINDEX: &str = r#"
+local n = 0
+for i = 2, #KEYS do
+  local cur = redis.call('GET', KEYS[i]) or ''
+  if cur == ARGV[2 * i - 2] then
+    n = n + redis.call('SREM', KEYS[1], ARGV[2 * i - 3])
+  end
+end
+return n
+"#;
+
+/// The loaded scripts; `Script` keeps the SHA-1 so calls send `EVALSHA`
+/// and fall back to `EVAL` once when Redis does not know it yet.
+struct Scripts {
+    insert: Script,
+    replace: Script,
+    touch: Script,
+    rotate: Script,
+    purge: Script,
+    unindex: Script,
+}
+
+impl Scripts {
+    fn new() -> Scripts {
+        let with_common = |body: &str| Script::new(&format!("{LUA_COMMON}{body}"));
+        Scripts {
+            insert: with_common(LUA_INSERT),
+            replace: with_common(LUA_REPLACE),
+            touch: with_common(LUA_TOUCH),
+            rotate: with_common(LUA_ROTATE),
+            purge: with_common(LUA_PURGE),
+            unindex: with_common(LUA_UNINDEX),
+        }
+    }
+}
+
+/// A [`Store`] in Redis, shared by every process that opens the same Redis
+/// with the same prefix.
+///
+/// See the [module docs](self) for the key layout, expiry, atomicity and
+/// failure behaviour.
+///
+/// # Example
+/// ```no_run
+/// use std::time::Duration;
+/// use latchkey::{NewSession, RedisStore, SessionManager, StoreManager};
+///
+/// let store = RedisStore::open("redis://127.0.0.1:6379/")?
+///     .with_prefix("myapp:sessions:")
+///     .with_io_timeout(Duration::from_millis(500));
+/// store.ping()?; // fail fast at startup if Redis is not there
+/// let manager = StoreManager::new(store);
+/// let issued = manager.create(NewSession::new().with_user("alice"))?;
+/// // Any other app server with the same URL and prefix can load it.
+/// assert!(manager.load(issued.token()).is_ok());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct RedisStore {
+    client: Client,
+    prefix: String,
+    connect_timeout: Duration,
+    io_timeout: Duration,
+    max_idle: usize,
+    /// Idle connections. A connection is taken out for one operation and
+    /// put back only if the operation succeeded, so a connection left in an
+    /// unknown state (a timeout mid-reply) is never reused.
+    idle: Mutex<Vec<Connection>>,
+    clock: Arc<dyn Clock>,
+    scripts: Scripts,
+}
+
+impl fmt::Debug for RedisStore {
+    /// Shows where the store points, never the URL: it may carry a password.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let info = self.client.get_connection_info();
+        f.debug_struct("RedisStore")
+            .field("addr", &info.addr().to_string())
+            .field("db", &info.redis_settings().db())
+            .field("prefix", &self.prefix)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("io_timeout", &self.io_timeout)
+            .field("idle_connections", &self.idle.lock().len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Wraps a client error as the store being unavailable.
+fn unavailable(e: RedisError) -> StoreError {
+    StoreError::Unavailable(Box::new(e))
+}
+
+/// A stored value the scripts cannot read.
+fn corrupt(key: &StoreKey, what: &'static str) -> StoreError {
+    StoreError::Corrupt {
+        key: key.fingerprint(),
+        source: what.into(),
+    }
+}
+
+const UNREADABLE_HEAD: &str = "stored value does not start like a latchkey record";
+
+fn encode(record: &Record) -> String {
+    // Serializing a Record cannot fail: every field is a plain number,
+    // string, or a map with string keys (SessionData).
+    serde_json::to_string(record).unwrap_or_default()
+}
+
+/// Escapes the glob characters of SCAN's MATCH so a prefix is matched
+/// literally.
+fn glob_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+impl RedisStore {
+    /// A store for the Redis at `url`, with the default prefix, timeouts and
+    /// the system clock. Nothing is connected yet (see [`RedisStore::ping`]).
+    ///
+    /// `url` is `redis://[[user]:password@]host[:port][/db]` or
+    /// `redis+unix:///path/to/socket[?db=N]`.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] if `url` is not a Redis URL this build
+    /// supports (`rediss://` needs TLS, which it leaves out).
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::RedisStore;
+    ///
+    /// // No server needed: connecting waits for the first operation.
+    /// let store = RedisStore::open("redis://127.0.0.1:6379/0")?;
+    /// assert_eq!(store.prefix(), "latchkey:");
+    /// assert!(RedisStore::open("not a url").is_err());
+    /// # Ok::<(), latchkey::StoreError>(())
+    /// ```
+    pub fn open(url: &str) -> Result<RedisStore, StoreError> {
+        let client = Client::open(url).map_err(unavailable)?;
+        Ok(RedisStore {
+            client,
+            prefix: DEFAULT_PREFIX.to_owned(),
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            io_timeout: DEFAULT_IO_TIMEOUT,
+            max_idle: DEFAULT_MAX_IDLE_CONNECTIONS,
+            idle: Mutex::new(Vec::new()),
+            clock: Arc::new(SystemClock),
+            scripts: Scripts::new(),
+        })
+    }
+
+    /// Puts every key under `prefix` instead of [`DEFAULT_PREFIX`]. Stores
+    /// with different prefixes on one Redis never see each other's sessions.
+    ///
+    /// # Example
+    /// ```
+    /// # use latchkey::RedisStore;
+    /// let store = RedisStore::open("redis://127.0.0.1/")?.with_prefix("shop:");
+    /// assert_eq!(store.prefix(), "shop:");
+    /// # Ok::<(), latchkey::StoreError>(())
+    /// ```
+    #[must_use]
+    pub fn with_prefix(mut self, prefix: impl Into<String>) -> RedisStore {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// Waits at most `timeout` to connect (default
+    /// [`DEFAULT_CONNECT_TIMEOUT`]). A zero duration means the default.
+    ///
+    /// # Example
+    /// ```
+    /// # use std::time::Duration;
+    /// # use latchkey::RedisStore;
+    /// let store = RedisStore::open("redis://127.0.0.1/")?
+    ///     .with_connect_timeout(Duration::from_millis(250));
+    /// # Ok::<(), latchkey::StoreError>(())
+    /// ```
+    #[must_use]
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> RedisStore {
+        // A zero timeout would make the socket calls fail outright.
+        self.connect_timeout = if timeout.is_zero() {
+            DEFAULT_CONNECT_TIMEOUT
+        } else {
+            timeout
+        };
+        self
+    }
+
+    /// Waits at most `timeout` for each read and each write on a connection
+    /// (default [`DEFAULT_IO_TIMEOUT`]). A zero duration means the default.
+    ///
+    /// # Example
+    /// ```
+    /// # use std::time::Duration;
+    /// # use latchkey::RedisStore;
+    /// let store = RedisStore::open("redis://127.0.0.1/")?
+    ///     .with_io_timeout(Duration::from_millis(500));
+    /// # Ok::<(), latchkey::StoreError>(())
+    /// ```
+    #[must_use]
+    pub fn with_io_timeout(mut self, timeout: Duration) -> RedisStore {
+        self.io_timeout = if timeout.is_zero() {
+            DEFAULT_IO_TIMEOUT
+        } else {
+            timeout
+        };
+        self
+    }
+
+    /// Keeps at most `max` idle connections for reuse (default
+    /// [`DEFAULT_MAX_IDLE_CONNECTIONS`]). Busy threads each hold one
+    /// connection while they work; connections beyond `max` are closed when
+    /// done. `0` connects afresh for every operation.
+    ///
+    /// # Example
+    /// ```
+    /// # use latchkey::RedisStore;
+    /// let store = RedisStore::open("redis://127.0.0.1/")?.with_max_idle_connections(4);
+    /// # Ok::<(), latchkey::StoreError>(())
+    /// ```
+    #[must_use]
+    pub fn with_max_idle_connections(mut self, max: usize) -> RedisStore {
+        self.max_idle = max;
+        self
+    }
+
+    /// Measures native expiry with `clock` (default the system clock): give
+    /// it the manager's clock in tests.
+    ///
+    /// # Example
+    /// ```
+    /// use std::sync::Arc;
+    /// use latchkey::{ManualClock, RedisStore, StoreManager, Timestamp};
+    ///
+    /// let clock = ManualClock::new(Timestamp::from_unix_millis(1_800_000_000_000));
+    /// let store = RedisStore::open("redis://127.0.0.1/")?.with_clock(Arc::new(clock.clone()));
+    /// let manager = StoreManager::new(store).with_clock(Arc::new(clock));
+    /// # Ok::<(), latchkey::StoreError>(())
+    /// ```
+    #[must_use]
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> RedisStore {
+        self.clock = clock;
+        self
+    }
+
+    /// The key prefix.
+    ///
+    /// # Example
+    /// ```
+    /// # use latchkey::RedisStore;
+    /// assert_eq!(RedisStore::open("redis://127.0.0.1/")?.prefix(), "latchkey:");
+    /// # Ok::<(), latchkey::StoreError>(())
+    /// ```
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The Redis key holding the record under `key`, e.g. for `redis-cli GET`.
+    ///
+    /// # Example
+    /// ```
+    /// # use latchkey::{RedisStore, SessionId};
+    /// let store = RedisStore::open("redis://127.0.0.1/")?;
+    /// let key = SessionId::generate().store_key();
+    /// assert_eq!(store.record_key(&key), format!("latchkey:session:{}", key.to_hex()));
+    /// # Ok::<(), latchkey::StoreError>(())
+    /// ```
+    pub fn record_key(&self, key: &StoreKey) -> String {
+        format!("{}session:{}", self.prefix, key.to_hex())
+    }
+
+    /// The Redis key of `user`'s index set: the prefix, `user:`, and the hex
+    /// SHA-256 of the name.
+    ///
+    /// # Example
+    /// ```
+    /// # use latchkey::RedisStore;
+    /// let store = RedisStore::open("redis://127.0.0.1/")?;
+    /// let set = store.user_key("alice");
+    /// assert!(set.starts_with("latchkey:user:"));
+    /// assert_eq!(set.len(), "latchkey:user:".len() + 64);
+    /// # Ok::<(), latchkey::StoreError>(())
+    /// ```
+    pub fn user_key(&self, user: &str) -> String {
+        format!("{}user:{}", self.prefix, user_hash(user))
+    }
+
+    /// Checks that Redis answers, connecting if needed.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] if it does not, within the timeouts.
+    ///
+    /// # Example
+    /// ```no_run
+    /// # use latchkey::RedisStore;
+    /// let store = RedisStore::open("redis://127.0.0.1/")?;
+    /// store.ping()?;
+    /// # Ok::<(), latchkey::StoreError>(())
+    /// ```
+    pub fn ping(&self) -> Result<(), StoreError> {
+        self.with_con(|con| redis::cmd("PING").query::<()>(con))
+    }
+
+    fn connect(&self) -> Result<Connection, RedisError> {
+        let con = self
+            .client
+            .get_connection_with_timeout(self.connect_timeout)?;
+        con.set_read_timeout(Some(self.io_timeout))?;
+        con.set_write_timeout(Some(self.io_timeout))?;
+        Ok(con)
+    }
+
+    fn release(&self, con: Connection) {
+        let mut idle = self.idle.lock();
+        if idle.len() < self.max_idle {
+            idle.push(con);
+        }
+    }
+
+    /// Runs `op` on a pooled or fresh connection; see "Failures" in the
+    /// module docs for when it retries.
+    fn with_con<T>(
+        &self,
+        mut op: impl FnMut(&mut Connection) -> Result<T, RedisError>,
+    ) -> Result<T, StoreError> {
+        let pooled = self.idle.lock().pop();
+        let reused = pooled.is_some();
+        let mut con = match pooled {
+            Some(con) => con,
+            None => self.connect().map_err(unavailable)?,
+        };
+        match op(&mut con) {
+            Ok(v) => {
+                self.release(con);
+                Ok(v)
+            }
+            Err(e) => {
+                drop(con);
+                if e.is_io_error() || e.is_connection_dropped() {
+                    // Whatever closed this connection (a restart, the
+                    // server's idle timeout) closed its siblings too.
+                    self.idle.lock().clear();
+                }
+                // Retry only when a connection that sat idle was found
+                // closed, not on a timeout: then the command may still be
+                // running, and the caller must hear that Redis is slow.
+                if reused && e.is_connection_dropped() && !e.is_timeout() {
+                    let mut fresh = self.connect().map_err(unavailable)?;
+                    let v = op(&mut fresh).map_err(unavailable)?;
+                    self.release(fresh);
+                    Ok(v)
+                } else {
+                    Err(unavailable(e))
+                }
+            }
+        }
+    }
+
+    fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    /// The native time to live for a record that dies at `deadline`.
+    fn ttl(&self, deadline: Timestamp, now: Timestamp) -> u64 {
+        deadline
+            .as_unix_millis()
+            .saturating_sub(now.as_unix_millis())
+            .clamp(MIN_TTL_MS, MAX_TTL_MS)
+    }
+
+    /// The user set a record belongs in, and how long that set must live:
+    /// until the later of the record's expiry and, for a live record, its
+    /// absolute deadline, which no touch can pass.
+    fn index_entry(&self, record: &Record, now: Timestamp) -> Option<(String, u64)> {
+        let RecordState::Live(live) = &record.state else {
+            return None;
+        };
+        let user = live.user.as_deref()?;
+        let until = record.expires_at.max(live.absolute_deadline);
+        Some((self.user_key(user), self.ttl(until, now)))
+    }
+
+    /// The live records in `set` that `keep` accepts; removes the members
+    /// that are missing or rejected (unless their record changed since it
+    /// was read). Corrupt records are skipped and left to expire.
+    fn read_index(
+        &self,
+        set: &str,
+        keep: impl Fn(&Record) -> bool,
+    ) -> Result<Vec<(StoreKey, Record)>, StoreError> {
+        let (members, values) = self.with_con(|con| {
+            let members: Vec<String> = redis::cmd("SMEMBERS").arg(set).query(con)?;
+            let keys: Vec<String> = members
+                .iter()
+                .filter_map(|m| StoreKey::from_hex(m))
+                .map(|k| self.record_key(&k))
+                .collect();
+            let mut values: Vec<Option<String>> = Vec::with_capacity(keys.len());
+            for chunk in keys.chunks(BATCH) {
+                values.extend(
+                    redis::cmd("MGET")
+                        .arg(chunk)
+                        .query::<Vec<Option<String>>>(con)?,
+                );
+            }
+            Ok((members, values))
+        })?;
+        let mut out = Vec::new();
+        let mut stale: Vec<(String, Option<StoreKey>, String)> = Vec::new();
+        let mut values = values.into_iter();
+        for member in members {
+            let Some(key) = StoreKey::from_hex(&member) else {
+                // Not written by this store: nothing can ever match it.
+                stale.push((member, None, String::new()));
+                continue;
+            };
+            match values.next().flatten() {
+                None => stale.push((member, Some(key), String::new())),
+                Some(raw) => match serde_json::from_str::<Record>(&raw) {
+                    Ok(record) if keep(&record) => out.push((key, record)),
+                    Ok(_) => stale.push((member, Some(key), raw)),
+                    Err(_) => {}
+                },
+            }
+        }
+        if !stale.is_empty() {
+            self.with_con(|con| {
+                let mut inv = self.scripts.unindex.prepare_invoke();
+                inv.key(set);
+                let mut odd = Vec::new();
+                for (member, key, seen) in &stale {
+                    match key {
+                        Some(k) => {
+                            inv.key(self.record_key(k)).arg(member).arg(seen);
+                        }
+                        None => odd.push(member),
+                    }
+                }
+                inv.invoke::<i64>(con)?;
+                if !odd.is_empty() {
+                    redis::cmd("SREM").arg(set).arg(&odd).query::<i64>(con)?;
+                }
+                Ok(())
+            })?;
+        }
+        Ok(out)
+    }
+
+    /// One SCAN pass over the keys under the prefix followed by `rest`,
+    /// handing each batch of names to `f`.
+    fn scan(
+        &self,
+        rest: &str,
+        mut f: impl FnMut(Vec<String>) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
+        let pattern = format!("{}{rest}*", glob_escape(&self.prefix));
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, keys): (u64, Vec<String>) = self.with_con(|con| {
+                redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(BATCH)
+                    .query(con)
+            })?;
+            if !keys.is_empty() {
+                f(keys)?;
+            }
+            if next == 0 {
+                return Ok(());
+            }
+            cursor = next;
+        }
+    }
+}
+
+/// Hex SHA-256 of a user name: fixed length, no bytes from the name.
+fn user_hash(user: &str) -> String {
+    StoreKey::from_bytes(Sha256::digest(user.as_bytes()).into()).to_hex()
+}
+
+impl Store for RedisStore {
+    fn insert(&self, key: &StoreKey, record: &Record) -> Result<(), StoreError> {
+        let now = self.now();
+        let (rkey, json) = (self.record_key(key), encode(record));
+        let ttl = self.ttl(record.expires_at, now);
+        let index = self.index_entry(record, now);
+        let code: i64 = self.with_con(|con| {
+            let mut inv = self.scripts.insert.prepare_invoke();
+            inv.key(&rkey).arg(&json).arg(ttl);
+            if let Some((set, set_ttl)) = &index {
+                inv.key(set).arg(key.to_hex()).arg(set_ttl);
+            }
+            inv.invoke(con)
+        })?;
+        match code {
+            1 => Ok(()),
+            _ => Err(StoreError::Exists),
+        }
+    }
+
+    fn get(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
+        let rkey = self.record_key(key);
+        let raw: Option<String> = self.with_con(|con| redis::cmd("GET").arg(&rkey).query(con))?;
+        raw.map(|raw| {
+            serde_json::from_str(&raw).map_err(|e| StoreError::Corrupt {
+                key: key.fingerprint(),
+                source: Box::new(e),
+            })
+        })
+        .transpose()
+    }
+
+    fn replace(&self, key: &StoreKey, expected: u64, record: &Record) -> Result<(), StoreError> {
+        let now = self.now();
+        let (rkey, json) = (self.record_key(key), encode(record));
+        let ttl = self.ttl(record.expires_at, now);
+        let index = self.index_entry(record, now);
+        let code: i64 = self.with_con(|con| {
+            let mut inv = self.scripts.replace.prepare_invoke();
+            inv.key(&rkey).arg(expected.to_string()).arg(&json).arg(ttl);
+            if let Some((set, set_ttl)) = &index {
+                inv.key(set).arg(key.to_hex()).arg(set_ttl);
+            }
+            inv.invoke(con)
+        })?;
+        match code {
+            1 => Ok(()),
+            0 => Err(StoreError::NotFound),
+            -1 => Err(StoreError::Conflict),
+            _ => Err(corrupt(key, UNREADABLE_HEAD)),
+        }
+    }
+
+    fn touch(
+        &self,
+        key: &StoreKey,
+        last_seen: Timestamp,
+        expires_at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let rkey = self.record_key(key);
+        let ttl = self.ttl(expires_at, self.now());
+        let code: i64 = self.with_con(|con| {
+            self.scripts
+                .touch
+                .key(&rkey)
+                .arg(last_seen.as_unix_millis().to_string())
+                .arg(expires_at.as_unix_millis().to_string())
+                .arg(ttl)
+                .invoke(con)
+        })?;
+        match code {
+            1 => Ok(true),
+            0 => Ok(false),
+            _ => Err(corrupt(key, UNREADABLE_HEAD)),
+        }
+    }
+
+    fn rotate(
+        &self,
+        old: &StoreKey,
+        expected: u64,
+        retired: &Record,
+        new: &StoreKey,
+        record: &Record,
+    ) -> Result<(), StoreError> {
+        let now = self.now();
+        let (old_key, new_key) = (self.record_key(old), self.record_key(new));
+        let (retired_json, record_json) = (encode(retired), encode(record));
+        let (retired_ttl, record_ttl) = (
+            self.ttl(retired.expires_at, now),
+            self.ttl(record.expires_at, now),
+        );
+        let sets = [
+            self.index_entry(retired, now).map(|e| (e, old.to_hex())),
+            self.index_entry(record, now).map(|e| (e, new.to_hex())),
+        ];
+        let code: i64 = self.with_con(|con| {
+            let mut inv = self.scripts.rotate.prepare_invoke();
+            inv.key(&old_key)
+                .key(&new_key)
+                .arg(expected.to_string())
+                .arg(&retired_json)
+                .arg(retired_ttl)
+                .arg(&record_json)
+                .arg(record_ttl);
+            for ((set, set_ttl), member) in sets.iter().flatten() {
+                inv.key(set).arg(member).arg(set_ttl);
+            }
+            inv.invoke(con)
+        })?;
+        match code {
+            1 => Ok(()),
+            0 => Err(StoreError::NotFound),
+            -1 => Err(StoreError::Conflict),
+            -3 => Err(StoreError::Exists),
+            _ => Err(corrupt(old, UNREADABLE_HEAD)),
+        }
+    }
+
+    fn remove(&self, key: &StoreKey) -> Result<bool, StoreError> {
+        // The user set keeps the member until the next read cleans it.
+        let rkey = self.record_key(key);
+        let n: i64 = self.with_con(|con| redis::cmd("DEL").arg(&rkey).query(con))?;
+        Ok(n > 0)
+    }
+
+    fn sessions_of(&self, user: &str) -> Result<Vec<(StoreKey, Record)>, StoreError> {
+        self.read_index(&self.user_key(user), |r| r.user() == Some(user))
+    }
+
+    /// Deletes the records with `expires_at <= now` (Redis's native expiry
+    /// already dropped most of them, measured by the store's clock), then
+    /// cleans every user set. It visits every key under the prefix with
+    /// SCAN, in batches, so it never blocks Redis for long but costs time
+    /// in proportion to the number of sessions: with native expiry in
+    /// place, calling it is optional (say, hourly, to trim user sets).
+    fn purge_expired(&self, now: Timestamp) -> Result<usize, StoreError> {
+        let now_arg = now.as_unix_millis().to_string();
+        let mut purged = 0usize;
+        self.scan("session:", |keys| {
+            let n: i64 = self.with_con(|con| {
+                let mut inv = self.scripts.purge.prepare_invoke();
+                for k in &keys {
+                    inv.key(k);
+                }
+                inv.arg(&now_arg).invoke(con)
+            })?;
+            purged += usize::try_from(n).unwrap_or(0);
+            Ok(())
+        })?;
+        let set_prefix = format!("{}user:", self.prefix);
+        self.scan("user:", |sets| {
+            for set in sets {
+                let Some(hash) = set.strip_prefix(&set_prefix) else {
+                    continue;
+                };
+                let hash = hash.to_owned();
+                self.read_index(&set, |r| {
+                    r.expires_at > now && r.user().is_some_and(|u| user_hash(u) == hash)
+                })?;
+            }
+            Ok(())
+        })?;
+        Ok(purged)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::id::SessionId;
+    use crate::session::SessionData;
+    use crate::store::{EndReason, LiveSession};
+
+    fn live_record() -> Record {
+        Record {
+            version: 7,
+            expires_at: Timestamp::from_unix_millis(1_800_000_600_000),
+            state: RecordState::Live(LiveSession {
+                created_at: Timestamp::from_unix_millis(1_800_000_000_000),
+                last_seen: Timestamp::from_unix_millis(1_800_000_000_001),
+                auth_at: None,
+                absolute_deadline: Timestamp::from_unix_millis(1_800_003_600_000),
+                user: Some("alice".into()),
+                device: None,
+                data: SessionData::default(),
+            }),
+        }
+    }
+
+    /// The Lua scripts read and rewrite this head in place; if serde ever
+    /// wrote the fields in another order, they would call every record
+    /// corrupt. This test fails first.
+    #[test]
+    fn record_json_starts_with_the_head_the_scripts_parse() {
+        let json = encode(&live_record());
+        assert!(
+            json.starts_with(
+                r#"{"version":7,"expires_at":1800000600000,"state":{"live":{"created_at":1800000000000,"last_seen":1800000000001,"#
+            ),
+            "{json}"
+        );
+        let ended = Record {
+            version: 3,
+            expires_at: Timestamp::from_unix_millis(5),
+            state: RecordState::Ended {
+                reason: EndReason::Logout,
+                at: Timestamp::from_unix_millis(4),
+            },
+        };
+        assert!(
+            encode(&ended).starts_with(r#"{"version":3,"expires_at":5,"state":{"ended":"#),
+            "{}",
+            encode(&ended)
+        );
+    }
+
+    #[test]
+    fn debug_does_not_leak_the_url_password() {
+        let store = RedisStore::open("redis://admin:hunter2@127.0.0.1:6390/3").unwrap();
+        let dbg = format!("{store:?}");
+        assert!(!dbg.contains("hunter2"), "{dbg}");
+        assert!(!dbg.contains("admin"), "{dbg}");
+        assert!(dbg.contains("127.0.0.1:6390"), "{dbg}");
+    }
+
+    #[test]
+    fn glob_escape_makes_a_prefix_literal() {
+        assert_eq!(glob_escape("app:*?[x]\\"), "app:\\*\\?\\[x\\]\\\\");
+        assert_eq!(glob_escape("latchkey:"), "latchkey:");
+    }
+
+    #[test]
+    fn user_keys_are_fixed_length_whatever_the_name() {
+        let store = RedisStore::open("redis://127.0.0.1/").unwrap();
+        let long = "x".repeat(100_000);
+        for name in ["alice", "*", "a\nb\r\n", "../..", long.as_str(), ""] {
+            let k = store.user_key(name);
+            assert_eq!(k.len(), "latchkey:user:".len() + 64, "{name:.20}");
+            assert!(
+                k["latchkey:user:".len()..]
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit())
+            );
+        }
+        assert_ne!(store.user_key("alice"), store.user_key("Alice"));
+    }
+
+    #[test]
+    fn ttl_is_clamped_between_a_second_and_ten_years() {
+        let store = RedisStore::open("redis://127.0.0.1/").unwrap();
+        let now = Timestamp::from_unix_millis(1_800_000_000_000);
+        let t = |ms: u64| store.ttl(Timestamp::from_unix_millis(ms), now);
+        assert_eq!(t(1_800_000_060_000), 60_000);
+        assert_eq!(t(1_000), MIN_TTL_MS);
+        assert_eq!(t(u64::MAX), MAX_TTL_MS);
+    }
+
+    #[test]
+    fn record_keys_hold_the_hash_never_the_token() {
+        let store = RedisStore::open("redis://127.0.0.1/").unwrap();
+        let id = SessionId::generate();
+        let k = store.record_key(&id.store_key());
+        assert!(!k.contains(&id.to_token()));
+        assert!(k.ends_with(&id.store_key().to_hex()));
+    }
+
+    #[test]
+    fn an_unreachable_server_is_unavailable_not_a_panic() {
+        // Port 1 on loopback: nothing listens there, so the connect is
+        // refused at once.
+        let store = RedisStore::open("redis://127.0.0.1:1/").unwrap();
+        let key = SessionId::generate().store_key();
+        assert!(matches!(store.get(&key), Err(StoreError::Unavailable(_))));
+        assert!(matches!(
+            store.insert(&key, &live_record()),
+            Err(StoreError::Unavailable(_))
+        ));
+        assert!(matches!(store.ping(), Err(StoreError::Unavailable(_))));
+    }
+}
