@@ -69,6 +69,8 @@ usage: login_server [options]
   --port N                 port on 127.0.0.1 (default 8080; 0 picks a free one,
                            the address is printed on stdout)
   --store memory           sessions in memory: a restart logs everyone out
+  --store redis:URL        sessions in Redis, e.g. redis:redis://127.0.0.1:6379/0
+                           (build with --features redis)
   --tickets                stateless signed tickets instead of server-side
                            sessions (the store then keeps only revocations)
   --rotation-grace-ms N    how long a rotated token keeps working (default 30000)
@@ -90,6 +92,9 @@ struct Options {
 #[derive(Debug)]
 enum StoreChoice {
     Memory,
+    /// A Redis URL; needs `--features redis`.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    Redis(String),
 }
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
@@ -130,6 +135,18 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
 fn parse_store(v: &str) -> Result<StoreChoice, String> {
     match v {
         "memory" => Ok(StoreChoice::Memory),
+        url if url.starts_with("redis://") || url.starts_with("rediss://") => {
+            Ok(StoreChoice::Redis(url.to_owned()))
+        }
+        _ if v.starts_with("redis:") => {
+            let url = &v["redis:".len()..];
+            let url = if url.is_empty() {
+                "redis://127.0.0.1:6379/0"
+            } else {
+                url
+            };
+            Ok(StoreChoice::Redis(url.to_owned()))
+        }
         other => Err(format!("unknown store {other:?}")),
     }
 }
@@ -165,6 +182,17 @@ fn open_backend(opts: &Options, purpose: &str) -> Result<Backend, BoxError> {
             Box::new(MemoryStore::new()),
             "memory (a restart logs everyone out)".into(),
         ),
+        #[cfg(feature = "redis")]
+        StoreChoice::Redis(url) => (
+            Box::new(latchkey::RedisStore::open(url)?),
+            "redis (shared by every instance using it)".into(),
+        ),
+        #[cfg(not(feature = "redis"))]
+        StoreChoice::Redis(_) => {
+            return Err("the Redis store needs the `redis` feature: \
+                        cargo run --features redis --example login_server -- --store redis:URL"
+                .into());
+        }
     };
     if !opts.tickets {
         return Ok(store_backend(store, policy, label));
