@@ -425,3 +425,65 @@ fn tickets_mode_logs_in_rotates_and_logs_out_without_server_side_sessions() {
         Some("terminated")
     );
 }
+
+/// A private `redis-server` on a free port; killed on drop.
+#[cfg(feature = "redis")]
+struct RedisServer {
+    child: Child,
+    port: u16,
+}
+
+#[cfg(feature = "redis")]
+impl RedisServer {
+    fn start() -> RedisServer {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect(
+                "redis-server on PATH (the redis feature's tests need it; .ci/run installs it)",
+            );
+        let server = RedisServer { child, port };
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return server;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("redis-server did not come up on port {port}");
+    }
+
+    fn store_arg(&self) -> String {
+        format!("redis:redis://127.0.0.1:{}/0", self.port)
+    }
+}
+
+#[cfg(feature = "redis")]
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[cfg(feature = "redis")]
+#[test]
+fn two_instances_share_sessions_through_redis() {
+    let redis = RedisServer::start();
+    let store = redis.store_arg();
+    let a = Demo::start(&["--store", &store]);
+    let b = Demo::start(&["--store", &store]);
+    let cookie = a.login("alice");
+    assert_eq!(b.get("/me", Some(&cookie)).field("user"), Some("alice"));
+    assert_eq!(b.post("/logout", Some(&cookie), "").status, 303);
+    assert_eq!(
+        a.get("/me", Some(&cookie)).field("rejected"),
+        Some("terminated")
+    );
+}
