@@ -34,6 +34,11 @@
 //! worst an attacker gets is a denial of service, which anyone who can toss
 //! cookies already has (by overflowing the header).
 //!
+//! One legitimate way to get two values: changing a deployed cookie's `Path`
+//! or `Domain`, so browsers keep the old copy beside the new one and
+//! clearing reaches only the new scope. When you change either, change the
+//! name too.
+//!
 //! # Example
 //! ```
 //! use latchkey::{CookieConfig, MemoryStore, NewSession, SessionManager, StoreManager};
@@ -421,7 +426,7 @@ impl CookieConfig {
     ///
     /// # Errors
     /// - [`CookieError::HeaderTooLarge`] over the configured cap (8 KiB by
-    ///   default); nothing was parsed.
+    ///   default); the header that crossed it was not parsed.
     /// - [`CookieError::Ambiguous`] when the cookie appears with different
     ///   values (see the module docs); identical repeats are fine.
     /// - [`CookieError::InvalidValue`] when the cookie is present but no
