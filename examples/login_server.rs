@@ -60,6 +60,9 @@ const DEMO_PASSWORD: &str = "latchkey";
 /// Request bodies (login forms) larger than this are refused.
 const MAX_BODY_BYTES: u64 = 4096;
 
+/// The environment variable that may hold the ticket signing key (base64).
+const TICKET_KEY_ENV: &str = "LATCHKEY_DEMO_TICKET_KEY";
+
 /// How many requests are served at once.
 const WORKERS: usize = 4;
 
@@ -72,7 +75,9 @@ usage: login_server [options]
   --store redis:URL        sessions in Redis, e.g. redis:redis://127.0.0.1:6379/0
                            (build with --features redis)
   --tickets                stateless signed tickets instead of server-side
-                           sessions (the store then keeps only revocations)
+                           sessions (the store then keeps only revocations);
+                           the signing key comes from $LATCHKEY_DEMO_TICKET_KEY
+                           (base64) or is generated at start
   --rotation-grace-ms N    how long a rotated token keeps working (default 30000)
   --secure-cookie          production cookie (__Host-session, Secure): only
                            behind an https proxy, browsers drop it on plain http
@@ -198,9 +203,22 @@ fn open_backend(opts: &Options, purpose: &str) -> Result<Backend, BoxError> {
         return Ok(store_backend(store, policy, label));
     }
     // Stateless: the session travels in a signed ticket; the store only
-    // keeps revocations (logout, rotated tickets). The key lives as long
-    // as this process, so a restart invalidates every ticket.
-    let keys = KeyRing::new(1, TicketKey::generate());
+    // keeps revocations (logout, rotated tickets). Instances that should
+    // accept each other's tickets, or survive a restart, share the key
+    // through the environment (never a command-line argument: `ps` shows
+    // those); otherwise it lives as long as this process.
+    let key = match std::env::var(TICKET_KEY_ENV) {
+        Ok(text) => TicketKey::from_base64(text.trim())?,
+        Err(_) => {
+            // The key is a secret: never print it.
+            eprintln!(
+                "tickets: signing with a fresh key, so a restart logs everyone out. \
+                 To keep or share one: export {TICKET_KEY_ENV}=\"$(openssl rand -base64 32)\""
+            );
+            TicketKey::generate()
+        }
+    };
+    let keys = KeyRing::new(1, key);
     let manager = TicketManager::new(purpose, keys)?
         .with_policy(policy)
         .with_revocation(store);

@@ -51,9 +51,15 @@ struct Demo {
 
 impl Demo {
     fn start(args: &[&str]) -> Demo {
+        Demo::start_with_env(args, &[])
+    }
+
+    fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Demo {
         let mut child = Command::new(demo_binary())
             .args(["--port", "0"])
             .args(args)
+            .env_remove("LATCHKEY_DEMO_TICKET_KEY")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -485,5 +491,27 @@ fn two_instances_share_sessions_through_redis() {
     assert_eq!(
         a.get("/me", Some(&cookie)).field("rejected"),
         Some("terminated")
+    );
+}
+
+#[test]
+fn tickets_signed_by_one_instance_verify_on_another_with_the_shared_key() {
+    // The key travels in the environment, as it would from a secret store.
+    let key = "c2hhcmVkLXRpY2tldC1rZXktZm9yLXRoZS1kZW1vLXRlc3Q";
+    let a = Demo::start_with_env(
+        &["--store", "memory", "--tickets"],
+        &[("LATCHKEY_DEMO_TICKET_KEY", key)],
+    );
+    let b = Demo::start_with_env(
+        &["--store", "memory", "--tickets"],
+        &[("LATCHKEY_DEMO_TICKET_KEY", key)],
+    );
+    let cookie = a.login("alice");
+    assert_eq!(b.get("/me", Some(&cookie)).field("user"), Some("alice"));
+    let other = Demo::start(&["--store", "memory", "--tickets"]);
+    assert_eq!(
+        other.get("/me", Some(&cookie)).field("rejected"),
+        Some("bad_signature"),
+        "another key does not verify it"
     );
 }
