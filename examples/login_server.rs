@@ -303,13 +303,12 @@ fn header<'r>(req: &'r Request, name: &'static str) -> Option<&'r str> {
 
 impl App {
     fn authenticate(&self, req: &Request) -> Auth {
-        let headers: Vec<&[u8]> = req
+        let headers = req
             .headers()
             .iter()
             .filter(|h| h.field.equiv("Cookie"))
-            .map(|h| h.value.as_str().as_bytes())
-            .collect();
-        let token = match self.cookies.find_token_in(headers.iter().copied()) {
+            .map(|h| h.value.as_str().as_bytes());
+        let token = match self.cookies.find_token_in(headers) {
             Ok(Some(token)) => token,
             Ok(None) => return Auth::Anonymous,
             Err(e) if e.is_rejection() => return Auth::Rejected("bad_cookie"),
