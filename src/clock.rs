@@ -195,16 +195,38 @@ pub struct ManualClock(Arc<AtomicU64>);
 
 impl ManualClock {
     /// A clock that reads `start` until moved.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{Clock, ManualClock, Timestamp};
+    /// let clock = ManualClock::new(Timestamp::from_unix_millis(42));
+    /// assert_eq!(clock.now().as_unix_millis(), 42);
+    /// ```
     pub fn new(start: Timestamp) -> ManualClock {
         ManualClock(Arc::new(AtomicU64::new(start.0)))
     }
 
     /// A clock starting at the system's current time.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{Clock, ManualClock, Timestamp};
+    /// assert!(ManualClock::starting_now().now() > Timestamp::UNIX_EPOCH);
+    /// ```
     pub fn starting_now() -> ManualClock {
         ManualClock::new(SystemClock.now())
     }
 
     /// Moves the time forward by `d` (saturating).
+    ///
+    /// # Example
+    /// ```
+    /// use std::time::Duration;
+    /// use latchkey::{Clock, ManualClock, Timestamp};
+    /// let clock = ManualClock::new(Timestamp::UNIX_EPOCH);
+    /// clock.advance(Duration::from_millis(1500));
+    /// assert_eq!(clock.now().as_unix_millis(), 1500);
+    /// ```
     pub fn advance(&self, d: Duration) {
         let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         // fetch_update cannot fail with a closure that always returns Some.
@@ -216,6 +238,14 @@ impl ManualClock {
     }
 
     /// Sets the time to `t`, forwards or backwards.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{Clock, ManualClock, Timestamp};
+    /// let clock = ManualClock::new(Timestamp::from_unix_millis(100));
+    /// clock.set(Timestamp::from_unix_millis(7));
+    /// assert_eq!(clock.now().as_unix_millis(), 7);
+    /// ```
     pub fn set(&self, t: Timestamp) {
         self.0.store(t.0, Ordering::SeqCst);
     }

@@ -118,6 +118,14 @@ impl Policy {
     /// grace, 60 s touch interval, 16 KiB of data, 32 sessions per user with
     /// the oldest evicted, and reuse of a rotated token revoking its
     /// successor.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::Policy;
+    /// use std::time::Duration;
+    /// assert_eq!(Policy::owasp().idle_timeout(), Duration::from_secs(20 * 60));
+    /// assert_eq!(Policy::owasp().absolute_timeout(), Duration::from_secs(8 * 3600));
+    /// ```
     pub fn owasp() -> Policy {
         Policy {
             idle_timeout: 20 * MIN,
@@ -133,6 +141,13 @@ impl Policy {
 
     /// NIST SP 800-63B-4 AAL1: reauthentication at least every 30 days, no
     /// idle requirement (so the idle timeout equals the absolute one).
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::Policy;
+    /// use std::time::Duration;
+    /// assert_eq!(Policy::nist_aal1().absolute_timeout(), Duration::from_secs(30 * 24 * 3600));
+    /// ```
     pub fn nist_aal1() -> Policy {
         Policy {
             idle_timeout: 30 * 24 * HOUR,
@@ -142,6 +157,14 @@ impl Policy {
     }
 
     /// NIST SP 800-63B-4 AAL2: 24 hours absolute, 1 hour idle.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::Policy;
+    /// use std::time::Duration;
+    /// let p = Policy::nist_aal2();
+    /// assert_eq!((p.idle_timeout(), p.absolute_timeout()), (Duration::from_secs(3600), Duration::from_secs(24 * 3600)));
+    /// ```
     pub fn nist_aal2() -> Policy {
         Policy {
             idle_timeout: HOUR,
@@ -151,6 +174,14 @@ impl Policy {
     }
 
     /// NIST SP 800-63B-4 AAL3: 12 hours absolute, 15 minutes idle.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::Policy;
+    /// use std::time::Duration;
+    /// let p = Policy::nist_aal3();
+    /// assert_eq!((p.idle_timeout(), p.absolute_timeout()), (Duration::from_secs(15 * 60), Duration::from_secs(12 * 3600)));
+    /// ```
     pub fn nist_aal3() -> Policy {
         Policy {
             idle_timeout: 15 * MIN,
@@ -160,6 +191,13 @@ impl Policy {
     }
 
     /// A builder starting from [`Policy::owasp`].
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::Policy;
+    /// assert_eq!(Policy::builder().build()?, Policy::owasp());
+    /// # Ok::<(), latchkey::PolicyError>(())
+    /// ```
     pub fn builder() -> PolicyBuilder {
         PolicyBuilder(Policy::owasp())
     }
@@ -180,16 +218,37 @@ impl Policy {
     }
 
     /// A session unused for this long ends.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::Policy;
+    /// use std::time::Duration;
+    /// assert_eq!(Policy::nist_aal3().idle_timeout(), Duration::from_secs(900));
+    /// ```
     pub fn idle_timeout(&self) -> Duration {
         self.idle_timeout
     }
 
     /// A session ends this long after creation, however active it is.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::Policy;
+    /// use std::time::Duration;
+    /// assert_eq!(Policy::nist_aal3().absolute_timeout(), Duration::from_secs(12 * 3600));
+    /// ```
     pub fn absolute_timeout(&self) -> Duration {
         self.absolute_timeout
     }
 
     /// How long a token retired by rotation still resolves to its successor.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::Policy;
+    /// use std::time::Duration;
+    /// assert_eq!(Policy::default().rotation_grace(), Duration::from_secs(30));
+    /// ```
     pub fn rotation_grace(&self) -> Duration {
         self.rotation_grace
     }
@@ -197,26 +256,57 @@ impl Policy {
     /// A load records new activity only when the stored activity is at least
     /// this old, so busy sessions do not write on every request. The idle
     /// timeout is therefore enforced to within this interval.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::Policy;
+    /// use std::time::Duration;
+    /// assert_eq!(Policy::default().touch_interval(), Duration::from_secs(60));
+    /// ```
     pub fn touch_interval(&self) -> Duration {
         self.touch_interval
     }
 
     /// The most bytes a session's encoded data may take.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::Policy;
+    /// assert_eq!(Policy::default().max_data_bytes(), 16 * 1024);
+    /// ```
     pub fn max_data_bytes(&self) -> usize {
         self.max_data_bytes
     }
 
     /// The most live sessions one user may have, if limited.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::Policy;
+    /// assert_eq!(Policy::default().max_sessions_per_user(), Some(32));
+    /// ```
     pub fn max_sessions_per_user(&self) -> Option<usize> {
         self.max_sessions_per_user
     }
 
     /// What happens when the per-user limit is reached.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{Policy, UserLimitAction};
+    /// assert_eq!(Policy::default().user_limit_action(), UserLimitAction::EvictOldest);
+    /// ```
     pub fn user_limit_action(&self) -> UserLimitAction {
         self.user_limit_action
     }
 
     /// What happens when a rotated token is reused after the grace window.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{Policy, ReuseResponse};
+    /// assert_eq!(Policy::default().reuse_response(), ReuseResponse::RevokeSuccessor);
+    /// ```
     pub fn reuse_response(&self) -> ReuseResponse {
         self.reuse_response
     }
@@ -235,30 +325,74 @@ pub struct PolicyBuilder(Policy);
 
 impl PolicyBuilder {
     /// Sets the idle timeout.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::Policy;
+    /// use std::time::Duration;
+    /// let p = Policy::builder().with_idle_timeout(Duration::from_secs(300)).build()?;
+    /// assert_eq!(p.idle_timeout(), Duration::from_secs(300));
+    /// # Ok::<(), latchkey::PolicyError>(())
+    /// ```
     pub fn with_idle_timeout(mut self, d: Duration) -> Self {
         self.0.idle_timeout = d;
         self
     }
 
     /// Sets the absolute timeout.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::Policy;
+    /// use std::time::Duration;
+    /// let p = Policy::builder().with_absolute_timeout(Duration::from_secs(4 * 3600)).build()?;
+    /// assert_eq!(p.absolute_timeout(), Duration::from_secs(4 * 3600));
+    /// # Ok::<(), latchkey::PolicyError>(())
+    /// ```
     pub fn with_absolute_timeout(mut self, d: Duration) -> Self {
         self.0.absolute_timeout = d;
         self
     }
 
     /// Sets the rotation grace window.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::Policy;
+    /// use std::time::Duration;
+    /// let p = Policy::builder().with_rotation_grace(Duration::from_secs(5)).build()?;
+    /// assert_eq!(p.rotation_grace(), Duration::from_secs(5));
+    /// # Ok::<(), latchkey::PolicyError>(())
+    /// ```
     pub fn with_rotation_grace(mut self, d: Duration) -> Self {
         self.0.rotation_grace = d;
         self
     }
 
     /// Sets the touch interval.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::Policy;
+    /// use std::time::Duration;
+    /// let p = Policy::builder().with_touch_interval(Duration::from_secs(10)).build()?;
+    /// assert_eq!(p.touch_interval(), Duration::from_secs(10));
+    /// # Ok::<(), latchkey::PolicyError>(())
+    /// ```
     pub fn with_touch_interval(mut self, d: Duration) -> Self {
         self.0.touch_interval = d;
         self
     }
 
     /// Sets the most bytes of encoded session data.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::Policy;
+    /// let p = Policy::builder().with_max_data_bytes(1024).build()?;
+    /// assert_eq!(p.max_data_bytes(), 1024);
+    /// # Ok::<(), latchkey::PolicyError>(())
+    /// ```
     pub fn with_max_data_bytes(mut self, n: usize) -> Self {
         self.0.max_data_bytes = n;
         self
@@ -266,6 +400,14 @@ impl PolicyBuilder {
 
     /// Sets the per-user session limit (`None`: unlimited) and what happens
     /// when it is reached.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{Policy, UserLimitAction};
+    /// let p = Policy::builder().with_max_sessions_per_user(None, UserLimitAction::Refuse).build()?;
+    /// assert_eq!(p.max_sessions_per_user(), None);
+    /// # Ok::<(), latchkey::PolicyError>(())
+    /// ```
     pub fn with_max_sessions_per_user(
         mut self,
         max: Option<usize>,
@@ -277,6 +419,14 @@ impl PolicyBuilder {
     }
 
     /// Sets the response to reuse of a rotated token.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{Policy, ReuseResponse};
+    /// let p = Policy::builder().with_reuse_response(ReuseResponse::RejectOnly).build()?;
+    /// assert_eq!(p.reuse_response(), ReuseResponse::RejectOnly);
+    /// # Ok::<(), latchkey::PolicyError>(())
+    /// ```
     pub fn with_reuse_response(mut self, r: ReuseResponse) -> Self {
         self.0.reuse_response = r;
         self
@@ -286,6 +436,14 @@ impl PolicyBuilder {
     ///
     /// # Errors
     /// [`PolicyError`] naming the first rule broken.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{Policy, PolicyError};
+    /// use std::time::Duration;
+    /// let err = Policy::builder().with_touch_interval(Duration::from_secs(3600)).build().unwrap_err();
+    /// assert!(matches!(err, PolicyError::TouchNotBelowIdle { .. }));
+    /// ```
     pub fn build(self) -> Result<Policy, PolicyError> {
         let p = self.0;
         for (name, d) in [

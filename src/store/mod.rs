@@ -186,6 +186,25 @@ impl Record {
     /// The user a live record is bound to; `None` for anonymous or non-live
     /// records. A store's per-user index holds exactly the keys for which
     /// this is `Some`.
+    ///
+    /// # Example
+    /// ```
+    /// use std::time::Duration;
+    /// use latchkey::{EndReason, LiveSession, Record, RecordState, SessionData, Timestamp};
+    /// let t = Timestamp::from_unix_millis(1_000);
+    /// let live = Record {
+    ///     version: 1,
+    ///     expires_at: t.saturating_add(Duration::from_secs(600)),
+    ///     state: RecordState::Live(LiveSession {
+    ///         created_at: t, last_seen: t, auth_at: Some(t),
+    ///         absolute_deadline: t.saturating_add(Duration::from_secs(3600)),
+    ///         user: Some("alice".into()), device: None, data: SessionData::default(),
+    ///     }),
+    /// };
+    /// let ended = Record { version: 2, expires_at: t, state: RecordState::Ended { reason: EndReason::Logout, at: t } };
+    /// assert_eq!(live.user(), Some("alice"));
+    /// assert_eq!(ended.user(), None);
+    /// ```
     pub fn user(&self) -> Option<&str> {
         match &self.state {
             RecordState::Live(s) => s.user.as_deref(),
@@ -194,6 +213,24 @@ impl Record {
     }
 
     /// Whether this is a live session.
+    ///
+    /// # Example
+    /// ```
+    /// use std::time::Duration;
+    /// use latchkey::{EndReason, LiveSession, Record, RecordState, SessionData, Timestamp};
+    /// let t = Timestamp::from_unix_millis(1_000);
+    /// let live = Record {
+    ///     version: 1,
+    ///     expires_at: t.saturating_add(Duration::from_secs(600)),
+    ///     state: RecordState::Live(LiveSession {
+    ///         created_at: t, last_seen: t, auth_at: Some(t),
+    ///         absolute_deadline: t.saturating_add(Duration::from_secs(3600)),
+    ///         user: Some("alice".into()), device: None, data: SessionData::default(),
+    ///     }),
+    /// };
+    /// let ended = Record { version: 2, expires_at: t, state: RecordState::Ended { reason: EndReason::Logout, at: t } };
+    /// assert!(live.is_live() && !ended.is_live());
+    /// ```
     pub fn is_live(&self) -> bool {
         matches!(self.state, RecordState::Live(_))
     }
@@ -202,6 +239,28 @@ impl Record {
     /// `last_seen` and raises `expires_at` (never lowers either). Returns
     /// whether the record is live. Stores call this to implement
     /// [`Store::touch`].
+    ///
+    /// # Example
+    /// ```
+    /// use std::time::Duration;
+    /// use latchkey::{EndReason, LiveSession, Record, RecordState, SessionData, Timestamp};
+    /// let t = Timestamp::from_unix_millis(1_000);
+    /// let live = Record {
+    ///     version: 1,
+    ///     expires_at: t.saturating_add(Duration::from_secs(600)),
+    ///     state: RecordState::Live(LiveSession {
+    ///         created_at: t, last_seen: t, auth_at: Some(t),
+    ///         absolute_deadline: t.saturating_add(Duration::from_secs(3600)),
+    ///         user: Some("alice".into()), device: None, data: SessionData::default(),
+    ///     }),
+    /// };
+    /// let ended = Record { version: 2, expires_at: t, state: RecordState::Ended { reason: EndReason::Logout, at: t } };
+    /// let mut r = live.clone();
+    /// assert!(r.touch(t.saturating_add(Duration::from_secs(5)), t));
+    /// assert_eq!(r.expires_at, live.expires_at); // never lowered
+    /// let mut e = ended.clone();
+    /// assert!(!e.touch(t, t));
+    /// ```
     pub fn touch(&mut self, last_seen: Timestamp, expires_at: Timestamp) -> bool {
         match &mut self.state {
             RecordState::Live(s) => {
@@ -264,6 +323,14 @@ impl From<std::io::Error> for StoreError {
 impl StoreError {
     /// Whether this is a corrupt record (a rejection of that one session,
     /// not a failure of the store).
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{Fingerprint, StoreError};
+    /// let e = StoreError::Corrupt { key: Fingerprint::from_hex("0123456789ab").unwrap(), source: "bad magic".into() };
+    /// assert!(e.is_corrupt());
+    /// assert!(!StoreError::Conflict.is_corrupt());
+    /// ```
     pub fn is_corrupt(&self) -> bool {
         matches!(self, StoreError::Corrupt { .. })
     }

@@ -3,9 +3,10 @@
 //!
 //! Put several app servers behind a load balancer without sticky sessions,
 //! point them all at one Redis, and a user stays logged in whichever server
-//! answers. Every operation is one short round trip (two for
-//! [`Store::sessions_of`]); the checks that must not race run inside Redis
-//! as Lua scripts, so two servers writing the same session cannot both win.
+//! answers. Reads and writes of one session are one round trip each
+//! ([`Store::sessions_of`] takes two or three); the checks that must not
+//! race run inside Redis as Lua scripts, so two servers writing the same
+//! session cannot both win.
 //!
 //! # What Redis holds
 //!
@@ -337,10 +338,14 @@ fn corrupt(key: &StoreKey, what: &'static str) -> StoreError {
 
 const UNREADABLE_HEAD: &str = "stored value does not start like a latchkey record";
 
-fn encode(record: &Record) -> String {
-    // Serializing a Record cannot fail: every field is a plain number,
-    // string, or a map with string keys (SessionData).
-    serde_json::to_string(record).unwrap_or_default()
+/// The JSON written for `record`. Serializing a `Record` does not fail in
+/// practice (numbers, strings, and a map with string keys), but if it ever
+/// did, the write is refused rather than storing a placeholder.
+fn encode(key: &StoreKey, record: &Record) -> Result<String, StoreError> {
+    serde_json::to_string(record).map_err(|e| StoreError::Corrupt {
+        key: key.fingerprint(),
+        source: Box::new(e),
+    })
 }
 
 /// Escapes the glob characters of SCAN's MATCH so a prefix is matched
@@ -727,7 +732,7 @@ fn user_hash(user: &str) -> String {
 impl Store for RedisStore {
     fn insert(&self, key: &StoreKey, record: &Record) -> Result<(), StoreError> {
         let now = self.now();
-        let (rkey, json) = (self.record_key(key), encode(record));
+        let (rkey, json) = (self.record_key(key), encode(key, record)?);
         let ttl = self.ttl(record.expires_at, now);
         let index = self.index_entry(record, now);
         let code: i64 = self.with_con(|con| {
@@ -758,7 +763,7 @@ impl Store for RedisStore {
 
     fn replace(&self, key: &StoreKey, expected: u64, record: &Record) -> Result<(), StoreError> {
         let now = self.now();
-        let (rkey, json) = (self.record_key(key), encode(record));
+        let (rkey, json) = (self.record_key(key), encode(key, record)?);
         let ttl = self.ttl(record.expires_at, now);
         let index = self.index_entry(record, now);
         let code: i64 = self.with_con(|con| {
@@ -811,7 +816,7 @@ impl Store for RedisStore {
     ) -> Result<(), StoreError> {
         let now = self.now();
         let (old_key, new_key) = (self.record_key(old), self.record_key(new));
-        let (retired_json, record_json) = (encode(retired), encode(record));
+        let (retired_json, record_json) = (encode(old, retired)?, encode(new, record)?);
         let (retired_ttl, record_ttl) = (
             self.ttl(retired.expires_at, now),
             self.ttl(record.expires_at, now),
@@ -919,7 +924,8 @@ mod tests {
     /// corrupt. This test fails first.
     #[test]
     fn record_json_starts_with_the_head_the_scripts_parse() {
-        let json = encode(&live_record());
+        let k = SessionId::generate().store_key();
+        let json = encode(&k, &live_record()).unwrap();
         assert!(
             json.starts_with(
                 r#"{"version":7,"expires_at":1800000600000,"state":{"live":{"created_at":1800000000000,"last_seen":1800000000001,"#
@@ -935,9 +941,10 @@ mod tests {
             },
         };
         assert!(
-            encode(&ended).starts_with(r#"{"version":3,"expires_at":5,"state":{"ended":"#),
-            "{}",
-            encode(&ended)
+            encode(&k, &ended)
+                .unwrap()
+                .starts_with(r#"{"version":3,"expires_at":5,"state":{"ended":"#),
+            "{ended:?}"
         );
     }
 

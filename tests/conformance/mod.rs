@@ -3,8 +3,8 @@
 //! [`store_conformance!`] with a closure that builds a fresh, empty store:
 //!
 //! ```ignore
-//! #[macro_use]
 //! mod conformance;
+//! use conformance::store_conformance;
 //! store_conformance!(memory, |clock: &latchkey::ManualClock| {
 //!     latchkey::MemoryStore::new().with_clock(std::sync::Arc::new(clock.clone()))
 //! });
