@@ -94,7 +94,11 @@ impl Demo {
             let _ = child.kill();
             let _ = child.wait();
             std::thread::sleep(Duration::from_millis(100));
-            panic!("the demo did not start: {first:?}\n{}", log.lock().unwrap());
+            panic!(
+                "the demo did not start: {first:?} (a stale binary? `cargo test` rebuilds \
+                 examples, `cargo test --test login_server` alone does not)\n{}",
+                log.lock().unwrap()
+            );
         };
         Demo { child, addr, log }
     }
