@@ -104,6 +104,8 @@ pub use crate::session::{Issued, Loaded, NewSession, Session, SessionData};
 // Managers.
 pub use crate::manager::{SessionInfo, SessionManager, StoreManager};
 // Storage.
+#[cfg(unix)]
+pub use crate::store::file::{Durability, FileStore};
 pub use crate::store::memory::MemoryStore;
 #[cfg(feature = "redis")]
 pub use crate::store::redis::RedisStore;
