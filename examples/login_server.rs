@@ -41,13 +41,14 @@
 
 use std::error::Error as StdError;
 use std::io::{Read as _, Write as _};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use latchkey::{
-    Clock as _, CookieConfig, Error, Fingerprint, Issued, KeyRing, Loaded, MemoryStore, NewSession,
-    Policy, Session, SessionManager, Store, StoreManager, SystemClock, TicketKey, TicketManager,
-    Timestamp,
+    Clock as _, CookieConfig, Error, FileStore, Fingerprint, Issued, KeyRing, Loaded, MemoryStore,
+    NewSession, Policy, Session, SessionManager, Store, StoreManager, SystemClock, TicketKey,
+    TicketManager, Timestamp,
 };
 use subtle::ConstantTimeEq as _;
 use tiny_http::{Header, Method, Request, Response, Server};
@@ -60,6 +61,9 @@ const DEMO_PASSWORD: &str = "latchkey";
 /// Request bodies (login forms) larger than this are refused.
 const MAX_BODY_BYTES: u64 = 4096;
 
+/// Where `--store file` keeps sessions unless told otherwise.
+const DEFAULT_FILE_DIR: &str = "latchkey-sessions";
+
 /// The environment variable that may hold the ticket signing key (base64).
 const TICKET_KEY_ENV: &str = "LATCHKEY_DEMO_TICKET_KEY";
 
@@ -71,6 +75,10 @@ usage: login_server [options]
 
   --port N                 port on 127.0.0.1 (default 8080; 0 picks a free one,
                            the address is printed on stdout)
+  --store file[:DIR]       sessions in files under DIR (default
+                           ./latchkey-sessions): a restart keeps everyone
+                           logged in, and several instances on one machine
+                           can share the directory (the default store)
   --store memory           sessions in memory: a restart logs everyone out
   --store redis:URL        sessions in Redis, e.g. redis:redis://127.0.0.1:6379/0
                            (build with --features redis)
@@ -97,6 +105,8 @@ struct Options {
 #[derive(Debug)]
 enum StoreChoice {
     Memory,
+    /// A directory of session files.
+    File(PathBuf),
     /// A Redis URL; needs `--features redis`.
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     Redis(String),
@@ -105,7 +115,7 @@ enum StoreChoice {
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
     let mut opts = Options {
         port: 8080,
-        store: StoreChoice::Memory,
+        store: StoreChoice::File(PathBuf::from(DEFAULT_FILE_DIR)),
         rotation_grace: Policy::default().rotation_grace(),
         secure_cookie: false,
         tickets: false,
@@ -140,6 +150,10 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
 fn parse_store(v: &str) -> Result<StoreChoice, String> {
     match v {
         "memory" => Ok(StoreChoice::Memory),
+        "file" => Ok(StoreChoice::File(PathBuf::from(DEFAULT_FILE_DIR))),
+        _ if v.starts_with("file:") && v.len() > "file:".len() => {
+            Ok(StoreChoice::File(PathBuf::from(&v["file:".len()..])))
+        }
         url if url.starts_with("redis://") || url.starts_with("rediss://") => {
             Ok(StoreChoice::Redis(url.to_owned()))
         }
@@ -186,6 +200,13 @@ fn open_backend(opts: &Options, purpose: &str) -> Result<Backend, BoxError> {
         StoreChoice::Memory => (
             Box::new(MemoryStore::new()),
             "memory (a restart logs everyone out)".into(),
+        ),
+        StoreChoice::File(dir) => (
+            Box::new(FileStore::open(dir)?),
+            format!(
+                "files in {} (sessions survive a restart; instances sharing the directory share sessions)",
+                dir.display()
+            ),
         ),
         #[cfg(feature = "redis")]
         StoreChoice::Redis(url) => (

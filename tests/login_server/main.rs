@@ -55,7 +55,16 @@ impl Demo {
     }
 
     fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Demo {
-        let mut child = Command::new(demo_binary())
+        Demo::spawn(args, env, None)
+    }
+
+    /// Starts the demo in `cwd` (default: the test's own directory).
+    fn spawn(args: &[&str], env: &[(&str, &str)], cwd: Option<&std::path::Path>) -> Demo {
+        let mut command = Command::new(demo_binary());
+        if let Some(dir) = cwd {
+            command.current_dir(dir);
+        }
+        let mut child = command
             .args(["--port", "0"])
             .args(args)
             .env_remove("LATCHKEY_DEMO_TICKET_KEY")
@@ -136,10 +145,8 @@ impl Drop for Demo {
 }
 
 /// A fresh directory for one test's file store; removed on drop.
-#[allow(dead_code)] // until the file store lands
 struct TempDir(PathBuf);
 
-#[allow(dead_code)]
 impl TempDir {
     fn new(tag: &str) -> TempDir {
         let dir = std::env::temp_dir().join(format!(
@@ -518,4 +525,81 @@ fn tickets_signed_by_one_instance_verify_on_another_with_the_shared_key() {
         Some("bad_signature"),
         "another key does not verify it"
     );
+}
+
+#[test]
+fn a_restart_keeps_the_session_with_the_file_store() {
+    let dir = TempDir::new("restart");
+    let store = dir.store_arg();
+    let cookie = {
+        let before = Demo::start(&["--store", &store]);
+        before.login("alice")
+        // Dropped here: the process is killed, not asked to shut down.
+    };
+    let after = Demo::start(&["--store", &store]);
+    let me = after.get("/me", Some(&cookie));
+    assert_eq!(me.status, 200, "{}", me.body);
+    assert_eq!(me.field("user"), Some("alice"));
+}
+
+#[test]
+fn the_default_store_is_files_under_latchkey_sessions() {
+    let dir = TempDir::new("default");
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let cookie = {
+        let first = Demo::spawn(&[], &[], Some(&dir.0));
+        first.login("alice")
+    };
+    assert!(dir.0.join("latchkey-sessions").is_dir());
+    let second = Demo::spawn(&[], &[], Some(&dir.0));
+    assert_eq!(
+        second.get("/me", Some(&cookie)).field("user"),
+        Some("alice")
+    );
+}
+
+#[test]
+fn two_instances_sharing_a_file_store_need_no_sticky_sessions() {
+    // The load-balancer story: requests of one browser land on either
+    // instance; both read and write one directory.
+    let dir = TempDir::new("lb");
+    let store = dir.store_arg();
+    let a = Demo::start(&["--store", &store]);
+    let b = Demo::start(&["--store", &store]);
+
+    let cookie = a.login("alice");
+    let on_b = b.get("/me", Some(&cookie));
+    assert_eq!(on_b.status, 200, "{}", on_b.body);
+    assert_eq!(on_b.field("user"), Some("alice"));
+
+    // A privilege change on B is visible on A, under the new cookie.
+    let admin = b.post("/admin", Some(&cookie), "").cookie_pair();
+    assert_eq!(a.get("/me", Some(&admin)).field("role"), Some("admin"));
+
+    // Logout on B ends it for A too.
+    assert_eq!(b.post("/logout", Some(&admin), "").status, 303);
+    let on_a = a.get("/me", Some(&admin));
+    assert_eq!(on_a.status, 401);
+    assert_eq!(on_a.field("rejected"), Some("terminated"));
+}
+
+#[test]
+fn log_out_everywhere_else_reaches_sessions_made_by_another_instance() {
+    let dir = TempDir::new("lb-all");
+    let store = dir.store_arg();
+    let a = Demo::start(&["--store", &store]);
+    let b = Demo::start(&["--store", &store]);
+    let laptop = a.login("alice");
+    let phone = b.login("alice");
+    assert!(
+        a.get("/sessions", Some(&laptop))
+            .body
+            .contains("2 live session(s)")
+    );
+    a.post("/sessions/others", Some(&laptop), "");
+    assert_eq!(
+        b.get("/me", Some(&phone)).field("rejected"),
+        Some("terminated")
+    );
+    assert_eq!(b.get("/me", Some(&laptop)).status, 200);
 }
