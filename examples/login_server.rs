@@ -8,6 +8,14 @@
 //!
 //! Log in with any user name and the demo password `latchkey`.
 //!
+//! Sessions live in files under `./latchkey-sessions` by default, so a
+//! restart keeps everyone logged in, and two instances started on two ports
+//! with the same `--store file:DIR` serve one browser interchangeably (what
+//! a load balancer without sticky sessions needs). `--store memory` forgets
+//! on restart; `--store redis:URL` (with `--features redis`) shares sessions
+//! across machines; `--tickets` keeps sessions in signed cookies and uses the
+//! store only for revocations.
+//!
 //! # How it is built
 //!
 //! Every request goes through one path: find the token in the `Cookie`
