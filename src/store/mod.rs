@@ -84,6 +84,8 @@ use crate::clock::Timestamp;
 use crate::id::{Fingerprint, SealedId, StoreKey};
 use crate::session::SessionData;
 
+#[cfg(unix)]
+pub mod file;
 pub mod memory;
 #[cfg(feature = "redis")]
 pub mod redis;
@@ -309,6 +311,15 @@ pub enum StoreError {
     /// An I/O operation failed.
     #[error("I/O error")]
     Io(#[source] std::io::Error),
+    /// A store directory is unsafe to use: anyone else who can write to it
+    /// could forge or swap sessions.
+    #[error("refusing to use {}: {reason}", path.display())]
+    InsecureDirectory {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
     /// The backend cannot be reached or refused to serve.
     #[error("the store is unavailable")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),

@@ -1,0 +1,983 @@
+//! [`FileStore`]: sessions in a directory that survives restarts, crashes
+//! and several processes, and that an operator can read with `ls` and `cat`.
+//!
+//! Unix only (it relies on Unix file modes and ownership).
+//!
+//! # Layout
+//!
+//! ```text
+//! DIR/                                  0700, owned by the process's user
+//!   sessions/66/66687aadf862…2925.session   one file per session, 0600
+//!   sessions/66/.66687aadf862…2925.tmp      a write in progress (or left by a crash)
+//!   users/2b/2bd806c97f0e…d090.user         per-user index, named by SHA-256(user)
+//!   locks/s-66   locks/u-2b                 lock files (empty)
+//!   corrupt/                                undecodable files moved aside by purge
+//! ```
+//!
+//! - A session's file is named by its [`StoreKey`] in hex, the SHA-256 of
+//!   the session ID, never the token: a copy of the directory cannot be
+//!   replayed as cookies. Its [`Fingerprint`](crate::Fingerprint), the 12 hex
+//!   digits in log lines, is a prefix of the name, so
+//!   `ls DIR/sessions/66/66687aadf862*` finds the session a log line names.
+//! - Files fan out into 256 subdirectories by the key's first byte, so no
+//!   directory grows huge.
+//! - Each file is a header line, then the JSON encoding of the [`Record`]:
+//!
+//!   ```text
+//!   latchkey-session 1
+//!   {"version":3,"expires_at":1795393800000,"state":{"live":{"created_at":…,"user":"alice",…}}}
+//!   ```
+//!
+//!   The header carries the format version; [`decode`] refuses any other.
+//! - The per-user index lists the keys of a user's live sessions. User names
+//!   come from applications and, ultimately, from clients, so they never
+//!   become path components: the index file is named by the SHA-256 of the
+//!   user name (`printf alice | sha256sum`), and the readable name is kept
+//!   inside it (`latchkey-user-index 1` then `{"user":"alice","keys":[…]}`).
+//!   No path is ever built from anything but hex digits of a hash.
+//!
+//! # Crash safety
+//!
+//! Every write goes to a temporary file beside its target (same directory,
+//! so the same file system), is flushed with `fsync`, renamed over the
+//! target, and the directory is fsynced so the rename itself is durable.
+//! `rename` replaces a name atomically, so a process killed at any instant
+//! leaves each session's file at its old or its new content, never torn and
+//! never missing. A leftover temporary file is harmless: the next write of
+//! that session reuses its name, and [`Store::purge_expired`] deletes it.
+//!
+//! Multi-file operations are ordered so that a crash between their steps
+//! leaves a safe state:
+//! - the user index is a superset of the truth: a key is added to the index
+//!   before its record is written and removed only after, and listings
+//!   check each record, so a stale entry is filtered, never a missed one;
+//! - [`Store::rotate`] writes the new record first and retires the old one
+//!   second. A crash between the two leaves the old session unchanged (its
+//!   old version) and the new one present (its new version); other
+//!   processes may see that intermediate state too while the rotation runs.
+//!   Threads of one process never do: they read under the shard's lock.
+//!
+//! [`Durability::DangerNoSync`] skips the fsyncs. A killed process still
+//! leaves old-or-new files (the kernel keeps the written pages), but a power
+//! failure or kernel crash can lose recent writes or leave empty files.
+//!
+//! # Several processes
+//!
+//! Processes (and threads) coordinate through lock files taken with
+//! [`File::lock`]: one per session shard (`locks/s-XX`, the same 256 shards
+//! as the subdirectories) and one per index shard (`locks/u-XX`, by the first
+//! byte of the user hash). Every write of a session holds its shard's lock
+//! from reading the current version to renaming the new file into place, so
+//! versioned saves are compare-and-swap across processes and no update is
+//! lost. A rotation takes both keys' shard locks, in ascending order, so two
+//! rotations cannot deadlock. An index update holds its index shard's lock
+//! for its read-modify-write. Locks nest only in the order session shards,
+//! then one index shard.
+//!
+//! Why shards rather than one lock for the directory: a write spends most
+//! of its time in `fsync`, and one directory-wide lock would let only one
+//! process fsync at a time. With 256 shards, writes to different sessions
+//! proceed in parallel, yet an operation needs at most two session locks
+//! and one index lock, so the protocol stays small. Reads take no file lock:
+//! rename makes every file read see a whole record.
+//!
+//! # Security
+//!
+//! The directory is created 0700 and files 0600. [`FileStore::open`]
+//! refuses a directory that is group- or world-writable (anyone who can
+//! write there can forge sessions) or that another user owns
+//! ([`StoreError::InsecureDirectory`]).
+//!
+//! # Robustness
+//!
+//! A corrupt, truncated, empty or foreign session file is
+//! [`StoreError::Corrupt`] for that key only; listings skip it and
+//! [`Store::purge_expired`] moves it to `corrupt/`. A failed write (full
+//! disk, read-only directory) returns the I/O error and leaves the previous
+//! record in place, since the rename that would replace it never happens.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::{RwLock, RwLockWriteGuard};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::clock::Timestamp;
+use crate::id::StoreKey;
+use crate::store::{Record, RecordState, Store, StoreError};
+
+/// The first line of every session file: magic bytes and format version.
+pub const SESSION_HEADER: &str = "latchkey-session 1\n";
+const SESSION_MAGIC: &str = "latchkey-session ";
+const INDEX_HEADER: &str = "latchkey-user-index 1\n";
+
+/// Files larger than this are not read into memory: no record is that big,
+/// so such a file is foreign or corrupt.
+const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
+
+const SHARDS: usize = 256;
+
+/// How hard [`FileStore`] works to make a finished write survive power loss.
+///
+/// # Example
+/// ```
+/// use latchkey::{Durability, FileStore};
+///
+/// let dir = std::env::temp_dir().join(format!("latchkey-doc-durability-{}", std::process::id()));
+/// let store = FileStore::open(&dir)?.with_durability(Durability::Full);
+/// assert_eq!(store.durability(), Durability::Full);
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Durability {
+    /// fsync every written file before renaming it into place, and the
+    /// directory after. A write that returned `Ok` survives power loss.
+    /// `touch` skips only the directory fsync: after power loss a touch may
+    /// be lost (the record keeps its previous activity stamp), never torn.
+    #[default]
+    Full,
+    /// **Danger**: no fsync at all. A killed process still leaves every
+    /// session at its old or new version, but a power failure or kernel
+    /// crash can lose recent writes, resurrect logged-out sessions, or
+    /// leave empty (corrupt) files. For tests and throw-away deployments.
+    DangerNoSync,
+}
+
+/// Why bytes are not a session file.
+///
+/// # Example
+/// ```
+/// use latchkey::store::file::{decode, DecodeError};
+/// assert!(matches!(decode(b""), Err(DecodeError::Empty)));
+/// assert!(matches!(decode(b"GIF89a"), Err(DecodeError::NotASessionFile)));
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// The file is empty.
+    #[error("the session file is empty")]
+    Empty,
+    /// The file does not start with the session header: a foreign file.
+    #[error("not a latchkey session file (bad magic bytes)")]
+    NotASessionFile,
+    /// The header names a format version this build cannot read.
+    #[error("unsupported session file format version")]
+    UnsupportedVersion,
+    /// The file exceeds the size limit for a record.
+    #[error("the session file is larger than any record")]
+    TooLarge,
+    /// The body after the header is not a valid record.
+    #[error("the session file body is not a valid record")]
+    Body(#[source] serde_json::Error),
+}
+
+/// Encodes a record as a session file: [`SESSION_HEADER`] then a line of
+/// JSON.
+///
+/// # Errors
+/// The serde error if the record does not serialize (it always does for a
+/// record built through this crate).
+///
+/// # Example
+/// ```
+/// use latchkey::store::file::{decode, encode, SESSION_HEADER};
+/// use latchkey::{EndReason, Record, RecordState, Timestamp};
+///
+/// let r = Record {
+///     version: 1,
+///     expires_at: Timestamp::from_unix_millis(10),
+///     state: RecordState::Ended { reason: EndReason::Logout, at: Timestamp::UNIX_EPOCH },
+/// };
+/// let bytes = encode(&r)?;
+/// assert!(bytes.starts_with(SESSION_HEADER.as_bytes()));
+/// assert_eq!(decode(&bytes)?, r);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn encode(record: &Record) -> Result<Vec<u8>, serde_json::Error> {
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(SESSION_HEADER.as_bytes());
+    serde_json::to_writer(&mut out, record)?;
+    out.push(b'\n');
+    Ok(out)
+}
+
+/// Decodes the bytes of a session file, as [`FileStore`] does on every
+/// read. Arbitrary input gives an error, never a panic.
+///
+/// # Errors
+/// [`DecodeError`] saying what is wrong.
+///
+/// # Example
+/// ```
+/// use latchkey::store::file::{decode, DecodeError};
+/// let e = decode(b"latchkey-session 1\n{\"version\":").unwrap_err();
+/// assert!(matches!(e, DecodeError::Body(_)));
+/// assert!(matches!(decode(b"latchkey-session 9\n{}"), Err(DecodeError::UnsupportedVersion)));
+/// ```
+pub fn decode(bytes: &[u8]) -> Result<Record, DecodeError> {
+    if bytes.is_empty() {
+        return Err(DecodeError::Empty);
+    }
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(DecodeError::TooLarge);
+    }
+    let Some(body) = bytes.strip_prefix(SESSION_HEADER.as_bytes()) else {
+        return Err(if bytes.starts_with(SESSION_MAGIC.as_bytes()) {
+            DecodeError::UnsupportedVersion
+        } else {
+            DecodeError::NotASessionFile
+        });
+    };
+    serde_json::from_slice(body).map_err(DecodeError::Body)
+}
+
+/// The per-user index file's body.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct UserIndex {
+    /// The readable user name; also guards against (astronomically
+    /// unlikely) hash collisions.
+    user: String,
+    keys: BTreeSet<StoreKey>,
+}
+
+/// 256 lock files, each paired with an in-process lock.
+///
+/// `flock`-style locks belong to an open file, which the threads of this
+/// process share, so they exclude other processes only; the `RwLock` in
+/// front excludes this process's other threads. Writers hold both; readers
+/// of this process hold the `RwLock` shared, which keeps multi-file
+/// operations atomic for them.
+struct LockTable {
+    dir: PathBuf,
+    prefix: &'static str,
+    slots: Box<[RwLock<Option<File>>]>,
+}
+
+/// An exclusive hold on one shard, for this process and all others.
+struct ShardGuard<'a>(RwLockWriteGuard<'a, Option<File>>);
+
+impl Drop for ShardGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.as_ref() {
+            // Closing the file would release the lock too; unlocking now
+            // lets the next process in without waiting for that.
+            let _ = f.unlock();
+        }
+    }
+}
+
+impl LockTable {
+    fn new(dir: PathBuf, prefix: &'static str) -> LockTable {
+        LockTable {
+            dir,
+            prefix,
+            slots: (0..SHARDS).map(|_| RwLock::new(None)).collect(),
+        }
+    }
+
+    fn lock(&self, shard: usize) -> Result<ShardGuard<'_>, StoreError> {
+        let mut slot = self.slots[shard].write();
+        if slot.is_none() {
+            let path = self.dir.join(format!("{}{shard:02x}", self.prefix));
+            let f = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o600)
+                .open(path)?;
+            *slot = Some(f);
+        }
+        if let Some(f) = slot.as_ref() {
+            f.lock()?;
+        }
+        Ok(ShardGuard(slot))
+    }
+}
+
+/// A [`Store`] in a directory: crash-safe, shared by processes, readable by
+/// operators. See the [module docs](self) for the layout and the guarantees.
+///
+/// # Example
+/// ```
+/// use latchkey::{FileStore, NewSession, SessionManager, StoreManager};
+///
+/// let dir = std::env::temp_dir().join(format!("latchkey-doc-filestore-{}", std::process::id()));
+/// let manager = StoreManager::new(FileStore::open(&dir)?);
+/// let issued = manager.create(NewSession::new().with_user("alice"))?;
+///
+/// // A restart (a new store on the same directory) keeps the session.
+/// let manager = StoreManager::new(FileStore::open(&dir)?);
+/// assert!(manager.load(issued.token()).is_ok());
+/// assert_eq!(manager.sessions_of("alice")?.len(), 1);
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct FileStore {
+    root: PathBuf,
+    sessions: PathBuf,
+    users: PathBuf,
+    durability: Durability,
+    session_locks: LockTable,
+    user_locks: LockTable,
+    /// Open handles of the `sessions/XX` directories, for fsync.
+    session_dirs: Box<[OnceLock<File>]>,
+    /// Open handles of the `users/XX` directories, for fsync.
+    user_dirs: Box<[OnceLock<File>]>,
+}
+
+impl fmt::Debug for FileStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FileStore")
+            .field("root", &self.root)
+            .field("durability", &self.durability)
+            .finish_non_exhaustive()
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(char::from(DIGITS[usize::from(b >> 4)]));
+        s.push(char::from(DIGITS[usize::from(b & 0xf)]));
+    }
+    s
+}
+
+fn user_hash(user: &str) -> [u8; 32] {
+    Sha256::digest(user.as_bytes()).into()
+}
+
+/// Creates `path` as a 0700 directory; an existing one is fine.
+fn ensure_dir(path: &Path) -> io::Result<bool> {
+    match DirBuilder::new().mode(0o700).create(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Reads a whole file, refusing to pull more than [`MAX_FILE_BYTES`] into
+/// memory. `None` when the file does not exist.
+fn read_limited(path: &Path) -> io::Result<Option<Vec<u8>>> {
+    let f = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mut buf = Vec::with_capacity(1024);
+    f.take(MAX_FILE_BYTES + 1).read_to_end(&mut buf)?;
+    Ok(Some(buf))
+}
+
+static PROBE_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Checks that `dir` is a directory only this process's user can write.
+///
+/// The crate forbids `unsafe`, so it cannot ask the OS for its user ID;
+/// instead it creates a probe file, whose owner is by definition the
+/// process's effective user, and compares owners.
+fn check_directory(dir: &Path) -> Result<(), StoreError> {
+    let insecure = |reason: &'static str| StoreError::InsecureDirectory {
+        path: dir.to_path_buf(),
+        reason,
+    };
+    let meta = fs::metadata(dir)?;
+    if !meta.is_dir() {
+        return Err(insecure("it is not a directory"));
+    }
+    // Anyone who can write here can plant or swap session files: forge a
+    // login, resurrect a logged-out session.
+    if meta.permissions().mode() & 0o022 != 0 {
+        return Err(insecure("it is writable by group or others"));
+    }
+    let probe = dir.join(format!(
+        ".probe-{}-{}",
+        std::process::id(),
+        PROBE_COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&probe)?;
+    let me = f.metadata().map(|m| m.uid());
+    drop(f);
+    let _ = fs::remove_file(&probe);
+    if me? != meta.uid() {
+        return Err(insecure("another user owns it"));
+    }
+    Ok(())
+}
+
+impl FileStore {
+    /// Opens the store in `dir`, creating it (mode 0700, with parents) if
+    /// missing. Durability is [`Durability::Full`].
+    ///
+    /// # Errors
+    /// [`StoreError::InsecureDirectory`] if `dir` is group- or
+    /// world-writable or owned by another user; [`StoreError::Io`] if it
+    /// cannot be created or read.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{FileStore, StoreError};
+    /// use std::os::unix::fs::PermissionsExt;
+    ///
+    /// let dir = std::env::temp_dir().join(format!("latchkey-doc-open-{}", std::process::id()));
+    /// FileStore::open(&dir)?;
+    /// std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777))?;
+    /// let err = FileStore::open(&dir).unwrap_err();
+    /// assert!(matches!(err, StoreError::InsecureDirectory { .. }));
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn open(dir: impl AsRef<Path>) -> Result<FileStore, StoreError> {
+        let root = dir.as_ref().to_path_buf();
+        DirBuilder::new()
+            .mode(0o700)
+            .recursive(true)
+            .create(&root)?;
+        check_directory(&root)?;
+        let sessions = root.join("sessions");
+        let users = root.join("users");
+        let locks = root.join("locks");
+        for d in [&sessions, &users, &locks] {
+            ensure_dir(d)?;
+        }
+        Ok(FileStore {
+            sessions,
+            users,
+            durability: Durability::Full,
+            session_locks: LockTable::new(locks.clone(), "s-"),
+            user_locks: LockTable::new(locks, "u-"),
+            session_dirs: (0..SHARDS).map(|_| OnceLock::new()).collect(),
+            user_dirs: (0..SHARDS).map(|_| OnceLock::new()).collect(),
+            root,
+        })
+    }
+
+    /// Sets how hard writes work to survive power loss.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{Durability, FileStore};
+    /// let dir = std::env::temp_dir().join(format!("latchkey-doc-nosync-{}", std::process::id()));
+    /// // Tests only: a power failure can lose or empty recent writes.
+    /// let store = FileStore::open(&dir)?.with_durability(Durability::DangerNoSync);
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn with_durability(mut self, durability: Durability) -> FileStore {
+        self.durability = durability;
+        self
+    }
+
+    /// The durability in force.
+    pub fn durability(&self) -> Durability {
+        self.durability
+    }
+
+    /// The store's directory.
+    pub fn path(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where the session file of `key` lives (whether or not it exists):
+    /// for operators and tests. The name is the key's hex, never a token.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{FileStore, SessionId};
+    /// let dir = std::env::temp_dir().join(format!("latchkey-doc-path-{}", std::process::id()));
+    /// let store = FileStore::open(&dir)?;
+    /// let key = SessionId::generate().store_key();
+    /// let path = store.session_path(&key);
+    /// assert!(path.ends_with(format!("{}/{}.session", &key.to_hex()[..2], key.to_hex())));
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn session_path(&self, key: &StoreKey) -> PathBuf {
+        let h = key.to_hex();
+        self.sessions.join(&h[..2]).join(format!("{h}.session"))
+    }
+
+    fn temp_path(&self, key: &StoreKey) -> PathBuf {
+        let h = key.to_hex();
+        self.sessions.join(&h[..2]).join(format!(".{h}.tmp"))
+    }
+
+    fn shard(key: &StoreKey) -> usize {
+        usize::from(key.as_bytes()[0])
+    }
+
+    /// The open handle of a shard directory, creating the directory (and
+    /// making its creation durable) the first time.
+    fn shard_dir<'a>(
+        &self,
+        cells: &'a [OnceLock<File>],
+        parent: &Path,
+        shard: usize,
+    ) -> io::Result<&'a File> {
+        let cell = &cells[shard];
+        if let Some(f) = cell.get() {
+            return Ok(f);
+        }
+        let path = parent.join(format!("{shard:02x}"));
+        if ensure_dir(&path)? && self.durability == Durability::Full {
+            File::open(parent)?.sync_all()?;
+        }
+        let f = File::open(&path)?;
+        // Another thread may have won the race; either handle will do.
+        let _ = cell.set(f);
+        cell.get()
+            .ok_or_else(|| io::Error::other("directory handle vanished"))
+    }
+
+    fn read(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
+        match read_limited(&self.session_path(key))? {
+            None => Ok(None),
+            Some(bytes) => decode(&bytes).map(Some).map_err(|e| StoreError::Corrupt {
+                key: key.fingerprint(),
+                source: Box::new(e),
+            }),
+        }
+    }
+
+    /// Writes `bytes` as the file `target` via `tmp`: write, fsync,
+    /// rename, fsync the directory. On error the previous `target` is
+    /// untouched and the temporary file is removed.
+    fn write_atomic(
+        &self,
+        dir: &File,
+        tmp: &Path,
+        target: &Path,
+        bytes: &[u8],
+        sync_dir: bool,
+    ) -> Result<(), StoreError> {
+        let durable = self.durability == Durability::Full;
+        let result = (|| -> io::Result<()> {
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(tmp)?;
+            f.write_all(bytes)?;
+            if durable {
+                f.sync_data()?;
+            }
+            drop(f);
+            fs::rename(tmp, target)
+        })();
+        if let Err(e) = result {
+            let _ = fs::remove_file(tmp);
+            return Err(e.into());
+        }
+        if durable && sync_dir {
+            dir.sync_all()?;
+        }
+        Ok(())
+    }
+
+    fn write_record(
+        &self,
+        key: &StoreKey,
+        record: &Record,
+        sync_dir: bool,
+    ) -> Result<(), StoreError> {
+        let bytes = encode(record).map_err(|e| StoreError::Io(io::Error::other(e)))?;
+        let dir = self.shard_dir(&self.session_dirs, &self.sessions, Self::shard(key))?;
+        self.write_atomic(
+            dir,
+            &self.temp_path(key),
+            &self.session_path(key),
+            &bytes,
+            sync_dir,
+        )
+    }
+
+    fn index_path(&self, hash: &[u8; 32]) -> PathBuf {
+        let h = hex(hash);
+        self.users.join(&h[..2]).join(format!("{h}.user"))
+    }
+
+    /// Reads a user's index. A missing file is an empty index; an index
+    /// whose stored name differs (a hash collision) is treated as empty.
+    fn read_index(&self, user: &str, hash: &[u8; 32]) -> Result<BTreeSet<StoreKey>, StoreError> {
+        let Some(bytes) = read_limited(&self.index_path(hash))? else {
+            return Ok(BTreeSet::new());
+        };
+        let idx = bytes
+            .strip_prefix(INDEX_HEADER.as_bytes())
+            .and_then(|body| serde_json::from_slice::<UserIndex>(body).ok())
+            .ok_or_else(|| {
+                StoreError::Io(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "a user index file is corrupt; purge_expired rebuilds it",
+                ))
+            })?;
+        Ok(if idx.user == user {
+            idx.keys
+        } else {
+            BTreeSet::new()
+        })
+    }
+
+    /// Applies `change` to a user's index under the index shard's lock.
+    fn update_index(
+        &self,
+        user: &str,
+        change: impl FnOnce(&mut BTreeSet<StoreKey>) -> bool,
+    ) -> Result<(), StoreError> {
+        let hash = user_hash(user);
+        let shard = usize::from(hash[0]);
+        let _guard = self.user_locks.lock(shard)?;
+        let mut keys = match self.read_index(user, &hash) {
+            Ok(k) => k,
+            // A corrupt index is rebuilt from scratch by purge; meanwhile
+            // start a fresh one rather than refusing every login.
+            Err(StoreError::Io(e)) if e.kind() == io::ErrorKind::InvalidData => BTreeSet::new(),
+            Err(e) => return Err(e),
+        };
+        if !change(&mut keys) {
+            return Ok(());
+        }
+        let path = self.index_path(&hash);
+        let h = hex(&hash);
+        let dir = self.shard_dir(&self.user_dirs, &self.users, shard)?;
+        if keys.is_empty() {
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e.into()),
+            }
+            if self.durability == Durability::Full {
+                dir.sync_all()?;
+            }
+            return Ok(());
+        }
+        let mut bytes = INDEX_HEADER.as_bytes().to_vec();
+        serde_json::to_writer(
+            &mut bytes,
+            &UserIndex {
+                user: user.to_owned(),
+                keys,
+            },
+        )
+        .map_err(|e| StoreError::Io(io::Error::other(e)))?;
+        bytes.push(b'\n');
+        let tmp = self.users.join(&h[..2]).join(format!(".{h}.tmp"));
+        self.write_atomic(dir, &tmp, &path, &bytes, true)
+    }
+
+    fn index_add(&self, user: Option<&str>, key: &StoreKey) -> Result<(), StoreError> {
+        match user {
+            Some(u) => self.update_index(u, |keys| keys.insert(*key)),
+            None => Ok(()),
+        }
+    }
+
+    fn index_remove(&self, user: Option<&str>, key: &StoreKey) -> Result<(), StoreError> {
+        match user {
+            Some(u) => self.update_index(u, |keys| keys.remove(key)),
+            None => Ok(()),
+        }
+    }
+
+    fn remove_file_synced(&self, key: &StoreKey) -> Result<bool, StoreError> {
+        match fs::remove_file(self.session_path(key)) {
+            Ok(()) => {
+                if self.durability == Durability::Full {
+                    self.shard_dir(&self.session_dirs, &self.sessions, Self::shard(key))?
+                        .sync_all()?;
+                }
+                Ok(true)
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Moves an undecodable file into `corrupt/` for an operator to inspect.
+    fn quarantine(&self, path: &Path, name: &str) -> Result<(), StoreError> {
+        let corrupt = self.root.join("corrupt");
+        ensure_dir(&corrupt)?;
+        fs::rename(path, corrupt.join(name))?;
+        Ok(())
+    }
+
+    /// Purges one session shard under its lock: deletes expired records and
+    /// stray temporary files, quarantines corrupt files. Returns the number
+    /// of expired records deleted and the user-bound keys it saw alive.
+    fn purge_shard(
+        &self,
+        shard: usize,
+        now: Timestamp,
+        live: &mut Vec<(String, StoreKey)>,
+    ) -> Result<usize, StoreError> {
+        let dir = self.sessions.join(format!("{shard:02x}"));
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(e.into()),
+        };
+        let _guard = self.session_locks.lock(shard)?;
+        let mut removed = 0;
+        for entry in entries {
+            let entry = entry?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if name.starts_with('.') && name.ends_with(".tmp") {
+                // Left by a crashed writer: we hold the shard's lock, so no
+                // write is in progress.
+                let _ = fs::remove_file(entry.path());
+                continue;
+            }
+            let Some(key) = name.strip_suffix(".session").and_then(StoreKey::from_hex) else {
+                // Not ours: an operator's note, a backup. Leave it.
+                continue;
+            };
+            if key.to_hex() != name[..64] {
+                continue;
+            }
+            match self.read(&key) {
+                Ok(Some(r)) if r.expires_at <= now => {
+                    if self.remove_file_synced(&key)? {
+                        removed += 1;
+                    }
+                }
+                Ok(Some(r)) => {
+                    if let Some(u) = r.user() {
+                        live.push((u.to_owned(), key));
+                    }
+                }
+                Ok(None) => {}
+                Err(StoreError::Corrupt { .. }) => self.quarantine(&entry.path(), name)?,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Brings every index file in line with the records: drops entries whose
+    /// record is gone or no longer the user's, replaces corrupt index files.
+    fn repair_indexes(&self, live: &[(String, StoreKey)]) -> Result<(), StoreError> {
+        let Ok(shards) = fs::read_dir(&self.users) else {
+            return Ok(());
+        };
+        for shard in shards {
+            let shard = shard?;
+            for entry in fs::read_dir(shard.path())? {
+                let entry = entry?;
+                let path = entry.path();
+                let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                    continue;
+                };
+                if name.starts_with('.') && name.ends_with(".tmp") {
+                    let _ = fs::remove_file(&path);
+                    continue;
+                }
+                if !name.ends_with(".user") {
+                    continue;
+                }
+                let parsed = read_limited(&path)?.and_then(|b| {
+                    b.strip_prefix(INDEX_HEADER.as_bytes())
+                        .and_then(|body| serde_json::from_slice::<UserIndex>(body).ok())
+                });
+                match parsed {
+                    Some(idx) => {
+                        for key in idx.keys {
+                            self.prune_index_entry(&idx.user, &key)?;
+                        }
+                    }
+                    None => {
+                        self.quarantine(&path, &name)?;
+                    }
+                }
+            }
+        }
+        // Re-add what the scan saw alive: this restores entries a corrupt
+        // index lost, and is a no-op otherwise.
+        for (user, key) in live {
+            let _guard = self.session_locks.lock(Self::shard(key))?;
+            if let Ok(Some(r)) = self.read(key)
+                && r.user() == Some(user.as_str())
+            {
+                self.index_add(Some(user), key)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes `key` from `user`'s index if its record no longer belongs to
+    /// the user. Holds the key's shard lock, so a concurrent insert (which
+    /// adds the index entry before writing the record, under that same lock)
+    /// is never mistaken for a stale entry.
+    fn prune_index_entry(&self, user: &str, key: &StoreKey) -> Result<(), StoreError> {
+        let _guard = self.session_locks.lock(Self::shard(key))?;
+        let belongs = matches!(self.read(key), Ok(Some(r)) if r.user() == Some(user));
+        if !belongs {
+            self.index_remove(Some(user), key)?;
+        }
+        Ok(())
+    }
+}
+
+impl Store for FileStore {
+    fn insert(&self, key: &StoreKey, record: &Record) -> Result<(), StoreError> {
+        let _guard = self.session_locks.lock(Self::shard(key))?;
+        if fs::symlink_metadata(self.session_path(key)).is_ok() {
+            return Err(StoreError::Exists);
+        }
+        self.index_add(record.user(), key)?;
+        self.write_record(key, record, true)
+    }
+
+    fn get(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
+        // In-process readers wait out a rotation in progress; the file
+        // read itself needs no lock, as rename makes it see a whole record.
+        let _guard = self.session_locks.slots[Self::shard(key)].read();
+        self.read(key)
+    }
+
+    fn replace(&self, key: &StoreKey, expected: u64, record: &Record) -> Result<(), StoreError> {
+        let _guard = self.session_locks.lock(Self::shard(key))?;
+        let current = self.read(key)?.ok_or(StoreError::NotFound)?;
+        if current.version != expected {
+            return Err(StoreError::Conflict);
+        }
+        let (before, after) = (current.user(), record.user());
+        if before != after {
+            self.index_add(after, key)?;
+        }
+        self.write_record(key, record, true)?;
+        if before != after {
+            self.index_remove(before, key)?;
+        }
+        Ok(())
+    }
+
+    fn touch(
+        &self,
+        key: &StoreKey,
+        last_seen: Timestamp,
+        expires_at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let _guard = self.session_locks.lock(Self::shard(key))?;
+        let Some(mut record) = self.read(key)? else {
+            return Ok(false);
+        };
+        let changes = match &record.state {
+            RecordState::Live(s) => last_seen > s.last_seen || expires_at > record.expires_at,
+            _ => return Ok(false),
+        };
+        record.touch(last_seen, expires_at);
+        if changes {
+            // No directory fsync: a touch lost to power failure only costs
+            // an activity stamp (see Durability::Full).
+            self.write_record(key, &record, false)?;
+        }
+        Ok(true)
+    }
+
+    fn rotate(
+        &self,
+        old: &StoreKey,
+        expected: u64,
+        retired: &Record,
+        new: &StoreKey,
+        record: &Record,
+    ) -> Result<(), StoreError> {
+        let (a, b) = (Self::shard(old), Self::shard(new));
+        // Both shards, in ascending order, so crossing rotations cannot
+        // deadlock.
+        let first = self.session_locks.lock(a.min(b))?;
+        let second = if a != b {
+            Some(self.session_locks.lock(a.max(b))?)
+        } else {
+            None
+        };
+        let current = self.read(old)?.ok_or(StoreError::NotFound)?;
+        if current.version != expected {
+            return Err(StoreError::Conflict);
+        }
+        if fs::symlink_metadata(self.session_path(new)).is_ok() {
+            return Err(StoreError::Exists);
+        }
+        self.index_add(record.user(), new)?;
+        // New first: a crash between the two writes leaves the old session
+        // as it was, never a retired record pointing at nothing.
+        self.write_record(new, record, true)?;
+        let before = current.user();
+        let retire = (|| {
+            if before != retired.user() {
+                self.index_add(retired.user(), old)?;
+            }
+            self.write_record(old, retired, true)
+        })();
+        if let Err(e) = retire {
+            // Undo the new record so that, as the contract says, neither key
+            // changed. Its index entry is a stale superset entry at worst.
+            let _ = self.remove_file_synced(new);
+            let _ = self.index_remove(record.user(), new);
+            return Err(e);
+        }
+        if before != retired.user() {
+            self.index_remove(before, old)?;
+        }
+        drop(second);
+        drop(first);
+        Ok(())
+    }
+
+    fn remove(&self, key: &StoreKey) -> Result<bool, StoreError> {
+        let _guard = self.session_locks.lock(Self::shard(key))?;
+        // A corrupt record's user is unknown; its index entry, if any, is
+        // pruned by purge_expired.
+        let user = self
+            .read(key)
+            .ok()
+            .flatten()
+            .and_then(|r| r.user().map(str::to_owned));
+        let removed = self.remove_file_synced(key)?;
+        self.index_remove(user.as_deref(), key)?;
+        Ok(removed)
+    }
+
+    fn sessions_of(&self, user: &str) -> Result<Vec<(StoreKey, Record)>, StoreError> {
+        let keys = self.read_index(user, &user_hash(user))?;
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            // A corrupt record is that session's problem: skip it rather
+            // than hide the user's other sessions.
+            if let Ok(Some(r)) = self.get(&key)
+                && r.user() == Some(user)
+            {
+                out.push((key, r));
+            }
+        }
+        Ok(out)
+    }
+
+    fn purge_expired(&self, now: Timestamp) -> Result<usize, StoreError> {
+        let mut removed = 0;
+        let mut live = Vec::new();
+        for shard in 0..SHARDS {
+            removed += self.purge_shard(shard, now, &mut live)?;
+        }
+        self.repair_indexes(&live)?;
+        Ok(removed)
+    }
+}

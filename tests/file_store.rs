@@ -1,0 +1,732 @@
+//! FileStore against the shared store conformance suite, plus what only a
+//! directory on disk can get wrong: crashes (a child process SIGKILLed in
+//! the middle of writes, again and again), several processes updating the
+//! same sessions, corrupt files, permissions and failed writes.
+//!
+//! The multi-process tests re-run this test binary as the child, selecting
+//! the `child_process_entry` test and passing its job in environment
+//! variables.
+#![cfg(unix)]
+
+mod conformance;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use conformance::store_conformance;
+use latchkey::store::file::{DecodeError, decode};
+use latchkey::{
+    Durability, FileStore, LiveSession, ManualClock, NewSession, Record, RecordState, SessionData,
+    SessionId, SessionManager, Store, StoreError, StoreKey, StoreManager, Timestamp,
+};
+use tempfile::TempDir;
+
+/// A FileStore that owns its temporary directory, deleted on drop.
+#[derive(Debug)]
+struct TempFileStore {
+    store: FileStore,
+    _dir: TempDir,
+}
+
+impl TempFileStore {
+    fn new() -> TempFileStore {
+        let dir = tempfile::tempdir().unwrap();
+        TempFileStore {
+            store: FileStore::open(dir.path().join("store")).unwrap(),
+            _dir: dir,
+        }
+    }
+}
+
+impl Store for TempFileStore {
+    fn insert(&self, key: &StoreKey, record: &Record) -> Result<(), StoreError> {
+        self.store.insert(key, record)
+    }
+    fn get(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
+        self.store.get(key)
+    }
+    fn replace(&self, key: &StoreKey, expected: u64, record: &Record) -> Result<(), StoreError> {
+        self.store.replace(key, expected, record)
+    }
+    fn touch(
+        &self,
+        key: &StoreKey,
+        last_seen: Timestamp,
+        expires_at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        self.store.touch(key, last_seen, expires_at)
+    }
+    fn rotate(
+        &self,
+        old: &StoreKey,
+        expected: u64,
+        retired: &Record,
+        new: &StoreKey,
+        record: &Record,
+    ) -> Result<(), StoreError> {
+        self.store.rotate(old, expected, retired, new, record)
+    }
+    fn remove(&self, key: &StoreKey) -> Result<bool, StoreError> {
+        self.store.remove(key)
+    }
+    fn sessions_of(&self, user: &str) -> Result<Vec<(StoreKey, Record)>, StoreError> {
+        self.store.sessions_of(user)
+    }
+    fn purge_expired(&self, now: Timestamp) -> Result<usize, StoreError> {
+        self.store.purge_expired(now)
+    }
+}
+
+store_conformance!(file, |_clock: &ManualClock| TempFileStore::new());
+
+store_conformance!(file_boxed_dyn, |_clock: &ManualClock| -> Box<dyn Store> {
+    Box::new(TempFileStore::new())
+});
+
+// ---------------------------------------------------------------- helpers
+
+const START: Timestamp = conformance::START;
+
+/// A live record whose data carries its own version as `n`, padded to a
+/// length that changes with the version, so a torn or mixed file cannot
+/// pass as valid.
+fn counted(version: u64, user: Option<&str>) -> Record {
+    let mut data = serde_json::Map::new();
+    data.insert("n".into(), serde_json::json!(version));
+    data.insert(
+        "pad".into(),
+        serde_json::json!("x".repeat((version % 97) as usize * 13)),
+    );
+    Record {
+        version,
+        expires_at: START.saturating_add(Duration::from_secs(3600)),
+        state: RecordState::Live(LiveSession {
+            created_at: START,
+            last_seen: START,
+            auth_at: None,
+            absolute_deadline: START.saturating_add(Duration::from_secs(7200)),
+            user: user.map(str::to_owned),
+            device: None,
+            data: SessionData::from_map(data),
+        }),
+    }
+}
+
+/// The `n` a record's data carries.
+fn n_of(r: &Record) -> u64 {
+    match &r.state {
+        RecordState::Live(s) => {
+            let v: serde_json::Value = serde_json::from_str(&s.data.encoded()).unwrap();
+            v["n"].as_u64().unwrap()
+        }
+        other => panic!("expected a live record, got {other:?}"),
+    }
+}
+
+/// A fixed key for slot `i`, the same in parent and child.
+fn fixed_key(i: u64) -> StoreKey {
+    let mut b = [0u8; 32];
+    b[..8].copy_from_slice(&i.to_le_bytes());
+    // Spread over shards: the first byte picks the shard directory.
+    b[0] = (i as u8).wrapping_mul(37);
+    b[31] = 0x5a;
+    StoreKey::from_bytes(b)
+}
+
+/// Every `*.session` file under the store, decoded: panics on any that
+/// does not decode, which is the point.
+fn decode_all(dir: &Path) -> HashMap<String, Record> {
+    let mut out = HashMap::new();
+    let sessions = dir.join("sessions");
+    for shard in std::fs::read_dir(&sessions).unwrap() {
+        for f in std::fs::read_dir(shard.unwrap().path()).unwrap() {
+            let f = f.unwrap();
+            let name = f.file_name().into_string().unwrap();
+            if name.ends_with(".session") {
+                let bytes = std::fs::read(f.path()).unwrap();
+                let r = decode(&bytes)
+                    .unwrap_or_else(|e| panic!("{name} does not decode ({e}): a torn write"));
+                out.insert(name, r);
+            }
+        }
+    }
+    out
+}
+
+fn spawn_child(job: &str, dir: &Path, arg: u64) -> Child {
+    Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "child_process_entry",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("LATCHKEY_TEST_CHILD", job)
+        .env("LATCHKEY_TEST_DIR", dir)
+        .env("LATCHKEY_TEST_ARG", arg.to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits until the child prints `ready`.
+fn await_ready(child: &mut Child) -> BufReader<std::process::ChildStdout> {
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(out.read_line(&mut line).unwrap() > 0, "child exited early");
+        // The harness prints "test child_process_entry ... " first.
+        if line.trim_end().ends_with("ready") {
+            return out;
+        }
+    }
+}
+
+/// A tiny deterministic generator (xorshift), so children need no RNG
+/// dependency and runs can be replayed from the seed.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+// ------------------------------------------------------- child processes
+
+/// Not a test on its own: when run with `LATCHKEY_TEST_CHILD` set, this is
+/// the child process of the multi-process tests.
+#[test]
+fn child_process_entry() {
+    let Ok(job) = std::env::var("LATCHKEY_TEST_CHILD") else {
+        return;
+    };
+    let dir = PathBuf::from(std::env::var("LATCHKEY_TEST_DIR").unwrap());
+    let arg: u64 = std::env::var("LATCHKEY_TEST_ARG").unwrap().parse().unwrap();
+    let store = FileStore::open(&dir).unwrap();
+    println!("ready");
+    match job.as_str() {
+        "crash" => crash_writer(&store, arg),
+        "increment" => increment_worker(&store, arg),
+        other => panic!("unknown child job {other}"),
+    }
+}
+
+const CRASH_KEYS: u64 = 16;
+
+/// Writes forever (until killed): versioned replaces, touches, and
+/// insert/rotate/remove cycles of scratch sessions.
+fn crash_writer(store: &FileStore, seed: u64) {
+    let mut rng = Rng(seed | 1);
+    loop {
+        let i = rng.next() % CRASH_KEYS;
+        let key = fixed_key(i);
+        match rng.next() % 8 {
+            0 => {
+                let r = store.get(&key).unwrap().unwrap();
+                let later = START.saturating_add(Duration::from_millis(rng.next() % 1000));
+                store.touch(&key, later, r.expires_at).unwrap();
+            }
+            1 => {
+                let a = SessionId::generate().store_key();
+                let b = SessionId::generate().store_key();
+                store.insert(&a, &counted(1, Some("carol"))).unwrap();
+                store
+                    .rotate(&a, 1, &counted(2, None), &b, &counted(1, Some("carol")))
+                    .unwrap();
+                store.remove(&a).unwrap();
+                store.remove(&b).unwrap();
+            }
+            _ => {
+                let r = store.get(&key).unwrap().unwrap();
+                let user = if r.version.is_multiple_of(2) {
+                    Some("bob")
+                } else {
+                    None
+                };
+                store
+                    .replace(&key, r.version, &counted(r.version + 1, user))
+                    .unwrap();
+            }
+        }
+    }
+}
+
+/// Adds 1 to the counter session `arg` times (retrying on conflict) and
+/// creates `arg / 10` sessions for the shared user "dave".
+fn increment_worker(store: &FileStore, times: u64) {
+    let key = fixed_key(0);
+    for i in 0..times {
+        loop {
+            let r = store.get(&key).unwrap().unwrap();
+            match store.replace(&key, r.version, &counted(r.version + 1, None)) {
+                Ok(()) => break,
+                Err(StoreError::Conflict) => continue,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        if i.is_multiple_of(10) {
+            store
+                .insert(
+                    &SessionId::generate().store_key(),
+                    &counted(1, Some("dave")),
+                )
+                .unwrap();
+        }
+    }
+}
+
+// ------------------------------------------------------------ crash tests
+
+/// Kills a writing child `kills` times at random instants and checks after
+/// each kill that every session file decodes, every fixed session is
+/// present with data matching its version, and no version went backwards.
+fn crash_many_times(kills: u64) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let store = FileStore::open(&dir).unwrap();
+    for i in 0..CRASH_KEYS {
+        store.insert(&fixed_key(i), &counted(0, None)).unwrap();
+    }
+    let mut seen = vec![0u64; CRASH_KEYS as usize];
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    for kill in 0..kills {
+        let mut child = spawn_child("crash", &dir, rng.next());
+        let _out = await_ready(&mut child);
+        // Let it write for a random while (0 to 15 ms), then SIGKILL.
+        std::thread::sleep(Duration::from_micros(rng.next() % 15_000));
+        child.kill().unwrap();
+        let status = child.wait().unwrap();
+        assert!(!status.success(), "the child must have been killed");
+
+        decode_all(&dir);
+        for i in 0..CRASH_KEYS {
+            let r = store
+                .get(&fixed_key(i))
+                .unwrap()
+                .unwrap_or_else(|| panic!("session {i} missing after kill {kill}"));
+            assert_eq!(n_of(&r), r.version, "session {i} mixed after kill {kill}");
+            assert!(r.version >= seen[i as usize], "session {i} went back");
+            seen[i as usize] = r.version;
+        }
+    }
+    // The writers made progress, and purge leaves no debris behind.
+    let landed: u64 = seen.iter().sum();
+    eprintln!("{kills} kills, {landed} versioned writes landed");
+    assert!(
+        landed >= kills / 3,
+        "too few writes landed between kills: {landed}"
+    );
+    store.purge_expired(START).unwrap();
+    let leftovers: Vec<_> = walk(&dir.join("sessions"))
+        .into_iter()
+        .filter(|p| p.to_string_lossy().ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    // Sessions of the rotate cycles that a kill interrupted may remain, but
+    // each is whole; the index never lists a session that is not carol's.
+    for (_, r) in store.sessions_of("carol").unwrap() {
+        assert_eq!(r.user(), Some("carol"));
+    }
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn sigkill_mid_write_leaves_every_session_whole_300_times() {
+    crash_many_times(300);
+}
+
+#[test]
+#[ignore = "long run: cargo test --test file_store -- --ignored"]
+fn sigkill_mid_write_leaves_every_session_whole_5000_times() {
+    crash_many_times(5000);
+}
+
+#[test]
+fn two_processes_lose_no_increment_and_no_index_entry() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let store = FileStore::open(&dir).unwrap();
+    store.insert(&fixed_key(0), &counted(0, None)).unwrap();
+    const EACH: u64 = 150;
+    let mut children: Vec<Child> = (0..2)
+        .map(|_| spawn_child("increment", &dir, EACH))
+        .collect();
+    for c in &mut children {
+        let status = c.wait().unwrap();
+        assert!(status.success(), "a child failed: {status}");
+    }
+    let r = store.get(&fixed_key(0)).unwrap().unwrap();
+    assert_eq!(r.version, 2 * EACH, "an update was lost");
+    assert_eq!(n_of(&r), 2 * EACH);
+    assert_eq!(
+        store.sessions_of("dave").unwrap().len() as u64,
+        2 * EACH.div_ceil(10),
+        "an index entry was lost"
+    );
+}
+
+// ---------------------------------------------------- corruption tests
+
+#[test]
+fn corrupt_truncated_empty_or_foreign_files_are_errors_for_that_key_only() {
+    let s = TempFileStore::new();
+    let good = SessionId::generate().store_key();
+    s.insert(&good, &counted(1, Some("erin"))).unwrap();
+    let full = std::fs::read(s.store.session_path(&good)).unwrap();
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("empty", vec![]),
+        ("truncated", full[..full.len() / 2].to_vec()),
+        ("header only", b"latchkey-session 1\n".to_vec()),
+        ("foreign", b"\x89PNG\r\n\x1a\n\0\0\0".to_vec()),
+        ("future version", b"latchkey-session 2\n{}".to_vec()),
+        (
+            "garbage json",
+            b"latchkey-session 1\n{\"version\":\"x\"}".to_vec(),
+        ),
+        (
+            "invalid utf-8",
+            [b"latchkey-session 1\n".as_slice(), &[0xff, 0xfe]].concat(),
+        ),
+    ];
+    for (what, bytes) in cases {
+        let bad = SessionId::generate().store_key();
+        s.insert(&bad, &counted(1, Some("erin"))).unwrap();
+        std::fs::write(s.store.session_path(&bad), &bytes).unwrap();
+        let err = s.get(&bad).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Corrupt { key, .. } if *key == bad.fingerprint()),
+            "{what}: {err:?}"
+        );
+        assert!(err.is_corrupt());
+        assert!(matches!(
+            s.replace(&bad, 1, &counted(2, None)),
+            Err(StoreError::Corrupt { .. })
+        ));
+        // The others are untouched and still listed.
+        assert_eq!(s.get(&good).unwrap(), Some(counted(1, Some("erin"))));
+        let listed: Vec<_> = s.sessions_of("erin").unwrap();
+        assert!(listed.iter().any(|(k, _)| *k == good), "{what}");
+        assert!(!listed.iter().any(|(k, _)| *k == bad), "{what}");
+    }
+}
+
+#[test]
+fn decode_names_what_is_wrong() {
+    assert!(matches!(decode(b""), Err(DecodeError::Empty)));
+    assert!(matches!(
+        decode(b"hello world"),
+        Err(DecodeError::NotASessionFile)
+    ));
+    assert!(matches!(
+        decode(b"latchkey-session 2\n{}"),
+        Err(DecodeError::UnsupportedVersion)
+    ));
+    assert!(matches!(
+        decode(b"latchkey-session 1\n[]"),
+        Err(DecodeError::Body(_))
+    ));
+}
+
+#[test]
+fn purge_moves_corrupt_files_aside_and_removes_expired_ones() {
+    let s = TempFileStore::new();
+    let (bad, dead, alive) = (
+        SessionId::generate().store_key(),
+        SessionId::generate().store_key(),
+        SessionId::generate().store_key(),
+    );
+    s.insert(&bad, &counted(1, None)).unwrap();
+    let mut expired = counted(1, Some("frank"));
+    expired.expires_at = START;
+    s.insert(&dead, &expired).unwrap();
+    s.insert(&alive, &counted(1, Some("frank"))).unwrap();
+    std::fs::write(s.store.session_path(&bad), b"not a session").unwrap();
+    // A foreign file with another name is the operator's: left alone.
+    let note = s.store.path().join("sessions").join("README");
+    std::fs::write(&note, "operator note").unwrap();
+
+    assert_eq!(s.purge_expired(START).unwrap(), 1);
+    assert_eq!(s.get(&bad).unwrap(), None);
+    assert_eq!(s.get(&dead).unwrap(), None);
+    assert!(s.get(&alive).unwrap().is_some());
+    let moved = s
+        .store
+        .path()
+        .join("corrupt")
+        .join(format!("{}.session", bad.to_hex()));
+    assert_eq!(std::fs::read(moved).unwrap(), b"not a session");
+    assert!(note.exists());
+    // The index no longer names the purged session.
+    let keys: Vec<_> = s
+        .sessions_of("frank")
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(keys, vec![alive]);
+}
+
+#[test]
+fn purge_rebuilds_a_corrupt_user_index() {
+    let s = TempFileStore::new();
+    let k = SessionId::generate().store_key();
+    s.insert(&k, &counted(1, Some("gina"))).unwrap();
+    let idx = walk(&s.store.path().join("users"))
+        .into_iter()
+        .find(|p| p.to_string_lossy().ends_with(".user"))
+        .unwrap();
+    std::fs::write(&idx, b"garbage").unwrap();
+    assert!(s.sessions_of("gina").is_err());
+    s.purge_expired(START).unwrap();
+    let keys: Vec<_> = s
+        .sessions_of("gina")
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(keys, vec![k]);
+}
+
+#[test]
+fn layout_names_files_by_hashes_never_by_token_or_user() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let m = StoreManager::new(FileStore::open(&dir).unwrap());
+    let user = "../../etc/passwd\0 \u{202e}evil";
+    let issued = m.create(NewSession::new().with_user(user)).unwrap();
+    let token = issued.token().to_owned();
+    let key = SessionId::parse(&token).unwrap().store_key();
+    let path = m.store().session_path(&key);
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        text.starts_with("latchkey-session 1\n{\"version\":"),
+        "{text}"
+    );
+    for p in walk(&dir) {
+        let s = p.to_string_lossy();
+        assert!(!s.contains(&token), "{s}");
+        assert!(!s.contains("passwd") && !s.contains("evil"), "{s}");
+        assert!(
+            !std::fs::read_to_string(&p)
+                .unwrap_or_default()
+                .contains(&token)
+        );
+    }
+    // The user index is named by SHA-256 of the user and holds the name.
+    use sha2_hex::sha256_hex;
+    let h = sha256_hex(user.as_bytes());
+    let idx = dir.join("users").join(&h[..2]).join(format!("{h}.user"));
+    let text = std::fs::read_to_string(idx).unwrap();
+    assert!(text.starts_with("latchkey-user-index 1\n"));
+    assert!(text.contains(&key.to_hex()));
+    assert_eq!(m.sessions_of(user).unwrap().len(), 1);
+    assert!(!format!("{:?}", m.store()).contains(&token));
+}
+
+/// SHA-256 without a new dev-dependency: the test shells out to the same
+/// `sha256sum` an operator would use.
+mod sha2_hex {
+    pub(super) fn sha256_hex(bytes: &[u8]) -> String {
+        use std::io::Write;
+        let mut child = std::process::Command::new("sha256sum")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(bytes).unwrap();
+        let out = child.wait_with_output().unwrap();
+        String::from_utf8(out.stdout).unwrap()[..64].to_owned()
+    }
+}
+
+// ---------------------------------------------------- permission tests
+
+#[test]
+fn creates_directory_0700_and_files_0600() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("a").join("store");
+    let s = FileStore::open(&dir).unwrap();
+    let k = SessionId::generate().store_key();
+    s.insert(&k, &counted(1, Some("hank"))).unwrap();
+    s.purge_expired(START).unwrap();
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dir), 0o700);
+    let all = walk(&dir);
+    assert!(all.len() >= 3, "session, index and lock files: {all:?}");
+    for p in all {
+        assert_eq!(mode(&p), 0o600, "{}", p.display());
+        assert_eq!(mode(p.parent().unwrap()), 0o700, "{}", p.display());
+    }
+}
+
+#[test]
+fn refuses_group_or_world_writable_directories() {
+    for bad in [0o777, 0o770, 0o702, 0o720] {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("store");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(bad)).unwrap();
+        let err = FileStore::open(&dir).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::InsecureDirectory { path, .. } if *path == dir),
+            "{bad:o}: {err:?}"
+        );
+        assert!(
+            err.to_string().contains("writable by group or others"),
+            "{err}"
+        );
+    }
+    // Readable by others but writable only by the owner is allowed.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    assert!(FileStore::open(&dir).is_ok());
+}
+
+#[test]
+fn refuses_a_directory_another_user_owns() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    std::fs::create_dir(&dir).unwrap();
+    let me = std::fs::metadata(&dir).unwrap().uid();
+    let other = if me == 0 { 4242 } else { 0 };
+    // Only root may give a directory away; elsewhere this test needs a
+    // directory some other user already owns, e.g. "/" (owned by root).
+    let target = if std::os::unix::fs::chown(&dir, Some(other), None).is_ok() {
+        dir
+    } else {
+        PathBuf::from("/")
+    };
+    if std::fs::metadata(&target).unwrap().uid() == me {
+        return; // running as the owner of "/": nothing to test with
+    }
+    let err = FileStore::open(&target).unwrap_err();
+    // Root may write in another user's directory and gets the clear error;
+    // anyone else cannot even create the probe.
+    assert!(
+        matches!(&err, StoreError::InsecureDirectory { reason, .. } if reason.contains("another user"))
+            || matches!(&err, StoreError::Io(e) if e.kind() == std::io::ErrorKind::PermissionDenied),
+        "{err:?}"
+    );
+}
+
+// ------------------------------------------------------- failed writes
+
+#[test]
+fn a_failed_write_returns_an_error_and_keeps_the_previous_record() {
+    let s = TempFileStore::new();
+    let k = SessionId::generate().store_key();
+    s.insert(&k, &counted(1, None)).unwrap();
+    // Block the temporary file's name with a directory: the write fails the
+    // way a full disk or read-only file system would, even for root.
+    let h = k.to_hex();
+    let blocker = s
+        .store
+        .path()
+        .join("sessions")
+        .join(&h[..2])
+        .join(format!(".{h}.tmp"));
+    std::fs::create_dir(&blocker).unwrap();
+    let err = s.replace(&k, 1, &counted(2, None)).unwrap_err();
+    assert!(matches!(err, StoreError::Io(_)), "{err:?}");
+    assert_eq!(s.get(&k).unwrap(), Some(counted(1, None)));
+    // A rotation whose second write fails changes neither key.
+    let other = SessionId::generate().store_key();
+    let err = s
+        .rotate(&k, 1, &counted(2, None), &other, &counted(1, None))
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Io(_)), "{err:?}");
+    assert_eq!(s.get(&k).unwrap(), Some(counted(1, None)));
+    assert_eq!(s.get(&other).unwrap(), None);
+    std::fs::remove_dir(&blocker).unwrap();
+    s.replace(&k, s.get(&k).unwrap().unwrap().version, &counted(9, None))
+        .unwrap();
+    assert_eq!(n_of(&s.get(&k).unwrap().unwrap()), 9);
+}
+
+#[test]
+fn read_only_directory_is_an_error_not_a_loss() {
+    let s = TempFileStore::new();
+    let k = SessionId::generate().store_key();
+    s.insert(&k, &counted(1, None)).unwrap();
+    let shard = s.store.session_path(&k).parent().unwrap().to_path_buf();
+    std::fs::set_permissions(&shard, std::fs::Permissions::from_mode(0o500)).unwrap();
+    let probe = shard.join("probe");
+    let root_ignores_modes = std::fs::write(&probe, b"").is_ok();
+    let _ = std::fs::remove_file(&probe);
+    if !root_ignores_modes {
+        let err = s.replace(&k, 1, &counted(2, None)).unwrap_err();
+        assert!(matches!(err, StoreError::Io(_)), "{err:?}");
+    }
+    std::fs::set_permissions(&shard, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let expected = if root_ignores_modes {
+        None
+    } else {
+        Some(counted(1, None))
+    };
+    if let Some(e) = expected {
+        assert_eq!(s.get(&k).unwrap(), Some(e));
+    }
+}
+
+#[test]
+fn durability_option_keeps_the_same_semantics() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = FileStore::open(tmp.path().join("s"))
+        .unwrap()
+        .with_durability(Durability::DangerNoSync);
+    assert_eq!(s.durability(), Durability::DangerNoSync);
+    let k = SessionId::generate().store_key();
+    s.insert(&k, &counted(1, None)).unwrap();
+    assert!(matches!(
+        s.insert(&k, &counted(1, None)),
+        Err(StoreError::Exists)
+    ));
+    s.replace(&k, 1, &counted(2, None)).unwrap();
+    assert!(matches!(
+        s.replace(&k, 1, &counted(3, None)),
+        Err(StoreError::Conflict)
+    ));
+    let reopened = FileStore::open(tmp.path().join("s")).unwrap();
+    assert_eq!(reopened.get(&k).unwrap(), Some(counted(2, None)));
+}
+
+#[test]
+fn sessions_survive_reopening_with_a_manager() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let clock = ManualClock::new(START);
+    let m = StoreManager::new(FileStore::open(&dir).unwrap())
+        .with_clock(std::sync::Arc::new(clock.clone()));
+    let issued = m.create(NewSession::new().with_user("ivy")).unwrap();
+    let mut s = m.load(issued.token()).unwrap().session;
+    s.insert("theme", &"dark").unwrap();
+    m.save(&mut s).unwrap();
+    drop(m);
+    let m = StoreManager::new(FileStore::open(&dir).unwrap())
+        .with_clock(std::sync::Arc::new(clock.clone()));
+    let s = m.load(issued.token()).unwrap().session;
+    assert_eq!(s.get::<String>("theme").unwrap().as_deref(), Some("dark"));
+}
