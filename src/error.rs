@@ -15,6 +15,7 @@
 use crate::clock::Timestamp;
 use crate::id::TokenError;
 use crate::store::{EndReason, StoreError};
+use crate::ticket::TicketError;
 
 /// Everything that can go wrong with a session.
 ///
@@ -96,6 +97,37 @@ pub enum Error {
     /// The store failed; the session may be fine.
     #[error("session store failed")]
     Store(#[from] StoreError),
+    /// The ticket is not a well-formed version-1 ticket; no MAC was computed.
+    #[error("malformed session ticket")]
+    MalformedTicket(#[source] TicketError),
+    /// The ticket's MAC does not verify: it was altered, forged, or signed
+    /// with a different key that happens to share the id.
+    #[error("session ticket signature does not verify")]
+    BadSignature,
+    /// The ticket names a key id the key ring does not hold: signed by a key
+    /// already retired, or by another deployment.
+    #[error("session ticket was signed with unknown key id {key_id}")]
+    UnknownKey {
+        /// The key id the ticket carries.
+        key_id: u32,
+    },
+    /// The ticket was minted for another purpose (another cookie name or
+    /// ticket manager) and is not valid here.
+    #[error("session ticket was issued for a different purpose")]
+    WrongPurpose,
+    /// The ticket would be longer than a cookie can hold; it was not issued.
+    /// Keep less data in a ticket session, or use server-side sessions.
+    #[error("session ticket would be {size} bytes, over the limit of {limit}")]
+    TicketTooLarge {
+        /// The encoded size it would have.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// Ending a stateless ticket needs revocation state, and the ticket
+    /// manager has none: the ticket stays valid until it expires.
+    #[error("ticket revocation is not configured; the ticket stays valid until it expires")]
+    RevocationNotConfigured,
 }
 
 impl From<TokenError> for Error {
@@ -123,11 +155,16 @@ impl Error {
             | Error::AbsoluteExpired { .. }
             | Error::Terminated { .. }
             | Error::RotatedTokenReused { .. } => true,
+            Error::MalformedTicket(_)
+            | Error::BadSignature
+            | Error::UnknownKey { .. }
+            | Error::WrongPurpose => true,
             Error::Store(e) => e.is_corrupt(),
             Error::Conflict
             | Error::TooLarge { .. }
             | Error::UserLimit { .. }
             | Error::Data { .. } => false,
+            Error::TicketTooLarge { .. } | Error::RevocationNotConfigured => false,
         }
     }
 
@@ -167,6 +204,12 @@ impl Error {
             Error::Data { .. } => "data",
             Error::Store(e) if e.is_corrupt() => "corrupt",
             Error::Store(_) => "backend",
+            Error::MalformedTicket(_) => "malformed",
+            Error::BadSignature => "bad_signature",
+            Error::UnknownKey { .. } => "unknown_key",
+            Error::WrongPurpose => "wrong_purpose",
+            Error::TicketTooLarge { .. } => "ticket_too_large",
+            Error::RevocationNotConfigured => "revocation_not_configured",
         }
     }
 }
@@ -224,5 +267,51 @@ mod tests {
         }
         let reasons: std::collections::HashSet<_> = all.iter().map(Error::reason).collect();
         assert_eq!(reasons.len(), all.len());
+    }
+
+    #[test]
+    fn ticket_rejections_say_why_and_configuration_errors_do_not_reject() {
+        let rejections = [
+            (
+                Error::MalformedTicket(TicketError::NotBase64),
+                "malformed",
+                "malformed session ticket: the ticket is not canonical unpadded base64url",
+            ),
+            (
+                Error::BadSignature,
+                "bad_signature",
+                "session ticket signature does not verify",
+            ),
+            (
+                Error::UnknownKey { key_id: 7 },
+                "unknown_key",
+                "session ticket was signed with unknown key id 7",
+            ),
+            (
+                Error::WrongPurpose,
+                "wrong_purpose",
+                "session ticket was issued for a different purpose",
+            ),
+        ];
+        for (e, reason, text) in &rejections {
+            assert!(e.is_rejection(), "{e}");
+            assert!(!e.is_backend_failure(), "{e}");
+            assert_eq!(e.reason(), *reason);
+            assert_eq!(chain(e), *text);
+        }
+        for e in [
+            Error::TicketTooLarge {
+                size: 5000,
+                limit: 4096,
+            },
+            Error::RevocationNotConfigured,
+        ] {
+            assert!(!e.is_rejection(), "{e}");
+            assert!(!e.is_backend_failure(), "{e}");
+        }
+        assert_eq!(
+            Error::RevocationNotConfigured.reason(),
+            "revocation_not_configured"
+        );
     }
 }

@@ -48,6 +48,12 @@ pub enum RejectKind {
     Malformed,
     /// Well formed, but no session has it: possibly a fixation attempt.
     Unknown,
+    /// A ticket whose MAC does not verify: altered or forged.
+    BadSignature,
+    /// A ticket signed with a key id the key ring does not hold.
+    UnknownKey,
+    /// A ticket minted for another purpose.
+    WrongPurpose,
 }
 
 /// Something that happened to a session.
@@ -160,6 +166,18 @@ impl fmt::Display for Event {
                 Some(s) => write!(f, "token rejected: unknown session {s}"),
                 None => f.write_str("token rejected: unknown session"),
             },
+            Event::Rejected {
+                kind: RejectKind::BadSignature,
+                ..
+            } => f.write_str("ticket rejected: bad signature"),
+            Event::Rejected {
+                kind: RejectKind::UnknownKey,
+                ..
+            } => f.write_str("ticket rejected: unknown key id"),
+            Event::Rejected {
+                kind: RejectKind::WrongPurpose,
+                ..
+            } => f.write_str("ticket rejected: wrong purpose"),
         }
     }
 }

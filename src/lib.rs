@@ -56,6 +56,12 @@
 //!   [`Error::Conflict`].
 //! - **Termination is final**, and every failure is a typed [`Error`], never
 //!   a panic.
+//! - **Stateless tickets**, when you want no server-side state:
+//!   [`TicketManager`] implements the same [`SessionManager`] with signed
+//!   tickets (HMAC-SHA256, key ids and rotation through a [`KeyRing`], bound
+//!   to the cookie name, both deadlines carried, a published format with test
+//!   vectors). Revocation needs state and is opt-in
+//!   ([`TicketManager::with_revocation`]).
 //!
 //! ## For framework authors
 //!
@@ -64,6 +70,11 @@
 //! When a call returns an [`Issued`] (or [`Loaded::reissue`] is `Some`), set
 //! the cookie to its token. Store calls block: on an async executor run them
 //! on a blocking pool.
+//!
+//! [`CookieConfig`] renders the hardened `Set-Cookie` and finds the token in
+//! a `Cookie` header. The [`framework`] module is the full guide: which
+//! errors mean 401 and clear the cookie, which mean 503, how to apply a
+//! reissue hint, and `Cache-Control: no-store` on authenticated responses.
 //!
 //! ## Cargo features
 //!
@@ -77,13 +88,16 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod clock;
+mod cookie;
 mod error;
 mod event;
+pub mod framework;
 mod id;
 mod manager;
 mod policy;
 mod session;
 pub mod store;
+mod ticket;
 
 // Time.
 pub use crate::clock::{Clock, ManualClock, SystemClock, Timestamp};
@@ -102,6 +116,15 @@ pub use crate::store::memory::MemoryStore;
 #[cfg(feature = "redis")]
 pub use crate::store::redis::RedisStore;
 pub use crate::store::{EndReason, LiveSession, Record, RecordState, Store, StoreError};
+// Cookies: rendering Set-Cookie, finding the token in a Cookie header.
+pub use crate::cookie::{
+    CookieConfig, CookieConfigBuilder, CookieError, CookieLifetime, DEFAULT_MAX_HEADER_BYTES,
+    MAX_SET_COOKIE_BYTES, SameSite,
+};
 // Errors and events.
 pub use crate::error::Error;
 pub use crate::event::{Event, ExpiryKind, Observer, RejectKind};
+// Stateless signed tickets.
+pub use crate::ticket::{
+    KeyRing, MAX_TICKET_LEN, TicketConfigError, TicketError, TicketKey, TicketManager,
+};

@@ -46,6 +46,16 @@ impl SessionData {
         }
     }
 
+    /// Clean data from its encoding, parsed only if read. The caller
+    /// vouches that `raw` is a JSON object (a ticket's data, under its MAC).
+    pub(crate) fn from_encoded(raw: Arc<str>) -> SessionData {
+        SessionData {
+            raw,
+            map: OnceLock::new(),
+            dirty: false,
+        }
+    }
+
     /// The encoded JSON object.
     pub fn encoded(&self) -> Arc<str> {
         if self.dirty {

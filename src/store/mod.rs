@@ -106,6 +106,9 @@ pub enum EndReason {
     ReuseDetected,
     /// Another user logged in on this session; the new login got a fresh one.
     Replaced,
+    /// The ticket was retired by rotation or login and its grace window
+    /// passed (ticket revocation: the deny-list entry of the old ticket).
+    Rotated,
 }
 
 impl fmt::Display for EndReason {
@@ -116,6 +119,7 @@ impl fmt::Display for EndReason {
             EndReason::Evicted => "evicted by the per-user session limit",
             EndReason::ReuseDetected => "revoked after a rotated token was reused",
             EndReason::Replaced => "replaced by another user's login",
+            EndReason::Rotated => "retired by rotation",
         })
     }
 }

@@ -1,0 +1,1508 @@
+//! [`TicketManager`]: sessions carried by the client in signed tickets.
+
+use std::fmt;
+use std::sync::Arc;
+
+use hmac::Hmac;
+use parking_lot::RwLock;
+use sha2::{Digest as _, Sha256};
+
+use crate::clock::{Clock, SystemClock, Timestamp};
+use crate::error::Error;
+use crate::event::{Event, ExpiryKind, Observer, RejectKind};
+use crate::id::{SessionId, StoreKey};
+use crate::manager::SessionManager;
+use crate::policy::Policy;
+use crate::session::{Issued, Loaded, NewSession, Session, SessionData};
+use crate::store::{EndReason, Record, RecordState, Store, StoreError};
+use crate::ticket::format::{self, Claims, MAX_TICKET_LEN};
+use crate::ticket::keyring::{KeyRing, TicketConfigError};
+
+/// How many times a revocation write retries a version conflict.
+const MAX_RETRIES: usize = 8;
+
+/// The label hashed with a user name to find the user's revocation cutoff.
+const USER_CUTOFF_LABEL: &[u8] = b"latchkey/v1/user-cutoff\0";
+
+/// The key ring with one HMAC state per key that has already absorbed the
+/// key schedule, the domain label and the purpose. Built once per key
+/// change, shared by every request through an `Arc`.
+struct Keys {
+    ring: KeyRing,
+    signing_id: u32,
+    signer: Hmac<Sha256>,
+    verifiers: Vec<(u32, Hmac<Sha256>)>,
+}
+
+impl Keys {
+    fn new(ring: KeyRing, purpose: &str) -> Keys {
+        let (signing_id, key) = ring.signing();
+        let signer = format::prefixed_mac(key.mac(), purpose);
+        let verifiers = ring
+            .all()
+            .map(|(id, key)| (id, format::prefixed_mac(key.mac(), purpose)))
+            .collect();
+        Keys {
+            ring,
+            signing_id,
+            signer,
+            verifiers,
+        }
+    }
+
+    fn verifier(&self, id: u32) -> Option<&Hmac<Sha256>> {
+        // A handful of keys at most: a scan beats a map.
+        self.verifiers
+            .iter()
+            .find(|(k, _)| *k == id)
+            .map(|(_, m)| m)
+    }
+}
+
+/// Stateless sessions: everything about a session travels in a ticket,
+/// signed with HMAC-SHA256, that the client presents as its cookie.
+///
+/// No server-side state per session: any process holding the [`KeyRing`]
+/// verifies any ticket, and a load is a MAC check with no I/O. The format
+/// is versioned and specified in `docs/TICKET_FORMAT.md`, with test
+/// vectors, so other languages can verify tickets too.
+///
+/// # What a ticket is and is not
+/// - **Signed, not encrypted.** Whoever holds a ticket can read its user,
+///   device, deadlines and data. Keep secrets out of ticket sessions.
+/// - **Bound to its purpose.** The purpose (use the cookie name) is under
+///   the MAC: a ticket minted for one purpose fails for another with
+///   [`Error::WrongPurpose`] or [`Error::BadSignature`].
+/// - **Both clocks hold.** The idle deadline slides: once a ticket is older
+///   than the policy's touch interval, [`load`](SessionManager::load)
+///   returns a reissued ticket in [`Loaded::reissue`]. The absolute
+///   deadline never moves: reissue, save, rotation and login all copy it.
+///   Deadlines are also capped by the current policy, so tightening the
+///   policy shortens tickets already issued.
+/// - **Saves return a ticket.** [`save`](SessionManager::save) returns
+///   `Some(Issued)`: the new ticket carrying the new data. There are no
+///   versions, so two concurrent saves never conflict; the last cookie the
+///   browser keeps wins.
+/// - **Size.** A ticket over 4096 bytes is refused at issue with
+///   [`Error::TicketTooLarge`].
+/// - **Per-user limits** ([`Policy::max_sessions_per_user`]) need state and
+///   are not enforced.
+///
+/// # Ending a ticket needs state
+/// A signed ticket is valid until its deadlines pass, whatever the server
+/// forgets. To end one sooner the server must remember something, so
+/// revocation is opt-in: [`with_revocation`](Self::with_revocation) takes
+/// any [`Store`] (the same one as your server-side sessions is fine). With
+/// it:
+/// - [`terminate`](SessionManager::terminate) puts the ticket's session
+///   on a deny list until its absolute deadline;
+/// - [`terminate_all`](Self::terminate_all) stamps a per-user cutoff: every
+///   ticket of that user authenticated at or before it fails;
+/// - [`rotate`](SessionManager::rotate) and [`login`](SessionManager::login)
+///   deny-list the old session key after the policy's rotation grace, so
+///   in-flight requests still work and later reuse is refused with
+///   [`Error::RotatedTokenReused`];
+/// - every load costs one store read (two for a ticket with a user).
+///
+/// Without it, `terminate` and `terminate_all` return
+/// [`Error::RevocationNotConfigured`] rather than pretend: the ticket stays
+/// valid until its idle deadline (at most the idle timeout after its last
+/// reissue). Clear the cookie anyway; a browser that obeys forgets it, a
+/// stolen copy does not. `rotate` and `login` issue a fresh session key but
+/// the old ticket keeps working until it expires.
+///
+/// See `docs/TICKET_FORMAT.md` for how revocation entries are stored.
+///
+/// # Example
+/// ```
+/// use latchkey::{Error, KeyRing, MemoryStore, NewSession, SessionManager, TicketKey, TicketManager};
+///
+/// let keys = KeyRing::new(1, TicketKey::generate());
+/// let manager = TicketManager::new("__Host-session", keys)?.with_revocation(MemoryStore::new());
+///
+/// let issued = manager.create(NewSession::new().with_user("alice"))?;
+/// let mut session = manager.load(issued.token())?.session;
+/// assert_eq!(session.user(), Some("alice"));
+///
+/// session.insert("theme", "dark")?;
+/// let saved = manager.save(&mut session)?.expect("a ticket session saves into a new ticket");
+/// let again = manager.load(saved.token())?.session;
+/// assert_eq!(again.get::<String>("theme")?.as_deref(), Some("dark"));
+///
+/// manager.terminate(&again)?;
+/// assert_eq!(manager.load(saved.token()).unwrap_err().reason(), "terminated");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct TicketManager {
+    purpose: Box<str>,
+    purpose_id: [u8; 4],
+    keys: RwLock<Arc<Keys>>,
+    policy: Policy,
+    clock: Arc<dyn Clock>,
+    observer: Option<Arc<dyn Observer>>,
+    revocation: Option<Arc<dyn Store>>,
+}
+
+impl fmt::Debug for TicketManager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TicketManager")
+            .field("purpose", &self.purpose)
+            .field("keys", &self.keys.read().ring)
+            .field("policy", &self.policy)
+            .field("clock", &self.clock)
+            .field("observer", &self.observer)
+            .field("revocation", &self.revocation)
+            .finish()
+    }
+}
+
+impl TicketManager {
+    /// A manager for tickets of `purpose` (use the cookie name), signed
+    /// with `keys`, with [`Policy::default`], the system clock and no
+    /// revocation.
+    ///
+    /// # Errors
+    /// [`TicketConfigError::BadPurpose`] unless `purpose` is 1 to 255 bytes.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{KeyRing, TicketKey, TicketManager, TicketConfigError};
+    /// let keys = KeyRing::new(1, TicketKey::generate());
+    /// assert!(TicketManager::new("session", keys.clone()).is_ok());
+    /// assert_eq!(TicketManager::new("", keys).unwrap_err(), TicketConfigError::BadPurpose(0));
+    /// ```
+    pub fn new(purpose: &str, keys: KeyRing) -> Result<TicketManager, TicketConfigError> {
+        if purpose.is_empty() || purpose.len() > 255 {
+            return Err(TicketConfigError::BadPurpose(purpose.len()));
+        }
+        Ok(TicketManager {
+            purpose: purpose.into(),
+            purpose_id: format::purpose_id(purpose),
+            keys: RwLock::new(Arc::new(Keys::new(keys, purpose))),
+            policy: Policy::default(),
+            clock: Arc::new(SystemClock),
+            observer: None,
+            revocation: None,
+        })
+    }
+
+    /// Uses `policy`.
+    #[must_use]
+    pub fn with_policy(mut self, policy: Policy) -> TicketManager {
+        self.policy = policy;
+        self
+    }
+
+    /// Takes time from `clock`.
+    #[must_use]
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> TicketManager {
+        self.clock = clock;
+        self
+    }
+
+    /// Reports lifecycle events to `observer`.
+    #[must_use]
+    pub fn with_observer(mut self, observer: Arc<dyn Observer>) -> TicketManager {
+        self.observer = Some(observer);
+        self
+    }
+
+    /// Keeps revocation state (a deny list of session keys and per-user
+    /// cutoffs) in `store`, so [`terminate`](SessionManager::terminate) and
+    /// [`terminate_all`](Self::terminate_all) really end tickets. Every
+    /// load then reads the store. Pass an `Arc` to share a store with other
+    /// managers or processes.
+    #[must_use]
+    pub fn with_revocation<S: Store + 'static>(mut self, store: S) -> TicketManager {
+        self.revocation = Some(Arc::new(store));
+        self
+    }
+
+    /// The purpose tickets are bound to.
+    pub fn purpose(&self) -> &str {
+        &self.purpose
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// Whether revocation is configured.
+    pub fn has_revocation(&self) -> bool {
+        self.revocation.is_some()
+    }
+
+    /// A copy of the current key ring.
+    pub fn keys(&self) -> KeyRing {
+        self.keys.read().ring.clone()
+    }
+
+    /// Replaces the key ring, for rotation while running: new tickets are
+    /// signed with the new signing key, and tickets under a key the new ring
+    /// still holds keep verifying (and are reissued under the new key on
+    /// their next load).
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{KeyRing, NewSession, SessionManager, TicketKey, TicketManager};
+    ///
+    /// let manager = TicketManager::new("session", KeyRing::new(1, TicketKey::generate()))?;
+    /// let old = manager.create(NewSession::new())?;
+    ///
+    /// let mut ring = manager.keys();
+    /// ring.rotate(2, TicketKey::generate())?;
+    /// manager.set_keys(ring);
+    ///
+    /// let loaded = manager.load(old.token())?; // still valid...
+    /// assert!(loaded.reissue.is_some()); // ...and reissued under key 2
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn set_keys(&self, keys: KeyRing) {
+        // Build the HMAC states outside the lock: readers never wait on it.
+        let keys = Arc::new(Keys::new(keys, &self.purpose));
+        *self.keys.write() = keys;
+    }
+
+    fn current_keys(&self) -> Arc<Keys> {
+        self.keys.read().clone()
+    }
+
+    fn emit(&self, event: Event) {
+        if let Some(o) = &self.observer {
+            o.on_event(&event);
+        }
+    }
+
+    fn reject(&self, kind: RejectKind, err: Error) -> Error {
+        self.emit(Event::Rejected {
+            kind,
+            session: None,
+        });
+        err
+    }
+
+    fn idle_deadline(&self, last_seen: Timestamp, absolute: Timestamp) -> Timestamp {
+        last_seen
+            .saturating_add(self.policy.idle_timeout())
+            .min(absolute)
+    }
+
+    fn check_size(&self, data: &str) -> Result<(), Error> {
+        let limit = self.policy.max_data_bytes();
+        if data.len() > limit {
+            return Err(Error::TooLarge {
+                size: data.len(),
+                limit,
+            });
+        }
+        Ok(())
+    }
+
+    /// Signs `claims` with the signing key. `key` is the session's store
+    /// key, which the caller already has (SHA-256 is not free).
+    fn mint(&self, keys: &Keys, claims: &Claims<'_>, key: &StoreKey) -> Result<Issued, Error> {
+        let size = format::ticket_len(claims);
+        if size > MAX_TICKET_LEN {
+            return Err(Error::TicketTooLarge {
+                size,
+                limit: MAX_TICKET_LEN,
+            });
+        }
+        let token = format::encode(&keys.signer, self.purpose_id, keys.signing_id, claims).ok_or(
+            Error::TicketTooLarge {
+                size,
+                limit: MAX_TICKET_LEN,
+            },
+        )?;
+        Ok(Issued::new(
+            token,
+            key.fingerprint(),
+            claims.idle_deadline,
+            claims.absolute_deadline,
+        ))
+    }
+
+    /// Signs the current state of `session` under its session key, issued
+    /// at `now`.
+    fn mint_session(&self, session: &Session, data: &str, now: Timestamp) -> Result<Issued, Error> {
+        let claims = Claims {
+            created_at: session.created_at,
+            issued_at: now,
+            auth_at: session.auth_at,
+            idle_deadline: self.idle_deadline(now, session.absolute_deadline),
+            absolute_deadline: session.absolute_deadline,
+            session_key: *session.key.as_bytes(),
+            user: session.user.as_deref(),
+            device: session.device.as_deref(),
+            data,
+        };
+        self.mint(&self.current_keys(), &claims, &session.key)
+    }
+
+    /// Starts a session: fresh id, both deadlines from `now`.
+    fn start(&self, new: NewSession, now: Timestamp) -> Result<(Session, Issued), Error> {
+        // Serialize the map straight to bytes; going through `Value`'s
+        // Display (as `SessionData::from_map` does) is slower by half.
+        let data = match serde_json::to_string(&new.data) {
+            Ok(json) => SessionData::from_encoded(json.into()),
+            Err(_) => SessionData::from_map(new.data),
+        };
+        let encoded = data.encoded();
+        self.check_size(&encoded)?;
+        let absolute = now.saturating_add(self.policy.absolute_timeout());
+        let session = Session {
+            // The ticket carries the key, never the id: see `fresh_key`.
+            id: None,
+            key: fresh_key(),
+            version: 0,
+            created_at: now,
+            last_seen: now,
+            auth_at: new.user.as_ref().map(|_| now),
+            absolute_deadline: absolute,
+            idle_deadline: self.idle_deadline(now, absolute),
+            user: new.user,
+            device: new.device,
+            data,
+        };
+        let issued = self.mint_session(&session, &encoded, now)?;
+        Ok((session, issued))
+    }
+
+    /// [`SessionManager::create`] at an explicit instant.
+    ///
+    /// # Errors
+    /// [`Error::TooLarge`] (data over the policy's limit),
+    /// [`Error::TicketTooLarge`] (ticket over 4096 bytes).
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{Error, KeyRing, NewSession, TicketKey, TicketManager, Timestamp};
+    ///
+    /// let manager = TicketManager::new("session", KeyRing::new(1, TicketKey::generate()))?;
+    /// let now = Timestamp::from_unix_millis(1_800_000_000_000);
+    /// let issued = manager.create_at(NewSession::new().with_user("alice"), now)?;
+    /// assert!(issued.token().starts_with("lk1."));
+    ///
+    /// // A cookie holds 4096 bytes; a ticket that would not fit is refused.
+    /// let big = NewSession::new().with_value("blob", &"x".repeat(5000))?;
+    /// assert!(matches!(manager.create_at(big, now), Err(Error::TicketTooLarge { .. })));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn create_at(&self, new: NewSession, now: Timestamp) -> Result<Issued, Error> {
+        // The same ticket `start` would mint, without building a Session
+        // only to drop it: issue is on every login's hot path.
+        let json = serde_json::to_string(&new.data).map_err(|source| Error::Data {
+            key: String::new(),
+            source,
+        })?;
+        self.check_size(&json)?;
+        let key = fresh_key();
+        let absolute = now.saturating_add(self.policy.absolute_timeout());
+        let claims = Claims {
+            created_at: now,
+            issued_at: now,
+            auth_at: new.user.as_ref().map(|_| now),
+            idle_deadline: self.idle_deadline(now, absolute),
+            absolute_deadline: absolute,
+            session_key: *key.as_bytes(),
+            user: new.user.as_deref(),
+            device: new.device.as_deref(),
+            data: &json,
+        };
+        let issued = self.mint(&self.current_keys(), &claims, &key)?;
+        if self.observer.is_some() {
+            self.emit(Event::Created {
+                session: issued.fingerprint(),
+                user: new.user,
+            });
+        }
+        Ok(issued)
+    }
+
+    /// [`SessionManager::load`] at an explicit instant.
+    ///
+    /// Checks, in order: length (before decoding), structure, purpose and
+    /// key id (before any MAC), the MAC (constant time), the two deadlines,
+    /// then revocation if configured. A ticket older than the touch
+    /// interval, or signed by a key that is no longer the signing key, comes
+    /// back with a reissued ticket.
+    ///
+    /// # Example
+    /// ```
+    /// use std::time::Duration;
+    /// use latchkey::{KeyRing, NewSession, TicketKey, TicketManager, Timestamp};
+    ///
+    /// let manager = TicketManager::new("session", KeyRing::new(1, TicketKey::generate()))?;
+    /// let t0 = Timestamp::from_unix_millis(1_800_000_000_000);
+    /// let issued = manager.create_at(NewSession::new(), t0)?;
+    ///
+    /// // Within the touch interval: no new cookie.
+    /// assert!(manager.load_at(issued.token(), t0).unwrap().reissue.is_none());
+    /// // Later: the idle deadline slides, the absolute one stays.
+    /// let later = t0.saturating_add(Duration::from_secs(300));
+    /// let fresh = manager.load_at(issued.token(), later)?.reissue.expect("reissued");
+    /// assert!(fresh.idle_deadline() > issued.idle_deadline());
+    /// assert_eq!(fresh.absolute_deadline(), issued.absolute_deadline());
+    /// // Past the idle deadline without activity: expired, and it says so.
+    /// let err = manager.load_at(issued.token(), issued.idle_deadline()).unwrap_err();
+    /// assert_eq!(err.reason(), "idle_expired");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::MalformedTicket`], [`Error::WrongPurpose`],
+    /// [`Error::UnknownKey`], [`Error::BadSignature`],
+    /// [`Error::IdleExpired`], [`Error::AbsoluteExpired`],
+    /// [`Error::Terminated`] or [`Error::RotatedTokenReused`] (revoked),
+    /// store errors from the revocation store.
+    pub fn load_at(&self, token: &str, now: Timestamp) -> Result<Loaded, Error> {
+        let (mut small, mut large) = ([0u8; format::SMALL_BINARY_LEN], Vec::new());
+        let buf = format::scratch(format::decode_need(token.len()), &mut small, &mut large);
+        let parsed = format::parse(token, buf)
+            .map_err(|e| self.reject(RejectKind::Malformed, Error::MalformedTicket(e)))?;
+        if parsed.purpose_id != self.purpose_id {
+            return Err(self.reject(RejectKind::WrongPurpose, Error::WrongPurpose));
+        }
+        // The read lock is held for the MAC check only: no store call or
+        // observer runs under it, so `set_keys` never waits on I/O.
+        let signed_by_current = {
+            let keys = self.keys.read();
+            match keys.verifier(parsed.key_id) {
+                None => Err((
+                    RejectKind::UnknownKey,
+                    Error::UnknownKey {
+                        key_id: parsed.key_id,
+                    },
+                )),
+                Some(mac) if !format::verify(mac, parsed.signed, parsed.tag) => {
+                    Err((RejectKind::BadSignature, Error::BadSignature))
+                }
+                Some(_) => Ok(parsed.key_id == keys.signing_id),
+            }
+        };
+        let signed_by_current = signed_by_current.map_err(|(kind, e)| self.reject(kind, e))?;
+        // From here on the claims are ours: signed by a key we hold.
+        let c = parsed.claims;
+        let key = StoreKey::from_bytes(c.session_key);
+        // The policy caps what the ticket says, so a tightened policy
+        // applies to tickets already out, and revocation entries kept for
+        // the policy's absolute timeout outlive every ticket they cover.
+        let absolute = c
+            .absolute_deadline
+            .min(c.created_at.saturating_add(self.policy.absolute_timeout()));
+        if now >= absolute {
+            self.emit(Event::Expired {
+                session: key.fingerprint(),
+                kind: ExpiryKind::Absolute,
+            });
+            return Err(Error::AbsoluteExpired { deadline: absolute });
+        }
+        let idle = c
+            .idle_deadline
+            .min(self.idle_deadline(c.issued_at, absolute));
+        if now >= idle {
+            self.emit(Event::Expired {
+                session: key.fingerprint(),
+                kind: ExpiryKind::Idle,
+            });
+            return Err(Error::IdleExpired { deadline: idle });
+        }
+        let Retiring(retiring) =
+            self.check_revoked(&key, c.user, c.auth_at.unwrap_or(c.created_at), now)?;
+        let mut session = Session {
+            id: None,
+            key,
+            version: 0,
+            created_at: c.created_at,
+            last_seen: c.issued_at,
+            auth_at: c.auth_at,
+            absolute_deadline: absolute,
+            idle_deadline: idle,
+            user: c.user.map(str::to_owned),
+            device: c.device.map(str::to_owned),
+            data: SessionData::from_encoded(Arc::from(c.data)),
+        };
+        let stale = now.duration_since(c.issued_at) >= self.policy.touch_interval();
+        // A ticket retired by rotation still works during its grace window,
+        // but is never re-signed: a fresh copy would only die at the same
+        // instant, and the client should be holding the successor.
+        let reissue = if (stale || !signed_by_current) && !retiring {
+            let claims = Claims {
+                issued_at: now,
+                idle_deadline: self.idle_deadline(now, absolute),
+                absolute_deadline: absolute,
+                ..c
+            };
+            let issued = self.mint(&self.current_keys(), &claims, &session.key)?;
+            session.last_seen = now;
+            session.idle_deadline = claims.idle_deadline;
+            Some(issued)
+        } else {
+            None
+        };
+        Ok(Loaded::new(session, reissue))
+    }
+
+    /// [`SessionManager::save`] at an explicit instant: always returns the
+    /// new ticket when the data changed.
+    ///
+    /// # Errors
+    /// [`Error::AbsoluteExpired`], [`Error::TooLarge`],
+    /// [`Error::TicketTooLarge`], a revocation rejection, store errors.
+    pub fn save_at(&self, session: &mut Session, now: Timestamp) -> Result<Option<Issued>, Error> {
+        if !session.is_modified() {
+            return Ok(None);
+        }
+        self.check_usable(session, now)?;
+        let data = session.data.to_stored();
+        let encoded = data.encoded();
+        self.check_size(&encoded)?;
+        let issued = self.mint_session(session, &encoded, now)?;
+        session.last_seen = now;
+        session.idle_deadline = issued.idle_deadline();
+        session.data = data;
+        Ok(Some(issued))
+    }
+
+    /// Checks that a session copy may still be written to a new ticket.
+    fn check_usable(&self, session: &Session, now: Timestamp) -> Result<(), Error> {
+        if now >= session.absolute_deadline {
+            return Err(Error::AbsoluteExpired {
+                deadline: session.absolute_deadline,
+            });
+        }
+        let authed = session.auth_at.unwrap_or(session.created_at);
+        self.check_revoked(&session.key, session.user.as_deref(), authed, now)
+            .map(|_| ())
+    }
+
+    /// Re-signs `session` under a fresh session key; the old one is retired
+    /// after the grace window if revocation is configured.
+    fn rotate_inner(&self, session: &mut Session, now: Timestamp) -> Result<Issued, Error> {
+        self.check_usable(session, now)?;
+        let data = session.data.to_stored();
+        let encoded = data.encoded();
+        self.check_size(&encoded)?;
+        let mut next = session.clone();
+        next.key = fresh_key();
+        let issued = self.mint_session(&next, &encoded, now)?;
+        if let Some(store) = &self.revocation {
+            // In-flight requests still carry the old ticket: let it work for
+            // the grace window, then refuse it as reuse.
+            deny(
+                store.as_ref(),
+                &session.key,
+                EndReason::Rotated,
+                now.saturating_add(self.policy.rotation_grace()),
+                session.absolute_deadline,
+            )?;
+        }
+        *session = next;
+        session.last_seen = now;
+        session.idle_deadline = issued.idle_deadline();
+        session.data = data;
+        Ok(issued)
+    }
+
+    /// [`SessionManager::rotate`] at an explicit instant. The absolute
+    /// deadline is kept.
+    ///
+    /// # Errors
+    /// As for [`save_at`](Self::save_at).
+    ///
+    /// # Example
+    /// ```
+    /// use std::time::Duration;
+    /// use latchkey::{KeyRing, MemoryStore, NewSession, TicketKey, TicketManager, Timestamp};
+    ///
+    /// let manager = TicketManager::new("session", KeyRing::new(1, TicketKey::generate()))?
+    ///     .with_revocation(MemoryStore::new());
+    /// let t0 = Timestamp::from_unix_millis(1_800_000_000_000);
+    /// let old = manager.create_at(NewSession::new().with_user("alice"), t0)?;
+    /// let mut session = manager.load_at(old.token(), t0)?.session;
+    /// let new = manager.rotate_at(&mut session, t0)?;
+    /// assert_ne!(new.fingerprint(), old.fingerprint());
+    ///
+    /// // With revocation, the old ticket works through the grace window only.
+    /// let after_grace = t0.saturating_add(manager.policy().rotation_grace());
+    /// let err = manager.load_at(old.token(), after_grace).unwrap_err();
+    /// assert_eq!(err.reason(), "rotated_token_reused");
+    /// assert!(manager.load_at(new.token(), after_grace).is_ok());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn rotate_at(&self, session: &mut Session, now: Timestamp) -> Result<Issued, Error> {
+        let from = session.fingerprint();
+        let issued = self.rotate_inner(session, now)?;
+        self.emit(Event::Rotated {
+            from,
+            to: issued.fingerprint(),
+        });
+        Ok(issued)
+    }
+
+    /// [`SessionManager::login`] at an explicit instant. The same rules as
+    /// [`StoreManager`](crate::StoreManager): a fresh session key, the
+    /// absolute deadline kept; a session of a different user is ended (if
+    /// revocation is configured) and `user` gets a fresh, empty one.
+    ///
+    /// # Errors
+    /// As for [`rotate_at`](Self::rotate_at).
+    pub fn login_at(
+        &self,
+        session: &mut Session,
+        user: &str,
+        now: Timestamp,
+    ) -> Result<Issued, Error> {
+        let from = session.fingerprint();
+        if session.user.as_deref().is_some_and(|u| u != user) {
+            if let Some(store) = &self.revocation {
+                deny(
+                    store.as_ref(),
+                    &session.key,
+                    EndReason::Replaced,
+                    now,
+                    session.absolute_deadline,
+                )?;
+            }
+            let (fresh, issued) = self.start(
+                NewSession {
+                    user: Some(user.into()),
+                    device: session.device.clone(),
+                    data: Default::default(),
+                },
+                now,
+            )?;
+            *session = fresh;
+            self.emit(Event::LoggedIn {
+                from,
+                to: issued.fingerprint(),
+                user: user.into(),
+            });
+            return Ok(issued);
+        }
+        let before = (session.user.clone(), session.auth_at);
+        session.user = Some(user.into());
+        session.auth_at = Some(now);
+        let issued = match self.rotate_inner(session, now) {
+            Ok(issued) => issued,
+            Err(e) => {
+                (session.user, session.auth_at) = before;
+                return Err(e);
+            }
+        };
+        self.emit(Event::LoggedIn {
+            from,
+            to: issued.fingerprint(),
+            user: user.into(),
+        });
+        Ok(issued)
+    }
+
+    /// [`SessionManager::terminate`] at an explicit instant.
+    ///
+    /// # Errors
+    /// [`Error::RevocationNotConfigured`] without revocation: the ticket
+    /// stays valid until it expires, and saying `Ok` would be a lie. Store
+    /// errors.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{Error, KeyRing, NewSession, TicketKey, TicketManager, Timestamp};
+    ///
+    /// let keys = KeyRing::new(1, TicketKey::generate());
+    /// let stateless = TicketManager::new("session", keys)?;
+    /// let now = Timestamp::from_unix_millis(1_800_000_000_000);
+    /// let issued = stateless.create_at(NewSession::new(), now)?;
+    /// let session = stateless.load_at(issued.token(), now)?.session;
+    /// // No state, no revocation: the API says so instead of pretending.
+    /// assert!(matches!(
+    ///     stateless.terminate_at(&session, now),
+    ///     Err(Error::RevocationNotConfigured)
+    /// ));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn terminate_at(&self, session: &Session, now: Timestamp) -> Result<(), Error> {
+        let store = self
+            .revocation
+            .as_deref()
+            .ok_or(Error::RevocationNotConfigured)?;
+        deny(
+            store,
+            &session.key,
+            EndReason::Logout,
+            now,
+            session.absolute_deadline,
+        )?;
+        self.emit(Event::Terminated {
+            session: session.fingerprint(),
+            reason: EndReason::Logout,
+        });
+        Ok(())
+    }
+
+    /// Ends every ticket of `user` authenticated at or before now ("log out
+    /// everywhere", a disabled account, a password change). Tickets from
+    /// later logins are unaffected, including one created in the same
+    /// request after this call only if the clock has moved on: a login in
+    /// the same millisecond counts as before the cutoff.
+    ///
+    /// # Errors
+    /// [`Error::RevocationNotConfigured`] without revocation; store errors.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{KeyRing, MemoryStore, NewSession, SessionManager, TicketKey, TicketManager};
+    ///
+    /// let manager = TicketManager::new("session", KeyRing::new(1, TicketKey::generate()))?
+    ///     .with_revocation(MemoryStore::new());
+    /// let phone = manager.create(NewSession::new().with_user("alice"))?;
+    /// manager.terminate_all("alice")?;
+    /// assert_eq!(manager.load(phone.token()).unwrap_err().reason(), "terminated");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn terminate_all(&self, user: &str) -> Result<(), Error> {
+        self.terminate_all_at(user, self.clock.now())
+    }
+
+    /// [`terminate_all`](Self::terminate_all) at an explicit instant.
+    ///
+    /// # Errors
+    /// As for [`terminate_all`](Self::terminate_all).
+    pub fn terminate_all_at(&self, user: &str, now: Timestamp) -> Result<(), Error> {
+        let store = self
+            .revocation
+            .as_deref()
+            .ok_or(Error::RevocationNotConfigured)?;
+        // Kept for one absolute timeout: every ticket it covers was
+        // authenticated before now, so (with the policy cap on load) is dead
+        // by then.
+        let keep = now.saturating_add(self.policy.absolute_timeout());
+        write_revocation(
+            store,
+            &user_cutoff_key(user),
+            EndReason::LogoutAll,
+            now,
+            keep,
+            |old, new| new > old,
+        )
+    }
+
+    /// Refuses a ticket on the deny list or under its user's cutoff; says
+    /// whether it is retiring (deny-listed from a later instant: a rotated
+    /// ticket within its grace window).
+    fn check_revoked(
+        &self,
+        key: &StoreKey,
+        user: Option<&str>,
+        authenticated: Timestamp,
+        now: Timestamp,
+    ) -> Result<Retiring, Error> {
+        let Some(store) = &self.revocation else {
+            return Ok(Retiring(false));
+        };
+        let mut retiring = false;
+        if let Some(Record {
+            state: RecordState::Ended { reason, at },
+            ..
+        }) = store.get(key)?
+        {
+            // A deny entry takes effect at `at`: in the future for a ticket
+            // retired by rotation and still in its grace window.
+            if now >= at {
+                self.emit(Event::Terminated {
+                    session: key.fingerprint(),
+                    reason,
+                });
+                return Err(match reason {
+                    EndReason::Rotated => Error::RotatedTokenReused {
+                        successor_revoked: false,
+                    },
+                    reason => Error::Terminated { reason },
+                });
+            }
+            retiring = true;
+        }
+        if let Some(user) = user
+            && let Some(Record {
+                state: RecordState::Ended { at, .. },
+                ..
+            }) = store.get(&user_cutoff_key(user))?
+            && authenticated <= at
+        {
+            return Err(Error::Terminated {
+                reason: EndReason::LogoutAll,
+            });
+        }
+        Ok(Retiring(retiring))
+    }
+}
+
+/// Whether a ticket is deny-listed from a later instant (rotated, in grace).
+struct Retiring(bool);
+
+/// A new session's store key: SHA-256 of a fresh random session id, as for
+/// server-side sessions, so fingerprints and revocation entries look alike
+/// for both. The ticket carries this key rather than the id: a ticket's
+/// credential is its signature, the id would be no secret either, and
+/// carrying the hash spares every load a SHA-256.
+fn fresh_key() -> StoreKey {
+    SessionId::generate().store_key()
+}
+
+/// Where a user's revocation cutoff is kept: SHA-256 of a label and the user
+/// name, so it cannot collide with a session's key (a hash of 32 random
+/// bytes) and the store never sees the name in a key.
+fn user_cutoff_key(user: &str) -> StoreKey {
+    StoreKey::from_bytes(
+        Sha256::new()
+            .chain_update(USER_CUTOFF_LABEL)
+            .chain_update(user.as_bytes())
+            .finalize()
+            .into(),
+    )
+}
+
+/// Puts a session key on the deny list, effective at `at`, kept until
+/// `keep_until`. An existing entry that takes effect earlier wins.
+fn deny(
+    store: &dyn Store,
+    key: &StoreKey,
+    reason: EndReason,
+    at: Timestamp,
+    keep_until: Timestamp,
+) -> Result<(), Error> {
+    write_revocation(store, key, reason, at, keep_until, |old, new| new < old)
+}
+
+/// Writes an `Ended` revocation record, or strengthens an existing one when
+/// `stronger(old_at, new_at)`. Retries version conflicts.
+fn write_revocation(
+    store: &dyn Store,
+    key: &StoreKey,
+    reason: EndReason,
+    at: Timestamp,
+    keep_until: Timestamp,
+    stronger: impl Fn(Timestamp, Timestamp) -> bool,
+) -> Result<(), Error> {
+    for _ in 0..MAX_RETRIES {
+        let fresh = Record {
+            version: 1,
+            expires_at: keep_until,
+            state: RecordState::Ended { reason, at },
+        };
+        match store.insert(key, &fresh) {
+            Ok(()) => return Ok(()),
+            Err(StoreError::Exists) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let Some(old) = store.get(key)? else {
+            continue; // purged meanwhile: insert again
+        };
+        let old_at = match old.state {
+            RecordState::Ended { at: old_at, .. } => Some(old_at),
+            _ => None,
+        };
+        if old_at.is_some_and(|old_at| !stronger(old_at, at)) && old.expires_at >= keep_until {
+            return Ok(());
+        }
+        let (reason, at) = match old.state {
+            RecordState::Ended {
+                reason: old_reason,
+                at: old_at,
+            } if !stronger(old_at, at) => (old_reason, old_at),
+            _ => (reason, at),
+        };
+        let record = Record {
+            version: old.version + 1,
+            expires_at: keep_until.max(old.expires_at),
+            state: RecordState::Ended { reason, at },
+        };
+        match store.replace(key, old.version, &record) {
+            Ok(()) => return Ok(()),
+            Err(StoreError::Conflict | StoreError::NotFound) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(Error::Conflict)
+}
+
+impl SessionManager for TicketManager {
+    fn create(&self, new: NewSession) -> Result<Issued, Error> {
+        self.create_at(new, self.clock.now())
+    }
+
+    fn load(&self, token: &str) -> Result<Loaded, Error> {
+        self.load_at(token, self.clock.now())
+    }
+
+    fn save(&self, session: &mut Session) -> Result<Option<Issued>, Error> {
+        self.save_at(session, self.clock.now())
+    }
+
+    fn rotate(&self, session: &mut Session) -> Result<Issued, Error> {
+        self.rotate_at(session, self.clock.now())
+    }
+
+    fn login(&self, session: &mut Session, user: &str) -> Result<Issued, Error> {
+        self.login_at(session, user, self.clock.now())
+    }
+
+    fn terminate(&self, session: &Session) -> Result<(), Error> {
+        self.terminate_at(session, self.clock.now())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::store::memory::MemoryStore;
+    use crate::ticket::keyring::TicketKey;
+
+    const T0: Timestamp = Timestamp::from_unix_millis(1_795_000_000_000);
+    const MIN: Duration = Duration::from_secs(60);
+
+    fn key(b: u8) -> TicketKey {
+        TicketKey::try_from(&[b; 32][..]).unwrap()
+    }
+
+    fn manager() -> TicketManager {
+        TicketManager::new("session", KeyRing::new(1, key(1))).unwrap()
+    }
+
+    fn revocable() -> TicketManager {
+        manager().with_revocation(MemoryStore::new())
+    }
+
+    fn alice() -> NewSession {
+        NewSession::new()
+            .with_user("alice")
+            .with_device("laptop")
+            .with_value("cart", &[1, 2])
+            .unwrap()
+    }
+
+    fn bin(ticket: &str) -> Vec<u8> {
+        URL_SAFE_NO_PAD.decode(&ticket[4..]).unwrap()
+    }
+
+    fn text(bin: &[u8]) -> String {
+        format!("lk1.{}", URL_SAFE_NO_PAD.encode(bin))
+    }
+
+    #[test]
+    fn created_ticket_loads_with_everything_it_carries() {
+        let m = manager();
+        let issued = m.create_at(alice(), T0).unwrap();
+        let loaded = m
+            .load_at(issued.token(), T0.saturating_add(MIN / 2))
+            .unwrap();
+        let s = loaded.session;
+        assert!(loaded.reissue.is_none(), "younger than the touch interval");
+        assert_eq!(s.user(), Some("alice"));
+        assert_eq!(s.device(), Some("laptop"));
+        assert_eq!(s.get::<Vec<u32>>("cart").unwrap(), Some(vec![1, 2]));
+        assert_eq!(s.created_at(), T0);
+        assert_eq!(s.authenticated_at(), Some(T0));
+        assert_eq!(
+            s.absolute_deadline(),
+            T0.saturating_add(m.policy().absolute_timeout())
+        );
+        assert_eq!(s.idle_deadline(), issued.idle_deadline());
+        assert_eq!(s.fingerprint(), issued.fingerprint());
+        // The ticket carries the session's store key (the hash of an id
+        // drawn at creation), never an id.
+        assert_eq!(&bin(issued.token())[50..82], s.store_key().as_bytes());
+        assert!(s.id.is_none());
+        assert!(!format!("{s:?}").contains(issued.token()));
+    }
+
+    #[test]
+    fn tampering_with_any_byte_is_rejected() {
+        let m = manager();
+        let issued = m.create_at(alice(), T0).unwrap();
+        let token = issued.token();
+        // Every character of the text, replaced by another of the alphabet.
+        for i in 0..token.len() {
+            let mut b = token.as_bytes().to_vec();
+            b[i] = if b[i] == b'A' { b'B' } else { b'A' };
+            let t = String::from_utf8(b).unwrap();
+            let err = m.load_at(&t, T0).unwrap_err();
+            assert!(err.is_rejection(), "position {i}: {err}");
+        }
+        // Every bit of the binary payload and tag, re-encoded canonically so
+        // the MAC (not the decoder) is what refuses it.
+        let raw = bin(token);
+        for i in 0..raw.len() {
+            for bit in 0..8 {
+                let mut b = raw.clone();
+                b[i] ^= 1 << bit;
+                let err = m.load_at(&text(&b), T0).unwrap_err();
+                assert!(err.is_rejection(), "byte {i} bit {bit}: {err}");
+                if i >= format::HEADER_LEN {
+                    // Past the header only the MAC (or UTF-8) can notice.
+                    assert!(
+                        matches!(err, Error::BadSignature | Error::MalformedTicket(_)),
+                        "byte {i} bit {bit}: {err}"
+                    );
+                }
+            }
+        }
+        // Truncated and extended tickets.
+        assert!(m.load_at(&text(&raw[..raw.len() - 1]), T0).is_err());
+        let mut longer = raw.clone();
+        longer.push(0);
+        assert!(m.load_at(&text(&longer), T0).is_err());
+        assert!(m.load_at(token, T0).is_ok(), "the original still loads");
+    }
+
+    #[test]
+    fn ticket_for_another_purpose_fails() {
+        let a = manager();
+        let b = TicketManager::new("admin", KeyRing::new(1, key(1))).unwrap();
+        let issued = a.create_at(alice(), T0).unwrap();
+        assert!(matches!(
+            b.load_at(issued.token(), T0),
+            Err(Error::WrongPurpose)
+        ));
+        // Forge the purpose id: the MAC still covers the full purpose.
+        let mut raw = bin(issued.token());
+        raw[1..5].copy_from_slice(&format::purpose_id("admin"));
+        assert!(matches!(
+            b.load_at(&text(&raw), T0),
+            Err(Error::BadSignature)
+        ));
+    }
+
+    #[test]
+    fn unknown_key_id_is_named() {
+        let a = manager();
+        let issued = a.create_at(alice(), T0).unwrap();
+        // The same secret under another id is still an unknown key.
+        let b = TicketManager::new("session", KeyRing::new(2, key(1))).unwrap();
+        assert!(matches!(
+            b.load_at(issued.token(), T0),
+            Err(Error::UnknownKey { key_id: 1 })
+        ));
+        // Same id, different secret: a bad signature.
+        let c = TicketManager::new("session", KeyRing::new(1, key(2))).unwrap();
+        assert!(matches!(
+            c.load_at(issued.token(), T0),
+            Err(Error::BadSignature)
+        ));
+    }
+
+    #[test]
+    fn idle_and_absolute_expiry_are_enforced_and_named() {
+        let m = manager();
+        let p = m.policy().clone();
+        let issued = m.create_at(alice(), T0).unwrap();
+        let idle_end = T0.saturating_add(p.idle_timeout());
+        assert!(
+            m.load_at(
+                issued.token(),
+                idle_end.saturating_sub(Duration::from_millis(1))
+            )
+            .is_ok()
+        );
+        let err = m.load_at(issued.token(), idle_end).unwrap_err();
+        assert!(
+            matches!(err, Error::IdleExpired { deadline } if deadline == idle_end),
+            "{err}"
+        );
+        let end = T0.saturating_add(p.absolute_timeout());
+        let err = m.load_at(issued.token(), end).unwrap_err();
+        assert!(
+            matches!(err, Error::AbsoluteExpired { deadline } if deadline == end),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn sliding_reissue_never_extends_the_absolute_deadline() {
+        let m = manager();
+        let p = m.policy().clone();
+        let end = T0.saturating_add(p.absolute_timeout());
+        let mut token = m.create_at(alice(), T0).unwrap().token().to_owned();
+        let mut now = T0;
+        let step = p.idle_timeout() / 2;
+        loop {
+            now = now.saturating_add(step);
+            match m.load_at(&token, now) {
+                Ok(loaded) => {
+                    assert!(now < end);
+                    let r = loaded.reissue.expect("older than the touch interval");
+                    assert_eq!(r.absolute_deadline(), end);
+                    assert!(r.idle_deadline() <= end);
+                    assert_eq!(loaded.session.absolute_deadline(), end);
+                    assert_eq!(loaded.session.last_seen(), now);
+                    token = r.token().to_owned();
+                }
+                Err(e) => {
+                    assert!(
+                        matches!(e, Error::AbsoluteExpired { deadline } if deadline == end),
+                        "{e}"
+                    );
+                    assert!(now >= end);
+                    break;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn reissue_waits_for_the_touch_interval() {
+        let m = manager();
+        let issued = m.create_at(alice(), T0).unwrap();
+        let touch = m.policy().touch_interval();
+        let early = m
+            .load_at(
+                issued.token(),
+                T0.saturating_add(touch - Duration::from_millis(1)),
+            )
+            .unwrap();
+        assert!(early.reissue.is_none());
+        let due = m.load_at(issued.token(), T0.saturating_add(touch)).unwrap();
+        let r = due.reissue.unwrap();
+        assert_eq!(r.fingerprint(), issued.fingerprint(), "same session key");
+        assert_eq!(
+            r.idle_deadline(),
+            T0.saturating_add(touch + m.policy().idle_timeout())
+        );
+    }
+
+    #[test]
+    fn key_rotation_logs_nobody_out() {
+        let m = manager();
+        let old = m.create_at(alice(), T0).unwrap();
+        let mut ring = m.keys();
+        ring.rotate(2, key(2)).unwrap();
+        m.set_keys(ring.clone());
+        let loaded = m.load_at(old.token(), T0).unwrap();
+        let r = loaded.reissue.expect("signed by a retired key: reissued");
+        assert_eq!(bin(r.token())[5..9], 2u32.to_be_bytes());
+        assert_eq!(r.absolute_deadline(), old.absolute_deadline());
+        // The reissued ticket is current: no further reissue.
+        assert!(m.load_at(r.token(), T0).unwrap().reissue.is_none());
+        // Retiring the old key ends its tickets, with the reason.
+        ring.retire(1);
+        m.set_keys(ring);
+        assert!(matches!(
+            m.load_at(old.token(), T0),
+            Err(Error::UnknownKey { key_id: 1 })
+        ));
+        assert!(m.load_at(r.token(), T0).is_ok());
+    }
+
+    #[test]
+    fn save_returns_a_ticket_carrying_the_new_data() {
+        let m = manager();
+        let issued = m.create_at(alice(), T0).unwrap();
+        let mut s = m.load_at(issued.token(), T0).unwrap().session;
+        assert!(m.save_at(&mut s, T0).unwrap().is_none(), "nothing changed");
+        s.insert("theme", "dark").unwrap();
+        let now = T0.saturating_add(MIN * 5);
+        let saved = m.save_at(&mut s, now).unwrap().unwrap();
+        assert!(!s.is_modified());
+        assert_eq!(saved.absolute_deadline(), issued.absolute_deadline());
+        assert_eq!(saved.fingerprint(), issued.fingerprint());
+        let again = m.load_at(saved.token(), now).unwrap().session;
+        assert_eq!(
+            again.get::<String>("theme").unwrap().as_deref(),
+            Some("dark")
+        );
+        assert_eq!(again.last_seen(), now);
+    }
+
+    #[test]
+    fn oversized_tickets_are_refused_at_issue() {
+        let m = manager();
+        let big = "x".repeat(4000);
+        let err = m
+            .create_at(NewSession::new().with_value("blob", &big).unwrap(), T0)
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::TicketTooLarge { size, limit: 4096 } if size > 4096),
+            "{err}"
+        );
+        // Just under the limit is fine, and loads.
+        let fits = "x".repeat(2_800);
+        let ok = m
+            .create_at(NewSession::new().with_value("blob", &fits).unwrap(), T0)
+            .unwrap();
+        assert!(ok.token().len() <= MAX_TICKET_LEN);
+        assert!(m.load_at(ok.token(), T0).is_ok());
+        // The same on save: the session keeps its unsaved change.
+        let mut s = m.load_at(ok.token(), T0).unwrap().session;
+        s.insert("more", &big).unwrap();
+        assert!(matches!(
+            m.save_at(&mut s, T0),
+            Err(Error::TicketTooLarge { .. })
+        ));
+        assert!(s.is_modified());
+    }
+
+    #[test]
+    fn rotate_and_login_mint_fresh_ids_and_keep_the_absolute_deadline() {
+        let m = manager();
+        let anon = m
+            .create_at(NewSession::new().with_value("cart", &3).unwrap(), T0)
+            .unwrap();
+        let mut s = m.load_at(anon.token(), T0).unwrap().session;
+        let later = T0.saturating_add(MIN * 10);
+        let logged = m.login_at(&mut s, "bob", later).unwrap();
+        assert_ne!(logged.fingerprint(), anon.fingerprint());
+        assert_eq!(logged.absolute_deadline(), anon.absolute_deadline());
+        assert_eq!(s.user(), Some("bob"));
+        assert_eq!(s.authenticated_at(), Some(later));
+        assert_eq!(s.created_at(), T0);
+        let loaded = m.load_at(logged.token(), later).unwrap().session;
+        assert_eq!(loaded.get::<u32>("cart").unwrap(), Some(3), "data kept");
+        assert_eq!(loaded.authenticated_at(), Some(later));
+
+        let rotated = m.rotate_at(&mut s, later).unwrap();
+        assert_ne!(rotated.fingerprint(), logged.fingerprint());
+        assert_eq!(rotated.absolute_deadline(), anon.absolute_deadline());
+        assert_eq!(s.fingerprint(), rotated.fingerprint());
+
+        // Another user on this session: a fresh, empty session.
+        let carol = m.login_at(&mut s, "carol", later).unwrap();
+        assert_eq!(s.user(), Some("carol"));
+        assert_eq!(s.keys().count(), 0);
+        assert_eq!(s.created_at(), later);
+        assert_eq!(
+            carol.absolute_deadline(),
+            later.saturating_add(m.policy().absolute_timeout())
+        );
+        assert_eq!(s.device(), None);
+    }
+
+    #[test]
+    fn terminate_without_revocation_says_so() {
+        let m = manager();
+        let issued = m.create_at(alice(), T0).unwrap();
+        let s = m.load_at(issued.token(), T0).unwrap().session;
+        assert!(matches!(
+            m.terminate_at(&s, T0),
+            Err(Error::RevocationNotConfigured)
+        ));
+        assert!(matches!(
+            m.terminate_all_at("alice", T0),
+            Err(Error::RevocationNotConfigured)
+        ));
+        assert!(m.load_at(issued.token(), T0).is_ok(), "and it is true");
+        assert!(!m.has_revocation());
+    }
+
+    #[test]
+    fn terminate_with_revocation_ends_the_ticket_and_its_reissues() {
+        let m = revocable();
+        let issued = m.create_at(alice(), T0).unwrap();
+        let later = T0.saturating_add(m.policy().touch_interval());
+        let loaded = m.load_at(issued.token(), later).unwrap();
+        let reissued = loaded.reissue.unwrap();
+        m.terminate_at(&loaded.session, later).unwrap();
+        for t in [issued.token(), reissued.token()] {
+            let err = m.load_at(t, later).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    Error::Terminated {
+                        reason: EndReason::Logout
+                    }
+                ),
+                "{err}"
+            );
+        }
+        // Saving a terminated session is refused too.
+        let mut s = loaded.session;
+        s.insert("x", &1).unwrap();
+        assert!(matches!(
+            m.save_at(&mut s, later),
+            Err(Error::Terminated { .. })
+        ));
+        // The deny entry is kept until the ticket's absolute deadline.
+        let store = m.revocation.as_ref().unwrap();
+        let rec = store.get(s.store_key()).unwrap().unwrap();
+        assert_eq!(rec.expires_at, issued.absolute_deadline());
+    }
+
+    #[test]
+    fn terminate_all_ends_earlier_logins_only() {
+        let m = revocable();
+        let phone = m.create_at(alice(), T0).unwrap();
+        let bob = m.create_at(NewSession::new().with_user("bob"), T0).unwrap();
+        let anon = m.create_at(NewSession::new(), T0).unwrap();
+        let cut = T0.saturating_add(MIN);
+        m.terminate_all_at("alice", cut).unwrap();
+        let err = m.load_at(phone.token(), cut).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::Terminated {
+                    reason: EndReason::LogoutAll
+                }
+            ),
+            "{err}"
+        );
+        assert!(m.load_at(bob.token(), cut).is_ok());
+        assert!(m.load_at(anon.token(), cut).is_ok());
+        // A later login by alice works, also on an old anonymous session.
+        let after = cut.saturating_add(Duration::from_millis(1));
+        let laptop = m.create_at(alice(), after).unwrap();
+        assert!(m.load_at(laptop.token(), after).is_ok());
+        let mut s = m.load_at(anon.token(), after).unwrap().session;
+        let logged = m.login_at(&mut s, "alice", after).unwrap();
+        assert!(m.load_at(logged.token(), after).is_ok());
+        // An earlier cutoff does not weaken a later one.
+        m.terminate_all_at("alice", T0).unwrap();
+        assert!(m.load_at(phone.token(), cut).is_err());
+    }
+
+    #[test]
+    fn rotated_ticket_works_in_grace_then_is_refused_as_reuse() {
+        let m = revocable();
+        let issued = m.create_at(alice(), T0).unwrap();
+        let mut s = m.load_at(issued.token(), T0).unwrap().session;
+        let rotated = m.rotate_at(&mut s, T0).unwrap();
+        let grace = m.policy().rotation_grace();
+        assert!(
+            m.load_at(issued.token(), T0.saturating_add(grace / 2))
+                .is_ok(),
+            "in flight"
+        );
+        let err = m
+            .load_at(issued.token(), T0.saturating_add(grace))
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::RotatedTokenReused {
+                    successor_revoked: false
+                }
+            ),
+            "{err}"
+        );
+        assert!(m.load_at(rotated.token(), T0.saturating_add(grace)).is_ok());
+        // In grace and past the touch interval: loads, but is not re-signed.
+        let in_grace = T0.saturating_add(grace / 2);
+        let signer_changed = {
+            let mut ring = m.keys();
+            ring.rotate(9, key(9)).unwrap();
+            ring
+        };
+        m.set_keys(signer_changed);
+        assert!(
+            m.load_at(issued.token(), in_grace)
+                .unwrap()
+                .reissue
+                .is_none()
+        );
+        assert!(
+            m.load_at(rotated.token(), in_grace)
+                .unwrap()
+                .reissue
+                .is_some()
+        );
+        // Terminating during the grace makes the entry take effect at once.
+        let other = m.create_at(alice(), T0).unwrap();
+        let mut o = m.load_at(other.token(), T0).unwrap().session;
+        let before = o.clone();
+        m.rotate_at(&mut o, T0).unwrap();
+        m.terminate_at(&before, T0).unwrap();
+        assert!(matches!(
+            m.load_at(other.token(), T0),
+            Err(Error::Terminated {
+                reason: EndReason::Logout
+            })
+        ));
+    }
+
+    #[test]
+    fn tightened_policy_caps_tickets_already_issued() {
+        let m = manager();
+        let issued = m.create_at(alice(), T0).unwrap();
+        let strict = Policy::builder()
+            .with_idle_timeout(MIN * 5)
+            .with_absolute_timeout(MIN * 30)
+            .build()
+            .unwrap();
+        let m = TicketManager::new("session", KeyRing::new(1, key(1)))
+            .unwrap()
+            .with_policy(strict);
+        assert!(matches!(
+            m.load_at(issued.token(), T0.saturating_add(MIN * 6)),
+            Err(Error::IdleExpired { .. })
+        ));
+        let ok = m
+            .load_at(issued.token(), T0.saturating_add(MIN * 4))
+            .unwrap();
+        assert_eq!(ok.session.absolute_deadline(), T0.saturating_add(MIN * 30));
+    }
+
+    #[test]
+    fn rejections_are_reported_to_the_observer_without_the_ticket() {
+        #[derive(Debug, Default)]
+        struct Log(parking_lot::Mutex<Vec<Event>>);
+        impl Observer for Log {
+            fn on_event(&self, e: &Event) {
+                self.0.lock().push(e.clone());
+            }
+        }
+        let log = Arc::new(Log::default());
+        let clock = Arc::new(ManualClock::new(T0));
+        let m = manager().with_observer(log.clone()).with_clock(clock);
+        let issued = m.create(alice()).unwrap();
+        let mut raw = bin(issued.token());
+        let last = raw.len() - 1;
+        raw[last] ^= 1;
+        assert!(m.load(&text(&raw)).is_err());
+        assert!(m.load("garbage").is_err());
+        let events = log.0.lock();
+        assert!(matches!(events[0], Event::Created { .. }));
+        assert!(matches!(
+            events[1],
+            Event::Rejected {
+                kind: RejectKind::BadSignature,
+                ..
+            }
+        ));
+        assert!(matches!(
+            events[2],
+            Event::Rejected {
+                kind: RejectKind::Malformed,
+                ..
+            }
+        ));
+        for e in events.iter() {
+            assert!(!e.to_string().contains(issued.token()));
+        }
+    }
+
+    #[test]
+    fn debug_shows_no_key_material() {
+        let m = manager();
+        let shown = format!("{m:?}");
+        assert!(shown.contains("KeyRing"));
+        assert!(!shown.contains(&key(1).to_base64()));
+        assert!(!shown.contains("1, 1, 1"));
+    }
+
+    #[test]
+    fn works_behind_the_session_manager_trait() {
+        let clock = Arc::new(ManualClock::new(T0));
+        let m: Box<dyn SessionManager> = Box::new(revocable().with_clock(clock.clone()));
+        let anon = m.create(NewSession::new()).unwrap();
+        let mut s = m.load(anon.token()).unwrap().session;
+        let logged = m.login(&mut s, "alice").unwrap();
+        clock.advance(Duration::from_secs(1));
+        m.terminate(&s).unwrap();
+        assert!(m.load(logged.token()).unwrap_err().is_rejection());
+    }
+}
