@@ -55,7 +55,9 @@
 //!   second. A crash between the two leaves the old session unchanged (its
 //!   old version) and the new one present (its new version); other
 //!   processes may see that intermediate state too while the rotation runs.
-//!   Threads of one process never do: they read under the shard's lock.
+//!   Threads of one process never do: they read under the shard's lock. If
+//!   the second write fails (disk full), the new record is deleted again,
+//!   so the error leaves neither key changed.
 //!
 //! [`Durability::DangerNoSync`] skips the fsyncs. A killed process still
 //! leaves old-or-new files (the kernel keeps the written pages), but a power
@@ -66,10 +68,10 @@
 //! Processes (and threads) coordinate through lock files taken with
 //! [`File::lock`]: 64 session locks (`locks/s-00` to `locks/s-3f`; a key's
 //! lock is its first byte modulo 64) and 16 index locks (`locks/u-00` to
-//! `locks/u-0f`, by the first byte of the user hash modulo 16). Every write of a session holds its shard's lock
-//! from reading the current version to renaming the new file into place, so
-//! versioned saves are compare-and-swap across processes and no update is
-//! lost. A rotation takes both keys' shard locks, in ascending order, so two
+//! `locks/u-0f`, by the first byte of the user hash modulo 16). Every write
+//! of a session holds its shard's lock from reading the current version to
+//! renaming the new file into place, so versioned saves are
+//! compare-and-swap across processes and no update is lost. A rotation takes both keys' shard locks, in ascending order, so two
 //! rotations cannot deadlock. An index update holds its index shard's lock
 //! for its read-modify-write. Locks nest only in the order session shards,
 //! then one index shard.
