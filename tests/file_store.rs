@@ -756,29 +756,73 @@ fn a_failed_write_returns_an_error_and_keeps_the_previous_record() {
     assert_eq!(n_of(&s.get(&k).unwrap().unwrap()), 9);
 }
 
+/// Unmounts on drop, so a failing assertion does not leave a mount behind.
+struct Unmount(PathBuf);
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
 #[test]
-fn read_only_directory_is_an_error_not_a_loss() {
-    let s = TempFileStore::new();
+fn full_disk_and_read_only_file_system_are_errors_not_losses() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mnt = tmp.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    // A real full disk and a real read-only file system need a small tmpfs
+    // of our own, which needs root (CAP_SYS_ADMIN). Elsewhere the same
+    // path is covered by simulation in
+    // a_failed_write_returns_an_error_and_keeps_the_previous_record.
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=256k,mode=0700", "tmpfs"])
+        .arg(&mnt)
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+        return;
+    }
+    let _unmount = Unmount(mnt.clone());
+    let s = FileStore::open(mnt.join("store")).unwrap();
     let k = SessionId::generate().store_key();
-    s.insert(&k, &counted(1, None)).unwrap();
-    let shard = s.store.session_path(&k).parent().unwrap().to_path_buf();
-    std::fs::set_permissions(&shard, std::fs::Permissions::from_mode(0o500)).unwrap();
-    let probe = shard.join("probe");
-    let root_ignores_modes = std::fs::write(&probe, b"").is_ok();
-    let _ = std::fs::remove_file(&probe);
-    if !root_ignores_modes {
-        let err = s.replace(&k, 1, &counted(2, None)).unwrap_err();
-        assert!(matches!(err, StoreError::Io(_)), "{err:?}");
+    s.insert(&k, &counted(1, Some("jo"))).unwrap();
+
+    // Fill the disk to the last byte.
+    let filler = mnt.join("filler");
+    let mut f = std::fs::File::create(&filler).unwrap();
+    let chunk = vec![0u8; 4096];
+    while std::io::Write::write_all(&mut f, &chunk).is_ok() {}
+    drop(f);
+    for attempt in [
+        s.replace(&k, 1, &counted(2, Some("jo"))),
+        s.insert(&SessionId::generate().store_key(), &counted(1, None)),
+    ] {
+        let err = attempt.unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Io(e) if e.raw_os_error() == Some(28)),
+            "expected ENOSPC: {err:?}"
+        );
     }
-    std::fs::set_permissions(&shard, std::fs::Permissions::from_mode(0o700)).unwrap();
-    let expected = if root_ignores_modes {
-        None
-    } else {
-        Some(counted(1, None))
-    };
-    if let Some(e) = expected {
-        assert_eq!(s.get(&k).unwrap(), Some(e));
-    }
+    assert_eq!(s.get(&k).unwrap(), Some(counted(1, Some("jo"))));
+    assert_eq!(s.sessions_of("jo").unwrap().len(), 1);
+
+    // Read-only.
+    std::fs::remove_file(&filler).unwrap();
+    let remounted = Command::new("mount")
+        .args(["-o", "remount,ro"])
+        .arg(&mnt)
+        .status()
+        .unwrap();
+    assert!(remounted.success());
+    let err = s.replace(&k, 1, &counted(2, Some("jo"))).unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Io(e) if e.raw_os_error() == Some(30)),
+        "expected EROFS: {err:?}"
+    );
+    assert_eq!(s.get(&k).unwrap(), Some(counted(1, Some("jo"))));
+    assert!(matches!(s.remove(&k), Err(StoreError::Io(_))));
+    assert_eq!(s.get(&k).unwrap(), Some(counted(1, Some("jo"))));
 }
 
 #[test]

@@ -303,13 +303,22 @@ impl LockTable {
         let mut slot = self.slots[shard].write();
         if slot.is_none() {
             let path = self.dir.join(format!("{}{shard:02x}", self.prefix));
-            let f = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .mode(0o600)
-                .open(path)?;
+            // Held open read-only (flock needs no write access), so an open
+            // store does not keep the file system from being remounted
+            // read-only; created on first use.
+            let f = match File::open(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    OpenOptions::new()
+                        .write(true)
+                        .create(true)
+                        .truncate(false)
+                        .mode(0o600)
+                        .open(&path)?;
+                    File::open(&path)?
+                }
+                Err(e) => return Err(e.into()),
+            };
             *slot = Some(f);
         }
         if let Some(f) = slot.as_ref() {
