@@ -76,6 +76,14 @@
 //! errors mean 401 and clear the cookie, which mean 503, how to apply a
 //! reissue hint, and `Cache-Control: no-store` on authenticated responses.
 //!
+//! ## Stores
+//!
+//! [`MemoryStore`] keeps sessions in one process. [`FileStore`] (Unix)
+//! keeps them in a directory that survives restarts and crashes, that
+//! several processes on one host may share, and that an operator can read
+//! with `cat` (layout in [`store::file`]). `RedisStore` (feature `redis`)
+//! serves many app servers.
+//!
 //! ## Cargo features
 //!
 //! - `redis` (off by default): `RedisStore`, sessions in Redis shared by many

@@ -122,6 +122,12 @@ use crate::id::{StoreKey, hex};
 use crate::store::{Record, RecordState, Store, StoreError};
 
 /// The first line of every session file: magic bytes and format version.
+///
+/// # Example
+/// ```
+/// // What `head -1 DIR/sessions/*/*.session` prints.
+/// assert_eq!(latchkey::store::file::SESSION_HEADER, "latchkey-session 1\n");
+/// ```
 pub const SESSION_HEADER: &str = "latchkey-session 1\n";
 const SESSION_MAGIC: &str = "latchkey-session ";
 const INDEX_HEADER: &str = "latchkey-user-index 1\n";
@@ -505,11 +511,29 @@ impl FileStore {
     }
 
     /// The durability in force.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{Durability, FileStore};
+    /// let dir = std::env::temp_dir().join(format!("latchkey-doc-dur-{}", std::process::id()));
+    /// assert_eq!(FileStore::open(&dir)?.durability(), Durability::Full);
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn durability(&self) -> Durability {
         self.durability
     }
 
     /// The store's directory.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::FileStore;
+    /// let dir = std::env::temp_dir().join(format!("latchkey-doc-root-{}", std::process::id()));
+    /// assert_eq!(FileStore::open(&dir)?.path(), dir);
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn path(&self) -> &Path {
         &self.root
     }
