@@ -77,17 +77,6 @@ impl SessionId {
         SessionId(bytes)
     }
 
-    /// An ID from its 32 bytes: for ticket session ids, which travel inside
-    /// a signed ticket rather than as a token.
-    pub(crate) const fn from_bytes(bytes: [u8; 32]) -> SessionId {
-        SessionId(bytes)
-    }
-
-    /// The ID's 32 bytes.
-    pub(crate) const fn as_bytes(&self) -> &[u8; 32] {
-        &self.0
-    }
-
     /// Parses a token strictly: exactly 43 base64url characters in canonical
     /// form. Anything else is refused before any store is consulted, so
     /// malformed input costs no I/O and never reaches a backend.
@@ -392,7 +381,7 @@ const DECODE: [u8; 256] = {
     table
 };
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);
     for b in bytes {

@@ -71,6 +71,19 @@
 //! the cookie to its token. Store calls block: on an async executor run them
 //! on a blocking pool.
 //!
+//! [`CookieConfig`] renders the hardened `Set-Cookie` and finds the token in
+//! a `Cookie` header. The [`framework`] module is the full guide: which
+//! errors mean 401 and clear the cookie, which mean 503, how to apply a
+//! reissue hint, and `Cache-Control: no-store` on authenticated responses.
+//!
+//! ## Stores
+//!
+//! [`MemoryStore`] keeps sessions in one process. [`FileStore`] (Unix)
+//! keeps them in a directory that survives restarts and crashes, that
+//! several processes on one host may share, and that an operator can read
+//! with `cat` (layout in [`store::file`]). `RedisStore` (feature `redis`)
+//! serves many app servers.
+//!
 //! ## Cargo features
 //!
 //! - `redis` (off by default): `RedisStore`, sessions in Redis shared by many
@@ -83,8 +96,10 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 mod clock;
+mod cookie;
 mod error;
 mod event;
+pub mod framework;
 mod id;
 mod manager;
 mod policy;
@@ -109,6 +124,11 @@ pub use crate::store::memory::MemoryStore;
 #[cfg(feature = "redis")]
 pub use crate::store::redis::RedisStore;
 pub use crate::store::{EndReason, LiveSession, Record, RecordState, Store, StoreError};
+// Cookies: rendering Set-Cookie, finding the token in a Cookie header.
+pub use crate::cookie::{
+    CookieConfig, CookieConfigBuilder, CookieError, CookieLifetime, DEFAULT_MAX_HEADER_BYTES,
+    MAX_SET_COOKIE_BYTES, SameSite,
+};
 // Errors and events.
 pub use crate::error::Error;
 pub use crate::event::{Event, ExpiryKind, Observer, RejectKind};

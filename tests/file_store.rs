@@ -216,6 +216,7 @@ fn child_process_entry() {
     match job.as_str() {
         "crash" => crash_writer(&store, arg),
         "increment" => increment_worker(&store, arg),
+        "rotate" => rotate_worker(&store, arg),
         other => panic!("unknown child job {other}"),
     }
 }
@@ -282,6 +283,74 @@ fn increment_worker(store: &FileStore, times: u64) {
                 .unwrap();
         }
     }
+}
+
+/// Rotates the head of the chain starting at `fixed_key(1)` until it has
+/// won `times` rotations; losing a race (Conflict, or Exists never) just
+/// means following the chain again.
+fn rotate_worker(store: &FileStore, times: u64) {
+    let sealed: latchkey::SealedId =
+        serde_json::from_str(&format!("\"{}\"", "A".repeat(43))).unwrap();
+    let mut won = 0;
+    while won < times {
+        let mut k = fixed_key(1);
+        let (head, r) = loop {
+            let r = store.get(&k).unwrap().unwrap();
+            match &r.state {
+                RecordState::Rotated { successor, .. } => k = *successor,
+                _ => break (k, r),
+            }
+        };
+        let new = SessionId::generate().store_key();
+        let retired = Record {
+            version: r.version + 1,
+            expires_at: r.expires_at,
+            state: RecordState::Rotated {
+                successor: new,
+                sealed_successor: sealed.clone(),
+                at: START,
+                grace_until: START,
+            },
+        };
+        match store.rotate(&head, r.version, &retired, &new, &counted(1, Some("zed"))) {
+            Ok(()) => won += 1,
+            Err(StoreError::Conflict) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+#[test]
+fn two_processes_rotating_one_session_never_fork_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let store = FileStore::open(&dir).unwrap();
+    store
+        .insert(&fixed_key(1), &counted(0, Some("zed")))
+        .unwrap();
+    const EACH: u64 = 40;
+    let mut children: Vec<Child> = (0..2).map(|_| spawn_child("rotate", &dir, EACH)).collect();
+    for c in &mut children {
+        let status = c.wait().unwrap();
+        assert!(status.success(), "a child failed: {status}");
+    }
+    // Walk the chain: every rotation that succeeded is one link.
+    let mut k = fixed_key(1);
+    let mut links = 0;
+    let head = loop {
+        match store.get(&k).unwrap().unwrap().state {
+            RecordState::Rotated { successor, .. } => {
+                links += 1;
+                k = successor;
+            }
+            _ => break k,
+        }
+    };
+    assert_eq!(links, 2 * EACH, "a rotation was lost or forked");
+    // A fork would leave two live successors of one key, both zed's.
+    let live: Vec<_> = store.sessions_of("zed").unwrap();
+    assert_eq!(live.len(), 1, "the session forked");
+    assert_eq!(live[0].0, head);
 }
 
 // ------------------------------------------------------------ crash tests
@@ -488,7 +557,7 @@ fn purge_moves_corrupt_files_aside_and_removes_expired_ones() {
 }
 
 #[test]
-fn purge_rebuilds_a_corrupt_user_index() {
+fn a_corrupt_user_index_hides_nothing_and_purge_rebuilds_it() {
     let s = TempFileStore::new();
     let k = SessionId::generate().store_key();
     s.insert(&k, &counted(1, Some("gina"))).unwrap();
@@ -496,16 +565,37 @@ fn purge_rebuilds_a_corrupt_user_index() {
         .into_iter()
         .find(|p| p.to_string_lossy().ends_with(".user"))
         .unwrap();
+    let keys_of = |s: &TempFileStore| {
+        let mut v: Vec<_> = s
+            .sessions_of("gina")
+            .unwrap()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        v.sort();
+        v
+    };
+    let is_index = |p: &Path| {
+        std::fs::read_to_string(p)
+            .unwrap()
+            .starts_with("latchkey-user-index 1\n")
+    };
     std::fs::write(&idx, b"garbage").unwrap();
-    assert!(s.sessions_of("gina").is_err());
+    // Until the index is rebuilt, listings fall back to a scan.
+    assert_eq!(keys_of(&s), vec![k]);
+    // A login while the index is corrupt rebuilds it from the records
+    // rather than starting an empty one that would hide the first session.
+    let k2 = SessionId::generate().store_key();
+    s.insert(&k2, &counted(1, Some("gina"))).unwrap();
+    assert!(is_index(&idx));
+    let mut want = vec![k, k2];
+    want.sort();
+    assert_eq!(keys_of(&s), want);
+    // And purge replaces a corrupt index outright.
+    std::fs::write(&idx, b"garbage").unwrap();
     s.purge_expired(START).unwrap();
-    let keys: Vec<_> = s
-        .sessions_of("gina")
-        .unwrap()
-        .into_iter()
-        .map(|(k, _)| k)
-        .collect();
-    assert_eq!(keys, vec![k]);
+    assert!(is_index(&idx));
+    assert_eq!(keys_of(&s), want);
 }
 
 #[test]
@@ -666,29 +756,73 @@ fn a_failed_write_returns_an_error_and_keeps_the_previous_record() {
     assert_eq!(n_of(&s.get(&k).unwrap().unwrap()), 9);
 }
 
+/// Unmounts on drop, so a failing assertion does not leave a mount behind.
+struct Unmount(PathBuf);
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
 #[test]
-fn read_only_directory_is_an_error_not_a_loss() {
-    let s = TempFileStore::new();
+fn full_disk_and_read_only_file_system_are_errors_not_losses() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mnt = tmp.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    // A real full disk and a real read-only file system need a small tmpfs
+    // of our own, which needs root (CAP_SYS_ADMIN). Elsewhere the same
+    // path is covered by simulation in
+    // a_failed_write_returns_an_error_and_keeps_the_previous_record.
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=256k,mode=0700", "tmpfs"])
+        .arg(&mnt)
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+        return;
+    }
+    let _unmount = Unmount(mnt.clone());
+    let s = FileStore::open(mnt.join("store")).unwrap();
     let k = SessionId::generate().store_key();
-    s.insert(&k, &counted(1, None)).unwrap();
-    let shard = s.store.session_path(&k).parent().unwrap().to_path_buf();
-    std::fs::set_permissions(&shard, std::fs::Permissions::from_mode(0o500)).unwrap();
-    let probe = shard.join("probe");
-    let root_ignores_modes = std::fs::write(&probe, b"").is_ok();
-    let _ = std::fs::remove_file(&probe);
-    if !root_ignores_modes {
-        let err = s.replace(&k, 1, &counted(2, None)).unwrap_err();
-        assert!(matches!(err, StoreError::Io(_)), "{err:?}");
+    s.insert(&k, &counted(1, Some("jo"))).unwrap();
+
+    // Fill the disk to the last byte.
+    let filler = mnt.join("filler");
+    let mut f = std::fs::File::create(&filler).unwrap();
+    let chunk = vec![0u8; 4096];
+    while std::io::Write::write_all(&mut f, &chunk).is_ok() {}
+    drop(f);
+    for attempt in [
+        s.replace(&k, 1, &counted(2, Some("jo"))),
+        s.insert(&SessionId::generate().store_key(), &counted(1, None)),
+    ] {
+        let err = attempt.unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Io(e) if e.raw_os_error() == Some(28)),
+            "expected ENOSPC: {err:?}"
+        );
     }
-    std::fs::set_permissions(&shard, std::fs::Permissions::from_mode(0o700)).unwrap();
-    let expected = if root_ignores_modes {
-        None
-    } else {
-        Some(counted(1, None))
-    };
-    if let Some(e) = expected {
-        assert_eq!(s.get(&k).unwrap(), Some(e));
-    }
+    assert_eq!(s.get(&k).unwrap(), Some(counted(1, Some("jo"))));
+    assert_eq!(s.sessions_of("jo").unwrap().len(), 1);
+
+    // Read-only.
+    std::fs::remove_file(&filler).unwrap();
+    let remounted = Command::new("mount")
+        .args(["-o", "remount,ro"])
+        .arg(&mnt)
+        .status()
+        .unwrap();
+    assert!(remounted.success());
+    let err = s.replace(&k, 1, &counted(2, Some("jo"))).unwrap_err();
+    assert!(
+        matches!(&err, StoreError::Io(e) if e.raw_os_error() == Some(30)),
+        "expected EROFS: {err:?}"
+    );
+    assert_eq!(s.get(&k).unwrap(), Some(counted(1, Some("jo"))));
+    assert!(matches!(s.remove(&k), Err(StoreError::Io(_))));
+    assert_eq!(s.get(&k).unwrap(), Some(counted(1, Some("jo"))));
 }
 
 #[test]

@@ -9,8 +9,8 @@
 //! DIR/                                  0700, owned by the process's user
 //!   sessions/66/66687aadf862…2925.session   one file per session, 0600
 //!   sessions/66/.66687aadf862…2925.tmp      a write in progress (or left by a crash)
-//!   users/2b/2bd806c97f0e…d090.user         per-user index, named by SHA-256(user)
-//!   locks/s-66   locks/u-2b                 lock files (empty)
+//!   users/2b/2bd806c97f0e…6e90.user         per-user index, named by SHA-256(user)
+//!   locks/s-26   locks/u-0b                 lock files (empty)
 //!   corrupt/                                undecodable files moved aside by purge
 //! ```
 //!
@@ -55,7 +55,9 @@
 //!   second. A crash between the two leaves the old session unchanged (its
 //!   old version) and the new one present (its new version); other
 //!   processes may see that intermediate state too while the rotation runs.
-//!   Threads of one process never do: they read under the shard's lock.
+//!   Threads of one process never do: they read under the shard's lock. If
+//!   the second write fails (disk full), the new record is deleted again,
+//!   so the error leaves neither key changed.
 //!
 //! [`Durability::DangerNoSync`] skips the fsyncs. A killed process still
 //! leaves old-or-new files (the kernel keeps the written pages), but a power
@@ -64,22 +66,26 @@
 //! # Several processes
 //!
 //! Processes (and threads) coordinate through lock files taken with
-//! [`File::lock`]: one per session shard (`locks/s-XX`, the same 256 shards
-//! as the subdirectories) and one per index shard (`locks/u-XX`, by the first
-//! byte of the user hash). Every write of a session holds its shard's lock
-//! from reading the current version to renaming the new file into place, so
-//! versioned saves are compare-and-swap across processes and no update is
-//! lost. A rotation takes both keys' shard locks, in ascending order, so two
+//! [`File::lock`]: 64 session locks (`locks/s-00` to `locks/s-3f`; a key's
+//! lock is its first byte modulo 64) and 16 index locks (`locks/u-00` to
+//! `locks/u-0f`, by the first byte of the user hash modulo 16). Every write
+//! of a session holds its shard's lock from reading the current version to
+//! renaming the new file into place, so versioned saves are
+//! compare-and-swap across processes and no update is lost. A rotation takes both keys' shard locks, in ascending order, so two
 //! rotations cannot deadlock. An index update holds its index shard's lock
 //! for its read-modify-write. Locks nest only in the order session shards,
 //! then one index shard.
 //!
 //! Why shards rather than one lock for the directory: a write spends most
 //! of its time in `fsync`, and one directory-wide lock would let only one
-//! process fsync at a time. With 256 shards, writes to different sessions
-//! proceed in parallel, yet an operation needs at most two session locks
-//! and one index lock, so the protocol stays small. Reads take no file lock:
-//! rename makes every file read see a whole record.
+//! process fsync at a time. With 64 lock shards, writes to different
+//! sessions mostly proceed in parallel, yet an operation needs at most two
+//! session locks and one index lock, so the protocol stays small, and a
+//! process keeps at most 80 lock files open. Reads take no file lock:
+//! rename makes every file read see a whole record. Within one process a
+//! read does wait for a write in progress on the same shard (1/64 of the
+//! sessions), which is what makes rotation atomic for this process's
+//! threads.
 //!
 //! # Security
 //!
@@ -95,6 +101,8 @@
 //! [`Store::purge_expired`] moves it to `corrupt/`. A failed write (full
 //! disk, read-only directory) returns the I/O error and leaves the previous
 //! record in place, since the rename that would replace it never happens.
+//! A corrupt user index makes that user's listing scan every record until
+//! [`Store::purge_expired`] rebuilds the index.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -110,10 +118,16 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::clock::Timestamp;
-use crate::id::StoreKey;
+use crate::id::{StoreKey, hex};
 use crate::store::{Record, RecordState, Store, StoreError};
 
 /// The first line of every session file: magic bytes and format version.
+///
+/// # Example
+/// ```
+/// // What `head -1 DIR/sessions/*/*.session` prints.
+/// assert_eq!(latchkey::store::file::SESSION_HEADER, "latchkey-session 1\n");
+/// ```
 pub const SESSION_HEADER: &str = "latchkey-session 1\n";
 const SESSION_MAGIC: &str = "latchkey-session ";
 const INDEX_HEADER: &str = "latchkey-user-index 1\n";
@@ -122,7 +136,14 @@ const INDEX_HEADER: &str = "latchkey-user-index 1\n";
 /// so such a file is foreign or corrupt.
 const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
 
-const SHARDS: usize = 256;
+/// Subdirectories per fan-out level: one per value of the first byte.
+const DIRS: usize = 256;
+/// Session lock files. Fewer than the directories, so a process holds at
+/// most 64 + 16 lock files open (well under a default 1024-descriptor
+/// limit); key `k` is guarded by lock `k[0] % 64`.
+const SESSION_LOCKS: usize = 64;
+/// User-index lock files; index `h` (the user hash) by lock `h[0] % 16`.
+const USER_LOCKS: usize = 16;
 
 /// How hard [`FileStore`] works to make a finished write survive power loss.
 ///
@@ -249,7 +270,7 @@ struct UserIndex {
     keys: BTreeSet<StoreKey>,
 }
 
-/// 256 lock files, each paired with an in-process lock.
+/// A set of lock files, each paired with an in-process lock.
 ///
 /// `flock`-style locks belong to an open file, which the threads of this
 /// process share, so they exclude other processes only; the `RwLock` in
@@ -276,11 +297,11 @@ impl Drop for ShardGuard<'_> {
 }
 
 impl LockTable {
-    fn new(dir: PathBuf, prefix: &'static str) -> LockTable {
+    fn new(dir: PathBuf, prefix: &'static str, n: usize) -> LockTable {
         LockTable {
             dir,
             prefix,
-            slots: (0..SHARDS).map(|_| RwLock::new(None)).collect(),
+            slots: (0..n).map(|_| RwLock::new(None)).collect(),
         }
     }
 
@@ -288,13 +309,22 @@ impl LockTable {
         let mut slot = self.slots[shard].write();
         if slot.is_none() {
             let path = self.dir.join(format!("{}{shard:02x}", self.prefix));
-            let f = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .mode(0o600)
-                .open(path)?;
+            // Held open read-only (flock needs no write access), so an open
+            // store does not keep the file system from being remounted
+            // read-only; created on first use.
+            let f = match File::open(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    OpenOptions::new()
+                        .write(true)
+                        .create(true)
+                        .truncate(false)
+                        .mode(0o600)
+                        .open(&path)?;
+                    File::open(&path)?
+                }
+                Err(e) => return Err(e.into()),
+            };
             *slot = Some(f);
         }
         if let Some(f) = slot.as_ref() {
@@ -329,10 +359,10 @@ pub struct FileStore {
     durability: Durability,
     session_locks: LockTable,
     user_locks: LockTable,
-    /// Open handles of the `sessions/XX` directories, for fsync.
-    session_dirs: Box<[OnceLock<File>]>,
-    /// Open handles of the `users/XX` directories, for fsync.
-    user_dirs: Box<[OnceLock<File>]>,
+    /// Which `sessions/XX` directories are known to exist.
+    session_dirs: Box<[OnceLock<()>]>,
+    /// Which `users/XX` directories are known to exist.
+    user_dirs: Box<[OnceLock<()>]>,
 }
 
 impl fmt::Debug for FileStore {
@@ -342,16 +372,6 @@ impl fmt::Debug for FileStore {
             .field("durability", &self.durability)
             .finish_non_exhaustive()
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(char::from(DIGITS[usize::from(b >> 4)]));
-        s.push(char::from(DIGITS[usize::from(b & 0xf)]));
-    }
-    s
 }
 
 fn user_hash(user: &str) -> [u8; 32] {
@@ -452,17 +472,23 @@ impl FileStore {
         let sessions = root.join("sessions");
         let users = root.join("users");
         let locks = root.join("locks");
+        let mut created = false;
         for d in [&sessions, &users, &locks] {
-            ensure_dir(d)?;
+            created |= ensure_dir(d)?;
+        }
+        if created {
+            // Make the new subdirectories' names durable before any session
+            // is written into them (the default durability is Full).
+            File::open(&root)?.sync_all()?;
         }
         Ok(FileStore {
             sessions,
             users,
             durability: Durability::Full,
-            session_locks: LockTable::new(locks.clone(), "s-"),
-            user_locks: LockTable::new(locks, "u-"),
-            session_dirs: (0..SHARDS).map(|_| OnceLock::new()).collect(),
-            user_dirs: (0..SHARDS).map(|_| OnceLock::new()).collect(),
+            session_locks: LockTable::new(locks.clone(), "s-", SESSION_LOCKS),
+            user_locks: LockTable::new(locks, "u-", USER_LOCKS),
+            session_dirs: (0..DIRS).map(|_| OnceLock::new()).collect(),
+            user_dirs: (0..DIRS).map(|_| OnceLock::new()).collect(),
             root,
         })
     }
@@ -485,11 +511,29 @@ impl FileStore {
     }
 
     /// The durability in force.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{Durability, FileStore};
+    /// let dir = std::env::temp_dir().join(format!("latchkey-doc-dur-{}", std::process::id()));
+    /// assert_eq!(FileStore::open(&dir)?.durability(), Durability::Full);
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn durability(&self) -> Durability {
         self.durability
     }
 
     /// The store's directory.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::FileStore;
+    /// let dir = std::env::temp_dir().join(format!("latchkey-doc-root-{}", std::process::id()));
+    /// assert_eq!(FileStore::open(&dir)?.path(), dir);
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn path(&self) -> &Path {
         &self.root
     }
@@ -518,31 +562,31 @@ impl FileStore {
         self.sessions.join(&h[..2]).join(format!(".{h}.tmp"))
     }
 
-    fn shard(key: &StoreKey) -> usize {
-        usize::from(key.as_bytes()[0])
+    /// The session lock guarding `key`.
+    fn lock_of(key: &StoreKey) -> usize {
+        usize::from(key.as_bytes()[0]) % SESSION_LOCKS
     }
 
-    /// The open handle of a shard directory, creating the directory (and
-    /// making its creation durable) the first time.
-    fn shard_dir<'a>(
-        &self,
-        cells: &'a [OnceLock<File>],
-        parent: &Path,
-        shard: usize,
-    ) -> io::Result<&'a File> {
-        let cell = &cells[shard];
-        if let Some(f) = cell.get() {
-            return Ok(f);
+    /// The fan-out directory `parent/XX`, created (and its creation made
+    /// durable) the first time this store needs it. No handle is kept open:
+    /// opening a directory to fsync it costs microseconds beside the fsync,
+    /// and 512 cached handles would crowd a default descriptor limit.
+    fn shard_dir(&self, known: &[OnceLock<()>], parent: &Path, dir: usize) -> io::Result<PathBuf> {
+        let path = parent.join(format!("{dir:02x}"));
+        if known[dir].get().is_none() {
+            if ensure_dir(&path)? && self.durability == Durability::Full {
+                File::open(parent)?.sync_all()?;
+            }
+            let _ = known[dir].set(());
         }
-        let path = parent.join(format!("{shard:02x}"));
-        if ensure_dir(&path)? && self.durability == Durability::Full {
-            File::open(parent)?.sync_all()?;
+        Ok(path)
+    }
+
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        if self.durability == Durability::Full {
+            File::open(dir)?.sync_all()?;
         }
-        let f = File::open(&path)?;
-        // Another thread may have won the race; either handle will do.
-        let _ = cell.set(f);
-        cell.get()
-            .ok_or_else(|| io::Error::other("directory handle vanished"))
+        Ok(())
     }
 
     fn read(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
@@ -560,7 +604,7 @@ impl FileStore {
     /// untouched and the temporary file is removed.
     fn write_atomic(
         &self,
-        dir: &File,
+        dir: &Path,
         tmp: &Path,
         target: &Path,
         bytes: &[u8],
@@ -585,8 +629,8 @@ impl FileStore {
             let _ = fs::remove_file(tmp);
             return Err(e.into());
         }
-        if durable && sync_dir {
-            dir.sync_all()?;
+        if sync_dir {
+            self.sync_dir(dir)?;
         }
         Ok(())
     }
@@ -598,9 +642,13 @@ impl FileStore {
         sync_dir: bool,
     ) -> Result<(), StoreError> {
         let bytes = encode(record).map_err(|e| StoreError::Io(io::Error::other(e)))?;
-        let dir = self.shard_dir(&self.session_dirs, &self.sessions, Self::shard(key))?;
+        let dir = self.shard_dir(
+            &self.session_dirs,
+            &self.sessions,
+            usize::from(key.as_bytes()[0]),
+        )?;
         self.write_atomic(
-            dir,
+            &dir,
             &self.temp_path(key),
             &self.session_path(key),
             &bytes,
@@ -614,7 +662,8 @@ impl FileStore {
     }
 
     /// Reads a user's index. A missing file is an empty index; an index
-    /// whose stored name differs (a hash collision) is treated as empty.
+    /// whose stored name differs (a hash collision) is treated as empty; an
+    /// undecodable one is `Io(InvalidData)`.
     fn read_index(&self, user: &str, hash: &[u8; 32]) -> Result<BTreeSet<StoreKey>, StoreError> {
         let Some(bytes) = read_limited(&self.index_path(hash))? else {
             return Ok(BTreeSet::new());
@@ -625,7 +674,7 @@ impl FileStore {
             .ok_or_else(|| {
                 StoreError::Io(io::Error::new(
                     io::ErrorKind::InvalidData,
-                    "a user index file is corrupt; purge_expired rebuilds it",
+                    "a user index file is corrupt",
                 ))
             })?;
         Ok(if idx.user == user {
@@ -642,13 +691,15 @@ impl FileStore {
         change: impl FnOnce(&mut BTreeSet<StoreKey>) -> bool,
     ) -> Result<(), StoreError> {
         let hash = user_hash(user);
-        let shard = usize::from(hash[0]);
-        let _guard = self.user_locks.lock(shard)?;
+        let _guard = self.user_locks.lock(usize::from(hash[0]) % USER_LOCKS)?;
         let mut keys = match self.read_index(user, &hash) {
             Ok(k) => k,
-            // A corrupt index is rebuilt from scratch by purge; meanwhile
-            // start a fresh one rather than refusing every login.
-            Err(StoreError::Io(e)) if e.kind() == io::ErrorKind::InvalidData => BTreeSet::new(),
+            // Rebuild a corrupt index from the records themselves: starting
+            // an empty one would hide the user's other sessions from
+            // terminate_all.
+            Err(StoreError::Io(e)) if e.kind() == io::ErrorKind::InvalidData => {
+                self.scan_user(user)?
+            }
             Err(e) => return Err(e),
         };
         if !change(&mut keys) {
@@ -656,16 +707,14 @@ impl FileStore {
         }
         let path = self.index_path(&hash);
         let h = hex(&hash);
-        let dir = self.shard_dir(&self.user_dirs, &self.users, shard)?;
+        let dir = self.shard_dir(&self.user_dirs, &self.users, usize::from(hash[0]))?;
         if keys.is_empty() {
             match fs::remove_file(&path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(e.into()),
             }
-            if self.durability == Durability::Full {
-                dir.sync_all()?;
-            }
+            self.sync_dir(&dir)?;
             return Ok(());
         }
         let mut bytes = INDEX_HEADER.as_bytes().to_vec();
@@ -679,7 +728,7 @@ impl FileStore {
         .map_err(|e| StoreError::Io(io::Error::other(e)))?;
         bytes.push(b'\n');
         let tmp = self.users.join(&h[..2]).join(format!(".{h}.tmp"));
-        self.write_atomic(dir, &tmp, &path, &bytes, true)
+        self.write_atomic(&dir, &tmp, &path, &bytes, true)
     }
 
     fn index_add(&self, user: Option<&str>, key: &StoreKey) -> Result<(), StoreError> {
@@ -699,9 +748,8 @@ impl FileStore {
     fn remove_file_synced(&self, key: &StoreKey) -> Result<bool, StoreError> {
         match fs::remove_file(self.session_path(key)) {
             Ok(()) => {
-                if self.durability == Durability::Full {
-                    self.shard_dir(&self.session_dirs, &self.sessions, Self::shard(key))?
-                        .sync_all()?;
+                if let Some(dir) = self.session_path(key).parent() {
+                    self.sync_dir(dir)?;
                 }
                 Ok(true)
             }
@@ -733,7 +781,7 @@ impl FileStore {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
             Err(e) => return Err(e.into()),
         };
-        let _guard = self.session_locks.lock(shard)?;
+        let _guard = self.session_locks.lock(shard % SESSION_LOCKS)?;
         let mut removed = 0;
         for entry in entries {
             let entry = entry?;
@@ -771,6 +819,41 @@ impl FileStore {
         Ok(removed)
     }
 
+    /// Every session key with a file, from a directory scan.
+    fn all_keys(&self) -> Result<BTreeSet<StoreKey>, StoreError> {
+        let mut keys = BTreeSet::new();
+        let shards = match fs::read_dir(&self.sessions) {
+            Ok(s) => s,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(keys),
+            Err(e) => return Err(e.into()),
+        };
+        for shard in shards {
+            let shard = shard?;
+            if !shard.file_type()?.is_dir() {
+                continue;
+            }
+            for entry in fs::read_dir(shard.path())? {
+                let name = entry?.file_name();
+                if let Some(key) = name
+                    .to_str()
+                    .and_then(|n| n.strip_suffix(".session"))
+                    .and_then(StoreKey::from_hex)
+                {
+                    keys.insert(key);
+                }
+            }
+        }
+        Ok(keys)
+    }
+
+    /// The keys of the live records bound to `user`, from a scan of every
+    /// record: how a corrupt index is rebuilt.
+    fn scan_user(&self, user: &str) -> Result<BTreeSet<StoreKey>, StoreError> {
+        let mut keys = self.all_keys()?;
+        keys.retain(|k| matches!(self.read(k), Ok(Some(r)) if r.user() == Some(user)));
+        Ok(keys)
+    }
+
     /// Brings every index file in line with the records: drops entries whose
     /// record is gone or no longer the user's, replaces corrupt index files.
     fn repair_indexes(&self, live: &[(String, StoreKey)]) -> Result<(), StoreError> {
@@ -803,7 +886,21 @@ impl FileStore {
                         }
                     }
                     None => {
-                        self.quarantine(&path, &name)?;
+                        // Re-check under the index lock: a writer may have
+                        // rebuilt it since.
+                        let lock = name
+                            .get(..2)
+                            .and_then(|h| u8::from_str_radix(h, 16).ok())
+                            .map_or(0, |b| usize::from(b) % USER_LOCKS);
+                        let _guard = self.user_locks.lock(lock)?;
+                        let still_bad = read_limited(&path)?.is_some_and(|b| {
+                            b.strip_prefix(INDEX_HEADER.as_bytes())
+                                .and_then(|body| serde_json::from_slice::<UserIndex>(body).ok())
+                                .is_none()
+                        });
+                        if still_bad {
+                            self.quarantine(&path, &name)?;
+                        }
                     }
                 }
             }
@@ -811,7 +908,7 @@ impl FileStore {
         // Re-add what the scan saw alive: this restores entries a corrupt
         // index lost, and is a no-op otherwise.
         for (user, key) in live {
-            let _guard = self.session_locks.lock(Self::shard(key))?;
+            let _guard = self.session_locks.lock(Self::lock_of(key))?;
             if let Ok(Some(r)) = self.read(key)
                 && r.user() == Some(user.as_str())
             {
@@ -826,7 +923,7 @@ impl FileStore {
     /// adds the index entry before writing the record, under that same lock)
     /// is never mistaken for a stale entry.
     fn prune_index_entry(&self, user: &str, key: &StoreKey) -> Result<(), StoreError> {
-        let _guard = self.session_locks.lock(Self::shard(key))?;
+        let _guard = self.session_locks.lock(Self::lock_of(key))?;
         let belongs = matches!(self.read(key), Ok(Some(r)) if r.user() == Some(user));
         if !belongs {
             self.index_remove(Some(user), key)?;
@@ -837,7 +934,7 @@ impl FileStore {
 
 impl Store for FileStore {
     fn insert(&self, key: &StoreKey, record: &Record) -> Result<(), StoreError> {
-        let _guard = self.session_locks.lock(Self::shard(key))?;
+        let _guard = self.session_locks.lock(Self::lock_of(key))?;
         if fs::symlink_metadata(self.session_path(key)).is_ok() {
             return Err(StoreError::Exists);
         }
@@ -848,12 +945,12 @@ impl Store for FileStore {
     fn get(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
         // In-process readers wait out a rotation in progress; the file
         // read itself needs no lock, as rename makes it see a whole record.
-        let _guard = self.session_locks.slots[Self::shard(key)].read();
+        let _guard = self.session_locks.slots[Self::lock_of(key)].read();
         self.read(key)
     }
 
     fn replace(&self, key: &StoreKey, expected: u64, record: &Record) -> Result<(), StoreError> {
-        let _guard = self.session_locks.lock(Self::shard(key))?;
+        let _guard = self.session_locks.lock(Self::lock_of(key))?;
         let current = self.read(key)?.ok_or(StoreError::NotFound)?;
         if current.version != expected {
             return Err(StoreError::Conflict);
@@ -875,7 +972,7 @@ impl Store for FileStore {
         last_seen: Timestamp,
         expires_at: Timestamp,
     ) -> Result<bool, StoreError> {
-        let _guard = self.session_locks.lock(Self::shard(key))?;
+        let _guard = self.session_locks.lock(Self::lock_of(key))?;
         let Some(mut record) = self.read(key)? else {
             return Ok(false);
         };
@@ -900,7 +997,7 @@ impl Store for FileStore {
         new: &StoreKey,
         record: &Record,
     ) -> Result<(), StoreError> {
-        let (a, b) = (Self::shard(old), Self::shard(new));
+        let (a, b) = (Self::lock_of(old), Self::lock_of(new));
         // Both shards, in ascending order, so crossing rotations cannot
         // deadlock.
         let first = self.session_locks.lock(a.min(b))?;
@@ -934,6 +1031,10 @@ impl Store for FileStore {
             let _ = self.index_remove(record.user(), new);
             return Err(e);
         }
+        // Only now, with the old record retired, may its index entry go:
+        // removing it earlier could hide a live session from terminate_all.
+        // (Leaving it for purge would save this write, but the index would
+        // grow with every rotation until the next purge.)
         if before != retired.user() {
             self.index_remove(before, old)?;
         }
@@ -943,7 +1044,7 @@ impl Store for FileStore {
     }
 
     fn remove(&self, key: &StoreKey) -> Result<bool, StoreError> {
-        let _guard = self.session_locks.lock(Self::shard(key))?;
+        let _guard = self.session_locks.lock(Self::lock_of(key))?;
         // A corrupt record's user is unknown; its index entry, if any, is
         // pruned by purge_expired.
         let user = self
@@ -957,7 +1058,14 @@ impl Store for FileStore {
     }
 
     fn sessions_of(&self, user: &str) -> Result<Vec<(StoreKey, Record)>, StoreError> {
-        let keys = self.read_index(user, &user_hash(user))?;
+        let keys = match self.read_index(user, &user_hash(user)) {
+            Ok(keys) => keys,
+            // A corrupt index must not hide sessions from terminate_all:
+            // list by scanning every record instead (slow, and only until
+            // purge_expired rebuilds the index).
+            Err(StoreError::Io(e)) if e.kind() == io::ErrorKind::InvalidData => self.all_keys()?,
+            Err(e) => return Err(e),
+        };
         let mut out = Vec::with_capacity(keys.len());
         for key in keys {
             // A corrupt record is that session's problem: skip it rather
@@ -974,10 +1082,97 @@ impl Store for FileStore {
     fn purge_expired(&self, now: Timestamp) -> Result<usize, StoreError> {
         let mut removed = 0;
         let mut live = Vec::new();
-        for shard in 0..SHARDS {
+        for shard in 0..DIRS {
             removed += self.purge_shard(shard, now, &mut live)?;
         }
         self.repair_indexes(&live)?;
         Ok(removed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::id::SessionId;
+    use crate::session::SessionData;
+    use crate::store::{EndReason, LiveSession};
+
+    fn sample(user: Option<&str>) -> Record {
+        Record {
+            version: 7,
+            expires_at: Timestamp::from_unix_millis(5_000),
+            state: RecordState::Live(LiveSession {
+                created_at: Timestamp::from_unix_millis(1_000),
+                last_seen: Timestamp::from_unix_millis(2_000),
+                auth_at: None,
+                absolute_deadline: Timestamp::from_unix_millis(9_000),
+                user: user.map(str::to_owned),
+                device: Some("cli".into()),
+                data: SessionData::default(),
+            }),
+        }
+    }
+
+    #[test]
+    fn encode_then_decode_round_trips_every_state() {
+        let ended = Record {
+            version: 2,
+            expires_at: Timestamp::from_unix_millis(1),
+            state: RecordState::Ended {
+                reason: EndReason::LogoutAll,
+                at: Timestamp::UNIX_EPOCH,
+            },
+        };
+        for r in [sample(None), sample(Some("alice")), ended] {
+            let bytes = encode(&r).unwrap();
+            assert!(bytes.starts_with(SESSION_HEADER.as_bytes()));
+            assert!(bytes.ends_with(b"\n"));
+            assert_eq!(decode(&bytes).unwrap(), r);
+        }
+    }
+
+    #[test]
+    fn decode_refuses_oversized_input_without_parsing_it() {
+        let huge = vec![b' '; MAX_FILE_BYTES as usize + 1];
+        assert!(matches!(decode(&huge), Err(DecodeError::TooLarge)));
+    }
+
+    #[test]
+    fn a_cat_of_the_file_shows_the_metadata() {
+        let text = String::from_utf8(encode(&sample(Some("alice"))).unwrap()).unwrap();
+        let mut lines = text.lines();
+        assert_eq!(lines.next(), Some("latchkey-session 1"));
+        let body = lines.next().unwrap();
+        assert!(body.contains(r#""user":"alice""#), "{body}");
+        assert!(body.contains(r#""version":7"#), "{body}");
+    }
+
+    #[test]
+    fn debug_shows_the_directory_and_no_session_material() {
+        let dir = std::env::temp_dir().join(format!("latchkey-unit-debug-{}", std::process::id()));
+        let store = FileStore::open(&dir).unwrap();
+        let id = SessionId::generate();
+        store
+            .insert(&id.store_key(), &sample(Some("alice")))
+            .unwrap();
+        let dbg = format!("{store:?}");
+        assert!(dbg.contains("FileStore") && dbg.contains("Full"), "{dbg}");
+        assert!(
+            !dbg.contains(&id.to_token()) && !dbg.contains("alice"),
+            "{dbg}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn user_index_path_is_the_sha256_of_the_user() {
+        let dir = std::env::temp_dir().join(format!("latchkey-unit-index-{}", std::process::id()));
+        let store = FileStore::open(&dir).unwrap();
+        // SHA-256("alice"), as `printf alice | sha256sum` prints it.
+        let p = store.index_path(&user_hash("alice"));
+        assert!(p.ends_with(
+            "users/2b/2bd806c97f0e00af1a1fc3328fa763a9269723c8db8fac4f93af71db186d6e90.user"
+        ));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

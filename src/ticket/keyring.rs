@@ -75,6 +75,20 @@ impl TicketKey {
     /// # Errors
     /// [`TicketConfigError::KeyNotBase64`], or
     /// [`TicketConfigError::KeyTooShort`] if it decodes to under 32 bytes.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{TicketConfigError, TicketKey};
+    ///
+    /// // `openssl rand -base64 32`
+    /// let key = TicketKey::from_base64("q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA=")?;
+    /// assert_eq!(key, TicketKey::from_base64("q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA")?);
+    /// assert_eq!(
+    ///     TicketKey::from_base64("c2hvcnQ=").unwrap_err(),
+    ///     TicketConfigError::KeyTooShort { len: 5 }
+    /// );
+    /// # Ok::<(), TicketConfigError>(())
+    /// ```
     pub fn from_base64(text: &str) -> Result<TicketKey, TicketConfigError> {
         let text = text.trim();
         let bytes = [&STANDARD, &URL_SAFE, &STANDARD_NO_PAD, &URL_SAFE_NO_PAD]
@@ -180,6 +194,21 @@ impl KeyRing {
     ///
     /// # Errors
     /// [`TicketConfigError::DuplicateKeyId`] if `id` is taken.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{KeyRing, TicketConfigError, TicketKey};
+    ///
+    /// // Roll a new key out as verify-only everywhere before any server
+    /// // signs with it, so no server meets a ticket it cannot verify.
+    /// let ring = KeyRing::new(1, TicketKey::generate()).with_verify_key(2, TicketKey::generate())?;
+    /// assert_eq!(ring.signing_key_id(), 1);
+    /// assert_eq!(
+    ///     ring.with_verify_key(1, TicketKey::generate()).unwrap_err(),
+    ///     TicketConfigError::DuplicateKeyId(1)
+    /// );
+    /// # Ok::<(), TicketConfigError>(())
+    /// ```
     pub fn with_verify_key(
         mut self,
         id: u32,

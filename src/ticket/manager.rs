@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use hmac::Hmac;
 use parking_lot::RwLock;
-use rand::Rng as _;
 use sha2::{Digest as _, Sha256};
 
 use crate::clock::{Clock, SystemClock, Timestamp};
@@ -95,12 +94,12 @@ impl Keys {
 /// revocation is opt-in: [`with_revocation`](Self::with_revocation) takes
 /// any [`Store`] (the same one as your server-side sessions is fine). With
 /// it:
-/// - [`terminate`](SessionManager::terminate) puts the ticket's session id
+/// - [`terminate`](SessionManager::terminate) puts the ticket's session
 ///   on a deny list until its absolute deadline;
 /// - [`terminate_all`](Self::terminate_all) stamps a per-user cutoff: every
 ///   ticket of that user authenticated at or before it fails;
 /// - [`rotate`](SessionManager::rotate) and [`login`](SessionManager::login)
-///   deny-list the old session id after the policy's rotation grace, so
+///   deny-list the old session key after the policy's rotation grace, so
 ///   in-flight requests still work and later reuse is refused with
 ///   [`Error::RotatedTokenReused`];
 /// - every load costs one store read (two for a ticket with a user).
@@ -109,7 +108,7 @@ impl Keys {
 /// [`Error::RevocationNotConfigured`] rather than pretend: the ticket stays
 /// valid until its idle deadline (at most the idle timeout after its last
 /// reissue). Clear the cookie anyway; a browser that obeys forgets it, a
-/// stolen copy does not. `rotate` and `login` issue a fresh session id but
+/// stolen copy does not. `rotate` and `login` issue a fresh session key but
 /// the old ticket keeps working until it expires.
 ///
 /// See `docs/TICKET_FORMAT.md` for how revocation entries are stored.
@@ -208,7 +207,7 @@ impl TicketManager {
         self
     }
 
-    /// Keeps revocation state (a deny list of session ids and per-user
+    /// Keeps revocation state (a deny list of session keys and per-user
     /// cutoffs) in `store`, so [`terminate`](SessionManager::terminate) and
     /// [`terminate_all`](Self::terminate_all) really end tickets. Every
     /// load then reads the store. Pass an `Arc` to share a store with other
@@ -324,21 +323,16 @@ impl TicketManager {
         ))
     }
 
-    /// Signs the current state of `session` under its session id, issued at
-    /// `now`.
+    /// Signs the current state of `session` under its session key, issued
+    /// at `now`.
     fn mint_session(&self, session: &Session, data: &str, now: Timestamp) -> Result<Issued, Error> {
-        let Some(id) = &session.id else {
-            // Every session this manager hands out carries its id; one that
-            // does not came from elsewhere and cannot be re-signed.
-            return Err(Error::Unknown);
-        };
         let claims = Claims {
             created_at: session.created_at,
             issued_at: now,
             auth_at: session.auth_at,
             idle_deadline: self.idle_deadline(now, session.absolute_deadline),
             absolute_deadline: session.absolute_deadline,
-            session_id: *id.as_bytes(),
+            session_key: *session.key.as_bytes(),
             user: session.user.as_deref(),
             device: session.device.as_deref(),
             data,
@@ -348,15 +342,19 @@ impl TicketManager {
 
     /// Starts a session: fresh id, both deadlines from `now`.
     fn start(&self, new: NewSession, now: Timestamp) -> Result<(Session, Issued), Error> {
-        let data = SessionData::from_map(new.data);
+        // Serialize the map straight to bytes; going through `Value`'s
+        // Display (as `SessionData::from_map` does) is slower by half.
+        let data = match serde_json::to_string(&new.data) {
+            Ok(json) => SessionData::from_encoded(json.into()),
+            Err(_) => SessionData::from_map(new.data),
+        };
         let encoded = data.encoded();
         self.check_size(&encoded)?;
-        let mut id = [0u8; 32];
-        rand::rng().fill_bytes(&mut id);
         let absolute = now.saturating_add(self.policy.absolute_timeout());
         let session = Session {
-            id: Some(SessionId::from_bytes(id)),
-            key: store_key(&id),
+            // The ticket carries the key, never the id: see `fresh_key`.
+            id: None,
+            key: fresh_key(),
             version: 0,
             created_at: now,
             last_seen: now,
@@ -376,12 +374,47 @@ impl TicketManager {
     /// # Errors
     /// [`Error::TooLarge`] (data over the policy's limit),
     /// [`Error::TicketTooLarge`] (ticket over 4096 bytes).
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{Error, KeyRing, NewSession, TicketKey, TicketManager, Timestamp};
+    ///
+    /// let manager = TicketManager::new("session", KeyRing::new(1, TicketKey::generate()))?;
+    /// let now = Timestamp::from_unix_millis(1_800_000_000_000);
+    /// let issued = manager.create_at(NewSession::new().with_user("alice"), now)?;
+    /// assert!(issued.token().starts_with("lk1."));
+    ///
+    /// // A cookie holds 4096 bytes; a ticket that would not fit is refused.
+    /// let big = NewSession::new().with_value("blob", &"x".repeat(5000))?;
+    /// assert!(matches!(manager.create_at(big, now), Err(Error::TicketTooLarge { .. })));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn create_at(&self, new: NewSession, now: Timestamp) -> Result<Issued, Error> {
-        let (session, issued) = self.start(new, now)?;
+        // The same ticket `start` would mint, without building a Session
+        // only to drop it: issue is on every login's hot path.
+        let json = serde_json::to_string(&new.data).map_err(|source| Error::Data {
+            key: String::new(),
+            source,
+        })?;
+        self.check_size(&json)?;
+        let key = fresh_key();
+        let absolute = now.saturating_add(self.policy.absolute_timeout());
+        let claims = Claims {
+            created_at: now,
+            issued_at: now,
+            auth_at: new.user.as_ref().map(|_| now),
+            idle_deadline: self.idle_deadline(now, absolute),
+            absolute_deadline: absolute,
+            session_key: *key.as_bytes(),
+            user: new.user.as_deref(),
+            device: new.device.as_deref(),
+            data: &json,
+        };
+        let issued = self.mint(&self.current_keys(), &claims, &key)?;
         if self.observer.is_some() {
             self.emit(Event::Created {
                 session: issued.fingerprint(),
-                user: session.user,
+                user: new.user,
             });
         }
         Ok(issued)
@@ -394,6 +427,28 @@ impl TicketManager {
     /// then revocation if configured. A ticket older than the touch
     /// interval, or signed by a key that is no longer the signing key, comes
     /// back with a reissued ticket.
+    ///
+    /// # Example
+    /// ```
+    /// use std::time::Duration;
+    /// use latchkey::{KeyRing, NewSession, TicketKey, TicketManager, Timestamp};
+    ///
+    /// let manager = TicketManager::new("session", KeyRing::new(1, TicketKey::generate()))?;
+    /// let t0 = Timestamp::from_unix_millis(1_800_000_000_000);
+    /// let issued = manager.create_at(NewSession::new(), t0)?;
+    ///
+    /// // Within the touch interval: no new cookie.
+    /// assert!(manager.load_at(issued.token(), t0).unwrap().reissue.is_none());
+    /// // Later: the idle deadline slides, the absolute one stays.
+    /// let later = t0.saturating_add(Duration::from_secs(300));
+    /// let fresh = manager.load_at(issued.token(), later)?.reissue.expect("reissued");
+    /// assert!(fresh.idle_deadline() > issued.idle_deadline());
+    /// assert_eq!(fresh.absolute_deadline(), issued.absolute_deadline());
+    /// // Past the idle deadline without activity: expired, and it says so.
+    /// let err = manager.load_at(issued.token(), issued.idle_deadline()).unwrap_err();
+    /// assert_eq!(err.reason(), "idle_expired");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     ///
     /// # Errors
     /// [`Error::MalformedTicket`], [`Error::WrongPurpose`],
@@ -429,7 +484,7 @@ impl TicketManager {
         let signed_by_current = signed_by_current.map_err(|(kind, e)| self.reject(kind, e))?;
         // From here on the claims are ours: signed by a key we hold.
         let c = parsed.claims;
-        let key = store_key(&c.session_id);
+        let key = StoreKey::from_bytes(c.session_key);
         // The policy caps what the ticket says, so a tightened policy
         // applies to tickets already out, and revocation entries kept for
         // the policy's absolute timeout outlive every ticket they cover.
@@ -453,9 +508,10 @@ impl TicketManager {
             });
             return Err(Error::IdleExpired { deadline: idle });
         }
-        self.check_revoked(&key, c.user, c.auth_at.unwrap_or(c.created_at), now)?;
+        let Retiring(retiring) =
+            self.check_revoked(&key, c.user, c.auth_at.unwrap_or(c.created_at), now)?;
         let mut session = Session {
-            id: Some(SessionId::from_bytes(c.session_id)),
+            id: None,
             key,
             version: 0,
             created_at: c.created_at,
@@ -468,7 +524,10 @@ impl TicketManager {
             data: SessionData::from_encoded(Arc::from(c.data)),
         };
         let stale = now.duration_since(c.issued_at) >= self.policy.touch_interval();
-        let reissue = if stale || !signed_by_current {
+        // A ticket retired by rotation still works during its grace window,
+        // but is never re-signed: a fresh copy would only die at the same
+        // instant, and the client should be holding the successor.
+        let reissue = if (stale || !signed_by_current) && !retiring {
             let claims = Claims {
                 issued_at: now,
                 idle_deadline: self.idle_deadline(now, absolute),
@@ -515,20 +574,18 @@ impl TicketManager {
         }
         let authed = session.auth_at.unwrap_or(session.created_at);
         self.check_revoked(&session.key, session.user.as_deref(), authed, now)
+            .map(|_| ())
     }
 
-    /// Re-signs `session` under a fresh session id; the old id is retired
+    /// Re-signs `session` under a fresh session key; the old one is retired
     /// after the grace window if revocation is configured.
     fn rotate_inner(&self, session: &mut Session, now: Timestamp) -> Result<Issued, Error> {
         self.check_usable(session, now)?;
         let data = session.data.to_stored();
         let encoded = data.encoded();
         self.check_size(&encoded)?;
-        let mut id = [0u8; 32];
-        rand::rng().fill_bytes(&mut id);
         let mut next = session.clone();
-        next.id = Some(SessionId::from_bytes(id));
-        next.key = store_key(&id);
+        next.key = fresh_key();
         let issued = self.mint_session(&next, &encoded, now)?;
         if let Some(store) = &self.revocation {
             // In-flight requests still carry the old ticket: let it work for
@@ -553,6 +610,27 @@ impl TicketManager {
     ///
     /// # Errors
     /// As for [`save_at`](Self::save_at).
+    ///
+    /// # Example
+    /// ```
+    /// use std::time::Duration;
+    /// use latchkey::{KeyRing, MemoryStore, NewSession, TicketKey, TicketManager, Timestamp};
+    ///
+    /// let manager = TicketManager::new("session", KeyRing::new(1, TicketKey::generate()))?
+    ///     .with_revocation(MemoryStore::new());
+    /// let t0 = Timestamp::from_unix_millis(1_800_000_000_000);
+    /// let old = manager.create_at(NewSession::new().with_user("alice"), t0)?;
+    /// let mut session = manager.load_at(old.token(), t0)?.session;
+    /// let new = manager.rotate_at(&mut session, t0)?;
+    /// assert_ne!(new.fingerprint(), old.fingerprint());
+    ///
+    /// // With revocation, the old ticket works through the grace window only.
+    /// let after_grace = t0.saturating_add(manager.policy().rotation_grace());
+    /// let err = manager.load_at(old.token(), after_grace).unwrap_err();
+    /// assert_eq!(err.reason(), "rotated_token_reused");
+    /// assert!(manager.load_at(new.token(), after_grace).is_ok());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn rotate_at(&self, session: &mut Session, now: Timestamp) -> Result<Issued, Error> {
         let from = session.fingerprint();
         let issued = self.rotate_inner(session, now)?;
@@ -564,7 +642,7 @@ impl TicketManager {
     }
 
     /// [`SessionManager::login`] at an explicit instant. The same rules as
-    /// [`StoreManager`](crate::StoreManager): a fresh session id, the
+    /// [`StoreManager`](crate::StoreManager): a fresh session key, the
     /// absolute deadline kept; a session of a different user is ended (if
     /// revocation is configured) and `user` gets a fresh, empty one.
     ///
@@ -627,6 +705,23 @@ impl TicketManager {
     /// [`Error::RevocationNotConfigured`] without revocation: the ticket
     /// stays valid until it expires, and saying `Ok` would be a lie. Store
     /// errors.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{Error, KeyRing, NewSession, TicketKey, TicketManager, Timestamp};
+    ///
+    /// let keys = KeyRing::new(1, TicketKey::generate());
+    /// let stateless = TicketManager::new("session", keys)?;
+    /// let now = Timestamp::from_unix_millis(1_800_000_000_000);
+    /// let issued = stateless.create_at(NewSession::new(), now)?;
+    /// let session = stateless.load_at(issued.token(), now)?.session;
+    /// // No state, no revocation: the API says so instead of pretending.
+    /// assert!(matches!(
+    ///     stateless.terminate_at(&session, now),
+    ///     Err(Error::RevocationNotConfigured)
+    /// ));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn terminate_at(&self, session: &Session, now: Timestamp) -> Result<(), Error> {
         let store = self
             .revocation
@@ -693,17 +788,20 @@ impl TicketManager {
         )
     }
 
-    /// Refuses a ticket on the deny list or under its user's cutoff.
+    /// Refuses a ticket on the deny list or under its user's cutoff; says
+    /// whether it is retiring (deny-listed from a later instant: a rotated
+    /// ticket within its grace window).
     fn check_revoked(
         &self,
         key: &StoreKey,
         user: Option<&str>,
         authenticated: Timestamp,
         now: Timestamp,
-    ) -> Result<(), Error> {
+    ) -> Result<Retiring, Error> {
         let Some(store) = &self.revocation else {
-            return Ok(());
+            return Ok(Retiring(false));
         };
+        let mut retiring = false;
         if let Some(Record {
             state: RecordState::Ended { reason, at },
             ..
@@ -723,6 +821,7 @@ impl TicketManager {
                     reason => Error::Terminated { reason },
                 });
             }
+            retiring = true;
         }
         if let Some(user) = user
             && let Some(Record {
@@ -735,14 +834,20 @@ impl TicketManager {
                 reason: EndReason::LogoutAll,
             });
         }
-        Ok(())
+        Ok(Retiring(retiring))
     }
 }
 
-/// The store key of a ticket's session: SHA-256 of its id, as for
-/// server-side sessions.
-fn store_key(session_id: &[u8; 32]) -> StoreKey {
-    SessionId::from_bytes(*session_id).store_key()
+/// Whether a ticket is deny-listed from a later instant (rotated, in grace).
+struct Retiring(bool);
+
+/// A new session's store key: SHA-256 of a fresh random session id, as for
+/// server-side sessions, so fingerprints and revocation entries look alike
+/// for both. The ticket carries this key rather than the id: a ticket's
+/// credential is its signature, the id would be no secret either, and
+/// carrying the hash spares every load a SHA-256.
+fn fresh_key() -> StoreKey {
+    SessionId::generate().store_key()
 }
 
 /// Where a user's revocation cutoff is kept: SHA-256 of a label and the user
@@ -758,7 +863,7 @@ fn user_cutoff_key(user: &str) -> StoreKey {
     )
 }
 
-/// Puts a session id on the deny list, effective at `at`, kept until
+/// Puts a session key on the deny list, effective at `at`, kept until
 /// `keep_until`. An existing entry that takes effect earlier wins.
 fn deny(
     store: &dyn Store,
@@ -911,9 +1016,10 @@ mod tests {
         );
         assert_eq!(s.idle_deadline(), issued.idle_deadline());
         assert_eq!(s.fingerprint(), issued.fingerprint());
-        // The session's key is SHA-256 of its id, like a server-side session.
-        let id = s.id.as_ref().unwrap();
-        assert_eq!(*s.store_key(), id.store_key());
+        // The ticket carries the session's store key (the hash of an id
+        // drawn at creation), never an id.
+        assert_eq!(&bin(issued.token())[50..82], s.store_key().as_bytes());
+        assert!(s.id.is_none());
         assert!(!format!("{s:?}").contains(issued.token()));
     }
 
@@ -1064,7 +1170,7 @@ mod tests {
         assert!(early.reissue.is_none());
         let due = m.load_at(issued.token(), T0.saturating_add(touch)).unwrap();
         let r = due.reissue.unwrap();
-        assert_eq!(r.fingerprint(), issued.fingerprint(), "same session id");
+        assert_eq!(r.fingerprint(), issued.fingerprint(), "same session key");
         assert_eq!(
             r.idle_deadline(),
             T0.saturating_add(touch + m.policy().idle_timeout())
@@ -1284,6 +1390,26 @@ mod tests {
             "{err}"
         );
         assert!(m.load_at(rotated.token(), T0.saturating_add(grace)).is_ok());
+        // In grace and past the touch interval: loads, but is not re-signed.
+        let in_grace = T0.saturating_add(grace / 2);
+        let signer_changed = {
+            let mut ring = m.keys();
+            ring.rotate(9, key(9)).unwrap();
+            ring
+        };
+        m.set_keys(signer_changed);
+        assert!(
+            m.load_at(issued.token(), in_grace)
+                .unwrap()
+                .reissue
+                .is_none()
+        );
+        assert!(
+            m.load_at(rotated.token(), in_grace)
+                .unwrap()
+                .reissue
+                .is_some()
+        );
         // Terminating during the grace makes the entry take effect at once.
         let other = m.create_at(alice(), T0).unwrap();
         let mut o = m.load_at(other.token(), T0).unwrap().session;

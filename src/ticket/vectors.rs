@@ -60,15 +60,15 @@ fn encoder_reproduces_every_pinned_ticket_and_the_manager_accepts_it() {
         let key =
             TicketKey::try_from(hex(v["keys"][key_id.to_string()].as_str().unwrap()).as_slice())
                 .unwrap();
-        let mut session_id = [0u8; 32];
-        session_id.copy_from_slice(&hex(c["session_id"].as_str().unwrap()));
+        let mut session_key = [0u8; 32];
+        session_key.copy_from_slice(&hex(c["session_key"].as_str().unwrap()));
         let claims = Claims {
             created_at: ts(&c["created_at"]),
             issued_at: ts(&c["issued_at"]),
             auth_at: (!c["auth_at"].is_null()).then(|| ts(&c["auth_at"])),
             idle_deadline: ts(&c["idle_deadline"]),
             absolute_deadline: ts(&c["absolute_deadline"]),
-            session_id,
+            session_key,
             user: c["user"].as_str(),
             device: c["device"].as_str(),
             data: c["data"].as_str().unwrap(),
@@ -91,7 +91,7 @@ fn encoder_reproduces_every_pinned_ticket_and_the_manager_accepts_it() {
         assert_eq!(s.idle_deadline(), claims.idle_deadline);
         assert_eq!(s.absolute_deadline(), claims.absolute_deadline);
         assert_eq!(s.data().encoded().as_ref(), claims.data);
-        assert_eq!(s.id.as_ref().unwrap().as_bytes(), &session_id);
+        assert_eq!(s.store_key().as_bytes(), &session_key);
     }
     assert!(
         mismatches.is_empty(),

@@ -52,7 +52,9 @@ def mac_input(purpose, payload):
     p = purpose.encode()
     if not 1 <= len(p) <= 255:
         raise ValueError("purpose must be 1 to 255 bytes")
-    return LABEL + bytes([len(p)]) + p + payload
+    prefix = LABEL + bytes([len(p)]) + p
+    prefix += b"\x00" * (-len(prefix) % 64)  # zero-padded to whole 64-byte blocks
+    return prefix + payload
 
 
 def b64url_decode_strict(text):
@@ -95,7 +97,7 @@ def encode(claims, purpose, key_id, key):
             auth_at or 0,
             claims["idle_deadline"],
             claims["absolute_deadline"],
-            bytes.fromhex(claims["session_id"]),
+            bytes.fromhex(claims["session_key"]),
             len(u),
             len(d),
             len(data),
@@ -163,7 +165,7 @@ def verify(ticket, purpose, keys, now):
         "auth_at": auth if flags & FLAG_AUTH else None,
         "idle_deadline": idle,
         "absolute_deadline": absolute,
-        "session_id": sid.hex(),
+        "session_key": sid.hex(),
         "user": user if flags & FLAG_USER else None,
         "device": device if flags & FLAG_DEVICE else None,
         "data": data,

@@ -1,0 +1,140 @@
+//! # For framework authors
+//!
+//! How to wrap latchkey in middleware for a web framework (axum/tower,
+//! actix, rocket, hyper) or any request/response protocol. latchkey has no
+//! opinion about HTTP types: it gives you a token from a `Cookie` header, a
+//! session for a token, and a `Set-Cookie` value for a new token. Two
+//! complete examples live in the repository: `examples/login_server.rs`
+//! (synchronous, `tiny_http`) and `examples/axum` (async middleware).
+//!
+//! ## Hold
+//!
+//! - one `Arc<dyn SessionManager>`: [`StoreManager`](crate::StoreManager)
+//!   (server-side sessions) or [`TicketManager`](crate::TicketManager)
+//!   (stateless tickets), your users pick;
+//! - one [`CookieConfig`](crate::CookieConfig), built at startup so a bad
+//!   combination fails there and not on a request.
+//!
+//! ## Every request
+//!
+//! 1. [`CookieConfig::find_token_in`](crate::CookieConfig::find_token_in)
+//!    over the request's `Cookie` headers. `Ok(None)`: no session, carry on
+//!    anonymously.
+//! 2. [`SessionManager::load`](crate::SessionManager::load) the token.
+//! 3. Hand the [`Session`](crate::Session) to the handler; let it call
+//!    `login`, `rotate`, `save` or `terminate`.
+//! 4. Decide the response's `Set-Cookie` (at most one for the session
+//!    cookie) and its `Cache-Control`, as below.
+//!
+//! ## Which errors mean what
+//!
+//! | outcome | answer | the cookie |
+//! |---|---|---|
+//! | [`Error::is_rejection`](crate::Error::is_rejection): `Malformed`, `Unknown`, `IdleExpired`, `AbsoluteExpired`, `Terminated`, `RotatedTokenReused`, a corrupt record, and for tickets `MalformedTicket`, `BadSignature`, `UnknownKey`, `WrongPurpose` | **401** (or treat the request as anonymous / redirect to login) | **clear it**: [`clear_cookie`](crate::CookieConfig::clear_cookie) |
+//! | [`CookieError::is_rejection`](crate::CookieError::is_rejection): `Ambiguous` (two different session cookies: cookie tossing), `InvalidValue` | 401, as above | clear it |
+//! | [`CookieError::HeaderTooLarge`](crate::CookieError::HeaderTooLarge) | **400** or 431 | leave it (the header was not read) |
+//! | [`Error::is_backend_failure`](crate::Error::is_backend_failure): the store is down, unreachable, or failed I/O | **503** (with `Retry-After` if you like) | **keep it**: the session is probably fine, and clearing it would log everyone out during an outage |
+//! | [`Error::Conflict`](crate::Error::Conflict) on `save` | reload and apply the change again ([`StoreManager::update`](crate::StoreManager::update) does it), else 409 | keep it |
+//! | `TooLarge`, `TicketTooLarge`, `UserLimit`, `Data`, `RevocationNotConfigured` | an application or configuration problem: 4xx/500 as fits | keep it |
+//!
+//! `reason()` gives a stable short code (`idle_expired`, `terminated`,
+//! ...) for logs and metrics; log sessions by
+//! [`Session::fingerprint`](crate::Session::fingerprint), never by token.
+//!
+//! ## Applying a reissue hint
+//!
+//! A token changes when a call returns an [`Issued`](crate::Issued):
+//! `create`, `login`, `rotate`, a `save` that returns `Some` (tickets carry
+//! their data), and a `load` whose [`Loaded::reissue`](crate::Loaded::reissue)
+//! is `Some`. The last happens when a request carries a token that a
+//! concurrent request rotated moments ago (inside the policy's rotation
+//! grace window), or a ticket old enough to be renewed. In every case, send
+//! `Set-Cookie:` [`set_cookie(&issued)`](crate::CookieConfig::set_cookie)
+//! on this response. If the handler also issued a token (it logged in or
+//! rotated), its token wins: send only the newest one, and never a clearing
+//! cookie in the same response. A client that keeps presenting a retired
+//! token after the grace window is refused with `RotatedTokenReused`, and by
+//! default its successor is revoked too (a copy is loose), so applying the
+//! hint promptly is what keeps legitimate users logged in.
+//!
+//! ## Caching
+//!
+//! Send `Cache-Control: no-store` on every response produced with a
+//! session: pages showing the user's data, and any response carrying a
+//! `Set-Cookie`. Otherwise a shared cache may serve one user's page (or
+//! fresh cookie) to another, and a shared computer's back button shows the
+//! previous user's pages after logout (OWASP Session Management Cheat
+//! Sheet; RFC 9111 §5.2.2.5).
+//!
+//! ## Blocking calls
+//!
+//! Store calls block: the file store does disk I/O, the Redis store a
+//! network round trip. On an async executor run every manager call on a
+//! blocking pool (`tokio::task::spawn_blocking`); `examples/axum` shows it,
+//! with a test that no store call runs on the executor thread. A
+//! `JoinError` from the pool is best treated as a backend failure (503).
+//!
+//! ## CSRF
+//!
+//! The default `SameSite=Lax` keeps the cookie off cross-site POSTs, so
+//! state changes behind POST (never GET) are safe in current browsers. For
+//! defence in depth, and against login CSRF (which needs no cookie), refuse
+//! POSTs whose `Origin` names another site.
+//!
+//! ## Time
+//!
+//! Every time-dependent call has an `*_at(now)` twin
+//! ([`CookieConfig::set_cookie_at`](crate::CookieConfig::set_cookie_at),
+//! [`StoreManager::load_at`](crate::StoreManager::load_at), ...), so
+//! middleware tests can pin the clock instead of sleeping.
+//!
+//! # Example
+//!
+//! The whole cycle with plain strings standing in for a framework's types:
+//!
+//! ```
+//! use std::sync::Arc;
+//! use latchkey::{CookieConfig, Error, MemoryStore, NewSession, SessionManager, StoreManager};
+//!
+//! /// What the middleware hands back: status, Set-Cookie, Cache-Control.
+//! struct Out { status: u16, set_cookie: Option<String>, no_store: bool }
+//!
+//! fn handle(m: &dyn SessionManager, c: &CookieConfig, cookie_header: &str) -> Out {
+//!     let token = match c.find_token(cookie_header) {
+//!         Ok(Some(t)) => t,
+//!         Ok(None) => return Out { status: 401, set_cookie: None, no_store: false },
+//!         Err(e) if e.is_rejection() => {
+//!             return Out { status: 401, set_cookie: Some(c.clear_cookie()), no_store: false }
+//!         }
+//!         Err(_) => return Out { status: 400, set_cookie: None, no_store: false },
+//!     };
+//!     match m.load(token) {
+//!         Ok(loaded) => Out {
+//!             status: 200,
+//!             // The reissue hint: a newer token for this client.
+//!             set_cookie: loaded.reissue.and_then(|i| c.set_cookie(&i).ok()),
+//!             no_store: true,
+//!         },
+//!         Err(e) if e.is_rejection() => {
+//!             Out { status: 401, set_cookie: Some(c.clear_cookie()), no_store: false }
+//!         }
+//!         Err(e) if e.is_backend_failure() => Out { status: 503, set_cookie: None, no_store: false },
+//!         Err(_) => Out { status: 500, set_cookie: None, no_store: false },
+//!     }
+//! }
+//!
+//! let manager: Arc<dyn SessionManager> = Arc::new(StoreManager::new(MemoryStore::new()));
+//! let cookies = CookieConfig::default();
+//! let issued = manager.create(NewSession::new().with_user("alice"))?;
+//! let header = format!("__Host-session={}", issued.token());
+//!
+//! let ok = handle(&*manager, &cookies, &header);
+//! assert_eq!((ok.status, ok.no_store), (200, true));
+//!
+//! let session = manager.load(issued.token())?.session;
+//! manager.terminate(&session)?;
+//! let gone = handle(&*manager, &cookies, &header);
+//! assert_eq!(gone.status, 401);
+//! assert_eq!(gone.set_cookie.as_deref(), Some(cookies.clear_cookie().as_str()));
+//! # Ok::<(), Error>(())
+//! ```

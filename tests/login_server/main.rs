@@ -1,0 +1,605 @@
+//! The login demo (`examples/login_server.rs`) driven over loopback HTTP.
+//!
+//! Each test starts the built example binary on `--port 0`, reads the
+//! address it prints, and talks to it with the small client in `http.rs`.
+//! A [`Demo`] guard kills the process when the test ends, pass or fail.
+//!
+//! Finding the binary: `cargo test` builds every example before it runs any
+//! test, into `<target>/<profile>/examples/`, and this test runs from
+//! `<target>/<profile>/deps/`, so the path is derived from the test's own
+//! executable. That follows `CARGO_TARGET_DIR` and `--release` without
+//! asking cargo again (a nested cargo would wait on the build lock held by
+//! the outer one). Running this file alone needs the example binary built
+//! first: `cargo build --example login_server && cargo test --test
+//! login_server`.
+
+mod http;
+
+use std::io::{BufRead as _, BufReader, Read as _};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http::{HttpResponse, request};
+
+fn demo_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test knows its own path");
+    let profile_dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("tests run from <target>/<profile>/deps");
+    let bin = profile_dir
+        .join("examples")
+        .join(format!("login_server{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo test` (which builds the examples) or \
+         `cargo build --example login_server` first",
+        bin.display()
+    );
+    bin
+}
+
+/// A running demo server; killed on drop.
+struct Demo {
+    child: Child,
+    addr: SocketAddr,
+    log: Arc<Mutex<String>>,
+}
+
+impl Demo {
+    fn start(args: &[&str]) -> Demo {
+        Demo::start_with_env(args, &[])
+    }
+
+    fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Demo {
+        Demo::spawn(args, env, None)
+    }
+
+    /// Starts the demo in `cwd` (default: the test's own directory).
+    fn spawn(args: &[&str], env: &[(&str, &str)], cwd: Option<&std::path::Path>) -> Demo {
+        let mut command = Command::new(demo_binary());
+        if let Some(dir) = cwd {
+            command.current_dir(dir);
+        }
+        let mut child = command
+            .args(["--port", "0"])
+            .args(args)
+            .env_remove("LATCHKEY_DEMO_TICKET_KEY")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the demo starts");
+        let log = Arc::new(Mutex::new(String::new()));
+        let mut stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+        let mut first = String::new();
+        stdout
+            .read_line(&mut first)
+            .expect("the demo prints a line");
+        // Keep draining both pipes so a chatty server never blocks on a
+        // full pipe; keep the text for failure messages.
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in stdout.lines().map_while(Result::ok) {
+                sink.lock().unwrap().push_str(&format!("{line}\n"));
+            }
+        });
+        let mut stderr = child.stderr.take().expect("piped stderr");
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = stderr.read_to_string(&mut s);
+            sink.lock().unwrap().push_str(&s);
+        });
+        let Some(addr) = first
+            .trim()
+            .strip_prefix("listening on http://")
+            .and_then(|a| a.parse().ok())
+        else {
+            let _ = child.kill();
+            let _ = child.wait();
+            std::thread::sleep(Duration::from_millis(100));
+            panic!(
+                "the demo did not start: {first:?} (a stale binary? `cargo test` rebuilds \
+                 examples, `cargo test --test login_server` alone does not)\n{}",
+                log.lock().unwrap()
+            );
+        };
+        Demo { child, addr, log }
+    }
+
+    fn get(&self, path: &str, cookie: Option<&str>) -> HttpResponse {
+        let headers: Vec<(&str, &str)> = cookie.map(|c| ("Cookie", c)).into_iter().collect();
+        request(self.addr, "GET", path, &headers, None).expect("GET answered")
+    }
+
+    fn post(&self, path: &str, cookie: Option<&str>, body: &str) -> HttpResponse {
+        let headers: Vec<(&str, &str)> = cookie.map(|c| ("Cookie", c)).into_iter().collect();
+        request(self.addr, "POST", path, &headers, Some(body)).expect("POST answered")
+    }
+
+    /// Logs `user` in; returns the `name=value` cookie pair.
+    fn login(&self, user: &str) -> String {
+        let r = self.post(
+            "/login",
+            None,
+            &format!("username={user}&password=latchkey"),
+        );
+        assert_eq!(r.status, 303, "login: {r:?}");
+        r.cookie_pair()
+    }
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("--- demo output ---\n{}", self.log.lock().unwrap());
+        }
+    }
+}
+
+/// A fresh directory for one test's file store; removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!(
+            "latchkey-demo-{tag}-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        TempDir(dir)
+    }
+
+    fn store_arg(&self) -> String {
+        format!("file:{}", self.0.display())
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn login_sets_a_hardened_cookie_and_the_session_page_is_not_cached() {
+    let demo = Demo::start(&["--store", "memory"]);
+    let r = demo.post("/login", None, "username=alice&password=latchkey");
+    assert_eq!(r.status, 303);
+    assert_eq!(r.header("Location"), Some("/"));
+    let cookies = r.set_cookies();
+    assert_eq!(cookies.len(), 1, "{cookies:?}");
+    let attrs: Vec<&str> = cookies[0].split("; ").collect();
+    let (name, value) = attrs[0].split_once('=').unwrap();
+    // Plain-http demo: the named-risky dev cookie, without the prefix.
+    assert_eq!(name, "latchkey-session");
+    assert_eq!(value.len(), 43, "a 256-bit token in base64url");
+    assert_eq!(&attrs[1..], ["Path=/", "HttpOnly", "SameSite=Lax"]);
+    assert!(!cookies[0].contains("Domain"));
+    assert!(!cookies[0].contains("Max-Age"), "a browser-session cookie");
+
+    let cookie = r.cookie_pair();
+    let page = demo.get("/", Some(&cookie));
+    assert_eq!(page.status, 200);
+    assert_eq!(page.header("Cache-Control"), Some("no-store"));
+    assert!(page.body.contains("alice"));
+    let me = demo.get("/me", Some(&cookie));
+    assert_eq!(me.field("user"), Some("alice"));
+    assert_eq!(me.field("role"), Some("user"));
+}
+
+#[test]
+fn secure_cookie_mode_sends_the_production_cookie() {
+    let demo = Demo::start(&["--store", "memory", "--secure-cookie"]);
+    let r = demo.post("/login", None, "username=alice&password=latchkey");
+    let cookies = r.set_cookies();
+    assert_eq!(cookies.len(), 1);
+    assert!(cookies[0].starts_with("__Host-session="), "{}", cookies[0]);
+    assert!(
+        cookies[0].ends_with("; Path=/; Secure; HttpOnly; SameSite=Lax"),
+        "{}",
+        cookies[0]
+    );
+    // The browser would only send it over https; a client that does gets in.
+    assert_eq!(demo.get("/me", Some(&r.cookie_pair())).status, 200);
+}
+
+#[test]
+fn wrong_password_issues_no_cookie() {
+    let demo = Demo::start(&["--store", "memory"]);
+    let r = demo.post("/login", None, "username=alice&password=guess");
+    assert_eq!(r.status, 401);
+    assert!(r.set_cookies().is_empty());
+}
+
+#[test]
+fn privilege_change_rotates_and_an_in_flight_old_cookie_is_reissued() {
+    // Default 30 s grace: the old cookie still resolves, and is replaced.
+    let demo = Demo::start(&["--store", "memory"]);
+    let old = demo.login("alice");
+    let old_fp = demo
+        .get("/me", Some(&old))
+        .field("fingerprint")
+        .map(str::to_owned);
+    let r = demo.post("/admin", Some(&old), "");
+    assert_eq!(r.status, 303);
+    let new = r.cookie_pair();
+    assert_ne!(new, old, "a privilege change issues a new token");
+    let me = demo.get("/me", Some(&new));
+    assert_eq!(me.field("role"), Some("admin"));
+    assert_ne!(me.field("fingerprint").map(str::to_owned), old_fp);
+
+    let late = demo.get("/me", Some(&old));
+    assert_eq!(late.status, 200, "within the grace window");
+    assert_eq!(late.field("role"), Some("admin"));
+    assert_eq!(late.cookie_pair(), new, "the response moves the client on");
+}
+
+#[test]
+fn old_cookie_is_refused_after_the_grace_window_and_its_successor_revoked() {
+    let demo = Demo::start(&["--store", "memory", "--rotation-grace-ms", "200"]);
+    let old = demo.login("alice");
+    let new = demo.post("/admin", Some(&old), "").cookie_pair();
+    assert_eq!(demo.get("/me", Some(&new)).status, 200);
+    // Past the window: no assertion on speed, only that it has passed.
+    std::thread::sleep(Duration::from_millis(600));
+    let reused = demo.get("/me", Some(&old));
+    assert_eq!(reused.status, 401);
+    assert_eq!(reused.field("rejected"), Some("rotated_token_reused"));
+    assert_eq!(
+        reused.set_cookies(),
+        ["latchkey-session=; Max-Age=0; Path=/; HttpOnly; SameSite=Lax"],
+        "a refused cookie is cleared"
+    );
+    // Reuse means a copy is loose: the successor is revoked as well.
+    let successor = demo.get("/me", Some(&new));
+    assert_eq!(successor.status, 401);
+    assert_eq!(successor.field("rejected"), Some("terminated"));
+}
+
+#[test]
+fn logout_clears_the_cookie_and_the_token_is_refused_afterwards() {
+    let demo = Demo::start(&["--store", "memory"]);
+    let cookie = demo.login("alice");
+    let r = demo.post("/logout", Some(&cookie), "");
+    assert_eq!(r.status, 303);
+    assert_eq!(
+        r.set_cookies(),
+        ["latchkey-session=; Max-Age=0; Path=/; HttpOnly; SameSite=Lax"]
+    );
+    let after = demo.get("/me", Some(&cookie));
+    assert_eq!(after.status, 401);
+    assert_eq!(after.field("rejected"), Some("terminated"));
+    let page = demo.get("/", Some(&cookie));
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("Your session ended"));
+}
+
+#[test]
+fn log_out_everywhere_else_ends_only_the_users_other_sessions() {
+    let demo = Demo::start(&["--store", "memory"]);
+    let laptop = demo.login("alice");
+    let phone = demo.login("alice");
+    let bob = demo.login("bob");
+    let list = demo.get("/sessions", Some(&laptop));
+    assert_eq!(list.status, 200);
+    assert!(list.body.contains("2 live session(s)"), "{}", list.body);
+
+    let r = demo.post("/sessions/others", Some(&laptop), "");
+    assert_eq!(r.status, 303);
+    assert_eq!(demo.get("/me", Some(&laptop)).status, 200);
+    assert_eq!(
+        demo.get("/me", Some(&phone)).field("rejected"),
+        Some("terminated")
+    );
+    assert_eq!(
+        demo.get("/me", Some(&bob)).status,
+        200,
+        "other users untouched"
+    );
+    assert!(
+        demo.get("/sessions", Some(&laptop))
+            .body
+            .contains("1 live session(s)")
+    );
+}
+
+#[test]
+fn ending_one_session_by_fingerprint_cannot_reach_another_user() {
+    let demo = Demo::start(&["--store", "memory"]);
+    let alice = demo.login("alice");
+    let alice2 = demo.login("alice");
+    let bob = demo.login("bob");
+    let bob_fp = demo
+        .get("/me", Some(&bob))
+        .field("fingerprint")
+        .unwrap()
+        .to_owned();
+    let a2_fp = demo
+        .get("/me", Some(&alice2))
+        .field("fingerprint")
+        .unwrap()
+        .to_owned();
+
+    demo.post(
+        "/sessions/end",
+        Some(&alice),
+        &format!("fingerprint={bob_fp}"),
+    );
+    assert_eq!(demo.get("/me", Some(&bob)).status, 200);
+    demo.post(
+        "/sessions/end",
+        Some(&alice),
+        &format!("fingerprint={a2_fp}"),
+    );
+    assert_eq!(demo.get("/me", Some(&alice2)).status, 401);
+    assert_eq!(demo.get("/me", Some(&alice)).status, 200);
+}
+
+#[test]
+fn cross_site_posts_are_refused() {
+    let demo = Demo::start(&["--store", "memory"]);
+    let cookie = demo.login("alice");
+    let r = request(
+        demo.addr,
+        "POST",
+        "/logout",
+        &[("Cookie", &cookie), ("Origin", "https://evil.example")],
+        Some(""),
+    )
+    .unwrap();
+    assert_eq!(r.status, 403);
+    assert_eq!(
+        demo.get("/me", Some(&cookie)).status,
+        200,
+        "still logged in"
+    );
+}
+
+#[test]
+fn hostile_cookie_headers_get_clear_answers() {
+    let demo = Demo::start(&["--store", "memory"]);
+    let cookie = demo.login("alice");
+    // Two different session cookies (cookie tossing): neither is trusted.
+    let tossed = format!("latchkey-session=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA; {cookie}");
+    let r = demo.get("/me", Some(&tossed));
+    assert_eq!(r.status, 401);
+    assert_eq!(r.field("rejected"), Some("bad_cookie"));
+    // The same cookie twice is fine.
+    assert_eq!(
+        demo.get("/me", Some(&format!("{cookie}; {cookie}"))).status,
+        200
+    );
+    // Not a token: refused before the store is asked.
+    let r = demo.get("/me", Some("latchkey-session=nope"));
+    assert_eq!(r.field("rejected"), Some("malformed"));
+    // An oversized header is a bad request, not a crash.
+    let huge = format!("{cookie}; pad={}", "x".repeat(9000));
+    assert_eq!(demo.get("/me", Some(&huge)).status, 400);
+    assert_eq!(
+        demo.get("/me", Some(&cookie)).status,
+        200,
+        "server still up"
+    );
+}
+
+#[test]
+fn form_fields_are_decoded_and_user_names_escaped_in_pages() {
+    let demo = Demo::start(&["--store", "memory"]);
+    let r = demo.post(
+        "/login",
+        None,
+        "username=%3Cscript%3Ealert(1)%3C%2Fscript%3E+x&password=latchkey",
+    );
+    let cookie = r.cookie_pair();
+    assert_eq!(
+        demo.get("/me", Some(&cookie)).field("user"),
+        Some("<script>alert(1)</script> x")
+    );
+    let page = demo.get("/", Some(&cookie)).body;
+    assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt; x"));
+    assert!(!page.contains("<script>"));
+}
+
+#[test]
+fn tickets_mode_logs_in_rotates_and_logs_out_without_server_side_sessions() {
+    let demo = Demo::start(&[
+        "--store",
+        "memory",
+        "--tickets",
+        "--rotation-grace-ms",
+        "200",
+    ]);
+    let old = demo.login("alice");
+    let ticket = old.split_once('=').unwrap().1;
+    assert!(ticket.len() > 43, "a signed ticket, not a bare session ID");
+    assert_eq!(demo.get("/me", Some(&old)).field("user"), Some("alice"));
+
+    let new = demo.post("/admin", Some(&old), "").cookie_pair();
+    assert_ne!(new, old);
+    assert_eq!(demo.get("/me", Some(&new)).field("role"), Some("admin"));
+    std::thread::sleep(Duration::from_millis(600));
+    let reused = demo.get("/me", Some(&old));
+    assert_eq!(reused.status, 401, "{}", reused.body);
+    assert_eq!(reused.field("rejected"), Some("rotated_token_reused"));
+
+    // No per-session state: no session list. Logout still ends the ticket,
+    // through the revocation store.
+    assert_eq!(demo.get("/sessions", Some(&new)).status, 404);
+    demo.post("/logout", Some(&new), "");
+    assert_eq!(
+        demo.get("/me", Some(&new)).field("rejected"),
+        Some("terminated")
+    );
+}
+
+/// A private `redis-server` on a free port; killed on drop.
+#[cfg(feature = "redis")]
+struct RedisServer {
+    child: Child,
+    port: u16,
+}
+
+#[cfg(feature = "redis")]
+impl RedisServer {
+    fn start() -> RedisServer {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect(
+                "redis-server on PATH (the redis feature's tests need it; .ci/run installs it)",
+            );
+        let server = RedisServer { child, port };
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return server;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("redis-server did not come up on port {port}");
+    }
+
+    fn store_arg(&self) -> String {
+        format!("redis:redis://127.0.0.1:{}/0", self.port)
+    }
+}
+
+#[cfg(feature = "redis")]
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[cfg(feature = "redis")]
+#[test]
+fn two_instances_share_sessions_through_redis() {
+    let redis = RedisServer::start();
+    let store = redis.store_arg();
+    let a = Demo::start(&["--store", &store]);
+    let b = Demo::start(&["--store", &store]);
+    let cookie = a.login("alice");
+    assert_eq!(b.get("/me", Some(&cookie)).field("user"), Some("alice"));
+    assert_eq!(b.post("/logout", Some(&cookie), "").status, 303);
+    assert_eq!(
+        a.get("/me", Some(&cookie)).field("rejected"),
+        Some("terminated")
+    );
+}
+
+#[test]
+fn tickets_signed_by_one_instance_verify_on_another_with_the_shared_key() {
+    // The key travels in the environment, as it would from a secret store.
+    let key = "c2hhcmVkLXRpY2tldC1rZXktZm9yLXRoZS1kZW1vLXRlc3Q";
+    let a = Demo::start_with_env(
+        &["--store", "memory", "--tickets"],
+        &[("LATCHKEY_DEMO_TICKET_KEY", key)],
+    );
+    let b = Demo::start_with_env(
+        &["--store", "memory", "--tickets"],
+        &[("LATCHKEY_DEMO_TICKET_KEY", key)],
+    );
+    let cookie = a.login("alice");
+    assert_eq!(b.get("/me", Some(&cookie)).field("user"), Some("alice"));
+    let other = Demo::start(&["--store", "memory", "--tickets"]);
+    assert_eq!(
+        other.get("/me", Some(&cookie)).field("rejected"),
+        Some("bad_signature"),
+        "another key does not verify it"
+    );
+}
+
+#[test]
+fn a_restart_keeps_the_session_with_the_file_store() {
+    let dir = TempDir::new("restart");
+    let store = dir.store_arg();
+    let cookie = {
+        let before = Demo::start(&["--store", &store]);
+        before.login("alice")
+        // Dropped here: the process is killed, not asked to shut down.
+    };
+    let after = Demo::start(&["--store", &store]);
+    let me = after.get("/me", Some(&cookie));
+    assert_eq!(me.status, 200, "{}", me.body);
+    assert_eq!(me.field("user"), Some("alice"));
+}
+
+#[test]
+fn the_default_store_is_files_under_latchkey_sessions() {
+    let dir = TempDir::new("default");
+    std::fs::create_dir_all(&dir.0).unwrap();
+    let cookie = {
+        let first = Demo::spawn(&[], &[], Some(&dir.0));
+        first.login("alice")
+    };
+    assert!(dir.0.join("latchkey-sessions").is_dir());
+    let second = Demo::spawn(&[], &[], Some(&dir.0));
+    assert_eq!(
+        second.get("/me", Some(&cookie)).field("user"),
+        Some("alice")
+    );
+}
+
+#[test]
+fn two_instances_sharing_a_file_store_need_no_sticky_sessions() {
+    // The load-balancer story: requests of one browser land on either
+    // instance; both read and write one directory.
+    let dir = TempDir::new("lb");
+    let store = dir.store_arg();
+    let a = Demo::start(&["--store", &store]);
+    let b = Demo::start(&["--store", &store]);
+
+    let cookie = a.login("alice");
+    let on_b = b.get("/me", Some(&cookie));
+    assert_eq!(on_b.status, 200, "{}", on_b.body);
+    assert_eq!(on_b.field("user"), Some("alice"));
+
+    // A privilege change on B is visible on A, under the new cookie.
+    let admin = b.post("/admin", Some(&cookie), "").cookie_pair();
+    assert_eq!(a.get("/me", Some(&admin)).field("role"), Some("admin"));
+
+    // Logout on B ends it for A too.
+    assert_eq!(b.post("/logout", Some(&admin), "").status, 303);
+    let on_a = a.get("/me", Some(&admin));
+    assert_eq!(on_a.status, 401);
+    assert_eq!(on_a.field("rejected"), Some("terminated"));
+}
+
+#[test]
+fn log_out_everywhere_else_reaches_sessions_made_by_another_instance() {
+    let dir = TempDir::new("lb-all");
+    let store = dir.store_arg();
+    let a = Demo::start(&["--store", &store]);
+    let b = Demo::start(&["--store", &store]);
+    let laptop = a.login("alice");
+    let phone = b.login("alice");
+    assert!(
+        a.get("/sessions", Some(&laptop))
+            .body
+            .contains("2 live session(s)")
+    );
+    a.post("/sessions/others", Some(&laptop), "");
+    assert_eq!(
+        b.get("/me", Some(&phone)).field("rejected"),
+        Some("terminated")
+    );
+    assert_eq!(b.get("/me", Some(&laptop)).status, 200);
+}
