@@ -248,6 +248,14 @@ impl Default for CookieConfig {
 
 impl CookieConfig {
     /// A builder starting from the secure defaults.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{CookieConfig, CookieError, CookieLifetime, SameSite};
+    /// let c = CookieConfig::builder().with_same_site(SameSite::Strict).build()?;
+    /// assert_eq!(c.same_site(), SameSite::Strict);
+    /// # Ok::<(), latchkey::CookieError>(())
+    /// ```
     pub fn builder() -> CookieConfigBuilder {
         CookieConfigBuilder::default()
     }
@@ -305,21 +313,46 @@ impl CookieConfig {
     }
 
     /// The cookie name.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{CookieConfig, CookieError, CookieLifetime, SameSite};
+    /// assert_eq!(CookieConfig::default().name(), "__Host-session");
+    /// ```
     pub fn name(&self) -> &str {
         &self.name
     }
 
     /// Whether the cookie carries `Secure`.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{CookieConfig, CookieError, CookieLifetime, SameSite};
+    /// assert!(CookieConfig::default().is_secure());
+    /// assert!(!CookieConfig::danger_insecure_http().is_secure());
+    /// ```
     pub fn is_secure(&self) -> bool {
         self.secure
     }
 
     /// The `SameSite` attribute.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{CookieConfig, CookieError, CookieLifetime, SameSite};
+    /// assert_eq!(CookieConfig::default().same_site(), SameSite::Lax);
+    /// ```
     pub fn same_site(&self) -> SameSite {
         self.same_site
     }
 
     /// How long the browser keeps the cookie.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{CookieConfig, CookieError, CookieLifetime, SameSite};
+    /// assert_eq!(CookieConfig::default().lifetime(), CookieLifetime::BrowserSession);
+    /// ```
     pub fn lifetime(&self) -> CookieLifetime {
         self.lifetime
     }
@@ -567,18 +600,40 @@ impl Default for CookieConfigBuilder {
 impl CookieConfigBuilder {
     /// Names the cookie. Keep a `__Host-` prefix unless you need a
     /// `Domain` or a narrower path (then prefer `__Secure-`).
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{CookieConfig, CookieError, CookieLifetime, SameSite};
+    /// let c = CookieConfig::builder().with_name("__Host-app").build()?;
+    /// assert_eq!(c.name(), "__Host-app");
+    /// # Ok::<(), latchkey::CookieError>(())
+    /// ```
     pub fn with_name(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();
         self
     }
 
     /// Sets `SameSite`.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{CookieConfig, CookieError, CookieLifetime, SameSite};
+    /// let err = CookieConfig::builder().with_same_site(SameSite::None).danger_insecure_http().build();
+    /// assert!(err.is_err()); // SameSite=None needs Secure
+    /// ```
     pub fn with_same_site(mut self, same_site: SameSite) -> Self {
         self.same_site = same_site;
         self
     }
 
     /// Sets `Path` (default `/`).
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{CookieConfig, CookieError, CookieLifetime, SameSite};
+    /// // __Host- cookies must use Path=/.
+    /// assert_eq!(CookieConfig::builder().with_path("/app").build().unwrap_err(), CookieError::HostPrefixWithPath);
+    /// ```
     pub fn with_path(mut self, path: impl Into<String>) -> Self {
         self.path = path.into();
         self
@@ -586,6 +641,12 @@ impl CookieConfigBuilder {
 
     /// Sets `Domain`, sharing the cookie with every subdomain of `domain`
     /// (and exposing it to all of them). Incompatible with `__Host-`.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{CookieConfig, CookieError, CookieLifetime, SameSite};
+    /// assert_eq!(CookieConfig::builder().with_domain("example.com").build().unwrap_err(), CookieError::HostPrefixWithDomain);
+    /// ```
     pub fn with_domain(mut self, domain: impl Into<String>) -> Self {
         self.domain = Some(domain.into());
         self
@@ -593,6 +654,14 @@ impl CookieConfigBuilder {
 
     /// Chooses a browser-session cookie (default) or one that lives until
     /// the session's absolute deadline.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{CookieConfig, CookieError, CookieLifetime, SameSite};
+    /// let c = CookieConfig::builder().with_lifetime(CookieLifetime::UntilAbsoluteDeadline).build()?;
+    /// assert_eq!(c.lifetime(), CookieLifetime::UntilAbsoluteDeadline);
+    /// # Ok::<(), latchkey::CookieError>(())
+    /// ```
     pub fn with_lifetime(mut self, lifetime: CookieLifetime) -> Self {
         self.lifetime = lifetime;
         self
@@ -600,6 +669,14 @@ impl CookieConfigBuilder {
 
     /// Caps the `Cookie` header(s) [`CookieConfig::find_token`] will read
     /// (default [`DEFAULT_MAX_HEADER_BYTES`]).
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{CookieConfig, CookieError, CookieLifetime, SameSite};
+    /// let c = CookieConfig::builder().with_max_header_bytes(64).build()?;
+    /// assert!(c.find_token(&"a=b; ".repeat(100)).is_err());
+    /// # Ok::<(), latchkey::CookieError>(())
+    /// ```
     pub fn with_max_header_bytes(mut self, n: usize) -> Self {
         self.max_header_bytes = n;
         self
@@ -611,6 +688,14 @@ impl CookieConfigBuilder {
     /// local development on `127.0.0.1` only. A `__Host-` or `__Secure-`
     /// name, or `SameSite=None`, still requires `Secure`, so rename the
     /// cookie too (or use [`CookieConfig::danger_insecure_http`]).
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{CookieConfig, CookieError, CookieLifetime, SameSite};
+    /// let dev = CookieConfig::danger_insecure_http();
+    /// assert!(!dev.is_secure());
+    /// assert!(!dev.name().starts_with("__Host-"));
+    /// ```
     pub fn danger_insecure_http(mut self) -> Self {
         self.secure = false;
         self
@@ -621,6 +706,14 @@ impl CookieConfigBuilder {
     ///
     /// **Risky**: only for a client that must read the token from script
     /// and has no safer channel.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{CookieConfig, CookieError, CookieLifetime, SameSite};
+    /// let c = CookieConfig::builder().danger_script_readable().build()?;
+    /// assert!(c.is_secure());
+    /// # Ok::<(), latchkey::CookieError>(())
+    /// ```
     pub fn danger_script_readable(mut self) -> Self {
         self.http_only = false;
         self
@@ -636,6 +729,13 @@ impl CookieConfigBuilder {
     /// [`CookieError::HostPrefixWithPath`],
     /// [`CookieError::SecurePrefixWithoutSecure`],
     /// [`CookieError::SameSiteNoneWithoutSecure`].
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{CookieConfig, CookieError, CookieLifetime, SameSite};
+    /// assert_eq!(CookieConfig::builder().build()?, CookieConfig::default());
+    /// # Ok::<(), latchkey::CookieError>(())
+    /// ```
     pub fn build(self) -> Result<CookieConfig, CookieError> {
         if self.name.is_empty() || !self.name.bytes().all(is_tchar) {
             return Err(CookieError::InvalidName);

@@ -71,6 +71,13 @@ impl SessionId {
 
     /// A fresh random ID from the thread-local CSPRNG, which the operating
     /// system seeds and periodically reseeds.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::SessionId;
+    /// let id = SessionId::generate();
+    /// assert_ne!(id, SessionId::generate());
+    /// ```
     pub fn generate() -> SessionId {
         let mut bytes = [0u8; 32];
         rand::rng().fill_bytes(&mut bytes);
@@ -134,16 +141,38 @@ impl SessionId {
     ///
     /// This is the secret. Give it to the client (a cookie, a header) and to
     /// nothing else.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::SessionId;
+    /// let id = SessionId::generate();
+    /// assert_eq!(SessionId::parse(&id.to_token()), Ok(id));
+    /// ```
     pub fn to_token(&self) -> String {
         URL_SAFE_NO_PAD.encode(self.0)
     }
 
     /// The key a store files this session under: SHA-256 of the ID's bytes.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::SessionId;
+    /// let id = SessionId::generate();
+    /// assert_eq!(id.store_key(), id.clone().store_key()); // deterministic
+    /// assert_eq!(id.store_key().to_hex().len(), 64);
+    /// ```
     pub fn store_key(&self) -> StoreKey {
         StoreKey(Sha256::digest(self.0).into())
     }
 
     /// The log-safe fingerprint, derived from the store key.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::SessionId;
+    /// let id = SessionId::generate();
+    /// assert_eq!(id.fingerprint(), id.store_key().fingerprint());
+    /// ```
     pub fn fingerprint(&self) -> Fingerprint {
         self.store_key().fingerprint()
     }
@@ -246,21 +275,47 @@ pub struct StoreKey([u8; 32]);
 
 impl StoreKey {
     /// A key from its 32 bytes.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::StoreKey;
+    /// let k = StoreKey::from_bytes([7; 32]);
+    /// assert_eq!(k.as_bytes(), &[7; 32]);
+    /// ```
     pub const fn from_bytes(bytes: [u8; 32]) -> StoreKey {
         StoreKey(bytes)
     }
 
     /// The key's 32 bytes.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::StoreKey;
+    /// assert_eq!(StoreKey::from_bytes([1; 32]).as_bytes()[0], 1);
+    /// ```
     pub const fn as_bytes(&self) -> &[u8; 32] {
         &self.0
     }
 
     /// 64 lowercase hex digits.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::StoreKey;
+    /// assert_eq!(StoreKey::from_bytes([0xab; 32]).to_hex(), "ab".repeat(32));
+    /// ```
     pub fn to_hex(&self) -> String {
         hex(&self.0)
     }
 
     /// Parses 64 hex digits (either case); `None` for anything else.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::StoreKey;
+    /// assert!(StoreKey::from_hex(&"0".repeat(64)).is_some());
+    /// assert!(StoreKey::from_hex("../../etc/passwd").is_none());
+    /// ```
     pub fn from_hex(s: &str) -> Option<StoreKey> {
         let b = s.as_bytes();
         if b.len() != 64 {
@@ -274,6 +329,12 @@ impl StoreKey {
     }
 
     /// The short log-safe name of this session.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::StoreKey;
+    /// assert_eq!(StoreKey::from_bytes([0xab; 32]).fingerprint().to_string(), "abababababab");
+    /// ```
     pub fn fingerprint(&self) -> Fingerprint {
         let mut fp = [0u8; 6];
         fp.copy_from_slice(&self.0[..6]);

@@ -135,6 +135,13 @@ pub struct StoreManager<S> {
 
 impl<S: Store> StoreManager<S> {
     /// A manager over `store` with [`Policy::default`] and the system clock.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{MemoryStore, NewSession, SessionManager, StoreManager};
+    /// let manager = StoreManager::new(MemoryStore::new());
+    /// assert!(manager.store().is_empty());
+    /// ```
     pub fn new(store: S) -> StoreManager<S> {
         StoreManager {
             store,
@@ -145,6 +152,13 @@ impl<S: Store> StoreManager<S> {
     }
 
     /// Uses `policy`.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{MemoryStore, Policy, StoreManager};
+    /// let manager = StoreManager::new(MemoryStore::new()).with_policy(Policy::nist_aal3());
+    /// assert_eq!(manager.policy(), &Policy::nist_aal3());
+    /// ```
     #[must_use]
     pub fn with_policy(mut self, policy: Policy) -> StoreManager<S> {
         self.policy = policy;
@@ -152,6 +166,17 @@ impl<S: Store> StoreManager<S> {
     }
 
     /// Takes time from `clock` (share it with the store if the store sweeps).
+    ///
+    /// # Example
+    /// ```
+    /// use std::sync::Arc;
+    /// use latchkey::{ManualClock, MemoryStore, NewSession, SessionManager, StoreManager, Timestamp};
+    /// let clock = Arc::new(ManualClock::new(Timestamp::from_unix_millis(1_800_000_000_000)));
+    /// let manager = StoreManager::new(MemoryStore::new()).with_clock(clock);
+    /// let issued = manager.create(NewSession::new())?;
+    /// assert_eq!(manager.load(issued.token())?.session.created_at().as_unix_millis(), 1_800_000_000_000);
+    /// # Ok::<(), latchkey::Error>(())
+    /// ```
     #[must_use]
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> StoreManager<S> {
         self.clock = clock;
@@ -159,6 +184,20 @@ impl<S: Store> StoreManager<S> {
     }
 
     /// Reports lifecycle events to `observer`.
+    ///
+    /// # Example
+    /// ```
+    /// use std::sync::Arc;
+    /// use latchkey::{Event, MemoryStore, NewSession, Observer, SessionManager, StoreManager};
+    /// #[derive(Debug)]
+    /// struct Log;
+    /// impl Observer for Log {
+    ///     fn on_event(&self, event: &Event) { println!("{event}"); }
+    /// }
+    /// let manager = StoreManager::new(MemoryStore::new()).with_observer(Arc::new(Log));
+    /// manager.create(NewSession::new())?; // prints "session created: <fingerprint>"
+    /// # Ok::<(), latchkey::Error>(())
+    /// ```
     #[must_use]
     pub fn with_observer(mut self, observer: Arc<dyn Observer>) -> StoreManager<S> {
         self.observer = Some(observer);
@@ -166,11 +205,26 @@ impl<S: Store> StoreManager<S> {
     }
 
     /// The store.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{MemoryStore, NewSession, SessionManager, StoreManager};
+    /// let manager = StoreManager::new(MemoryStore::new());
+    /// manager.create(NewSession::new())?;
+    /// assert_eq!(manager.store().len(), 1);
+    /// # Ok::<(), latchkey::Error>(())
+    /// ```
     pub fn store(&self) -> &S {
         &self.store
     }
 
     /// The policy.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{MemoryStore, Policy, StoreManager};
+    /// assert_eq!(StoreManager::new(MemoryStore::new()).policy(), &Policy::default());
+    /// ```
     pub fn policy(&self) -> &Policy {
         &self.policy
     }
@@ -256,6 +310,18 @@ impl<S: Store> StoreManager<S> {
     ///
     /// # Errors
     /// As for [`SessionManager::create`].
+    ///
+    /// # Example
+    /// ```
+    /// use std::{sync::Arc, time::Duration};
+    /// use latchkey::{Error, ManualClock, MemoryStore, NewSession, StoreManager, Timestamp};
+    /// let t0 = Timestamp::from_unix_millis(1_800_000_000_000);
+    /// let clock = Arc::new(ManualClock::new(t0));
+    /// let manager = StoreManager::new(MemoryStore::new().with_clock(clock.clone())).with_clock(clock);
+    /// let issued = manager.create_at(NewSession::new(), t0)?;
+    /// assert_eq!(issued.absolute_deadline(), t0.saturating_add(Duration::from_secs(8 * 3600)));
+    /// # Ok::<(), latchkey::Error>(())
+    /// ```
     pub fn create_at(&self, new: NewSession, now: Timestamp) -> Result<Issued, Error> {
         let data = SessionData::from_map(new.data);
         self.check_size(&data)?;
@@ -350,6 +416,20 @@ impl<S: Store> StoreManager<S> {
     ///
     /// # Errors
     /// As for [`SessionManager::load`].
+    ///
+    /// # Example
+    /// ```
+    /// use std::{sync::Arc, time::Duration};
+    /// use latchkey::{Error, ManualClock, MemoryStore, NewSession, StoreManager, Timestamp};
+    /// let t0 = Timestamp::from_unix_millis(1_800_000_000_000);
+    /// let clock = Arc::new(ManualClock::new(t0));
+    /// let manager = StoreManager::new(MemoryStore::new().with_clock(clock.clone())).with_clock(clock);
+    /// let issued = manager.create_at(NewSession::new(), t0)?;
+    /// // Unused for longer than the idle timeout (20 min by default):
+    /// let later = t0.saturating_add(Duration::from_secs(21 * 60));
+    /// assert!(matches!(manager.load_at(issued.token(), later), Err(Error::IdleExpired { .. })));
+    /// # Ok::<(), latchkey::Error>(())
+    /// ```
     pub fn load_at(&self, token: &str, now: Timestamp) -> Result<Loaded, Error> {
         let id = match SessionId::parse(token) {
             Ok(id) => id,
@@ -563,6 +643,21 @@ impl<S: Store> StoreManager<S> {
     ///
     /// # Errors
     /// As for [`SessionManager::save`].
+    ///
+    /// # Example
+    /// ```
+    /// use std::{sync::Arc, time::Duration};
+    /// use latchkey::{Error, ManualClock, MemoryStore, NewSession, StoreManager, Timestamp};
+    /// let t0 = Timestamp::from_unix_millis(1_800_000_000_000);
+    /// let clock = Arc::new(ManualClock::new(t0));
+    /// let manager = StoreManager::new(MemoryStore::new().with_clock(clock.clone())).with_clock(clock);
+    /// let issued = manager.create_at(NewSession::new(), t0)?;
+    /// let mut s = manager.load_at(issued.token(), t0)?.session;
+    /// s.insert("theme", &"dark")?;
+    /// manager.save_at(&mut s, t0)?;
+    /// assert_eq!(s.version(), 2);
+    /// # Ok::<(), latchkey::Error>(())
+    /// ```
     pub fn save_at(&self, session: &mut Session, now: Timestamp) -> Result<Option<Issued>, Error> {
         if !session.is_modified() {
             return Ok(None);
@@ -629,6 +724,22 @@ impl<S: Store> StoreManager<S> {
     ///
     /// # Errors
     /// As for [`SessionManager::rotate`].
+    ///
+    /// # Example
+    /// ```
+    /// use std::{sync::Arc, time::Duration};
+    /// use latchkey::{Error, ManualClock, MemoryStore, NewSession, StoreManager, Timestamp};
+    /// let t0 = Timestamp::from_unix_millis(1_800_000_000_000);
+    /// let clock = Arc::new(ManualClock::new(t0));
+    /// let manager = StoreManager::new(MemoryStore::new().with_clock(clock.clone())).with_clock(clock);
+    /// let issued = manager.create_at(NewSession::new(), t0)?;
+    /// let mut s = manager.load_at(issued.token(), t0)?.session;
+    /// let fresh = manager.rotate_at(&mut s, t0)?;
+    /// // Within the grace window the old token still works and hands back the new one.
+    /// let l = manager.load_at(issued.token(), t0.saturating_add(Duration::from_secs(5)))?;
+    /// assert_eq!(l.reissue.map(|i| i.fingerprint()), Some(fresh.fingerprint()));
+    /// # Ok::<(), latchkey::Error>(())
+    /// ```
     pub fn rotate_at(&self, session: &mut Session, now: Timestamp) -> Result<Issued, Error> {
         let from = session.fingerprint();
         let id = self.rotate_inner(session, now)?;
@@ -643,6 +754,22 @@ impl<S: Store> StoreManager<S> {
     ///
     /// # Errors
     /// As for [`SessionManager::login`].
+    ///
+    /// # Example
+    /// ```
+    /// use std::{sync::Arc, time::Duration};
+    /// use latchkey::{Error, ManualClock, MemoryStore, NewSession, StoreManager, Timestamp};
+    /// let t0 = Timestamp::from_unix_millis(1_800_000_000_000);
+    /// let clock = Arc::new(ManualClock::new(t0));
+    /// let manager = StoreManager::new(MemoryStore::new().with_clock(clock.clone())).with_clock(clock);
+    /// let issued = manager.create_at(NewSession::new(), t0)?;
+    /// let mut s = manager.load_at(issued.token(), t0)?.session;
+    /// let later = t0.saturating_add(Duration::from_secs(60));
+    /// manager.login_at(&mut s, "alice", later)?;
+    /// assert_eq!(s.authenticated_at(), Some(later));
+    /// assert_eq!(s.created_at(), t0); // the absolute deadline does not move
+    /// # Ok::<(), latchkey::Error>(())
+    /// ```
     pub fn login_at(
         &self,
         session: &mut Session,
@@ -693,6 +820,20 @@ impl<S: Store> StoreManager<S> {
     ///
     /// # Errors
     /// As for [`SessionManager::terminate`].
+    ///
+    /// # Example
+    /// ```
+    /// use std::{sync::Arc, time::Duration};
+    /// use latchkey::{Error, ManualClock, MemoryStore, NewSession, StoreManager, Timestamp};
+    /// let t0 = Timestamp::from_unix_millis(1_800_000_000_000);
+    /// let clock = Arc::new(ManualClock::new(t0));
+    /// let manager = StoreManager::new(MemoryStore::new().with_clock(clock.clone())).with_clock(clock);
+    /// let issued = manager.create_at(NewSession::new(), t0)?;
+    /// let s = manager.load_at(issued.token(), t0)?.session;
+    /// manager.terminate_at(&s, t0)?;
+    /// assert!(matches!(manager.load_at(issued.token(), t0), Err(Error::Terminated { .. })));
+    /// # Ok::<(), latchkey::Error>(())
+    /// ```
     pub fn terminate_at(&self, session: &Session, now: Timestamp) -> Result<(), Error> {
         self.end(&session.key, EndReason::Logout, now)?;
         Ok(())
@@ -743,6 +884,16 @@ impl<S: Store> StoreManager<S> {
     ///
     /// # Errors
     /// Store errors.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{MemoryStore, NewSession, SessionManager, StoreManager};
+    /// let manager = StoreManager::new(MemoryStore::new());
+    /// manager.create(NewSession::new().with_user("alice").with_device("phone"))?;
+    /// let list = manager.sessions_of("alice")?;
+    /// assert_eq!(list[0].device.as_deref(), Some("phone"));
+    /// # Ok::<(), latchkey::Error>(())
+    /// ```
     pub fn sessions_of(&self, user: &str) -> Result<Vec<SessionInfo>, Error> {
         let now = self.clock.now();
         let mut out: Vec<SessionInfo> = self
@@ -775,6 +926,19 @@ impl<S: Store> StoreManager<S> {
     ///
     /// # Errors
     /// Store errors; sessions ended before the error stay ended.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{MemoryStore, NewSession, SessionManager, StoreManager};
+    /// let manager = StoreManager::new(MemoryStore::new());
+    /// let here = manager.create(NewSession::new().with_user("alice"))?;
+    /// let there = manager.create(NewSession::new().with_user("alice"))?;
+    /// let current = manager.load(here.token())?.session;
+    /// assert_eq!(manager.terminate_all("alice", Some(&current))?, 1);
+    /// assert!(manager.load(there.token()).is_err());
+    /// assert!(manager.load(here.token()).is_ok());
+    /// # Ok::<(), latchkey::Error>(())
+    /// ```
     pub fn terminate_all(&self, user: &str, except: Option<&Session>) -> Result<usize, Error> {
         let now = self.clock.now();
         let mut n = 0;
@@ -796,6 +960,17 @@ impl<S: Store> StoreManager<S> {
     ///
     /// # Errors
     /// Store errors.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{MemoryStore, NewSession, SessionManager, StoreManager};
+    /// let manager = StoreManager::new(MemoryStore::new());
+    /// let phone = manager.create(NewSession::new().with_user("alice"))?;
+    /// assert!(!manager.terminate_by_fingerprint("mallory", phone.fingerprint())?);
+    /// assert!(manager.terminate_by_fingerprint("alice", phone.fingerprint())?);
+    /// assert!(manager.load(phone.token()).is_err());
+    /// # Ok::<(), latchkey::Error>(())
+    /// ```
     pub fn terminate_by_fingerprint(
         &self,
         user: &str,
@@ -814,6 +989,15 @@ impl<S: Store> StoreManager<S> {
     ///
     /// # Errors
     /// Store errors.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{MemoryStore, NewSession, SessionManager, StoreManager};
+    /// let manager = StoreManager::new(MemoryStore::new());
+    /// manager.create(NewSession::new())?;
+    /// assert_eq!(manager.purge_expired()?, 0); // nothing has expired yet
+    /// # Ok::<(), latchkey::Error>(())
+    /// ```
     pub fn purge_expired(&self) -> Result<usize, Error> {
         Ok(self.store.purge_expired(self.clock.now())?)
     }

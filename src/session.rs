@@ -60,6 +60,12 @@ impl SessionData {
     }
 
     /// The encoded JSON object.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::SessionData;
+    /// assert_eq!(SessionData::default().encoded().len(), 0);
+    /// ```
     pub fn encoded(&self) -> Arc<str> {
         if self.dirty {
             match self.map.get() {
@@ -169,18 +175,42 @@ pub struct NewSession {
 
 impl NewSession {
     /// An anonymous session with no data.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::NewSession;
+    /// let _anonymous = NewSession::new();
+    /// ```
     pub fn new() -> NewSession {
         NewSession::default()
     }
 
     /// Binds the session to a user who just authenticated: the session's
     /// authentication time is its creation time.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{MemoryStore, NewSession, SessionManager, StoreManager};
+    /// let manager = StoreManager::new(MemoryStore::new());
+    /// let issued = manager.create(NewSession::new().with_user("alice"))?;
+    /// assert_eq!(manager.load(issued.token())?.session.user(), Some("alice"));
+    /// # Ok::<(), latchkey::Error>(())
+    /// ```
     pub fn with_user(mut self, user: impl Into<String>) -> NewSession {
         self.user = Some(user.into());
         self
     }
 
     /// Labels the device or client.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{MemoryStore, NewSession, SessionManager, StoreManager};
+    /// let manager = StoreManager::new(MemoryStore::new());
+    /// let issued = manager.create(NewSession::new().with_device("phone"))?;
+    /// assert_eq!(manager.load(issued.token())?.session.device(), Some("phone"));
+    /// # Ok::<(), latchkey::Error>(())
+    /// ```
     pub fn with_device(mut self, device: impl Into<String>) -> NewSession {
         self.device = Some(device.into());
         self
@@ -190,6 +220,16 @@ impl NewSession {
     ///
     /// # Errors
     /// [`Error::Data`] if the value does not serialize to JSON.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{MemoryStore, NewSession, SessionManager, StoreManager};
+    /// let manager = StoreManager::new(MemoryStore::new());
+    /// let issued = manager.create(NewSession::new().with_value("lang", &"fr")?)?;
+    /// let s = manager.load(issued.token())?.session;
+    /// assert_eq!(s.get::<String>("lang")?.as_deref(), Some("fr"));
+    /// # Ok::<(), latchkey::Error>(())
+    /// ```
     pub fn with_value<T: Serialize + ?Sized>(
         mut self,
         key: &str,
@@ -241,57 +281,172 @@ pub struct Session {
 
 impl Session {
     /// The log-safe name of this session.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{MemoryStore, NewSession, SessionManager, StoreManager};
+    /// let manager = StoreManager::new(MemoryStore::new());
+    /// let issued = manager.create(NewSession::new().with_user("alice").with_device("phone"))?;
+    /// let mut session = manager.load(issued.token())?.session;
+    /// assert_eq!(session.fingerprint(), issued.fingerprint());
+    /// # Ok::<(), latchkey::Error>(())
+    /// ```
     pub fn fingerprint(&self) -> Fingerprint {
         self.key.fingerprint()
     }
 
     /// The store key (not secret).
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{MemoryStore, NewSession, SessionManager, StoreManager};
+    /// let manager = StoreManager::new(MemoryStore::new());
+    /// let issued = manager.create(NewSession::new().with_user("alice").with_device("phone"))?;
+    /// let mut session = manager.load(issued.token())?.session;
+    /// assert!(session.store_key().to_hex().starts_with(&session.fingerprint().to_string()));
+    /// # Ok::<(), latchkey::Error>(())
+    /// ```
     pub fn store_key(&self) -> &StoreKey {
         &self.key
     }
 
     /// The store version this copy was loaded at.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{MemoryStore, NewSession, SessionManager, StoreManager};
+    /// let manager = StoreManager::new(MemoryStore::new());
+    /// let issued = manager.create(NewSession::new().with_user("alice").with_device("phone"))?;
+    /// let mut session = manager.load(issued.token())?.session;
+    /// session.insert("k", &1)?;
+    /// manager.save(&mut session)?;
+    /// assert_eq!(session.version(), 2);
+    /// # Ok::<(), latchkey::Error>(())
+    /// ```
     pub fn version(&self) -> u64 {
         self.version
     }
 
     /// When the session was created (rotation keeps this).
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{MemoryStore, NewSession, SessionManager, StoreManager};
+    /// let manager = StoreManager::new(MemoryStore::new());
+    /// let issued = manager.create(NewSession::new().with_user("alice").with_device("phone"))?;
+    /// let mut session = manager.load(issued.token())?.session;
+    /// assert!(session.created_at() <= session.last_seen());
+    /// # Ok::<(), latchkey::Error>(())
+    /// ```
     pub fn created_at(&self) -> Timestamp {
         self.created_at
     }
 
     /// The last recorded activity.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{MemoryStore, NewSession, SessionManager, StoreManager};
+    /// let manager = StoreManager::new(MemoryStore::new());
+    /// let issued = manager.create(NewSession::new().with_user("alice").with_device("phone"))?;
+    /// let mut session = manager.load(issued.token())?.session;
+    /// assert!(session.last_seen() < session.idle_deadline());
+    /// # Ok::<(), latchkey::Error>(())
+    /// ```
     pub fn last_seen(&self) -> Timestamp {
         self.last_seen
     }
 
     /// When the user last authenticated in this session, for step-up checks
     /// ("re-enter your password if you logged in over 10 minutes ago").
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{MemoryStore, NewSession, SessionManager, StoreManager};
+    /// let manager = StoreManager::new(MemoryStore::new());
+    /// let issued = manager.create(NewSession::new().with_user("alice").with_device("phone"))?;
+    /// let mut session = manager.load(issued.token())?.session;
+    /// // Created with a user: authenticated at creation.
+    /// assert_eq!(session.authenticated_at(), Some(session.created_at()));
+    /// # Ok::<(), latchkey::Error>(())
+    /// ```
     pub fn authenticated_at(&self) -> Option<Timestamp> {
         self.auth_at
     }
 
     /// When the session ends however active it is.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{MemoryStore, NewSession, SessionManager, StoreManager};
+    /// let manager = StoreManager::new(MemoryStore::new());
+    /// let issued = manager.create(NewSession::new().with_user("alice").with_device("phone"))?;
+    /// let mut session = manager.load(issued.token())?.session;
+    /// assert!(session.idle_deadline() <= session.absolute_deadline());
+    /// # Ok::<(), latchkey::Error>(())
+    /// ```
     pub fn absolute_deadline(&self) -> Timestamp {
         self.absolute_deadline
     }
 
     /// When the session ends if unused from now on.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{MemoryStore, NewSession, SessionManager, StoreManager};
+    /// let manager = StoreManager::new(MemoryStore::new());
+    /// let issued = manager.create(NewSession::new().with_user("alice").with_device("phone"))?;
+    /// let mut session = manager.load(issued.token())?.session;
+    /// assert!(session.idle_deadline() > session.last_seen());
+    /// # Ok::<(), latchkey::Error>(())
+    /// ```
     pub fn idle_deadline(&self) -> Timestamp {
         self.idle_deadline
     }
 
     /// The authenticated user, if any.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{MemoryStore, NewSession, SessionManager, StoreManager};
+    /// let manager = StoreManager::new(MemoryStore::new());
+    /// let issued = manager.create(NewSession::new().with_user("alice").with_device("phone"))?;
+    /// let mut session = manager.load(issued.token())?.session;
+    /// assert_eq!(session.user(), Some("alice"));
+    /// # Ok::<(), latchkey::Error>(())
+    /// ```
     pub fn user(&self) -> Option<&str> {
         self.user.as_deref()
     }
 
     /// The device label, if any.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{MemoryStore, NewSession, SessionManager, StoreManager};
+    /// let manager = StoreManager::new(MemoryStore::new());
+    /// let issued = manager.create(NewSession::new().with_user("alice").with_device("phone"))?;
+    /// let mut session = manager.load(issued.token())?.session;
+    /// assert_eq!(session.device(), Some("phone"));
+    /// # Ok::<(), latchkey::Error>(())
+    /// ```
     pub fn device(&self) -> Option<&str> {
         self.device.as_deref()
     }
 
     /// Whether the data changed since the session was loaded or saved.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{MemoryStore, NewSession, SessionManager, StoreManager};
+    /// let manager = StoreManager::new(MemoryStore::new());
+    /// let issued = manager.create(NewSession::new().with_user("alice").with_device("phone"))?;
+    /// let mut session = manager.load(issued.token())?.session;
+    /// assert!(!session.is_modified());
+    /// session.insert("k", &1)?;
+    /// assert!(session.is_modified());
+    /// # Ok::<(), latchkey::Error>(())
+    /// ```
     pub fn is_modified(&self) -> bool {
         self.data.dirty
     }
@@ -300,6 +455,19 @@ impl Session {
     ///
     /// # Errors
     /// [`Error::Data`] if the stored value does not decode as `T`.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{MemoryStore, NewSession, SessionManager, StoreManager};
+    /// let manager = StoreManager::new(MemoryStore::new());
+    /// let issued = manager.create(NewSession::new().with_user("alice").with_device("phone"))?;
+    /// let mut session = manager.load(issued.token())?.session;
+    /// session.insert("n", &7u32)?;
+    /// assert_eq!(session.get::<u32>("n")?, Some(7));
+    /// assert!(session.get::<String>("n").is_err()); // wrong type: a typed error
+    /// assert_eq!(session.get::<u32>("missing")?, None);
+    /// # Ok::<(), latchkey::Error>(())
+    /// ```
     pub fn get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, Error> {
         match self.data.map().get(key) {
             None => Ok(None),
@@ -315,6 +483,17 @@ impl Session {
     /// # Errors
     /// [`Error::Data`] if the value does not encode as JSON; the data is then
     /// unchanged.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{MemoryStore, NewSession, SessionManager, StoreManager};
+    /// let manager = StoreManager::new(MemoryStore::new());
+    /// let issued = manager.create(NewSession::new().with_user("alice").with_device("phone"))?;
+    /// let mut session = manager.load(issued.token())?.session;
+    /// session.insert("cart", &["book"])?;
+    /// assert_eq!(session.get::<Vec<String>>("cart")?, Some(vec!["book".into()]));
+    /// # Ok::<(), latchkey::Error>(())
+    /// ```
     pub fn insert<T: Serialize + ?Sized>(&mut self, key: &str, value: &T) -> Result<(), Error> {
         let v = serde_json::to_value(value).map_err(|source| Error::Data {
             key: key.into(),
@@ -325,6 +504,18 @@ impl Session {
     }
 
     /// Removes a data value; returns whether it was there.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{MemoryStore, NewSession, SessionManager, StoreManager};
+    /// let manager = StoreManager::new(MemoryStore::new());
+    /// let issued = manager.create(NewSession::new().with_user("alice").with_device("phone"))?;
+    /// let mut session = manager.load(issued.token())?.session;
+    /// session.insert("k", &1)?;
+    /// assert!(session.remove("k"));
+    /// assert!(!session.remove("k"));
+    /// # Ok::<(), latchkey::Error>(())
+    /// ```
     pub fn remove(&mut self, key: &str) -> bool {
         if !self.data.map().contains_key(key) {
             return false;
@@ -333,6 +524,18 @@ impl Session {
     }
 
     /// Removes all data.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{MemoryStore, NewSession, SessionManager, StoreManager};
+    /// let manager = StoreManager::new(MemoryStore::new());
+    /// let issued = manager.create(NewSession::new().with_user("alice").with_device("phone"))?;
+    /// let mut session = manager.load(issued.token())?.session;
+    /// session.insert("a", &1)?;
+    /// session.clear();
+    /// assert_eq!(session.keys().count(), 0);
+    /// # Ok::<(), latchkey::Error>(())
+    /// ```
     pub fn clear(&mut self) {
         if !self.data.is_empty() {
             self.data.map_mut().clear();
@@ -340,11 +543,34 @@ impl Session {
     }
 
     /// The data keys.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{MemoryStore, NewSession, SessionManager, StoreManager};
+    /// let manager = StoreManager::new(MemoryStore::new());
+    /// let issued = manager.create(NewSession::new().with_user("alice").with_device("phone"))?;
+    /// let mut session = manager.load(issued.token())?.session;
+    /// session.insert("a", &1)?;
+    /// session.insert("b", &2)?;
+    /// assert_eq!(session.keys().collect::<Vec<_>>(), ["a", "b"]);
+    /// # Ok::<(), latchkey::Error>(())
+    /// ```
     pub fn keys(&self) -> impl Iterator<Item = &str> {
         self.data.map().keys().map(String::as_str)
     }
 
     /// The data, encoded.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{MemoryStore, NewSession, SessionManager, StoreManager};
+    /// let manager = StoreManager::new(MemoryStore::new());
+    /// let issued = manager.create(NewSession::new().with_user("alice").with_device("phone"))?;
+    /// let mut session = manager.load(issued.token())?.session;
+    /// session.insert("a", &1)?;
+    /// assert_eq!(session.data().encoded().as_ref(), r#"{"a":1}"#);
+    /// # Ok::<(), latchkey::Error>(())
+    /// ```
     pub fn data(&self) -> &SessionData {
         &self.data
     }
@@ -382,6 +608,14 @@ pub struct Issued {
 impl Issued {
     /// Assembles an issued token. For [`SessionManager`](crate::SessionManager)
     /// implementations outside this crate.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{Fingerprint, Issued, Timestamp};
+    /// let t = Timestamp::from_unix_millis(0);
+    /// let issued = Issued::new("token".into(), Fingerprint::from_hex("0123456789ab").unwrap(), t, t);
+    /// assert_eq!(issued.token(), "token");
+    /// ```
     pub fn new(
         token: String,
         fingerprint: Fingerprint,
@@ -398,22 +632,59 @@ impl Issued {
 
     /// The secret token: the cookie value. Send it to the client and nowhere
     /// else.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{MemoryStore, NewSession, SessionManager, StoreManager};
+    /// let manager = StoreManager::new(MemoryStore::new());
+    /// let issued = manager.create(NewSession::new())?;
+    /// assert_eq!(issued.token().len(), 43);
+    /// assert!(!format!("{issued:?}").contains(issued.token()));
+    /// # Ok::<(), latchkey::Error>(())
+    /// ```
     pub fn token(&self) -> &str {
         &self.token
     }
 
     /// The log-safe name of the session.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{MemoryStore, NewSession, SessionManager, StoreManager};
+    /// let manager = StoreManager::new(MemoryStore::new());
+    /// let issued = manager.create(NewSession::new())?;
+    /// assert_eq!(issued.fingerprint(), manager.load(issued.token())?.session.fingerprint());
+    /// # Ok::<(), latchkey::Error>(())
+    /// ```
     pub fn fingerprint(&self) -> Fingerprint {
         self.fingerprint
     }
 
     /// When the session ends if unused.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{MemoryStore, NewSession, SessionManager, StoreManager};
+    /// let manager = StoreManager::new(MemoryStore::new());
+    /// let issued = manager.create(NewSession::new())?;
+    /// assert!(issued.idle_deadline() <= issued.absolute_deadline());
+    /// # Ok::<(), latchkey::Error>(())
+    /// ```
     pub fn idle_deadline(&self) -> Timestamp {
         self.idle_deadline
     }
 
     /// When the session ends however active it is: the latest a persistent
     /// cookie should live.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{MemoryStore, NewSession, SessionManager, StoreManager};
+    /// let manager = StoreManager::new(MemoryStore::new());
+    /// let issued = manager.create(NewSession::new())?;
+    /// assert_eq!(issued.absolute_deadline(), manager.load(issued.token())?.session.absolute_deadline());
+    /// # Ok::<(), latchkey::Error>(())
+    /// ```
     pub fn absolute_deadline(&self) -> Timestamp {
         self.absolute_deadline
     }
@@ -446,6 +717,17 @@ pub struct Loaded {
 impl Loaded {
     /// Assembles a load result. For [`SessionManager`](crate::SessionManager)
     /// implementations outside this crate.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{MemoryStore, NewSession, SessionManager, StoreManager};
+    /// let manager = StoreManager::new(MemoryStore::new());
+    /// let issued = manager.create(NewSession::new())?;
+    /// let loaded = manager.load(issued.token())?;
+    /// let copy = latchkey::Loaded::new(loaded.session.clone(), None);
+    /// assert!(copy.reissue.is_none());
+    /// # Ok::<(), latchkey::Error>(())
+    /// ```
     pub fn new(session: Session, reissue: Option<Issued>) -> Loaded {
         Loaded { session, reissue }
     }

@@ -288,6 +288,12 @@ impl Default for MemoryStore {
 
 impl MemoryStore {
     /// An empty store with no capacity limit, sweeping by the system clock.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::MemoryStore;
+    /// assert!(MemoryStore::new().is_empty());
+    /// ```
     pub fn new() -> MemoryStore {
         MemoryStore {
             shards: (0..SHARDS)
@@ -303,6 +309,16 @@ impl MemoryStore {
     /// Refuses inserts beyond `capacity` records with [`StoreError::Full`]
     /// rather than evicting live sessions. Dead records are swept before
     /// refusing.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{Error, MemoryStore, NewSession, SessionManager, StoreError, StoreManager};
+    /// let manager = StoreManager::new(MemoryStore::new().with_capacity_limit(1));
+    /// manager.create(NewSession::new())?;
+    /// let full = manager.create(NewSession::new()).unwrap_err();
+    /// assert!(matches!(full, Error::Store(StoreError::Full { capacity: 1 })));
+    /// # Ok::<(), latchkey::Error>(())
+    /// ```
     #[must_use]
     pub fn with_capacity_limit(mut self, capacity: usize) -> MemoryStore {
         self.capacity = Some(capacity);
@@ -310,6 +326,15 @@ impl MemoryStore {
     }
 
     /// Sweeps by `clock`: give it the manager's clock in tests.
+    ///
+    /// # Example
+    /// ```
+    /// use std::sync::Arc;
+    /// use latchkey::{ManualClock, MemoryStore};
+    /// let clock = Arc::new(ManualClock::starting_now());
+    /// let store = MemoryStore::new().with_clock(clock.clone());
+    /// assert!(store.is_empty());
+    /// ```
     #[must_use]
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> MemoryStore {
         self.clock = clock;
@@ -317,11 +342,26 @@ impl MemoryStore {
     }
 
     /// The number of records held, live or retired.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{MemoryStore, NewSession, SessionManager, StoreManager};
+    /// let manager = StoreManager::new(MemoryStore::new());
+    /// manager.create(NewSession::new())?;
+    /// assert_eq!(manager.store().len(), 1);
+    /// # Ok::<(), latchkey::Error>(())
+    /// ```
     pub fn len(&self) -> usize {
         self.len.load(Ordering::Relaxed)
     }
 
     /// Whether the store holds no records.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::MemoryStore;
+    /// assert!(MemoryStore::default().is_empty());
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

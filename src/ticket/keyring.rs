@@ -62,6 +62,12 @@ impl TicketKey {
     pub const MIN_LEN: usize = 32;
 
     /// A fresh 32-byte key from the operating-system-seeded CSPRNG.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{KeyRing, TicketKey};
+    /// assert_ne!(TicketKey::generate(), TicketKey::generate());
+    /// ```
     pub fn generate() -> TicketKey {
         let mut bytes = [0u8; 32];
         rand::rng().fill_bytes(&mut bytes);
@@ -100,6 +106,14 @@ impl TicketKey {
 
     /// The key as unpadded base64url: a secret, for your secret store and
     /// nothing else.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{KeyRing, TicketKey};
+    /// let key = TicketKey::generate();
+    /// assert_eq!(TicketKey::from_base64(&key.to_base64())?, key);
+    /// # Ok::<(), latchkey::TicketConfigError>(())
+    /// ```
     pub fn to_base64(&self) -> String {
         URL_SAFE_NO_PAD.encode(&self.bytes)
     }
@@ -183,6 +197,13 @@ pub struct KeyRing {
 
 impl KeyRing {
     /// A ring that signs with `key`, known by `id`.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{KeyRing, TicketKey};
+    /// let ring = KeyRing::new(1, TicketKey::generate());
+    /// assert_eq!(ring.signing_key_id(), 1);
+    /// ```
     pub fn new(id: u32, key: TicketKey) -> KeyRing {
         KeyRing {
             signing: (id, key),
@@ -227,6 +248,16 @@ impl KeyRing {
     /// # Errors
     /// [`TicketConfigError::DuplicateKeyId`] if `id` is taken; the ring is
     /// then unchanged.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{KeyRing, TicketKey};
+    /// let mut ring = KeyRing::new(1, TicketKey::generate());
+    /// ring.rotate(2, TicketKey::generate())?;
+    /// assert_eq!(ring.signing_key_id(), 2);
+    /// assert_eq!(ring.key_ids().count(), 2); // key 1 still verifies
+    /// # Ok::<(), latchkey::TicketConfigError>(())
+    /// ```
     pub fn rotate(&mut self, id: u32, key: TicketKey) -> Result<(), TicketConfigError> {
         if self.get(id).is_some() {
             return Err(TicketConfigError::DuplicateKeyId(id));
@@ -239,6 +270,16 @@ impl KeyRing {
     /// Removes a verify-only key: tickets it signed now fail with
     /// [`Error::UnknownKey`](crate::Error::UnknownKey). Returns whether
     /// there was one. The signing key cannot be retired, only rotated out.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{KeyRing, TicketKey};
+    /// let mut ring = KeyRing::new(1, TicketKey::generate());
+    /// ring.rotate(2, TicketKey::generate())?;
+    /// assert!(ring.retire(1));
+    /// assert_eq!(ring.key_ids().collect::<Vec<_>>(), [2]);
+    /// # Ok::<(), latchkey::TicketConfigError>(())
+    /// ```
     pub fn retire(&mut self, id: u32) -> bool {
         let before = self.verify_only.len();
         self.verify_only.retain(|(k, _)| *k != id);
@@ -246,11 +287,23 @@ impl KeyRing {
     }
 
     /// The id of the signing key.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{KeyRing, TicketKey};
+    /// assert_eq!(KeyRing::new(7, TicketKey::generate()).signing_key_id(), 7);
+    /// ```
     pub fn signing_key_id(&self) -> u32 {
         self.signing.0
     }
 
     /// Every key id, the signing key's first.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{KeyRing, TicketKey};
+    /// assert_eq!(KeyRing::new(7, TicketKey::generate()).key_ids().collect::<Vec<_>>(), [7]);
+    /// ```
     pub fn key_ids(&self) -> impl Iterator<Item = u32> + '_ {
         std::iter::once(self.signing.0).chain(self.verify_only.iter().map(|(id, _)| *id))
     }

@@ -187,6 +187,15 @@ impl TicketManager {
     }
 
     /// Uses `policy`.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{KeyRing, TicketKey, TicketManager};
+    /// let tickets = TicketManager::new("session", KeyRing::new(1, TicketKey::generate()))?
+    ///     .with_policy(latchkey::Policy::nist_aal3());
+    /// assert_eq!(tickets.policy(), &latchkey::Policy::nist_aal3());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[must_use]
     pub fn with_policy(mut self, policy: Policy) -> TicketManager {
         self.policy = policy;
@@ -194,6 +203,16 @@ impl TicketManager {
     }
 
     /// Takes time from `clock`.
+    ///
+    /// # Example
+    /// ```
+    /// use std::sync::Arc;
+    /// use latchkey::{KeyRing, ManualClock, TicketKey, TicketManager};
+    /// let tickets = TicketManager::new("session", KeyRing::new(1, TicketKey::generate()))?
+    ///     .with_clock(Arc::new(ManualClock::starting_now()));
+    /// assert_eq!(tickets.purpose(), "session");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[must_use]
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> TicketManager {
         self.clock = clock;
@@ -201,6 +220,19 @@ impl TicketManager {
     }
 
     /// Reports lifecycle events to `observer`.
+    ///
+    /// # Example
+    /// ```
+    /// use std::sync::Arc;
+    /// use latchkey::{Event, KeyRing, Observer, TicketKey, TicketManager};
+    /// #[derive(Debug)]
+    /// struct Log;
+    /// impl Observer for Log {
+    ///     fn on_event(&self, e: &Event) { println!("{e}"); }
+    /// }
+    /// let _tickets = TicketManager::new("session", KeyRing::new(1, TicketKey::generate()))?.with_observer(Arc::new(Log));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[must_use]
     pub fn with_observer(mut self, observer: Arc<dyn Observer>) -> TicketManager {
         self.observer = Some(observer);
@@ -212,6 +244,14 @@ impl TicketManager {
     /// [`terminate_all`](Self::terminate_all) really end tickets. Every
     /// load then reads the store. Pass an `Arc` to share a store with other
     /// managers or processes.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{KeyRing, MemoryStore, TicketKey, TicketManager};
+    /// let tickets = TicketManager::new("session", KeyRing::new(1, TicketKey::generate()))?.with_revocation(MemoryStore::new());
+    /// assert!(tickets.has_revocation());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     #[must_use]
     pub fn with_revocation<S: Store + 'static>(mut self, store: S) -> TicketManager {
         self.revocation = Some(Arc::new(store));
@@ -219,21 +259,53 @@ impl TicketManager {
     }
 
     /// The purpose tickets are bound to.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{KeyRing, TicketKey, TicketManager};
+    /// let tickets = TicketManager::new("session", KeyRing::new(1, TicketKey::generate()))?;
+    /// assert_eq!(tickets.purpose(), "session");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn purpose(&self) -> &str {
         &self.purpose
     }
 
     /// The policy.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{KeyRing, TicketKey, TicketManager};
+    /// let tickets = TicketManager::new("session", KeyRing::new(1, TicketKey::generate()))?;
+    /// assert_eq!(tickets.policy(), &latchkey::Policy::default());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn policy(&self) -> &Policy {
         &self.policy
     }
 
     /// Whether revocation is configured.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{KeyRing, TicketKey, TicketManager};
+    /// let tickets = TicketManager::new("session", KeyRing::new(1, TicketKey::generate()))?;
+    /// assert!(!tickets.has_revocation());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn has_revocation(&self) -> bool {
         self.revocation.is_some()
     }
 
     /// A copy of the current key ring.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{KeyRing, TicketKey, TicketManager};
+    /// let tickets = TicketManager::new("session", KeyRing::new(1, TicketKey::generate()))?;
+    /// assert_eq!(tickets.keys().signing_key_id(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn keys(&self) -> KeyRing {
         self.keys.read().ring.clone()
     }
@@ -550,6 +622,20 @@ impl TicketManager {
     /// # Errors
     /// [`Error::AbsoluteExpired`], [`Error::TooLarge`],
     /// [`Error::TicketTooLarge`], a revocation rejection, store errors.
+    ///
+    /// # Example
+    /// ```
+    /// use std::time::Duration;
+    /// use latchkey::{KeyRing, NewSession, TicketKey, TicketManager, Timestamp};
+    /// let tickets = TicketManager::new("session", KeyRing::new(1, TicketKey::generate()))?;
+    /// let t0 = Timestamp::from_unix_millis(1_800_000_000_000);
+    /// let issued = tickets.create_at(NewSession::new(), t0)?;
+    /// let mut s = tickets.load_at(issued.token(), t0)?.session;
+    /// s.insert("theme", &"dark")?;
+    /// // A ticket carries its data: saving mints a new ticket.
+    /// assert!(tickets.save_at(&mut s, t0)?.is_some());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn save_at(&self, session: &mut Session, now: Timestamp) -> Result<Option<Issued>, Error> {
         if !session.is_modified() {
             return Ok(None);
@@ -648,6 +734,21 @@ impl TicketManager {
     ///
     /// # Errors
     /// As for [`rotate_at`](Self::rotate_at).
+    ///
+    /// # Example
+    /// ```
+    /// use std::time::Duration;
+    /// use latchkey::{KeyRing, NewSession, TicketKey, TicketManager, Timestamp};
+    /// let tickets = TicketManager::new("session", KeyRing::new(1, TicketKey::generate()))?;
+    /// let t0 = Timestamp::from_unix_millis(1_800_000_000_000);
+    /// let issued = tickets.create_at(NewSession::new(), t0)?;
+    /// let mut s = tickets.load_at(issued.token(), t0)?.session;
+    /// let later = t0.saturating_add(Duration::from_secs(60));
+    /// let fresh = tickets.login_at(&mut s, "alice", later)?;
+    /// assert_eq!(fresh.absolute_deadline(), issued.absolute_deadline());
+    /// assert_eq!(s.user(), Some("alice"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn login_at(
         &self,
         session: &mut Session,
@@ -769,6 +870,16 @@ impl TicketManager {
     ///
     /// # Errors
     /// As for [`terminate_all`](Self::terminate_all).
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{Error, KeyRing, TicketKey, TicketManager, Timestamp};
+    /// let tickets = TicketManager::new("session", KeyRing::new(1, TicketKey::generate()))?;
+    /// // Without a revocation store, tickets cannot be ended early: the API says so.
+    /// let err = tickets.terminate_all_at("alice", Timestamp::from_unix_millis(0)).unwrap_err();
+    /// assert!(matches!(err, Error::RevocationNotConfigured));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn terminate_all_at(&self, user: &str, now: Timestamp) -> Result<(), Error> {
         let store = self
             .revocation
