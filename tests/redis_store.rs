@@ -14,8 +14,9 @@
 //! Without it, the tests that need a server print a notice and pass
 //! without checking anything Redis-specific (the conformance cases then run
 //! against `MemoryStore`, which `tests/memory_store.rs` covers anyway), so
-//! `cargo test --features redis` works on a machine without Redis. `.ci/run`
-//! starts a server and sets the variable. The restart test starts its own
+//! `cargo test --features redis` works on a machine without Redis. Under CI
+//! (the `CI` variable set) a missing URL fails instead: `.ci/run` starts a
+//! server and sets the variable, so its absence there is a broken script. The restart test starts its own
 //! `redis-server` (from `PATH`, or `LATCHKEY_REDIS_SERVER`) and is skipped
 //! the same way when there is none.
 #![cfg(feature = "redis")]
@@ -54,6 +55,13 @@ fn redis_url() -> Option<String> {
     match std::env::var(URL_VAR) {
         Ok(url) if !url.is_empty() => Some(url),
         _ => {
+            // Under CI a missing URL means the CI script lost its Redis
+            // server: fail, rather than pass on the MemoryStore fallback
+            // under the Redis tests' names.
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "{URL_VAR} is unset under CI: the Redis tests would not test Redis"
+            );
             notice(
                 "the Redis store tests are skipped (the conformance cases run against MemoryStore)",
             );
