@@ -10,20 +10,23 @@
 //!
 //! # Layout
 //!
-//! A shard is a hash *set* of boxed slots, each holding its own key, rather
-//! than a map from key to [`Record`]. A bucket is then one pointer (8 bytes
-//! instead of the ~200 of a key and a `Record`). Hash tables grow by
-//! doubling, so they are between 44% and 87% full; with small buckets the
-//! empty half costs 8 bytes a session, not 200 (243 bytes per session in
-//! all at a million sessions, see BENCHMARKS.md). The price is one pointer
-//! hop per lookup. The slot is a compact form of the record (boxed strings,
-//! data shared as `Arc<str>`), converted to a [`Record`] on the way out. Activity times are atomics, so
-//! [`Store::touch`] runs under the shard's read lock and never stalls
-//! other readers of the shard.
+//! A shard is a [`Table`](super::table): an open-addressed index of 8-byte
+//! buckets (32 bits of the key and a position) over a dense slab of slots.
+//! A lookup reads one line of the index and then the slot, two dependent
+//! memory reads; a `HashMap` of boxed records reads control bytes, then a
+//! bucket, then the box. The slab has no empty room but the tail of its
+//! last chunk, so at a million sessions a session costs its 192-byte slot
+//! plus about 17 bytes of index (210 bytes in all, see BENCHMARKS.md).
+//!
+//! A slot is a compact form of the [`Record`], exactly three cache lines
+//! (a test checks): the key, the version, the timestamps, and the user
+//! name, device label and encoded data *in place* when together they fit
+//! in [`INLINE`] bytes (larger ones spill to the heap). A typical session is
+//! then one slot and no other allocation, and a load reads nothing else.
+//! Activity times are atomics, so [`Store::touch`] runs under the shard's
+//! read lock and never stalls other readers of the shard.
 
-use std::borrow::Borrow;
-use std::collections::{HashMap, HashSet};
-use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
@@ -32,34 +35,20 @@ use parking_lot::{Mutex, RwLock};
 use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::id::{SealedId, StoreKey};
 use crate::session::SessionData;
+use crate::store::table::{Keyed, Table};
 use crate::store::{EndReason, LiveSession, Record, RecordState, Store, StoreError};
 
 const SHARDS: usize = 64;
 
-/// Store keys are SHA-256 outputs, already uniform, so the map uses 8 of
-/// their bytes as the hash instead of hashing again. This is safe against
-/// hash flooding because only server-generated keys are ever inserted: a
-/// client can choose the key it looks up, not the keys the table holds.
-#[derive(Default)]
-struct KeyHasher(u64);
+/// How many bytes of user name, device label and encoded data a slot holds
+/// in place. Chosen so a [`Slot`] is exactly three 64-byte lines (checked by
+/// a test): typical web sessions (an ID or two, a CSRF token, a preference)
+/// fit, and then a record is a single allocation, so a load touches the
+/// slot's lines and nothing else.
+const INLINE: usize = 100;
 
-impl Hasher for KeyHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        // StoreKey hashes as its 32-byte array: a length prefix, then the
-        // bytes. Keep bytes 8..16 of the key (bytes 0..8 pick the shard).
-        if bytes.len() >= 16 {
-            let mut b = [0u8; 8];
-            b.copy_from_slice(&bytes[8..16]);
-            self.0 = u64::from_le_bytes(b);
-        }
-    }
-
-    fn write_usize(&mut self, _: usize) {}
-}
+/// Marks an absent user or device in [`Tail::Inline`].
+const NONE: u8 = u8::MAX;
 
 /// One record in its compact in-memory form, filed under its own key.
 struct Slot {
@@ -67,69 +56,148 @@ struct Slot {
     version: u64,
     /// Milliseconds; atomic so a touch can raise it under the read lock.
     expires_at: AtomicU64,
-    state: Compact,
+    /// Live: the last activity, in milliseconds (atomic like `expires_at`).
+    last_seen: AtomicU64,
+    /// Live: `created_at`. Rotated and ended: `at`.
+    t1: Timestamp,
+    /// Live: `absolute_deadline`. Rotated: `grace_until`.
+    t2: Timestamp,
+    /// Live: `auth_at`, when `has_auth`.
+    auth_at: Timestamp,
+    has_auth: bool,
+    tail: Tail,
 }
 
-/// [`RecordState`] with boxed strings and shared data: about half the size,
-/// and converting back to a `Record` allocates only for a user or device.
-enum Compact {
-    Live {
-        created_at: Timestamp,
-        /// Milliseconds; atomic so a touch can raise it under the read lock.
-        last_seen: AtomicU64,
-        auth_at: Option<Timestamp>,
-        absolute_deadline: Timestamp,
+/// The variable part of a [`Slot`], which also says what state it is in.
+enum Tail {
+    /// Live, with user ‖ device ‖ data in place: `user` and `device` are
+    /// their lengths ([`NONE`] when absent), `len` the bytes used.
+    Inline {
+        user: u8,
+        device: u8,
+        len: u8,
+        buf: [u8; INLINE],
+    },
+    /// Live, too large to keep in place.
+    Spilled {
         user: Option<Box<str>>,
         device: Option<Box<str>>,
-        data: Arc<str>,
+        data: Box<str>,
     },
     Rotated {
         successor: StoreKey,
         sealed_successor: SealedId,
-        at: Timestamp,
-        grace_until: Timestamp,
     },
-    Ended {
-        reason: EndReason,
-        at: Timestamp,
-    },
+    Ended(EndReason),
+}
+
+impl Tail {
+    /// A live tail holding copies of `user`, `device` and `data`.
+    fn live(user: Option<&str>, device: Option<&str>, data: &str) -> Tail {
+        let (u, d) = (user.map_or(0, str::len), device.map_or(0, str::len));
+        let len = u + d + data.len();
+        if len <= INLINE {
+            let mut buf = [0u8; INLINE];
+            let mut at = 0;
+            for part in [user, device, Some(data)].into_iter().flatten() {
+                buf[at..at + part.len()].copy_from_slice(part.as_bytes());
+                at += part.len();
+            }
+            // `len <= INLINE < NONE`, so every length fits a u8 and no
+            // present part can be mistaken for an absent one.
+            let short = |n: usize| u8::try_from(n).unwrap_or(NONE);
+            Tail::Inline {
+                user: user.map_or(NONE, |_| short(u)),
+                device: device.map_or(NONE, |_| short(d)),
+                len: short(len),
+                buf,
+            }
+        } else {
+            Tail::Spilled {
+                user: user.map(Box::from),
+                device: device.map(Box::from),
+                data: Box::from(data),
+            }
+        }
+    }
+
+    /// User, device and data of a live tail; `None` for any other state,
+    /// or if the bytes in place are not the UTF-8 that was copied in (which
+    /// cannot happen without memory corruption, and is reported as such
+    /// rather than trusted).
+    #[inline]
+    fn parts(&self) -> Option<(Option<&str>, Option<&str>, &str)> {
+        match self {
+            Tail::Inline {
+                user,
+                device,
+                len,
+                buf,
+            } => {
+                let mut rest = std::str::from_utf8(buf.get(..usize::from(*len))?).ok()?;
+                let mut take = |n: u8| -> Option<Option<&str>> {
+                    if n == NONE {
+                        return Some(None);
+                    }
+                    let (head, tail) = rest.split_at_checked(usize::from(n))?;
+                    rest = tail;
+                    Some(Some(head))
+                };
+                let user = take(*user)?;
+                let device = take(*device)?;
+                Some((user, device, rest))
+            }
+            Tail::Spilled { user, device, data } => {
+                Some((user.as_deref(), device.as_deref(), data))
+            }
+            Tail::Rotated { .. } | Tail::Ended(_) => None,
+        }
+    }
 }
 
 impl Slot {
     fn new(key: StoreKey, record: &Record) -> Slot {
-        let state = match &record.state {
-            RecordState::Live(s) => Compact::Live {
-                created_at: s.created_at,
-                last_seen: AtomicU64::new(s.last_seen.as_unix_millis()),
-                auth_at: s.auth_at,
-                absolute_deadline: s.absolute_deadline,
-                user: s.user.as_deref().map(Box::from),
-                device: s.device.as_deref().map(Box::from),
-                // `encoded` shares the data's buffer: no copy.
-                data: s.data.encoded(),
-            },
+        let mut slot = Slot {
+            key,
+            version: record.version,
+            expires_at: AtomicU64::new(record.expires_at.as_unix_millis()),
+            last_seen: AtomicU64::new(0),
+            t1: Timestamp::from_unix_millis(0),
+            t2: Timestamp::from_unix_millis(0),
+            auth_at: Timestamp::from_unix_millis(0),
+            has_auth: false,
+            tail: Tail::Ended(EndReason::Logout),
+        };
+        match &record.state {
+            RecordState::Live(s) => {
+                slot.last_seen = AtomicU64::new(s.last_seen.as_unix_millis());
+                slot.t1 = s.created_at;
+                slot.t2 = s.absolute_deadline;
+                if let Some(at) = s.auth_at {
+                    slot.auth_at = at;
+                    slot.has_auth = true;
+                }
+                slot.tail = Tail::live(s.user.as_deref(), s.device.as_deref(), &s.data.encoded());
+            }
             RecordState::Rotated {
                 successor,
                 sealed_successor,
                 at,
                 grace_until,
-            } => Compact::Rotated {
-                successor: *successor,
-                sealed_successor: sealed_successor.clone(),
-                at: *at,
-                grace_until: *grace_until,
-            },
-            RecordState::Ended { reason, at } => Compact::Ended {
-                reason: *reason,
-                at: *at,
-            },
-        };
-        Slot {
-            key,
-            version: record.version,
-            expires_at: AtomicU64::new(record.expires_at.as_unix_millis()),
-            state,
+            } => {
+                slot.t1 = *at;
+                slot.t2 = *grace_until;
+                slot.tail = Tail::Rotated {
+                    successor: *successor,
+                    sealed_successor: sealed_successor.clone(),
+                };
+            }
+            RecordState::Ended { reason, at } => {
+                slot.t1 = *at;
+                slot.tail = Tail::Ended(*reason);
+            }
         }
+        slot
     }
 
     fn expires_at(&self) -> Timestamp {
@@ -137,61 +205,57 @@ impl Slot {
     }
 
     fn user(&self) -> Option<&str> {
-        match &self.state {
-            Compact::Live { user, .. } => user.as_deref(),
-            _ => None,
-        }
+        self.tail.parts().and_then(|(user, _, _)| user)
     }
 
     #[inline]
-    fn to_record(&self) -> Record {
-        let state = match &self.state {
-            Compact::Live {
-                created_at,
-                last_seen,
-                auth_at,
-                absolute_deadline,
-                user,
-                device,
-                data,
-            } => RecordState::Live(LiveSession {
-                created_at: *created_at,
-                last_seen: Timestamp::from_unix_millis(last_seen.load(Ordering::Relaxed)),
-                auth_at: *auth_at,
-                absolute_deadline: *absolute_deadline,
-                user: user.as_deref().map(String::from),
-                device: device.as_deref().map(String::from),
-                data: SessionData::from_encoded(data.clone()),
-            }),
-            Compact::Rotated {
+    fn to_record(&self) -> Result<Record, StoreError> {
+        let state = match &self.tail {
+            Tail::Rotated {
                 successor,
                 sealed_successor,
-                at,
-                grace_until,
             } => RecordState::Rotated {
                 successor: *successor,
                 sealed_successor: sealed_successor.clone(),
-                at: *at,
-                grace_until: *grace_until,
+                at: self.t1,
+                grace_until: self.t2,
             },
-            Compact::Ended { reason, at } => RecordState::Ended {
+            Tail::Ended(reason) => RecordState::Ended {
                 reason: *reason,
-                at: *at,
+                at: self.t1,
             },
+            live => {
+                let Some((user, device, data)) = live.parts() else {
+                    return Err(StoreError::Corrupt {
+                        key: self.key.fingerprint(),
+                        source: "in-memory record is not the text written".into(),
+                    });
+                };
+                RecordState::Live(LiveSession {
+                    created_at: self.t1,
+                    last_seen: Timestamp::from_unix_millis(self.last_seen.load(Ordering::Relaxed)),
+                    auth_at: self.has_auth.then_some(self.auth_at),
+                    absolute_deadline: self.t2,
+                    user: user.map(String::from),
+                    device: device.map(String::from),
+                    data: SessionData::from_encoded(Arc::from(data)),
+                })
+            }
         };
-        Record {
+        Ok(Record {
             version: self.version,
             expires_at: self.expires_at(),
             state,
-        }
+        })
     }
 
     /// [`Record::touch`] on the compact form: raises, never lowers. Only
     /// atomics change, so a shared reference is enough.
     fn touch(&self, last_seen: Timestamp, expires_at: Timestamp) -> bool {
-        match &self.state {
-            Compact::Live { last_seen: ls, .. } => {
-                ls.fetch_max(last_seen.as_unix_millis(), Ordering::Relaxed);
+        match self.tail {
+            Tail::Inline { .. } | Tail::Spilled { .. } => {
+                self.last_seen
+                    .fetch_max(last_seen.as_unix_millis(), Ordering::Relaxed);
                 self.expires_at
                     .fetch_max(expires_at.as_unix_millis(), Ordering::Relaxed);
                 true
@@ -201,35 +265,10 @@ impl Slot {
     }
 }
 
-/// A boxed slot, hashed and compared by its key alone so the set can be
-/// searched with a bare [`StoreKey`].
-struct Entry(Box<Slot>);
-
-impl Borrow<StoreKey> for Entry {
-    fn borrow(&self) -> &StoreKey {
-        &self.0.key
+impl Keyed for Slot {
+    fn key(&self) -> &StoreKey {
+        &self.key
     }
-}
-
-impl Hash for Entry {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        // Must hash exactly as `StoreKey` does, for `Borrow` lookups.
-        self.0.key.hash(state);
-    }
-}
-
-impl PartialEq for Entry {
-    fn eq(&self, other: &Entry) -> bool {
-        self.0.key == other.0.key
-    }
-}
-
-impl Eq for Entry {}
-
-type Map = HashSet<Entry, BuildHasherDefault<KeyHasher>>;
-
-fn entry(key: StoreKey, record: &Record) -> Entry {
-    Entry(Box::new(Slot::new(key, record)))
 }
 
 /// A shard on cache lines of its own. Every load writes its shard's lock
@@ -241,7 +280,7 @@ struct Padded(RwLock<Shard>);
 
 #[derive(Default)]
 struct Shard {
-    map: Map,
+    map: Table<Slot>,
     inserts_since_sweep: usize,
 }
 
@@ -414,10 +453,8 @@ impl MemoryStore {
     /// Drops the shard's dead records. Index entries for them are left to
     /// [`Store::sessions_of`], which prunes keys it cannot find.
     fn sweep(&self, shard: &mut Shard, now: Timestamp) -> usize {
-        let before = shard.map.len();
-        shard.map.retain(|e| e.0.expires_at() > now);
+        let removed = shard.map.retain(|slot| slot.expires_at() > now);
         shard.inserts_since_sweep = 0;
-        let removed = before - shard.map.len();
         self.len.fetch_sub(removed, Ordering::Relaxed);
         removed
     }
@@ -473,7 +510,12 @@ impl Store for MemoryStore {
                 return Err(StoreError::Exists);
             }
             self.maybe_sweep(&mut shard);
-            shard.map.insert(entry(*key, record));
+            if shard.map.insert(Slot::new(*key, record)).is_err() {
+                self.release();
+                return Err(StoreError::Full {
+                    capacity: self.len(),
+                });
+            }
         }
         self.reindex(key, None, record.user());
         Ok(())
@@ -481,18 +523,24 @@ impl Store for MemoryStore {
 
     #[inline]
     fn get(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
-        Ok(self.shard(key).read().map.get(key).map(|e| e.0.to_record()))
+        self.shard(key)
+            .read()
+            .map
+            .get(key)
+            .map(Slot::to_record)
+            .transpose()
     }
 
     fn replace(&self, key: &StoreKey, expected: u64, record: &Record) -> Result<(), StoreError> {
         let before = {
             let mut shard = self.shard(key).write();
             let slot = shard.map.get(key).ok_or(StoreError::NotFound)?;
-            if slot.0.version != expected {
+            if slot.version != expected {
                 return Err(StoreError::Conflict);
             }
-            let before = slot.0.user().map(str::to_owned);
-            shard.map.replace(entry(*key, record));
+            let before = slot.user().map(str::to_owned);
+            // Found above, under the same lock: this replaces.
+            let _old = shard.map.replace(Slot::new(*key, record));
             before
         };
         self.reindex(key, before.as_deref(), record.user());
@@ -511,7 +559,7 @@ impl Store for MemoryStore {
         Ok(shard
             .map
             .get(key)
-            .is_some_and(|e| e.0.touch(last_seen, expires_at)))
+            .is_some_and(|slot| slot.touch(last_seen, expires_at)))
     }
 
     fn rotate(
@@ -556,11 +604,11 @@ impl Store for MemoryStore {
     }
 
     fn remove(&self, key: &StoreKey) -> Result<bool, StoreError> {
-        let removed = self.shard(key).write().map.take(key);
+        let removed = self.shard(key).write().map.remove(key);
         match removed {
-            Some(e) => {
+            Some(slot) => {
                 self.len.fetch_sub(1, Ordering::Relaxed);
-                if let Some(u) = e.0.user() {
+                if let Some(u) = slot.user() {
                     self.index_remove(u, key);
                 }
                 Ok(true)
@@ -575,7 +623,7 @@ impl Store for MemoryStore {
         let mut out = Vec::with_capacity(keys.len());
         for key in keys {
             match self.shard(&key).read().map.get(&key) {
-                Some(e) if e.0.user() == Some(user) => out.push((key, e.0.to_record())),
+                Some(slot) if slot.user() == Some(user) => out.push((key, slot.to_record()?)),
                 // Swept or no longer this user's: prune the stale entry.
                 _ => self.index_remove(user, &key),
             }
@@ -610,10 +658,10 @@ fn rotate_in(
     record: &Record,
 ) -> Result<Option<String>, StoreError> {
     let current = old_shard.map.get(old).ok_or(StoreError::NotFound)?;
-    if current.0.version != expected {
+    if current.version != expected {
         return Err(StoreError::Conflict);
     }
-    let before = current.0.user().map(str::to_owned);
+    let before = current.user().map(str::to_owned);
     let target: &mut Shard = match new_shard {
         Some(s) => s,
         None => old_shard,
@@ -621,7 +669,130 @@ fn rotate_in(
     if target.map.contains(new) {
         return Err(StoreError::Exists);
     }
-    target.map.insert(entry(*new, record));
-    old_shard.map.replace(entry(*old, retired));
+    if target.map.insert(Slot::new(*new, record)).is_err() {
+        return Err(StoreError::Full {
+            capacity: target.map.len(),
+        });
+    }
+    // Found above, under the same lock: this replaces.
+    let _old = old_shard.map.replace(Slot::new(*old, retired));
     Ok(before)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn live(user: Option<&str>, device: Option<&str>, data: &str) -> Record {
+        let t = Timestamp::from_unix_millis(1_800_000_000_000);
+        let map = match serde_json::from_str(data) {
+            Ok(serde_json::Value::Object(m)) => m,
+            other => panic!("test data is not an object: {other:?}"),
+        };
+        Record {
+            version: 7,
+            expires_at: t.saturating_add(Duration::from_secs(600)),
+            state: RecordState::Live(LiveSession {
+                created_at: t,
+                last_seen: t.saturating_add(Duration::from_secs(5)),
+                auth_at: user.map(|_| t),
+                absolute_deadline: t.saturating_add(Duration::from_secs(3600)),
+                user: user.map(String::from),
+                device: device.map(String::from),
+                data: SessionData::from_map(map),
+            }),
+        }
+    }
+
+    fn round_trip(record: &Record) -> Record {
+        let key = StoreKey::from_bytes([9; 32]);
+        match Slot::new(key, record).to_record() {
+            Ok(r) => r,
+            Err(e) => panic!("slot did not give its record back: {e}"),
+        }
+    }
+
+    /// The memory goal and the load path both assume three cache lines.
+    #[test]
+    fn a_slot_is_three_cache_lines() {
+        assert_eq!(std::mem::size_of::<Slot>(), 192);
+    }
+
+    #[test]
+    fn live_records_come_back_unchanged_in_place_and_spilled() {
+        // A JSON object of exactly `n` bytes.
+        let data_of = |n: usize| format!(r#"{{"k":"{}"}}"#, "x".repeat(n - 8));
+        for (user, device) in [
+            (None, None),
+            (Some("alice"), None),
+            (None, Some("phone")),
+            (Some(""), Some("")),
+            (Some("zoë 🦀"), Some("Firefox on Linux")),
+        ] {
+            let fixed = user.map_or(0, str::len) + device.map_or(0, str::len);
+            // Just fitting, and one byte too many.
+            for n in [8, INLINE - fixed, INLINE - fixed + 1, 4000] {
+                if n < 8 {
+                    continue;
+                }
+                let record = live(user, device, &data_of(n));
+                let slot = Slot::new(StoreKey::from_bytes([1; 32]), &record);
+                let in_place = matches!(slot.tail, Tail::Inline { .. });
+                assert_eq!(in_place, fixed + n <= INLINE, "{user:?} {device:?} {n}");
+                assert_eq!(round_trip(&record), record, "{user:?} {device:?} {n}");
+                assert_eq!(slot.user(), user);
+            }
+        }
+    }
+
+    #[test]
+    fn retired_and_ended_records_come_back_unchanged() {
+        let t = Timestamp::from_unix_millis(1_800_000_000_000);
+        let old = crate::SessionId::generate();
+        let next = crate::SessionId::generate();
+        let rotated = Record {
+            version: 3,
+            expires_at: t.saturating_add(Duration::from_secs(60)),
+            state: RecordState::Rotated {
+                successor: next.store_key(),
+                sealed_successor: old.seal(&next),
+                at: t,
+                grace_until: t.saturating_add(Duration::from_secs(30)),
+            },
+        };
+        assert_eq!(round_trip(&rotated), rotated);
+        let ended = Record {
+            version: 4,
+            expires_at: t,
+            state: RecordState::Ended {
+                reason: EndReason::ReuseDetected,
+                at: t,
+            },
+        };
+        assert_eq!(round_trip(&ended), ended);
+        let slot = Slot::new(StoreKey::from_bytes([2; 32]), &ended);
+        assert!(!slot.touch(t, t.saturating_add(Duration::from_secs(1))));
+        assert_eq!(slot.user(), None);
+    }
+
+    #[test]
+    fn a_touch_raises_last_seen_and_expiry_and_never_lowers_them() {
+        let record = live(Some("alice"), None, "{}");
+        let slot = Slot::new(StoreKey::from_bytes([3; 32]), &record);
+        let before = round_trip(&record);
+        let later = before.expires_at.saturating_add(Duration::from_secs(60));
+        let earlier = Timestamp::from_unix_millis(1);
+        assert!(slot.touch(later, later));
+        assert!(slot.touch(earlier, earlier));
+        let after = match slot.to_record() {
+            Ok(r) => r,
+            Err(e) => panic!("{e}"),
+        };
+        assert_eq!(after.expires_at, later);
+        match after.state {
+            RecordState::Live(s) => assert_eq!(s.last_seen, later),
+            other => panic!("not live: {other:?}"),
+        }
+    }
 }
