@@ -233,27 +233,41 @@ pub(crate) fn mac_prefix(purpose: &str) -> Vec<u8> {
     p
 }
 
-/// The number of characters `claims` would encode to.
-pub(crate) fn ticket_len(claims: &Claims<'_>) -> usize {
+/// The number of characters `claims` would encode to, with `data_len`
+/// bytes of data (see [`encode_with_data`]).
+pub(crate) fn ticket_len(claims: &Claims<'_>, data_len: usize) -> usize {
     let bin = HEADER_LEN
         + claims.user.map_or(0, str::len)
         + claims.device.map_or(0, str::len)
-        + claims.data.len()
+        + data_len
         + TAG_LEN;
     PREFIX.len() + encoded_len(bin)
 }
 
 /// Encodes and signs. The caller has checked [`ticket_len`] against
 /// [`MAX_TICKET_LEN`]; `None` means it did not (a field too long to encode).
+#[cfg(test)]
 pub(crate) fn encode(
     mac: &Hmac<Sha256>,
     purpose_id: [u8; 4],
     key_id: u32,
     c: &Claims<'_>,
 ) -> Option<String> {
+    encode_with_data(mac, purpose_id, key_id, c, c.data.as_bytes())
+}
+
+/// [`encode`] with the data field given as bytes; `c.data` is ignored. An
+/// issuer serializes the data (serde_json writes only UTF-8) into a stack
+/// buffer and signs it from there: no string allocated, no UTF-8 check.
+pub(crate) fn encode_with_data(
+    mac: &Hmac<Sha256>,
+    purpose_id: [u8; 4],
+    key_id: u32,
+    c: &Claims<'_>,
+    data: &[u8],
+) -> Option<String> {
     let user = c.user.unwrap_or("").as_bytes();
     let device = c.device.unwrap_or("").as_bytes();
-    let data = c.data.as_bytes();
     let body_len = HEADER_LEN + user.len() + device.len() + data.len();
     if body_len + TAG_LEN > MAX_BINARY_LEN {
         return None;
@@ -301,14 +315,18 @@ pub(crate) fn encode(
     m.update(&buf[..body_len]);
     let tag = m.finalize().into_bytes();
     buf[body_len..total].copy_from_slice(&tag);
-    // Encode into an exact-size buffer: `encode_string` goes through a
-    // chunked writer that costs more than the encoding itself.
-    let mut out = vec![0u8; PREFIX.len() + encoded_len(total)];
-    out[..PREFIX.len()].copy_from_slice(PREFIX.as_bytes());
+    // Encode straight into the exact-size buffer the string will own.
+    // Allocated with `with_capacity` and then filled, not `vec![0; n]`:
+    // glibc's calloc bypasses its per-thread cache, and the zeroing is
+    // overwritten anyway.
+    let len = PREFIX.len() + encoded_len(total);
+    let mut out = Vec::with_capacity(len);
+    out.extend_from_slice(PREFIX.as_bytes());
+    out.resize(len, b'A');
     let n = URL_SAFE_NO_PAD
         .encode_slice(&buf[..total], &mut out[PREFIX.len()..])
         .ok()?;
-    out.truncate(PREFIX.len() + n);
+    debug_assert_eq!(PREFIX.len() + n, len);
     String::from_utf8(out).ok()
 }
 
@@ -465,7 +483,7 @@ mod tests {
     fn encode_then_parse_round_trips_and_verifies() {
         let c = claims();
         let t = encode(&mac(), purpose_id("session"), 7, &c).unwrap();
-        assert_eq!(t.len(), ticket_len(&c));
+        assert_eq!(t.len(), ticket_len(&c, c.data.len()));
         let mut buf = [0u8; MAX_BINARY_LEN];
         let p = parse(&t, &mut buf).unwrap();
         assert_eq!(p.claims, c);

@@ -5,18 +5,23 @@ use std::sync::Arc;
 
 use hmac::Hmac;
 use parking_lot::RwLock;
+use rand::Rng as _;
 use sha2::{Digest as _, Sha256};
 
 use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::error::Error;
 use crate::event::{Event, ExpiryKind, Observer, RejectKind};
-use crate::id::{SessionId, StoreKey};
+use crate::id::StoreKey;
 use crate::manager::SessionManager;
 use crate::policy::Policy;
 use crate::session::{Issued, Loaded, NewSession, Session, SessionData};
 use crate::store::{EndReason, Record, RecordState, Store, StoreError};
 use crate::ticket::format::{self, Claims, MAX_TICKET_LEN};
 use crate::ticket::keyring::{KeyRing, TicketConfigError};
+
+/// Session data up to this many bytes of JSON is serialized on the stack
+/// when a ticket is issued.
+const DATA_STACK_LEN: usize = 384;
 
 /// How many times a revocation write retries a version conflict.
 const MAX_RETRIES: usize = 8;
@@ -336,10 +341,6 @@ impl TicketManager {
         *self.keys.write() = keys;
     }
 
-    fn current_keys(&self) -> Arc<Keys> {
-        self.keys.read().clone()
-    }
-
     fn emit(&self, event: Event) {
         if let Some(o) = &self.observer {
             o.on_event(&event);
@@ -360,33 +361,42 @@ impl TicketManager {
             .min(absolute)
     }
 
-    fn check_size(&self, data: &str) -> Result<(), Error> {
+    fn check_size(&self, size: usize) -> Result<(), Error> {
         let limit = self.policy.max_data_bytes();
-        if data.len() > limit {
-            return Err(Error::TooLarge {
-                size: data.len(),
-                limit,
-            });
+        if size > limit {
+            return Err(Error::TooLarge { size, limit });
         }
         Ok(())
     }
 
     /// Signs `claims` with the signing key. `key` is the session's store
-    /// key, which the caller already has (SHA-256 is not free).
+    /// key, which the caller already has.
     fn mint(&self, keys: &Keys, claims: &Claims<'_>, key: &StoreKey) -> Result<Issued, Error> {
-        let size = format::ticket_len(claims);
+        self.mint_with_data(keys, claims, claims.data.as_bytes(), key)
+    }
+
+    /// [`mint`](Self::mint) with the data as bytes (`claims.data` is
+    /// ignored): the JSON serde_json wrote into a buffer, signed from there.
+    fn mint_with_data(
+        &self,
+        keys: &Keys,
+        claims: &Claims<'_>,
+        data: &[u8],
+        key: &StoreKey,
+    ) -> Result<Issued, Error> {
+        let size = format::ticket_len(claims, data.len());
         if size > MAX_TICKET_LEN {
             return Err(Error::TicketTooLarge {
                 size,
                 limit: MAX_TICKET_LEN,
             });
         }
-        let token = format::encode(&keys.signer, self.purpose_id, keys.signing_id, claims).ok_or(
-            Error::TicketTooLarge {
-                size,
-                limit: MAX_TICKET_LEN,
-            },
-        )?;
+        let token =
+            format::encode_with_data(&keys.signer, self.purpose_id, keys.signing_id, claims, data)
+                .ok_or(Error::TicketTooLarge {
+                    size,
+                    limit: MAX_TICKET_LEN,
+                })?;
         Ok(Issued::new(
             token,
             key.fingerprint(),
@@ -409,7 +419,7 @@ impl TicketManager {
             device: session.device.as_deref(),
             data,
         };
-        self.mint(&self.current_keys(), &claims, &session.key)
+        self.mint(&self.keys.read(), &claims, &session.key)
     }
 
     /// Starts a session: fresh id, both deadlines from `now`.
@@ -421,7 +431,7 @@ impl TicketManager {
             Err(_) => SessionData::from_map(new.data),
         };
         let encoded = data.encoded();
-        self.check_size(&encoded)?;
+        self.check_size(encoded.len())?;
         let absolute = now.saturating_add(self.policy.absolute_timeout());
         let session = Session {
             // The ticket carries the key, never the id: see `fresh_key`.
@@ -463,12 +473,29 @@ impl TicketManager {
     /// ```
     pub fn create_at(&self, new: NewSession, now: Timestamp) -> Result<Issued, Error> {
         // The same ticket `start` would mint, without building a Session
-        // only to drop it: issue is on every login's hot path.
-        let json = serde_json::to_string(&new.data).map_err(|source| Error::Data {
-            key: String::new(),
-            source,
-        })?;
-        self.check_size(&json)?;
+        // only to drop it: issue is on every login's hot path. The data is
+        // serialized into a stack buffer and signed from there (a string
+        // would cost an allocation, a copy and a UTF-8 check); data too big
+        // for it goes through a string.
+        let mut stack = [0u8; DATA_STACK_LEN];
+        let spilled;
+        let json: &[u8] = {
+            let mut rest: &mut [u8] = &mut stack;
+            match serde_json::to_writer(&mut rest, &new.data) {
+                Ok(()) => {
+                    let written = DATA_STACK_LEN - rest.len();
+                    &stack[..written]
+                }
+                Err(_) => {
+                    spilled = serde_json::to_string(&new.data).map_err(|source| Error::Data {
+                        key: String::new(),
+                        source,
+                    })?;
+                    spilled.as_bytes()
+                }
+            }
+        };
+        self.check_size(json.len())?;
         let key = fresh_key();
         let absolute = now.saturating_add(self.policy.absolute_timeout());
         let claims = Claims {
@@ -480,9 +507,11 @@ impl TicketManager {
             session_key: *key.as_bytes(),
             user: new.user.as_deref(),
             device: new.device.as_deref(),
-            data: &json,
+            data: "",
         };
-        let issued = self.mint(&self.current_keys(), &claims, &key)?;
+        // Signing holds the read lock (no I/O or observer runs under it):
+        // cheaper than cloning the `Arc` out and dropping it again.
+        let issued = self.mint_with_data(&self.keys.read(), &claims, json, &key)?;
         if self.observer.is_some() {
             self.emit(Event::Created {
                 session: issued.fingerprint(),
@@ -606,7 +635,7 @@ impl TicketManager {
                 absolute_deadline: absolute,
                 ..c
             };
-            let issued = self.mint(&self.current_keys(), &claims, &session.key)?;
+            let issued = self.mint(&self.keys.read(), &claims, &session.key)?;
             session.last_seen = now;
             session.idle_deadline = claims.idle_deadline;
             Some(issued)
@@ -643,7 +672,7 @@ impl TicketManager {
         self.check_usable(session, now)?;
         let data = session.data.to_stored();
         let encoded = data.encoded();
-        self.check_size(&encoded)?;
+        self.check_size(encoded.len())?;
         let issued = self.mint_session(session, &encoded, now)?;
         session.last_seen = now;
         session.idle_deadline = issued.idle_deadline();
@@ -669,7 +698,7 @@ impl TicketManager {
         self.check_usable(session, now)?;
         let data = session.data.to_stored();
         let encoded = data.encoded();
-        self.check_size(&encoded)?;
+        self.check_size(encoded.len())?;
         let mut next = session.clone();
         next.key = fresh_key();
         let issued = self.mint_session(&next, &encoded, now)?;
@@ -952,13 +981,21 @@ impl TicketManager {
 /// Whether a ticket is deny-listed from a later instant (rotated, in grace).
 struct Retiring(bool);
 
-/// A new session's store key: SHA-256 of a fresh random session id, as for
-/// server-side sessions, so fingerprints and revocation entries look alike
-/// for both. The ticket carries this key rather than the id: a ticket's
-/// credential is its signature, the id would be no secret either, and
-/// carrying the hash spares every load a SHA-256.
+/// A new session's key: 32 fresh bytes from the CSPRNG (`ThreadRng`, as
+/// session ids are drawn).
+///
+/// A server-side session's store key is SHA-256 of its id, because there
+/// the id is the bearer secret and the store must not hold it. A ticket
+/// session has no id to protect: its credential is the signature, the key
+/// travels in the readable ticket, and no preimage is ever kept or checked.
+/// Hashing 32 random bytes that are then thrown away would only cost a
+/// SHA-256 per issue (a fifth of it); the random bytes themselves are just
+/// as unguessable, as unique and as uniform, so fingerprints, deny-list
+/// entries and a store shared with server-side sessions work the same.
 fn fresh_key() -> StoreKey {
-    SessionId::generate().store_key()
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    StoreKey::from_bytes(bytes)
 }
 
 /// Where a user's revocation cutoff is kept: SHA-256 of a label and the user
@@ -1127,11 +1164,53 @@ mod tests {
         );
         assert_eq!(s.idle_deadline(), issued.idle_deadline());
         assert_eq!(s.fingerprint(), issued.fingerprint());
-        // The ticket carries the session's store key (the hash of an id
-        // drawn at creation), never an id.
+        // The ticket carries the session's store key (random bytes drawn
+        // at creation), never an id.
         assert_eq!(&bin(issued.token())[50..82], s.store_key().as_bytes());
         assert!(s.id.is_none());
         assert!(!format!("{s:?}").contains(issued.token()));
+    }
+
+    #[test]
+    fn every_new_ticket_session_gets_its_own_random_key() {
+        let m = manager();
+        let keys: std::collections::HashSet<[u8; 32]> = (0..64)
+            .map(|_| {
+                let issued = m.create_at(alice(), T0).unwrap();
+                let key: [u8; 32] = bin(issued.token())[50..82].try_into().unwrap();
+                key
+            })
+            .collect();
+        assert_eq!(keys.len(), 64, "session keys repeat");
+        assert!(!keys.contains(&[0u8; 32]));
+    }
+
+    #[test]
+    fn data_too_big_for_the_stack_buffer_is_issued_and_loads_intact() {
+        // Issue serializes data into a stack buffer and falls back to a
+        // string beyond it: both sides of the boundary must round-trip.
+        let m = manager();
+        for len in [
+            0,
+            DATA_STACK_LEN - 20,
+            DATA_STACK_LEN,
+            DATA_STACK_LEN + 1,
+            2000,
+        ] {
+            let blob = "é".repeat(len / 2);
+            let new = alice().with_value("blob", &blob).unwrap();
+            let issued = m.create_at(new, T0).unwrap();
+            let s = m.load_at(issued.token(), T0).unwrap().session;
+            assert_eq!(s.get::<String>("blob").unwrap(), Some(blob), "{len}");
+            assert_eq!(s.get::<Vec<u32>>("cart").unwrap(), Some(vec![1, 2]));
+        }
+        // Over the policy's data limit, whichever path encoded it.
+        let limit = m.policy().max_data_bytes();
+        let huge = alice().with_value("blob", &"x".repeat(limit)).unwrap();
+        assert!(matches!(
+            m.create_at(huge, T0),
+            Err(Error::TooLarge { limit: l, .. }) if l == limit
+        ));
     }
 
     #[test]
