@@ -3,7 +3,6 @@
 use std::fmt;
 use std::sync::Arc;
 
-use hmac::Hmac;
 use parking_lot::RwLock;
 use rand::Rng as _;
 use sha2::{Digest as _, Sha256};
@@ -18,10 +17,7 @@ use crate::session::{Issued, Loaded, NewSession, Session, SessionData};
 use crate::store::{EndReason, Record, RecordState, Store, StoreError};
 use crate::ticket::format::{self, Claims, MAX_TICKET_LEN};
 use crate::ticket::keyring::{KeyRing, TicketConfigError};
-
-/// Session data up to this many bytes of JSON is serialized on the stack
-/// when a ticket is issued.
-const DATA_STACK_LEN: usize = 384;
+use crate::ticket::mac::PrefixedMac;
 
 /// How many times a revocation write retries a version conflict.
 const MAX_RETRIES: usize = 8;
@@ -35,17 +31,17 @@ const USER_CUTOFF_LABEL: &[u8] = b"latchkey/v1/user-cutoff\0";
 struct Keys {
     ring: KeyRing,
     signing_id: u32,
-    signer: Hmac<Sha256>,
-    verifiers: Vec<(u32, Hmac<Sha256>)>,
+    signer: PrefixedMac,
+    verifiers: Vec<(u32, PrefixedMac)>,
 }
 
 impl Keys {
     fn new(ring: KeyRing, purpose: &str) -> Keys {
         let (signing_id, key) = ring.signing();
-        let signer = format::prefixed_mac(key.mac(), purpose);
+        let signer = format::prefixed_mac(key.as_bytes(), purpose);
         let verifiers = ring
             .all()
-            .map(|(id, key)| (id, format::prefixed_mac(key.mac(), purpose)))
+            .map(|(id, key)| (id, format::prefixed_mac(key.as_bytes(), purpose)))
             .collect();
         Keys {
             ring,
@@ -55,7 +51,7 @@ impl Keys {
         }
     }
 
-    fn verifier(&self, id: u32) -> Option<&Hmac<Sha256>> {
+    fn verifier(&self, id: u32) -> Option<&PrefixedMac> {
         // A handful of keys at most: a scan beats a map.
         self.verifiers
             .iter()
@@ -376,7 +372,7 @@ impl TicketManager {
     }
 
     /// [`mint`](Self::mint) with the data as bytes (`claims.data` is
-    /// ignored): the JSON serde_json wrote into a buffer, signed from there.
+    /// ignored).
     fn mint_with_data(
         &self,
         keys: &Keys,
@@ -384,19 +380,31 @@ impl TicketManager {
         data: &[u8],
         key: &StoreKey,
     ) -> Result<Issued, Error> {
-        let size = format::ticket_len(claims, data.len());
+        self.mint_by(claims, data.len(), key, || {
+            format::encode_with_data(&keys.signer, self.purpose_id, keys.signing_id, claims, data)
+        })
+    }
+
+    /// Checks the size a ticket of `claims` with `data_len` bytes of data
+    /// will have, then builds it with `sign`.
+    fn mint_by(
+        &self,
+        claims: &Claims<'_>,
+        data_len: usize,
+        key: &StoreKey,
+        sign: impl FnOnce() -> Option<String>,
+    ) -> Result<Issued, Error> {
+        let size = format::ticket_len(claims, data_len);
         if size > MAX_TICKET_LEN {
             return Err(Error::TicketTooLarge {
                 size,
                 limit: MAX_TICKET_LEN,
             });
         }
-        let token =
-            format::encode_with_data(&keys.signer, self.purpose_id, keys.signing_id, claims, data)
-                .ok_or(Error::TicketTooLarge {
-                    size,
-                    limit: MAX_TICKET_LEN,
-                })?;
+        let token = sign().ok_or(Error::TicketTooLarge {
+            size,
+            limit: MAX_TICKET_LEN,
+        })?;
         Ok(Issued::new(
             token,
             key.fingerprint(),
@@ -473,32 +481,10 @@ impl TicketManager {
     /// ```
     pub fn create_at(&self, new: NewSession, now: Timestamp) -> Result<Issued, Error> {
         // The same ticket `start` would mint, without building a Session
-        // only to drop it: issue is on every login's hot path. The data is
-        // serialized into a stack buffer and signed from there (a string
-        // would cost an allocation, a copy and a UTF-8 check); data too big
-        // for it goes through a string.
-        let mut stack = [0u8; DATA_STACK_LEN];
-        let spilled;
-        let json: &[u8] = {
-            let mut rest: &mut [u8] = &mut stack;
-            match serde_json::to_writer(&mut rest, &new.data) {
-                Ok(()) => {
-                    let written = DATA_STACK_LEN - rest.len();
-                    &stack[..written]
-                }
-                Err(_) => {
-                    spilled = serde_json::to_string(&new.data).map_err(|source| Error::Data {
-                        key: String::new(),
-                        source,
-                    })?;
-                    spilled.as_bytes()
-                }
-            }
-        };
-        self.check_size(json.len())?;
+        // only to drop it: issue is on every login's hot path.
         let key = fresh_key();
         let absolute = now.saturating_add(self.policy.absolute_timeout());
-        let claims = Claims {
+        let mut claims = Claims {
             created_at: now,
             issued_at: now,
             auth_at: new.user.as_ref().map(|_| now),
@@ -509,9 +495,39 @@ impl TicketManager {
             device: new.device.as_deref(),
             data: "",
         };
-        // Signing holds the read lock (no I/O or observer runs under it):
-        // cheaper than cloning the `Arc` out and dropping it again.
-        let issued = self.mint_with_data(&self.keys.read(), &claims, json, &key)?;
+        // Usually the data is serialized straight into the ticket's stack
+        // buffer, where it is signed: no string, no copy, no UTF-8 check
+        // (serde_json writes only UTF-8). Data too big for that buffer goes
+        // through a string.
+        let mut buf = [0u8; format::SMALL_BINARY_LEN];
+        let start = format::data_start(&claims);
+        let room = format::SMALL_BINARY_LEN.saturating_sub(start + format::TAG_LEN);
+        let mut rest: &mut [u8] = buf.get_mut(start..start + room).unwrap_or_default();
+        let issued = if serde_json::to_writer(&mut rest, &new.data).is_ok() {
+            let data_len = room - rest.len();
+            self.check_size(data_len)?;
+            // Signing holds the read lock (no I/O or observer runs under
+            // it): cheaper than cloning the `Arc` out and dropping it.
+            let keys = self.keys.read();
+            self.mint_by(&claims, data_len, &key, || {
+                format::seal(
+                    &keys.signer,
+                    self.purpose_id,
+                    keys.signing_id,
+                    &claims,
+                    &mut buf,
+                    data_len,
+                )
+            })?
+        } else {
+            let json = serde_json::to_string(&new.data).map_err(|source| Error::Data {
+                key: String::new(),
+                source,
+            })?;
+            self.check_size(json.len())?;
+            claims.data = &json;
+            self.mint(&self.keys.read(), &claims, &key)?
+        };
         if self.observer.is_some() {
             self.emit(Event::Created {
                 session: issued.fingerprint(),
@@ -1187,23 +1203,31 @@ mod tests {
 
     #[test]
     fn data_too_big_for_the_stack_buffer_is_issued_and_loads_intact() {
-        // Issue serializes data into a stack buffer and falls back to a
-        // string beyond it: both sides of the boundary must round-trip.
+        // Issue serializes data into the ticket's stack buffer and falls
+        // back to a string beyond it: every length across the boundary
+        // (about 360 bytes of blob with alice's user, device and cart) must
+        // round-trip, in ASCII and in two-byte characters.
         let m = manager();
-        for len in [
-            0,
-            DATA_STACK_LEN - 20,
-            DATA_STACK_LEN,
-            DATA_STACK_LEN + 1,
-            2000,
-        ] {
-            let blob = "é".repeat(len / 2);
+        let ascii = (300..420).map(|n| "x".repeat(n));
+        let wide = (150..210).map(|n| "é".repeat(n));
+        for blob in ascii.chain(wide).chain(["".into(), "y".repeat(2000)]) {
+            let len = blob.len();
             let new = alice().with_value("blob", &blob).unwrap();
             let issued = m.create_at(new, T0).unwrap();
             let s = m.load_at(issued.token(), T0).unwrap().session;
             assert_eq!(s.get::<String>("blob").unwrap(), Some(blob), "{len}");
             assert_eq!(s.get::<Vec<u32>>("cart").unwrap(), Some(vec![1, 2]));
         }
+        // A user and device that fill the stack buffer on their own.
+        let long = NewSession::new()
+            .with_user("u".repeat(300))
+            .with_device("d".repeat(300))
+            .with_value("cart", &[1, 2])
+            .unwrap();
+        let issued = m.create_at(long, T0).unwrap();
+        let s = m.load_at(issued.token(), T0).unwrap().session;
+        assert_eq!(s.user().map(str::len), Some(300));
+        assert_eq!(s.get::<Vec<u32>>("cart").unwrap(), Some(vec![1, 2]));
         // Over the policy's data limit, whichever path encoded it.
         let limit = m.policy().max_data_bytes();
         let huge = alice().with_value("blob", &"x".repeat(limit)).unwrap();

@@ -29,6 +29,7 @@
 
 mod format;
 mod keyring;
+mod mac;
 mod manager;
 #[cfg(test)]
 mod vectors;
