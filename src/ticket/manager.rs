@@ -16,6 +16,7 @@ use crate::policy::Policy;
 use crate::session::{Issued, Loaded, NewSession, Session, SessionData};
 use crate::store::{EndReason, Record, RecordState, Store, StoreError};
 use crate::ticket::format::{self, Claims, MAX_TICKET_LEN};
+use crate::ticket::json;
 use crate::ticket::keyring::{KeyRing, TicketConfigError};
 use crate::ticket::mac::PrefixedMac;
 
@@ -495,16 +496,17 @@ impl TicketManager {
             device: new.device.as_deref(),
             data: "",
         };
-        // Usually the data is serialized straight into the ticket's stack
+        // Usually the data is written straight into the ticket's stack
         // buffer, where it is signed: no string, no copy, no UTF-8 check
-        // (serde_json writes only UTF-8). Data too big for that buffer goes
-        // through a string.
+        // (the JSON is UTF-8 by construction). Data too big for that
+        // buffer goes through a string.
         let mut buf = [0u8; format::SMALL_BINARY_LEN];
         let start = format::data_start(&claims);
         let room = format::SMALL_BINARY_LEN.saturating_sub(start + format::TAG_LEN);
-        let mut rest: &mut [u8] = buf.get_mut(start..start + room).unwrap_or_default();
-        let issued = if serde_json::to_writer(&mut rest, &new.data).is_ok() {
-            let data_len = room - rest.len();
+        let written = buf
+            .get_mut(start..start + room)
+            .and_then(|slot| json::write_object(&new.data, slot));
+        let issued = if let Some(data_len) = written {
             self.check_size(data_len)?;
             // Signing holds the read lock (no I/O or observer runs under
             // it): cheaper than cloning the `Arc` out and dropping it.

@@ -28,6 +28,7 @@
 //! library alone.
 
 mod format;
+mod json;
 mod keyring;
 mod mac;
 mod manager;
