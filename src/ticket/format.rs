@@ -241,8 +241,8 @@ pub(crate) fn ticket_len(claims: &Claims<'_>, data_len: usize) -> usize {
     PREFIX.len() + encoded_len(bin)
 }
 
-/// Encodes and signs. The caller has checked [`ticket_len`] against
-/// [`MAX_TICKET_LEN`]; `None` means it did not (a field too long to encode).
+/// Encodes and signs `c` (tests and vectors; issuers use
+/// [`encode_with_data`] or [`seal`]).
 #[cfg(test)]
 pub(crate) fn encode(
     mac: &PrefixedMac,
@@ -253,7 +253,9 @@ pub(crate) fn encode(
     encode_with_data(mac, purpose_id, key_id, c, c.data.as_bytes())
 }
 
-/// [`encode`] with the data field given as bytes; `c.data` is ignored.
+/// Encodes and signs `c` with `data` as its data field (`c.data` is
+/// ignored). The caller has checked [`ticket_len`] against
+/// [`MAX_TICKET_LEN`]; `None` means it did not (a field too long to encode).
 pub(crate) fn encode_with_data(
     mac: &PrefixedMac,
     purpose_id: [u8; 4],
