@@ -22,11 +22,11 @@ use std::fmt;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use hmac::{Hmac, Mac as _};
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
 
 use crate::clock::Timestamp;
+use crate::ticket::mac::PrefixedMac;
 
 /// The text every version-1 ticket starts with. Lets a server tell a ticket
 /// from a session ID (43 characters, no dot) without decoding, and changes
@@ -209,16 +209,13 @@ pub(crate) fn purpose_id(purpose: &str) -> [u8; 4] {
     [h[0], h[1], h[2], h[3]]
 }
 
-/// A keyed HMAC state that has already absorbed the label and the purpose:
-/// cloned once per ticket, so neither the key schedule nor the prefix is
-/// recomputed per call.
+/// The MAC under `key` with the label and the purpose already absorbed, so
+/// neither the key schedule nor the prefix is recomputed per ticket.
 ///
-/// The prefix is zero-padded to a whole SHA-256 block, so the state holds it
+/// The prefix is zero-padded to whole SHA-256 blocks, so the state holds it
 /// already compressed and each ticket pays only for its own payload.
-pub(crate) fn prefixed_mac(keyed: &Hmac<Sha256>, purpose: &str) -> Hmac<Sha256> {
-    let mut mac = keyed.clone();
-    mac.update(&mac_prefix(purpose));
-    mac
+pub(crate) fn prefixed_mac(key: &[u8], purpose: &str) -> PrefixedMac {
+    PrefixedMac::new(key, &mac_prefix(purpose))
 }
 
 /// `label || u8(len(purpose)) || purpose`, zero-padded to a multiple of 64
@@ -233,36 +230,77 @@ pub(crate) fn mac_prefix(purpose: &str) -> Vec<u8> {
     p
 }
 
-/// The number of characters `claims` would encode to.
-pub(crate) fn ticket_len(claims: &Claims<'_>) -> usize {
+/// The number of characters `claims` would encode to, with `data_len`
+/// bytes of data (see [`encode_with_data`]).
+pub(crate) fn ticket_len(claims: &Claims<'_>, data_len: usize) -> usize {
     let bin = HEADER_LEN
         + claims.user.map_or(0, str::len)
         + claims.device.map_or(0, str::len)
-        + claims.data.len()
+        + data_len
         + TAG_LEN;
     PREFIX.len() + encoded_len(bin)
 }
 
-/// Encodes and signs. The caller has checked [`ticket_len`] against
-/// [`MAX_TICKET_LEN`]; `None` means it did not (a field too long to encode).
+/// Encodes and signs `c` (tests and vectors; issuers use
+/// [`encode_with_data`] or [`seal`]).
+#[cfg(test)]
 pub(crate) fn encode(
-    mac: &Hmac<Sha256>,
+    mac: &PrefixedMac,
     purpose_id: [u8; 4],
     key_id: u32,
     c: &Claims<'_>,
 ) -> Option<String> {
-    let user = c.user.unwrap_or("").as_bytes();
-    let device = c.device.unwrap_or("").as_bytes();
-    let data = c.data.as_bytes();
-    let body_len = HEADER_LEN + user.len() + device.len() + data.len();
-    if body_len + TAG_LEN > MAX_BINARY_LEN {
+    encode_with_data(mac, purpose_id, key_id, c, c.data.as_bytes())
+}
+
+/// Encodes and signs `c` with `data` as its data field (`c.data` is
+/// ignored). The caller has checked [`ticket_len`] against
+/// [`MAX_TICKET_LEN`]; `None` means it did not (a field too long to encode).
+pub(crate) fn encode_with_data(
+    mac: &PrefixedMac,
+    purpose_id: [u8; 4],
+    key_id: u32,
+    c: &Claims<'_>,
+    data: &[u8],
+) -> Option<String> {
+    let start = data_start(c);
+    let total = start + data.len() + TAG_LEN;
+    if total > MAX_BINARY_LEN {
         return None;
     }
     // A small stack buffer for usual tickets; one heap allocation (the
     // returned string).
-    let total = body_len + TAG_LEN;
     let (mut small, mut large) = ([0u8; SMALL_BINARY_LEN], Vec::new());
     let buf = scratch(total, &mut small, &mut large);
+    buf[start..start + data.len()].copy_from_slice(data);
+    seal(mac, purpose_id, key_id, c, buf, data.len())
+}
+
+/// Where the data field starts in a ticket with `c`'s user and device.
+pub(crate) fn data_start(c: &Claims<'_>) -> usize {
+    HEADER_LEN + c.user.map_or(0, str::len) + c.device.map_or(0, str::len)
+}
+
+/// Completes, signs and encodes a ticket whose `data_len` bytes of data the
+/// caller has already written into `buf` at [`data_start`] (an issuer
+/// serializes the data there directly: serde_json writes only UTF-8, so no
+/// string, copy or UTF-8 check is needed); `c.data` is ignored. `None` if
+/// `buf` is too short or a field too long to encode.
+pub(crate) fn seal(
+    mac: &PrefixedMac,
+    purpose_id: [u8; 4],
+    key_id: u32,
+    c: &Claims<'_>,
+    buf: &mut [u8],
+    data_len: usize,
+) -> Option<String> {
+    let user = c.user.unwrap_or("").as_bytes();
+    let device = c.device.unwrap_or("").as_bytes();
+    let body_len = HEADER_LEN + user.len() + device.len() + data_len;
+    let total = body_len + TAG_LEN;
+    if total > MAX_BINARY_LEN || total > buf.len() {
+        return None;
+    }
     let mut flags = 0;
     if c.auth_at.is_some() {
         flags |= FLAG_AUTH;
@@ -291,24 +329,26 @@ pub(crate) fn encode(
     buf[50..82].copy_from_slice(&c.session_key);
     buf[82..84].copy_from_slice(&u16::try_from(user.len()).ok()?.to_be_bytes());
     buf[84..86].copy_from_slice(&u16::try_from(device.len()).ok()?.to_be_bytes());
-    buf[86..88].copy_from_slice(&u16::try_from(data.len()).ok()?.to_be_bytes());
+    buf[86..88].copy_from_slice(&u16::try_from(data_len).ok()?.to_be_bytes());
     let mut at = HEADER_LEN;
-    for field in [user, device, data] {
+    for field in [user, device] {
         buf[at..at + field.len()].copy_from_slice(field);
         at += field.len();
     }
-    let mut m = mac.clone();
-    m.update(&buf[..body_len]);
-    let tag = m.finalize().into_bytes();
+    let tag = mac.tag(&buf[..body_len]);
     buf[body_len..total].copy_from_slice(&tag);
-    // Encode into an exact-size buffer: `encode_string` goes through a
-    // chunked writer that costs more than the encoding itself.
-    let mut out = vec![0u8; PREFIX.len() + encoded_len(total)];
-    out[..PREFIX.len()].copy_from_slice(PREFIX.as_bytes());
+    // Encode straight into the exact-size buffer the string will own.
+    // Allocated with `with_capacity` and then filled, not `vec![0; n]`:
+    // glibc's calloc bypasses its per-thread cache, and the zeroing is
+    // overwritten anyway.
+    let len = PREFIX.len() + encoded_len(total);
+    let mut out = Vec::with_capacity(len);
+    out.extend_from_slice(PREFIX.as_bytes());
+    out.resize(len, b'A');
     let n = URL_SAFE_NO_PAD
         .encode_slice(&buf[..total], &mut out[PREFIX.len()..])
         .ok()?;
-    out.truncate(PREFIX.len() + n);
+    debug_assert_eq!(PREFIX.len() + n, len);
     String::from_utf8(out).ok()
 }
 
@@ -417,10 +457,8 @@ pub(crate) fn parse<'a>(token: &str, buf: &'a mut [u8]) -> Result<Parsed<'a>, Ti
 /// Whether `tag` is the MAC of `signed` under `mac` (a [`prefixed_mac`]
 /// state). The comparison runs in constant time, so a forger learns
 /// nothing from how long a wrong guess took to refuse.
-pub(crate) fn verify(mac: &Hmac<Sha256>, signed: &[u8], tag: &[u8]) -> bool {
-    let mut m = mac.clone();
-    m.update(signed);
-    let expected = m.finalize().into_bytes();
+pub(crate) fn verify(mac: &PrefixedMac, signed: &[u8], tag: &[u8]) -> bool {
+    let expected = mac.tag(signed);
     if tag.len() != TAG_LEN {
         return false;
     }
@@ -440,11 +478,22 @@ pub(crate) fn verify(mac: &Hmac<Sha256>, signed: &[u8], tag: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hmac::KeyInit as _;
+    use hmac::{Hmac, KeyInit as _, Mac as _};
 
-    fn mac() -> Hmac<Sha256> {
-        let keyed = Hmac::<Sha256>::new_from_slice(&[7u8; 32]).unwrap();
-        prefixed_mac(&keyed, "session")
+    fn mac() -> PrefixedMac {
+        prefixed_mac(&[7u8; 32], "session")
+    }
+
+    #[test]
+    fn tag_is_hmac_sha256_of_the_padded_prefix_and_the_payload() {
+        let c = claims();
+        let t = encode(&mac(), purpose_id("session"), 7, &c).unwrap();
+        let mut buf = [0u8; MAX_BINARY_LEN];
+        let p = parse(&t, &mut buf).unwrap();
+        let mut reference = Hmac::<Sha256>::new_from_slice(&[7u8; 32]).unwrap();
+        reference.update(&mac_prefix("session"));
+        reference.update(p.signed);
+        assert_eq!(p.tag, reference.finalize().into_bytes().as_slice());
     }
 
     fn claims() -> Claims<'static> {
@@ -465,7 +514,7 @@ mod tests {
     fn encode_then_parse_round_trips_and_verifies() {
         let c = claims();
         let t = encode(&mac(), purpose_id("session"), 7, &c).unwrap();
-        assert_eq!(t.len(), ticket_len(&c));
+        assert_eq!(t.len(), ticket_len(&c, c.data.len()));
         let mut buf = [0u8; MAX_BINARY_LEN];
         let p = parse(&t, &mut buf).unwrap();
         assert_eq!(p.claims, c);

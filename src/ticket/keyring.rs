@@ -4,9 +4,7 @@ use std::fmt;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
-use hmac::{Hmac, KeyInit as _};
 use rand::Rng as _;
-use sha2::Sha256;
 use subtle::ConstantTimeEq as _;
 
 /// Why a key, a key ring or a ticket manager could not be built.
@@ -35,8 +33,9 @@ pub enum TicketConfigError {
 
 /// A secret HMAC-SHA256 key for tickets: at least 32 bytes.
 ///
-/// `Debug` never shows it, equality runs in constant time, and the keyed
-/// HMAC state is computed once here, so signing and verifying a ticket never
+/// `Debug` never shows it, and equality runs in constant time. A
+/// [`TicketManager`](crate::TicketManager) computes each key's HMAC states
+/// once when it is given the ring, so signing and verifying a ticket never
 /// redo the key schedule.
 ///
 /// # Example
@@ -54,7 +53,6 @@ pub enum TicketConfigError {
 #[derive(Clone)]
 pub struct TicketKey {
     bytes: Box<[u8]>,
-    mac: Hmac<Sha256>,
 }
 
 impl TicketKey {
@@ -119,19 +117,14 @@ impl TicketKey {
     }
 
     fn build(bytes: &[u8]) -> TicketKey {
-        // HMAC accepts keys of any length (long ones are hashed first), so
-        // new_from_slice cannot fail; the fallback is never taken.
-        let mac = Hmac::<Sha256>::new_from_slice(bytes)
-            .unwrap_or_else(|_| Hmac::<Sha256>::new(&Default::default()));
         TicketKey {
             bytes: bytes.into(),
-            mac,
         }
     }
 
-    /// The keyed HMAC state.
-    pub(crate) fn mac(&self) -> &Hmac<Sha256> {
-        &self.mac
+    /// The secret key bytes, for the MAC.
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.bytes
     }
 }
 

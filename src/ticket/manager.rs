@@ -3,20 +3,22 @@
 use std::fmt;
 use std::sync::Arc;
 
-use hmac::Hmac;
 use parking_lot::RwLock;
+use rand::Rng as _;
 use sha2::{Digest as _, Sha256};
 
 use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::error::Error;
 use crate::event::{Event, ExpiryKind, Observer, RejectKind};
-use crate::id::{SessionId, StoreKey};
+use crate::id::StoreKey;
 use crate::manager::SessionManager;
 use crate::policy::Policy;
 use crate::session::{Issued, Loaded, NewSession, Session, SessionData};
 use crate::store::{EndReason, Record, RecordState, Store, StoreError};
 use crate::ticket::format::{self, Claims, MAX_TICKET_LEN};
+use crate::ticket::json;
 use crate::ticket::keyring::{KeyRing, TicketConfigError};
+use crate::ticket::mac::PrefixedMac;
 
 /// How many times a revocation write retries a version conflict.
 const MAX_RETRIES: usize = 8;
@@ -30,17 +32,17 @@ const USER_CUTOFF_LABEL: &[u8] = b"latchkey/v1/user-cutoff\0";
 struct Keys {
     ring: KeyRing,
     signing_id: u32,
-    signer: Hmac<Sha256>,
-    verifiers: Vec<(u32, Hmac<Sha256>)>,
+    signer: PrefixedMac,
+    verifiers: Vec<(u32, PrefixedMac)>,
 }
 
 impl Keys {
     fn new(ring: KeyRing, purpose: &str) -> Keys {
         let (signing_id, key) = ring.signing();
-        let signer = format::prefixed_mac(key.mac(), purpose);
+        let signer = format::prefixed_mac(key.as_bytes(), purpose);
         let verifiers = ring
             .all()
-            .map(|(id, key)| (id, format::prefixed_mac(key.mac(), purpose)))
+            .map(|(id, key)| (id, format::prefixed_mac(key.as_bytes(), purpose)))
             .collect();
         Keys {
             ring,
@@ -50,7 +52,7 @@ impl Keys {
         }
     }
 
-    fn verifier(&self, id: u32) -> Option<&Hmac<Sha256>> {
+    fn verifier(&self, id: u32) -> Option<&PrefixedMac> {
         // A handful of keys at most: a scan beats a map.
         self.verifiers
             .iter()
@@ -336,10 +338,6 @@ impl TicketManager {
         *self.keys.write() = keys;
     }
 
-    fn current_keys(&self) -> Arc<Keys> {
-        self.keys.read().clone()
-    }
-
     fn emit(&self, event: Event) {
         if let Some(o) = &self.observer {
             o.on_event(&event);
@@ -360,33 +358,54 @@ impl TicketManager {
             .min(absolute)
     }
 
-    fn check_size(&self, data: &str) -> Result<(), Error> {
+    fn check_size(&self, size: usize) -> Result<(), Error> {
         let limit = self.policy.max_data_bytes();
-        if data.len() > limit {
-            return Err(Error::TooLarge {
-                size: data.len(),
-                limit,
-            });
+        if size > limit {
+            return Err(Error::TooLarge { size, limit });
         }
         Ok(())
     }
 
     /// Signs `claims` with the signing key. `key` is the session's store
-    /// key, which the caller already has (SHA-256 is not free).
+    /// key, which the caller already has.
     fn mint(&self, keys: &Keys, claims: &Claims<'_>, key: &StoreKey) -> Result<Issued, Error> {
-        let size = format::ticket_len(claims);
+        self.mint_with_data(keys, claims, claims.data.as_bytes(), key)
+    }
+
+    /// [`mint`](Self::mint) with the data as bytes (`claims.data` is
+    /// ignored).
+    fn mint_with_data(
+        &self,
+        keys: &Keys,
+        claims: &Claims<'_>,
+        data: &[u8],
+        key: &StoreKey,
+    ) -> Result<Issued, Error> {
+        self.mint_by(claims, data.len(), key, || {
+            format::encode_with_data(&keys.signer, self.purpose_id, keys.signing_id, claims, data)
+        })
+    }
+
+    /// Checks the size a ticket of `claims` with `data_len` bytes of data
+    /// will have, then builds it with `sign`.
+    fn mint_by(
+        &self,
+        claims: &Claims<'_>,
+        data_len: usize,
+        key: &StoreKey,
+        sign: impl FnOnce() -> Option<String>,
+    ) -> Result<Issued, Error> {
+        let size = format::ticket_len(claims, data_len);
         if size > MAX_TICKET_LEN {
             return Err(Error::TicketTooLarge {
                 size,
                 limit: MAX_TICKET_LEN,
             });
         }
-        let token = format::encode(&keys.signer, self.purpose_id, keys.signing_id, claims).ok_or(
-            Error::TicketTooLarge {
-                size,
-                limit: MAX_TICKET_LEN,
-            },
-        )?;
+        let token = sign().ok_or(Error::TicketTooLarge {
+            size,
+            limit: MAX_TICKET_LEN,
+        })?;
         Ok(Issued::new(
             token,
             key.fingerprint(),
@@ -409,7 +428,7 @@ impl TicketManager {
             device: session.device.as_deref(),
             data,
         };
-        self.mint(&self.current_keys(), &claims, &session.key)
+        self.mint(&self.keys.read(), &claims, &session.key)
     }
 
     /// Starts a session: fresh id, both deadlines from `now`.
@@ -421,7 +440,7 @@ impl TicketManager {
             Err(_) => SessionData::from_map(new.data),
         };
         let encoded = data.encoded();
-        self.check_size(&encoded)?;
+        self.check_size(encoded.len())?;
         let absolute = now.saturating_add(self.policy.absolute_timeout());
         let session = Session {
             // The ticket carries the key, never the id: see `fresh_key`.
@@ -464,14 +483,9 @@ impl TicketManager {
     pub fn create_at(&self, new: NewSession, now: Timestamp) -> Result<Issued, Error> {
         // The same ticket `start` would mint, without building a Session
         // only to drop it: issue is on every login's hot path.
-        let json = serde_json::to_string(&new.data).map_err(|source| Error::Data {
-            key: String::new(),
-            source,
-        })?;
-        self.check_size(&json)?;
         let key = fresh_key();
         let absolute = now.saturating_add(self.policy.absolute_timeout());
-        let claims = Claims {
+        let mut claims = Claims {
             created_at: now,
             issued_at: now,
             auth_at: new.user.as_ref().map(|_| now),
@@ -480,9 +494,42 @@ impl TicketManager {
             session_key: *key.as_bytes(),
             user: new.user.as_deref(),
             device: new.device.as_deref(),
-            data: &json,
+            data: "",
         };
-        let issued = self.mint(&self.current_keys(), &claims, &key)?;
+        // Usually the data is written straight into the ticket's stack
+        // buffer, where it is signed: no string, no copy, no UTF-8 check
+        // (the JSON is UTF-8 by construction). Data too big for that
+        // buffer goes through a string.
+        let mut buf = [0u8; format::SMALL_BINARY_LEN];
+        let start = format::data_start(&claims);
+        let room = format::SMALL_BINARY_LEN.saturating_sub(start + format::TAG_LEN);
+        let written = buf
+            .get_mut(start..start + room)
+            .and_then(|slot| json::write_object(&new.data, slot));
+        let issued = if let Some(data_len) = written {
+            self.check_size(data_len)?;
+            // Signing holds the read lock (no I/O or observer runs under
+            // it): cheaper than cloning the `Arc` out and dropping it.
+            let keys = self.keys.read();
+            self.mint_by(&claims, data_len, &key, || {
+                format::seal(
+                    &keys.signer,
+                    self.purpose_id,
+                    keys.signing_id,
+                    &claims,
+                    &mut buf,
+                    data_len,
+                )
+            })?
+        } else {
+            let json = serde_json::to_string(&new.data).map_err(|source| Error::Data {
+                key: String::new(),
+                source,
+            })?;
+            self.check_size(json.len())?;
+            claims.data = &json;
+            self.mint(&self.keys.read(), &claims, &key)?
+        };
         if self.observer.is_some() {
             self.emit(Event::Created {
                 session: issued.fingerprint(),
@@ -606,7 +653,7 @@ impl TicketManager {
                 absolute_deadline: absolute,
                 ..c
             };
-            let issued = self.mint(&self.current_keys(), &claims, &session.key)?;
+            let issued = self.mint(&self.keys.read(), &claims, &session.key)?;
             session.last_seen = now;
             session.idle_deadline = claims.idle_deadline;
             Some(issued)
@@ -643,7 +690,7 @@ impl TicketManager {
         self.check_usable(session, now)?;
         let data = session.data.to_stored();
         let encoded = data.encoded();
-        self.check_size(&encoded)?;
+        self.check_size(encoded.len())?;
         let issued = self.mint_session(session, &encoded, now)?;
         session.last_seen = now;
         session.idle_deadline = issued.idle_deadline();
@@ -669,7 +716,7 @@ impl TicketManager {
         self.check_usable(session, now)?;
         let data = session.data.to_stored();
         let encoded = data.encoded();
-        self.check_size(&encoded)?;
+        self.check_size(encoded.len())?;
         let mut next = session.clone();
         next.key = fresh_key();
         let issued = self.mint_session(&next, &encoded, now)?;
@@ -952,13 +999,21 @@ impl TicketManager {
 /// Whether a ticket is deny-listed from a later instant (rotated, in grace).
 struct Retiring(bool);
 
-/// A new session's store key: SHA-256 of a fresh random session id, as for
-/// server-side sessions, so fingerprints and revocation entries look alike
-/// for both. The ticket carries this key rather than the id: a ticket's
-/// credential is its signature, the id would be no secret either, and
-/// carrying the hash spares every load a SHA-256.
+/// A new session's key: 32 fresh bytes from the CSPRNG (`ThreadRng`, as
+/// session ids are drawn).
+///
+/// A server-side session's store key is SHA-256 of its id, because there
+/// the id is the bearer secret and the store must not hold it. A ticket
+/// session has no id to protect: its credential is the signature, the key
+/// travels in the readable ticket, and no preimage is ever kept or checked.
+/// Hashing 32 random bytes that are then thrown away would only cost a
+/// SHA-256 per issue (a fifth of it); the random bytes themselves are just
+/// as unguessable, as unique and as uniform, so fingerprints, deny-list
+/// entries and a store shared with server-side sessions work the same.
 fn fresh_key() -> StoreKey {
-    SessionId::generate().store_key()
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    StoreKey::from_bytes(bytes)
 }
 
 /// Where a user's revocation cutoff is kept: SHA-256 of a label and the user
@@ -1127,11 +1182,61 @@ mod tests {
         );
         assert_eq!(s.idle_deadline(), issued.idle_deadline());
         assert_eq!(s.fingerprint(), issued.fingerprint());
-        // The ticket carries the session's store key (the hash of an id
-        // drawn at creation), never an id.
+        // The ticket carries the session's store key (random bytes drawn
+        // at creation), never an id.
         assert_eq!(&bin(issued.token())[50..82], s.store_key().as_bytes());
         assert!(s.id.is_none());
         assert!(!format!("{s:?}").contains(issued.token()));
+    }
+
+    #[test]
+    fn every_new_ticket_session_gets_its_own_random_key() {
+        let m = manager();
+        let keys: std::collections::HashSet<[u8; 32]> = (0..64)
+            .map(|_| {
+                let issued = m.create_at(alice(), T0).unwrap();
+                let key: [u8; 32] = bin(issued.token())[50..82].try_into().unwrap();
+                key
+            })
+            .collect();
+        assert_eq!(keys.len(), 64, "session keys repeat");
+        assert!(!keys.contains(&[0u8; 32]));
+    }
+
+    #[test]
+    fn data_too_big_for_the_stack_buffer_is_issued_and_loads_intact() {
+        // Issue serializes data into the ticket's stack buffer and falls
+        // back to a string beyond it: every length across the boundary
+        // (about 360 bytes of blob with alice's user, device and cart) must
+        // round-trip, in ASCII and in two-byte characters.
+        let m = manager();
+        let ascii = (300..420).map(|n| "x".repeat(n));
+        let wide = (150..210).map(|n| "é".repeat(n));
+        for blob in ascii.chain(wide).chain(["".into(), "y".repeat(2000)]) {
+            let len = blob.len();
+            let new = alice().with_value("blob", &blob).unwrap();
+            let issued = m.create_at(new, T0).unwrap();
+            let s = m.load_at(issued.token(), T0).unwrap().session;
+            assert_eq!(s.get::<String>("blob").unwrap(), Some(blob), "{len}");
+            assert_eq!(s.get::<Vec<u32>>("cart").unwrap(), Some(vec![1, 2]));
+        }
+        // A user and device that fill the stack buffer on their own.
+        let long = NewSession::new()
+            .with_user("u".repeat(300))
+            .with_device("d".repeat(300))
+            .with_value("cart", &[1, 2])
+            .unwrap();
+        let issued = m.create_at(long, T0).unwrap();
+        let s = m.load_at(issued.token(), T0).unwrap().session;
+        assert_eq!(s.user().map(str::len), Some(300));
+        assert_eq!(s.get::<Vec<u32>>("cart").unwrap(), Some(vec![1, 2]));
+        // Over the policy's data limit, whichever path encoded it.
+        let limit = m.policy().max_data_bytes();
+        let huge = alice().with_value("blob", &"x".repeat(limit)).unwrap();
+        assert!(matches!(
+            m.create_at(huge, T0),
+            Err(Error::TooLarge { limit: l, .. }) if l == limit
+        ));
     }
 
     #[test]

@@ -28,7 +28,9 @@
 //! library alone.
 
 mod format;
+mod json;
 mod keyring;
+mod mac;
 mod manager;
 #[cfg(test)]
 mod vectors;
