@@ -16,7 +16,6 @@ use crate::policy::Policy;
 use crate::session::{Issued, Loaded, NewSession, Session, SessionData};
 use crate::store::{EndReason, Record, RecordState, Store, StoreError};
 use crate::ticket::format::{self, Claims, MAX_TICKET_LEN};
-use crate::ticket::json;
 use crate::ticket::keyring::{KeyRing, TicketConfigError};
 use crate::ticket::mac::PrefixedMac;
 
@@ -503,9 +502,14 @@ impl TicketManager {
         let mut buf = [0u8; format::SMALL_BINARY_LEN];
         let start = format::data_start(&claims);
         let room = format::SMALL_BINARY_LEN.saturating_sub(start + format::TAG_LEN);
-        let written = buf
-            .get_mut(start..start + room)
-            .and_then(|slot| json::write_object(&new.data, slot));
+        let written = buf.get_mut(start..start + room).and_then(|slot| {
+            let room = slot.len();
+            let mut rest: &mut [u8] = slot;
+            // Fails (and the string path below takes over) when full.
+            serde_json::to_writer(&mut rest, &new.data)
+                .ok()
+                .map(|()| room - rest.len())
+        });
         let issued = if let Some(data_len) = written {
             self.check_size(data_len)?;
             // Signing holds the read lock (no I/O or observer runs under

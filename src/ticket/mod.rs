@@ -28,7 +28,6 @@
 //! library alone.
 
 mod format;
-mod json;
 mod keyring;
 mod mac;
 mod manager;
