@@ -9,7 +9,13 @@
 //! - `slots`, the records themselves.
 //!
 //! Linear probing from a home bucket; deletion shifts later records of the
-//! probe run back (no tombstones). Capacity is not a power of two: the home
+//! probe run back (no tombstones). At 90% full a miss scans about 50
+//! control bytes on average (under a cache line), and a deletion reads the
+//! home of about as many records after it (microseconds when they are not
+//! cached); runs much longer than the average exist, so the occasional
+//! deletion costs more. Lookups of present keys probe about 5 buckets. Growth
+//! moves every record of the table once (about four moves per record while
+//! a table grows from empty), under the shard's write lock. Capacity is not a power of two: the home
 //! bucket is the key's hash scaled to the capacity, so the table can grow
 //! by a quarter when 90% full and is always between 72% and 90% full once
 //! it has grown, which is what keeps records of ~200 bytes in place without
