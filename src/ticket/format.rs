@@ -231,7 +231,8 @@ pub(crate) fn mac_prefix(purpose: &str) -> Vec<u8> {
 }
 
 /// The number of characters `claims` would encode to, with `data_len`
-/// bytes of data (see [`encode_with_data`]).
+/// bytes of data (`claims.data` is not read: with [`seal`] the data is not
+/// in it).
 pub(crate) fn ticket_len(claims: &Claims<'_>, data_len: usize) -> usize {
     let bin = HEADER_LEN
         + claims.user.map_or(0, str::len)
@@ -241,28 +242,17 @@ pub(crate) fn ticket_len(claims: &Claims<'_>, data_len: usize) -> usize {
     PREFIX.len() + encoded_len(bin)
 }
 
-/// Encodes and signs `c` (tests and vectors; issuers use
-/// [`encode_with_data`] or [`seal`]).
-#[cfg(test)]
+/// Encodes and signs `c`. The caller has checked [`ticket_len`] against
+/// [`MAX_TICKET_LEN`]; `None` means it did not (a field too long to encode).
+/// An issuer that serializes the data itself writes it in place and calls
+/// [`seal`] instead.
 pub(crate) fn encode(
     mac: &PrefixedMac,
     purpose_id: [u8; 4],
     key_id: u32,
     c: &Claims<'_>,
 ) -> Option<String> {
-    encode_with_data(mac, purpose_id, key_id, c, c.data.as_bytes())
-}
-
-/// Encodes and signs `c` with `data` as its data field (`c.data` is
-/// ignored). The caller has checked [`ticket_len`] against
-/// [`MAX_TICKET_LEN`]; `None` means it did not (a field too long to encode).
-pub(crate) fn encode_with_data(
-    mac: &PrefixedMac,
-    purpose_id: [u8; 4],
-    key_id: u32,
-    c: &Claims<'_>,
-    data: &[u8],
-) -> Option<String> {
+    let data = c.data.as_bytes();
     let start = data_start(c);
     let total = start + data.len() + TAG_LEN;
     if total > MAX_BINARY_LEN {

@@ -368,20 +368,8 @@ impl TicketManager {
     /// Signs `claims` with the signing key. `key` is the session's store
     /// key, which the caller already has.
     fn mint(&self, keys: &Keys, claims: &Claims<'_>, key: &StoreKey) -> Result<Issued, Error> {
-        self.mint_with_data(keys, claims, claims.data.as_bytes(), key)
-    }
-
-    /// [`mint`](Self::mint) with the data as bytes (`claims.data` is
-    /// ignored).
-    fn mint_with_data(
-        &self,
-        keys: &Keys,
-        claims: &Claims<'_>,
-        data: &[u8],
-        key: &StoreKey,
-    ) -> Result<Issued, Error> {
-        self.mint_by(claims, data.len(), key, || {
-            format::encode_with_data(&keys.signer, self.purpose_id, keys.signing_id, claims, data)
+        self.mint_by(claims, claims.data.len(), key, || {
+            format::encode(&keys.signer, self.purpose_id, keys.signing_id, claims)
         })
     }
 
