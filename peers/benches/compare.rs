@@ -36,8 +36,6 @@
 //! - `id`: `latchkey_generate_encode` (`SessionId::generate().to_token()`)
 //!   against `floor_threadrng_b64url` (ThreadRng 32 bytes + base64url).
 
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::hint::black_box;
 use std::str::FromStr as _;
 use std::time::Instant;
@@ -51,62 +49,15 @@ use criterion::{
 use hmac::{KeyInit as _, Mac as _};
 use latchkey::{SessionId, SessionManager as _};
 use latchkey_peers::{
-    Walk, current_thread_runtime, new_session, payload, seed_latchkey, seed_tower, tower_record,
-    two_threads,
+    Walk, current_thread_runtime, floor_load, new_session, payload, seed_floor, seed_latchkey,
+    seed_tower, tower_record, two_threads,
 };
-use parking_lot::RwLock;
 use rand::Rng as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use sha2::{Digest as _, Sha256};
+use sha2::Sha256;
 use tower_sessions_core::SessionStore as _;
 use tower_sessions_core::session::Id;
-
-/// The floor's value: a fixed-size copy, no allocation.
-#[derive(Clone, Copy)]
-struct FloorValue([u64; 8]);
-
-/// SHA-256 output is uniform: hash by 8 of its bytes (latchkey's
-/// `MemoryStore` does the same), so the floor does not pay for SipHash.
-#[derive(Default)]
-struct FirstBytes(u64);
-
-impl Hasher for FirstBytes {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        if bytes.len() >= 8 {
-            let mut b = [0u8; 8];
-            b.copy_from_slice(&bytes[..8]);
-            self.0 = u64::from_le_bytes(b);
-        }
-    }
-}
-
-type FloorMap = RwLock<HashMap<[u8; 32], FloorValue, BuildHasherDefault<FirstBytes>>>;
-
-fn seed_floor(n: usize) -> (FloorMap, Vec<[u8; 32]>) {
-    let mut map = HashMap::with_capacity_and_hasher(n, BuildHasherDefault::default());
-    let mut ids = Vec::with_capacity(n);
-    let mut rng = rand::rng();
-    for i in 0..n {
-        let mut id = [0u8; 32];
-        rng.fill_bytes(&mut id);
-        map.insert(Sha256::digest(id).into(), FloorValue([i as u64; 8]));
-        ids.push(id);
-    }
-    (RwLock::new(map), ids)
-}
-
-#[inline]
-fn floor_load(map: &FloorMap, id: &[u8; 32]) -> FloorValue {
-    let key: [u8; 32] = Sha256::digest(id).into();
-    match map.read().get(&key) {
-        Some(v) => *v,
-        None => panic!("floor key missing"),
-    }
-}
 
 fn load_group(c: &mut Criterion, label: &str, n: usize) {
     let mut g = c.benchmark_group(format!("load_{label}"));

@@ -1,9 +1,10 @@
-//! Fixtures for the peer benchmarks (`benches/compare.rs`) and the memory
-//! census (`src/bin/memory.rs`).
+//! Fixtures for the peer benchmarks (`benches/compare.rs`), the memory
+//! census (`src/bin/memory.rs`) and the interleaved timers
+//! (`src/bin/load_timing.rs`, `src/bin/ticket_timing.rs`).
 //!
 //! latchkey's side comes from `benches/support` of the latchkey package,
 //! included by path, so both packages measure latchkey the same way; this
-//! file adds tower-sessions' side with the same payload.
+//! file adds tower-sessions' side with the same payload, and the load floor.
 //!
 //! This package is a workspace member for measurement only. The `latchkey`
 //! library never depends on it, so nothing here reaches a user's build.
@@ -59,5 +60,61 @@ pub fn current_thread_runtime() -> tokio::runtime::Runtime {
     match tokio::runtime::Builder::new_current_thread().build() {
         Ok(rt) => rt,
         Err(e) => panic!("no tokio runtime: {e}"),
+    }
+}
+
+/// The load floor's value: a fixed-size 64-byte copy, no allocation.
+#[derive(Clone, Copy, Debug)]
+pub struct FloorValue(pub [u64; 8]);
+
+/// SHA-256 output is uniform: hash by 8 of its bytes (latchkey's
+/// `MemoryStore` does the same), so the floor does not pay for SipHash.
+#[derive(Default)]
+pub struct FirstBytes(u64);
+
+impl std::hash::Hasher for FirstBytes {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        if bytes.len() >= 8 {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&bytes[..8]);
+            self.0 = u64::from_le_bytes(b);
+        }
+    }
+}
+
+/// The load floor's store: SHA-256 of an ID to its value, under one
+/// `parking_lot` read-write lock.
+pub type FloorMap = parking_lot::RwLock<
+    std::collections::HashMap<[u8; 32], FloorValue, std::hash::BuildHasherDefault<FirstBytes>>,
+>;
+
+/// The load floor with `n` entries, and the raw 32-byte IDs to load them by.
+pub fn seed_floor(n: usize) -> (FloorMap, Vec<[u8; 32]>) {
+    use rand::Rng as _;
+    use sha2::Digest as _;
+    let mut map = std::collections::HashMap::with_capacity_and_hasher(n, Default::default());
+    let mut ids = Vec::with_capacity(n);
+    let mut rng = rand::rng();
+    for i in 0..n {
+        let mut id = [0u8; 32];
+        rng.fill_bytes(&mut id);
+        map.insert(sha2::Sha256::digest(id).into(), FloorValue([i as u64; 8]));
+        ids.push(id);
+    }
+    (parking_lot::RwLock::new(map), ids)
+}
+
+/// The work no server-side store can skip: SHA-256 of the 32-byte ID, then
+/// a read-locked lookup copying the value out.
+#[inline]
+pub fn floor_load(map: &FloorMap, id: &[u8; 32]) -> FloorValue {
+    use sha2::Digest as _;
+    let key: [u8; 32] = sha2::Sha256::digest(id).into();
+    match map.read().get(&key) {
+        Some(v) => *v,
+        None => panic!("floor key missing"),
     }
 }

@@ -1,0 +1,107 @@
+//! Session load beside tower-sessions and the floor, timed in a way a busy
+//! shared machine disturbs less than a criterion run.
+//!
+//! ```text
+//! cargo run --release -p latchkey-peers --bin load_timing            # 100k and 1M, 15 rounds
+//! cargo run --release -p latchkey-peers --bin load_timing -- 100000 5 # one size, 5 rounds
+//! ```
+//!
+//! Same fixtures and cases as the `load_*` groups of `benches/compare.rs`,
+//! one thread: `latchkey` (`StoreManager<MemoryStore>::load`), `tower`
+//! (`Id::from_str` then tower-sessions' `MemoryStore::load` on a tokio
+//! current-thread runtime) and `floor` (SHA-256 of the ID, then a
+//! read-locked `HashMap` lookup copying 64 bytes out), each in a scattered
+//! order over all live sessions. Each round runs every case for 100 000
+//! loads, interleaved, and each case's figure is its fastest round: other
+//! processes only ever add time, so the least disturbed round is the closest
+//! to the code's own cost.
+
+use std::hint::black_box;
+use std::str::FromStr as _;
+use std::time::{Duration, Instant};
+
+use latchkey::SessionManager as _;
+use latchkey_peers::{
+    Walk, current_thread_runtime, floor_load, seed_floor, seed_latchkey, seed_tower,
+};
+use tower_sessions_core::SessionStore as _;
+use tower_sessions_core::session::Id;
+
+/// Loads per case per round.
+const OPS: usize = 100_000;
+
+fn time(f: impl FnOnce()) -> Duration {
+    let start = Instant::now();
+    f();
+    start.elapsed()
+}
+
+fn per_op(d: Duration) -> f64 {
+    d.as_nanos() as f64 / OPS as f64
+}
+
+fn run(n: usize, rounds: usize) {
+    let (manager, tokens) = seed_latchkey(n);
+    let rt = current_thread_runtime();
+    let (tower, tower_tokens) = seed_tower(&rt, n);
+    let (floor, ids) = seed_floor(n);
+    let mut best = [Duration::MAX; 3];
+    for round in 0..rounds {
+        // A fresh walk per round, the same for every case.
+        let seed = 0x9E37_79B9_7F4A_7C15 + round as u64;
+        let ours = time(|| {
+            let mut walk = Walk::new(n, seed);
+            for _ in 0..OPS {
+                let loaded = manager.load(tokens.get(walk.next_index()));
+                assert!(matches!(loaded, Ok(ref l) if l.session.version() == 1));
+                let _ = black_box(loaded);
+            }
+        });
+        let theirs = time(|| {
+            let mut walk = Walk::new(n, seed);
+            rt.block_on(async {
+                for _ in 0..OPS {
+                    let Ok(id) = Id::from_str(tower_tokens.get(walk.next_index())) else {
+                        panic!("bad id")
+                    };
+                    let loaded = tower.load(&id).await;
+                    assert!(matches!(loaded, Ok(Some(ref r)) if r.data.len() == 3));
+                    let _ = black_box(loaded);
+                }
+            });
+        });
+        let least = time(|| {
+            let mut walk = Walk::new(n, seed);
+            for _ in 0..OPS {
+                let v = floor_load(&floor, &ids[walk.next_index()]);
+                assert!(v.0[0] < n as u64);
+                black_box(v);
+            }
+        });
+        for (b, d) in best.iter_mut().zip([ours, theirs, least]) {
+            *b = (*b).min(d);
+        }
+    }
+    let [ours, theirs, least] = best.map(per_op);
+    println!("{n} live, fastest of {rounds} rounds of {OPS}:");
+    println!("  latchkey: {ours:7.1} ns");
+    println!("     tower: {theirs:7.1} ns");
+    println!("     floor: {least:7.1} ns");
+    println!(
+        "  latchkey / tower: {:.2}x (goal <= 0.5x), latchkey / floor: {:.2}x (goal <= 1.5x)",
+        ours / theirs,
+        ours / least
+    );
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let sizes: Vec<usize> = match args.next().and_then(|s| s.parse().ok()) {
+        Some(n) => vec![n],
+        None => vec![100_000, 1_000_000],
+    };
+    let rounds: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(15);
+    for n in sizes {
+        run(n, rounds);
+    }
+}
