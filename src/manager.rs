@@ -323,7 +323,7 @@ impl<S: Store> StoreManager<S> {
     /// # Ok::<(), latchkey::Error>(())
     /// ```
     pub fn create_at(&self, new: NewSession, now: Timestamp) -> Result<Issued, Error> {
-        let data = SessionData::from_map(new.data);
+        let data = SessionData::from_encoded(Arc::from(new.data_json()));
         self.check_size(&data)?;
         if let Some(user) = &new.user {
             self.make_room_for(user, None, now)?;

@@ -165,12 +165,30 @@ impl<'de> Deserialize<'de> for SessionData {
 ///     .with_value("theme", &"dark")?;
 /// # Ok::<(), latchkey::Error>(())
 /// ```
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 #[must_use]
 pub struct NewSession {
     pub(crate) user: Option<String>,
     pub(crate) device: Option<String>,
-    pub(crate) data: Map<String, Value>,
+    /// The data, already encoded as one JSON object ("" while empty):
+    /// [`with_value`](Self::with_value) serializes each value once, as it
+    /// is added, so creating the session copies text instead of walking a
+    /// map, and dropping it frees one string instead of a tree of them.
+    /// Entries are in the order they were first added (the order of an
+    /// object's entries carries no meaning in JSON or here).
+    pub(crate) data: String,
+}
+
+impl fmt::Debug for NewSession {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // As for `SessionData`: the values may be secrets (CSRF tokens,
+        // OAuth state), so only their size is shown.
+        f.debug_struct("NewSession")
+            .field("user", &self.user)
+            .field("device", &self.device)
+            .field("data_bytes", &self.data_json().len())
+            .finish()
+    }
 }
 
 impl NewSession {
@@ -216,7 +234,9 @@ impl NewSession {
         self
     }
 
-    /// Adds an initial data value.
+    /// Adds an initial data value; a second value for the same key
+    /// replaces the first. The value is encoded to JSON here, once, so
+    /// creating the session has no serializing left to do.
     ///
     /// # Errors
     /// [`Error::Data`] if the value does not serialize to JSON.
@@ -235,12 +255,52 @@ impl NewSession {
         key: &str,
         value: &T,
     ) -> Result<NewSession, Error> {
-        let v = serde_json::to_value(value).map_err(|source| Error::Data {
+        let data_error = |source| Error::Data {
             key: key.into(),
             source,
-        })?;
-        self.data.insert(key.into(), v);
+        };
+        let value = serde_json::to_string(value).map_err(data_error)?;
+        let name = serde_json::to_string(key).map_err(data_error)?;
+        // serde_json writes a key the same way wherever it appears, so if
+        // `"key":` occurs nowhere in the text, the key is certainly not an
+        // entry yet and the new one can be appended. If it occurs (the key
+        // is there, or the same text sits inside a nested value), take the
+        // exact path: parse, insert (replacing), encode again.
+        let occurs = self
+            .data
+            .match_indices(name.as_str())
+            .any(|(at, _)| self.data[at + name.len()..].starts_with(':'));
+        if occurs {
+            let mut map: Map<String, Value> =
+                serde_json::from_str(&self.data).map_err(data_error)?;
+            map.insert(
+                key.into(),
+                serde_json::from_str(&value).map_err(data_error)?,
+            );
+            self.data = serde_json::to_string(&map).map_err(data_error)?;
+            return Ok(self);
+        }
+        if self.data.pop().is_some() {
+            // Drops the closing brace; at least one entry precedes.
+            self.data.push(',');
+        } else {
+            self.data.push('{');
+        }
+        self.data.reserve(name.len() + value.len() + 2);
+        self.data.push_str(&name);
+        self.data.push(':');
+        self.data.push_str(&value);
+        self.data.push('}');
         Ok(self)
+    }
+
+    /// The data as an encoded JSON object (`{}` when there is none).
+    pub(crate) fn data_json(&self) -> &str {
+        if self.data.is_empty() {
+            "{}"
+        } else {
+            &self.data
+        }
     }
 }
 
@@ -730,5 +790,172 @@ impl Loaded {
     /// ```
     pub fn new(session: Session, reissue: Option<Issued>) -> Loaded {
         Loaded { session, reissue }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    /// The top-level entries of a JSON object in their order, duplicates
+    /// kept (a `Map` would merge them and hide a bug).
+    struct Entries(Vec<(String, Value)>);
+
+    impl<'de> Deserialize<'de> for Entries {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Entries, D::Error> {
+            struct V;
+            impl<'de> serde::de::Visitor<'de> for V {
+                type Value = Entries;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("a JSON object")
+                }
+                fn visit_map<A: serde::de::MapAccess<'de>>(
+                    self,
+                    mut map: A,
+                ) -> Result<Entries, A::Error> {
+                    let mut entries = Vec::new();
+                    while let Some(entry) = map.next_entry()? {
+                        entries.push(entry);
+                    }
+                    Ok(Entries(entries))
+                }
+            }
+            d.deserialize_map(V)
+        }
+    }
+
+    /// The data of `new` as entries, checked to be an object without
+    /// duplicate keys.
+    fn entries(new: &NewSession) -> Vec<(String, Value)> {
+        let Entries(entries) = serde_json::from_str(new.data_json()).unwrap();
+        let mut keys: Vec<_> = entries.iter().map(|(k, _)| k.clone()).collect();
+        keys.sort();
+        keys.dedup();
+        assert_eq!(
+            keys.len(),
+            entries.len(),
+            "duplicate keys in {}",
+            new.data_json()
+        );
+        entries
+    }
+
+    fn as_map(new: &NewSession) -> Map<String, Value> {
+        entries(new).into_iter().collect()
+    }
+
+    #[test]
+    fn a_new_session_without_data_encodes_an_empty_object() {
+        assert_eq!(NewSession::new().data_json(), "{}");
+        assert!(as_map(&NewSession::new()).is_empty());
+    }
+
+    #[test]
+    fn values_are_encoded_once_in_the_order_they_were_added() {
+        let new = NewSession::new()
+            .with_value("theme", &"dark")
+            .unwrap()
+            .with_value("cart", &[1, 2])
+            .unwrap();
+        assert_eq!(new.data_json(), r#"{"theme":"dark","cart":[1,2]}"#);
+    }
+
+    #[test]
+    fn a_second_value_for_a_key_replaces_the_first() {
+        let new = NewSession::new()
+            .with_value("a", &1)
+            .unwrap()
+            .with_value("b", &2)
+            .unwrap()
+            .with_value("a", &3)
+            .unwrap();
+        let expected: Map<String, Value> = serde_json::from_str(r#"{"a":3,"b":2}"#).unwrap();
+        assert_eq!(as_map(&new), expected);
+    }
+
+    #[test]
+    fn a_key_seen_only_inside_a_nested_value_is_still_added() {
+        // `"k":` occurs in the text (inside the first value), but `k` is not
+        // an entry: the exact path must add it, not replace anything.
+        let new = NewSession::new()
+            .with_value("outer", &serde_json::json!({ "k": 1 }))
+            .unwrap()
+            .with_value("note", &r#"say "k": hi"#)
+            .unwrap()
+            .with_value("k", &2)
+            .unwrap();
+        let map = as_map(&new);
+        assert_eq!(map.len(), 3);
+        assert_eq!(map["k"], serde_json::json!(2));
+        assert_eq!(map["outer"], serde_json::json!({ "k": 1 }));
+        assert_eq!(map["note"], serde_json::json!(r#"say "k": hi"#));
+    }
+
+    #[test]
+    fn a_value_that_does_not_serialize_is_a_data_error_naming_its_key() {
+        let mut bad = BTreeMap::new();
+        bad.insert((1u8, 2u8), 3u8); // JSON object keys must be strings
+        let err = NewSession::new().with_value("pairs", &bad).unwrap_err();
+        assert!(matches!(err, Error::Data { ref key, .. } if key == "pairs"));
+    }
+
+    #[test]
+    fn debug_shows_the_size_of_the_data_not_its_values() {
+        let new = NewSession::new()
+            .with_user("alice")
+            .with_value("csrf", &"s3cr3t-csrf-value")
+            .unwrap();
+        let shown = format!("{new:?}");
+        assert!(shown.contains("alice"), "{shown}");
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+        assert!(shown.contains("data_bytes"), "{shown}");
+    }
+
+    /// Keys that need escaping, that are prefixes and suffixes of one
+    /// another, and that look like JSON.
+    fn key() -> impl Strategy<Value = String> {
+        prop::sample::select(vec![
+            "k", "kk", "k\"", "\"k", "k\\", "a:b", "\u{1}", "\n", "é", "😀", "", " ", "{\"k\":",
+            "k\":1,\"",
+        ])
+        .prop_map(String::from)
+    }
+
+    /// Values, some of them objects using the same keys, and strings that
+    /// contain what an entry looks like.
+    fn value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            key().prop_map(|k| Value::from(format!("\"{k}\":1"))),
+            key().prop_map(Value::from),
+        ];
+        leaf.prop_recursive(3, 16, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+                prop::collection::vec((key(), inner), 0..4)
+                    .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Whatever is added, in whatever order, the text is one JSON object
+        /// without duplicate keys, equal to a map built with `insert`.
+        #[test]
+        fn the_encoded_data_matches_a_map_model(adds in prop::collection::vec((key(), value()), 0..12)) {
+            let mut new = NewSession::new();
+            let mut model = Map::new();
+            for (k, v) in adds {
+                new = new.with_value(&k, &v).unwrap();
+                model.insert(k, v);
+            }
+            prop_assert_eq!(as_map(&new), model);
+        }
     }
 }

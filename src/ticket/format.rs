@@ -230,31 +230,29 @@ pub(crate) fn mac_prefix(purpose: &str) -> Vec<u8> {
     p
 }
 
-/// The number of characters `claims` would encode to, with `data_len`
-/// bytes of data (`claims.data` is not read: with [`seal`] the data is not
-/// in it).
-pub(crate) fn ticket_len(claims: &Claims<'_>, data_len: usize) -> usize {
+/// The number of characters `claims` encodes to.
+pub(crate) fn ticket_len(claims: &Claims<'_>) -> usize {
     let bin = HEADER_LEN
         + claims.user.map_or(0, str::len)
         + claims.device.map_or(0, str::len)
-        + data_len
+        + claims.data.len()
         + TAG_LEN;
     PREFIX.len() + encoded_len(bin)
 }
 
 /// Encodes and signs `c`. The caller has checked [`ticket_len`] against
 /// [`MAX_TICKET_LEN`]; `None` means it did not (a field too long to encode).
-/// An issuer that serializes the data itself writes it in place and calls
-/// [`seal`] instead.
 pub(crate) fn encode(
     mac: &PrefixedMac,
     purpose_id: [u8; 4],
     key_id: u32,
     c: &Claims<'_>,
 ) -> Option<String> {
+    let user = c.user.unwrap_or("").as_bytes();
+    let device = c.device.unwrap_or("").as_bytes();
     let data = c.data.as_bytes();
-    let start = data_start(c);
-    let total = start + data.len() + TAG_LEN;
+    let body_len = HEADER_LEN + user.len() + device.len() + data.len();
+    let total = body_len + TAG_LEN;
     if total > MAX_BINARY_LEN {
         return None;
     }
@@ -262,35 +260,6 @@ pub(crate) fn encode(
     // returned string).
     let (mut small, mut large) = ([0u8; SMALL_BINARY_LEN], Vec::new());
     let buf = scratch(total, &mut small, &mut large);
-    buf[start..start + data.len()].copy_from_slice(data);
-    seal(mac, purpose_id, key_id, c, buf, data.len())
-}
-
-/// Where the data field starts in a ticket with `c`'s user and device.
-pub(crate) fn data_start(c: &Claims<'_>) -> usize {
-    HEADER_LEN + c.user.map_or(0, str::len) + c.device.map_or(0, str::len)
-}
-
-/// Completes, signs and encodes a ticket whose `data_len` bytes of data the
-/// caller has already written into `buf` at [`data_start`] (an issuer
-/// serializes the data there directly: serde_json writes only UTF-8, so no
-/// string, copy or UTF-8 check is needed); `c.data` is ignored. `None` if
-/// `buf` is too short or a field too long to encode.
-pub(crate) fn seal(
-    mac: &PrefixedMac,
-    purpose_id: [u8; 4],
-    key_id: u32,
-    c: &Claims<'_>,
-    buf: &mut [u8],
-    data_len: usize,
-) -> Option<String> {
-    let user = c.user.unwrap_or("").as_bytes();
-    let device = c.device.unwrap_or("").as_bytes();
-    let body_len = HEADER_LEN + user.len() + device.len() + data_len;
-    let total = body_len + TAG_LEN;
-    if total > MAX_BINARY_LEN || total > buf.len() {
-        return None;
-    }
     let mut flags = 0;
     if c.auth_at.is_some() {
         flags |= FLAG_AUTH;
@@ -319,9 +288,9 @@ pub(crate) fn seal(
     buf[50..82].copy_from_slice(&c.session_key);
     buf[82..84].copy_from_slice(&u16::try_from(user.len()).ok()?.to_be_bytes());
     buf[84..86].copy_from_slice(&u16::try_from(device.len()).ok()?.to_be_bytes());
-    buf[86..88].copy_from_slice(&u16::try_from(data_len).ok()?.to_be_bytes());
+    buf[86..88].copy_from_slice(&u16::try_from(data.len()).ok()?.to_be_bytes());
     let mut at = HEADER_LEN;
-    for field in [user, device] {
+    for field in [user, device, data] {
         buf[at..at + field.len()].copy_from_slice(field);
         at += field.len();
     }
@@ -504,7 +473,7 @@ mod tests {
     fn encode_then_parse_round_trips_and_verifies() {
         let c = claims();
         let t = encode(&mac(), purpose_id("session"), 7, &c).unwrap();
-        assert_eq!(t.len(), ticket_len(&c, c.data.len()));
+        assert_eq!(t.len(), ticket_len(&c));
         let mut buf = [0u8; MAX_BINARY_LEN];
         let p = parse(&t, &mut buf).unwrap();
         assert_eq!(p.claims, c);

@@ -368,31 +368,16 @@ impl TicketManager {
     /// Signs `claims` with the signing key. `key` is the session's store
     /// key, which the caller already has.
     fn mint(&self, keys: &Keys, claims: &Claims<'_>, key: &StoreKey) -> Result<Issued, Error> {
-        self.mint_by(claims, claims.data.len(), key, || {
-            format::encode(&keys.signer, self.purpose_id, keys.signing_id, claims)
-        })
-    }
-
-    /// Checks the size a ticket of `claims` with `data_len` bytes of data
-    /// will have, then builds it with `sign`.
-    fn mint_by(
-        &self,
-        claims: &Claims<'_>,
-        data_len: usize,
-        key: &StoreKey,
-        sign: impl FnOnce() -> Option<String>,
-    ) -> Result<Issued, Error> {
-        let size = format::ticket_len(claims, data_len);
-        if size > MAX_TICKET_LEN {
-            return Err(Error::TicketTooLarge {
-                size,
-                limit: MAX_TICKET_LEN,
-            });
-        }
-        let token = sign().ok_or(Error::TicketTooLarge {
+        let size = format::ticket_len(claims);
+        let too_large = Error::TicketTooLarge {
             size,
             limit: MAX_TICKET_LEN,
-        })?;
+        };
+        if size > MAX_TICKET_LEN {
+            return Err(too_large);
+        }
+        let token = format::encode(&keys.signer, self.purpose_id, keys.signing_id, claims)
+            .ok_or(too_large)?;
         Ok(Issued::new(
             token,
             key.fingerprint(),
@@ -420,12 +405,7 @@ impl TicketManager {
 
     /// Starts a session: fresh id, both deadlines from `now`.
     fn start(&self, new: NewSession, now: Timestamp) -> Result<(Session, Issued), Error> {
-        // Serialize the map straight to bytes; going through `Value`'s
-        // Display (as `SessionData::from_map` does) is slower by half.
-        let data = match serde_json::to_string(&new.data) {
-            Ok(json) => SessionData::from_encoded(json.into()),
-            Err(_) => SessionData::from_map(new.data),
-        };
+        let data = SessionData::from_encoded(Arc::from(new.data_json()));
         let encoded = data.encoded();
         self.check_size(encoded.len())?;
         let absolute = now.saturating_add(self.policy.absolute_timeout());
@@ -472,7 +452,7 @@ impl TicketManager {
         // only to drop it: issue is on every login's hot path.
         let key = fresh_key();
         let absolute = now.saturating_add(self.policy.absolute_timeout());
-        let mut claims = Claims {
+        let claims = Claims {
             created_at: now,
             issued_at: now,
             auth_at: new.user.as_ref().map(|_| now),
@@ -481,47 +461,12 @@ impl TicketManager {
             session_key: *key.as_bytes(),
             user: new.user.as_deref(),
             device: new.device.as_deref(),
-            data: "",
+            // Encoded already (see `NewSession`): copied into the ticket
+            // as it is, with no serialization here.
+            data: new.data_json(),
         };
-        // Usually the data is written straight into the ticket's stack
-        // buffer, where it is signed: no string, no copy, no UTF-8 check
-        // (the JSON is UTF-8 by construction). Data too big for that
-        // buffer goes through a string.
-        let mut buf = [0u8; format::SMALL_BINARY_LEN];
-        let start = format::data_start(&claims);
-        let room = format::SMALL_BINARY_LEN.saturating_sub(start + format::TAG_LEN);
-        let written = buf.get_mut(start..start + room).and_then(|slot| {
-            let room = slot.len();
-            let mut rest: &mut [u8] = slot;
-            // Fails (and the string path below takes over) when full.
-            serde_json::to_writer(&mut rest, &new.data)
-                .ok()
-                .map(|()| room - rest.len())
-        });
-        let issued = if let Some(data_len) = written {
-            self.check_size(data_len)?;
-            // Signing holds the read lock (no I/O or observer runs under
-            // it): cheaper than cloning the `Arc` out and dropping it.
-            let keys = self.keys.read();
-            self.mint_by(&claims, data_len, &key, || {
-                format::seal(
-                    &keys.signer,
-                    self.purpose_id,
-                    keys.signing_id,
-                    &claims,
-                    &mut buf,
-                    data_len,
-                )
-            })?
-        } else {
-            let json = serde_json::to_string(&new.data).map_err(|source| Error::Data {
-                key: String::new(),
-                source,
-            })?;
-            self.check_size(json.len())?;
-            claims.data = &json;
-            self.mint(&self.keys.read(), &claims, &key)?
-        };
+        self.check_size(claims.data.len())?;
+        let issued = self.mint(&self.keys.read(), &claims, &key)?;
         if self.observer.is_some() {
             self.emit(Event::Created {
                 session: issued.fingerprint(),
