@@ -236,10 +236,15 @@ impl NewSession {
 
     /// Adds an initial data value; a second value for the same key
     /// replaces the first. The value is encoded to JSON here, once, so
-    /// creating the session has no serializing left to do.
+    /// creating the session has no serializing left to do. Entries are kept
+    /// in the order first added; replacing re-encodes the object through a
+    /// map, which may reorder it (the order carries no meaning).
     ///
     /// # Errors
-    /// [`Error::Data`] if the value does not serialize to JSON.
+    /// [`Error::Data`] if the value does not serialize to JSON (a map with
+    /// non-string keys, a `Serialize` impl that fails), or, when the key's
+    /// text already occurs in the data, if the data is nested deeper than
+    /// serde_json parses (128 levels).
     ///
     /// # Example
     /// ```
@@ -259,7 +264,7 @@ impl NewSession {
             key: key.into(),
             source,
         };
-        let value = serde_json::to_string(value).map_err(data_error)?;
+        let text = serde_json::to_string(value).map_err(data_error)?;
         let name = serde_json::to_string(key).map_err(data_error)?;
         // serde_json writes a key the same way wherever it appears, so if
         // `"key":` occurs nowhere in the text, the key is certainly not an
@@ -273,10 +278,7 @@ impl NewSession {
         if occurs {
             let mut map: Map<String, Value> =
                 serde_json::from_str(&self.data).map_err(data_error)?;
-            map.insert(
-                key.into(),
-                serde_json::from_str(&value).map_err(data_error)?,
-            );
+            map.insert(key.into(), serde_json::to_value(value).map_err(data_error)?);
             self.data = serde_json::to_string(&map).map_err(data_error)?;
             return Ok(self);
         }
@@ -286,10 +288,10 @@ impl NewSession {
         } else {
             self.data.push('{');
         }
-        self.data.reserve(name.len() + value.len() + 2);
+        self.data.reserve(name.len() + text.len() + 2);
         self.data.push_str(&name);
         self.data.push(':');
-        self.data.push_str(&value);
+        self.data.push_str(&text);
         self.data.push('}');
         Ok(self)
     }
@@ -911,6 +913,54 @@ mod tests {
         assert!(shown.contains("alice"), "{shown}");
         assert!(!shown.contains("s3cr3t"), "{shown}");
         assert!(shown.contains("data_bytes"), "{shown}");
+    }
+
+    #[test]
+    fn both_managers_store_the_encoded_text_as_built() {
+        use crate::{KeyRing, MemoryStore, SessionManager, StoreManager, TicketKey, TicketManager};
+        let new = NewSession::new()
+            .with_value("z", &[1, 2])
+            .unwrap()
+            .with_value("a", &"ü\"")
+            .unwrap();
+        let text = new.data_json().to_owned();
+
+        let store = StoreManager::new(MemoryStore::new());
+        let issued = store.create(new.clone()).unwrap();
+        let loaded = store.load(issued.token()).unwrap().session;
+        assert_eq!(loaded.data().encoded().as_ref(), text);
+        assert_eq!(loaded.get::<String>("a").unwrap().as_deref(), Some("ü\""));
+
+        let key = TicketKey::try_from(&[9u8; 32][..]).unwrap();
+        let tickets = TicketManager::new("session", KeyRing::new(1, key)).unwrap();
+        let issued = tickets.create(new).unwrap();
+        let loaded = tickets.load(issued.token()).unwrap().session;
+        assert_eq!(loaded.data().encoded().as_ref(), text);
+        assert_eq!(loaded.get::<Vec<u8>>("z").unwrap(), Some(vec![1, 2]));
+
+        // No data: both store `{}`.
+        let issued = store.create(NewSession::new()).unwrap();
+        let loaded = store.load(issued.token()).unwrap().session;
+        assert_eq!(loaded.data().encoded().as_ref(), "{}");
+        let issued = tickets.create(NewSession::new()).unwrap();
+        let loaded = tickets.load(issued.token()).unwrap().session;
+        assert_eq!(loaded.data().encoded().as_ref(), "{}");
+    }
+
+    #[test]
+    fn replacing_in_data_nested_deeper_than_serde_json_parses_is_a_data_error() {
+        let mut deep = serde_json::json!(0);
+        for _ in 0..200 {
+            deep = serde_json::json!([deep]);
+        }
+        // Adding it is fine (encoding has no depth limit) ...
+        let new = NewSession::new().with_value("deep", &deep).unwrap();
+        // ... but replacing must parse the text, and serde_json stops at 128.
+        let err = new.with_value("deep", &1).unwrap_err();
+        assert!(
+            matches!(err, Error::Data { ref key, .. } if key == "deep"),
+            "{err:?}"
+        );
     }
 
     /// Keys that need escaping, that are prefixes and suffixes of one
