@@ -19,13 +19,11 @@
 //!   (each rotation leaves a retired record, as in production).
 //! - `manager/save`: one changed value written back.
 
-use std::hint::black_box;
-
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use latchkey::{SessionManager as _, Store as _};
 
 mod support;
-use support::{Walk, new_session, seed_latchkey, two_threads};
+use support::{Walk, load_next, load_two_threads, new_session, seed_latchkey};
 
 fn load(c: &mut Criterion, label: &str, n: usize) {
     let mut g = c.benchmark_group(format!("load_{label}"));
@@ -36,25 +34,12 @@ fn load(c: &mut Criterion, label: &str, n: usize) {
     let mut walk = Walk::new(n, 0x9E37_79B9_7F4A_7C15);
     g.bench_function("1t", |b| {
         let (manager, tokens) = fixture.get_or_insert_with(|| seed_latchkey(n));
-        b.iter(|| {
-            let loaded = manager.load(tokens.get(walk.next_index()));
-            assert!(matches!(loaded, Ok(ref l) if l.session.version() == 1));
-            loaded
-        })
+        b.iter(|| load_next(manager, tokens, &mut walk))
     });
     g.throughput(Throughput::Elements(2));
     g.bench_function("2t", |b| {
         let (manager, tokens) = &*fixture.get_or_insert_with(|| seed_latchkey(n));
-        b.iter_custom(|iters| {
-            two_threads(iters, |t, iters| {
-                let mut walk = Walk::new(n, 0x1234_5678 + t as u64);
-                for _ in 0..iters {
-                    let loaded = manager.load(tokens.get(walk.next_index()));
-                    assert!(matches!(loaded, Ok(ref l) if l.session.version() == 1));
-                    let _ = black_box(loaded);
-                }
-            })
-        })
+        b.iter_custom(|iters| load_two_threads(manager, tokens, iters))
     });
     g.throughput(Throughput::Elements(1));
     g.bench_function("store_get", |b| {

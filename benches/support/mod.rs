@@ -12,7 +12,9 @@
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use latchkey::{Clock, ManualClock, MemoryStore, NewSession, SessionManager, StoreManager};
+use latchkey::{
+    Clock, Error, Loaded, ManualClock, MemoryStore, NewSession, SessionManager, StoreManager,
+};
 use serde_json::{Map, Value, json};
 
 /// The payload every benchmark stores: three entries, about 60 bytes of JSON
@@ -124,6 +126,35 @@ pub fn new_session() -> NewSession {
         };
     }
     s
+}
+
+/// One load at the walk's next position, checked: every seeded session is
+/// live and unchanged, so anything but version 1 means the benchmark
+/// measures a failure path.
+#[inline]
+pub fn load_next(
+    manager: &StoreManager<MemoryStore>,
+    tokens: &Tokens,
+    walk: &mut Walk,
+) -> Result<Loaded, Error> {
+    let loaded = manager.load(tokens.get(walk.next_index()));
+    assert!(matches!(loaded, Ok(ref l) if l.session.version() == 1));
+    loaded
+}
+
+/// `iters` checked loads on each of two threads sharing `manager`, each
+/// on its own walk; the wall time as for [`two_threads`].
+pub fn load_two_threads(
+    manager: &StoreManager<MemoryStore>,
+    tokens: &Tokens,
+    iters: u64,
+) -> Duration {
+    two_threads(iters, |t, iters| {
+        let mut walk = Walk::new(tokens.len(), 0x1234_5678 + t as u64);
+        for _ in 0..iters {
+            let _ = std::hint::black_box(load_next(manager, tokens, &mut walk));
+        }
+    })
 }
 
 /// Runs `per_thread(thread_index, iters)` on two threads started together

@@ -49,8 +49,8 @@ use criterion::{
 use hmac::{KeyInit as _, Mac as _};
 use latchkey::{SessionId, SessionManager as _};
 use latchkey_peers::{
-    Walk, current_thread_runtime, floor_load, new_session, payload, seed_floor, seed_latchkey,
-    seed_tower, tower_record, two_threads,
+    Walk, current_thread_runtime, floor_load, load_next, load_two_threads, new_session, payload,
+    seed_floor, seed_latchkey, seed_tower, tower_record, two_threads,
 };
 use rand::Rng as _;
 use serde::{Deserialize, Serialize};
@@ -71,25 +71,12 @@ fn load_group(c: &mut Criterion, label: &str, n: usize) {
         let mut walk = Walk::new(n, 0x9E37_79B9_7F4A_7C15);
         g.bench_function("latchkey_1t", |b| {
             let (manager, tokens) = fixture.get_or_insert_with(|| seed_latchkey(n));
-            b.iter(|| {
-                let loaded = manager.load(tokens.get(walk.next_index()));
-                assert!(matches!(loaded, Ok(ref l) if l.session.version() == 1));
-                loaded
-            })
+            b.iter(|| load_next(manager, tokens, &mut walk))
         });
         g.throughput(Throughput::Elements(2));
         g.bench_function("latchkey_2t", |b| {
             let (manager, tokens) = &*fixture.get_or_insert_with(|| seed_latchkey(n));
-            b.iter_custom(|iters| {
-                two_threads(iters, |t, iters| {
-                    let mut walk = Walk::new(n, 0x1234_5678 + t as u64);
-                    for _ in 0..iters {
-                        let loaded = manager.load(tokens.get(walk.next_index()));
-                        assert!(matches!(loaded, Ok(ref l) if l.session.version() == 1));
-                        let _ = black_box(loaded);
-                    }
-                })
-            })
+            b.iter_custom(|iters| load_two_threads(manager, tokens, iters))
         });
     }
 
