@@ -2,6 +2,9 @@
 //! each vector's exact ticket from its inputs, and the manager must accept
 //! the valid ones and refuse the invalid ones for the stated reason. If this
 //! fails, the format changed: that needs a new version, not new vectors.
+//!
+//! Test code only: `ticket/mod.rs` declares this module under
+//! `#[cfg(test)]`, so its `unwrap`s never reach a build of the library.
 
 use serde_json::Value;
 
