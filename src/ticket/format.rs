@@ -25,6 +25,24 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
 
+/// The base64url engine for the tickets we issue: the `base64` crate's
+/// SIMD engine (AVX2 or NEON when the CPU has it, detected once, else its
+/// scalar engine), which takes about 30 of the 320 ns an issue cost with
+/// the scalar engine alone. Its kernels are the crate's `unsafe` code; here
+/// they only ever read bytes this module just wrote, never a client's.
+///
+/// Decoding, which reads what clients send, stays on the scalar engine
+/// ([`URL_SAFE_NO_PAD`]), which has no `unsafe` code: verify already meets
+/// its goal, and a parser of hostile input is the last place for it.
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+static ENCODER: std::sync::LazyLock<base64::engine::Simd> = std::sync::LazyLock::new(|| {
+    base64::engine::Simd::url_safe(base64::engine::general_purpose::NO_PAD)
+});
+/// The base64url engine for the tickets we issue (no SIMD engine for this
+/// target: the scalar one).
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+static ENCODER: base64::engine::GeneralPurpose = URL_SAFE_NO_PAD;
+
 use crate::clock::Timestamp;
 use crate::ticket::mac::PrefixedMac;
 
@@ -304,7 +322,7 @@ pub(crate) fn encode(
     let mut out = Vec::with_capacity(len);
     out.extend_from_slice(PREFIX.as_bytes());
     out.resize(len, b'A');
-    let n = URL_SAFE_NO_PAD
+    let n = ENCODER
         .encode_slice(&buf[..total], &mut out[PREFIX.len()..])
         .ok()?;
     debug_assert_eq!(PREFIX.len() + n, len);
@@ -453,6 +471,35 @@ mod tests {
         reference.update(&mac_prefix("session"));
         reference.update(p.signed);
         assert_eq!(p.tag, reference.finalize().into_bytes().as_slice());
+    }
+
+    /// The SIMD engine must spell every ticket exactly as the scalar one
+    /// (which decodes them): every length a ticket can have, bytes from a
+    /// fixed xorshift stream so a failure replays, plus all-zero and
+    /// all-one inputs (the alphabet's ends).
+    #[test]
+    fn issuing_engine_spells_every_length_as_the_scalar_engine() {
+        let mut x = 0x9E37_79B9_7F4A_7C15_u64;
+        let mut bytes = vec![0u8; MAX_BINARY_LEN];
+        for b in &mut bytes {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            *b = x as u8;
+        }
+        let mut out = vec![0u8; encoded_len(MAX_BINARY_LEN)];
+        for input in [
+            bytes,
+            vec![0u8; MAX_BINARY_LEN],
+            vec![0xffu8; MAX_BINARY_LEN],
+        ] {
+            for len in 0..=MAX_BINARY_LEN {
+                let n = ENCODER.encode_slice(&input[..len], &mut out).unwrap();
+                let reference = URL_SAFE_NO_PAD.encode(&input[..len]);
+                assert_eq!(&out[..n], reference.as_bytes(), "length {len}");
+                assert_eq!(n, encoded_len(len));
+            }
+        }
     }
 
     fn claims() -> Claims<'static> {
