@@ -25,6 +25,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
 
+use crate::clock::Timestamp;
+use crate::ticket::mac::PrefixedMac;
+
 /// The base64url engine for the tickets we issue: the `base64` crate's
 /// SIMD engine (AVX2 or NEON when the CPU has it, detected once, else its
 /// scalar engine), which takes about 30 of the 320 ns an issue cost with
@@ -42,9 +45,6 @@ static ENCODER: std::sync::LazyLock<base64::engine::Simd> = std::sync::LazyLock:
 /// target: the scalar one).
 #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
 static ENCODER: base64::engine::GeneralPurpose = URL_SAFE_NO_PAD;
-
-use crate::clock::Timestamp;
-use crate::ticket::mac::PrefixedMac;
 
 /// The text every version-1 ticket starts with. Lets a server tell a ticket
 /// from a session ID (43 characters, no dot) without decoding, and changes
