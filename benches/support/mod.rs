@@ -54,6 +54,46 @@ impl Walk {
     }
 }
 
+/// A [`Walk`] whose every position waits for the previous operation's
+/// result, so that no two operations' memory reads overlap: each one pays
+/// its whole latency, as a server's lone session load per request does.
+///
+/// A plain walk lets the processor start the next iteration's reads while
+/// the current one's are still in flight, which a tight benchmark loop
+/// allows and a request handler (thousands of instructions between two
+/// loads) does not. The position is XORed with the previous result masked
+/// by a zero the compiler cannot see through: the value never changes, the
+/// dependency is real.
+#[derive(Clone, Debug)]
+pub struct Chained {
+    walk: Walk,
+    zero: usize,
+    last: usize,
+}
+
+impl Chained {
+    /// A chained walk over `0..n` from `seed` (non-zero).
+    pub fn new(n: usize, seed: u64) -> Chained {
+        Chained {
+            walk: Walk::new(n, seed),
+            zero: std::hint::black_box(0),
+            last: 0,
+        }
+    }
+
+    /// The next index, available only once the last result is.
+    #[inline]
+    pub fn next_index(&mut self) -> usize {
+        self.walk.next_index() ^ (self.last & self.zero)
+    }
+
+    /// Hands over a value read from the last operation's result.
+    #[inline]
+    pub fn feed(&mut self, v: usize) {
+        self.last = v;
+    }
+}
+
 /// Cookie values of equal length packed in one buffer, so that reading the
 /// i-th costs what reading a request's header does (no pointer chase to a
 /// separate allocation per token, which would add a cache miss that a real
@@ -139,6 +179,22 @@ pub fn load_next(
 ) -> Result<Loaded, Error> {
     let loaded = manager.load(tokens.get(walk.next_index()));
     assert!(matches!(loaded, Ok(ref l) if l.session.version() == 1));
+    loaded
+}
+
+/// [`load_next`] on a [`Chained`] walk: the next load waits for this one's
+/// session.
+#[inline]
+pub fn load_chained(
+    manager: &StoreManager<MemoryStore>,
+    tokens: &Tokens,
+    chain: &mut Chained,
+) -> Result<Loaded, Error> {
+    let loaded = manager.load(tokens.get(chain.next_index()));
+    match &loaded {
+        Ok(l) if l.session.version() == 1 => chain.feed(l.session.version() as usize),
+        _ => panic!("load failed"),
+    }
     loaded
 }
 

@@ -21,7 +21,8 @@ use std::str::FromStr as _;
 use std::time::{Duration, Instant};
 
 use latchkey_peers::{
-    Walk, current_thread_runtime, floor_load, load_next, seed_floor, seed_latchkey, seed_tower,
+    Chained, Walk, current_thread_runtime, floor_load, load_chained, load_next, seed_floor,
+    seed_latchkey, seed_tower,
 };
 use tower_sessions_core::SessionStore as _;
 use tower_sessions_core::session::Id;
@@ -44,7 +45,8 @@ fn run(n: usize, rounds: usize) {
     let rt = current_thread_runtime();
     let (tower, tower_tokens) = seed_tower(&rt, n);
     let (floor, ids) = seed_floor(n);
-    let mut best = [Duration::MAX; 3];
+    // [latchkey, tower, floor] on a plain walk, then on a chained one.
+    let mut best = [[Duration::MAX; 3]; 2];
     for round in 0..rounds {
         // A fresh walk per round, the same for every case.
         let seed = 0x9E37_79B9_7F4A_7C15 + round as u64;
@@ -54,17 +56,35 @@ fn run(n: usize, rounds: usize) {
                 let _ = black_box(load_next(&manager, &tokens, &mut walk));
             }
         });
-        let theirs = time(|| {
-            let mut walk = Walk::new(n, seed);
+        let ours_chained = time(|| {
+            let mut chain = Chained::new(n, seed);
+            for _ in 0..OPS {
+                let _ = black_box(load_chained(&manager, &tokens, &mut chain));
+            }
+        });
+        let tower_load = |index: &mut dyn FnMut() -> usize, feed: &mut dyn FnMut(usize)| {
             rt.block_on(async {
                 for _ in 0..OPS {
-                    let Ok(id) = Id::from_str(tower_tokens.get(walk.next_index())) else {
+                    let Ok(id) = Id::from_str(tower_tokens.get(index())) else {
                         panic!("bad id")
                     };
                     let loaded = tower.load(&id).await;
-                    assert!(matches!(loaded, Ok(Some(ref r)) if r.data.len() == 3));
+                    match &loaded {
+                        Ok(Some(r)) if r.data.len() == 3 => feed(r.data.len()),
+                        _ => panic!("tower-sessions load failed"),
+                    }
                     let _ = black_box(loaded);
                 }
+            });
+        };
+        let theirs = time(|| {
+            let mut walk = Walk::new(n, seed);
+            tower_load(&mut || walk.next_index(), &mut |_| {});
+        });
+        let theirs_chained = time(|| {
+            let chain = std::cell::RefCell::new(Chained::new(n, seed));
+            tower_load(&mut || chain.borrow_mut().next_index(), &mut |v| {
+                chain.borrow_mut().feed(v)
             });
         });
         let least = time(|| {
@@ -75,20 +95,36 @@ fn run(n: usize, rounds: usize) {
                 black_box(v);
             }
         });
-        for (b, d) in best.iter_mut().zip([ours, theirs, least]) {
-            *b = (*b).min(d);
+        let least_chained = time(|| {
+            let mut chain = Chained::new(n, seed);
+            for _ in 0..OPS {
+                let v = floor_load(&floor, &ids[chain.next_index()]);
+                assert!(v.0[0] < n as u64);
+                chain.feed(v.0[0] as usize);
+                black_box(v);
+            }
+        });
+        let measured = [
+            [ours, theirs, least],
+            [ours_chained, theirs_chained, least_chained],
+        ];
+        for (b, d) in best.iter_mut().flatten().zip(measured.iter().flatten()) {
+            *b = (*b).min(*d);
         }
     }
-    let [ours, theirs, least] = best.map(per_op);
     println!("{n} live, fastest of {rounds} rounds of {OPS}:");
-    println!("  latchkey: {ours:7.1} ns");
-    println!("     tower: {theirs:7.1} ns");
-    println!("     floor: {least:7.1} ns");
-    println!(
-        "  latchkey / tower: {:.2}x (goal <= 0.5x), latchkey / floor: {:.2}x (goal <= 1.5x)",
-        ours / theirs,
-        ours / least
-    );
+    for (label, b) in [("plain walk", best[0]), ("chained", best[1])] {
+        let [ours, theirs, least] = b.map(per_op);
+        println!("  {label}:");
+        println!("    latchkey: {ours:7.1} ns");
+        println!("       tower: {theirs:7.1} ns");
+        println!("       floor: {least:7.1} ns");
+        println!(
+            "    latchkey / tower: {:.2}x (goal <= 0.5x), latchkey / floor: {:.2}x (goal <= 1.5x)",
+            ours / theirs,
+            ours / least
+        );
+    }
 }
 
 fn main() {
