@@ -123,7 +123,9 @@ pub use crate::store::file::{Durability, FileStore};
 pub use crate::store::memory::MemoryStore;
 #[cfg(feature = "redis")]
 pub use crate::store::redis::RedisStore;
-pub use crate::store::{EndReason, LiveSession, Record, RecordState, Store, StoreError};
+pub use crate::store::{
+    DataRef, EndReason, Found, LiveRef, LiveSession, Record, RecordState, Store, StoreError,
+};
 // Cookies: rendering Set-Cookie, finding the token in a Cookie header.
 pub use crate::cookie::{
     CookieConfig, CookieConfigBuilder, CookieError, CookieLifetime, DEFAULT_MAX_HEADER_BYTES,

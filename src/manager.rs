@@ -9,7 +9,7 @@ use crate::event::{Event, ExpiryKind, Observer, RejectKind};
 use crate::id::{Fingerprint, SessionId, StoreKey};
 use crate::policy::{Policy, ReuseResponse, UserLimitAction};
 use crate::session::{Issued, Loaded, NewSession, Session, SessionData};
-use crate::store::{EndReason, LiveSession, Record, RecordState, Store, StoreError};
+use crate::store::{EndReason, Found, LiveSession, Record, RecordState, Store, StoreError};
 
 /// The session lifecycle, as a framework sees it.
 ///
@@ -400,16 +400,49 @@ impl<S: Store> StoreManager<S> {
 
     /// Which clock, if any, has ended a live session at `now`.
     fn expiry(&self, s: &LiveSession, now: Timestamp) -> Option<Error> {
-        if now >= s.absolute_deadline {
+        self.expiry_of(s.absolute_deadline, s.last_seen, now)
+    }
+
+    /// [`Self::expiry`] from the two fields it reads.
+    #[inline]
+    fn expiry_of(
+        &self,
+        absolute_deadline: Timestamp,
+        last_seen: Timestamp,
+        now: Timestamp,
+    ) -> Option<Error> {
+        if now >= absolute_deadline {
             return Some(Error::AbsoluteExpired {
-                deadline: s.absolute_deadline,
+                deadline: absolute_deadline,
             });
         }
-        let idle = s.last_seen.saturating_add(self.policy.idle_timeout());
+        let idle = last_seen.saturating_add(self.policy.idle_timeout());
         if now >= idle {
             return Some(Error::IdleExpired { deadline: idle });
         }
         None
+    }
+
+    /// Reports an expiry found by [`Self::expiry`].
+    fn report_expired(&self, key: &StoreKey, err: &Error) {
+        let kind = match err {
+            Error::AbsoluteExpired { .. } => ExpiryKind::Absolute,
+            _ => ExpiryKind::Idle,
+        };
+        self.emit(Event::Expired {
+            session: key.fingerprint(),
+            kind,
+        });
+    }
+
+    /// Reports a token no record answers to and returns the error.
+    fn unknown(&self, key: &StoreKey) -> Error {
+        // Strict mode: an ID we did not issue is refused, never adopted.
+        self.emit(Event::Rejected {
+            kind: RejectKind::Unknown,
+            session: Some(key.fingerprint()),
+        });
+        Error::Unknown
     }
 
     /// [`SessionManager::load`] at an explicit instant.
@@ -441,7 +474,67 @@ impl<S: Store> StoreManager<S> {
                 return Err(e.into());
             }
         };
-        let (session, reissued) = self.resolve(id, now, 0)?;
+        // The common case, a live session, is built from its record where
+        // the store keeps it (`Store::read_live`): one copy, straight into
+        // the result. Everything else (rotations, ends, touches that lose a
+        // race) takes `resolve`, which copies the record out first.
+        let key = id.store_key();
+        // Written once, in place; returned as it is on the common path.
+        let mut result: Result<Loaded, Error> = Err(Error::Unknown);
+        let found = self.store.read_live(&key, &mut |live| {
+            result = match self.expiry_of(live.absolute_deadline, live.last_seen, now) {
+                Some(err) => Err(err),
+                None => Ok(Loaded {
+                    session: Session {
+                        id: Some(id.clone()),
+                        key,
+                        version: live.version,
+                        created_at: live.created_at,
+                        last_seen: live.last_seen,
+                        auth_at: live.auth_at,
+                        absolute_deadline: live.absolute_deadline,
+                        idle_deadline: self.idle_deadline(live.last_seen, live.absolute_deadline),
+                        user: live.user.map(String::from),
+                        device: live.device.map(String::from),
+                        data: live.data.to_data(),
+                    },
+                    reissue: None,
+                }),
+            };
+        })?;
+        match found {
+            Found::Missing => return Err(self.unknown(&key)),
+            // Rotated or ended.
+            Found::NotLive => return self.load_resolved(id, now, 0),
+            Found::Live => {}
+        }
+        match &mut result {
+            Ok(loaded) => {
+                let s = &mut loaded.session;
+                if now.duration_since(s.last_seen) >= self.policy.touch_interval() {
+                    let expires = self.idle_deadline(now, s.absolute_deadline);
+                    // A touch that finds the record gone or retired means a
+                    // concurrent logout or rotation: resolve again to
+                    // report the state that won.
+                    if !self.store.touch(&key, now, expires)? {
+                        return self.load_resolved(id, now, 1);
+                    }
+                    s.last_seen = now;
+                    s.idle_deadline = expires;
+                }
+            }
+            Err(err @ (Error::AbsoluteExpired { .. } | Error::IdleExpired { .. })) => {
+                self.report_expired(&key, err);
+            }
+            // A store that said live without showing the record.
+            Err(_) => return self.load_resolved(id, now, 0),
+        }
+        result
+    }
+
+    /// [`Self::load_at`] by way of [`Self::resolve`].
+    fn load_resolved(&self, id: SessionId, now: Timestamp, depth: usize) -> Result<Loaded, Error> {
+        let (session, reissued) = self.resolve(id, now, depth)?;
         // The reissued ID is the resolved session's, so its key is the
         // session's key.
         let reissue = reissued.map(|id| {
@@ -467,32 +560,16 @@ impl<S: Store> StoreManager<S> {
     ) -> Result<(Session, Option<SessionId>), Error> {
         let key = id.store_key();
         let Some(record) = self.store.get(&key)? else {
-            // Strict mode: an ID we did not issue is refused, never adopted.
-            self.emit(Event::Rejected {
-                kind: RejectKind::Unknown,
-                session: Some(key.fingerprint()),
-            });
-            return Err(Error::Unknown);
+            return Err(self.unknown(&key));
         };
         if record.expires_at <= now && !record.is_live() {
             // A retired record past its retention is as good as purged.
-            self.emit(Event::Rejected {
-                kind: RejectKind::Unknown,
-                session: Some(key.fingerprint()),
-            });
-            return Err(Error::Unknown);
+            return Err(self.unknown(&key));
         }
         match record.state {
             RecordState::Live(mut live) => {
                 if let Some(err) = self.expiry(&live, now) {
-                    let kind = match err {
-                        Error::AbsoluteExpired { .. } => ExpiryKind::Absolute,
-                        _ => ExpiryKind::Idle,
-                    };
-                    self.emit(Event::Expired {
-                        session: key.fingerprint(),
-                        kind,
-                    });
+                    self.report_expired(&key, &err);
                     return Err(err);
                 }
                 if now.duration_since(live.last_seen) >= self.policy.touch_interval() {

@@ -1,5 +1,6 @@
 //! Sessions as the application sees them, and what a manager hands back.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::{Arc, OnceLock};
 
@@ -19,13 +20,61 @@ use crate::id::{Fingerprint, SessionId, StoreKey};
 #[derive(Clone, Default)]
 pub struct SessionData {
     /// The encoded object; stale while `dirty`.
-    raw: Arc<str>,
+    raw: Raw,
     /// The parsed object, filled on first access.
     /// Boxed so that a session that never reads its data (most loads) moves
     /// 16 fewer bytes through every step of a load.
     map: OnceLock<Box<Map<String, Value>>>,
     /// Whether `map` has changes `raw` lacks.
     dirty: bool,
+}
+
+/// The bytes a [`MemoryStore`](crate::MemoryStore) record keeps in place
+/// for user, device and data together.
+pub(crate) const INLINE: usize = 100;
+
+/// The encoding behind [`SessionData`].
+#[derive(Clone)]
+enum Raw {
+    /// Text: from a map, a ticket, a file or Redis.
+    Text(Arc<str>),
+    /// A copy of a memory-store record's bytes in place, of which
+    /// `buf[start..start + len]` is the encoding. A load copies the whole
+    /// buffer, a move of fixed size, with no allocation and no UTF-8 check
+    /// while the record's cache lines are still arriving: either one, done
+    /// there, keeps the next request's memory reads waiting behind this
+    /// one's and cost a third of a load's time at 100k live sessions
+    /// (BENCHMARKS.md). The bytes are checked as UTF-8 when the data is
+    /// first read, which is when it is parsed at all.
+    Inline {
+        buf: [u8; INLINE],
+        start: u8,
+        len: u8,
+    },
+}
+
+impl Default for Raw {
+    fn default() -> Raw {
+        Raw::Text(Arc::default())
+    }
+}
+
+impl Raw {
+    /// The encoding. A memory store's bytes are always the UTF-8 it copied
+    /// in from a `&str`, and nothing else writes them, so the empty text
+    /// in the fallback needs memory corruption to be reached; it is there
+    /// so that even then a read finds an empty map instead of a panic.
+    fn text(&self) -> &str {
+        match self {
+            Raw::Text(text) => text,
+            Raw::Inline { buf, start, len } => {
+                let start = usize::from(*start);
+                buf.get(start..start + usize::from(*len))
+                    .and_then(|b| std::str::from_utf8(b).ok())
+                    .unwrap_or_default()
+            }
+        }
+    }
 }
 
 impl SessionData {
@@ -42,7 +91,7 @@ impl SessionData {
     pub fn from_map(map: Map<String, Value>) -> SessionData {
         let raw: Arc<str> = Value::Object(map).to_string().into();
         SessionData {
-            raw,
+            raw: Raw::Text(raw),
             map: OnceLock::new(),
             dirty: false,
         }
@@ -53,10 +102,33 @@ impl SessionData {
     /// or an encoding a store kept, which only hands back what it was given).
     pub(crate) fn from_encoded(raw: Arc<str>) -> SessionData {
         SessionData {
-            raw,
+            raw: Raw::Text(raw),
             map: OnceLock::new(),
             dirty: false,
         }
+    }
+
+    /// Clean data whose encoding is `buf[start..start + len]`: bytes a
+    /// memory store copied in from a `&str`, checked as UTF-8 when read.
+    #[inline]
+    pub(crate) fn from_inline(buf: [u8; INLINE], start: u8, len: u8) -> SessionData {
+        SessionData {
+            raw: Raw::Inline { buf, start, len },
+            map: OnceLock::new(),
+            dirty: false,
+        }
+    }
+
+    /// The current encoding, borrowed unless changes must be encoded.
+    pub(crate) fn encoded_text(&self) -> Cow<'_, str> {
+        if self.dirty
+            && let Some(m) = self.map.get()
+        {
+            return serde_json::to_string(m)
+                .unwrap_or_else(|_| "{}".into())
+                .into();
+        }
+        self.raw.text().into()
     }
 
     /// The encoded JSON object.
@@ -67,21 +139,24 @@ impl SessionData {
     /// assert_eq!(SessionData::default().encoded().len(), 0);
     /// ```
     pub fn encoded(&self) -> Arc<str> {
-        if self.dirty {
-            match self.map.get() {
-                Some(m) => Arc::from(serde_json::to_string(m).unwrap_or_else(|_| "{}".into())),
-                None => self.raw.clone(),
-            }
-        } else {
-            self.raw.clone()
+        match (&self.raw, self.dirty) {
+            (Raw::Text(text), false) => text.clone(),
+            _ => Arc::from(self.encoded_text()),
         }
     }
 
     /// Clean data with the same content, holding only its encoding: what a
     /// manager hands to a store.
     pub(crate) fn to_stored(&self) -> SessionData {
+        if !self.dirty {
+            return SessionData {
+                raw: self.raw.clone(),
+                map: OnceLock::new(),
+                dirty: false,
+            };
+        }
         SessionData {
-            raw: self.encoded(),
+            raw: Raw::Text(self.encoded()),
             map: OnceLock::new(),
             dirty: false,
         }
@@ -91,7 +166,7 @@ impl SessionData {
         self.map.get_or_init(|| {
             // Every constructor leaves `raw` a valid JSON object (from_map
             // encodes one; Deserialize checks), so this parse cannot fail.
-            Box::new(serde_json::from_str(&self.raw).unwrap_or_default())
+            Box::new(serde_json::from_str(self.raw.text()).unwrap_or_default())
         })
     }
 
@@ -109,7 +184,8 @@ impl SessionData {
         if self.dirty || self.map.get().is_some() {
             self.map().is_empty()
         } else {
-            &*self.raw == "{}" || self.raw.is_empty()
+            let text = self.raw.text();
+            text == "{}" || text.is_empty()
         }
     }
 }
@@ -125,7 +201,7 @@ impl fmt::Debug for SessionData {
         // Data is the application's business and may hold secrets (CSRF
         // tokens, OAuth state): show its size and keys, not its values.
         f.debug_struct("SessionData")
-            .field("bytes", &self.encoded().len())
+            .field("bytes", &self.encoded_text().len())
             .field("keys", &self.map().keys().collect::<Vec<_>>())
             .finish()
     }
@@ -133,7 +209,7 @@ impl fmt::Debug for SessionData {
 
 impl Serialize for SessionData {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let enc = self.encoded();
+        let enc = self.encoded_text();
         let raw = if enc.is_empty() { "{}" } else { &enc };
         match serde_json::from_str::<&RawValue>(raw) {
             Ok(v) => v.serialize(s),
@@ -147,7 +223,7 @@ impl<'de> Deserialize<'de> for SessionData {
         let map = Map::<String, Value>::deserialize(d)?;
         let raw: Arc<str> = Value::Object(map.clone()).to_string().into();
         Ok(SessionData {
-            raw,
+            raw: Raw::Text(raw),
             map: OnceLock::from(Box::new(map)),
             dirty: false,
         })
@@ -901,6 +977,59 @@ mod tests {
         bad.insert((1u8, 2u8), 3u8); // JSON object keys must be strings
         let err = NewSession::new().with_value("pairs", &bad).unwrap_err();
         assert!(matches!(err, Error::Data { ref key, .. } if key == "pairs"));
+    }
+
+    /// `text` at `start` in a buffer of the memory store's size, with
+    /// other bytes (a user name, then zeros) around it.
+    fn in_place(text: &str, start: usize) -> SessionData {
+        let mut buf = [0u8; INLINE];
+        buf[..start].fill(b'u');
+        buf[start..start + text.len()].copy_from_slice(text.as_bytes());
+        let (Ok(start), Ok(len)) = (u8::try_from(start), u8::try_from(text.len())) else {
+            panic!("test text too long");
+        };
+        SessionData::from_inline(buf, start, len)
+    }
+
+    #[test]
+    fn data_copied_in_place_behaves_as_the_same_text() {
+        let text = r#"{"theme":"dark","csrf":"s3cr3t","n":[1,2]}"#;
+        for start in [0, 5, INLINE - text.len()] {
+            let inline = in_place(text, start);
+            let plain = SessionData::from_encoded(Arc::from(text));
+            assert_eq!(inline.encoded(), plain.encoded());
+            assert_eq!(inline.encoded_text(), plain.encoded_text());
+            assert_eq!(inline, plain);
+            assert_eq!(format!("{inline:?}"), format!("{plain:?}"));
+            assert_eq!(
+                serde_json::to_string(&inline).ok(),
+                serde_json::to_string(&plain).ok()
+            );
+            assert!(!inline.is_empty());
+            // What a save hands the store is the same text.
+            assert_eq!(inline.to_stored().encoded().as_ref(), text);
+            // Changes are seen, and encoded, as for any data.
+            let mut changed = inline.clone();
+            changed.map_mut().insert("theme".into(), "light".into());
+            assert_eq!(changed.map()["theme"], "light");
+            assert!(changed.encoded().contains(r#""theme":"light""#));
+            assert_eq!(inline.map()["theme"], "dark");
+        }
+        assert!(in_place("{}", 7).is_empty());
+        assert!(in_place("", 0).is_empty());
+    }
+
+    #[test]
+    fn data_in_place_that_is_not_utf8_reads_as_empty_instead_of_panicking() {
+        let mut buf = [b' '; INLINE];
+        buf[..7].copy_from_slice(b"{\"a\":1}");
+        buf[3] = 0xff;
+        let data = SessionData::from_inline(buf, 0, 7);
+        assert_eq!(data.encoded().as_ref(), "");
+        assert!(data.is_empty());
+        assert_eq!(data, SessionData::default());
+        // Out-of-range bounds are refused the same way.
+        assert!(SessionData::from_inline(buf, 99, 7).is_empty());
     }
 
     #[test]

@@ -24,6 +24,9 @@ struct Counting {
     reads: AtomicUsize,
     writes: AtomicUsize,
     seen: parking_lot::Mutex<Vec<String>>,
+    /// When set, `read_live` says a record is live without showing it, as
+    /// a broken store might.
+    hide_live: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Counting {
@@ -57,6 +60,17 @@ impl Store for Counting {
     fn get(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
         self.reads.fetch_add(1, Ordering::SeqCst);
         self.inner.get(key)
+    }
+    fn read_live(
+        &self,
+        key: &StoreKey,
+        f: &mut dyn FnMut(latchkey::LiveRef<'_>),
+    ) -> Result<latchkey::Found, StoreError> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        if self.hide_live.load(Ordering::SeqCst) {
+            return Ok(latchkey::Found::Live);
+        }
+        self.inner.read_live(key, f)
     }
     fn replace(&self, key: &StoreKey, expected: u64, record: &Record) -> Result<(), StoreError> {
         self.writes.fetch_add(1, Ordering::SeqCst);
@@ -710,4 +724,24 @@ fn debug_of_every_secret_bearing_type_leaks_nothing() {
     // Session data values may be secrets too (CSRF tokens, OAuth state).
     assert!(!all.contains("s3cr3t-value"));
     assert!(all.contains("csrf"));
+}
+
+#[test]
+fn a_store_that_says_live_without_showing_the_record_still_loads_the_right_session() {
+    let (m, store, clock, _) = setup();
+    let issued = m
+        .create(
+            NewSession::new()
+                .with_user("alice")
+                .with_value("n", &7)
+                .unwrap(),
+        )
+        .unwrap();
+    store.hide_live.store(true, Ordering::SeqCst);
+    clock.advance(TOUCH);
+    let loaded = m.load(issued.token()).unwrap();
+    assert_eq!(loaded.session.user(), Some("alice"));
+    assert_eq!(loaded.session.get::<i32>("n").unwrap(), Some(7));
+    assert_eq!(loaded.session.last_seen(), START.saturating_add(TOUCH));
+    assert!(loaded.reissue.is_none());
 }

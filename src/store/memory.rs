@@ -37,7 +37,9 @@ use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::id::{SealedId, StoreKey};
 use crate::session::SessionData;
 use crate::store::table::{Keyed, Table};
-use crate::store::{EndReason, LiveSession, Record, RecordState, Store, StoreError};
+use crate::store::{
+    DataRef, EndReason, Found, LiveRef, LiveSession, Record, RecordState, Store, StoreError,
+};
 
 const SHARDS: usize = 64;
 
@@ -46,7 +48,7 @@ const SHARDS: usize = 64;
 /// a test): typical web sessions (an ID or two, a CSRF token, a preference)
 /// fit, and then a record is a single allocation, so a load touches the
 /// slot's lines and nothing else.
-const INLINE: usize = 100;
+const INLINE: usize = crate::session::INLINE;
 
 /// Marks an absent user or device in [`Tail::Inline`].
 const NONE: u8 = u8::MAX;
@@ -128,6 +130,21 @@ impl Tail {
     /// rather than trusted).
     #[inline]
     fn parts(&self) -> Option<(Option<&str>, Option<&str>, &str)> {
+        let (user, device, data) = self.live_parts()?.ok()?;
+        let data = match data {
+            Data::Text(text) => text,
+            Data::InPlace { buf, start, len } => {
+                let start = usize::from(start);
+                std::str::from_utf8(buf.get(start..start + usize::from(len))?).ok()?
+            }
+        };
+        Some((user, device, data))
+    }
+
+    /// As [`Tail::parts`], but data in place is left as bytes, unchecked:
+    /// `None` if not live, `Some(Err(()))` if user or device is not UTF-8.
+    #[inline]
+    fn live_parts(&self) -> Option<Result<LiveParts<'_>, ()>> {
         match self {
             Tail::Inline {
                 user,
@@ -135,25 +152,47 @@ impl Tail {
                 len,
                 buf,
             } => {
-                let mut rest = std::str::from_utf8(buf.get(..usize::from(*len))?).ok()?;
+                let mut at = 0usize;
                 let mut take = |n: u8| -> Option<Option<&str>> {
                     if n == NONE {
                         return Some(None);
                     }
-                    let (head, tail) = rest.split_at_checked(usize::from(n))?;
-                    rest = tail;
-                    Some(Some(head))
+                    let end = at + usize::from(n);
+                    let text = std::str::from_utf8(buf.get(at..end)?).ok()?;
+                    at = end;
+                    Some(Some(text))
                 };
-                let user = take(*user)?;
-                let device = take(*device)?;
-                Some((user, device, rest))
+                let user = take(*user);
+                let device = take(*device);
+                // `at <= len <= INLINE < 256` unless corrupt.
+                let start = u8::try_from(at).ok();
+                Some(match (user, device, start) {
+                    (Some(user), Some(device), Some(start)) if start <= *len => {
+                        let len = *len - start;
+                        Ok((user, device, Data::InPlace { buf, start, len }))
+                    }
+                    _ => Err(()),
+                })
             }
             Tail::Spilled { user, device, data } => {
-                Some((user.as_deref(), device.as_deref(), data))
+                Some(Ok((user.as_deref(), device.as_deref(), Data::Text(data))))
             }
             Tail::Rotated { .. } | Tail::Ended(_) => None,
         }
     }
+}
+
+/// A live tail's user, device and data.
+type LiveParts<'a> = (Option<&'a str>, Option<&'a str>, Data<'a>);
+
+/// A live tail's data: text, or bytes in place not yet checked as UTF-8.
+enum Data<'a> {
+    Text(&'a str),
+    InPlace {
+        buf: &'a [u8; INLINE],
+        start: u8,
+        len: u8,
+    },
 }
 
 impl Slot {
@@ -178,7 +217,11 @@ impl Slot {
                     slot.auth_at = at;
                     slot.has_auth = true;
                 }
-                slot.tail = Tail::live(s.user.as_deref(), s.device.as_deref(), &s.data.encoded());
+                slot.tail = Tail::live(
+                    s.user.as_deref(),
+                    s.device.as_deref(),
+                    &s.data.encoded_text(),
+                );
             }
             RecordState::Rotated {
                 successor,
@@ -199,6 +242,40 @@ impl Slot {
             }
         }
         slot
+    }
+
+    /// The live record in place, for [`Store::read_live`]: `None` if it is
+    /// not live. Data in place is handed over as bytes, checked as UTF-8
+    /// only when read (see `SessionData`); user and device are checked
+    /// here, as `to_record` checks them.
+    #[inline]
+    fn live_ref(&self) -> Result<Option<LiveRef<'_>>, StoreError> {
+        let (user, device, data) = match self.tail.live_parts() {
+            None => return Ok(None),
+            Some(Err(())) => return Err(self.corrupt()),
+            Some(Ok(parts)) => parts,
+        };
+        let data = match data {
+            Data::Text(text) => DataRef::from(text),
+            Data::InPlace { buf, start, len } => DataRef::inline(buf, start, len),
+        };
+        Ok(Some(LiveRef {
+            version: self.version,
+            created_at: self.t1,
+            last_seen: Timestamp::from_unix_millis(self.last_seen.load(Ordering::Relaxed)),
+            auth_at: self.has_auth.then_some(self.auth_at),
+            absolute_deadline: self.t2,
+            user,
+            device,
+            data,
+        }))
+    }
+
+    fn corrupt(&self) -> StoreError {
+        StoreError::Corrupt {
+            key: self.key.fingerprint(),
+            source: "in-memory record is not the text written".into(),
+        }
     }
 
     fn expires_at(&self) -> Timestamp {
@@ -227,10 +304,7 @@ impl Slot {
             },
             live => {
                 let Some((user, device, data)) = live.parts() else {
-                    return Err(StoreError::Corrupt {
-                        key: self.key.fingerprint(),
-                        source: "in-memory record is not the text written".into(),
-                    });
+                    return Err(self.corrupt());
                 };
                 RecordState::Live(LiveSession {
                     created_at: self.t1,
@@ -527,6 +601,25 @@ impl Store for MemoryStore {
             .transpose()
     }
 
+    #[inline]
+    fn read_live(
+        &self,
+        key: &StoreKey,
+        f: &mut dyn FnMut(LiveRef<'_>),
+    ) -> Result<Found, StoreError> {
+        let shard = self.shard(key).read();
+        let Some(slot) = shard.map.get(key) else {
+            return Ok(Found::Missing);
+        };
+        Ok(match slot.live_ref()? {
+            Some(live) => {
+                f(live);
+                Found::Live
+            }
+            None => Found::NotLive,
+        })
+    }
+
     fn replace(&self, key: &StoreKey, expected: u64, record: &Record) -> Result<(), StoreError> {
         let before = {
             let mut shard = self.shard(key).write();
@@ -738,6 +831,123 @@ mod tests {
                 assert_eq!(slot.user(), user);
             }
         }
+    }
+
+    /// `read_live` shows, field for field, the record `get` returns.
+    fn assert_read_live_matches_get(store: &MemoryStore, key: &StoreKey) {
+        let Ok(Some(Record {
+            version,
+            state: RecordState::Live(want),
+            ..
+        })) = store.get(key)
+        else {
+            panic!("not a live record");
+        };
+        let mut seen = 0;
+        let found = store.read_live(key, &mut |live| {
+            seen += 1;
+            assert_eq!(live.version, version);
+            assert_eq!(live.created_at, want.created_at);
+            assert_eq!(live.last_seen, want.last_seen);
+            assert_eq!(live.auth_at, want.auth_at);
+            assert_eq!(live.absolute_deadline, want.absolute_deadline);
+            assert_eq!(live.user, want.user.as_deref());
+            assert_eq!(live.device, want.device.as_deref());
+            let data = live.data.to_data();
+            assert_eq!(data.encoded(), want.data.encoded());
+            assert_eq!(data, want.data);
+        });
+        assert!(matches!(found, Ok(Found::Live)));
+        assert_eq!(seen, 1);
+    }
+
+    #[test]
+    fn read_live_shows_every_live_shape_as_get_returns_it() {
+        let data_of = |n: usize| format!(r#"{{"k":"{}"}}"#, "é".repeat((n - 8) / 2));
+        let store = MemoryStore::new();
+        for (i, (user, device)) in [
+            (None, None),
+            (Some("alice"), None),
+            (None, Some("phone")),
+            (Some(""), Some("")),
+            (Some("zoë 🦀"), Some("Firefox on Linux")),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            for (j, n) in [8, 40, 80, 100, 4000].into_iter().enumerate() {
+                let key = StoreKey::from_bytes([u8::try_from(i * 8 + j).unwrap_or(0); 32]);
+                assert!(store.insert(&key, &live(user, device, &data_of(n))).is_ok());
+                assert_read_live_matches_get(&store, &key);
+                let later = Timestamp::from_unix_millis(1_900_000_000_000);
+                assert!(matches!(store.touch(&key, later, later), Ok(true)));
+                assert_read_live_matches_get(&store, &key);
+            }
+        }
+    }
+
+    #[test]
+    fn read_live_shows_nothing_for_missing_rotated_and_ended_records() {
+        let t = Timestamp::from_unix_millis(1_800_000_000_000);
+        let store = MemoryStore::new();
+        let ended = Record {
+            version: 2,
+            expires_at: t,
+            state: RecordState::Ended {
+                reason: EndReason::Logout,
+                at: t,
+            },
+        };
+        let (old, next) = (crate::SessionId::generate(), crate::SessionId::generate());
+        let rotated = Record {
+            version: 3,
+            expires_at: t,
+            state: RecordState::Rotated {
+                successor: next.store_key(),
+                sealed_successor: old.seal(&next),
+                at: t,
+                grace_until: t,
+            },
+        };
+        let (k1, k2, k3) = (
+            StoreKey::from_bytes([1; 32]),
+            StoreKey::from_bytes([2; 32]),
+            StoreKey::from_bytes([3; 32]),
+        );
+        assert!(store.insert(&k1, &ended).is_ok());
+        assert!(store.insert(&k2, &rotated).is_ok());
+        let mut called = false;
+        let mut f = |_: LiveRef<'_>| called = true;
+        assert!(matches!(store.read_live(&k1, &mut f), Ok(Found::NotLive)));
+        assert!(matches!(store.read_live(&k2, &mut f), Ok(Found::NotLive)));
+        assert!(matches!(store.read_live(&k3, &mut f), Ok(Found::Missing)));
+        assert!(!called);
+    }
+
+    #[test]
+    fn bytes_in_place_that_are_not_utf8_are_reported_or_read_as_empty_never_trusted() {
+        // Safe code cannot write such bytes (they are copied from `&str`s);
+        // this checks what happens if memory is corrupted anyway.
+        let record = live(Some("alice"), None, r#"{"a":1}"#);
+        let mut slot = Slot::new(StoreKey::from_bytes([4; 32]), &record);
+        let Tail::Inline { buf, .. } = &mut slot.tail else {
+            panic!("expected the record in place");
+        };
+        buf[0] = 0xff; // inside the user name
+        assert!(matches!(slot.live_ref(), Err(StoreError::Corrupt { .. })));
+        assert!(matches!(slot.to_record(), Err(StoreError::Corrupt { .. })));
+        let mut slot = Slot::new(StoreKey::from_bytes([4; 32]), &record);
+        let Tail::Inline { buf, .. } = &mut slot.tail else {
+            panic!("expected the record in place");
+        };
+        buf[8] = 0xff; // inside the data, after "alice" and `{"a":`
+        let Ok(Some(live)) = slot.live_ref() else {
+            panic!("data is checked when read, not here");
+        };
+        // Read, the data is an empty map: no panic, no bytes trusted.
+        let data = live.data.to_data();
+        assert_eq!(data, SessionData::default());
+        assert!(matches!(slot.to_record(), Err(StoreError::Corrupt { .. })));
     }
 
     #[test]

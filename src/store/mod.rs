@@ -144,6 +144,166 @@ pub struct LiveSession {
     pub data: SessionData,
 }
 
+/// A live record as [`Store::read_live`] shows it: its fields borrowed from
+/// the store for the length of the call, so a load copies out only what it
+/// keeps.
+///
+/// # Example
+/// ```
+/// use latchkey::{LiveRef, LiveSession, SessionData, Timestamp};
+/// let t = Timestamp::from_unix_millis(1_800_000_000_000);
+/// let live = LiveSession {
+///     created_at: t,
+///     last_seen: t,
+///     auth_at: None,
+///     absolute_deadline: t,
+///     user: Some("alice".into()),
+///     device: None,
+///     data: SessionData::default(),
+/// };
+/// let seen = LiveRef::new(3, &live);
+/// assert_eq!((seen.version, seen.user), (3, Some("alice")));
+/// ```
+#[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
+pub struct LiveRef<'a> {
+    /// The record's version.
+    pub version: u64,
+    /// As [`LiveSession::created_at`].
+    pub created_at: Timestamp,
+    /// As [`LiveSession::last_seen`].
+    pub last_seen: Timestamp,
+    /// As [`LiveSession::auth_at`].
+    pub auth_at: Option<Timestamp>,
+    /// As [`LiveSession::absolute_deadline`].
+    pub absolute_deadline: Timestamp,
+    /// As [`LiveSession::user`].
+    pub user: Option<&'a str>,
+    /// As [`LiveSession::device`].
+    pub device: Option<&'a str>,
+    /// As [`LiveSession::data`], copied out by [`DataRef::to_data`].
+    pub data: DataRef<'a>,
+}
+
+impl<'a> LiveRef<'a> {
+    /// A view of a live record at `version`: what a store that keeps
+    /// [`LiveSession`]s shows from [`Store::read_live`].
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{LiveRef, LiveSession, SessionData, Timestamp};
+    /// let t = Timestamp::from_unix_millis(0);
+    /// let live = LiveSession { created_at: t, last_seen: t, auth_at: Some(t), absolute_deadline: t,
+    ///     user: None, device: Some("phone".into()), data: SessionData::default() };
+    /// assert_eq!(LiveRef::new(1, &live).device, Some("phone"));
+    /// ```
+    pub fn new(version: u64, live: &'a LiveSession) -> LiveRef<'a> {
+        LiveRef {
+            version,
+            created_at: live.created_at,
+            last_seen: live.last_seen,
+            auth_at: live.auth_at,
+            absolute_deadline: live.absolute_deadline,
+            user: live.user.as_deref(),
+            device: live.device.as_deref(),
+            data: DataRef::from(&live.data),
+        }
+    }
+}
+
+/// A session's data as a store holds it, borrowed (see [`LiveRef`]).
+///
+/// # Example
+/// ```
+/// use latchkey::store::DataRef;
+/// let data = DataRef::from(r#"{"theme":"dark"}"#).to_data();
+/// assert_eq!(data.encoded().as_ref(), r#"{"theme":"dark"}"#);
+/// ```
+#[derive(Clone, Copy)]
+pub struct DataRef<'a>(DataInner<'a>);
+
+#[derive(Clone, Copy)]
+enum DataInner<'a> {
+    Data(&'a SessionData),
+    Text(&'a str),
+    /// A memory store's bytes in place: see `SessionData::from_inline`.
+    Inline {
+        buf: &'a [u8; crate::session::INLINE],
+        start: u8,
+        len: u8,
+    },
+}
+
+impl<'a> DataRef<'a> {
+    /// A memory store's bytes in place, `buf[start..start + len]`: copied
+    /// whole and checked as UTF-8 only when the data is read.
+    pub(crate) fn inline(buf: &'a [u8; crate::session::INLINE], start: u8, len: u8) -> Self {
+        DataRef(DataInner::Inline { buf, start, len })
+    }
+
+    /// An owned copy, as a [`Session`](crate::Session) keeps it.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{DataRef, SessionData};
+    /// let data = SessionData::from_map(serde_json::json!({"n": 1}).as_object().unwrap().clone());
+    /// assert_eq!(DataRef::from(&data).to_data(), data);
+    /// ```
+    #[inline]
+    pub fn to_data(&self) -> SessionData {
+        match self.0 {
+            DataInner::Data(d) => d.clone(),
+            DataInner::Text(t) => SessionData::from_encoded(Arc::from(t)),
+            DataInner::Inline { buf, start, len } => SessionData::from_inline(*buf, start, len),
+        }
+    }
+}
+
+impl<'a> From<&'a SessionData> for DataRef<'a> {
+    fn from(data: &'a SessionData) -> Self {
+        DataRef(DataInner::Data(data))
+    }
+}
+
+/// Encoded data: a JSON object's text, which the store vouches for (it
+/// hands back only what it was given).
+impl<'a> From<&'a str> for DataRef<'a> {
+    fn from(text: &'a str) -> Self {
+        DataRef(DataInner::Text(text))
+    }
+}
+
+impl fmt::Debug for DataRef<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Data may hold secrets: its size only, as `SessionData` shows.
+        let bytes = match self.0 {
+            DataInner::Data(d) => d.encoded_text().len(),
+            DataInner::Text(t) => t.len(),
+            DataInner::Inline { len, .. } => usize::from(len),
+        };
+        f.debug_struct("DataRef").field("bytes", &bytes).finish()
+    }
+}
+
+/// What [`Store::read_live`] found under a key.
+///
+/// # Example
+/// ```
+/// use latchkey::{Found, MemoryStore, Store, StoreKey};
+/// let key = StoreKey::from_hex(&"00".repeat(32)).unwrap();
+/// assert_eq!(MemoryStore::new().read_live(&key, &mut |_| {})?, Found::Missing);
+/// # Ok::<(), latchkey::StoreError>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Found {
+    /// No record.
+    Missing,
+    /// A live record, shown to the callback.
+    Live,
+    /// A rotated or ended record, not shown: [`Store::get`] returns it.
+    NotLive,
+}
+
 /// What a record says about its key.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -386,6 +546,49 @@ pub trait Store: fmt::Debug + Send + Sync {
     /// [`StoreError::Corrupt`] if it cannot be decoded; backend errors.
     fn get(&self, key: &StoreKey) -> Result<Option<Record>, StoreError>;
 
+    /// Shows the record under `key` to `f` where it lies, if it is live, so
+    /// that a load copies out only what it keeps; says what was found.
+    /// `f` runs at most once, only for [`Found::Live`], and must not call
+    /// into the store (it may run under the store's lock). A live record
+    /// shown here is the one [`get`](Self::get) would have returned.
+    ///
+    /// The default gets the record and shows that copy: a store overrides
+    /// this only to save the copy ([`MemoryStore`](crate::MemoryStore)
+    /// does).
+    ///
+    /// # Errors
+    /// As for [`get`](Self::get).
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{Found, MemoryStore, NewSession, SessionManager, Store, StoreManager};
+    /// let manager = StoreManager::new(MemoryStore::new());
+    /// let issued = manager.create(NewSession::new().with_user("alice"))?;
+    /// let key = latchkey::SessionId::parse(issued.token())?.store_key();
+    /// let mut user = None;
+    /// let found = manager.store().read_live(&key, &mut |live| user = live.user.map(str::to_owned))?;
+    /// assert_eq!((found, user.as_deref()), (Found::Live, Some("alice")));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    fn read_live(
+        &self,
+        key: &StoreKey,
+        f: &mut dyn FnMut(LiveRef<'_>),
+    ) -> Result<Found, StoreError> {
+        Ok(match self.get(key)? {
+            None => Found::Missing,
+            Some(Record {
+                version,
+                state: RecordState::Live(live),
+                ..
+            }) => {
+                f(LiveRef::new(version, &live));
+                Found::Live
+            }
+            Some(_) => Found::NotLive,
+        })
+    }
+
     /// Replaces the record under `key` if its version is `expected`.
     ///
     /// # Errors
@@ -448,6 +651,9 @@ macro_rules! forward_store {
             }
             fn get(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
                 (**self).get(key)
+            }
+            fn read_live(&self, key: &StoreKey, f: &mut dyn FnMut(LiveRef<'_>)) -> Result<Found, StoreError> {
+                (**self).read_live(key, f)
             }
             fn replace(&self, key: &StoreKey, expected: u64, record: &Record) -> Result<(), StoreError> {
                 (**self).replace(key, expected, record)

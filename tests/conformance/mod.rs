@@ -19,8 +19,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use latchkey::{
-    Clock, EndReason, Error, LiveSession, ManualClock, NewSession, Policy, Record, RecordState,
-    SessionData, SessionId, SessionManager, Store, StoreError, StoreKey, StoreManager, Timestamp,
+    Clock, EndReason, Error, Found, LiveSession, ManualClock, NewSession, Policy, Record,
+    RecordState, SessionData, SessionId, SessionManager, Store, StoreError, StoreKey, StoreManager,
+    Timestamp,
 };
 
 /// 2026-11-23T00:00:00Z: a fixed start near real time, so backends with
@@ -57,6 +58,7 @@ macro_rules! store_conformance {
                 sessions_of_follows_replace_and_rotate,
                 purge_expired_deletes_dead_records_only,
                 records_round_trip_every_state,
+                read_live_shows_what_get_returns,
                 concurrent_replaces_from_one_version_admit_exactly_one,
                 manager_lifecycle_works_end_to_end,
                 manager_termination_is_final,
@@ -388,6 +390,73 @@ pub fn records_round_trip_every_state<S: Store>(make: &dyn Fn(&ManualClock) -> S
         s.insert(&k, &r).unwrap();
         assert_eq!(s.get(&k).unwrap(), Some(r));
     }
+}
+
+pub fn read_live_shows_what_get_returns<S: Store>(make: &dyn Fn(&ManualClock) -> S) {
+    let s = make(&clock());
+    let mut big = live(None, 5);
+    if let RecordState::Live(l) = &mut big.state {
+        let mut m = serde_json::Map::new();
+        m.insert("blob".into(), serde_json::json!("ü".repeat(300)));
+        l.data = SessionData::from_map(m);
+    }
+    let lives = [live(Some("alice"), 1), live(None, u64::MAX - 1), big];
+    for r in lives {
+        let k = key();
+        s.insert(&k, &r).unwrap();
+        s.touch(
+            &k,
+            START.saturating_add(Duration::from_secs(9)),
+            r.expires_at,
+        )
+        .unwrap();
+        let Some(Record {
+            version,
+            state: RecordState::Live(want),
+            ..
+        }) = s.get(&k).unwrap()
+        else {
+            panic!("not live");
+        };
+        let mut shown = Vec::new();
+        let found = s
+            .read_live(&k, &mut |l| {
+                shown.push((
+                    l.version,
+                    LiveSession {
+                        created_at: l.created_at,
+                        last_seen: l.last_seen,
+                        auth_at: l.auth_at,
+                        absolute_deadline: l.absolute_deadline,
+                        user: l.user.map(str::to_owned),
+                        device: l.device.map(str::to_owned),
+                        data: l.data.to_data(),
+                    },
+                ));
+                // Data is never shown by Debug, in place or not.
+                assert!(!format!("{l:?}").contains("book"), "{l:?}");
+            })
+            .unwrap();
+        assert_eq!(found, Found::Live);
+        assert_eq!(shown, vec![(version, want)]);
+    }
+    let mut called = false;
+    let (gone, over, tomb) = (key(), key(), key());
+    s.insert(&over, &retired(key(), 2)).unwrap();
+    s.insert(&tomb, &ended(3)).unwrap();
+    assert_eq!(
+        s.read_live(&gone, &mut |_| called = true).unwrap(),
+        Found::Missing
+    );
+    assert_eq!(
+        s.read_live(&over, &mut |_| called = true).unwrap(),
+        Found::NotLive
+    );
+    assert_eq!(
+        s.read_live(&tomb, &mut |_| called = true).unwrap(),
+        Found::NotLive
+    );
+    assert!(!called);
 }
 
 pub fn concurrent_replaces_from_one_version_admit_exactly_one<S: Store>(
