@@ -124,7 +124,7 @@ pub use crate::store::memory::MemoryStore;
 #[cfg(feature = "redis")]
 pub use crate::store::redis::RedisStore;
 pub use crate::store::{
-    DataRef, EndReason, Found, LiveRef, LiveSession, Record, RecordState, Store, StoreError,
+    DataRef, EndReason, LiveRef, LiveSession, Peek, Record, RecordState, Store, StoreError,
 };
 // Cookies: rendering Set-Cookie, finding the token in a Cookie header.
 pub use crate::cookie::{

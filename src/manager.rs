@@ -9,7 +9,7 @@ use crate::event::{Event, ExpiryKind, Observer, RejectKind};
 use crate::id::{Fingerprint, SessionId, StoreKey};
 use crate::policy::{Policy, ReuseResponse, UserLimitAction};
 use crate::session::{Issued, Loaded, NewSession, Session, SessionData};
-use crate::store::{EndReason, Found, LiveSession, Record, RecordState, Store, StoreError};
+use crate::store::{EndReason, LiveRef, LiveSession, Peek, Record, RecordState, Store, StoreError};
 
 /// The session lifecycle, as a framework sees it.
 ///
@@ -435,14 +435,13 @@ impl<S: Store> StoreManager<S> {
         });
     }
 
-    /// Reports a token no record answers to and returns the error.
-    fn unknown(&self, key: &StoreKey) -> Error {
+    /// Reports a token no record answers to.
+    fn report_unknown(&self, key: &StoreKey) {
         // Strict mode: an ID we did not issue is refused, never adopted.
         self.emit(Event::Rejected {
             kind: RejectKind::Unknown,
             session: Some(key.fingerprint()),
         });
-        Error::Unknown
     }
 
     /// [`SessionManager::load`] at an explicit instant.
@@ -463,6 +462,7 @@ impl<S: Store> StoreManager<S> {
     /// assert!(matches!(manager.load_at(issued.token(), later), Err(Error::IdleExpired { .. })));
     /// # Ok::<(), latchkey::Error>(())
     /// ```
+    #[inline]
     pub fn load_at(&self, token: &str, now: Timestamp) -> Result<Loaded, Error> {
         let id = match SessionId::parse(token) {
             Ok(id) => id,
@@ -474,62 +474,65 @@ impl<S: Store> StoreManager<S> {
                 return Err(e.into());
             }
         };
-        // The common case, a live session, is built from its record where
-        // the store keeps it (`Store::read_live`): one copy, straight into
-        // the result. Everything else (rotations, ends, touches that lose a
-        // race) takes `resolve`, which copies the record out first.
+        // The common case, a live session needing no touch, is built from
+        // its record where the store keeps it (`Store::peek`), straight into
+        // the result. Everything else (rotations, ends, touches) takes
+        // `resolve`, which copies the record out first.
         let key = id.store_key();
-        // Written once, in place; returned as it is on the common path.
-        let mut result: Result<Loaded, Error> = Err(Error::Unknown);
-        let found = self.store.read_live(&key, &mut |live| {
-            result = match self.expiry_of(live.absolute_deadline, live.last_seen, now) {
-                Some(err) => Err(err),
-                None => Ok(Loaded {
-                    session: Session {
-                        id: Some(id.clone()),
-                        key,
-                        version: live.version,
-                        created_at: live.created_at,
-                        last_seen: live.last_seen,
-                        auth_at: live.auth_at,
-                        absolute_deadline: live.absolute_deadline,
-                        idle_deadline: self.idle_deadline(live.last_seen, live.absolute_deadline),
-                        user: live.user.map(String::from),
-                        device: live.device.map(String::from),
-                        data: live.data.to_data(),
-                    },
-                    reissue: None,
-                }),
-            };
-        })?;
-        match found {
-            Found::Missing => return Err(self.unknown(&key)),
-            // Rotated or ended.
-            Found::NotLive => return self.load_resolved(id, now, 0),
-            Found::Live => {}
-        }
-        match &mut result {
-            Ok(loaded) => {
-                let s = &mut loaded.session;
-                if now.duration_since(s.last_seen) >= self.policy.touch_interval() {
-                    let expires = self.idle_deadline(now, s.absolute_deadline);
-                    // A touch that finds the record gone or retired means a
-                    // concurrent logout or rotation: resolve again to
-                    // report the state that won.
-                    if !self.store.touch(&key, now, expires)? {
-                        return self.load_resolved(id, now, 1);
-                    }
-                    s.last_seen = now;
-                    s.idle_deadline = expires;
-                }
-            }
+        let result = self.store.peek(&key, |seen| match seen {
+            Ok(Peek::Live(live)) => self.load_live(&id, key, live, now),
+            Ok(Peek::Missing) => Err(Error::Unknown),
+            Ok(Peek::NotLive) => Err(Error::Conflict),
+            Err(e) => Err(e.into()),
+        });
+        match &result {
+            Ok(_) => {}
+            Err(Error::Unknown) => self.report_unknown(&key),
             Err(err @ (Error::AbsoluteExpired { .. } | Error::IdleExpired { .. })) => {
                 self.report_expired(&key, err);
             }
-            // A store that said live without showing the record.
-            Err(_) => return self.load_resolved(id, now, 0),
+            // Not for the short way (see `load_live`).
+            Err(Error::Conflict) => return self.load_resolved(id, now, 0),
+            Err(_) => {}
         }
         result
+    }
+
+    /// A load's common case: the live session shown by the store, built in
+    /// one step. Runs under the store's lock, so it only reads and builds;
+    /// what must write or report returns an error for the caller:
+    /// `Err(Error::Conflict)` (which nothing here produces otherwise) when a
+    /// touch is due, to be made by [`Self::resolve`].
+    #[inline]
+    fn load_live(
+        &self,
+        id: &SessionId,
+        key: StoreKey,
+        live: LiveRef<'_>,
+        now: Timestamp,
+    ) -> Result<Loaded, Error> {
+        if let Some(err) = self.expiry_of(live.absolute_deadline, live.last_seen, now) {
+            return Err(err);
+        }
+        if now.duration_since(live.last_seen) >= self.policy.touch_interval() {
+            return Err(Error::Conflict);
+        }
+        Ok(Loaded {
+            session: Session {
+                id: Some(id.clone()),
+                key,
+                version: live.version,
+                created_at: live.created_at,
+                last_seen: live.last_seen,
+                auth_at: live.auth_at,
+                absolute_deadline: live.absolute_deadline,
+                idle_deadline: self.idle_deadline(live.last_seen, live.absolute_deadline),
+                user: live.user.map(String::from),
+                device: live.device.map(String::from),
+                data: live.data.to_data(),
+            },
+            reissue: None,
+        })
     }
 
     /// [`Self::load_at`] by way of [`Self::resolve`].
@@ -560,11 +563,13 @@ impl<S: Store> StoreManager<S> {
     ) -> Result<(Session, Option<SessionId>), Error> {
         let key = id.store_key();
         let Some(record) = self.store.get(&key)? else {
-            return Err(self.unknown(&key));
+            self.report_unknown(&key);
+            return Err(Error::Unknown);
         };
         if record.expires_at <= now && !record.is_live() {
             // A retired record past its retention is as good as purged.
-            return Err(self.unknown(&key));
+            self.report_unknown(&key);
+            return Err(Error::Unknown);
         }
         match record.state {
             RecordState::Live(mut live) => {
@@ -1085,6 +1090,7 @@ impl<S: Store> SessionManager for StoreManager<S> {
         self.create_at(new, self.clock.now())
     }
 
+    #[inline]
     fn load(&self, token: &str) -> Result<Loaded, Error> {
         self.load_at(token, self.clock.now())
     }

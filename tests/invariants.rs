@@ -24,9 +24,8 @@ struct Counting {
     reads: AtomicUsize,
     writes: AtomicUsize,
     seen: parking_lot::Mutex<Vec<String>>,
-    /// When set, `read_live` says a record is live without showing it, as
-    /// a broken store might.
-    hide_live: std::sync::atomic::AtomicBool,
+    /// When set, reads fail, as from a store that went away.
+    fail_reads: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Counting {
@@ -59,18 +58,10 @@ impl Store for Counting {
     }
     fn get(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
         self.reads.fetch_add(1, Ordering::SeqCst);
-        self.inner.get(key)
-    }
-    fn read_live(
-        &self,
-        key: &StoreKey,
-        f: &mut dyn FnMut(latchkey::LiveRef<'_>),
-    ) -> Result<latchkey::Found, StoreError> {
-        self.reads.fetch_add(1, Ordering::SeqCst);
-        if self.hide_live.load(Ordering::SeqCst) {
-            return Ok(latchkey::Found::Live);
+        if self.fail_reads.load(Ordering::SeqCst) {
+            return Err(StoreError::Unavailable("gone away".into()));
         }
-        self.inner.read_live(key, f)
+        self.inner.get(key)
     }
     fn replace(&self, key: &StoreKey, expected: u64, record: &Record) -> Result<(), StoreError> {
         self.writes.fetch_add(1, Ordering::SeqCst);
@@ -727,21 +718,15 @@ fn debug_of_every_secret_bearing_type_leaks_nothing() {
 }
 
 #[test]
-fn a_store_that_says_live_without_showing_the_record_still_loads_the_right_session() {
-    let (m, store, clock, _) = setup();
-    let issued = m
-        .create(
-            NewSession::new()
-                .with_user("alice")
-                .with_value("n", &7)
-                .unwrap(),
-        )
-        .unwrap();
-    store.hide_live.store(true, Ordering::SeqCst);
-    clock.advance(TOUCH);
-    let loaded = m.load(issued.token()).unwrap();
-    assert_eq!(loaded.session.user(), Some("alice"));
-    assert_eq!(loaded.session.get::<i32>("n").unwrap(), Some(7));
-    assert_eq!(loaded.session.last_seen(), START.saturating_add(TOUCH));
-    assert!(loaded.reissue.is_none());
+fn a_store_that_fails_a_load_is_a_backend_failure_not_a_rejection() {
+    let (m, store, _, events) = setup();
+    let issued = m.create(NewSession::new()).unwrap();
+    let before = events.0.lock().len();
+    store.fail_reads.store(true, Ordering::SeqCst);
+    let err = m.load(issued.token()).unwrap_err();
+    assert!(err.is_backend_failure() && !err.is_rejection(), "{err:?}");
+    store.fail_reads.store(false, Ordering::SeqCst);
+    assert!(m.load(issued.token()).is_ok());
+    // A store failure is not reported as a rejected or unknown token.
+    assert_eq!(events.0.lock().len(), before, "{:?}", events.0.lock());
 }

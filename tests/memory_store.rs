@@ -62,3 +62,40 @@ fn expired_records_are_swept_incrementally_without_a_purge() {
         m.store().len()
     );
 }
+
+#[test]
+fn loads_touch_once_per_touch_interval_and_report_expiry_on_the_in_place_path() {
+    // `StoreManager<MemoryStore>` loads through `MemoryStore::peek`; this
+    // drives that path (the conformance suite drives it as well, and the
+    // invariants drive the default through a wrapped store).
+    let clock = ManualClock::new(conformance::START);
+    let store = MemoryStore::new().with_clock(Arc::new(clock.clone()));
+    let m = StoreManager::new(store).with_clock(Arc::new(clock.clone()));
+    let issued = m
+        .create(NewSession::new().with_value("n", &1).unwrap())
+        .unwrap();
+    let touch = m.policy().touch_interval();
+    let last_seen = |m: &StoreManager<MemoryStore>| {
+        let key = latchkey::SessionId::parse(issued.token())
+            .unwrap()
+            .store_key();
+        match m.store().get(&key).unwrap().unwrap().state {
+            latchkey::RecordState::Live(l) => l.last_seen,
+            other => panic!("{other:?}"),
+        }
+    };
+    clock.advance(touch - Duration::from_millis(1));
+    let s = m.load(issued.token()).unwrap().session;
+    assert_eq!(s.last_seen(), conformance::START);
+    assert_eq!(last_seen(&m), conformance::START);
+    clock.advance(Duration::from_millis(1));
+    let s = m.load(issued.token()).unwrap().session;
+    let now = conformance::START.saturating_add(touch);
+    assert_eq!((s.last_seen(), last_seen(&m)), (now, now));
+    assert_eq!(s.get::<i32>("n").unwrap(), Some(1));
+    clock.advance(m.policy().idle_timeout());
+    assert!(matches!(
+        m.load(issued.token()),
+        Err(Error::IdleExpired { .. })
+    ));
+}

@@ -38,7 +38,7 @@ use crate::id::{SealedId, StoreKey};
 use crate::session::SessionData;
 use crate::store::table::{Keyed, Table};
 use crate::store::{
-    DataRef, EndReason, Found, LiveRef, LiveSession, Record, RecordState, Store, StoreError,
+    DataRef, EndReason, LiveRef, LiveSession, Peek, Record, RecordState, Store, StoreError,
 };
 
 const SHARDS: usize = 64;
@@ -244,7 +244,7 @@ impl Slot {
         slot
     }
 
-    /// The live record in place, for [`Store::read_live`]: `None` if it is
+    /// The live record in place, for [`Store::peek`]: `None` if it is
     /// not live. Data in place is handed over as bytes, checked as UTF-8
     /// only when read (see `SessionData`); user and device are checked
     /// here, as `to_record` checks them.
@@ -602,22 +602,14 @@ impl Store for MemoryStore {
     }
 
     #[inline]
-    fn read_live(
-        &self,
-        key: &StoreKey,
-        f: &mut dyn FnMut(LiveRef<'_>),
-    ) -> Result<Found, StoreError> {
+    fn peek<R>(&self, key: &StoreKey, f: impl FnOnce(Result<Peek<'_>, StoreError>) -> R) -> R {
         let shard = self.shard(key).read();
-        let Some(slot) = shard.map.get(key) else {
-            return Ok(Found::Missing);
+        let seen = match shard.map.get(key) {
+            None => Ok(Peek::Missing),
+            Some(slot) => slot.live_ref().map(|l| l.map_or(Peek::NotLive, Peek::Live)),
         };
-        Ok(match slot.live_ref()? {
-            Some(live) => {
-                f(live);
-                Found::Live
-            }
-            None => Found::NotLive,
-        })
+        // One call, so that `f` is compiled in here.
+        f(seen)
     }
 
     fn replace(&self, key: &StoreKey, expected: u64, record: &Record) -> Result<(), StoreError> {
@@ -833,8 +825,8 @@ mod tests {
         }
     }
 
-    /// `read_live` shows, field for field, the record `get` returns.
-    fn assert_read_live_matches_get(store: &MemoryStore, key: &StoreKey) {
+    /// `peek` shows, field for field, the record `get` returns.
+    fn assert_peek_matches_get(store: &MemoryStore, key: &StoreKey) {
         let Ok(Some(Record {
             version,
             state: RecordState::Live(want),
@@ -843,26 +835,27 @@ mod tests {
         else {
             panic!("not a live record");
         };
-        let mut seen = 0;
-        let found = store.read_live(key, &mut |live| {
-            seen += 1;
-            assert_eq!(live.version, version);
-            assert_eq!(live.created_at, want.created_at);
-            assert_eq!(live.last_seen, want.last_seen);
-            assert_eq!(live.auth_at, want.auth_at);
-            assert_eq!(live.absolute_deadline, want.absolute_deadline);
-            assert_eq!(live.user, want.user.as_deref());
-            assert_eq!(live.device, want.device.as_deref());
-            let data = live.data.to_data();
-            assert_eq!(data.encoded(), want.data.encoded());
-            assert_eq!(data, want.data);
+        let shown = store.peek(key, |seen| match seen {
+            Ok(Peek::Live(live)) => (
+                live.version,
+                LiveSession {
+                    created_at: live.created_at,
+                    last_seen: live.last_seen,
+                    auth_at: live.auth_at,
+                    absolute_deadline: live.absolute_deadline,
+                    user: live.user.map(String::from),
+                    device: live.device.map(String::from),
+                    data: live.data.to_data(),
+                },
+            ),
+            other => panic!("not shown as live: {other:?}"),
         });
-        assert!(matches!(found, Ok(Found::Live)));
-        assert_eq!(seen, 1);
+        assert_eq!(shown.1.data.encoded(), want.data.encoded());
+        assert_eq!(shown, (version, want));
     }
 
     #[test]
-    fn read_live_shows_every_live_shape_as_get_returns_it() {
+    fn peek_shows_every_live_shape_as_get_returns_it() {
         let data_of = |n: usize| format!(r#"{{"k":"{}"}}"#, "é".repeat((n - 8) / 2));
         let store = MemoryStore::new();
         for (i, (user, device)) in [
@@ -878,16 +871,16 @@ mod tests {
             for (j, n) in [8, 40, 80, 100, 4000].into_iter().enumerate() {
                 let key = StoreKey::from_bytes([u8::try_from(i * 8 + j).unwrap_or(0); 32]);
                 assert!(store.insert(&key, &live(user, device, &data_of(n))).is_ok());
-                assert_read_live_matches_get(&store, &key);
+                assert_peek_matches_get(&store, &key);
                 let later = Timestamp::from_unix_millis(1_900_000_000_000);
                 assert!(matches!(store.touch(&key, later, later), Ok(true)));
-                assert_read_live_matches_get(&store, &key);
+                assert_peek_matches_get(&store, &key);
             }
         }
     }
 
     #[test]
-    fn read_live_shows_nothing_for_missing_rotated_and_ended_records() {
+    fn peek_shows_nothing_of_missing_rotated_and_ended_records() {
         let t = Timestamp::from_unix_millis(1_800_000_000_000);
         let store = MemoryStore::new();
         let ended = Record {
@@ -916,12 +909,10 @@ mod tests {
         );
         assert!(store.insert(&k1, &ended).is_ok());
         assert!(store.insert(&k2, &rotated).is_ok());
-        let mut called = false;
-        let mut f = |_: LiveRef<'_>| called = true;
-        assert!(matches!(store.read_live(&k1, &mut f), Ok(Found::NotLive)));
-        assert!(matches!(store.read_live(&k2, &mut f), Ok(Found::NotLive)));
-        assert!(matches!(store.read_live(&k3, &mut f), Ok(Found::Missing)));
-        assert!(!called);
+        let shown = |k: &StoreKey| store.peek(k, |seen| format!("{seen:?}"));
+        assert_eq!(shown(&k1), "Ok(NotLive)");
+        assert_eq!(shown(&k2), "Ok(NotLive)");
+        assert_eq!(shown(&k3), "Ok(Missing)");
     }
 
     #[test]

@@ -144,8 +144,8 @@ pub struct LiveSession {
     pub data: SessionData,
 }
 
-/// A live record as [`Store::read_live`] shows it: its fields borrowed from
-/// the store for the length of the call, so a load copies out only what it
+/// A live record as [`Store::peek`] shows it: its fields borrowed from the
+/// store for the length of the call, so a load copies out only what it
 /// keeps.
 ///
 /// # Example
@@ -187,7 +187,7 @@ pub struct LiveRef<'a> {
 
 impl<'a> LiveRef<'a> {
     /// A view of a live record at `version`: what a store that keeps
-    /// [`LiveSession`]s shows from [`Store::read_live`].
+    /// [`LiveSession`]s shows from [`Store::peek`].
     ///
     /// # Example
     /// ```
@@ -285,21 +285,20 @@ impl fmt::Debug for DataRef<'_> {
     }
 }
 
-/// What [`Store::read_live`] found under a key.
+/// What [`Store::peek`] shows of a key.
 ///
 /// # Example
 /// ```
-/// use latchkey::{Found, MemoryStore, Store, StoreKey};
+/// use latchkey::{MemoryStore, Peek, Store, StoreKey};
 /// let key = StoreKey::from_hex(&"00".repeat(32)).unwrap();
-/// assert_eq!(MemoryStore::new().read_live(&key, &mut |_| {})?, Found::Missing);
-/// # Ok::<(), latchkey::StoreError>(())
+/// assert!(MemoryStore::new().peek(&key, |seen| matches!(seen, Ok(Peek::Missing))));
 /// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Found {
+#[derive(Clone, Copy, Debug)]
+pub enum Peek<'a> {
     /// No record.
     Missing,
-    /// A live record, shown to the callback.
-    Live,
+    /// A live record, in place.
+    Live(LiveRef<'a>),
     /// A rotated or ended record, not shown: [`Store::get`] returns it.
     NotLive,
 }
@@ -546,47 +545,51 @@ pub trait Store: fmt::Debug + Send + Sync {
     /// [`StoreError::Corrupt`] if it cannot be decoded; backend errors.
     fn get(&self, key: &StoreKey) -> Result<Option<Record>, StoreError>;
 
-    /// Shows the record under `key` to `f` where it lies, if it is live, so
-    /// that a load copies out only what it keeps; says what was found.
-    /// `f` runs at most once, only for [`Found::Live`], and must not call
-    /// into the store (it may run under the store's lock). A live record
-    /// shown here is the one [`get`](Self::get) would have returned.
+    /// Shows the record under `key` to `f` where it lies and returns what
+    /// `f` makes of it, so that a load copies out only what it keeps. A
+    /// live record is shown in full ([`Peek::Live`]), the same record
+    /// [`get`](Self::get) would have returned; for the others `f` learns
+    /// only that there is none or that it is not live. `f` runs exactly
+    /// once, with the error if the store failed, and must not call into the
+    /// store (it may run under the store's lock).
     ///
     /// The default gets the record and shows that copy: a store overrides
     /// this only to save the copy ([`MemoryStore`](crate::MemoryStore)
-    /// does).
-    ///
-    /// # Errors
-    /// As for [`get`](Self::get).
+    /// does). It is generic, so that a caller's `f` is compiled into the
+    /// store's lookup; a store behind a `Box`, an `Arc` or `dyn Store` is
+    /// peeked through the default.
     ///
     /// # Example
     /// ```
-    /// use latchkey::{Found, MemoryStore, NewSession, SessionManager, Store, StoreManager};
+    /// use latchkey::{MemoryStore, NewSession, Peek, SessionManager, Store, StoreManager};
     /// let manager = StoreManager::new(MemoryStore::new());
     /// let issued = manager.create(NewSession::new().with_user("alice"))?;
     /// let key = latchkey::SessionId::parse(issued.token())?.store_key();
-    /// let mut user = None;
-    /// let found = manager.store().read_live(&key, &mut |live| user = live.user.map(str::to_owned))?;
-    /// assert_eq!((found, user.as_deref()), (Found::Live, Some("alice")));
+    /// let user = manager.store().peek(&key, |seen| match seen {
+    ///     Ok(Peek::Live(live)) => live.user.map(str::to_owned),
+    ///     _ => None,
+    /// });
+    /// assert_eq!(user.as_deref(), Some("alice"));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    fn read_live(
-        &self,
-        key: &StoreKey,
-        f: &mut dyn FnMut(LiveRef<'_>),
-    ) -> Result<Found, StoreError> {
-        Ok(match self.get(key)? {
-            None => Found::Missing,
+    #[inline]
+    fn peek<R>(&self, key: &StoreKey, f: impl FnOnce(Result<Peek<'_>, StoreError>) -> R) -> R
+    where
+        Self: Sized,
+    {
+        let record = match self.get(key) {
+            Ok(record) => record,
+            Err(e) => return f(Err(e)),
+        };
+        f(Ok(match &record {
+            None => Peek::Missing,
             Some(Record {
                 version,
                 state: RecordState::Live(live),
                 ..
-            }) => {
-                f(LiveRef::new(version, &live));
-                Found::Live
-            }
-            Some(_) => Found::NotLive,
-        })
+            }) => Peek::Live(LiveRef::new(*version, live)),
+            Some(_) => Peek::NotLive,
+        }))
     }
 
     /// Replaces the record under `key` if its version is `expected`.
@@ -652,9 +655,6 @@ macro_rules! forward_store {
             fn get(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
                 (**self).get(key)
             }
-            fn read_live(&self, key: &StoreKey, f: &mut dyn FnMut(LiveRef<'_>)) -> Result<Found, StoreError> {
-                (**self).read_live(key, f)
-            }
             fn replace(&self, key: &StoreKey, expected: u64, record: &Record) -> Result<(), StoreError> {
                 (**self).replace(key, expected, record)
             }
@@ -677,4 +677,6 @@ macro_rules! forward_store {
     )*};
 }
 
+// `peek` is generic, so these keep its default (which calls `get`): a
+// store reached through a box or an `Arc` is read by copy.
 forward_store!(Box<S>, Arc<S>);
