@@ -74,6 +74,11 @@
 //! assert!(manager.load(issued.token()).is_ok());
 //! # Ok::<(), latchkey::Error>(())
 //! ```
+//!
+//! The one provided method, [`Store::peek`], shows a record to the manager
+//! without copying it out; its default calls `get`, which is all a store
+//! needs. A store that keeps records in memory can override it to save the
+//! copy, as [`MemoryStore`](crate::MemoryStore) does.
 
 use std::fmt;
 use std::sync::Arc;
