@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use latchkey::{
-    EndReason, FileStore, LiveSession, ManualClock, MemoryStore, Record, RecordState, SessionData,
-    Store, StoreError, StoreKey, Timestamp,
+    EndReason, FileStore, LiveSession, ManualClock, MemoryStore, Peek, Record, RecordState,
+    SessionData, Store, StoreError, StoreKey, Timestamp,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -46,6 +46,26 @@ fn live(version: u64, u: Option<&str>, ttl: u8) -> Record {
             data: SessionData::from_map(data),
         }),
     }
+}
+
+/// What `peek` shows of `k`, in a form two stores can be compared by
+/// (MemoryStore shows its record in place, FileStore a copy from `get`).
+fn peeked<S: Store>(s: &S, k: &StoreKey) -> String {
+    s.peek(k, |seen| match seen {
+        Ok(Peek::Live(l)) => format!(
+            "live v{} {:?} {:?} {:?} {:?} {:?} {:?} {}",
+            l.version,
+            l.created_at,
+            l.last_seen,
+            l.auth_at,
+            l.absolute_deadline,
+            l.user,
+            l.device,
+            l.data.to_data().encoded()
+        ),
+        Ok(other) => format!("{other:?}"),
+        Err(e) => format!("error {:?}", kind::<()>(Err(e))),
+    })
 }
 
 fn ended(version: u64, ttl: u8) -> Record {
@@ -153,6 +173,7 @@ fuzz_target!(|data: &[u8]| {
         for i in 0..6 {
             let k = key(i);
             assert_eq!(kind(model.get(&k)), kind(file.get(&k)), "key {i}");
+            assert_eq!(peeked(&model, &k), peeked(&file, &k), "key {i}");
         }
     }
 });
