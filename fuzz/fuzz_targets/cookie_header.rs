@@ -13,7 +13,11 @@ fuzz_target!(|data: &[u8]| {
     let found = config.find_token(data);
     if let Ok(Some(value)) = found {
         assert!(!value.is_empty());
-        assert!(value.bytes().all(|b| b.is_ascii_graphic() && !b";,\"\\".contains(&b)));
+        assert!(
+            value
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && !b";,\"\\".contains(&b))
+        );
         assert!(data.windows(value.len()).any(|w| w == value.as_bytes()));
     }
     // Cookies split across headers (HTTP/2) must read the same.
