@@ -41,11 +41,11 @@ enum Raw {
     /// A copy of a memory-store record's bytes in place, of which
     /// `buf[start..start + len]` is the encoding. A load copies the whole
     /// buffer, a move of fixed size, with no allocation and no UTF-8 check
-    /// while the record's cache lines are still arriving: either one, done
-    /// there, keeps the next request's memory reads waiting behind this
-    /// one's and cost a third of a load's time at 100k live sessions
-    /// (BENCHMARKS.md). The bytes are checked as UTF-8 when the data is
-    /// first read, which is when it is parsed at all.
+    /// while the record's cache lines are still arriving: done there, the
+    /// two took about two thirds of reading a record at 100k live sessions
+    /// (BENCHMARKS.md, "Why the load goals are not met"). The bytes are
+    /// checked as UTF-8 when the data is first read, which is when it is
+    /// parsed at all.
     Inline {
         buf: [u8; INLINE],
         start: u8,
