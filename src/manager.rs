@@ -492,7 +492,7 @@ impl<S: Store> StoreManager<S> {
                 self.report_expired(&key, err);
             }
             // Not for the short way (see `load_live`).
-            Err(Error::Conflict) => return self.load_resolved(id, now, 0),
+            Err(Error::Conflict) => return self.load_resolved(id, key, now),
             Err(_) => {}
         }
         result
@@ -535,9 +535,9 @@ impl<S: Store> StoreManager<S> {
         })
     }
 
-    /// [`Self::load_at`] by way of [`Self::resolve`].
-    fn load_resolved(&self, id: SessionId, now: Timestamp, depth: usize) -> Result<Loaded, Error> {
-        let (session, reissued) = self.resolve(id, now, depth)?;
+    /// [`Self::load_at`] by way of [`Self::resolve`]; `key` is `id`'s.
+    fn load_resolved(&self, id: SessionId, key: StoreKey, now: Timestamp) -> Result<Loaded, Error> {
+        let (session, reissued) = self.resolve(id, key, now, 0)?;
         // The reissued ID is the resolved session's, so its key is the
         // session's key.
         let reissue = reissued.map(|id| {
@@ -551,17 +551,17 @@ impl<S: Store> StoreManager<S> {
         Ok(Loaded { session, reissue })
     }
 
-    /// Resolves `id` to a live session, following rotations within their
-    /// grace window. Returns the session and, if a rotation was followed, the
-    /// ID the client should now hold.
+    /// Resolves `id`, whose store key is `key`, to a live session,
+    /// following rotations within their grace window. Returns the session
+    /// and, if a rotation was followed, the ID the client should now hold.
     #[inline]
     fn resolve(
         &self,
         id: SessionId,
+        key: StoreKey,
         now: Timestamp,
         depth: usize,
     ) -> Result<(Session, Option<SessionId>), Error> {
-        let key = id.store_key();
         let Some(record) = self.store.get(&key)? else {
             self.report_unknown(&key);
             return Err(Error::Unknown);
@@ -584,7 +584,7 @@ impl<S: Store> StoreManager<S> {
                     // the state that won.
                     if !self.store.touch(&key, now, expires)? {
                         return if depth < MAX_CHAIN {
-                            self.resolve(id, now, depth + 1)
+                            self.resolve(id, key, now, depth + 1)
                         } else {
                             Err(Error::Conflict)
                         };
@@ -608,7 +608,8 @@ impl<S: Store> StoreManager<S> {
                         }
                         .into());
                     }
-                    let (session, deeper) = self.resolve(next.clone(), now, depth + 1)?;
+                    let (session, deeper) =
+                        self.resolve(next.clone(), successor, now, depth + 1)?;
                     return Ok((session, Some(deeper.unwrap_or(next))));
                 }
                 let revoke = self.policy.reuse_response() == ReuseResponse::RevokeSuccessor;
