@@ -177,7 +177,12 @@ pub fn load_next(
     tokens: &Tokens,
     walk: &mut Walk,
 ) -> Result<Loaded, Error> {
-    let loaded = manager.load(tokens.get(walk.next_index()));
+    load_checked(manager, tokens.get(walk.next_index()))
+}
+
+#[inline]
+fn load_checked(manager: &StoreManager<MemoryStore>, token: &str) -> Result<Loaded, Error> {
+    let loaded = manager.load(token);
     assert!(matches!(loaded, Ok(ref l) if l.session.version() == 1));
     loaded
 }
@@ -190,10 +195,9 @@ pub fn load_chained(
     tokens: &Tokens,
     chain: &mut Chained,
 ) -> Result<Loaded, Error> {
-    let loaded = manager.load(tokens.get(chain.next_index()));
-    match &loaded {
-        Ok(l) if l.session.version() == 1 => chain.feed(l.session.version() as usize),
-        _ => panic!("load failed"),
+    let loaded = load_checked(manager, tokens.get(chain.next_index()));
+    if let Ok(l) = &loaded {
+        chain.feed(l.session.version() as usize);
     }
     loaded
 }

@@ -62,15 +62,17 @@ fn run(n: usize, rounds: usize) {
                 let _ = black_box(load_chained(&manager, &tokens, &mut chain));
             }
         });
-        let tower_load = |index: &mut dyn FnMut() -> usize, feed: &mut dyn FnMut(usize)| {
+        // `next(previous result)` gives each load's position.
+        let tower_load = |next: &mut dyn FnMut(usize) -> usize| {
             rt.block_on(async {
+                let mut previous = 0;
                 for _ in 0..OPS {
-                    let Ok(id) = Id::from_str(tower_tokens.get(index())) else {
+                    let Ok(id) = Id::from_str(tower_tokens.get(next(previous))) else {
                         panic!("bad id")
                     };
                     let loaded = tower.load(&id).await;
                     match &loaded {
-                        Ok(Some(r)) if r.data.len() == 3 => feed(r.data.len()),
+                        Ok(Some(r)) if r.data.len() == 3 => previous = r.data.len(),
                         _ => panic!("tower-sessions load failed"),
                     }
                     let _ = black_box(loaded);
@@ -79,12 +81,13 @@ fn run(n: usize, rounds: usize) {
         };
         let theirs = time(|| {
             let mut walk = Walk::new(n, seed);
-            tower_load(&mut || walk.next_index(), &mut |_| {});
+            tower_load(&mut |_| walk.next_index());
         });
         let theirs_chained = time(|| {
-            let chain = std::cell::RefCell::new(Chained::new(n, seed));
-            tower_load(&mut || chain.borrow_mut().next_index(), &mut |v| {
-                chain.borrow_mut().feed(v)
+            let mut chain = Chained::new(n, seed);
+            tower_load(&mut |previous| {
+                chain.feed(previous);
+                chain.next_index()
             });
         });
         let least = time(|| {
