@@ -153,24 +153,31 @@ pub struct LiveSession {
 /// store for the length of the call, so a load copies out only what it
 /// keeps.
 ///
+/// It mirrors [`LiveSession`] field for field, plus the record's version,
+/// and like it is built with a struct literal: a store that keeps its
+/// records in some other form (text, say) shows them without building a
+/// `LiveSession` first. [`LiveRef::new`] borrows one that it does keep.
+///
 /// # Example
 /// ```
-/// use latchkey::{LiveRef, LiveSession, SessionData, Timestamp};
+/// use latchkey::{LiveRef, Timestamp};
+/// use latchkey::store::DataRef;
+/// // Parts as a store might keep them, borrowed for the call.
 /// let t = Timestamp::from_unix_millis(1_800_000_000_000);
-/// let live = LiveSession {
+/// let (user, data) = ("alice", r#"{"theme":"dark"}"#);
+/// let seen = LiveRef {
+///     version: 3,
 ///     created_at: t,
 ///     last_seen: t,
 ///     auth_at: None,
 ///     absolute_deadline: t,
-///     user: Some("alice".into()),
+///     user: Some(user),
 ///     device: None,
-///     data: SessionData::default(),
+///     data: DataRef::from(data),
 /// };
-/// let seen = LiveRef::new(3, &live);
-/// assert_eq!((seen.version, seen.user), (3, Some("alice")));
+/// assert_eq!(seen.data.to_data().encoded().as_ref(), data);
 /// ```
 #[derive(Clone, Copy, Debug)]
-#[non_exhaustive]
 pub struct LiveRef<'a> {
     /// The record's version.
     pub version: u64,

@@ -1,0 +1,110 @@
+//! A store written outside the crate that overrides `Store::peek`, building
+//! its `LiveRef` from borrowed parts with a struct literal (as a store that
+//! keeps records as text would), against the shared conformance suite and
+//! through `StoreManager`.
+
+mod conformance;
+
+use std::sync::Arc;
+
+use conformance::store_conformance;
+use latchkey::store::DataRef;
+use latchkey::{
+    LiveRef, ManualClock, MemoryStore, NewSession, Peek, Record, RecordState, SessionManager,
+    Store, StoreError, StoreKey, StoreManager, Timestamp,
+};
+
+/// A `MemoryStore` whose `peek` shows each live record from its parts:
+/// user and device as `&str`, data as its encoded text.
+#[derive(Debug)]
+struct PartsPeek(MemoryStore);
+
+impl Store for PartsPeek {
+    fn insert(&self, key: &StoreKey, record: &Record) -> Result<(), StoreError> {
+        self.0.insert(key, record)
+    }
+    fn get(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
+        self.0.get(key)
+    }
+    fn peek<R>(&self, key: &StoreKey, f: impl FnOnce(Result<Peek<'_>, StoreError>) -> R) -> R {
+        let record = match self.0.get(key) {
+            Ok(Some(record)) => record,
+            Ok(None) => return f(Ok(Peek::Missing)),
+            Err(e) => return f(Err(e)),
+        };
+        let RecordState::Live(live) = &record.state else {
+            return f(Ok(Peek::NotLive));
+        };
+        let text = live.data.encoded();
+        f(Ok(Peek::Live(LiveRef {
+            version: record.version,
+            created_at: live.created_at,
+            last_seen: live.last_seen,
+            auth_at: live.auth_at,
+            absolute_deadline: live.absolute_deadline,
+            user: live.user.as_deref(),
+            device: live.device.as_deref(),
+            data: DataRef::from(&*text),
+        })))
+    }
+    fn replace(&self, key: &StoreKey, expected: u64, record: &Record) -> Result<(), StoreError> {
+        self.0.replace(key, expected, record)
+    }
+    fn touch(
+        &self,
+        key: &StoreKey,
+        last_seen: Timestamp,
+        expires_at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        self.0.touch(key, last_seen, expires_at)
+    }
+    fn rotate(
+        &self,
+        old: &StoreKey,
+        expected: u64,
+        retired: &Record,
+        new: &StoreKey,
+        record: &Record,
+    ) -> Result<(), StoreError> {
+        self.0.rotate(old, expected, retired, new, record)
+    }
+    fn remove(&self, key: &StoreKey) -> Result<bool, StoreError> {
+        self.0.remove(key)
+    }
+    fn sessions_of(&self, user: &str) -> Result<Vec<(StoreKey, Record)>, StoreError> {
+        self.0.sessions_of(user)
+    }
+    fn purge_expired(&self, now: Timestamp) -> Result<usize, StoreError> {
+        self.0.purge_expired(now)
+    }
+}
+
+fn parts_peek(clock: &ManualClock) -> PartsPeek {
+    PartsPeek(MemoryStore::new().with_clock(Arc::new(clock.clone())))
+}
+
+store_conformance!(parts_peek, super::parts_peek);
+
+#[test]
+fn a_load_through_a_parts_peek_sees_the_session_that_was_saved() {
+    let clock = ManualClock::new(conformance::START);
+    let manager = StoreManager::new(parts_peek(&clock)).with_clock(Arc::new(clock.clone()));
+    let new = NewSession::new()
+        .with_user("alice")
+        .with_device("phone")
+        .with_value("theme", "dark")
+        .unwrap();
+    let issued = manager.create(new).unwrap();
+    let session = manager.load(issued.token()).unwrap().session;
+    assert_eq!(session.user(), Some("alice"));
+    assert_eq!(session.device(), Some("phone"));
+    assert_eq!(
+        session.get::<String>("theme").unwrap().as_deref(),
+        Some("dark")
+    );
+    assert_eq!(session.version(), 1);
+    // An ended record is shown as not live and takes the slow way.
+    manager.terminate(&session).unwrap();
+    let err = manager.load(issued.token()).unwrap_err();
+    assert!(matches!(err, latchkey::Error::Terminated { .. }), "{err:?}");
+}
