@@ -21,7 +21,11 @@
 //!   - `floor_*`: the work no server-side store can skip: SHA-256 of the
 //!     32-byte ID, then a lookup in a `parking_lot::RwLock<HashMap>` copying
 //!     the value out.
-//! - `save_100k`: write changed data back (one value changed per save).
+//! - `save_100k`: write changed data back (one value changed per save), 100k
+//!   sessions live. `*_1t` on one thread; `*_2t` on two threads sharing one
+//!   store, each saving a session of its own (aggregate throughput, as for
+//!   load). `latchkey_*`: `Session::insert` then `StoreManager::save`;
+//!   `tower_sessions_*`: one `HashMap` insert then `MemoryStore::save`.
 //! - `stateless`: signed-cookie and JWT peers for the ticket manager.
 //!   - `cookie_signed_add_get`: the `cookie` crate's `SignedJar` add then get
 //!     of the JSON-encoded payload.
@@ -38,6 +42,7 @@
 
 use std::hint::black_box;
 use std::str::FromStr as _;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use base64::Engine as _;
@@ -166,44 +171,71 @@ fn save_100k(c: &mut Criterion) {
     const N: usize = 100_000;
     let mut g = c.benchmark_group("save_100k");
     configure(&mut g);
-    g.throughput(Throughput::Elements(1));
+    // Each thread saves a session of its own (thread `t` the one at
+    // `N / 2 + t`), its counter going on from run to run so every save
+    // changes the value.
+    let counters = [AtomicU64::new(0), AtomicU64::new(0)];
     {
         let (manager, tokens) = seed_latchkey(N);
-        let mut session = match manager.load(tokens.get(N / 2)) {
-            Ok(l) => l.session,
-            Err(e) => panic!("load failed: {e}"),
-        };
-        let mut n = 0u64;
-        g.bench_function("latchkey", |b| {
-            b.iter(|| {
-                n += 1;
+        // `iters` saves by thread `t`, timed once its session is loaded.
+        let save_many = |t: usize, iters: u64| {
+            let mut session = match manager.load(tokens.get(N / 2 + t)) {
+                Ok(l) => l.session,
+                Err(e) => panic!("load failed: {e}"),
+            };
+            let start = Instant::now();
+            for _ in 0..iters {
+                let n = counters[t].fetch_add(1, Ordering::Relaxed) + 1;
                 let changed = session.insert("user_id", &n);
                 assert!(changed.is_ok());
                 let saved = manager.save(&mut session);
                 assert!(saved.is_ok() && !session.is_modified());
+            }
+            start.elapsed()
+        };
+        g.throughput(Throughput::Elements(1));
+        g.bench_function("latchkey_1t", |b| {
+            b.iter_custom(|iters| save_many(0, iters))
+        });
+        g.throughput(Throughput::Elements(2));
+        g.bench_function("latchkey_2t", |b| {
+            b.iter_custom(|iters| {
+                two_threads(iters, |t, iters| {
+                    save_many(t, iters);
+                })
             })
         });
     }
     {
         let rt = current_thread_runtime();
         let (store, tokens) = seed_tower(&rt, N);
-        let mut record = tower_record();
-        let Ok(id) = Id::from_str(tokens.get(N / 2)) else {
-            panic!("bad id")
+        // As for latchkey, on a current-thread runtime per thread.
+        let save_many = |rt: &tokio::runtime::Runtime, t: usize, iters: u64| {
+            let mut record = tower_record();
+            record.id = match Id::from_str(tokens.get(N / 2 + t)) {
+                Ok(id) => id,
+                Err(_) => panic!("bad id"),
+            };
+            rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    let n = counters[t].fetch_add(1, Ordering::Relaxed) + 1;
+                    record.data.insert("user_id".into(), Value::from(n));
+                    let saved = store.save(&record).await;
+                    assert!(saved.is_ok());
+                }
+                start.elapsed()
+            })
         };
-        record.id = id;
-        let mut n = 0u64;
-        g.bench_function("tower_sessions", |b| {
+        g.throughput(Throughput::Elements(1));
+        g.bench_function("tower_sessions_1t", |b| {
+            b.iter_custom(|iters| save_many(&rt, 0, iters))
+        });
+        g.throughput(Throughput::Elements(2));
+        g.bench_function("tower_sessions_2t", |b| {
             b.iter_custom(|iters| {
-                rt.block_on(async {
-                    let start = Instant::now();
-                    for _ in 0..iters {
-                        n += 1;
-                        record.data.insert("user_id".into(), Value::from(n));
-                        let saved = store.save(&record).await;
-                        assert!(saved.is_ok());
-                    }
-                    start.elapsed()
+                two_threads(iters, |t, iters| {
+                    save_many(&current_thread_runtime(), t, iters);
                 })
             })
         });
