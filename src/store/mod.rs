@@ -156,7 +156,7 @@ pub struct LiveSession {
 /// It mirrors [`LiveSession`] field for field, plus the record's version,
 /// and like it is built with a struct literal: a store that keeps its
 /// records in some other form (text, say) shows them without building a
-/// `LiveSession` first. [`LiveRef::new`] borrows one that it does keep.
+/// `LiveSession` first; [`LiveRef::new`] borrows a `LiveSession` it keeps.
 ///
 /// # Example
 /// ```
