@@ -756,7 +756,7 @@ impl<S: Store> StoreManager<S> {
         session.version += 1;
         session.last_seen = now;
         session.idle_deadline = self.idle_deadline(now, session.absolute_deadline);
-        session.data = data;
+        session.data.saved_as(data);
         Ok(None)
     }
 
@@ -799,7 +799,7 @@ impl<S: Store> StoreManager<S> {
         session.version = 1;
         session.last_seen = now;
         session.idle_deadline = self.idle_deadline(now, session.absolute_deadline);
-        session.data = data;
+        session.data.saved_as(data);
         Ok(new_id)
     }
 

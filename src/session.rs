@@ -162,6 +162,16 @@ impl SessionData {
         }
     }
 
+    /// Marks the data written: `stored` is this data's
+    /// [`to_stored`](Self::to_stored), now in the store or ticket. The
+    /// encoding becomes the stored one and the parsed map, which that
+    /// encoding was made from, is kept, so a session read or changed again
+    /// after a save parses nothing and frees nothing.
+    pub(crate) fn saved_as(&mut self, stored: SessionData) {
+        self.raw = stored.raw;
+        self.dirty = false;
+    }
+
     fn map(&self) -> &Map<String, Value> {
         self.map.get_or_init(|| {
             // Every constructor leaves `raw` a valid JSON object (from_map
@@ -1030,6 +1040,77 @@ mod tests {
         assert_eq!(data, SessionData::default());
         // Out-of-range bounds are refused the same way.
         assert!(SessionData::from_inline(buf, 99, 7).is_empty());
+    }
+
+    #[test]
+    fn saved_data_keeps_its_parsed_map_and_the_stored_encoding() {
+        for start in [None, Some(3)] {
+            let text = r#"{"a":1}"#;
+            let mut data = match start {
+                None => SessionData::from_encoded(Arc::from(text)),
+                Some(at) => in_place(text, at),
+            };
+            data.map_mut().insert("b".into(), 2.into());
+            let stored = data.to_stored();
+            let written = stored.encoded();
+            data.saved_as(stored);
+            assert!(!data.dirty);
+            assert!(data.map.get().is_some(), "the parsed map was dropped");
+            assert_eq!(data.encoded(), written);
+            assert_eq!(data.map()["b"], 2);
+            // Saving clean data changes nothing.
+            let again = data.to_stored();
+            data.saved_as(again);
+            assert_eq!(data.encoded(), written);
+            // A change after the save is encoded from the kept map.
+            data.map_mut().insert("c".into(), 3.into());
+            let next: Map<String, Value> =
+                serde_json::from_str(&data.to_stored().encoded()).unwrap();
+            assert_eq!(
+                next,
+                serde_json::from_str(r#"{"a":1,"b":2,"c":3}"#).unwrap()
+            );
+        }
+    }
+
+    #[test]
+    fn a_session_changed_and_saved_again_keeps_every_change_in_both_managers() {
+        use crate::{KeyRing, MemoryStore, SessionManager, StoreManager, TicketKey, TicketManager};
+        let store = StoreManager::new(MemoryStore::new());
+        let mut s = store
+            .load(store.create(NewSession::new()).unwrap().token())
+            .unwrap()
+            .session;
+        for n in 0..3u32 {
+            s.insert(&format!("k{n}"), &n).unwrap();
+            store.save(&mut s).unwrap();
+            assert!(!s.is_modified());
+            assert!(s.data.map.get().is_some(), "save dropped the parsed data");
+        }
+        store.rotate(&mut s).unwrap();
+        s.insert("after_rotate", &true).unwrap();
+        store.save(&mut s).unwrap();
+        let token = s.id.as_ref().unwrap().to_token();
+        let loaded = store.load(&token).unwrap().session;
+        assert_eq!(loaded.keys().count(), 4);
+        assert_eq!(loaded.get::<u32>("k2").unwrap(), Some(2));
+        assert_eq!(loaded.get::<bool>("after_rotate").unwrap(), Some(true));
+
+        let key = TicketKey::try_from(&[9u8; 32][..]).unwrap();
+        let tickets = TicketManager::new("session", KeyRing::new(1, key)).unwrap();
+        let issued = tickets.create(NewSession::new()).unwrap();
+        let mut s = tickets.load(issued.token()).unwrap().session;
+        for n in 0..3u32 {
+            s.insert(&format!("k{n}"), &n).unwrap();
+            let saved = tickets.save(&mut s).unwrap().unwrap();
+            assert!(s.data.map.get().is_some(), "save dropped the parsed data");
+            let loaded = tickets.load(saved.token()).unwrap().session;
+            assert_eq!(loaded.keys().count(), n as usize + 1);
+        }
+        let issued = tickets.rotate(&mut s).unwrap();
+        let loaded = tickets.load(issued.token()).unwrap().session;
+        assert_eq!(loaded.keys().count(), 3);
+        assert_eq!(loaded.get::<u32>("k1").unwrap(), Some(1));
     }
 
     #[test]

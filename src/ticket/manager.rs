@@ -631,7 +631,7 @@ impl TicketManager {
         let issued = self.mint_session(session, &encoded, now)?;
         session.last_seen = now;
         session.idle_deadline = issued.idle_deadline();
-        session.data = data;
+        session.data.saved_as(data);
         Ok(Some(issued))
     }
 
@@ -671,7 +671,7 @@ impl TicketManager {
         *session = next;
         session.last_seen = now;
         session.idle_deadline = issued.idle_deadline();
-        session.data = data;
+        session.data.saved_as(data);
         Ok(issued)
     }
 
