@@ -1,7 +1,7 @@
 //! A store written outside the crate that overrides `Store::peek`, building
-//! its `LiveRef` from borrowed parts with a struct literal (as a store that
-//! keeps records as text would), against the shared conformance suite and
-//! through `StoreManager`.
+//! its `LiveRef` with a struct literal and its data from borrowed text (as a
+//! store that keeps records as text would), against the shared conformance
+//! suite and through `StoreManager`.
 
 mod conformance;
 
@@ -14,12 +14,12 @@ use latchkey::{
     Store, StoreError, StoreKey, StoreManager, Timestamp,
 };
 
-/// A `MemoryStore` whose `peek` shows each live record from its parts:
-/// user and device as `&str`, data as its encoded text.
+/// A `MemoryStore` whose `peek` shows each live record with its data as
+/// encoded text, through a struct literal.
 #[derive(Debug)]
-struct PartsPeek(MemoryStore);
+struct TextPeek(MemoryStore);
 
-impl Store for PartsPeek {
+impl Store for TextPeek {
     fn insert(&self, key: &StoreKey, record: &Record) -> Result<(), StoreError> {
         self.0.insert(key, record)
     }
@@ -35,16 +35,11 @@ impl Store for PartsPeek {
         let RecordState::Live(live) = &record.state else {
             return f(Ok(Peek::NotLive));
         };
+        // The data as text, the rest as `LiveRef::new` borrows it.
         let text = live.data.encoded();
         f(Ok(Peek::Live(LiveRef {
-            version: record.version,
-            created_at: live.created_at,
-            last_seen: live.last_seen,
-            auth_at: live.auth_at,
-            absolute_deadline: live.absolute_deadline,
-            user: live.user.as_deref(),
-            device: live.device.as_deref(),
             data: DataRef::from(&*text),
+            ..LiveRef::new(record.version, live)
         })))
     }
     fn replace(&self, key: &StoreKey, expected: u64, record: &Record) -> Result<(), StoreError> {
@@ -79,16 +74,16 @@ impl Store for PartsPeek {
     }
 }
 
-fn parts_peek(clock: &ManualClock) -> PartsPeek {
-    PartsPeek(MemoryStore::new().with_clock(Arc::new(clock.clone())))
+fn text_peek(clock: &ManualClock) -> TextPeek {
+    TextPeek(MemoryStore::new().with_clock(Arc::new(clock.clone())))
 }
 
-store_conformance!(parts_peek, super::parts_peek);
+store_conformance!(text_peek, super::text_peek);
 
 #[test]
-fn a_load_through_a_parts_peek_sees_the_session_that_was_saved() {
+fn a_load_through_a_text_peek_sees_the_session_that_was_saved() {
     let clock = ManualClock::new(conformance::START);
-    let manager = StoreManager::new(parts_peek(&clock)).with_clock(Arc::new(clock.clone()));
+    let manager = StoreManager::new(text_peek(&clock)).with_clock(Arc::new(clock.clone()));
     let new = NewSession::new()
         .with_user("alice")
         .with_device("phone")
