@@ -10,8 +10,8 @@ use std::sync::Arc;
 use conformance::store_conformance;
 use latchkey::store::DataRef;
 use latchkey::{
-    LiveRef, ManualClock, MemoryStore, NewSession, Peek, Record, RecordState, SessionManager,
-    Store, StoreError, StoreKey, StoreManager, Timestamp,
+    LiveRef, ManualClock, MemoryStore, NewSession, Peek, RecordState, SessionManager, Store,
+    StoreError, StoreKey, StoreManager,
 };
 
 /// A `MemoryStore` whose `peek` shows each live record with its data as
@@ -20,12 +20,8 @@ use latchkey::{
 struct TextPeek(MemoryStore);
 
 impl Store for TextPeek {
-    fn insert(&self, key: &StoreKey, record: &Record) -> Result<(), StoreError> {
-        self.0.insert(key, record)
-    }
-    fn get(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
-        self.0.get(key)
-    }
+    conformance::forward_store!(0);
+
     fn peek<R>(&self, key: &StoreKey, f: impl FnOnce(Result<Peek<'_>, StoreError>) -> R) -> R {
         let record = match self.0.get(key) {
             Ok(Some(record)) => record,
@@ -41,36 +37,6 @@ impl Store for TextPeek {
             data: DataRef::from(&*text),
             ..LiveRef::new(record.version, live)
         })))
-    }
-    fn replace(&self, key: &StoreKey, expected: u64, record: &Record) -> Result<(), StoreError> {
-        self.0.replace(key, expected, record)
-    }
-    fn touch(
-        &self,
-        key: &StoreKey,
-        last_seen: Timestamp,
-        expires_at: Timestamp,
-    ) -> Result<bool, StoreError> {
-        self.0.touch(key, last_seen, expires_at)
-    }
-    fn rotate(
-        &self,
-        old: &StoreKey,
-        expected: u64,
-        retired: &Record,
-        new: &StoreKey,
-        record: &Record,
-    ) -> Result<(), StoreError> {
-        self.0.rotate(old, expected, retired, new, record)
-    }
-    fn remove(&self, key: &StoreKey) -> Result<bool, StoreError> {
-        self.0.remove(key)
-    }
-    fn sessions_of(&self, user: &str) -> Result<Vec<(StoreKey, Record)>, StoreError> {
-        self.0.sessions_of(user)
-    }
-    fn purge_expired(&self, now: Timestamp) -> Result<usize, StoreError> {
-        self.0.purge_expired(now)
     }
 }
 

@@ -43,42 +43,7 @@ impl TempFileStore {
 }
 
 impl Store for TempFileStore {
-    fn insert(&self, key: &StoreKey, record: &Record) -> Result<(), StoreError> {
-        self.store.insert(key, record)
-    }
-    fn get(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
-        self.store.get(key)
-    }
-    fn replace(&self, key: &StoreKey, expected: u64, record: &Record) -> Result<(), StoreError> {
-        self.store.replace(key, expected, record)
-    }
-    fn touch(
-        &self,
-        key: &StoreKey,
-        last_seen: Timestamp,
-        expires_at: Timestamp,
-    ) -> Result<bool, StoreError> {
-        self.store.touch(key, last_seen, expires_at)
-    }
-    fn rotate(
-        &self,
-        old: &StoreKey,
-        expected: u64,
-        retired: &Record,
-        new: &StoreKey,
-        record: &Record,
-    ) -> Result<(), StoreError> {
-        self.store.rotate(old, expected, retired, new, record)
-    }
-    fn remove(&self, key: &StoreKey) -> Result<bool, StoreError> {
-        self.store.remove(key)
-    }
-    fn sessions_of(&self, user: &str) -> Result<Vec<(StoreKey, Record)>, StoreError> {
-        self.store.sessions_of(user)
-    }
-    fn purge_expired(&self, now: Timestamp) -> Result<usize, StoreError> {
-        self.store.purge_expired(now)
-    }
+    conformance::forward_store!(store);
 }
 
 store_conformance!(file, |_clock: &ManualClock| TempFileStore::new());
