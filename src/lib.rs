@@ -138,3 +138,8 @@ pub use crate::event::{Event, ExpiryKind, Observer, RejectKind};
 pub use crate::ticket::{
     KeyRing, MAX_TICKET_LEN, TicketConfigError, TicketError, TicketKey, TicketManager,
 };
+
+// The README's Rust examples are doctests, so they cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeExamples;
