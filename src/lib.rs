@@ -90,6 +90,8 @@
 //!   app servers, on the `redis` crate's synchronous client (see
 //!   `latchkey::store::redis`).
 #![forbid(unsafe_code)]
+// On docs.rs: mark each feature-gated item with the feature it needs.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 // Document ALL THE THINGS!
 #![deny(missing_docs)]
 #![warn(missing_debug_implementations, unreachable_pub)]
