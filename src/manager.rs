@@ -477,32 +477,32 @@ impl<S: Store> StoreManager<S> {
         // The common case, a live session needing no touch, is built from
         // its record where the store keeps it (`Store::peek`), straight into
         // the result. Everything else (rotations, ends, touches) takes
-        // `resolve`, which copies the record out first.
+        // `resolve`, which copies the record out first: `None` below.
         let key = id.store_key();
-        let result = self.store.peek(&key, |seen| match seen {
+        let shown = self.store.peek(&key, |seen| match seen {
             Ok(Peek::Live(live)) => self.load_live(&id, key, live, now),
-            Ok(Peek::Missing) => Err(Error::Unknown),
-            Ok(Peek::NotLive) => Err(Error::Conflict),
-            Err(e) => Err(e.into()),
+            Ok(Peek::Missing) => Some(Err(Error::Unknown)),
+            Ok(Peek::NotLive) => None,
+            Err(e) => Some(Err(e.into())),
         });
+        let Some(result) = shown else {
+            return self.load_resolved(id, key, now);
+        };
         match &result {
-            Ok(_) => {}
             Err(Error::Unknown) => self.report_unknown(&key),
             Err(err @ (Error::AbsoluteExpired { .. } | Error::IdleExpired { .. })) => {
                 self.report_expired(&key, err);
             }
-            // Not for the short way (see `load_live`).
-            Err(Error::Conflict) => return self.load_resolved(id, key, now),
-            Err(_) => {}
+            _ => {}
         }
         result
     }
 
     /// A load's common case: the live session shown by the store, built in
     /// one step. Runs under the store's lock, so it only reads and builds;
-    /// what must write or report returns an error for the caller:
-    /// `Err(Error::Conflict)` (which nothing here produces otherwise) when a
-    /// touch is due, to be made by [`Self::resolve`].
+    /// what must write or report is left to the caller: an expiry comes
+    /// back as its error, to be reported, and a due touch as `None`, to be
+    /// made by [`Self::resolve`].
     #[inline]
     fn load_live(
         &self,
@@ -510,14 +510,14 @@ impl<S: Store> StoreManager<S> {
         key: StoreKey,
         live: LiveRef<'_>,
         now: Timestamp,
-    ) -> Result<Loaded, Error> {
+    ) -> Option<Result<Loaded, Error>> {
         if let Some(err) = self.expiry_of(live.absolute_deadline, live.last_seen, now) {
-            return Err(err);
+            return Some(Err(err));
         }
         if now.duration_since(live.last_seen) >= self.policy.touch_interval() {
-            return Err(Error::Conflict);
+            return None;
         }
-        Ok(Loaded {
+        Some(Ok(Loaded {
             session: Session {
                 id: Some(id.clone()),
                 key,
@@ -532,7 +532,7 @@ impl<S: Store> StoreManager<S> {
                 data: live.data.to_data(),
             },
             reissue: None,
-        })
+        }))
     }
 
     /// [`Self::load_at`] by way of [`Self::resolve`]; `key` is `id`'s.
