@@ -67,14 +67,17 @@ impl Raw {
     fn text(&self) -> &str {
         match self {
             Raw::Text(text) => text,
-            Raw::Inline { buf, start, len } => {
-                let start = usize::from(*start);
-                buf.get(start..start + usize::from(*len))
-                    .and_then(|b| std::str::from_utf8(b).ok())
-                    .unwrap_or_default()
-            }
+            Raw::Inline { buf, start, len } => in_place_text(buf, *start, *len).unwrap_or_default(),
         }
     }
+}
+
+/// The `len` bytes at `start` of a buffer kept in place, as text: `None`
+/// if they lie outside it or are not UTF-8.
+#[inline]
+pub(crate) fn in_place_text(buf: &[u8; INLINE], start: u8, len: u8) -> Option<&str> {
+    let start = usize::from(start);
+    std::str::from_utf8(buf.get(start..start + usize::from(len))?).ok()
 }
 
 impl SessionData {

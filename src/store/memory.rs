@@ -133,10 +133,7 @@ impl Tail {
         let (user, device, data) = self.live_parts()?.ok()?;
         let data = match data {
             Data::Text(text) => text,
-            Data::InPlace { buf, start, len } => {
-                let start = usize::from(start);
-                std::str::from_utf8(buf.get(start..start + usize::from(len))?).ok()?
-            }
+            Data::InPlace { buf, start, len } => crate::session::in_place_text(buf, start, len)?,
         };
         Some((user, device, data))
     }
