@@ -464,6 +464,12 @@ impl<S: Store> StoreManager<S> {
     /// ```
     #[inline]
     pub fn load_at(&self, token: &str, now: Timestamp) -> Result<Loaded, Error> {
+        self.load_when(token, || now)
+    }
+
+    /// The load, reading the time from `now` once the key is known.
+    #[inline]
+    fn load_when(&self, token: &str, now: impl FnOnce() -> Timestamp) -> Result<Loaded, Error> {
         let id = match SessionId::parse(token) {
             Ok(id) => id,
             Err(e) => {
@@ -479,6 +485,7 @@ impl<S: Store> StoreManager<S> {
         // the result. Everything else (rotations, ends, touches) takes
         // `resolve`, which copies the record out first: `None` below.
         let key = id.store_key();
+        let now = now();
         let shown = self.store.peek(&key, |seen| match seen {
             Ok(Peek::Live(live)) => self.load_live(&id, key, live, now),
             Ok(Peek::Missing) => Some(Err(Error::Unknown)),
@@ -1093,7 +1100,7 @@ impl<S: Store> SessionManager for StoreManager<S> {
 
     #[inline]
     fn load(&self, token: &str) -> Result<Loaded, Error> {
-        self.load_at(token, self.clock.now())
+        self.load_when(token, || self.clock.now())
     }
 
     fn save(&self, session: &mut Session) -> Result<Option<Issued>, Error> {

@@ -127,3 +127,46 @@ fn huge_or_garbage_cookies_are_refused_cheaply() {
         assert_eq!(err.reason(), "malformed", "{err}");
     }
 }
+
+/// A clock that counts how often it is read.
+#[derive(Debug)]
+struct CountingClock(ManualClock, std::sync::atomic::AtomicUsize);
+
+impl latchkey::Clock for CountingClock {
+    fn now(&self) -> Timestamp {
+        self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.0.now()
+    }
+}
+
+#[test]
+fn load_reads_the_clock_once_and_not_for_a_forged_ticket() {
+    let clock = Arc::new(CountingClock(
+        ManualClock::new(Timestamp::from_unix_millis(1_800_000_000_000)),
+        Default::default(),
+    ));
+    let keys = KeyRing::new(1, TicketKey::generate());
+    let m = TicketManager::new("session", keys)
+        .unwrap()
+        .with_clock(clock.clone());
+    let issued = m
+        .create(NewSession::new().with_value("theme", &"dark").unwrap())
+        .unwrap();
+    let reads = || clock.1.load(std::sync::atomic::Ordering::SeqCst);
+    let before = reads();
+    let loaded = m.load(issued.token()).unwrap();
+    assert_eq!(
+        loaded.session.get::<String>("theme").unwrap().as_deref(),
+        Some("dark")
+    );
+    assert_eq!(reads(), before + 1, "a load reads the clock once");
+    // Forged: the same ticket signed by another key ring.
+    let other = TicketManager::new("session", KeyRing::new(1, TicketKey::generate())).unwrap();
+    let forged = other.create(NewSession::new()).unwrap();
+    assert!(matches!(m.load(forged.token()), Err(Error::BadSignature)));
+    assert!(matches!(
+        m.load("v1.garbage"),
+        Err(Error::MalformedTicket(_))
+    ));
+    assert_eq!(reads(), before + 1, "a rejected ticket costs no clock read");
+}

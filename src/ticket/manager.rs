@@ -513,6 +513,12 @@ impl TicketManager {
     /// [`Error::Terminated`] or [`Error::RotatedTokenReused`] (revoked),
     /// store errors from the revocation store.
     pub fn load_at(&self, token: &str, now: Timestamp) -> Result<Loaded, Error> {
+        self.load_when(token, || now)
+    }
+
+    /// The load, reading the time from `now` once the MAC has been checked:
+    /// a forged or malformed ticket costs no clock read.
+    fn load_when(&self, token: &str, now: impl FnOnce() -> Timestamp) -> Result<Loaded, Error> {
         let (mut small, mut large) = ([0u8; format::SMALL_BINARY_LEN], Vec::new());
         let buf = format::scratch(format::decode_need(token.len()), &mut small, &mut large);
         let parsed = format::parse(token, buf)
@@ -539,6 +545,7 @@ impl TicketManager {
         };
         let signed_by_current = signed_by_current.map_err(|(kind, e)| self.reject(kind, e))?;
         // From here on the claims are ours: signed by a key we hold.
+        let now = now();
         let c = parsed.claims;
         let key = StoreKey::from_bytes(c.session_key);
         // The policy caps what the ticket says, so a tightened policy
@@ -1036,7 +1043,7 @@ impl SessionManager for TicketManager {
     }
 
     fn load(&self, token: &str) -> Result<Loaded, Error> {
-        self.load_at(token, self.clock.now())
+        self.load_when(token, || self.clock.now())
     }
 
     fn save(&self, session: &mut Session) -> Result<Option<Issued>, Error> {
