@@ -111,6 +111,21 @@ impl SessionData {
         }
     }
 
+    /// Clean data from its encoding, as [`from_encoded`](Self::from_encoded)
+    /// vouches, copied in place when it fits (no allocation) and into an
+    /// `Arc` when it does not.
+    #[inline]
+    pub(crate) fn from_text(raw: &str) -> SessionData {
+        match u8::try_from(raw.len()) {
+            Ok(len) if raw.len() <= INLINE => {
+                let mut buf = [0u8; INLINE];
+                buf[..raw.len()].copy_from_slice(raw.as_bytes());
+                SessionData::from_inline(buf, 0, len)
+            }
+            _ => SessionData::from_encoded(Arc::from(raw)),
+        }
+    }
+
     /// Clean data whose encoding is `buf[start..start + len]`: bytes a
     /// memory store copied in from a `&str`, checked as UTF-8 when read.
     #[inline]
@@ -1030,6 +1045,19 @@ mod tests {
         }
         assert!(in_place("{}", 7).is_empty());
         assert!(in_place("", 0).is_empty());
+    }
+
+    #[test]
+    fn data_from_text_is_in_place_when_it_fits_and_the_same_either_way() {
+        let fits = format!(r#"{{"k":"{}"}}"#, "x".repeat(INLINE - 8));
+        let spills = format!(r#"{{"k":"{}"}}"#, "x".repeat(INLINE - 7));
+        assert_eq!((fits.len(), spills.len()), (INLINE, INLINE + 1));
+        for (text, in_place) in [(&fits, true), (&spills, false), (&"{}".to_owned(), true)] {
+            let data = SessionData::from_text(text);
+            assert_eq!(matches!(data.raw, Raw::Inline { .. }), in_place, "{text}");
+            assert_eq!(data, SessionData::from_encoded(Arc::from(text.as_str())));
+            assert_eq!(data.encoded().as_ref(), text.as_str());
+        }
     }
 
     #[test]

@@ -584,7 +584,7 @@ impl TicketManager {
             idle_deadline: idle,
             user: c.user.map(str::to_owned),
             device: c.device.map(str::to_owned),
-            data: SessionData::from_encoded(Arc::from(c.data)),
+            data: SessionData::from_text(c.data),
         };
         let stale = now.duration_since(c.issued_at) >= self.policy.touch_interval();
         // A ticket retired by rotation still works during its grace window,
