@@ -9,12 +9,10 @@
 //! instead of hitting the same few records.
 #![allow(dead_code)]
 
-use std::sync::{Arc, Barrier};
+use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
-use latchkey::{
-    Clock, Error, Loaded, ManualClock, MemoryStore, NewSession, SessionManager, StoreManager,
-};
+use latchkey::{Error, Loaded, MemoryStore, NewSession, SessionManager, StoreManager};
 use serde_json::{Map, Value, json};
 
 /// The payload every benchmark stores: three entries, about 60 bytes of JSON
@@ -136,15 +134,15 @@ impl Tokens {
     }
 }
 
-/// Our side: a manager over a [`MemoryStore`] on a frozen clock (so no load
-/// is slowed by a touch: touches are one write per session per touch
-/// interval, not the steady state), with `n` live anonymous sessions holding
-/// [`payload`], and their tokens.
+/// Our side: a manager over a [`MemoryStore`] with the default policy, with
+/// `n` live anonymous sessions holding [`payload`], and their tokens.
+///
+/// Both read the system clock, as a server's do, so every load pays for its
+/// clock read as tower-sessions' load does. A session is touched (one write)
+/// once per 60-second touch interval, so a run that ends within a minute of
+/// seeding, as every case here does, measures loads without touches.
 pub fn seed_latchkey(n: usize) -> (StoreManager<MemoryStore>, Tokens) {
-    let clock = ManualClock::starting_now();
-    let shared: Arc<dyn Clock> = Arc::new(clock);
-    let manager =
-        StoreManager::new(MemoryStore::new().with_clock(shared.clone())).with_clock(shared);
+    let manager = StoreManager::new(MemoryStore::new());
     let new = new_session();
     let mut tokens = Tokens::with_capacity(n, 43);
     for _ in 0..n {

@@ -14,7 +14,8 @@
 //!   or 1M sessions live, probing them in a scattered order. `*_1t` on one
 //!   thread; `*_2t` on two threads sharing one store, reported as aggregate
 //!   throughput (each iteration is one load on each thread).
-//!   - `latchkey_*`: `StoreManager<MemoryStore>::load(token)`.
+//!   - `latchkey_*`: `StoreManager<MemoryStore>::load(token)`, on the
+//!     system clock (tower-sessions' load reads it too).
 //!   - `tower_sessions_*`: `Id::from_str(cookie)` then
 //!     `tower_sessions_memory_store::MemoryStore::load`, awaited on a tokio
 //!     current-thread runtime (one runtime per thread).
@@ -32,9 +33,11 @@
 //!   - `jwt_hs256_encode`, `jwt_hs256_decode`: jsonwebtoken HS256 with the
 //!     payload plus `exp`, decode validating `exp`.
 //!   - `latchkey_ticket_issue`, `latchkey_ticket_verify`: latchkey's
-//!     `TicketManager` `create_at` and `load_at` with the same payload
-//!     (issue takes its `NewSession` by value: cloned in batches of 64
-//!     outside the timing, each ticket dropped inside it, like JWT's token).
+//!     `TicketManager` `create_at` (at a given instant, as JWT's `exp` is
+//!     given) and `load` (reading the system clock, as JWT's decode does to
+//!     check `exp`) with the same payload (issue takes its `NewSession` by
+//!     value: cloned in batches of 64 outside the timing, each ticket
+//!     dropped inside it, like JWT's token).
 //!   - `floor_b64url_hmac`: base64url-decode that ticket and HMAC-SHA256 its
 //!     bytes (key schedule precomputed): what any HMAC ticket must do.
 //! - `id`: `latchkey_generate_encode` (`SessionId::generate().to_token()`)
@@ -334,7 +337,9 @@ fn stateless(c: &mut Criterion) {
     };
     g.bench_function("latchkey_ticket_verify", |b| {
         b.iter(|| {
-            let loaded = tickets.load_at(&ticket, now);
+            // `load` reads the system clock, as `jsonwebtoken::decode` does
+            // to validate `exp`.
+            let loaded = tickets.load(&ticket);
             assert!(matches!(loaded, Ok(ref l) if l.reissue.is_none() && !l.session.is_modified()));
             loaded
         })
