@@ -99,32 +99,3 @@ fn loads_touch_once_per_touch_interval_and_report_expiry_on_the_in_place_path() 
         Err(Error::IdleExpired { .. })
     ));
 }
-
-/// A clock that counts how often it is read.
-#[derive(Debug)]
-struct CountingClock(ManualClock, std::sync::atomic::AtomicUsize);
-
-impl latchkey::Clock for CountingClock {
-    fn now(&self) -> latchkey::Timestamp {
-        self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        self.0.now()
-    }
-}
-
-#[test]
-fn load_reads_the_clock_once_and_not_for_a_malformed_token() {
-    let clock = Arc::new(CountingClock(
-        ManualClock::new(conformance::START),
-        Default::default(),
-    ));
-    let m = StoreManager::new(MemoryStore::new()).with_clock(clock.clone());
-    let issued = m.create(NewSession::new()).unwrap();
-    let reads = || clock.1.load(std::sync::atomic::Ordering::SeqCst);
-    let before = reads();
-    assert!(m.load(issued.token()).is_ok());
-    assert_eq!(reads(), before + 1, "a load reads the clock once");
-    for bad in ["", "not a token", &issued.token()[1..]] {
-        assert!(matches!(m.load(bad), Err(Error::Malformed(_))), "{bad:?}");
-    }
-    assert_eq!(reads(), before + 1, "a malformed token costs no clock read");
-}
