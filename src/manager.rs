@@ -250,7 +250,8 @@ impl<S: Store> StoreManager<S> {
     }
 
     fn check_size(&self, data: &SessionData) -> Result<(), Error> {
-        let size = data.encoded().len();
+        // Borrowed: a clean encoding, as a store is handed, is not copied.
+        let size = data.encoded_text().len();
         let limit = self.policy.max_data_bytes();
         if size > limit {
             return Err(Error::TooLarge { size, limit });

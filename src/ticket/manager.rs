@@ -633,7 +633,7 @@ impl TicketManager {
         }
         self.check_usable(session, now)?;
         let data = session.data.to_stored();
-        let encoded = data.encoded();
+        let encoded = data.encoded_text();
         self.check_size(encoded.len())?;
         let issued = self.mint_session(session, &encoded, now)?;
         session.last_seen = now;
@@ -659,7 +659,7 @@ impl TicketManager {
     fn rotate_inner(&self, session: &mut Session, now: Timestamp) -> Result<Issued, Error> {
         self.check_usable(session, now)?;
         let data = session.data.to_stored();
-        let encoded = data.encoded();
+        let encoded = data.encoded_text();
         self.check_size(encoded.len())?;
         let mut next = session.clone();
         next.key = fresh_key();
