@@ -23,7 +23,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use latchkey::{SessionManager as _, Store as _};
 
 mod support;
-use support::{Walk, load_next, load_two_threads, new_session, seed_latchkey};
+use support::{Walk, load_next, load_two_threads, new_session, seed_latchkey, thread_walks};
 
 fn load(c: &mut Criterion, label: &str, n: usize) {
     let mut g = c.benchmark_group(format!("load_{label}"));
@@ -37,9 +37,10 @@ fn load(c: &mut Criterion, label: &str, n: usize) {
         b.iter(|| load_next(manager, tokens, &mut walk))
     });
     g.throughput(Throughput::Elements(2));
+    let mut walks = thread_walks(n);
     g.bench_function("2t", |b| {
         let (manager, tokens) = &*fixture.get_or_insert_with(|| seed_latchkey(n));
-        b.iter_custom(|iters| load_two_threads(manager, tokens, iters))
+        b.iter_custom(|iters| load_two_threads(manager, tokens, &mut walks, iters))
     });
     g.throughput(Throughput::Elements(1));
     g.bench_function("store_get", |b| {

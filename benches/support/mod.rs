@@ -201,37 +201,67 @@ pub fn load_chained(
 }
 
 /// `iters` checked loads on each of two threads sharing `manager`, each
-/// on its own walk; the wall time as for [`two_threads`].
+/// on its own walk (see [`thread_walks`]); the wall time as for
+/// [`two_threads`].
 pub fn load_two_threads(
     manager: &StoreManager<MemoryStore>,
     tokens: &Tokens,
+    walks: &mut [Apart<Walk>; 2],
     iters: u64,
 ) -> Duration {
-    two_threads(iters, |t, iters| {
-        let mut walk = Walk::new(tokens.len(), 0x1234_5678 + t as u64);
+    two_threads(walks, iters, |walk, iters| {
         for _ in 0..iters {
-            let _ = std::hint::black_box(load_next(manager, tokens, &mut walk));
+            let _ = std::hint::black_box(load_next(manager, tokens, walk));
         }
     })
 }
 
-/// Runs `per_thread(thread_index, iters)` on two threads started together
-/// and returns the wall time until the slower one finished: with one
-/// operation per thread per iteration, criterion's throughput (declared as
-/// two elements per iteration) is the aggregate rate.
-pub fn two_threads<F>(iters: u64, per_thread: F) -> Duration
+/// The two walks over `0..n` of a two-thread case, one per thread, from
+/// different seeds.
+///
+/// Create them once per case, outside criterion's `iter_custom`, as the
+/// one-thread cases create their walk outside `iter`: each sample then goes
+/// on where the last one stopped. A walk made afresh per sample repeats the
+/// same first positions in every sample, and those sessions are then in
+/// the cache, which flatters two threads against one.
+pub fn thread_walks(n: usize) -> [Apart<Walk>; 2] {
+    [
+        Apart(Walk::new(n, 0x1234_5678)),
+        Apart(Walk::new(n, 0x8765_4321)),
+    ]
+}
+
+/// A value on cache lines of its own (128 bytes, the pair of lines x86
+/// processors fetch together).
+///
+/// Each thread of [`two_threads`] updates its own state on every iteration
+/// (a walk's position). Two states side by side would share a line, which
+/// then moves between the two cores on every iteration: the threads would
+/// slow each other down through the benchmark's own bookkeeping.
+#[derive(Clone, Debug)]
+#[repr(align(128))]
+pub struct Apart<T>(pub T);
+
+/// Runs `per_thread(state, iters)` on two threads started together, each
+/// with its own of `states` (kept across calls, so a walk goes on where it
+/// stopped), and returns the wall time until the slower one finished: with
+/// one operation per thread per iteration, criterion's throughput (declared
+/// as two elements per iteration) is the aggregate rate.
+pub fn two_threads<S, F>(states: &mut [Apart<S>; 2], iters: u64, per_thread: F) -> Duration
 where
-    F: Fn(usize, u64) + Sync,
+    S: Send,
+    F: Fn(&mut S, u64) + Sync,
 {
     let barrier = Barrier::new(2);
     let times: Vec<Duration> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..2)
-            .map(|t| {
+        let handles: Vec<_> = states
+            .iter_mut()
+            .map(|Apart(state)| {
                 let (barrier, per_thread) = (&barrier, &per_thread);
                 s.spawn(move || {
                     barrier.wait();
                     let start = Instant::now();
-                    per_thread(t, iters);
+                    per_thread(state, iters);
                     start.elapsed()
                 })
             })

@@ -13,7 +13,9 @@
 //! - `load_100k`, `load_1m`: resolve a cookie value to its session with 100k
 //!   or 1M sessions live, probing them in a scattered order. `*_1t` on one
 //!   thread; `*_2t` on two threads sharing one store, reported as aggregate
-//!   throughput (each iteration is one load on each thread).
+//!   throughput (each iteration is one load on each thread). Every walk
+//!   (one per thread in `*_2t`) goes on from sample to sample, so no sample
+//!   retraces the positions of the one before.
 //!   - `latchkey_*`: `StoreManager<MemoryStore>::load(token)`, on the
 //!     system clock (tower-sessions' load reads it too).
 //!   - `tower_sessions_*`: `Id::from_str(cookie)` then
@@ -57,8 +59,8 @@ use criterion::{
 use hmac::{KeyInit as _, Mac as _};
 use latchkey::{SessionId, SessionManager as _};
 use latchkey_peers::{
-    Walk, current_thread_runtime, floor_load, load_next, load_two_threads, new_session, payload,
-    seed_floor, seed_latchkey, seed_tower, tower_record, two_threads,
+    Apart, Walk, current_thread_runtime, floor_load, load_next, load_two_threads, new_session,
+    payload, seed_floor, seed_latchkey, seed_tower, thread_walks, tower_record, two_threads,
 };
 use rand::Rng as _;
 use serde::{Deserialize, Serialize};
@@ -82,9 +84,10 @@ fn load_group(c: &mut Criterion, label: &str, n: usize) {
             b.iter(|| load_next(manager, tokens, &mut walk))
         });
         g.throughput(Throughput::Elements(2));
+        let mut walks = thread_walks(n);
         g.bench_function("latchkey_2t", |b| {
             let (manager, tokens) = &*fixture.get_or_insert_with(|| seed_latchkey(n));
-            b.iter_custom(|iters| load_two_threads(manager, tokens, iters))
+            b.iter_custom(|iters| load_two_threads(manager, tokens, &mut walks, iters))
         });
     }
 
@@ -111,12 +114,13 @@ fn load_group(c: &mut Criterion, label: &str, n: usize) {
             })
         });
         g.throughput(Throughput::Elements(2));
+        // Each thread on its own runtime, made once, with its own walk.
+        let mut threads =
+            thread_walks(n).map(|Apart(walk)| Apart((current_thread_runtime(), walk)));
         g.bench_function("tower_sessions_2t", |b| {
             let (store, tokens) = &*fixture.get_or_insert_with(|| seed_tower(&rt, n));
             b.iter_custom(|iters| {
-                two_threads(iters, |t, iters| {
-                    let rt = current_thread_runtime();
-                    let mut walk = Walk::new(n, 0x1234_5678 + t as u64);
+                two_threads(&mut threads, iters, |(rt, walk), iters| {
                     rt.block_on(async {
                         for _ in 0..iters {
                             let id = Id::from_str(tokens.get(walk.next_index()));
@@ -145,11 +149,11 @@ fn load_group(c: &mut Criterion, label: &str, n: usize) {
             })
         });
         g.throughput(Throughput::Elements(2));
+        let mut walks = thread_walks(n);
         g.bench_function("floor_2t", |b| {
             let (map, ids) = &*fixture.get_or_insert_with(|| seed_floor(n));
             b.iter_custom(|iters| {
-                two_threads(iters, |t, iters| {
-                    let mut walk = Walk::new(n, 0x1234_5678 + t as u64);
+                two_threads(&mut walks, iters, |walk, iters| {
                     for _ in 0..iters {
                         let v = floor_load(map, &ids[walk.next_index()]);
                         assert!(v.0[0] < n as u64);
@@ -203,7 +207,7 @@ fn save_100k(c: &mut Criterion) {
         g.throughput(Throughput::Elements(2));
         g.bench_function("latchkey_2t", |b| {
             b.iter_custom(|iters| {
-                two_threads(iters, |t, iters| {
+                two_threads(&mut [Apart(0), Apart(1)], iters, |&mut t, iters| {
                     save_many(t, iters);
                 })
             })
@@ -235,10 +239,12 @@ fn save_100k(c: &mut Criterion) {
             b.iter_custom(|iters| save_many(&rt, 0, iters))
         });
         g.throughput(Throughput::Elements(2));
+        // Each thread on its own runtime, made once.
+        let mut threads = [0, 1].map(|t| Apart((current_thread_runtime(), t)));
         g.bench_function("tower_sessions_2t", |b| {
             b.iter_custom(|iters| {
-                two_threads(iters, |t, iters| {
-                    save_many(&current_thread_runtime(), t, iters);
+                two_threads(&mut threads, iters, |(rt, t), iters| {
+                    save_many(rt, *t, iters);
                 })
             })
         });
