@@ -12,7 +12,9 @@
 //! current-thread runtime) and `floor` (SHA-256 of the ID, then a
 //! read-locked `HashMap` lookup copying 64 bytes out), each in a scattered
 //! order over all live sessions. Each round runs every case for 100 000
-//! loads, interleaved, and each case's figure is its fastest round: other
+//! loads, interleaved (no case right after another over the same store),
+//! each from positions of its own, and each case's figure is its fastest
+//! round: other
 //! processes only ever add time, so the least disturbed round is the closest
 //! to the code's own cost.
 
@@ -36,6 +38,16 @@ fn time(f: impl FnOnce()) -> Duration {
     start.elapsed()
 }
 
+/// A walk's seed for case number `i` (splitmix64's finalizer): seeds that
+/// differ in one bit would start [`Walk`]s (xorshift) on nearly the same
+/// positions.
+fn seed_for(i: u64) -> u64 {
+    let mut z = i.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
 fn per_op(d: Duration) -> f64 {
     d.as_nanos() as f64 / OPS as f64
 }
@@ -48,18 +60,15 @@ fn run(n: usize, rounds: usize) {
     // [latchkey, tower, floor] on a plain walk, then on a chained one.
     let mut best = [[Duration::MAX; 3]; 2];
     for round in 0..rounds {
-        // A fresh walk per round, the same for every case.
-        let seed = 0x9E37_79B9_7F4A_7C15 + round as u64;
+        // Every case of every round walks from a seed of its own, and the
+        // order (the plain walks, then the chained ones) never runs a case
+        // right after another over the same store: a case that retraced
+        // positions just loaded would find their records in the cache.
+        let seed = |case: u64| seed_for(round as u64 * 6 + case);
         let ours = time(|| {
-            let mut walk = Walk::new(n, seed);
+            let mut walk = Walk::new(n, seed(0));
             for _ in 0..OPS {
                 let _ = black_box(load_next(&manager, &tokens, &mut walk));
-            }
-        });
-        let ours_chained = time(|| {
-            let mut chain = Chained::new(n, seed);
-            for _ in 0..OPS {
-                let _ = black_box(load_chained(&manager, &tokens, &mut chain));
             }
         });
         // `next(previous result)` gives each load's position.
@@ -80,26 +89,32 @@ fn run(n: usize, rounds: usize) {
             });
         };
         let theirs = time(|| {
-            let mut walk = Walk::new(n, seed);
+            let mut walk = Walk::new(n, seed(1));
             tower_load(&mut |_| walk.next_index());
         });
-        let theirs_chained = time(|| {
-            let mut chain = Chained::new(n, seed);
-            tower_load(&mut |previous| {
-                chain.feed(previous);
-                chain.next_index()
-            });
-        });
         let least = time(|| {
-            let mut walk = Walk::new(n, seed);
+            let mut walk = Walk::new(n, seed(2));
             for _ in 0..OPS {
                 let v = floor_load(&floor, &ids[walk.next_index()]);
                 assert!(v.0[0] < n as u64);
                 black_box(v);
             }
         });
+        let ours_chained = time(|| {
+            let mut chain = Chained::new(n, seed(3));
+            for _ in 0..OPS {
+                let _ = black_box(load_chained(&manager, &tokens, &mut chain));
+            }
+        });
+        let theirs_chained = time(|| {
+            let mut chain = Chained::new(n, seed(4));
+            tower_load(&mut |previous| {
+                chain.feed(previous);
+                chain.next_index()
+            });
+        });
         let least_chained = time(|| {
-            let mut chain = Chained::new(n, seed);
+            let mut chain = Chained::new(n, seed(5));
             for _ in 0..OPS {
                 let v = floor_load(&floor, &ids[chain.next_index()]);
                 assert!(v.0[0] < n as u64);
