@@ -11,20 +11,23 @@
 //! (`Id::from_str` then tower-sessions' `MemoryStore::load` on a tokio
 //! current-thread runtime) and `floor` (SHA-256 of the ID, then a
 //! read-locked `HashMap` lookup copying 64 bytes out), each in a scattered
-//! order over all live sessions. Each round runs every case for 100 000
-//! loads, interleaved (no case right after another over the same store),
-//! each from positions of its own, and each case's figure is its fastest
-//! round: other
-//! processes only ever add time, so the least disturbed round is the closest
-//! to the code's own cost.
+//! order over all live sessions. Beside them, for reference and for no
+//! goal, `floor + clock`: the floor reading the system clock once per load,
+//! as latchkey's and tower-sessions' loads do to check expiry.
+//!
+//! Each round runs every case for 100 000 loads, interleaved (no case right
+//! after another over the same store), each from positions of its own, and
+//! each case's figure is its fastest round: other processes only ever add
+//! time, so the least disturbed round is the closest to the code's own cost.
 
 use std::hint::black_box;
 use std::str::FromStr as _;
 use std::time::{Duration, Instant};
 
+use latchkey::{Clock as _, SystemClock};
 use latchkey_peers::{
-    Chained, Walk, current_thread_runtime, floor_load, load_chained, load_next, seed_floor,
-    seed_latchkey, seed_tower,
+    Chained, FloorMap, Walk, current_thread_runtime, floor_load, load_chained, load_next,
+    seed_floor, seed_latchkey, seed_tower,
 };
 use tower_sessions_core::SessionStore as _;
 use tower_sessions_core::session::Id;
@@ -52,25 +55,41 @@ fn per_op(d: Duration) -> f64 {
     d.as_nanos() as f64 / OPS as f64
 }
 
+/// [`OPS`] floor loads at the positions `next(previous load's value)`
+/// gives; with `CLOCK`, each also reads the system clock, as a session load
+/// must to check its deadlines.
+fn floor_loads<const CLOCK: bool>(
+    floor: &FloorMap,
+    ids: &[[u8; 32]],
+    mut next: impl FnMut(usize) -> usize,
+) {
+    let mut previous = 0;
+    for _ in 0..OPS {
+        let v = floor_load(floor, &ids[next(previous)]);
+        if CLOCK {
+            black_box(SystemClock.now());
+        }
+        assert!(v.0[0] < ids.len() as u64);
+        previous = v.0[0] as usize;
+        black_box(v);
+    }
+}
+
 fn run(n: usize, rounds: usize) {
     let (manager, tokens) = seed_latchkey(n);
     let rt = current_thread_runtime();
     let (tower, tower_tokens) = seed_tower(&rt, n);
     let (floor, ids) = seed_floor(n);
-    // [latchkey, tower, floor] on a plain walk, then on a chained one.
-    let mut best = [[Duration::MAX; 3]; 2];
+    // [latchkey, tower, floor, floor + clock] on a plain walk, then on a
+    // chained one.
+    let mut best = [[Duration::MAX; 4]; 2];
     for round in 0..rounds {
         // Every case of every round walks from a seed of its own, and the
-        // order (the plain walks, then the chained ones) never runs a case
-        // right after another over the same store: a case that retraced
-        // positions just loaded would find their records in the cache.
-        let seed = |case: u64| seed_for(round as u64 * 6 + case);
-        let ours = time(|| {
-            let mut walk = Walk::new(n, seed(0));
-            for _ in 0..OPS {
-                let _ = black_box(load_next(&manager, &tokens, &mut walk));
-            }
-        });
+        // order (latchkey, floor, tower, floor + clock; plain walks, then
+        // chained ones) never runs a case right after another over the same
+        // store: a case that retraced positions just loaded would find
+        // their records in the cache.
+        let seed = |case: u64| seed_for(round as u64 * 8 + case);
         // `next(previous result)` gives each load's position.
         let tower_load = |next: &mut dyn FnMut(usize) -> usize| {
             rt.block_on(async {
@@ -88,59 +107,63 @@ fn run(n: usize, rounds: usize) {
                 }
             });
         };
-        let theirs = time(|| {
-            let mut walk = Walk::new(n, seed(1));
-            tower_load(&mut |_| walk.next_index());
-        });
-        let least = time(|| {
-            let mut walk = Walk::new(n, seed(2));
-            for _ in 0..OPS {
-                let v = floor_load(&floor, &ids[walk.next_index()]);
-                assert!(v.0[0] < n as u64);
-                black_box(v);
-            }
-        });
-        let ours_chained = time(|| {
-            let mut chain = Chained::new(n, seed(3));
-            for _ in 0..OPS {
-                let _ = black_box(load_chained(&manager, &tokens, &mut chain));
-            }
-        });
-        let theirs_chained = time(|| {
-            let mut chain = Chained::new(n, seed(4));
-            tower_load(&mut |previous| {
-                chain.feed(previous);
-                chain.next_index()
+        let mut plain = [Duration::ZERO; 4];
+        let mut chained = [Duration::ZERO; 4];
+        for (case, slot) in [0, 2, 1, 3].into_iter().enumerate() {
+            let mut walk = Walk::new(n, seed(case as u64));
+            plain[slot] = time(|| match slot {
+                0 => {
+                    for _ in 0..OPS {
+                        let _ = black_box(load_next(&manager, &tokens, &mut walk));
+                    }
+                }
+                1 => tower_load(&mut |_| walk.next_index()),
+                2 => floor_loads::<false>(&floor, &ids, |_| walk.next_index()),
+                _ => floor_loads::<true>(&floor, &ids, |_| walk.next_index()),
             });
-        });
-        let least_chained = time(|| {
-            let mut chain = Chained::new(n, seed(5));
-            for _ in 0..OPS {
-                let v = floor_load(&floor, &ids[chain.next_index()]);
-                assert!(v.0[0] < n as u64);
-                chain.feed(v.0[0] as usize);
-                black_box(v);
-            }
-        });
-        let measured = [
-            [ours, theirs, least],
-            [ours_chained, theirs_chained, least_chained],
-        ];
-        for (b, d) in best.iter_mut().flatten().zip(measured.iter().flatten()) {
+        }
+        for (case, slot) in [0, 2, 1, 3].into_iter().enumerate() {
+            let mut chain = Chained::new(n, seed(4 + case as u64));
+            chained[slot] = time(|| match slot {
+                0 => {
+                    for _ in 0..OPS {
+                        let _ = black_box(load_chained(&manager, &tokens, &mut chain));
+                    }
+                }
+                _ => {
+                    let mut next = |previous| {
+                        chain.feed(previous);
+                        chain.next_index()
+                    };
+                    match slot {
+                        1 => tower_load(&mut next),
+                        2 => floor_loads::<false>(&floor, &ids, next),
+                        _ => floor_loads::<true>(&floor, &ids, next),
+                    }
+                }
+            });
+        }
+        for (b, d) in best
+            .iter_mut()
+            .flatten()
+            .zip([plain, chained].iter().flatten())
+        {
             *b = (*b).min(*d);
         }
     }
     println!("{n} live, fastest of {rounds} rounds of {OPS}:");
     for (label, b) in [("plain walk", best[0]), ("chained", best[1])] {
-        let [ours, theirs, least] = b.map(per_op);
+        let [ours, theirs, least, least_clock] = b.map(per_op);
         println!("  {label}:");
-        println!("    latchkey: {ours:7.1} ns");
-        println!("       tower: {theirs:7.1} ns");
-        println!("       floor: {least:7.1} ns");
+        println!("        latchkey: {ours:7.1} ns");
+        println!("           tower: {theirs:7.1} ns");
+        println!("           floor: {least:7.1} ns");
+        println!("   floor + clock: {least_clock:7.1} ns");
         println!(
-            "    latchkey / tower: {:.2}x (goal <= 0.5x), latchkey / floor: {:.2}x (goal <= 1.5x)",
+            "    latchkey / tower: {:.2}x (goal <= 0.5x), latchkey / floor: {:.2}x (goal <= 1.5x), latchkey / (floor + clock): {:.2}x",
             ours / theirs,
-            ours / least
+            ours / least,
+            ours / least_clock
         );
     }
 }
