@@ -51,6 +51,16 @@ fn seed_for(i: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// The cases, as indices into a round's figures.
+const LATCHKEY: usize = 0;
+const TOWER: usize = 1;
+const FLOOR: usize = 2;
+const FLOOR_CLOCK: usize = 3;
+
+/// The order a round runs them in: no two over the same store in a row
+/// (the floor's two cases share one).
+const ORDER: [usize; 4] = [LATCHKEY, FLOOR, TOWER, FLOOR_CLOCK];
+
 fn per_op(d: Duration) -> f64 {
     d.as_nanos() as f64 / OPS as f64
 }
@@ -80,8 +90,8 @@ fn run(n: usize, rounds: usize) {
     let rt = current_thread_runtime();
     let (tower, tower_tokens) = seed_tower(&rt, n);
     let (floor, ids) = seed_floor(n);
-    // [latchkey, tower, floor, floor + clock] on a plain walk, then on a
-    // chained one.
+    // Indexed by case (`LATCHKEY` ...), on a plain walk, then on a chained
+    // one.
     let mut best = [[Duration::MAX; 4]; 2];
     for round in 0..rounds {
         // Every case of every round walks from a seed of its own, and the
@@ -109,23 +119,23 @@ fn run(n: usize, rounds: usize) {
         };
         let mut plain = [Duration::ZERO; 4];
         let mut chained = [Duration::ZERO; 4];
-        for (case, slot) in [0, 2, 1, 3].into_iter().enumerate() {
+        for (case, slot) in ORDER.into_iter().enumerate() {
             let mut walk = Walk::new(n, seed(case as u64));
             plain[slot] = time(|| match slot {
-                0 => {
+                LATCHKEY => {
                     for _ in 0..OPS {
                         let _ = black_box(load_next(&manager, &tokens, &mut walk));
                     }
                 }
-                1 => tower_load(&mut |_| walk.next_index()),
-                2 => floor_loads::<false>(&floor, &ids, |_| walk.next_index()),
+                TOWER => tower_load(&mut |_| walk.next_index()),
+                FLOOR => floor_loads::<false>(&floor, &ids, |_| walk.next_index()),
                 _ => floor_loads::<true>(&floor, &ids, |_| walk.next_index()),
             });
         }
-        for (case, slot) in [0, 2, 1, 3].into_iter().enumerate() {
+        for (case, slot) in ORDER.into_iter().enumerate() {
             let mut chain = Chained::new(n, seed(4 + case as u64));
             chained[slot] = time(|| match slot {
-                0 => {
+                LATCHKEY => {
                     for _ in 0..OPS {
                         let _ = black_box(load_chained(&manager, &tokens, &mut chain));
                     }
@@ -136,8 +146,8 @@ fn run(n: usize, rounds: usize) {
                         chain.next_index()
                     };
                     match slot {
-                        1 => tower_load(&mut next),
-                        2 => floor_loads::<false>(&floor, &ids, next),
+                        TOWER => tower_load(&mut next),
+                        FLOOR => floor_loads::<false>(&floor, &ids, next),
                         _ => floor_loads::<true>(&floor, &ids, next),
                     }
                 }
