@@ -107,33 +107,40 @@ impl SessionId {
         let Ok(chars) = <&[u8; Self::TOKEN_LEN]>::try_from(bytes) else {
             return Err(TokenError::WrongLength(bytes.len()));
         };
-        // One table lookup per character both validates and decodes it; any
-        // byte outside the alphabet maps to a value with the high bit set,
-        // and OR-ing every value together tells at the end whether one did.
-        // Every character is visited whatever the input, so the time taken
-        // does not depend on where a bad character sits.
-        let mut six = [0u8; Self::TOKEN_LEN];
-        let mut seen = 0u8;
-        for (v, &c) in six.iter_mut().zip(chars) {
-            *v = DECODE[usize::from(c)];
-            seen |= *v;
+        // One table lookup per character both validates and decodes it, the
+        // value already in its place among four characters' 24 bits; any
+        // byte outside the alphabet sets bit 31, and OR-ing every group
+        // together tells at the end whether one did. Every character is
+        // visited whatever the input, so the time taken does not depend on
+        // where a bad character sits.
+        let mut out = [0u8; 32];
+        let mut seen = 0u32;
+        for (quad, bytes) in chars[..40]
+            .as_chunks::<4>()
+            .0
+            .iter()
+            .zip(out.chunks_exact_mut(3))
+        {
+            let &[a, b, c, d] = quad;
+            let n = PLACED[0][usize::from(a)]
+                | PLACED[1][usize::from(b)]
+                | PLACED[2][usize::from(c)]
+                | PLACED[3][usize::from(d)];
+            seen |= n;
+            bytes.copy_from_slice(&n.to_be_bytes()[1..]);
         }
-        if seen & 0x80 != 0 {
+        // 40 characters gave 30 bytes; the last 3 carry 18 bits (bits 23..6
+        // here): 16 of data and 2 that a canonical encoding leaves zero.
+        let &[.., a, b, c] = chars;
+        let tail =
+            PLACED[0][usize::from(a)] | PLACED[1][usize::from(b)] | PLACED[2][usize::from(c)];
+        if (seen | tail) & BAD != 0 {
             return Err(TokenError::BadCharacter);
         }
-        let mut out = [0u8; 32];
-        // Eight characters at a time are 48 bits: six whole bytes.
-        for (group, bytes) in six[..40].chunks_exact(8).zip(out.chunks_exact_mut(6)) {
-            let n = group.iter().fold(0u64, |n, &v| (n << 6) | u64::from(v));
-            bytes.copy_from_slice(&n.to_be_bytes()[2..]);
-        }
-        // 40 characters gave 30 bytes; the last 3 carry 18 bits: 16 of data
-        // and 2 that a canonical encoding leaves zero.
-        let tail = (u32::from(six[40]) << 12) | (u32::from(six[41]) << 6) | u32::from(six[42]);
-        if tail & 0b11 != 0 {
+        if tail & 0b1100_0000 != 0 {
             return Err(TokenError::NonCanonical);
         }
-        out[30..].copy_from_slice(&((tail >> 2) as u16).to_be_bytes());
+        out[30..].copy_from_slice(&tail.to_be_bytes()[1..3]);
         Ok(SessionId(out))
     }
 
@@ -440,6 +447,29 @@ const DECODE: [u8; 256] = {
         i += 1;
     }
     table
+};
+
+/// Set in a [`PLACED`] value for a byte outside the alphabet; above the 24
+/// bits that four characters fill.
+const BAD: u32 = 1 << 31;
+
+/// [`DECODE`] for each of the four places in a group of four characters:
+/// the value shifted to its bits of the group's 24 (18, 12, 6, 0), or
+/// [`BAD`].
+const PLACED: [[u32; 256]; 4] = {
+    let mut tables = [[BAD; 256]; 4];
+    let mut place = 0;
+    while place < 4 {
+        let mut c = 0;
+        while c < 256 {
+            if DECODE[c] != 0xff {
+                tables[place][c] = (DECODE[c] as u32) << (18 - 6 * place);
+            }
+            c += 1;
+        }
+        place += 1;
+    }
+    tables
 };
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
