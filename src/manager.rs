@@ -493,17 +493,25 @@ impl<S: Store> StoreManager<S> {
             Ok(Peek::NotLive) => None,
             Err(e) => Some(Err(e.into())),
         });
-        let Some(result) = shown else {
-            return self.load_resolved(id, key, now);
-        };
-        match &result {
-            Err(Error::Unknown) => self.report_unknown(&key),
-            Err(err @ (Error::AbsoluteExpired { .. } | Error::IdleExpired { .. })) => {
-                self.report_expired(&key, err);
+        // Taken apart by value: the common case's `Loaded` (352 bytes) then
+        // moves once, into the result. Bound to a name first and returned
+        // after the error check, it took one more copy, which cost a load
+        // at 100k live sessions about 70 ns (BENCHMARKS.md, "The result's
+        // moves").
+        match shown {
+            None => self.load_resolved(id, key, now),
+            Some(Err(err)) => {
+                match &err {
+                    Error::Unknown => self.report_unknown(&key),
+                    Error::AbsoluteExpired { .. } | Error::IdleExpired { .. } => {
+                        self.report_expired(&key, &err);
+                    }
+                    _ => {}
+                }
+                Err(err)
             }
-            _ => {}
+            Some(Ok(loaded)) => Ok(loaded),
         }
-        result
     }
 
     /// A load's common case: the live session shown by the store, built in
