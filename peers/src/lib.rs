@@ -111,8 +111,16 @@ pub fn seed_floor(n: usize) -> (FloorMap, Vec<[u8; 32]>) {
 /// a read-locked lookup copying the value out.
 #[inline]
 pub fn floor_load(map: &FloorMap, id: &[u8; 32]) -> FloorValue {
+    floor_load_with(map, id, || ())
+}
+
+/// [`floor_load`], calling `between` once the key is hashed and before the
+/// lookup: where latchkey's load reads the clock.
+#[inline]
+pub fn floor_load_with(map: &FloorMap, id: &[u8; 32], between: impl FnOnce()) -> FloorValue {
     use sha2::Digest as _;
     let key: [u8; 32] = sha2::Sha256::digest(id).into();
+    between();
     match map.read().get(&key) {
         Some(v) => *v,
         None => panic!("floor key missing"),
