@@ -43,7 +43,7 @@ enum Raw {
     /// buffer, a move of fixed size, with no allocation and no UTF-8 check
     /// while the record's cache lines are still arriving: done there, the
     /// two took about two thirds of reading a record at 100k live sessions
-    /// (BENCHMARKS.md, "Why the load goals are not met"). The bytes are
+    /// (BENCHMARKS.md, "What the load goals took"). The bytes are
     /// checked as UTF-8 when the data is first read, which is when it is
     /// parsed at all.
     Inline {
