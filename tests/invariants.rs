@@ -304,6 +304,32 @@ fn idle_expiry_names_the_idle_clock() {
 }
 
 #[test]
+fn absolute_expiry_and_unknown_tokens_are_reported_by_name() {
+    let (m, _, clock, events) = setup();
+    let a = m.create(NewSession::new()).unwrap();
+    let err = loop {
+        clock.advance(IDLE / 2);
+        if let Err(e) = m.load(a.token()) {
+            break e;
+        }
+    };
+    assert!(matches!(err, Error::AbsoluteExpired { .. }), "{err:?}");
+    let unknown = SessionId::generate();
+    assert!(matches!(m.load(&unknown.to_token()), Err(Error::Unknown)));
+    let events = events.0.lock();
+    assert!(events.iter().any(|e| matches!(
+        e,
+        Event::Expired { kind: latchkey::ExpiryKind::Absolute, session }
+            if *session == a.fingerprint()
+    )));
+    assert!(events.iter().any(|e| matches!(
+        e,
+        Event::Rejected { kind: latchkey::RejectKind::Unknown, session: Some(f) }
+            if *f == unknown.fingerprint()
+    )));
+}
+
+#[test]
 fn activity_slides_the_idle_deadline_but_never_the_absolute_one() {
     let (m, _, clock, _) = setup();
     let a = m.create(NewSession::new()).unwrap();
