@@ -496,7 +496,7 @@ impl<S: Store> StoreManager<S> {
         // Taken apart by value: the common case's `Loaded` (352 bytes) then
         // moves once, into the result. Bound to a name first and returned
         // after the error check, it took one more copy, which cost a load
-        // at 100k live sessions about 70 ns (BENCHMARKS.md, "The result's
+        // at 100k live sessions about 80 ns (BENCHMARKS.md, "The result's
         // moves").
         match shown {
             None => self.load_resolved(id, key, now),

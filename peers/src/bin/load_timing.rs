@@ -71,7 +71,7 @@ fn per_op(d: Duration) -> f64 {
 /// must to check its deadlines, where latchkey's load reads it: after the
 /// hash, before the lookup. (Read after the lookup, the clock waits for the
 /// lookup's cache misses and costs the plain walk its overlap: 100–230 ns
-/// at 100k and 1M, against 5–25 ns here; BENCHMARKS.md.)
+/// at 100k and 1M, against −2 to 25 ns here; BENCHMARKS.md.)
 fn floor_loads<const CLOCK: bool>(
     floor: &FloorMap,
     ids: &[[u8; 32]],
