@@ -436,36 +436,23 @@ impl Serialize for Fingerprint {
     }
 }
 
-/// The base64url alphabet inverted: a character's 6-bit value, or 0xff for
-/// a byte outside the alphabet (padding, `+`, `/`, whitespace, non-ASCII).
-const DECODE: [u8; 256] = {
-    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut table = [0xffu8; 256];
-    let mut i = 0;
-    while i < 64 {
-        table[alphabet[i] as usize] = i as u8;
-        i += 1;
-    }
-    table
-};
-
-/// Set in a [`PLACED`] value for a byte outside the alphabet; above the 24
-/// bits that four characters fill.
+/// Set in a [`PLACED`] value for a byte outside the base64url alphabet
+/// (padding, `+`, `/`, whitespace, non-ASCII); above the 24 bits that four
+/// characters fill.
 const BAD: u32 = 1 << 31;
 
-/// [`DECODE`] for each of the four places in a group of four characters:
-/// the value shifted to its bits of the group's 24 (18, 12, 6, 0), or
-/// [`BAD`].
+/// The base64url alphabet inverted, once for each of the four places in a
+/// group of four characters: a character's 6-bit value shifted to its bits
+/// of the group's 24 (18, 12, 6, 0), or [`BAD`].
 const PLACED: [[u32; 256]; 4] = {
+    let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut tables = [[BAD; 256]; 4];
     let mut place = 0;
     while place < 4 {
-        let mut c = 0;
-        while c < 256 {
-            if DECODE[c] != 0xff {
-                tables[place][c] = (DECODE[c] as u32) << (18 - 6 * place);
-            }
-            c += 1;
+        let mut value = 0;
+        while value < 64 {
+            tables[place][alphabet[value] as usize] = (value as u32) << (18 - 6 * place);
+            value += 1;
         }
         place += 1;
     }
