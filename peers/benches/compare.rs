@@ -107,7 +107,7 @@ fn load_group(c: &mut Criterion, label: &str, n: usize) {
                         let Ok(id) = id else { panic!("bad id") };
                         let loaded = store.load(&id).await;
                         assert!(matches!(loaded, Ok(Some(ref r)) if r.data.len() == 3));
-                        let _ = black_box(loaded);
+                        black_box(&loaded);
                     }
                     start.elapsed()
                 })
@@ -127,7 +127,7 @@ fn load_group(c: &mut Criterion, label: &str, n: usize) {
                             let Ok(id) = id else { panic!("bad id") };
                             let loaded = store.load(&id).await;
                             assert!(matches!(loaded, Ok(Some(ref r)) if r.data.len() == 3));
-                            let _ = black_box(loaded);
+                            black_box(&loaded);
                         }
                     })
                 })
@@ -303,7 +303,7 @@ fn stateless(c: &mut Criterion) {
         b.iter(|| {
             let data = jsonwebtoken::decode::<Claims>(&token, &dec, &validation);
             assert!(matches!(data, Ok(ref d) if d.claims.exp == exp && d.claims.data.len() == 3));
-            data
+            black_box(&data);
         })
     });
 
@@ -347,7 +347,10 @@ fn stateless(c: &mut Criterion) {
             // to validate `exp`.
             let loaded = tickets.load(&ticket);
             assert!(matches!(loaded, Ok(ref l) if l.reissue.is_none() && !l.session.is_modified()));
-            loaded
+            // Kept by reference and dropped in place, as every load case's
+            // result is (`benches/support`): returned, the 352-byte result
+            // would be moved once more by the harness.
+            black_box(&loaded);
         })
     });
 

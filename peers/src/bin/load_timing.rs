@@ -124,7 +124,7 @@ fn run(n: usize, rounds: usize) {
                         }
                         _ => panic!("tower-sessions load failed"),
                     }
-                    let _ = black_box(loaded);
+                    black_box(&loaded);
                 }
             });
         };
