@@ -573,38 +573,40 @@ impl TicketManager {
         }
         let Retiring(retiring) =
             self.check_revoked(&key, c.user, c.auth_at.unwrap_or(c.created_at), now)?;
-        let mut session = Session {
-            id: None,
-            key,
-            version: 0,
-            created_at: c.created_at,
-            last_seen: c.issued_at,
-            auth_at: c.auth_at,
-            absolute_deadline: absolute,
-            idle_deadline: idle,
-            user: c.user.map(str::to_owned),
-            device: c.device.map(str::to_owned),
-            data: SessionData::from_text(c.data),
-        };
         let stale = now.duration_since(c.issued_at) >= self.policy.touch_interval();
         // A ticket retired by rotation still works during its grace window,
         // but is never re-signed: a fresh copy would only die at the same
         // instant, and the client should be holding the successor.
-        let reissue = if (stale || !signed_by_current) && !retiring {
+        let (last_seen, idle_deadline, reissue) = if (stale || !signed_by_current) && !retiring {
             let claims = Claims {
                 issued_at: now,
                 idle_deadline: self.idle_deadline(now, absolute),
                 absolute_deadline: absolute,
                 ..c
             };
-            let issued = self.mint(&self.keys.read(), &claims, &session.key)?;
-            session.last_seen = now;
-            session.idle_deadline = claims.idle_deadline;
-            Some(issued)
+            let issued = self.mint(&self.keys.read(), &claims, &key)?;
+            (now, claims.idle_deadline, Some(issued))
         } else {
-            None
+            (c.issued_at, idle, None)
         };
-        Ok(Loaded::new(session, reissue))
+        // Built in one expression, straight into the result: a session
+        // built first and then moved into its `Loaded` is one more copy.
+        Ok(Loaded {
+            session: Session {
+                id: None,
+                key,
+                version: 0,
+                created_at: c.created_at,
+                last_seen,
+                auth_at: c.auth_at,
+                absolute_deadline: absolute,
+                idle_deadline,
+                user: c.user.map(str::to_owned),
+                device: c.device.map(str::to_owned),
+                data: SessionData::from_text(c.data),
+            },
+            reissue,
+        })
     }
 
     /// [`SessionManager::save`] at an explicit instant: always returns the
@@ -1328,6 +1330,9 @@ mod tests {
             )
             .unwrap();
         assert!(early.reissue.is_none());
+        // Not reissued, the session is as the ticket says.
+        assert_eq!(early.session.last_seen(), T0);
+        assert_eq!(early.session.idle_deadline(), issued.idle_deadline());
         let due = m.load_at(issued.token(), T0.saturating_add(touch)).unwrap();
         let r = due.reissue.unwrap();
         assert_eq!(r.fingerprint(), issued.fingerprint(), "same session key");
@@ -1335,6 +1340,9 @@ mod tests {
             r.idle_deadline(),
             T0.saturating_add(touch + m.policy().idle_timeout())
         );
+        // Reissued, the session is as the new ticket says.
+        assert_eq!(due.session.last_seen(), T0.saturating_add(touch));
+        assert_eq!(due.session.idle_deadline(), r.idle_deadline());
     }
 
     #[test]
