@@ -122,16 +122,6 @@ impl Tokens {
     pub fn get(&self, i: usize) -> &str {
         &self.buf[i * self.width..(i + 1) * self.width]
     }
-
-    /// How many tokens there are.
-    pub fn len(&self) -> usize {
-        self.buf.len() / self.width.max(1)
-    }
-
-    /// Whether there are none.
-    pub fn is_empty(&self) -> bool {
-        self.buf.is_empty()
-    }
 }
 
 /// Our side: a manager over a [`MemoryStore`] with the default policy, with
