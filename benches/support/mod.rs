@@ -216,7 +216,19 @@ pub fn load_two_threads(
     walks: &mut [Apart<Walk>; 2],
     iters: u64,
 ) -> Duration {
-    two_threads(walks, iters, |walk, iters| {
+    let [(a, _), (b, _)] = load_two_threads_placed(manager, tokens, walks, iters);
+    a.max(b)
+}
+
+/// [`load_two_threads`], returning each thread's own time and
+/// [`Placement`] (see [`two_threads_placed`]).
+pub fn load_two_threads_placed(
+    manager: &StoreManager<MemoryStore>,
+    tokens: &Tokens,
+    walks: &mut [Apart<Walk>; 2],
+    iters: u64,
+) -> [(Duration, Placement); 2] {
+    two_threads_placed(walks, iters, |walk, iters| {
         for _ in 0..iters {
             std::hint::black_box(load_next(manager, tokens, walk));
         }
@@ -259,27 +271,79 @@ where
     S: Send,
     F: Fn(&mut S, u64) + Sync,
 {
+    let [(a, _), (b, _)] = two_threads_placed(states, iters, per_thread);
+    a.max(b)
+}
+
+/// Where a thread of [`two_threads_placed`] ran: its CPU as it started its
+/// timed loop and as it finished it, where the system says (`None`
+/// elsewhere than Linux, or if `/proc` cannot be read).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Placement {
+    /// The CPU at the start of the loop.
+    pub start: Option<u32>,
+    /// The CPU at its end.
+    pub end: Option<u32>,
+}
+
+impl Placement {
+    /// Whether the two threads were seen on the same CPU, at their start or
+    /// at their end. The scheduler sometimes keeps both threads of a pair on
+    /// one CPU for a whole run; they then take turns, and the pair measures
+    /// the scheduler as much as the code. A thread that moves between the
+    /// two looks is not caught.
+    pub fn shared(pair: [Placement; 2]) -> bool {
+        let [a, b] = pair;
+        let same = |x: Option<u32>, y: Option<u32>| x.is_some() && x == y;
+        same(a.start, b.start) || same(a.end, b.end)
+    }
+}
+
+/// The calling thread's current CPU, from field 39 of
+/// `/proc/thread-self/stat` (Linux); `None` where that cannot be read.
+pub fn current_cpu() -> Option<u32> {
+    cpu_in_stat(&std::fs::read_to_string("/proc/thread-self/stat").ok()?)
+}
+
+/// Field 39 (`processor`) of a `/proc/[pid]/stat` line. The command name
+/// (field 2) is in parentheses and may hold spaces and parentheses of its
+/// own: count from the last `)`, after which field 3 comes first.
+pub fn cpu_in_stat(stat: &str) -> Option<u32> {
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    after_name.split_whitespace().nth(36)?.parse().ok()
+}
+
+/// [`two_threads`], returning each thread's own time and [`Placement`]
+/// instead of the wall time alone. The CPU is read outside the timed loop.
+pub fn two_threads_placed<S, F>(
+    states: &mut [Apart<S>; 2],
+    iters: u64,
+    per_thread: F,
+) -> [(Duration, Placement); 2]
+where
+    S: Send,
+    F: Fn(&mut S, u64) + Sync,
+{
     let barrier = Barrier::new(2);
-    let times: Vec<Duration> = std::thread::scope(|s| {
-        let handles: Vec<_> = states
-            .iter_mut()
-            .map(|Apart(state)| {
-                let (barrier, per_thread) = (&barrier, &per_thread);
-                s.spawn(move || {
-                    barrier.wait();
-                    let start = Instant::now();
-                    per_thread(state, iters);
-                    start.elapsed()
-                })
+    std::thread::scope(|s| {
+        let [a, b] = states.each_mut().map(|Apart(state)| {
+            let (barrier, per_thread) = (&barrier, &per_thread);
+            s.spawn(move || {
+                barrier.wait();
+                let start_cpu = current_cpu();
+                let start = Instant::now();
+                per_thread(state, iters);
+                let elapsed = start.elapsed();
+                let placement = Placement {
+                    start: start_cpu,
+                    end: current_cpu(),
+                };
+                (elapsed, placement)
             })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| match h.join() {
-                Ok(d) => d,
-                Err(_) => panic!("bench thread panicked"),
-            })
-            .collect()
-    });
-    times.into_iter().max().unwrap_or_default()
+        });
+        [a, b].map(|h| match h.join() {
+            Ok(result) => result,
+            Err(_) => panic!("bench thread panicked"),
+        })
+    })
 }

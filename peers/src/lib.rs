@@ -126,3 +126,61 @@ pub fn floor_load_with(map: &FloorMap, id: &[u8; 32], between: impl FnOnce()) ->
         None => panic!("floor key missing"),
     }
 }
+
+/// The two-thread harness's helpers from `benches/support` (tested here:
+/// the benches that include it build without test functions).
+#[cfg(test)]
+mod tests {
+    use super::support::*;
+
+    /// A `stat` line for a thread named `name` on CPU `cpu`.
+    fn stat_line(name: &str, cpu: u32) -> String {
+        // Fields 3 to 38, then the processor, then two more.
+        let middle: Vec<String> = (3..=38).map(|i| i.to_string()).collect();
+        format!("4242 ({name}) {} {cpu} 0 0\n", middle.join(" "))
+    }
+
+    #[test]
+    fn the_cpu_is_read_after_the_command_name() {
+        assert_eq!(cpu_in_stat(&stat_line("load_timing", 1)), Some(1));
+        // A name with spaces and parentheses does not shift the fields.
+        assert_eq!(cpu_in_stat(&stat_line("a) (b c", 7)), Some(7));
+        assert_eq!(cpu_in_stat("4242 (cut short) R 1"), None);
+        assert_eq!(cpu_in_stat("no name at all"), None);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn this_thread_has_a_cpu() {
+        assert!(current_cpu().is_some());
+    }
+
+    #[test]
+    fn a_pair_shares_a_cpu_when_seen_together_at_either_end() {
+        let at = |start, end| Placement { start, end };
+        assert!(!Placement::shared([
+            at(Some(0), Some(1)),
+            at(Some(1), Some(0))
+        ]));
+        assert!(Placement::shared([
+            at(Some(0), Some(1)),
+            at(Some(0), Some(0))
+        ]));
+        assert!(Placement::shared([
+            at(Some(1), Some(0)),
+            at(Some(0), Some(0))
+        ]));
+        // Unknown is never the same as unknown.
+        assert!(!Placement::shared([at(None, None), at(None, None)]));
+    }
+
+    #[test]
+    fn each_thread_of_a_pair_runs_its_own_state() {
+        let mut states = [Apart(0u64), Apart(10u64)];
+        let [(_, a), (_, b)] = two_threads_placed(&mut states, 5, |s, iters| *s += iters);
+        assert_eq!(states.map(|Apart(s)| s), [5, 15]);
+        if cfg!(target_os = "linux") {
+            assert!(a.start.is_some() && b.end.is_some());
+        }
+    }
+}

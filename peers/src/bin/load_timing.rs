@@ -16,10 +16,23 @@
 //! as latchkey's and tower-sessions' loads do to check expiry, where
 //! latchkey's reads it (after the hash, before the lookup).
 //!
+//! Then two threads sharing one store, for latchkey and the floor: each
+//! thread does 100 000 loads on a plain walk of its own, and the pair's
+//! aggregate rate is set against one thread's (the plain walk's figure).
+//! tower-sessions is left out here: its two threads get a few percent of
+//! one thread's rate (see `benches/compare.rs`), so a round would take
+//! seconds.
+//!
 //! Each round runs every case for 100 000 loads, interleaved (no case right
 //! after another over the same store), each from positions of its own, and
 //! each case's figure is its fastest round: other processes only ever add
 //! time, so the least disturbed round is the closest to the code's own cost.
+//! The two-thread figures are fastest rounds too, set against one thread's
+//! fastest round; a slow spell that lasts the whole run still reads slow.
+//! Beside them: the range of each round's own two threads ÷ one, and how
+//! many rounds had their two threads seen on one CPU as they started or
+//! finished (Linux only): the scheduler sometimes keeps both on one CPU,
+//! where they take turns.
 
 use std::hint::black_box;
 use std::str::FromStr as _;
@@ -27,8 +40,9 @@ use std::time::{Duration, Instant};
 
 use latchkey::{Clock as _, SystemClock};
 use latchkey_peers::{
-    Chained, FloorMap, Walk, current_thread_runtime, floor_load_with, load_chained, load_next,
-    seed_floor, seed_latchkey, seed_tower,
+    Apart, Chained, FloorMap, Placement, Walk, current_thread_runtime, floor_load_with,
+    load_chained, load_next, load_two_threads_placed, seed_floor, seed_latchkey, seed_tower,
+    two_threads_placed,
 };
 use tower_sessions_core::SessionStore as _;
 use tower_sessions_core::session::Id;
@@ -98,13 +112,20 @@ fn run(n: usize, rounds: usize) {
     // Indexed by case (`LATCHKEY` ...), on a plain walk, then on a chained
     // one.
     let mut best = [[Duration::MAX; 4]; 2];
+    // Two threads: latchkey's pair, then the floor's, and how many rounds
+    // of each had its two threads seen on one CPU.
+    let mut best_pair = [Duration::MAX; 2];
+    let mut shared = [0usize; 2];
+    // Each round's own two threads ÷ one, latchkey's and the floor's
+    // (lowest, highest): how far the machine swings from round to round.
+    let mut spread = [(f64::MAX, 0.0f64); 2];
     for round in 0..rounds {
         // Every case of every round walks from a seed of its own, and the
         // order (latchkey, floor, tower, floor + clock; plain walks, then
         // chained ones) never runs a case right after another over the same
         // store: a case that retraced positions just loaded would find
         // their records in the cache.
-        let seed = |case: u64| seed_for(round as u64 * 8 + case);
+        let seed = |case: u64| seed_for(round as u64 * 16 + case);
         // `next(previous result)` gives each load's position.
         let tower_load = |next: &mut dyn FnMut(usize) -> usize| {
             rt.block_on(async {
@@ -164,10 +185,38 @@ fn run(n: usize, rounds: usize) {
                 }
             });
         }
+        // Two threads sharing each store, on walks of their own; after the
+        // chained floor + clock, latchkey's pair then the floor's, so again
+        // no case right after another over the same store.
+        let mut pair = [Duration::ZERO; 2];
+        for (case, slot) in [LATCHKEY, FLOOR].into_iter().enumerate() {
+            let first = 8 + 2 * case as u64;
+            let mut walks = [first, first + 1].map(|s| Apart(Walk::new(n, seed(s))));
+            let [(a, at_a), (b, at_b)] = match slot {
+                LATCHKEY => load_two_threads_placed(&manager, &tokens, &mut walks, OPS as u64),
+                // `floor_loads` does OPS loads, the count asked of each thread.
+                _ => two_threads_placed(&mut walks, OPS as u64, |walk, _| {
+                    floor_loads::<false>(&floor, &ids, |_| walk.next_index())
+                }),
+            };
+            // The pair's time is its slower thread's.
+            pair[case] = a.max(b);
+            if Placement::shared([at_a, at_b]) {
+                shared[case] += 1;
+            }
+        }
+        for (range, (one, two)) in spread
+            .iter_mut()
+            .zip([(plain[LATCHKEY], pair[0]), (plain[FLOOR], pair[1])])
+        {
+            let ratio = 2.0 * one.as_secs_f64() / two.as_secs_f64();
+            *range = (range.0.min(ratio), range.1.max(ratio));
+        }
         for (b, d) in best
             .iter_mut()
             .flatten()
             .zip([plain, chained].iter().flatten())
+            .chain(best_pair.iter_mut().zip(pair.iter()))
         {
             *b = (*b).min(*d);
         }
@@ -187,6 +236,23 @@ fn run(n: usize, rounds: usize) {
             ours / least_clock
         );
     }
+    // A pair does 2 × OPS loads in its time, one thread OPS in its own.
+    let [ours_1t, least_1t] = [best[0][LATCHKEY], best[0][FLOOR]].map(per_op);
+    let [ours_2t, least_2t] = best_pair.map(|d| per_op(d) / 2.0);
+    println!("  two threads sharing one store (plain walks), per load of the pair:");
+    println!("        latchkey: {ours_2t:7.1} ns");
+    println!("           floor: {least_2t:7.1} ns");
+    println!(
+        "    two threads / one, latchkey: {:.2}x (goal >= 1.6x), floor: {:.2}x",
+        ours_1t / ours_2t,
+        least_1t / least_2t
+    );
+    let [ours_shared, least_shared] = shared;
+    println!(
+        "    rounds whose two threads were seen on one CPU: latchkey {ours_shared}, floor {least_shared} of {rounds}"
+    );
+    let [(a, b), (c, d)] = spread;
+    println!("    each round's own: latchkey {a:.2}x to {b:.2}x, floor {c:.2}x to {d:.2}x");
 }
 
 fn main() {
