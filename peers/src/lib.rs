@@ -182,5 +182,9 @@ mod tests {
         if cfg!(target_os = "linux") {
             assert!(a.start.is_some() && b.end.is_some());
         }
+        // The unplaced pair, criterion's, runs them the same way.
+        let mut states = [Apart(0u64), Apart(10u64)];
+        two_threads(&mut states, 3, |s, iters| *s += iters);
+        assert_eq!(states.map(|Apart(s)| s), [3, 13]);
     }
 }
