@@ -12,7 +12,9 @@
 //! - `load_100k/1t`, `load_1m/1t`: `load(token)` with 100k or 1M sessions
 //!   live, probed in a scattered order on one thread.
 //! - `load_100k/2t`, `load_1m/2t`: the same on two threads sharing the
-//!   manager; throughput is the aggregate (two loads per iteration).
+//!   manager; throughput is the aggregate (two loads per iteration). The
+//!   threads run where the scheduler puts them; `latchkey-peers`' `compare`
+//!   pins each to a CPU of its own (BENCHMARKS.md).
 //! - `load_100k/store_get`: `MemoryStore::get` alone (the store's share).
 //! - `manager/create`: a new session with the payload.
 //! - `manager/rotate`: load-free rotation of one session, again and again

@@ -216,22 +216,42 @@ pub fn load_two_threads(
     walks: &mut [Apart<Walk>; 2],
     iters: u64,
 ) -> Duration {
-    let [(a, _), (b, _)] = load_two_threads_placed(manager, tokens, walks, iters);
-    a.max(b)
+    load_two_threads_pinned(manager, tokens, walks, iters, &|_| {})
 }
 
-/// [`load_two_threads`], returning each thread's own time and
+/// `iters` checked loads on `walk`: one thread's share of a pair.
+#[inline]
+fn load_walk(manager: &StoreManager<MemoryStore>, tokens: &Tokens, walk: &mut Walk, iters: u64) {
+    for _ in 0..iters {
+        std::hint::black_box(load_next(manager, tokens, walk));
+    }
+}
+
+/// [`load_two_threads`], each thread first calling `pin` with its index
+/// (0 or 1) before the pair starts; see [`two_threads_pinned`].
+pub fn load_two_threads_pinned(
+    manager: &StoreManager<MemoryStore>,
+    tokens: &Tokens,
+    walks: &mut [Apart<Walk>; 2],
+    iters: u64,
+    pin: &(dyn Fn(usize) + Sync),
+) -> Duration {
+    two_threads_pinned(walks, iters, pin, |walk, iters| {
+        load_walk(manager, tokens, walk, iters)
+    })
+}
+
+/// [`load_two_threads_pinned`], returning each thread's own time and
 /// [`Placement`] (see [`two_threads_placed`]).
 pub fn load_two_threads_placed(
     manager: &StoreManager<MemoryStore>,
     tokens: &Tokens,
     walks: &mut [Apart<Walk>; 2],
     iters: u64,
+    pin: &(dyn Fn(usize) + Sync),
 ) -> [(Duration, Placement); 2] {
-    two_threads_placed(walks, iters, |walk, iters| {
-        for _ in 0..iters {
-            std::hint::black_box(load_next(manager, tokens, walk));
-        }
+    two_threads_placed(walks, iters, pin, |walk, iters| {
+        load_walk(manager, tokens, walk, iters)
     })
 }
 
@@ -271,8 +291,26 @@ where
     S: Send,
     F: Fn(&mut S, u64) + Sync,
 {
+    two_threads_pinned(states, iters, &|_| {}, per_thread)
+}
+
+/// [`two_threads`], each thread first calling `pin` with its index (0 or 1),
+/// before the two wait for each other and outside the time: a pair pinned
+/// to a CPU each (`peers`' `pin_to_cpu`) measures the code rather than where
+/// the scheduler put its threads. Left free, the scheduler sometimes keeps
+/// both threads on one CPU, where they take turns (see [`Placement`]).
+pub fn two_threads_pinned<S, F>(
+    states: &mut [Apart<S>; 2],
+    iters: u64,
+    pin: &(dyn Fn(usize) + Sync),
+    per_thread: F,
+) -> Duration
+where
+    S: Send,
+    F: Fn(&mut S, u64) + Sync,
+{
     // No CPU reads here: criterion's cases have no use for them.
-    let [(a, _), (b, _)] = run_pair::<S, F, false>(states, iters, per_thread);
+    let [(a, _), (b, _)] = run_pair::<S, F, false>(states, iters, pin, per_thread);
     a.max(b)
 }
 
@@ -314,25 +352,29 @@ pub fn cpu_in_stat(stat: &str) -> Option<u32> {
     after_name.split_whitespace().nth(36)?.parse().ok()
 }
 
-/// [`two_threads`], returning each thread's own time and [`Placement`]
-/// instead of the wall time alone. The CPU is read outside the timed loop.
+/// [`two_threads_pinned`], returning each thread's own time and
+/// [`Placement`] instead of the wall time alone. The CPU is read outside
+/// the timed loop.
 pub fn two_threads_placed<S, F>(
     states: &mut [Apart<S>; 2],
     iters: u64,
+    pin: &(dyn Fn(usize) + Sync),
     per_thread: F,
 ) -> [(Duration, Placement); 2]
 where
     S: Send,
     F: Fn(&mut S, u64) + Sync,
 {
-    run_pair::<S, F, true>(states, iters, per_thread)
+    run_pair::<S, F, true>(states, iters, pin, per_thread)
 }
 
-/// The pair behind [`two_threads`] and [`two_threads_placed`]; reads each
-/// thread's CPU only with `PLACE` (otherwise its [`Placement`] is unknown).
+/// The pair behind [`two_threads_pinned`] and [`two_threads_placed`];
+/// reads each thread's CPU only with `PLACE` (otherwise its [`Placement`]
+/// is unknown).
 fn run_pair<S, F, const PLACE: bool>(
     states: &mut [Apart<S>; 2],
     iters: u64,
+    pin: &(dyn Fn(usize) + Sync),
     per_thread: F,
 ) -> [(Duration, Placement); 2]
 where
@@ -342,9 +384,11 @@ where
     let cpu = || if PLACE { current_cpu() } else { None };
     let barrier = Barrier::new(2);
     std::thread::scope(|s| {
-        let [a, b] = states.each_mut().map(|Apart(state)| {
+        let [a, b] = states.each_mut();
+        let [a, b] = [(0, a), (1, b)].map(|(index, Apart(state))| {
             let (barrier, per_thread, cpu) = (&barrier, &per_thread, &cpu);
             s.spawn(move || {
+                pin(index);
                 barrier.wait();
                 let start_cpu = cpu();
                 let start = Instant::now();

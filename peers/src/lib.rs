@@ -127,6 +127,24 @@ pub fn floor_load_with(map: &FloorMap, id: &[u8; 32], between: impl FnOnce()) ->
     }
 }
 
+/// Pins the calling thread to the `index`-th CPU it may run on (counting
+/// round when `index` passes their number); pass it as the `pin` of
+/// [`two_threads_pinned`] and its kin, so thread 0 and thread 1 of a pair
+/// run on CPUs of their own.
+///
+/// Left free, the scheduler sometimes keeps both threads of a fresh pair on
+/// one CPU for the whole sample, where they take turns, and a pair then
+/// measures where the threads were put rather than how the store shares
+/// (BENCHMARKS.md, "Two threads on the timer, and the scheduler"). Where the
+/// CPUs cannot be listed or set, the thread stays where it is.
+pub fn pin_to_cpu(index: usize) {
+    if let Some(cpus) = core_affinity::get_core_ids()
+        && !cpus.is_empty()
+    {
+        core_affinity::set_for_current(cpus[index % cpus.len()]);
+    }
+}
+
 /// The two-thread harness's helpers from `benches/support` (tested here:
 /// the benches that include it build without test functions).
 #[cfg(test)]
@@ -177,7 +195,7 @@ mod tests {
     #[test]
     fn each_thread_of_a_pair_runs_its_own_state() {
         let mut states = [Apart(0u64), Apart(10u64)];
-        let [(_, a), (_, b)] = two_threads_placed(&mut states, 5, |s, iters| *s += iters);
+        let [(_, a), (_, b)] = two_threads_placed(&mut states, 5, &|_| {}, |s, iters| *s += iters);
         assert_eq!(states.map(|Apart(s)| s), [5, 15]);
         if cfg!(target_os = "linux") {
             assert!(a.start.is_some() && b.end.is_some());
@@ -186,5 +204,47 @@ mod tests {
         let mut states = [Apart(0u64), Apart(10u64)];
         two_threads(&mut states, 3, |s, iters| *s += iters);
         assert_eq!(states.map(|Apart(s)| s), [3, 13]);
+    }
+
+    #[test]
+    fn each_thread_of_a_pair_is_pinned_by_its_own_index() {
+        let asked = std::sync::Mutex::new(Vec::new());
+        let pin = |index: usize| match asked.lock() {
+            Ok(mut asked) => asked.push(index),
+            Err(_) => panic!("a pinning thread panicked"),
+        };
+        let mut states = [Apart(0u64), Apart(10u64)];
+        two_threads_pinned(&mut states, 2, &pin, |s, iters| *s += iters);
+        assert_eq!(states.map(|Apart(s)| s), [2, 12]);
+        let mut asked = match asked.into_inner() {
+            Ok(asked) => asked,
+            Err(_) => panic!("a pinning thread panicked"),
+        };
+        asked.sort_unstable();
+        assert_eq!(asked, [0, 1]);
+    }
+
+    /// A thread pinned by `pin_to_cpu` may run on its one CPU only, the
+    /// `index`-th of those its process may use (counting round).
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_pinned_thread_runs_on_its_cpu_only() {
+        let Some(cpus) = core_affinity::get_core_ids() else {
+            panic!("Linux lists the CPUs a thread may use")
+        };
+        for index in 0..cpus.len() + 1 {
+            let (allowed, now) = std::thread::spawn(move || {
+                super::pin_to_cpu(index);
+                (core_affinity::get_core_ids(), current_cpu())
+            })
+            .join()
+            .unwrap_or_else(|_| panic!("the pinned thread panicked"));
+            let cpu = cpus[index % cpus.len()];
+            assert_eq!(
+                allowed.map(|a| a.iter().map(|c| c.id).collect::<Vec<_>>()),
+                Some(vec![cpu.id])
+            );
+            assert_eq!(now, Some(cpu.id as u32));
+        }
     }
 }

@@ -32,7 +32,10 @@
 //! Beside them: the range of each round's own two threads ÷ one, and how
 //! many rounds had their two threads seen on one CPU as they started or
 //! finished (Linux only): the scheduler sometimes keeps both on one CPU,
-//! where they take turns.
+//! where they take turns. Each pair runs twice a round: free, where the
+//! scheduler puts it, and pinned to a CPU each (`pin_to_cpu`, as
+//! criterion's `*_2t` cases run), free first in even rounds and pinned
+//! first in odd ones.
 
 use std::hint::black_box;
 use std::str::FromStr as _;
@@ -41,8 +44,8 @@ use std::time::{Duration, Instant};
 use latchkey::{Clock as _, SystemClock};
 use latchkey_peers::{
     Apart, Chained, FloorMap, Placement, Walk, current_thread_runtime, floor_load_with,
-    load_chained, load_next, load_two_threads_placed, seed_floor, seed_latchkey, seed_tower,
-    two_threads_placed,
+    load_chained, load_next, load_two_threads_placed, pin_to_cpu, seed_floor, seed_latchkey,
+    seed_tower, two_threads_placed,
 };
 use tower_sessions_core::SessionStore as _;
 use tower_sessions_core::session::Id;
@@ -112,13 +115,13 @@ fn run(n: usize, rounds: usize) {
     // Indexed by case (`LATCHKEY` ...), on a plain walk, then on a chained
     // one.
     let mut best = [[Duration::MAX; 4]; 2];
-    // Two threads: latchkey's pair, then the floor's, and how many rounds
-    // of each had its two threads seen on one CPU.
-    let mut best_pair = [Duration::MAX; 2];
-    let mut shared = [0usize; 2];
-    // Each round's own two threads ÷ one, latchkey's and the floor's
-    // (lowest, highest): how far the machine swings from round to round.
-    let mut spread = [(f64::MAX, 0.0f64); 2];
+    // Two threads: latchkey's pair, the floor's, then the same pinned,
+    // and how many rounds of each had its two threads seen on one CPU.
+    let mut best_pair = [Duration::MAX; 4];
+    let mut shared = [0usize; 4];
+    // Each round's own two threads ÷ one, in the same order (lowest,
+    // highest): how far the machine swings from round to round.
+    let mut spread = [(f64::MAX, 0.0f64); 4];
     for round in 0..rounds {
         // Every case of every round walks from a seed of its own, and the
         // order (latchkey, floor, tower, floor + clock; plain walks, then
@@ -187,29 +190,35 @@ fn run(n: usize, rounds: usize) {
         }
         // Two threads sharing each store, on walks of their own; after the
         // chained floor + clock, latchkey's pair then the floor's, so again
-        // no case right after another over the same store.
-        let mut pair = [Duration::ZERO; 2];
-        for (case, slot) in [LATCHKEY, FLOOR].into_iter().enumerate() {
-            let first = 8 + 2 * case as u64;
+        // no case right after another over the same store. Each runs free
+        // (the scheduler places its threads) and pinned (a CPU each);
+        // which of the two goes first alternates with the round, as the
+        // scheduler treats a pair by its place in the round.
+        let mut pair = [Duration::ZERO; 4];
+        let pinned_first = round % 2 == 1;
+        for step in 0..4 {
+            let (case, pinned) = (step % 2, (step < 2) == pinned_first);
+            let slot = [LATCHKEY, FLOOR][case];
+            let index = case + 2 * usize::from(pinned);
+            let first = 8 + 2 * index as u64;
             let mut walks = [first, first + 1].map(|s| Apart(Walk::new(n, seed(s))));
+            let pin: &(dyn Fn(usize) + Sync) = if pinned { &pin_to_cpu } else { &|_| {} };
             let [(a, at_a), (b, at_b)] = match slot {
-                LATCHKEY => load_two_threads_placed(&manager, &tokens, &mut walks, OPS as u64),
+                LATCHKEY => load_two_threads_placed(&manager, &tokens, &mut walks, OPS as u64, pin),
                 // `floor_loads` does OPS loads, the count asked of each thread.
-                _ => two_threads_placed(&mut walks, OPS as u64, |walk, _| {
+                _ => two_threads_placed(&mut walks, OPS as u64, pin, |walk, _| {
                     floor_loads::<false>(&floor, &ids, |_| walk.next_index())
                 }),
             };
             // The pair's time is its slower thread's.
-            pair[case] = a.max(b);
+            pair[index] = a.max(b);
             if Placement::shared([at_a, at_b]) {
-                shared[case] += 1;
+                shared[index] += 1;
             }
         }
-        for (range, (one, two)) in spread
-            .iter_mut()
-            .zip([(plain[LATCHKEY], pair[0]), (plain[FLOOR], pair[1])])
-        {
-            let ratio = 2.0 * one.as_secs_f64() / two.as_secs_f64();
+        let one = [plain[LATCHKEY], plain[FLOOR]];
+        for (index, range) in spread.iter_mut().enumerate() {
+            let ratio = 2.0 * one[index % 2].as_secs_f64() / pair[index].as_secs_f64();
             *range = (range.0.min(ratio), range.1.max(ratio));
         }
         for (b, d) in best
@@ -238,21 +247,27 @@ fn run(n: usize, rounds: usize) {
     }
     // A pair does 2 × OPS loads in its time, one thread OPS in its own.
     let [ours_1t, least_1t] = [best[0][LATCHKEY], best[0][FLOOR]].map(per_op);
-    let [ours_2t, least_2t] = best_pair.map(|d| per_op(d) / 2.0);
-    println!("  two threads sharing one store (plain walks), per load of the pair:");
-    println!("        latchkey: {ours_2t:7.1} ns");
-    println!("           floor: {least_2t:7.1} ns");
-    println!(
-        "    two threads / one, latchkey: {:.2}x (goal >= 1.6x), floor: {:.2}x",
-        ours_1t / ours_2t,
-        least_1t / least_2t
-    );
-    let [ours_shared, least_shared] = shared;
-    println!(
-        "    rounds whose two threads were seen on one CPU: latchkey {ours_shared}, floor {least_shared} of {rounds}"
-    );
-    let [(a, b), (c, d)] = spread;
-    println!("    each round's own: latchkey {a:.2}x to {b:.2}x, floor {c:.2}x to {d:.2}x");
+    let [ours_2t, least_2t, ours_pinned, least_pinned] = best_pair.map(|d| per_op(d) / 2.0);
+    for (label, ours, least, at) in [
+        ("free", ours_2t, least_2t, 0),
+        ("pinned, a CPU each", ours_pinned, least_pinned, 2),
+    ] {
+        println!("  two threads sharing one store (plain walks, {label}), per load of the pair:");
+        println!("        latchkey: {ours:7.1} ns");
+        println!("           floor: {least:7.1} ns");
+        println!(
+            "    two threads / one, latchkey: {:.2}x (goal >= 1.6x), floor: {:.2}x",
+            ours_1t / ours,
+            least_1t / least
+        );
+        println!(
+            "    rounds whose two threads were seen on one CPU: latchkey {}, floor {} of {rounds}",
+            shared[at],
+            shared[at + 1]
+        );
+        let [(a, b), (c, d)] = [spread[at], spread[at + 1]];
+        println!("    each round's own: latchkey {a:.2}x to {b:.2}x, floor {c:.2}x to {d:.2}x");
+    }
 }
 
 fn main() {
