@@ -94,6 +94,7 @@ pub mod file;
 pub mod memory;
 #[cfg(feature = "redis")]
 pub mod redis;
+mod striped;
 mod table;
 
 /// Why a session was ended on purpose.

@@ -60,6 +60,7 @@ macro_rules! store_conformance {
                 records_round_trip_every_state,
                 peek_shows_what_get_returns,
                 concurrent_replaces_from_one_version_admit_exactly_one,
+                readers_beside_a_writer_see_whole_records,
                 manager_lifecycle_works_end_to_end,
                 manager_termination_is_final,
                 manager_rotation_grace_then_reuse_detection,
@@ -530,6 +531,53 @@ pub fn concurrent_replaces_from_one_version_admit_exactly_one<S: Store>(
     });
     assert_eq!(wins.into_inner(), 1);
     assert_eq!(s.get(&k).unwrap().unwrap().version, 2);
+}
+
+/// Readers running beside a writer see each record whole: every record
+/// written here holds its own version in its data, so a read that mixed
+/// two writes would show one version and another's data.
+pub fn readers_beside_a_writer_see_whole_records<S: Store>(make: &dyn Fn(&ManualClock) -> S) {
+    const WRITES: u64 = 200;
+    let s = make(&clock());
+    let k = key();
+    s.insert(&k, &live(None, 1)).unwrap();
+    let n_of = |data: &SessionData| -> u64 {
+        let value: serde_json::Value = serde_json::from_str(&data.encoded()).unwrap();
+        value["n"].as_u64().unwrap()
+    };
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        for _ in 0..2 {
+            scope.spawn(|| {
+                let (mut last, mut reads) = (0, 0);
+                // At least a few reads, should the writer finish first.
+                while reads < 10 || !done.load(std::sync::atomic::Ordering::Acquire) {
+                    reads += 1;
+                    let Some(Record {
+                        version,
+                        state: RecordState::Live(l),
+                        ..
+                    }) = s.get(&k).unwrap()
+                    else {
+                        panic!("the record went missing or stopped being live");
+                    };
+                    assert_eq!(n_of(&l.data), version, "get saw half a write");
+                    assert!(version >= last, "a read went back in time");
+                    last = version;
+                    let shown = s.peek(&k, |seen| match seen {
+                        Ok(Peek::Live(l)) => (l.version, n_of(&l.data.to_data())),
+                        other => panic!("not shown as live: {other:?}"),
+                    });
+                    assert_eq!(shown.0, shown.1, "peek saw half a write");
+                }
+            });
+        }
+        for v in 1..WRITES {
+            s.replace(&k, v, &live(None, v + 1)).unwrap();
+        }
+        done.store(true, std::sync::atomic::Ordering::Release);
+    });
+    assert_eq!(s.get(&k).unwrap().unwrap().version, WRITES);
 }
 
 fn manager<S: Store>(make: &dyn Fn(&ManualClock) -> S, clock: &ManualClock) -> StoreManager<S> {
