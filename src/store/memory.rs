@@ -4,11 +4,10 @@
 //! working on different sessions rarely meet. The lock is striped by thread
 //! (`store/striped.rs`): a read locks this thread's stripe only, so threads
 //! loading sessions write no cache line in common, and a write locks every
-//! stripe. A per-user
-//! index maps users to their live keys. Expired records are swept
-//! incrementally: a shard that has taken as many inserts as a quarter of its
-//! size (at least 64) drops its dead records on the spot, so the cost is
-//! amortized over writes and no thread of its own is needed.
+//! stripe. A per-user index maps users to their live keys. Expired records
+//! are swept incrementally: a shard that has taken as many inserts as a
+//! quarter of its size (at least 64) drops its dead records on the spot, so
+//! the cost is amortized over writes and no thread of its own is needed.
 //! [`Store::purge_expired`] sweeps everything at once.
 //!
 //! # Layout

@@ -7,7 +7,7 @@
 //! read different data. On most machines that costs little; where moving a
 //! line between the two cores is dear (two cores far apart, as a virtual
 //! machine's vCPUs sometimes are), it cost a memory-store load about 80 ns,
-//! a quarter of the load (BENCHMARKS.md, "Pinned pairs, and the price of a
+//! a fifth of the load (BENCHMARKS.md, "Pinned pairs, and the price of a
 //! shared line").
 //!
 //! Here the value is shared by [`STRIPES`] locks, each on cache lines of
