@@ -71,21 +71,16 @@ impl<T> Striped<T> {
         let mut handles = guards.each_mut().map(|guard| guard.take());
         let mut shared = handles.iter_mut().find_map(Option::take)?;
         drop(handles);
-        let result = match Arc::get_mut(&mut shared) {
-            Some(value) => catch_unwind(AssertUnwindSafe(|| f(value))),
-            None => {
-                for guard in &mut guards {
-                    **guard = Some(Arc::clone(&shared));
-                }
-                return None;
-            }
-        };
+        // `None` (the value held elsewhere) cannot happen: no handle ever
+        // leaves the stripes.
+        let result =
+            Arc::get_mut(&mut shared).map(|value| catch_unwind(AssertUnwindSafe(|| f(value))));
         let [first, rest @ ..] = &mut guards;
         for guard in rest {
             **guard = Some(Arc::clone(&shared));
         }
         **first = Some(shared);
-        match result {
+        match result? {
             Ok(r) => Some(r),
             Err(panic) => resume_unwind(panic),
         }
