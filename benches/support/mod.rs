@@ -207,18 +207,6 @@ pub fn load_chained(
     created
 }
 
-/// `iters` checked loads on each of two threads sharing `manager`, each
-/// on its own walk (see [`thread_walks`]); the wall time as for
-/// [`two_threads`].
-pub fn load_two_threads(
-    manager: &StoreManager<MemoryStore>,
-    tokens: &Tokens,
-    walks: &mut [Apart<Walk>; 2],
-    iters: u64,
-) -> Duration {
-    load_two_threads_pinned(manager, tokens, walks, iters, &|_| {})
-}
-
 /// `iters` checked loads on `walk`: one thread's share of a pair.
 #[inline]
 fn load_walk(manager: &StoreManager<MemoryStore>, tokens: &Tokens, walk: &mut Walk, iters: u64) {
@@ -227,21 +215,22 @@ fn load_walk(manager: &StoreManager<MemoryStore>, tokens: &Tokens, walk: &mut Wa
     }
 }
 
-/// [`load_two_threads`], each thread first calling `pin` with its index
-/// (0 or 1) before the pair starts; see [`two_threads_pinned`].
-pub fn load_two_threads_pinned(
+/// `iters` checked loads on each of two threads sharing `manager`, each
+/// on its own walk (see [`thread_walks`]), each thread first calling `pin`
+/// with its index; the wall time as for [`two_threads`].
+pub fn load_two_threads(
     manager: &StoreManager<MemoryStore>,
     tokens: &Tokens,
     walks: &mut [Apart<Walk>; 2],
     iters: u64,
     pin: &(dyn Fn(usize) + Sync),
 ) -> Duration {
-    two_threads_pinned(walks, iters, pin, |walk, iters| {
+    two_threads(walks, iters, pin, |walk, iters| {
         load_walk(manager, tokens, walk, iters)
     })
 }
 
-/// [`load_two_threads_pinned`], returning each thread's own time and
+/// [`load_two_threads`], returning each thread's own time and
 /// [`Placement`] (see [`two_threads_placed`]).
 pub fn load_two_threads_placed(
     manager: &StoreManager<MemoryStore>,
@@ -286,20 +275,14 @@ pub struct Apart<T>(pub T);
 /// stopped), and returns the wall time until the slower one finished: with
 /// one operation per thread per iteration, criterion's throughput (declared
 /// as two elements per iteration) is the aggregate rate.
-pub fn two_threads<S, F>(states: &mut [Apart<S>; 2], iters: u64, per_thread: F) -> Duration
-where
-    S: Send,
-    F: Fn(&mut S, u64) + Sync,
-{
-    two_threads_pinned(states, iters, &|_| {}, per_thread)
-}
-
-/// [`two_threads`], each thread first calling `pin` with its index (0 or 1),
-/// before the two wait for each other and outside the time: a pair pinned
-/// to a CPU each (`peers`' `pin_to_cpu`) measures the code rather than where
-/// the scheduler put its threads. Left free, the scheduler sometimes keeps
-/// both threads on one CPU, where they take turns (see [`Placement`]).
-pub fn two_threads_pinned<S, F>(
+///
+/// Each thread first calls `pin` with its index (0 or 1), before the two
+/// wait for each other and outside the time: a pair pinned to a CPU each
+/// (`peers`' `pin_to_cpu`) measures the code rather than where the
+/// scheduler put its threads. Left free (`&|_| {}`), the scheduler
+/// sometimes keeps both threads on one CPU, where they take turns (see
+/// [`Placement`]).
+pub fn two_threads<S, F>(
     states: &mut [Apart<S>; 2],
     iters: u64,
     pin: &(dyn Fn(usize) + Sync),
@@ -352,7 +335,7 @@ pub fn cpu_in_stat(stat: &str) -> Option<u32> {
     after_name.split_whitespace().nth(36)?.parse().ok()
 }
 
-/// [`two_threads_pinned`], returning each thread's own time and
+/// [`two_threads`], returning each thread's own time and
 /// [`Placement`] instead of the wall time alone. The CPU is read outside
 /// the timed loop.
 pub fn two_threads_placed<S, F>(
@@ -368,7 +351,7 @@ where
     run_pair::<S, F, true>(states, iters, pin, per_thread)
 }
 
-/// The pair behind [`two_threads_pinned`] and [`two_threads_placed`];
+/// The pair behind [`two_threads`] and [`two_threads_placed`];
 /// reads each thread's CPU only with `PLACE` (otherwise its [`Placement`]
 /// is unknown).
 fn run_pair<S, F, const PLACE: bool>(

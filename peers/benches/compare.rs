@@ -62,9 +62,9 @@ use criterion::{
 use hmac::{KeyInit as _, Mac as _};
 use latchkey::{SessionId, SessionManager as _};
 use latchkey_peers::{
-    Apart, Walk, current_thread_runtime, floor_load, load_next, load_two_threads_pinned,
-    new_session, payload, pin_to_cpu, seed_floor, seed_latchkey, seed_tower, thread_walks,
-    tower_record, two_threads_pinned,
+    Apart, Walk, current_thread_runtime, floor_load, load_next, load_two_threads, new_session,
+    payload, pin_to_cpu, seed_floor, seed_latchkey, seed_tower, thread_walks, tower_record,
+    two_threads,
 };
 use rand::Rng as _;
 use serde::{Deserialize, Serialize};
@@ -91,9 +91,7 @@ fn load_group(c: &mut Criterion, label: &str, n: usize) {
         let mut walks = thread_walks(n);
         g.bench_function("latchkey_2t", |b| {
             let (manager, tokens) = &*fixture.get_or_insert_with(|| seed_latchkey(n));
-            b.iter_custom(|iters| {
-                load_two_threads_pinned(manager, tokens, &mut walks, iters, &pin_to_cpu)
-            })
+            b.iter_custom(|iters| load_two_threads(manager, tokens, &mut walks, iters, &pin_to_cpu))
         });
     }
 
@@ -126,7 +124,7 @@ fn load_group(c: &mut Criterion, label: &str, n: usize) {
         g.bench_function("tower_sessions_2t", |b| {
             let (store, tokens) = &*fixture.get_or_insert_with(|| seed_tower(&rt, n));
             b.iter_custom(|iters| {
-                two_threads_pinned(&mut threads, iters, &pin_to_cpu, |(rt, walk), iters| {
+                two_threads(&mut threads, iters, &pin_to_cpu, |(rt, walk), iters| {
                     rt.block_on(async {
                         for _ in 0..iters {
                             let id = Id::from_str(tokens.get(walk.next_index()));
@@ -159,7 +157,7 @@ fn load_group(c: &mut Criterion, label: &str, n: usize) {
         g.bench_function("floor_2t", |b| {
             let (map, ids) = &*fixture.get_or_insert_with(|| seed_floor(n));
             b.iter_custom(|iters| {
-                two_threads_pinned(&mut walks, iters, &pin_to_cpu, |walk, iters| {
+                two_threads(&mut walks, iters, &pin_to_cpu, |walk, iters| {
                     for _ in 0..iters {
                         let v = floor_load(map, &ids[walk.next_index()]);
                         assert!(v.0[0] < n as u64);
@@ -213,7 +211,7 @@ fn save_100k(c: &mut Criterion) {
         g.throughput(Throughput::Elements(2));
         g.bench_function("latchkey_2t", |b| {
             b.iter_custom(|iters| {
-                two_threads_pinned(
+                two_threads(
                     &mut [Apart(0), Apart(1)],
                     iters,
                     &pin_to_cpu,
@@ -254,7 +252,7 @@ fn save_100k(c: &mut Criterion) {
         let mut threads = [0, 1].map(|t| Apart((current_thread_runtime(), t)));
         g.bench_function("tower_sessions_2t", |b| {
             b.iter_custom(|iters| {
-                two_threads_pinned(&mut threads, iters, &pin_to_cpu, |(rt, t), iters| {
+                two_threads(&mut threads, iters, &pin_to_cpu, |(rt, t), iters| {
                     save_many(rt, *t, iters);
                 })
             })

@@ -129,7 +129,7 @@ pub fn floor_load_with(map: &FloorMap, id: &[u8; 32], between: impl FnOnce()) ->
 
 /// Pins the calling thread to the `index`-th CPU it may run on (counting
 /// round when `index` passes their number); pass it as the `pin` of
-/// [`two_threads_pinned`] and its kin, so thread 0 and thread 1 of a pair
+/// [`two_threads`] and its kin, so thread 0 and thread 1 of a pair
 /// run on CPUs of their own.
 ///
 /// Left free, the scheduler sometimes keeps both threads of a fresh pair on
@@ -202,7 +202,7 @@ mod tests {
         }
         // The unplaced pair, criterion's, runs them the same way.
         let mut states = [Apart(0u64), Apart(10u64)];
-        two_threads(&mut states, 3, |s, iters| *s += iters);
+        two_threads(&mut states, 3, &|_| {}, |s, iters| *s += iters);
         assert_eq!(states.map(|Apart(s)| s), [3, 13]);
     }
 
@@ -214,7 +214,7 @@ mod tests {
             Err(_) => panic!("a pinning thread panicked"),
         };
         let mut states = [Apart(0u64), Apart(10u64)];
-        two_threads_pinned(&mut states, 2, &pin, |s, iters| *s += iters);
+        two_threads(&mut states, 2, &pin, |s, iters| *s += iters);
         assert_eq!(states.map(|Apart(s)| s), [2, 12]);
         let mut asked = match asked.into_inner() {
             Ok(asked) => asked,
