@@ -151,8 +151,8 @@ fn per_op(d: Duration) -> f64 {
 /// Every case's store, with `n` sessions each.
 fn seed(n: usize) -> Fixture {
     let (floor, ids) = seed_floor(n);
-    // Seeded just before the rounds, so a run ends well within the
-    // sessions' first minute and no load is due a touch (see
+    // A run at 1M takes about ten seconds from here, well within the
+    // sessions' first minute, so no load is due a touch (see
     // `seed_latchkey`).
     let (manager, tokens) = seed_latchkey(n);
     let small = seed_keyed::<8>(&tokens, n);
