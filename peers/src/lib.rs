@@ -1,6 +1,7 @@
 //! Fixtures for the peer benchmarks (`benches/compare.rs`), the memory
-//! census (`src/bin/memory.rs`) and the interleaved timers
-//! (`src/bin/load_timing.rs`, `src/bin/ticket_timing.rs`).
+//! census (`src/bin/memory.rs`), the interleaved timers
+//! (`src/bin/load_timing.rs`, `src/bin/ticket_timing.rs`) and the load's
+//! steps above its floor (`src/bin/load_steps.rs`).
 //!
 //! latchkey's side comes from `benches/support` of the latchkey package,
 //! included by path, so both packages measure latchkey the same way; this
@@ -147,9 +148,50 @@ pub fn pin_to_cpu(index: usize) {
 
 /// The two-thread harness's helpers from `benches/support` (tested here:
 /// the benches that include it build without test functions).
+/// A load timer's command line, `[SIZE [ROUNDS]]`: one size of store if
+/// given, else 100k and 1M live sessions; `default_rounds` rounds unless
+/// given. An argument that is not a number counts as absent.
+pub fn sizes_and_rounds(
+    mut args: impl Iterator<Item = String>,
+    default_rounds: usize,
+) -> (Vec<usize>, usize) {
+    let sizes = match args.next().and_then(|s| s.parse().ok()) {
+        Some(n) => vec![n],
+        None => vec![100_000, 1_000_000],
+    };
+    let rounds = args
+        .next()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default_rounds);
+    (sizes, rounds)
+}
+
 #[cfg(test)]
 mod tests {
     use super::support::*;
+
+    #[test]
+    fn timer_arguments_default_to_both_sizes_and_the_given_rounds() {
+        let args = |a: &[&str]| {
+            a.iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>()
+                .into_iter()
+        };
+        assert_eq!(
+            super::sizes_and_rounds(args(&[]), 5),
+            (vec![100_000, 1_000_000], 5)
+        );
+        assert_eq!(super::sizes_and_rounds(args(&["1000"]), 5), (vec![1000], 5));
+        assert_eq!(
+            super::sizes_and_rounds(args(&["1000", "9"]), 5),
+            (vec![1000], 9)
+        );
+        assert_eq!(
+            super::sizes_and_rounds(args(&["x", "y"]), 5),
+            (vec![100_000, 1_000_000], 5)
+        );
+    }
 
     /// A `stat` line for a thread named `name` on CPU `cpu`.
     fn stat_line(name: &str, cpu: u32) -> String {

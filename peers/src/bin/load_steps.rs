@@ -44,7 +44,7 @@ use std::time::{Duration, Instant};
 use latchkey::{Clock as _, MemoryStore, SessionId, StoreManager, SystemClock};
 use latchkey_peers::{
     FirstBytes, FloorMap, Tokens, Walk, floor_load, floor_load_with, load_next, seed_floor,
-    seed_latchkey,
+    seed_latchkey, sizes_and_rounds,
 };
 
 /// Loads per case per pass.
@@ -214,12 +214,7 @@ fn run(n: usize, rounds: usize) {
 }
 
 fn main() {
-    let mut args = std::env::args().skip(1);
-    let sizes: Vec<usize> = match args.next().and_then(|s| s.parse().ok()) {
-        Some(n) => vec![n],
-        None => vec![100_000, 1_000_000],
-    };
-    let rounds: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(5);
+    let (sizes, rounds) = sizes_and_rounds(std::env::args().skip(1), 5);
     for n in sizes {
         run(n, rounds);
     }

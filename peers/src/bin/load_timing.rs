@@ -45,7 +45,7 @@ use latchkey::{Clock as _, SystemClock};
 use latchkey_peers::{
     Apart, Chained, FloorMap, Placement, Walk, current_thread_runtime, floor_load_with,
     load_chained, load_next, load_two_threads_placed, pin_to_cpu, seed_floor, seed_latchkey,
-    seed_tower, two_threads_placed,
+    seed_tower, sizes_and_rounds, two_threads_placed,
 };
 use tower_sessions_core::SessionStore as _;
 use tower_sessions_core::session::Id;
@@ -271,12 +271,7 @@ fn run(n: usize, rounds: usize) {
 }
 
 fn main() {
-    let mut args = std::env::args().skip(1);
-    let sizes: Vec<usize> = match args.next().and_then(|s| s.parse().ok()) {
-        Some(n) => vec![n],
-        None => vec![100_000, 1_000_000],
-    };
-    let rounds: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(15);
+    let (sizes, rounds) = sizes_and_rounds(std::env::args().skip(1), 15);
     for n in sizes {
         run(n, rounds);
     }
