@@ -554,14 +554,21 @@ impl MemoryStore {
         if let Some(capacity) = self.capacity
             && self.len() >= capacity
         {
-            let now = self.clock.now();
-            for shard in self.shards.iter() {
-                shard
-                    .write(|shard| self.sweep(shard, now))
-                    .ok_or_else(lost)?;
-            }
+            self.sweep_all(self.clock.now())?;
         }
         Ok(())
+    }
+
+    /// Sweeps every shard, one lock at a time, and returns how many dead
+    /// records it dropped.
+    fn sweep_all(&self, now: Timestamp) -> Result<usize, StoreError> {
+        let mut removed = 0;
+        for shard in self.shards.iter() {
+            removed += shard
+                .write(|shard| self.sweep(shard, now))
+                .ok_or_else(lost)?;
+        }
+        Ok(removed)
     }
 
     /// Counts one more record, atomically refusing past the capacity so
@@ -721,12 +728,7 @@ impl Store for MemoryStore {
     }
 
     fn purge_expired(&self, now: Timestamp) -> Result<usize, StoreError> {
-        let mut removed = 0;
-        for shard in self.shards.iter() {
-            removed += shard
-                .write(|shard| self.sweep(shard, now))
-                .ok_or_else(lost)?;
-        }
+        let removed = self.sweep_all(now)?;
         // Drop index entries whose records are gone or retired.
         let users: Vec<Box<str>> = self.users.lock().keys().cloned().collect();
         for user in users {
