@@ -182,6 +182,7 @@ fn child_process_entry() {
         "crash" => crash_writer(&store, arg),
         "increment" => increment_worker(&store, arg),
         "rotate" => rotate_worker(&store, arg),
+        "manager_rotate" => manager_rotate_worker(store, &dir),
         other => panic!("unknown child job {other}"),
     }
 }
@@ -318,7 +319,71 @@ fn two_processes_rotating_one_session_never_fork_it() {
     assert_eq!(live[0].0, head);
 }
 
+/// Rotates one user-bound session through a `StoreManager` until killed,
+/// printing each new token once its rotation has returned. It starts from
+/// the token in the file `token` beside the store directory.
+fn manager_rotate_worker(store: FileStore, dir: &Path) {
+    let manager = StoreManager::new(store);
+    let mut token = std::fs::read_to_string(dir.with_file_name("token")).unwrap();
+    loop {
+        let mut session = manager.load(&token).unwrap().session;
+        token = manager.rotate(&mut session).unwrap().token().to_owned();
+        println!("token {token}");
+    }
+}
+
 // ------------------------------------------------------------ crash tests
+
+/// SIGKILLs a child that rotates a session through the manager, again and
+/// again, and checks after each kill that the session is exactly one: the
+/// last token the child reported still resolves (to the session or, within
+/// the grace window, to its successor), and the user has exactly one live
+/// session: no ghost left beside the new one, none lost.
+#[test]
+fn sigkill_mid_rotation_leaves_exactly_one_live_session() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let manager = StoreManager::new(FileStore::open(&dir).unwrap());
+    let mut token = manager
+        .create(NewSession::new().with_user("zed"))
+        .unwrap()
+        .token()
+        .to_owned();
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let mut rotations = 0usize;
+    for kill in 0..60 {
+        std::fs::write(tmp.path().join("token"), &token).unwrap();
+        let mut child = spawn_child("manager_rotate", &dir, 0);
+        let mut out = await_ready(&mut child);
+        std::thread::sleep(Duration::from_micros(2_000 + rng.next() % 20_000));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let mut line = String::new();
+        while out.read_line(&mut line).unwrap_or(0) > 0 {
+            if let Some(t) = line.trim_end().strip_prefix("token ") {
+                token = t.to_owned();
+                rotations += 1;
+            }
+            line.clear();
+        }
+        let loaded = manager
+            .load(&token)
+            .unwrap_or_else(|e| panic!("kill {kill}: the last token no longer loads: {e}"));
+        assert_eq!(loaded.session.user(), Some("zed"));
+        if let Some(newer) = loaded.reissue {
+            token = newer.token().to_owned();
+        }
+        let live = manager.sessions_of("zed").unwrap();
+        assert_eq!(
+            live.len(),
+            1,
+            "kill {kill}: the user has {} live sessions",
+            live.len()
+        );
+    }
+    eprintln!("{rotations} rotations reported between 60 kills");
+}
+
 
 /// Kills a writing child `kills` times at random instants and checks after
 /// each kill that every session file decodes, every fixed session is
