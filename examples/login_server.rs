@@ -56,7 +56,7 @@ use std::time::Duration;
 use latchkey::{
     Clock as _, CookieConfig, Error, FileStore, Fingerprint, Issued, KeyRing, Loaded, MemoryStore,
     NewSession, Policy, Session, SessionManager, Store, StoreManager, SystemClock, TicketKey,
-    TicketManager, Timestamp,
+    TicketManager, Timestamp, UserLimitAction,
 };
 use subtle::ConstantTimeEq as _;
 use tiny_http::{Header, Method, Request, Response, Server};
@@ -201,9 +201,15 @@ fn store_backend(store: Box<dyn Store>, policy: Policy, label: String) -> Backen
 /// Opens the store the options name, and the manager over it. `purpose` is
 /// the cookie name (tickets are bound to it).
 fn open_backend(opts: &Options, purpose: &str) -> Result<Backend, BoxError> {
-    let policy = Policy::builder()
-        .with_rotation_grace(opts.rotation_grace)
-        .build()?;
+    let policy = Policy::builder().with_rotation_grace(opts.rotation_grace);
+    // Stateless tickets cannot count a user's sessions: no per-user cap for
+    // them (a manager refuses one it cannot keep).
+    let policy = if opts.tickets {
+        policy.with_max_sessions_per_user(None, UserLimitAction::EvictOldest)
+    } else {
+        policy
+    }
+    .build()?;
     let (store, label): (Box<dyn Store>, String) = match &opts.store {
         StoreChoice::Memory => (
             Box::new(MemoryStore::new()),
@@ -315,8 +321,9 @@ enum Auth {
     Anonymous,
     /// A live session; `reissue` set when the cookie must change.
     Session(Box<Loaded>),
-    /// A cookie that no longer works, and why (a stable reason code).
-    Rejected(&'static str),
+    /// A cookie that no longer works, why (a stable reason code), and
+    /// whether to clear it.
+    Rejected(&'static str, bool),
     /// The store failed: 503, keep the cookie.
     Unavailable,
     /// The Cookie header was too large to read.
@@ -340,12 +347,12 @@ impl App {
         let token = match self.cookies.find_token_in(headers) {
             Ok(Some(token)) => token,
             Ok(None) => return Auth::Anonymous,
-            Err(e) if e.is_rejection() => return Auth::Rejected("bad_cookie"),
+            Err(e) if e.is_rejection() => return Auth::Rejected("bad_cookie", true),
             Err(_) => return Auth::BadRequest,
         };
         match self.backend.manager.load(token) {
             Ok(loaded) => Auth::Session(Box::new(loaded)),
-            Err(e) if e.is_rejection() => Auth::Rejected(e.reason()),
+            Err(e) if e.is_rejection() => Auth::Rejected(e.reason(), e.clears_cookie()),
             Err(e) => {
                 eprintln!("session store failed: {}", chain(&e));
                 Auth::Unavailable
@@ -377,9 +384,12 @@ impl App {
                 return Reply::text(503, "the session store is unavailable; try again\n");
             }
             Auth::BadRequest => return Reply::text(400, "the Cookie header is too large\n"),
-            Auth::Rejected(reason) => {
+            Auth::Rejected(reason, clear) => {
                 // The cookie is dead: forget it, and carry on as a visitor.
-                (Err(reason), Some(self.cookies.clear_cookie()))
+                // Not a superseded one: the response to the login or
+                // privilege change that retired it sets the new cookie, and
+                // a clearing cookie arriving after it would undo it.
+                (Err(reason), clear.then(|| self.cookies.clear_cookie()))
             }
             Auth::Anonymous => (Err(""), None),
             Auth::Session(loaded) => {
@@ -467,9 +477,10 @@ impl App {
         if let Err(e) = session.insert("role", "admin") {
             return self.failure(&e);
         }
-        // A privilege change gets a fresh ID (S3): whoever copied the old
-        // cookie does not inherit admin rights.
-        match self.backend.manager.rotate(&mut session) {
+        // A privilege change gets a fresh ID (S3), and the old one is
+        // refused at once: whoever copied the old cookie does not inherit
+        // admin rights, not even within the rotation grace window.
+        match self.backend.manager.change_privilege(&mut session) {
             Ok(issued) => {
                 println!("privilege change: session now {}", issued.fingerprint());
                 Reply::see_other("/").with_cookie(self.set_cookie(&issued))
@@ -528,7 +539,8 @@ impl App {
         }
         if e.is_rejection() {
             // It ended between load and now (logged out elsewhere).
-            return Reply::see_other("/").with_cookie(Some(self.cookies.clear_cookie()));
+            let clear = e.clears_cookie().then(|| self.cookies.clear_cookie());
+            return Reply::see_other("/").with_cookie(clear);
         }
         eprintln!("request failed: {}", chain(e));
         Reply::text(500, format!("{}\n", e.reason()))

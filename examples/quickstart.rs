@@ -45,20 +45,32 @@ fn main() -> Result<(), Error> {
         again.get::<Vec<String>>("cart")?
     );
 
-    println!("a request still carrying the old cookie, 5 s later");
+    println!("the pre-login cookie, 5 s later (a planted cookie must not log anyone in)");
     clock.advance(Duration::from_secs(5));
-    let late = manager.load(anon.token())?;
+    match manager.load(anon.token()) {
+        Err(e) => println!("  refused: {e} [{}]", e.reason()),
+        Ok(_) => println!("  unexpectedly accepted"),
+    }
+
+    println!("a routine rotation: in-flight requests keep working for the grace window");
+    let mut session = manager.load(user.token())?.session;
+    let rotated = manager.rotate(&mut session)?;
+    let late = manager.load(user.token())?;
     println!(
-        "  resolved to {} and asks to reissue: {}",
+        "  the old cookie resolved to {} and asks to reissue: {}",
         late.session.fingerprint(),
         late.reissue.is_some()
     );
 
     println!("the old cookie again, after the grace window");
     clock.advance(Duration::from_secs(60));
-    match manager.load(anon.token()) {
+    match manager.load(user.token()) {
         Err(e) => println!("  refused: {e} [{}]", e.reason()),
         Ok(_) => println!("  unexpectedly accepted"),
+    }
+    match manager.load(rotated.token()) {
+        Err(e) => println!("  and its successor, revoked as possibly stolen: {e} [{}]", e.reason()),
+        Ok(_) => println!("  unexpectedly, its successor still works"),
     }
 
     println!("a fresh login, then 2 idle hours");

@@ -5,7 +5,8 @@
 //! only two questions:
 //!
 //! - [`Error::is_rejection`]: the request does not carry a usable session.
-//!   Answer 401 (or redirect to login) and clear the cookie.
+//!   Answer 401 (or redirect to login) and, if [`Error::clears_cookie`],
+//!   clear the cookie.
 //! - [`Error::is_backend_failure`]: the session store failed. Answer 503 and
 //!   keep the cookie: the session may be perfectly fine.
 //!
@@ -66,6 +67,16 @@ pub enum Error {
         /// Whether the successor session was ended in response.
         successor_revoked: bool,
     },
+    /// The token was retired moments ago by a change of privilege (a login,
+    /// another user, or a declared privilege change) and never resolves to
+    /// the changed session: the request is anonymous. Within the rotation
+    /// grace window this is no alarm (a request that was in flight during
+    /// the change), so [`Error::clears_cookie`] is `false`: the response
+    /// that made the change has set the new cookie, and a clearing cookie
+    /// racing it would log the user out. After the window the same token is
+    /// [`Error::RotatedTokenReused`].
+    #[error("session token was superseded by a change of privilege")]
+    Superseded,
     /// The session changed in the store since this copy was loaded. Reload
     /// and apply the change again (see `StoreManager::update`).
     #[error("session changed since it was loaded (version conflict)")]
@@ -124,6 +135,11 @@ pub enum Error {
         /// The limit.
         limit: usize,
     },
+    /// The manager cannot keep this rule without state it does not have
+    /// (stateless tickets cannot count a user's sessions, so a per-user
+    /// session cap is refused rather than ignored).
+    #[error("{0} is not supported by this manager")]
+    Unsupported(&'static str),
     /// Ending a stateless ticket needs revocation state, and the ticket
     /// manager has none: the ticket stays valid until it expires.
     #[error("ticket revocation is not configured; the ticket stays valid until it expires")]
@@ -154,7 +170,8 @@ impl Error {
             | Error::IdleExpired { .. }
             | Error::AbsoluteExpired { .. }
             | Error::Terminated { .. }
-            | Error::RotatedTokenReused { .. } => true,
+            | Error::RotatedTokenReused { .. }
+            | Error::Superseded => true,
             Error::MalformedTicket(_)
             | Error::BadSignature
             | Error::UnknownKey { .. }
@@ -164,8 +181,24 @@ impl Error {
             | Error::TooLarge { .. }
             | Error::UserLimit { .. }
             | Error::Data { .. } => false,
-            Error::TicketTooLarge { .. } | Error::RevocationNotConfigured => false,
+            Error::TicketTooLarge { .. }
+            | Error::RevocationNotConfigured
+            | Error::Unsupported(_) => false,
         }
+    }
+
+    /// Whether a framework should clear the session cookie: every
+    /// rejection but [`Error::Superseded`], whose client already holds, or
+    /// is about to receive, the successor's cookie.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::Error;
+    /// assert!(Error::Unknown.clears_cookie());
+    /// assert!(Error::Superseded.is_rejection() && !Error::Superseded.clears_cookie());
+    /// ```
+    pub fn clears_cookie(&self) -> bool {
+        self.is_rejection() && !matches!(self, Error::Superseded)
     }
 
     /// Whether the store failed (down, unreachable, I/O error): answer 503
@@ -210,6 +243,8 @@ impl Error {
             Error::WrongPurpose => "wrong_purpose",
             Error::TicketTooLarge { .. } => "ticket_too_large",
             Error::RevocationNotConfigured => "revocation_not_configured",
+            Error::Superseded => "superseded",
+            Error::Unsupported(_) => "unsupported",
         }
     }
 }
@@ -260,6 +295,7 @@ mod tests {
             Error::RotatedTokenReused {
                 successor_revoked: true,
             },
+            Error::Superseded,
         ];
         for e in &all {
             assert!(e.is_rejection(), "{e}");

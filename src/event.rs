@@ -54,6 +54,9 @@ pub enum RejectKind {
     UnknownKey,
     /// A ticket minted for another purpose.
     WrongPurpose,
+    /// A token retired by a change of privilege, presented within the
+    /// grace window: refused without alarm ([`Error::Superseded`](crate::Error::Superseded)).
+    Superseded,
 }
 
 /// Something that happened to a session.
@@ -178,6 +181,13 @@ impl fmt::Display for Event {
                 kind: RejectKind::WrongPurpose,
                 ..
             } => f.write_str("ticket rejected: wrong purpose"),
+            Event::Rejected {
+                kind: RejectKind::Superseded,
+                session,
+            } => match session {
+                Some(s) => write!(f, "token rejected: {s} was superseded by a privilege change"),
+                None => f.write_str("token rejected: superseded by a privilege change"),
+            },
         }
     }
 }

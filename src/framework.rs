@@ -22,7 +22,8 @@
 //!    anonymously.
 //! 2. [`SessionManager::load`](crate::SessionManager::load) the token.
 //! 3. Hand the [`Session`](crate::Session) to the handler; let it call
-//!    `login`, `rotate`, `save` or `terminate`.
+//!    `login`, `change_privilege` (a role or password changed), `rotate`,
+//!    `save` or `terminate`.
 //! 4. Decide the response's `Set-Cookie` (at most one for the session
 //!    cookie) and its `Cache-Control`, as below.
 //!
@@ -30,12 +31,13 @@
 //!
 //! | outcome | answer | the cookie |
 //! |---|---|---|
-//! | [`Error::is_rejection`](crate::Error::is_rejection): `Malformed`, `Unknown`, `IdleExpired`, `AbsoluteExpired`, `Terminated`, `RotatedTokenReused`, a corrupt record, and for tickets `MalformedTicket`, `BadSignature`, `UnknownKey`, `WrongPurpose` | **401** (or treat the request as anonymous / redirect to login) | **clear it**: [`clear_cookie`](crate::CookieConfig::clear_cookie) |
+//! | [`Error::is_rejection`](crate::Error::is_rejection): `Malformed`, `Unknown`, `IdleExpired`, `AbsoluteExpired`, `Terminated`, `RotatedTokenReused`, a corrupt record, and for tickets `MalformedTicket`, `BadSignature`, `UnknownKey`, `WrongPurpose` | **401** (or treat the request as anonymous / redirect to login) | **clear it**: [`clear_cookie`](crate::CookieConfig::clear_cookie) ([`Error::clears_cookie`](crate::Error::clears_cookie) is `true`) |
+//! | `Superseded` (a rejection): the token was retired by a login or privilege change moments ago, while this request was in flight | treat the request as anonymous | **leave it**: the response that made the change sets the new cookie, and a clearing cookie arriving after it would log the user out (`clears_cookie()` is `false`) |
 //! | [`CookieError::is_rejection`](crate::CookieError::is_rejection): `Ambiguous` (two different session cookies: cookie tossing), `InvalidValue` | 401, as above | clear it |
 //! | [`CookieError::HeaderTooLarge`](crate::CookieError::HeaderTooLarge) | **400** or 431 | leave it (the header was not read) |
 //! | [`Error::is_backend_failure`](crate::Error::is_backend_failure): the store is down, unreachable, or failed I/O | **503** (with `Retry-After` if you like) | **keep it**: the session is probably fine, and clearing it would log everyone out during an outage |
 //! | [`Error::Conflict`](crate::Error::Conflict) on `save` | reload and apply the change again ([`StoreManager::update`](crate::StoreManager::update) does it), else 409 | keep it |
-//! | `TooLarge`, `TicketTooLarge`, `UserLimit`, `Data`, `RevocationNotConfigured` | an application or configuration problem: 4xx/500 as fits | keep it |
+//! | `TooLarge`, `TicketTooLarge`, `UserLimit`, `Data`, `RevocationNotConfigured`, `Unsupported` | an application or configuration problem: 4xx/500 as fits | keep it |
 //!
 //! `reason()` gives a stable short code (`idle_expired`, `terminated`,
 //! ...) for logs and metrics; log sessions by
@@ -115,9 +117,11 @@
 //!             set_cookie: loaded.reissue.and_then(|i| c.set_cookie(&i).ok()),
 //!             no_store: true,
 //!         },
-//!         Err(e) if e.is_rejection() => {
-//!             Out { status: 401, set_cookie: Some(c.clear_cookie()), no_store: false }
-//!         }
+//!         Err(e) if e.is_rejection() => Out {
+//!             status: 401,
+//!             set_cookie: e.clears_cookie().then(|| c.clear_cookie()),
+//!             no_store: false,
+//!         },
 //!         Err(e) if e.is_backend_failure() => Out { status: 503, set_cookie: None, no_store: false },
 //!         Err(_) => Out { status: 500, set_cookie: None, no_store: false },
 //!     }

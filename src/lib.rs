@@ -22,10 +22,17 @@
 //! session.insert("cart", &["book"])?;
 //! manager.save(&mut session)?;
 //!
-//! // Login: a fresh ID (no session fixation), the user bound, the data kept.
+//! // Login: a fresh ID, the user bound, the data kept. The pre-login token
+//! // is refused from now on: whoever planted it gains nothing (no fixation).
 //! let after_login = manager.login(&mut session, "alice")?;
-//! assert!(matches!(manager.load(&cookie)?.reissue, Some(_))); // in-flight requests still work
+//! assert!(matches!(manager.load(&cookie), Err(Error::Superseded)));
 //! let cookie = after_login.token().to_owned();
+//!
+//! // A routine rotation keeps in-flight requests working: for the grace
+//! // window the old token resolves and hands back the new one.
+//! let rotated = manager.rotate(&mut session)?;
+//! assert!(manager.load(&cookie)?.reissue.is_some());
+//! let cookie = rotated.token().to_owned();
 //!
 //! // Logout: the token is dead everywhere.
 //! manager.terminate(&session)?;
@@ -45,17 +52,24 @@
 //!   output shows a token.
 //! - **Two clocks**: an idle deadline that activity slides, an absolute
 //!   deadline nothing moves. The error says which one ended a session.
-//! - **Rotation with grace**: [`SessionManager::rotate`] and
-//!   [`SessionManager::login`] retire the old ID; for a short grace window it
-//!   still resolves (and [`Loaded::reissue`] carries the new token), after
-//!   it the old token is refused as [`Error::RotatedTokenReused`] and, by
-//!   default, its successor is revoked.
+//! - **Rotation**: [`SessionManager::rotate`],
+//!   [`SessionManager::change_privilege`] and [`SessionManager::login`]
+//!   retire the old ID. After a routine rotation it still resolves for a
+//!   short grace window (and [`Loaded::reissue`] carries the new token);
+//!   after a login or privilege change it never reaches the changed session
+//!   ([`Error::Superseded`]). Past the window the old token is
+//!   [`Error::RotatedTokenReused`] and, by default, its successor is
+//!   revoked. A crash between a rotation's writes leaves no ghost and
+//!   brings back no ended token. The [`lifecycle`] module holds the rules
+//!   as one table, the same for both managers.
 //! - **No write storms**: a load writes only when the recorded activity is
 //!   older than the touch interval.
 //! - **No lost updates**: saves are versioned; a stale copy gets
 //!   [`Error::Conflict`].
-//! - **Termination is final**, and every failure is a typed [`Error`], never
-//!   a panic.
+//! - **Termination is final**: ending any token of a rotation chain ends
+//!   the whole chain, and `terminate` never returns `Ok` while a token of
+//!   the session still loads. Every failure is a typed [`Error`], never a
+//!   panic.
 //! - **Stateless tickets**, when you want no server-side state:
 //!   [`TicketManager`] implements the same [`SessionManager`] with signed
 //!   tickets (HMAC-SHA256, key ids and rotation through a [`KeyRing`], bound
@@ -65,8 +79,8 @@
 //!
 //! ## For framework authors
 //!
-//! Hold an `Arc<dyn SessionManager>`. Map [`Error::is_rejection`] to 401 and
-//! clear the cookie; map [`Error::is_backend_failure`] to 503 and keep it.
+//! Hold an `Arc<dyn SessionManager>`. Map [`Error::is_rejection`] to 401
+//! (and clear the cookie if [`Error::clears_cookie`]); map [`Error::is_backend_failure`] to 503 and keep it.
 //! When a call returns an [`Issued`] (or [`Loaded::reissue`] is `Some`), set
 //! the cookie to its token. Store calls block: on an async executor run them
 //! on a blocking pool.
@@ -103,6 +117,7 @@ mod error;
 mod event;
 pub mod framework;
 mod id;
+pub mod lifecycle;
 mod manager;
 mod policy;
 mod session;

@@ -1,6 +1,7 @@
 //! The [`SessionManager`] trait and [`StoreManager`], sessions kept in a
 //! [`Store`].
 
+use std::fmt;
 use std::sync::Arc;
 
 use crate::clock::{Clock, SystemClock, Timestamp};
@@ -9,7 +10,11 @@ use crate::event::{Event, ExpiryKind, Observer, RejectKind};
 use crate::id::{Fingerprint, SessionId, StoreKey};
 use crate::policy::{Policy, ReuseResponse, UserLimitAction};
 use crate::session::{Issued, Loaded, NewSession, Session, SessionData};
-use crate::store::{EndReason, LiveRef, LiveSession, Peek, Record, RecordState, Store, StoreError};
+use crate::lifecycle::{self, Retired};
+use crate::store::{
+    EndReason, LiveRef, LiveSession, Peek, Record, RecordState, Store, StoreError,
+    complete_rotation,
+};
 
 /// The session lifecycle, as a framework sees it.
 ///
@@ -37,7 +42,7 @@ use crate::store::{EndReason, LiveRef, LiveSession, Peek, Record, RecordState, S
 /// assert!(manager.load(logged_in.token()).unwrap_err().is_rejection());
 /// # Ok::<(), latchkey::Error>(())
 /// ```
-pub trait SessionManager: Send + Sync {
+pub trait SessionManager: fmt::Debug + Send + Sync {
     /// Starts a session and issues its token.
     ///
     /// # Errors
@@ -59,15 +64,44 @@ pub trait SessionManager: Send + Sync {
     /// ended meanwhile, store errors.
     fn save(&self, session: &mut Session) -> Result<Option<Issued>, Error>;
 
-    /// Gives the session a new ID and retires the old one (privilege change).
-    /// Data, creation time and absolute deadline are kept.
+    /// Gives the session a new ID and retires the old one: a routine
+    /// rotation, with no change of privilege. Data (as changed on
+    /// `session`), creation time and absolute deadline are kept. For the
+    /// rotation grace window the old token still resolves, to the
+    /// successor, and hands its client the new token ([`crate::lifecycle`]).
     ///
     /// # Errors
     /// As for [`save`](Self::save).
     fn rotate(&self, session: &mut Session) -> Result<Issued, Error>;
 
-    /// Records a successful authentication of `user`: rotates, binds the
-    /// user, stamps the authentication time. The absolute deadline is kept.
+    /// Rotates as a change of privilege (the user became an administrator,
+    /// gave up a role, changed their password): like [`rotate`](Self::rotate),
+    /// but the old token never resolves to the changed session and is never
+    /// handed the new token, in the grace window or after. Within the
+    /// window it is refused as [`Error::Superseded`]; after it, as reuse.
+    /// Change the session's data first, then call this.
+    ///
+    /// # Errors
+    /// As for [`rotate`](Self::rotate).
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{Error, MemoryStore, NewSession, SessionManager, StoreManager};
+    /// let manager = StoreManager::new(MemoryStore::new());
+    /// let before = manager.create(NewSession::new().with_user("alice"))?;
+    /// let mut session = manager.load(before.token())?.session;
+    /// session.insert("admin", &true)?;
+    /// let after = manager.change_privilege(&mut session)?;
+    /// assert!(matches!(manager.load(before.token()), Err(Error::Superseded)));
+    /// assert_eq!(manager.load(after.token())?.session.get::<bool>("admin")?, Some(true));
+    /// # Ok::<(), Error>(())
+    /// ```
+    fn change_privilege(&self, session: &mut Session) -> Result<Issued, Error>;
+
+    /// Records a successful authentication of `user`: rotates as a change of
+    /// privilege (the pre-login token is refused from now on: no session
+    /// fixation), binds the user, stamps the authentication time. The
+    /// absolute deadline is kept.
     /// If the session belongs to a different user, it is ended and `user`
     /// gets a fresh, empty session instead: one user's data never passes to
     /// another.
@@ -76,7 +110,10 @@ pub trait SessionManager: Send + Sync {
     /// As for [`rotate`](Self::rotate), and [`Error::UserLimit`].
     fn login(&self, session: &mut Session, user: &str) -> Result<Issued, Error>;
 
-    /// Ends the session: its token fails on every later load.
+    /// Ends the session: every token of it fails on every later load,
+    /// including tokens of its rotation chain, and a copy loaded before a
+    /// concurrent rotation ends the rotated session too. It never returns
+    /// `Ok` while a token of the session still loads.
     ///
     /// # Errors
     /// Store errors.
@@ -110,6 +147,17 @@ const MAX_RETRIES: usize = 8;
 /// How many rotations a retired token may follow within its grace window
 /// (two quick privilege changes in a row).
 const MAX_CHAIN: usize = 4;
+
+/// What ending one record of a chain found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Link {
+    /// The live tip, now ended.
+    Live,
+    /// A retired link, now ended; the chain goes on at this successor.
+    Rotated(StoreKey),
+    /// Nothing left to end: missing, or ended already.
+    Done,
+}
 
 /// Server-side sessions: the token is a random ID, the state lives in a
 /// [`Store`].
@@ -244,9 +292,7 @@ impl<S: Store> StoreManager<S> {
     }
 
     fn idle_deadline(&self, last_seen: Timestamp, absolute: Timestamp) -> Timestamp {
-        last_seen
-            .saturating_add(self.policy.idle_timeout())
-            .min(absolute)
+        lifecycle::idle_deadline(&self.policy, last_seen, absolute)
     }
 
     fn check_size(&self, data: &SessionData) -> Result<(), Error> {
@@ -412,16 +458,7 @@ impl<S: Store> StoreManager<S> {
         last_seen: Timestamp,
         now: Timestamp,
     ) -> Option<Error> {
-        if now >= absolute_deadline {
-            return Some(Error::AbsoluteExpired {
-                deadline: absolute_deadline,
-            });
-        }
-        let idle = last_seen.saturating_add(self.policy.idle_timeout());
-        if now >= idle {
-            return Some(Error::IdleExpired { deadline: idle });
-        }
-        None
+        lifecycle::expiry(&self.policy, absolute_deadline, last_seen, now)
     }
 
     /// Reports an expiry found by [`Self::expiry`].
@@ -530,7 +567,7 @@ impl<S: Store> StoreManager<S> {
         if let Some(err) = self.expiry_of(live.absolute_deadline, live.last_seen, now) {
             return Some(Err(err));
         }
-        if now.duration_since(live.last_seen) >= self.policy.touch_interval() {
+        if lifecycle::touch_due(&self.policy, live.last_seen, now) {
             return None;
         }
         Some(Ok(Loaded {
@@ -593,7 +630,7 @@ impl<S: Store> StoreManager<S> {
                     self.report_expired(&key, &err);
                     return Err(err);
                 }
-                if now.duration_since(live.last_seen) >= self.policy.touch_interval() {
+                if lifecycle::touch_due(&self.policy, live.last_seen, now) {
                     let expires = self.idle_deadline(now, live.absolute_deadline);
                     // A touch that finds the record gone or retired means a
                     // concurrent logout or rotation: resolve again to report
@@ -613,16 +650,38 @@ impl<S: Store> StoreManager<S> {
                 successor,
                 sealed_successor,
                 grace_until,
+                privilege_change,
+                pending,
                 ..
             } => {
-                if now < grace_until && depth < MAX_CHAIN {
-                    let next = id.open(&sealed_successor);
-                    if next.store_key() != successor {
-                        return Err(StoreError::Corrupt {
+                let retired = lifecycle::retired(grace_until, privilege_change, now);
+                if retired == Retired::Superseded {
+                    self.emit(Event::Rejected {
+                        kind: RejectKind::Superseded,
+                        session: Some(key.fingerprint()),
+                    });
+                    return Err(Error::Superseded);
+                }
+                if retired == Retired::Follow && depth < MAX_CHAIN {
+                    let corrupt = |why: &'static str| -> Error {
+                        StoreError::Corrupt {
                             key: key.fingerprint(),
-                            source: "sealed successor does not match its key".into(),
+                            source: why.into(),
                         }
-                        .into());
+                        .into()
+                    };
+                    let sealed = sealed_successor
+                        .ok_or_else(|| corrupt("a routine rotation without its sealed successor"))?;
+                    let next = id.open(&sealed);
+                    if next.store_key() != successor {
+                        return Err(corrupt("sealed successor does not match its key"));
+                    }
+                    if let Some(pending) = pending
+                        && !self.roll_forward(&key, record.version, &successor, &pending, now)?
+                    {
+                        // The chain changed under us (a logout ended it):
+                        // report the state that won.
+                        return self.resolve(id, key, now, depth + 1);
                     }
                     let (session, deeper) =
                         self.resolve(next.clone(), successor, now, depth + 1)?;
@@ -641,54 +700,87 @@ impl<S: Store> StoreManager<S> {
         }
     }
 
-    /// Ends the live session at the end of a rotation chain starting at
-    /// `key`. Returns whether one was ended.
-    fn revoke_chain(&self, mut key: StoreKey, now: Timestamp) -> Result<bool, Error> {
-        for _ in 0..=MAX_CHAIN {
-            match self.store.get(&key)? {
-                Some(Record {
-                    state: RecordState::Rotated { successor, .. },
-                    ..
-                }) => key = successor,
-                Some(Record {
-                    state: RecordState::Live(_),
-                    ..
-                }) => {
-                    return self.end(&key, EndReason::ReuseDetected, now);
-                }
-                _ => return Ok(false),
-            }
+    /// Writes a rotation's successor from its retired record's `pending`
+    /// intent if a crash (or a failed write) left it unwritten, so the old
+    /// token resolves as if the rotation had completed. Returns whether the
+    /// rotation stands; `false` if the retired record changed meanwhile.
+    fn roll_forward(
+        &self,
+        old: &StoreKey,
+        retired_version: u64,
+        successor: &StoreKey,
+        pending: &Record,
+        now: Timestamp,
+    ) -> Result<bool, Error> {
+        if self.store.get(successor)?.is_some() {
+            return Ok(true);
         }
-        Ok(false)
+        // A successor that would already be dead is not brought back: it
+        // may have lived, expired and been purged.
+        if pending.expires_at <= now || !pending.is_live() {
+            return Ok(true);
+        }
+        Ok(complete_rotation(&self.store, old, retired_version, successor, pending)?)
     }
 
-    /// Replaces a live record with an `Ended` one, retrying conflicts.
+    /// Ends the live session at the end of a rotation chain starting at
+    /// `key` (reuse detected). Returns whether one was ended.
+    fn revoke_chain(&self, key: StoreKey, now: Timestamp) -> Result<bool, Error> {
+        self.end(&key, EndReason::ReuseDetected, now)
+    }
+
+    /// Ends the session whose chain passes through `key`: every retired link
+    /// from `key` on is rewritten as ended (so no pending successor can be
+    /// rolled forward and no old token follows it), then the live tip.
     /// Returns whether a live session was ended.
+    ///
+    /// Each link is ended before the next is read: a rotation made of
+    /// single-key writes reads its old record after writing the successor,
+    /// so one of the two sees the other (see `complete_rotation`).
     fn end(&self, key: &StoreKey, reason: EndReason, now: Timestamp) -> Result<bool, Error> {
+        let mut key = *key;
+        for _ in 0..lifecycle::MAX_CHAIN_WALK {
+            match self.end_link(&key, reason, now)? {
+                Link::Live => return Ok(true),
+                Link::Rotated(successor) => key = successor,
+                Link::Done => return Ok(false),
+            }
+        }
+        Err(Error::Conflict)
+    }
+
+    /// Ends one record of a chain, retrying conflicts.
+    fn end_link(&self, key: &StoreKey, reason: EndReason, now: Timestamp) -> Result<Link, Error> {
         for _ in 0..MAX_RETRIES {
             let Some(record) = self.store.get(key)? else {
-                return Ok(false);
+                return Ok(Link::Done);
             };
-            let RecordState::Live(live) = &record.state else {
-                return Ok(false);
+            let (next, keep_until) = match &record.state {
+                RecordState::Live(live) => (Link::Live, live.absolute_deadline),
+                RecordState::Rotated { successor, .. } => {
+                    (Link::Rotated(*successor), record.expires_at)
+                }
+                _ => return Ok(Link::Done),
             };
             let ended = Record {
                 version: record.version + 1,
                 // Kept until the session would have died anyway, so a later
                 // load can say "terminated" rather than "unknown".
-                expires_at: live.absolute_deadline,
+                expires_at: keep_until,
                 state: RecordState::Ended { reason, at: now },
             };
             match self.store.replace(key, record.version, &ended) {
                 Ok(()) => {
-                    self.emit(Event::Terminated {
-                        session: key.fingerprint(),
-                        reason,
-                    });
-                    return Ok(true);
+                    if next == Link::Live {
+                        self.emit(Event::Terminated {
+                            session: key.fingerprint(),
+                            reason,
+                        });
+                    }
+                    return Ok(next);
                 }
                 Err(StoreError::Conflict) => continue,
-                Err(StoreError::NotFound) => return Ok(false),
+                Err(StoreError::NotFound) => return Ok(Link::Done),
                 Err(e) => return Err(e.into()),
             }
         }
@@ -778,7 +870,12 @@ impl<S: Store> StoreManager<S> {
 
     /// Rotation shared by `rotate` and `login`: `session` as modified by the
     /// caller is written under a fresh ID, and the old ID is retired.
-    fn rotate_inner(&self, session: &mut Session, now: Timestamp) -> Result<SessionId, Error> {
+    fn rotate_inner(
+        &self,
+        session: &mut Session,
+        now: Timestamp,
+        privilege_change: bool,
+    ) -> Result<SessionId, Error> {
         self.check_live(session, now)?;
         let live = self.live_from(session, now);
         self.check_size(&live.data)?;
@@ -789,9 +886,12 @@ impl<S: Store> StoreManager<S> {
         let retired_state = match &session.id {
             Some(old) => RecordState::Rotated {
                 successor: new_key,
-                sealed_successor: old.seal(&new_id),
+                // Only a routine rotation hands its old token the successor.
+                sealed_successor: (!privilege_change).then(|| old.seal(&new_id)),
                 at: now,
                 grace_until: now.saturating_add(self.policy.rotation_grace()),
+                privilege_change,
+                pending: None,
             },
             // A session copy that never held its ID (built by hand) cannot
             // seal a successor; its old token simply ends.
@@ -840,8 +940,41 @@ impl<S: Store> StoreManager<S> {
     /// # Ok::<(), latchkey::Error>(())
     /// ```
     pub fn rotate_at(&self, session: &mut Session, now: Timestamp) -> Result<Issued, Error> {
+        self.rotate_and_report(session, now, false)
+    }
+
+    /// [`SessionManager::change_privilege`] at an explicit instant.
+    ///
+    /// # Errors
+    /// As for [`SessionManager::rotate`].
+    ///
+    /// # Example
+    /// ```
+    /// use std::sync::Arc;
+    /// use latchkey::{Error, ManualClock, MemoryStore, NewSession, StoreManager, Timestamp};
+    /// let t0 = Timestamp::from_unix_millis(1_800_000_000_000);
+    /// let manager = StoreManager::new(MemoryStore::new()).with_clock(Arc::new(ManualClock::new(t0)));
+    /// let before = manager.create_at(NewSession::new().with_user("alice"), t0)?;
+    /// let mut s = manager.load_at(before.token(), t0)?.session;
+    /// s.insert("role", &"admin")?;
+    /// let admin = manager.change_privilege_at(&mut s, t0)?;
+    /// // The old token never sees the new privileges, even within the grace window.
+    /// assert!(matches!(manager.load_at(before.token(), t0), Err(Error::Superseded)));
+    /// assert_eq!(manager.load_at(admin.token(), t0)?.session.get::<String>("role")?.as_deref(), Some("admin"));
+    /// # Ok::<(), latchkey::Error>(())
+    /// ```
+    pub fn change_privilege_at(&self, session: &mut Session, now: Timestamp) -> Result<Issued, Error> {
+        self.rotate_and_report(session, now, true)
+    }
+
+    fn rotate_and_report(
+        &self,
+        session: &mut Session,
+        now: Timestamp,
+        privilege_change: bool,
+    ) -> Result<Issued, Error> {
         let from = session.fingerprint();
-        let id = self.rotate_inner(session, now)?;
+        let id = self.rotate_inner(session, now, privilege_change)?;
         self.emit(Event::Rotated {
             from,
             to: session.key.fingerprint(),
@@ -900,7 +1033,7 @@ impl<S: Store> StoreManager<S> {
         let before = (session.user.clone(), session.auth_at);
         session.user = Some(user.into());
         session.auth_at = Some(now);
-        let id = match self.rotate_inner(session, now) {
+        let id = match self.rotate_inner(session, now, true) {
             Ok(id) => id,
             Err(e) => {
                 (session.user, session.auth_at) = before;
@@ -1118,6 +1251,10 @@ impl<S: Store> SessionManager for StoreManager<S> {
 
     fn rotate(&self, session: &mut Session) -> Result<Issued, Error> {
         self.rotate_at(session, self.clock.now())
+    }
+
+    fn change_privilege(&self, session: &mut Session) -> Result<Issued, Error> {
+        self.change_privilege_at(session, self.clock.now())
     }
 
     fn login(&self, session: &mut Session, user: &str) -> Result<Issued, Error> {

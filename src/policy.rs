@@ -190,6 +190,13 @@ impl Policy {
         }
     }
 
+    /// This policy without a per-user session cap: what a manager that
+    /// cannot count a user's sessions (stateless tickets) starts from.
+    pub(crate) fn without_user_cap(mut self) -> Policy {
+        self.max_sessions_per_user = None;
+        self
+    }
+
     /// A builder starting from [`Policy::owasp`].
     ///
     /// # Example

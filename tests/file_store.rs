@@ -260,12 +260,18 @@ fn rotate_worker(store: &FileStore, times: u64) {
     let mut won = 0;
     while won < times {
         let mut k = fixed_key(1);
-        let (head, r) = loop {
-            let r = store.get(&k).unwrap().unwrap();
+        // Another process may be between a rotation's two writes: its
+        // successor is not there yet. Walk again from the start.
+        let Some((head, r)) = (loop {
+            let Some(r) = store.get(&k).unwrap() else {
+                break None;
+            };
             match &r.state {
                 RecordState::Rotated { successor, .. } => k = *successor,
-                _ => break (k, r),
+                _ => break Some((k, r)),
             }
+        }) else {
+            continue;
         };
         let new = SessionId::generate().store_key();
         let retired = Record {
@@ -273,9 +279,11 @@ fn rotate_worker(store: &FileStore, times: u64) {
             expires_at: r.expires_at,
             state: RecordState::Rotated {
                 successor: new,
-                sealed_successor: sealed.clone(),
+                sealed_successor: Some(sealed.clone()),
                 at: START,
                 grace_until: START,
+                privilege_change: false,
+                pending: None,
             },
         };
         match store.rotate(&head, r.version, &retired, &new, &counted(1, Some("zed"))) {

@@ -4,8 +4,9 @@
 //!
 //! The model keeps one entry per issued token and answers each operation
 //! the way the invariants say it must: idle and absolute expiry, rotation
-//! grace with reissue, reuse detection revoking the successor, termination,
-//! per-user eviction, versioned updates, purge.
+//! grace with reissue after a routine rotation and refusal (superseded)
+//! after a login, reuse detection revoking the successor, termination of
+//! whole rotation chains, per-user eviction, versioned updates, purge.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -69,7 +70,12 @@ struct MLive {
 #[derive(Clone, Debug)]
 enum MState {
     Live(MLive),
-    Rotated { succ: usize, grace_until: u64 },
+    /// `privileged`: a login's retirement, refused within grace.
+    Rotated {
+        succ: usize,
+        grace_until: u64,
+        privileged: bool,
+    },
     Ended(EndReason),
     Gone,
 }
@@ -88,6 +94,7 @@ enum Expect {
     Absolute(u64),
     Terminated(EndReason),
     Reused(bool),
+    Superseded,
 }
 
 fn actual(e: &Error) -> Expect {
@@ -97,6 +104,7 @@ fn actual(e: &Error) -> Expect {
         Error::AbsoluteExpired { deadline } => Expect::Absolute(deadline.as_unix_millis()),
         Error::Terminated { reason } => Expect::Terminated(*reason),
         Error::RotatedTokenReused { successor_revoked } => Expect::Reused(*successor_revoked),
+        Error::Superseded => Expect::Superseded,
         other => panic!("unexpected error kind {other:?}"),
     }
 }
@@ -121,26 +129,23 @@ impl Model {
         }
     }
 
-    fn end(&mut self, k: usize, reason: EndReason) -> bool {
-        if let MState::Live(s) = &self.recs[k].state {
-            let abs = s.abs;
-            self.recs[k].state = MState::Ended(reason);
-            self.recs[k].expires_at = abs;
-            true
-        } else {
-            false
-        }
-    }
-
-    fn revoke_chain(&mut self, mut k: usize) -> bool {
-        for _ in 0..=MAX_CHAIN {
-            match self.recs[k].state {
-                MState::Rotated { succ, .. } => k = succ,
-                MState::Live(_) => return self.end(k, EndReason::ReuseDetected),
+    /// Ends the chain from `k` on: every retired link, then the live tip.
+    /// Returns whether a live session ended.
+    fn end(&mut self, mut k: usize, reason: EndReason) -> bool {
+        loop {
+            match self.recs[k].state.clone() {
+                MState::Live(s) => {
+                    self.recs[k].state = MState::Ended(reason);
+                    self.recs[k].expires_at = s.abs;
+                    return true;
+                }
+                MState::Rotated { succ, .. } => {
+                    self.recs[k].state = MState::Ended(reason);
+                    k = succ;
+                }
                 _ => return false,
             }
         }
-        false
     }
 
     /// Returns the live record index and the record whose token to reissue.
@@ -170,12 +175,19 @@ impl Model {
                 }
                 Ok((i, None))
             }
-            MState::Rotated { succ, grace_until } => {
+            MState::Rotated {
+                succ,
+                grace_until,
+                privileged,
+            } => {
+                if now < grace_until && privileged {
+                    return Err(Expect::Superseded);
+                }
                 if now < grace_until && depth < MAX_CHAIN {
                     let (j, deeper) = self.resolve(succ, now, depth + 1)?;
                     return Ok((j, Some(deeper.unwrap_or(succ))));
                 }
-                Err(Expect::Reused(self.revoke_chain(succ)))
+                Err(Expect::Reused(self.end(succ, EndReason::ReuseDetected)))
             }
             MState::Ended(r) => Err(Expect::Terminated(r)),
             MState::Gone => Err(Expect::Unknown),
@@ -222,13 +234,14 @@ impl Model {
         self.recs.len() - 1
     }
 
-    fn rotate_to(&mut self, k: usize, token: String, mut s: MLive, now: u64) {
+    fn rotate_to(&mut self, k: usize, token: String, mut s: MLive, now: u64, privileged: bool) {
         s.last_seen = now;
         let abs = s.abs;
         let j = self.push_live(token, s, now);
         self.recs[k].state = MState::Rotated {
             succ: j,
             grace_until: now + GRACE,
+            privileged,
         };
         self.recs[k].expires_at = abs;
     }
@@ -346,7 +359,7 @@ fn run(ops: Vec<Op>) {
                     Op::Rotate(_) => {
                         let issued = m.rotate(&mut session).unwrap();
                         let s = model.live(k);
-                        model.rotate_to(k, issued.token().to_owned(), s, now);
+                        model.rotate_to(k, issued.token().to_owned(), s, now, false);
                     }
                     Op::Login(_, u) => {
                         let issued = m.login(&mut session, &user_name(u)).unwrap();
@@ -370,7 +383,7 @@ fn run(ops: Vec<Op>) {
                                 auth: Some(now),
                                 ..s
                             };
-                            model.rotate_to(k, issued.token().to_owned(), s, now);
+                            model.rotate_to(k, issued.token().to_owned(), s, now, true);
                         }
                         assert_eq!(session.user(), Some(user_name(u).as_str()));
                     }

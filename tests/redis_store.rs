@@ -623,9 +623,11 @@ mod model {
                         .unwrap();
                 RecordState::Rotated {
                     successor: keys[0],
-                    sealed_successor: sealed,
+                    sealed_successor: Some(sealed),
                     at: now,
                     grace_until: at(30),
+                    privilege_change: r.0 % 2 == 0,
+                    pending: None,
                 }
             }
         };

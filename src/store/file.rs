@@ -51,13 +51,15 @@
 //! - the user index is a superset of the truth: a key is added to the index
 //!   before its record is written and removed only after, and listings
 //!   check each record, so a stale entry is filtered, never a missed one;
-//! - [`Store::rotate`] writes the new record first and retires the old one
-//!   second. A crash between the two leaves the old session unchanged (its
-//!   old version) and the new one present (its new version); other
-//!   processes may see that intermediate state too while the rotation runs.
-//!   Threads of one process never do: they read under the shard's lock. If
-//!   the second write fails (disk full), the new record is deleted again,
-//!   so the error leaves neither key changed.
+//! - [`Store::rotate`] is the trait's provided protocol of single-key
+//!   writes: the old record is first rewritten as retired, carrying its
+//!   successor's record (a write-ahead intent), and the successor is
+//!   written second. A crash between the two leaves the old token retired
+//!   and the successor missing; the next load of the old token within the
+//!   grace window writes the successor from the intent (rolls forward), and
+//!   a logout ends the retired record so nothing can roll forward after it.
+//!   No crash point leaves two live records of one session or brings an
+//!   ended token back ([`crate::lifecycle`] has the rules).
 //!
 //! [`Durability::DangerNoSync`] skips the fsyncs. A killed process still
 //! leaves old-or-new files (the kernel keeps the written pages), but a power
@@ -71,21 +73,19 @@
 //! `locks/u-0f`, by the first byte of the user hash modulo 16). Every write
 //! of a session holds its shard's lock from reading the current version to
 //! renaming the new file into place, so versioned saves are
-//! compare-and-swap across processes and no update is lost. A rotation takes both keys' shard locks, in ascending order, so two
-//! rotations cannot deadlock. An index update holds its index shard's lock
-//! for its read-modify-write. Locks nest only in the order session shards,
-//! then one index shard.
+//! compare-and-swap across processes and no update is lost. An index
+//! update holds its index shard's lock for its read-modify-write. Locks
+//! nest only in the order one session shard, then one index shard.
 //!
 //! Why shards rather than one lock for the directory: a write spends most
 //! of its time in `fsync`, and one directory-wide lock would let only one
 //! process fsync at a time. With 64 lock shards, writes to different
-//! sessions mostly proceed in parallel, yet an operation needs at most two
-//! session locks and one index lock, so the protocol stays small, and a
+//! sessions mostly proceed in parallel, yet an operation needs at most one
+//! session lock and one index lock, so the protocol stays small, and a
 //! process keeps at most 80 lock files open. Reads take no file lock:
 //! rename makes every file read see a whole record. Within one process a
 //! read does wait for a write in progress on the same shard (1/64 of the
-//! sessions), which is what makes rotation atomic for this process's
-//! threads.
+//! sessions).
 //!
 //! # Security
 //!
@@ -989,59 +989,11 @@ impl Store for FileStore {
         Ok(true)
     }
 
-    fn rotate(
-        &self,
-        old: &StoreKey,
-        expected: u64,
-        retired: &Record,
-        new: &StoreKey,
-        record: &Record,
-    ) -> Result<(), StoreError> {
-        let (a, b) = (Self::lock_of(old), Self::lock_of(new));
-        // Both shards, in ascending order, so crossing rotations cannot
-        // deadlock.
-        let first = self.session_locks.lock(a.min(b))?;
-        let second = if a != b {
-            Some(self.session_locks.lock(a.max(b))?)
-        } else {
-            None
-        };
-        let current = self.read(old)?.ok_or(StoreError::NotFound)?;
-        if current.version != expected {
-            return Err(StoreError::Conflict);
-        }
-        if fs::symlink_metadata(self.session_path(new)).is_ok() {
-            return Err(StoreError::Exists);
-        }
-        self.index_add(record.user(), new)?;
-        // New first: a crash between the two writes leaves the old session
-        // as it was, never a retired record pointing at nothing.
-        self.write_record(new, record, true)?;
-        let before = current.user();
-        let retire = (|| {
-            if before != retired.user() {
-                self.index_add(retired.user(), old)?;
-            }
-            self.write_record(old, retired, true)
-        })();
-        if let Err(e) = retire {
-            // Undo the new record so that, as the contract says, neither key
-            // changed. Its index entry is a stale superset entry at worst.
-            let _ = self.remove_file_synced(new);
-            let _ = self.index_remove(record.user(), new);
-            return Err(e);
-        }
-        // Only now, with the old record retired, may its index entry go:
-        // removing it earlier could hide a live session from terminate_all.
-        // (Leaving it for purge would save this write, but the index would
-        // grow with every rotation until the next purge.)
-        if before != retired.user() {
-            self.index_remove(before, old)?;
-        }
-        drop(second);
-        drop(first);
-        Ok(())
-    }
+    // `rotate` is the provided one, made of `replace` and `insert`: each
+    // is crash-safe on its own (temp file, fsync, rename), and the
+    // retired record carries its successor, so a crash between them is
+    // rolled forward on the next load (see `crate::lifecycle`). The two
+    // files cannot be renamed into place atomically together.
 
     fn remove(&self, key: &StoreKey) -> Result<bool, StoreError> {
         let _guard = self.session_locks.lock(Self::lock_of(key))?;

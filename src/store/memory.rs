@@ -96,7 +96,9 @@ enum Tail {
     },
     Rotated {
         successor: StoreKey,
-        sealed_successor: SealedId,
+        sealed_successor: Option<SealedId>,
+        privilege_change: bool,
+        pending: Option<Box<Record>>,
     },
     Ended(EndReason),
 }
@@ -232,12 +234,16 @@ impl Slot {
                 sealed_successor,
                 at,
                 grace_until,
+                privilege_change,
+                pending,
             } => {
                 slot.t1 = *at;
                 slot.t2 = *grace_until;
                 slot.tail = Tail::Rotated {
                     successor: *successor,
                     sealed_successor: sealed_successor.clone(),
+                    privilege_change: *privilege_change,
+                    pending: pending.clone(),
                 };
             }
             RecordState::Ended { reason, at } => {
@@ -296,11 +302,15 @@ impl Slot {
             Tail::Rotated {
                 successor,
                 sealed_successor,
+                privilege_change,
+                pending,
             } => RecordState::Rotated {
                 successor: *successor,
                 sealed_successor: sealed_successor.clone(),
                 at: self.t1,
                 grace_until: self.t2,
+                privilege_change: *privilege_change,
+                pending: pending.clone(),
             },
             Tail::Ended(reason) => RecordState::Ended {
                 reason: *reason,
@@ -915,9 +925,11 @@ mod tests {
             expires_at: t,
             state: RecordState::Rotated {
                 successor: next.store_key(),
-                sealed_successor: old.seal(&next),
+                sealed_successor: Some(old.seal(&next)),
                 at: t,
                 grace_until: t,
+                privilege_change: false,
+                pending: None,
             },
         };
         let (k1, k2, k3) = (
@@ -969,9 +981,11 @@ mod tests {
             expires_at: t.saturating_add(Duration::from_secs(60)),
             state: RecordState::Rotated {
                 successor: next.store_key(),
-                sealed_successor: old.seal(&next),
+                sealed_successor: Some(old.seal(&next)),
                 at: t,
                 grace_until: t.saturating_add(Duration::from_secs(30)),
+                privilege_change: true,
+                pending: None,
             },
         };
         assert_eq!(round_trip(&rotated), rotated);

@@ -324,16 +324,37 @@ pub enum RecordState {
     /// A live session.
     Live(LiveSession),
     /// The key was retired by rotation; kept to resolve in-flight requests
-    /// during the grace window and to detect reuse after it.
+    /// during the grace window and to detect reuse after it. The lifecycle
+    /// rules for it are in [`crate::lifecycle`].
     Rotated {
         /// The successor's store key.
         successor: StoreKey,
-        /// The successor's ID, sealed with the retired ID.
-        sealed_successor: SealedId,
+        /// The successor's ID, sealed with the retired ID, so that the old
+        /// token can be handed its successor within the grace window. Only a
+        /// routine rotation keeps it: after a privilege change (login, a
+        /// declared change) it is `None`, and no store dump plus old token
+        /// yields the new one. Tickets never have it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sealed_successor: Option<SealedId>,
         /// When the rotation happened.
         at: Timestamp,
-        /// Until when the retired token still resolves to the successor.
+        /// The end of the grace window: until then a routine rotation's old
+        /// token still resolves (to the successor), and a privilege change's
+        /// is refused as superseded without alarm; after it, any use of the
+        /// old token is reuse.
         grace_until: Timestamp,
+        /// Whether the rotation changed privilege: a login, another user, or
+        /// a change the caller declared
+        /// ([`SessionManager::change_privilege`](crate::SessionManager::change_privilege)).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        privilege_change: bool,
+        /// The successor's record while it may not be written yet: the
+        /// write-ahead intent of a rotation made from single-key writes
+        /// (the default [`Store::rotate`]). A later load rolls the rotation
+        /// forward from it if the process died before the successor was
+        /// written; see [`crate::lifecycle`].
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pending: Option<Box<Record>>,
     },
     /// The session was ended; kept so later loads can say why.
     Ended {
@@ -534,8 +555,13 @@ impl StoreError {
 ///   key is missing. No write from a stale copy lands.
 /// - **`touch` records activity without changing the version**, so a busy
 ///   session's loads do not make its saves conflict.
-/// - **`rotate` is atomic**: other readers see either the old record and no
-///   new one, or the retired record and the new one; never a mix.
+/// - **`rotate` retires `old` before `new` exists or atomically**: the
+///   provided method writes the retired record (carrying the successor as
+///   `pending`) and then inserts the successor, two single-key writes whose
+///   every crash point the manager recovers from; a store that can write
+///   both keys atomically (memory, Redis) overrides it, and then readers see
+///   either the old record and no new one, or the retired record and the
+///   new one. Never may the successor exist beside a still-live `old`.
 /// - **`remove` really deletes**; a later `get` returns `None`.
 /// - **`sessions_of(user)` lists the live records bound to `user`** (those
 ///   whose [`Record::user`] is `Some(user)`), possibly including expired
@@ -624,13 +650,27 @@ pub trait Store: fmt::Debug + Send + Sync {
         expires_at: Timestamp,
     ) -> Result<bool, StoreError>;
 
-    /// Atomically replaces `old` (at version `expected`) with `retired` and
-    /// inserts `record` under `new`.
+    /// Replaces `old` (at version `expected`) with `retired` and inserts
+    /// `record` under `new`.
+    ///
+    /// The provided method needs only the single-key operations: it writes
+    /// `retired` first, carrying `record` as its
+    /// [`pending`](RecordState::Rotated::pending) successor when `retired`
+    /// is a [`RecordState::Rotated`], then inserts `record`, then checks
+    /// that `old` is still the record it wrote (a logout that ended it in
+    /// between wins, and the successor is removed again). If the process
+    /// dies between the writes, `old` is retired and the successor missing;
+    /// the manager rolls that forward on the next load of the old token
+    /// ([`crate::lifecycle`]). Override it only with a store that writes
+    /// both keys atomically.
     ///
     /// # Errors
     /// [`StoreError::Conflict`] or [`StoreError::NotFound`] for `old`,
-    /// [`StoreError::Exists`] for `new`, backend errors; on any error
-    /// neither key changed.
+    /// [`StoreError::Exists`] for `new`, backend errors. An atomic store
+    /// changes neither key on any error. The provided method changes
+    /// nothing on an error from its first write; after it, `old` stays
+    /// retired with the successor pending, exactly as after a crash, and the
+    /// manager resolves it.
     fn rotate(
         &self,
         old: &StoreKey,
@@ -638,7 +678,26 @@ pub trait Store: fmt::Debug + Send + Sync {
         retired: &Record,
         new: &StoreKey,
         record: &Record,
-    ) -> Result<(), StoreError>;
+    ) -> Result<(), StoreError> {
+        // A successor key that exists already is a broken RNG: refused
+        // before anything is written.
+        if self.get(new)?.is_some() {
+            return Err(StoreError::Exists);
+        }
+        let mut intent = retired.clone();
+        if let RecordState::Rotated { pending, .. } = &mut intent.state {
+            *pending = Some(Box::new(record.clone()));
+        }
+        self.replace(old, expected, &intent)?;
+        // On an error from here on `old` stays retired with its successor
+        // pending, as after a crash: putting `old` back live could race a
+        // load that rolled the rotation forward and leave two live records.
+        if complete_rotation(self, old, intent.version, new, record)? {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict)
+        }
+    }
 
     /// Deletes the record under `key`; returns whether there was one.
     ///
@@ -657,6 +716,38 @@ pub trait Store: fmt::Debug + Send + Sync {
     /// # Errors
     /// Backend errors.
     fn purge_expired(&self, now: Timestamp) -> Result<usize, StoreError>;
+}
+
+/// The second half of a rotation made from single-key writes: inserts the
+/// successor `record` under `new`, then checks that `old` is still the
+/// retired record written at `retired_version`. Returns whether the
+/// rotation stands.
+///
+/// The check closes the race with a logout that follows the chain: the
+/// logout writes the end of `old` and then reads `new`; this writes `new`
+/// and then reads `old`. One of the two sees the other's write, so either
+/// the logout ends the successor or this removes it again, and no session
+/// outlives a logout that returned. An `Exists` on insert means the
+/// successor was already written (a load rolled the rotation forward), and
+/// counts as written.
+pub(crate) fn complete_rotation<S: Store + ?Sized>(
+    store: &S,
+    old: &StoreKey,
+    retired_version: u64,
+    new: &StoreKey,
+    record: &Record,
+) -> Result<bool, StoreError> {
+    match store.insert(new, record) {
+        Ok(()) | Err(StoreError::Exists) => {}
+        Err(e) => return Err(e),
+    }
+    let stands = store
+        .get(old)?
+        .is_some_and(|r| r.version == retired_version);
+    if !stands {
+        store.remove(new)?;
+    }
+    Ok(stands)
 }
 
 macro_rules! forward_store {

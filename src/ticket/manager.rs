@@ -12,7 +12,8 @@ use crate::error::Error;
 use crate::event::{Event, ExpiryKind, Observer, RejectKind};
 use crate::id::StoreKey;
 use crate::manager::SessionManager;
-use crate::policy::Policy;
+use crate::lifecycle::{self, Retired};
+use crate::policy::{Policy, ReuseResponse};
 use crate::session::{Issued, Loaded, NewSession, Session, SessionData};
 use crate::store::{EndReason, Record, RecordState, Store, StoreError};
 use crate::ticket::format::{self, Claims, MAX_TICKET_LEN};
@@ -99,10 +100,14 @@ impl Keys {
 ///   on a deny list until its absolute deadline;
 /// - [`terminate_all`](Self::terminate_all) stamps a per-user cutoff: every
 ///   ticket of that user authenticated at or before it fails;
-/// - [`rotate`](SessionManager::rotate) and [`login`](SessionManager::login)
-///   deny-list the old session key after the policy's rotation grace, so
-///   in-flight requests still work and later reuse is refused with
-///   [`Error::RotatedTokenReused`];
+/// - [`rotate`](SessionManager::rotate), [`login`](SessionManager::login)
+///   and [`change_privilege`](SessionManager::change_privilege) record the
+///   old session key as rotated, pointing at its successor, exactly as a
+///   server-side store does ([`crate::lifecycle`]): a routine rotation's old
+///   ticket works through the grace window, a privilege change's is refused
+///   as [`Error::Superseded`], later reuse is [`Error::RotatedTokenReused`]
+///   and by default revokes the successor, and ending any ticket of the
+///   chain ends them all;
 /// - every load costs one store read (two for a ticket with a user).
 ///
 /// Without it, `terminate` and `terminate_all` return
@@ -110,7 +115,10 @@ impl Keys {
 /// valid until its idle deadline (at most the idle timeout after its last
 /// reissue). Clear the cookie anyway; a browser that obeys forgets it, a
 /// stolen copy does not. `rotate` and `login` issue a fresh session key but
-/// the old ticket keeps working until it expires.
+/// the old ticket keeps working, with its own pre-change claims, until it
+/// expires. A per-user session cap needs a count no ticket store keeps:
+/// with one in the policy, `create` and `login` of a user fail with
+/// [`Error::Unsupported`].
 ///
 /// See `docs/TICKET_FORMAT.md` for how revocation entries are stored.
 ///
@@ -180,21 +188,39 @@ impl TicketManager {
             purpose: purpose.into(),
             purpose_id: format::purpose_id(purpose),
             keys: RwLock::new(Arc::new(Keys::new(keys, purpose))),
-            policy: Policy::default(),
+            // The default policy but for its per-user cap, which tickets
+            // cannot count (see `with_policy`).
+            policy: Policy::default().without_user_cap(),
             clock: Arc::new(SystemClock),
             observer: None,
             revocation: None,
         })
     }
 
-    /// Uses `policy`.
+    /// Uses `policy`. The default is [`Policy::default`] without its
+    /// per-user session cap.
+    ///
+    /// Stateless tickets cannot count a user's sessions, so a policy with a
+    /// per-user cap (every preset has one) is not silently half-kept:
+    /// `create` and `login` of a user then fail with
+    /// [`Error::Unsupported`]. Turn the cap off for tickets, as below.
     ///
     /// # Example
     /// ```
-    /// use latchkey::{KeyRing, TicketKey, TicketManager};
-    /// let tickets = TicketManager::new("session", KeyRing::new(1, TicketKey::generate()))?
-    ///     .with_policy(latchkey::Policy::nist_aal3());
-    /// assert_eq!(tickets.policy(), &latchkey::Policy::nist_aal3());
+    /// use latchkey::{Error, KeyRing, NewSession, Policy, SessionManager, TicketKey, TicketManager, UserLimitAction};
+    /// let keys = KeyRing::new(1, TicketKey::generate());
+    /// let policy = Policy::builder()
+    ///     .with_idle_timeout(std::time::Duration::from_secs(15 * 60))
+    ///     .with_max_sessions_per_user(None, UserLimitAction::Refuse)
+    ///     .build()?;
+    /// let tickets = TicketManager::new("session", keys.clone())?.with_policy(policy.clone());
+    /// assert_eq!(tickets.policy(), &policy);
+    /// assert!(tickets.create(NewSession::new().with_user("alice")).is_ok());
+    ///
+    /// // A preset keeps a cap of 32 sessions per user: refused, not ignored.
+    /// let capped = TicketManager::new("session", keys)?.with_policy(Policy::nist_aal3());
+    /// let err = capped.create(NewSession::new().with_user("alice")).unwrap_err();
+    /// assert!(matches!(err, Error::Unsupported(_)));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     #[must_use]
@@ -405,6 +431,7 @@ impl TicketManager {
 
     /// Starts a session: fresh id, both deadlines from `now`.
     fn start(&self, new: NewSession, now: Timestamp) -> Result<(Session, Issued), Error> {
+        lifecycle::check_cap_supported(&self.policy, new.user.as_deref())?;
         let data = SessionData::from_encoded(Arc::from(new.data_json()));
         let encoded = data.encoded();
         self.check_size(encoded.len())?;
@@ -466,6 +493,7 @@ impl TicketManager {
             data: new.data_json(),
         };
         self.check_size(claims.data.len())?;
+        lifecycle::check_cap_supported(&self.policy, claims.user)?;
         let issued = self.mint(&self.keys.read(), &claims, &key)?;
         if self.observer.is_some() {
             self.emit(Event::Created {
@@ -571,8 +599,8 @@ impl TicketManager {
             });
             return Err(Error::IdleExpired { deadline: idle });
         }
-        let Retiring(retiring) =
-            self.check_revoked(&key, c.user, c.auth_at.unwrap_or(c.created_at), now)?;
+        let retiring = self.check_revoked(&key, c.user, c.auth_at.unwrap_or(c.created_at), now)?
+            == Revocation::Retired;
         let stale = now.duration_since(c.issued_at) >= self.policy.touch_interval();
         // A ticket retired by rotation still works during its grace window,
         // but is never re-signed: a fresh copy would only die at the same
@@ -644,7 +672,9 @@ impl TicketManager {
         Ok(Some(issued))
     }
 
-    /// Checks that a session copy may still be written to a new ticket.
+    /// Checks that a session copy may still be written to a new ticket: a
+    /// copy whose ticket was rotated meanwhile is stale, as a server-side
+    /// copy is ([`Error::Conflict`]).
     fn check_usable(&self, session: &Session, now: Timestamp) -> Result<(), Error> {
         if now >= session.absolute_deadline {
             return Err(Error::AbsoluteExpired {
@@ -652,13 +682,20 @@ impl TicketManager {
             });
         }
         let authed = session.auth_at.unwrap_or(session.created_at);
-        self.check_revoked(&session.key, session.user.as_deref(), authed, now)
-            .map(|_| ())
+        match self.check_revoked(&session.key, session.user.as_deref(), authed, now)? {
+            Revocation::Clear => Ok(()),
+            Revocation::Retired => Err(Error::Conflict),
+        }
     }
 
     /// Re-signs `session` under a fresh session key; the old one is retired
     /// after the grace window if revocation is configured.
-    fn rotate_inner(&self, session: &mut Session, now: Timestamp) -> Result<Issued, Error> {
+    fn rotate_inner(
+        &self,
+        session: &mut Session,
+        now: Timestamp,
+        privilege_change: bool,
+    ) -> Result<Issued, Error> {
         self.check_usable(session, now)?;
         let data = session.data.to_stored();
         let encoded = data.encoded_text();
@@ -667,13 +704,17 @@ impl TicketManager {
         next.key = fresh_key();
         let issued = self.mint_session(&next, &encoded, now)?;
         if let Some(store) = &self.revocation {
-            // In-flight requests still carry the old ticket: let it work for
-            // the grace window, then refuse it as reuse.
-            deny(
+            // The old key is retired with a pointer to its successor, as a
+            // server-side store retires it: in-flight requests of a routine
+            // rotation still work for the grace window, a privilege
+            // change's are refused, and ending either ticket ends both.
+            retire(
                 store.as_ref(),
                 &session.key,
-                EndReason::Rotated,
+                &next.key,
+                now,
                 now.saturating_add(self.policy.rotation_grace()),
+                privilege_change,
                 session.absolute_deadline,
             )?;
         }
@@ -711,8 +752,39 @@ impl TicketManager {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn rotate_at(&self, session: &mut Session, now: Timestamp) -> Result<Issued, Error> {
+        self.rotate_and_report(session, now, false)
+    }
+
+    /// [`SessionManager::change_privilege`] at an explicit instant.
+    ///
+    /// # Errors
+    /// As for [`rotate_at`](Self::rotate_at).
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{Error, KeyRing, MemoryStore, NewSession, TicketKey, TicketManager, Timestamp};
+    /// let manager = TicketManager::new("session", KeyRing::new(1, TicketKey::generate()))?
+    ///     .with_revocation(MemoryStore::new());
+    /// let t0 = Timestamp::from_unix_millis(1_800_000_000_000);
+    /// let before = manager.create_at(NewSession::new().with_user("alice"), t0)?;
+    /// let mut s = manager.load_at(before.token(), t0)?.session;
+    /// s.insert("admin", &true)?;
+    /// manager.change_privilege_at(&mut s, t0)?;
+    /// assert!(matches!(manager.load_at(before.token(), t0), Err(Error::Superseded)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn change_privilege_at(&self, session: &mut Session, now: Timestamp) -> Result<Issued, Error> {
+        self.rotate_and_report(session, now, true)
+    }
+
+    fn rotate_and_report(
+        &self,
+        session: &mut Session,
+        now: Timestamp,
+        privilege_change: bool,
+    ) -> Result<Issued, Error> {
         let from = session.fingerprint();
-        let issued = self.rotate_inner(session, now)?;
+        let issued = self.rotate_inner(session, now, privilege_change)?;
         self.emit(Event::Rotated {
             from,
             to: issued.fingerprint(),
@@ -749,9 +821,10 @@ impl TicketManager {
         now: Timestamp,
     ) -> Result<Issued, Error> {
         let from = session.fingerprint();
+        lifecycle::check_cap_supported(&self.policy, Some(user))?;
         if session.user.as_deref().is_some_and(|u| u != user) {
             if let Some(store) = &self.revocation {
-                deny(
+                end_chain(
                     store.as_ref(),
                     &session.key,
                     EndReason::Replaced,
@@ -778,7 +851,7 @@ impl TicketManager {
         let before = (session.user.clone(), session.auth_at);
         session.user = Some(user.into());
         session.auth_at = Some(now);
-        let issued = match self.rotate_inner(session, now) {
+        let issued = match self.rotate_inner(session, now, true) {
             Ok(issued) => issued,
             Err(e) => {
                 (session.user, session.auth_at) = before;
@@ -821,7 +894,7 @@ impl TicketManager {
             .revocation
             .as_deref()
             .ok_or(Error::RevocationNotConfigured)?;
-        deny(
+        end_chain(
             store,
             &session.key,
             EndReason::Logout,
@@ -892,40 +965,74 @@ impl TicketManager {
         )
     }
 
-    /// Refuses a ticket on the deny list or under its user's cutoff; says
-    /// whether it is retiring (deny-listed from a later instant: a rotated
-    /// ticket within its grace window).
+    /// Refuses a ticket that is ended, superseded, reused or under its
+    /// user's cutoff, by the rules of [`crate::lifecycle`]; says whether it
+    /// is a routine rotation's old ticket within the grace window.
     fn check_revoked(
         &self,
         key: &StoreKey,
         user: Option<&str>,
         authenticated: Timestamp,
         now: Timestamp,
-    ) -> Result<Retiring, Error> {
+    ) -> Result<Revocation, Error> {
         let Some(store) = &self.revocation else {
-            return Ok(Retiring(false));
+            return Ok(Revocation::Clear);
         };
-        let mut retiring = false;
-        if let Some(Record {
-            state: RecordState::Ended { reason, at },
-            ..
-        }) = store.get(key)?
-        {
-            // A deny entry takes effect at `at`: in the future for a ticket
-            // retired by rotation and still in its grace window.
-            if now >= at {
-                self.emit(Event::Terminated {
-                    session: key.fingerprint(),
-                    reason,
-                });
-                return Err(match reason {
-                    EndReason::Rotated => Error::RotatedTokenReused {
-                        successor_revoked: false,
-                    },
-                    reason => Error::Terminated { reason },
-                });
+        let mut state = Revocation::Clear;
+        match store.get(key)?.map(|r| r.state) {
+            Some(RecordState::Ended { reason, at }) => {
+                // Entries written before rotations had records of their own
+                // took effect at the end of the grace window (`at` ahead).
+                if now < at {
+                    state = Revocation::Retired;
+                } else {
+                    self.emit(Event::Terminated {
+                        session: key.fingerprint(),
+                        reason,
+                    });
+                    return Err(match reason {
+                        EndReason::Rotated => Error::RotatedTokenReused {
+                            successor_revoked: false,
+                        },
+                        reason => Error::Terminated { reason },
+                    });
+                }
             }
-            retiring = true;
+            Some(RecordState::Rotated {
+                successor,
+                grace_until,
+                privilege_change,
+                ..
+            }) => match lifecycle::retired(grace_until, privilege_change, now) {
+                Retired::Follow => {
+                    // The old ticket carries its own claims, but it is only
+                    // as alive as its chain: a logout of the successor ends it.
+                    if let Some(reason) = chain_end(store.as_ref(), &successor, now)? {
+                        return Err(Error::Terminated { reason });
+                    }
+                    state = Revocation::Retired;
+                }
+                Retired::Superseded => {
+                    self.emit(Event::Rejected {
+                        kind: RejectKind::Superseded,
+                        session: Some(key.fingerprint()),
+                    });
+                    return Err(Error::Superseded);
+                }
+                Retired::Reused => {
+                    let revoke = self.policy.reuse_response() == ReuseResponse::RevokeSuccessor;
+                    let keep = now.saturating_add(self.policy.absolute_timeout());
+                    let successor_revoked = revoke
+                        && end_chain(store.as_ref(), &successor, EndReason::ReuseDetected, now, keep)?;
+                    self.emit(Event::ReuseDetected {
+                        retired: key.fingerprint(),
+                        successor: successor.fingerprint(),
+                        successor_revoked,
+                    });
+                    return Err(Error::RotatedTokenReused { successor_revoked });
+                }
+            },
+            _ => {}
         }
         if let Some(user) = user
             && let Some(Record {
@@ -938,12 +1045,19 @@ impl TicketManager {
                 reason: EndReason::LogoutAll,
             });
         }
-        Ok(Retiring(retiring))
+        Ok(state)
     }
 }
 
-/// Whether a ticket is deny-listed from a later instant (rotated, in grace).
-struct Retiring(bool);
+/// What the revocation store says of a ticket that is still usable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Revocation {
+    /// Nothing: the ticket is the live tip of its session.
+    Clear,
+    /// Retired by a routine rotation, within the grace window: it loads, but
+    /// a copy of it is stale for writes.
+    Retired,
+}
 
 /// A new session's key: 32 fresh bytes from the CSPRNG (`ThreadRng`, as
 /// session ids are drawn).
@@ -975,16 +1089,107 @@ fn user_cutoff_key(user: &str) -> StoreKey {
     )
 }
 
-/// Puts a session key on the deny list, effective at `at`, kept until
-/// `keep_until`. An existing entry that takes effect earlier wins.
-fn deny(
+/// Records `key` as retired by rotation to `successor`. Exactly one
+/// rotation of a ticket wins: a second one from the same ticket (a stale
+/// copy) finds the first one's record and is [`Error::Conflict`]; an ended
+/// ticket is [`Error::Terminated`].
+fn retire(
+    store: &dyn Store,
+    key: &StoreKey,
+    successor: &StoreKey,
+    at: Timestamp,
+    grace_until: Timestamp,
+    privilege_change: bool,
+    keep_until: Timestamp,
+) -> Result<(), Error> {
+    let record = Record {
+        version: 1,
+        expires_at: keep_until,
+        state: RecordState::Rotated {
+            successor: *successor,
+            sealed_successor: None,
+            at,
+            grace_until,
+            privilege_change,
+            pending: None,
+        },
+    };
+    match store.insert(key, &record) {
+        Ok(()) => Ok(()),
+        Err(StoreError::Exists) => match store.get(key)?.map(|r| r.state) {
+            Some(RecordState::Ended { reason, at: ended }) if ended <= at => {
+                Err(Error::Terminated { reason })
+            }
+            _ => Err(Error::Conflict),
+        },
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// How the chain from `key` on ends, if it has: the reason of the first
+/// ended link in force at `now`. `None` if its tip is live.
+fn chain_end(store: &dyn Store, key: &StoreKey, now: Timestamp) -> Result<Option<EndReason>, Error> {
+    let mut key = *key;
+    for _ in 0..lifecycle::MAX_CHAIN_WALK {
+        match store.get(&key)?.map(|r| r.state) {
+            Some(RecordState::Rotated { successor, .. }) => key = successor,
+            Some(RecordState::Ended { reason, at }) if at <= now => return Ok(Some(reason)),
+            _ => return Ok(None),
+        }
+    }
+    Err(Error::Conflict)
+}
+
+/// Ends the ticket session whose chain passes through `key`: every retired
+/// link from `key` on becomes an `Ended` entry (read-then-written, as the
+/// server-side manager ends its links), and the live tip gets one. Returns
+/// whether a live tip was ended (false if the chain had ended already).
+fn end_chain(
     store: &dyn Store,
     key: &StoreKey,
     reason: EndReason,
-    at: Timestamp,
+    now: Timestamp,
     keep_until: Timestamp,
-) -> Result<(), Error> {
-    write_revocation(store, key, reason, at, keep_until, |old, new| new < old)
+) -> Result<bool, Error> {
+    let mut key = *key;
+    'links: for _ in 0..lifecycle::MAX_CHAIN_WALK {
+        for _ in 0..MAX_RETRIES {
+            let ended = |version: u64, expires_at: Timestamp| Record {
+                version,
+                expires_at,
+                state: RecordState::Ended { reason, at: now },
+            };
+            match store.insert(&key, &ended(1, keep_until)) {
+                Ok(()) => return Ok(true),
+                Err(StoreError::Exists) => {}
+                Err(e) => return Err(e.into()),
+            }
+            let Some(old) = store.get(&key)? else {
+                continue; // purged meanwhile: insert again
+            };
+            let next = match old.state {
+                RecordState::Rotated { successor, .. } => Some(successor),
+                // Ended already, in force: nothing more to end.
+                RecordState::Ended { at, .. } if at <= now => return Ok(false),
+                // A legacy entry taking effect later: end it now.
+                _ => None,
+            };
+            let expires_at = old.expires_at.max(keep_until);
+            match store.replace(&key, old.version, &ended(old.version + 1, expires_at)) {
+                Ok(()) => match next {
+                    Some(successor) => {
+                        key = successor;
+                        continue 'links;
+                    }
+                    None => return Ok(true),
+                },
+                Err(StoreError::Conflict | StoreError::NotFound) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        return Err(Error::Conflict);
+    }
+    Err(Error::Conflict)
 }
 
 /// Writes an `Ended` revocation record, or strengthens an existing one when
@@ -1054,6 +1259,10 @@ impl SessionManager for TicketManager {
 
     fn rotate(&self, session: &mut Session) -> Result<Issued, Error> {
         self.rotate_at(session, self.clock.now())
+    }
+
+    fn change_privilege(&self, session: &mut Session) -> Result<Issued, Error> {
+        self.change_privilege_at(session, self.clock.now())
     }
 
     fn login(&self, session: &mut Session, user: &str) -> Result<Issued, Error> {
@@ -1534,32 +1743,15 @@ mod tests {
     }
 
     #[test]
-    fn rotated_ticket_works_in_grace_then_is_refused_as_reuse() {
+    fn rotated_ticket_works_in_grace_then_reuse_revokes_its_successor() {
         let m = revocable();
         let issued = m.create_at(alice(), T0).unwrap();
         let mut s = m.load_at(issued.token(), T0).unwrap().session;
         let rotated = m.rotate_at(&mut s, T0).unwrap();
         let grace = m.policy().rotation_grace();
-        assert!(
-            m.load_at(issued.token(), T0.saturating_add(grace / 2))
-                .is_ok(),
-            "in flight"
-        );
-        let err = m
-            .load_at(issued.token(), T0.saturating_add(grace))
-            .unwrap_err();
-        assert!(
-            matches!(
-                err,
-                Error::RotatedTokenReused {
-                    successor_revoked: false
-                }
-            ),
-            "{err}"
-        );
-        assert!(m.load_at(rotated.token(), T0.saturating_add(grace)).is_ok());
-        // In grace and past the touch interval: loads, but is not re-signed.
         let in_grace = T0.saturating_add(grace / 2);
+        // In grace and past the touch interval: loads, but is not re-signed;
+        // the successor is.
         let signer_changed = {
             let mut ring = m.keys();
             ring.rotate(9, key(9)).unwrap();
@@ -1570,7 +1762,8 @@ mod tests {
             m.load_at(issued.token(), in_grace)
                 .unwrap()
                 .reissue
-                .is_none()
+                .is_none(),
+            "in flight"
         );
         assert!(
             m.load_at(rotated.token(), in_grace)
@@ -1578,18 +1771,39 @@ mod tests {
                 .reissue
                 .is_some()
         );
-        // Terminating during the grace makes the entry take effect at once.
+        // After the grace window: reuse, and (by default) the successor ends.
+        let after = T0.saturating_add(grace);
+        let err = m.load_at(issued.token(), after).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::RotatedTokenReused {
+                    successor_revoked: true
+                }
+            ),
+            "{err}"
+        );
+        assert!(matches!(
+            m.load_at(rotated.token(), after),
+            Err(Error::Terminated {
+                reason: EndReason::ReuseDetected
+            })
+        ));
+        // Terminating a copy from before a rotation ends the rotated ticket
+        // and its predecessor at once.
         let other = m.create_at(alice(), T0).unwrap();
         let mut o = m.load_at(other.token(), T0).unwrap().session;
         let before = o.clone();
-        m.rotate_at(&mut o, T0).unwrap();
+        let next = m.rotate_at(&mut o, T0).unwrap();
         m.terminate_at(&before, T0).unwrap();
-        assert!(matches!(
-            m.load_at(other.token(), T0),
-            Err(Error::Terminated {
-                reason: EndReason::Logout
-            })
-        ));
+        for t in [other.token(), next.token()] {
+            assert!(matches!(
+                m.load_at(t, T0),
+                Err(Error::Terminated {
+                    reason: EndReason::Logout
+                })
+            ));
+        }
     }
 
     #[test]

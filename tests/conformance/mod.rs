@@ -303,11 +303,22 @@ fn retired(successor: StoreKey, version: u64) -> Record {
         expires_at: START.saturating_add(Duration::from_secs(3600)),
         state: RecordState::Rotated {
             successor,
-            sealed_successor: sealed,
+            sealed_successor: Some(sealed),
             at: START,
             grace_until: START,
+            privilege_change: false,
+            pending: None,
         },
     }
+}
+
+/// `r` without the successor a single-key rotation carries as its intent
+/// (the provided `Store::rotate` adds it; an atomic store does not).
+fn without_pending(mut r: Record) -> Record {
+    if let RecordState::Rotated { pending, .. } = &mut r.state {
+        *pending = None;
+    }
+    r
 }
 
 pub fn rotate_retires_old_and_inserts_new_atomically<S: Store>(make: &dyn Fn(&ManualClock) -> S) {
@@ -317,7 +328,14 @@ pub fn rotate_retires_old_and_inserts_new_atomically<S: Store>(make: &dyn Fn(&Ma
     let ret = retired(new, 4);
     s.rotate(&old, 3, &ret, &new, &live(Some("alice"), 1))
         .unwrap();
-    assert_eq!(s.get(&old).unwrap(), Some(ret));
+    let stored = s.get(&old).unwrap().unwrap();
+    if let RecordState::Rotated {
+        pending: Some(p), ..
+    } = &stored.state
+    {
+        assert_eq!(**p, live(Some("alice"), 1), "the intent is the successor");
+    }
+    assert_eq!(without_pending(stored), ret);
     assert_eq!(s.get(&new).unwrap(), Some(live(Some("alice"), 1)));
 }
 
@@ -447,7 +465,25 @@ pub fn records_round_trip_every_state<S: Store>(make: &dyn Fn(&ManualClock) -> S
         l.device = None;
         l.auth_at = None;
     }
-    let cases = [odd, live(None, u64::MAX - 1), ended(2), retired(key(), 9)];
+    let mut privileged = retired(key(), 4);
+    if let RecordState::Rotated {
+        sealed_successor,
+        privilege_change,
+        pending,
+        ..
+    } = &mut privileged.state
+    {
+        *sealed_successor = None;
+        *privilege_change = true;
+        *pending = Some(Box::new(live(Some("alice"), 1)));
+    }
+    let cases = [
+        odd,
+        live(None, u64::MAX - 1),
+        ended(2),
+        retired(key(), 9),
+        privileged,
+    ];
     for r in cases {
         let k = key();
         s.insert(&k, &r).unwrap();

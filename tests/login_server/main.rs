@@ -223,8 +223,9 @@ fn wrong_password_issues_no_cookie() {
 }
 
 #[test]
-fn privilege_change_rotates_and_an_in_flight_old_cookie_is_reissued() {
-    // Default 30 s grace: the old cookie still resolves, and is replaced.
+fn privilege_change_rotates_and_refuses_the_old_cookie_even_in_flight() {
+    // Default 30 s grace: a routine rotation's old cookie would still
+    // resolve; a privilege change's never reaches the new privileges.
     let demo = Demo::start(&["--store", "memory"]);
     let old = demo.login("alice");
     let old_fp = demo
@@ -240,9 +241,14 @@ fn privilege_change_rotates_and_an_in_flight_old_cookie_is_reissued() {
     assert_ne!(me.field("fingerprint").map(str::to_owned), old_fp);
 
     let late = demo.get("/me", Some(&old));
-    assert_eq!(late.status, 200, "within the grace window");
-    assert_eq!(late.field("role"), Some("admin"));
-    assert_eq!(late.cookie_pair(), new, "the response moves the client on");
+    assert_eq!(late.status, 401, "within the grace window: {}", late.body);
+    assert_eq!(late.field("rejected"), Some("superseded"));
+    assert_ne!(late.field("role"), Some("admin"));
+    assert!(
+        late.set_cookies().is_empty(),
+        "an in-flight request must not clear the cookie the change just set"
+    );
+    assert_eq!(demo.get("/me", Some(&new)).field("role"), Some("admin"));
 }
 
 #[test]
@@ -432,9 +438,15 @@ fn tickets_mode_logs_in_rotates_and_logs_out_without_server_side_sessions() {
     let reused = demo.get("/me", Some(&old));
     assert_eq!(reused.status, 401, "{}", reused.body);
     assert_eq!(reused.field("rejected"), Some("rotated_token_reused"));
+    // As with server-side sessions, reuse revokes the successor.
+    assert_eq!(
+        demo.get("/me", Some(&new)).field("rejected"),
+        Some("terminated")
+    );
 
     // No per-session state: no session list. Logout still ends the ticket,
     // through the revocation store.
+    let new = demo.login("alice");
     assert_eq!(demo.get("/sessions", Some(&new)).status, 404);
     demo.post("/logout", Some(&new), "");
     assert_eq!(

@@ -125,7 +125,7 @@ impl SessionHandle {
     /// A failure on a loaded session: if it is a rejection, the session is
     /// gone (ended elsewhere meanwhile), so the cookie goes too.
     fn fail(&self, e: Error) -> SessionError {
-        if e.is_rejection() {
+        if e.clears_cookie() {
             self.set(None, CookieChange::Clear);
         }
         SessionError(e)
@@ -157,11 +157,11 @@ impl SessionHandle {
         Ok(session)
     }
 
-    /// Applies `change` and gives the session a new ID (a privilege
-    /// change).
+    /// Applies `change` and gives the session a new ID as a privilege
+    /// change: the old cookie is refused from now on.
     ///
     /// # Errors
-    /// 401 without a session; as for [`SessionManager::rotate`].
+    /// 401 without a session; as for [`SessionManager::change_privilege`].
     pub async fn rotate_with<F>(&self, change: F) -> Result<Session, SessionError>
     where
         F: FnOnce(&mut Session) -> Result<(), Error> + Send + 'static,
@@ -170,7 +170,7 @@ impl SessionHandle {
         let manager = self.0.manager.clone();
         let (session, issued) = blocking(move || {
             change(&mut session)?;
-            let issued = manager.rotate(&mut session)?;
+            let issued = manager.change_privilege(&mut session)?;
             Ok((session, issued))
         })
         .await
@@ -320,6 +320,9 @@ pub async fn session_layer(
                     change = CookieChange::Set(issued);
                 }
             }
+            // A superseded token's client already has (or is being sent)
+            // the successor's cookie: carry on anonymously, clear nothing.
+            Err(e) if e.is_rejection() && !e.clears_cookie() => {}
             Err(e) if e.is_rejection() => change = CookieChange::Clear,
             // Keep the cookie: the store is down, not the session.
             Err(e) => return SessionError(e).into_response(),

@@ -1,0 +1,221 @@
+//! The session lifecycle: its states, the operations on them, and the
+//! outcome of every pair, decided once for both managers.
+//!
+//! [`StoreManager`](crate::StoreManager) and
+//! [`TicketManager`](crate::TicketManager) take each decision below from the
+//! functions of this module; the manager conformance suite
+//! (`tests/manager_conformance.rs`) runs the same tests of this table
+//! against both, over every store.
+//!
+//! # States
+//!
+//! A token names one of these (a ticket's state is its signed claims plus,
+//! with revocation, an entry in the revocation store):
+//!
+//! | state | what it is |
+//! |---|---|
+//! | **live** | a session within both deadlines |
+//! | **expired** | past its idle deadline (last activity + idle timeout) or its absolute deadline (creation + absolute timeout) |
+//! | **rotated, routine, in grace** | retired by [`rotate`](crate::SessionManager::rotate); points at its successor; `now < grace_until` |
+//! | **rotated, privilege change, in grace** | retired by [`login`](crate::SessionManager::login) or [`change_privilege`](crate::SessionManager::change_privilege); `now < grace_until` |
+//! | **rotated, past grace** | either kind, `now >= grace_until` |
+//! | **ended** | terminated with a reason ([`EndReason`](crate::EndReason)): logout, logout everywhere, eviction, reuse detected, replaced by another user |
+//! | **unknown** | never issued here, or purged |
+//!
+//! A rotation links the old key to its successor; a session's keys form a
+//! chain whose last link (the tip) is the live record. Retired and ended
+//! records are kept until the session's absolute deadline, so a late token
+//! is refused with its reason rather than as unknown.
+//!
+//! # Operations and outcomes
+//!
+//! | token's state | `load` | `save` / `rotate` / `login` on a copy of it | `terminate` on a copy of it |
+//! |---|---|---|---|
+//! | live | the session; the idle deadline slides (stored only once per touch interval) | written; a copy older than the stored version is `Conflict` | ended; every token of its chain fails from now on |
+//! | expired | `IdleExpired` / `AbsoluteExpired`, naming the deadline | the same error | `Ok` (nothing loads) |
+//! | rotated, routine, in grace | the **successor's** session, with [`Loaded::reissue`](crate::Loaded::reissue) carrying its token (tickets: the ticket's own claims, not re-signed) | `Conflict` (the copy is stale) | ends the **whole chain**: this link and every successor up to the live tip |
+//! | rotated, privilege change, in grace | **`Superseded`**: never the changed session, never its token; no alarm, the cookie is not cleared | `Conflict` | ends the whole chain |
+//! | rotated, past grace | `RotatedTokenReused`; with [`ReuseResponse::RevokeSuccessor`](crate::ReuseResponse) (the default) the live tip is ended as `ReuseDetected` | `Conflict` | ends the whole chain |
+//! | ended | `Terminated { reason }` | `Terminated { reason }` | `Ok` |
+//! | unknown | `Unknown` (strict mode: never adopted) | `Unknown` | `Ok` |
+//!
+//! Further rules:
+//!
+//! - **`login`** always changes privilege. On a session of another user it
+//!   ends that session's chain (`Replaced`) and starts a fresh, empty one:
+//!   one user's data never passes to another.
+//! - **`terminate_all(user)`** ends every live session of the user (the
+//!   tips; their chains follow). Tickets keep a per-user cutoff instead.
+//! - **Expiry** needs no write: a load checks both deadlines. **Purge**
+//!   deletes records past their retention (`expires_at`): the live
+//!   record's idle deadline, the retired and ended records' absolute one.
+//! - **Limits**: a per-user session cap evicts the oldest or refuses the
+//!   new session, by policy. Stateless tickets cannot count sessions, so
+//!   with a cap set their `create` and `login` of a user fail with
+//!   [`Error::Unsupported`](crate::Error::Unsupported) instead of ignoring it.
+//!
+//! # Why a privilege change refuses the old token
+//!
+//! A routine rotation's grace window keeps concurrent requests working: the
+//! old token resolves to the successor and hands the client its token. That
+//! is harmless only when nothing about the session's authority changed. If
+//! it also held after a login, whoever planted the pre-login cookie (session
+//! fixation) would, for the grace window, load the victim's logged-in
+//! session and be handed its new token. So after a privilege change the old
+//! token is refused: `Superseded` within the window (a request in flight is
+//! no attack, and clearing its cookie would race the login's new cookie),
+//! `RotatedTokenReused` after it. Showing the old token the pre-change
+//! session read-only instead would need a copy of it kept beside the new
+//! one, and a second meaning for one token; refusing is what Django, Spring
+//! and express do on login. The retired record of a privilege change keeps
+//! no sealed successor either, so even a dump of the store plus the old
+//! token does not yield the new one.
+//!
+//! A stateless ticket without revocation cannot be retired at all: after a
+//! change it keeps loading with its own, pre-change claims until its idle
+//! deadline. It never gains the new privileges or the new ticket, so it is
+//! the pre-change session, read-only in effect; with
+//! [`TicketManager::with_revocation`](crate::TicketManager::with_revocation)
+//! it follows this table.
+//!
+//! # Rotation from single-key writes, and crashes
+//!
+//! A store that cannot write two keys atomically (the file store; Redis
+//! Cluster across slots) rotates with the provided
+//! [`Store::rotate`](crate::Store::rotate):
+//!
+//! 1. the old record is rewritten as rotated, carrying the successor's
+//!    record as `pending` (a write-ahead intent);
+//! 2. the successor is inserted;
+//! 3. the old record is read again: if a logout ended it in between, the
+//!    successor is removed and the rotation fails.
+//!
+//! A process that dies after step 1 leaves the old key retired and the
+//! successor missing. The next load of the old token within the grace window
+//! of a routine rotation writes the successor from `pending` (steps 2 and 3
+//! again: idempotent) and resolves to it; a privilege change's old token is
+//! refused as the table says, so that session needs a new login. No crash
+//! point leaves two live records of one session (a ghost), and none brings a
+//! token back after a logout: ending a chain rewrites each retired link as
+//! ended before it reads the next, so a pending successor can no longer be
+//! rolled forward, and step 3 sees the end.
+//!
+//! # Example
+//! ```
+//! use std::sync::Arc;
+//! use latchkey::{Error, ManualClock, MemoryStore, NewSession, SessionManager, StoreManager, Timestamp};
+//!
+//! let clock = Arc::new(ManualClock::new(Timestamp::from_unix_millis(1_800_000_000_000)));
+//! let manager = StoreManager::new(MemoryStore::new()).with_clock(clock.clone());
+//! let planted = manager.create(NewSession::new())?;
+//! let mut session = manager.load(planted.token())?.session;
+//! let mine = manager.login(&mut session, "alice")?;
+//! // The pre-login token never reaches the logged-in session.
+//! assert!(matches!(manager.load(planted.token()), Err(Error::Superseded)));
+//! assert_eq!(manager.load(mine.token())?.session.user(), Some("alice"));
+//! # Ok::<(), Error>(())
+//! ```
+
+use crate::clock::Timestamp;
+use crate::error::Error;
+use crate::policy::Policy;
+
+/// How many links a walk along a rotation chain follows before it gives up
+/// with [`Error::Conflict`]: a chain grows by one link per rotation and its
+/// links are kept until the absolute deadline, so only a pathological
+/// session comes near it.
+pub(crate) const MAX_CHAIN_WALK: usize = 4096;
+
+/// The idle deadline of a session last active at `last_seen`: never past
+/// its absolute deadline.
+#[inline]
+pub(crate) fn idle_deadline(policy: &Policy, last_seen: Timestamp, absolute: Timestamp) -> Timestamp {
+    last_seen.saturating_add(policy.idle_timeout()).min(absolute)
+}
+
+/// Which clock, if any, has ended a session at `now`, as the error that
+/// says so.
+#[inline]
+pub(crate) fn expiry(
+    policy: &Policy,
+    absolute_deadline: Timestamp,
+    last_seen: Timestamp,
+    now: Timestamp,
+) -> Option<Error> {
+    if now >= absolute_deadline {
+        return Some(Error::AbsoluteExpired {
+            deadline: absolute_deadline,
+        });
+    }
+    let idle = last_seen.saturating_add(policy.idle_timeout());
+    if now >= idle {
+        return Some(Error::IdleExpired { deadline: idle });
+    }
+    None
+}
+
+/// Whether a load is due to record activity (once per touch interval).
+#[inline]
+pub(crate) fn touch_due(policy: &Policy, last_seen: Timestamp, now: Timestamp) -> bool {
+    now.duration_since(last_seen) >= policy.touch_interval()
+}
+
+/// What a token retired by rotation means when presented at `now`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Retired {
+    /// A routine rotation in its grace window: resolve to the successor.
+    Follow,
+    /// A privilege change in its grace window: refuse, without alarm.
+    Superseded,
+    /// Past the grace window: reuse, answered by the policy.
+    Reused,
+}
+
+/// The table's rows for a retired token.
+#[inline]
+pub(crate) fn retired(grace_until: Timestamp, privilege_change: bool, now: Timestamp) -> Retired {
+    match (now < grace_until, privilege_change) {
+        (true, false) => Retired::Follow,
+        (true, true) => Retired::Superseded,
+        (false, _) => Retired::Reused,
+    }
+}
+
+/// The session cap stateless tickets cannot keep: refused for a session
+/// bound to a user, instead of ignored.
+pub(crate) fn check_cap_supported(policy: &Policy, user: Option<&str>) -> Result<(), Error> {
+    if user.is_some() && policy.max_sessions_per_user().is_some() {
+        return Err(Error::Unsupported(
+            "a per-user session cap (stateless tickets cannot count sessions)",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn retired_tokens_follow_only_a_routine_rotation_within_grace() {
+        let t = Timestamp::from_unix_millis(1_000_000);
+        let end = t.saturating_add(Duration::from_secs(30));
+        assert_eq!(retired(end, false, t), Retired::Follow);
+        assert_eq!(retired(end, true, t), Retired::Superseded);
+        assert_eq!(retired(end, false, end), Retired::Reused);
+        assert_eq!(retired(end, true, end), Retired::Reused);
+    }
+
+    #[test]
+    fn expiry_names_the_clock_that_ended_the_session() {
+        let p = Policy::default();
+        let t = Timestamp::from_unix_millis(1_000_000);
+        let abs = t.saturating_add(p.absolute_timeout());
+        assert!(expiry(&p, abs, t, t).is_none());
+        let idle = t.saturating_add(p.idle_timeout());
+        assert!(matches!(expiry(&p, abs, t, idle), Some(Error::IdleExpired { .. })));
+        assert!(matches!(expiry(&p, abs, t, abs), Some(Error::AbsoluteExpired { .. })));
+        assert_eq!(idle_deadline(&p, abs, abs), abs);
+    }
+}
