@@ -46,7 +46,7 @@ fn bench(c: &mut Criterion) {
     let key = TicketKey::try_from(&KEY[..]).expect("32 bytes");
     let manager = TicketManager::new("__Host-session", KeyRing::new(1, key))
         .expect("valid purpose")
-        .with_policy(Policy::nist_aal2());
+        .with_policy(Policy::nist_aal2().without_user_cap());
     let new = payload();
     let token = manager
         .create_at(new.clone(), NOW)

@@ -69,7 +69,10 @@ fn main() -> Result<(), Error> {
         Ok(_) => println!("  unexpectedly accepted"),
     }
     match manager.load(rotated.token()) {
-        Err(e) => println!("  and its successor, revoked as possibly stolen: {e} [{}]", e.reason()),
+        Err(e) => println!(
+            "  and its successor, revoked as possibly stolen: {e} [{}]",
+            e.reason()
+        ),
         Ok(_) => println!("  unexpectedly, its successor still works"),
     }
 

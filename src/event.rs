@@ -185,7 +185,10 @@ impl fmt::Display for Event {
                 kind: RejectKind::Superseded,
                 session,
             } => match session {
-                Some(s) => write!(f, "token rejected: {s} was superseded by a privilege change"),
+                Some(s) => write!(
+                    f,
+                    "token rejected: {s} was superseded by a privilege change"
+                ),
                 None => f.write_str("token rejected: superseded by a privilege change"),
             },
         }

@@ -129,8 +129,14 @@ pub(crate) const MAX_CHAIN_WALK: usize = 4096;
 /// The idle deadline of a session last active at `last_seen`: never past
 /// its absolute deadline.
 #[inline]
-pub(crate) fn idle_deadline(policy: &Policy, last_seen: Timestamp, absolute: Timestamp) -> Timestamp {
-    last_seen.saturating_add(policy.idle_timeout()).min(absolute)
+pub(crate) fn idle_deadline(
+    policy: &Policy,
+    last_seen: Timestamp,
+    absolute: Timestamp,
+) -> Timestamp {
+    last_seen
+        .saturating_add(policy.idle_timeout())
+        .min(absolute)
 }
 
 /// Which clock, if any, has ended a session at `now`, as the error that
@@ -214,8 +220,14 @@ mod tests {
         let abs = t.saturating_add(p.absolute_timeout());
         assert!(expiry(&p, abs, t, t).is_none());
         let idle = t.saturating_add(p.idle_timeout());
-        assert!(matches!(expiry(&p, abs, t, idle), Some(Error::IdleExpired { .. })));
-        assert!(matches!(expiry(&p, abs, t, abs), Some(Error::AbsoluteExpired { .. })));
+        assert!(matches!(
+            expiry(&p, abs, t, idle),
+            Some(Error::IdleExpired { .. })
+        ));
+        assert!(matches!(
+            expiry(&p, abs, t, abs),
+            Some(Error::AbsoluteExpired { .. })
+        ));
         assert_eq!(idle_deadline(&p, abs, abs), abs);
     }
 }

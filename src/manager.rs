@@ -8,9 +8,9 @@ use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::error::Error;
 use crate::event::{Event, ExpiryKind, Observer, RejectKind};
 use crate::id::{Fingerprint, SessionId, StoreKey};
+use crate::lifecycle::{self, Retired};
 use crate::policy::{Policy, ReuseResponse, UserLimitAction};
 use crate::session::{Issued, Loaded, NewSession, Session, SessionData};
-use crate::lifecycle::{self, Retired};
 use crate::store::{
     EndReason, LiveRef, LiveSession, Peek, Record, RecordState, Store, StoreError,
     complete_rotation,
@@ -153,7 +153,7 @@ const MAX_CHAIN: usize = 4;
 enum Link {
     /// The live tip, now ended.
     Live,
-    /// A retired link, now ended; the chain goes on at this successor.
+    /// A retired link (ended, if asked); the chain goes on at this successor.
     Rotated(StoreKey),
     /// Nothing left to end: missing, or ended already.
     Done,
@@ -670,8 +670,9 @@ impl<S: Store> StoreManager<S> {
                         }
                         .into()
                     };
-                    let sealed = sealed_successor
-                        .ok_or_else(|| corrupt("a routine rotation without its sealed successor"))?;
+                    let sealed = sealed_successor.ok_or_else(|| {
+                        corrupt("a routine rotation without its sealed successor")
+                    })?;
                     let next = id.open(&sealed);
                     if next.store_key() != successor {
                         return Err(corrupt("sealed successor does not match its key"));
@@ -720,7 +721,13 @@ impl<S: Store> StoreManager<S> {
         if pending.expires_at <= now || !pending.is_live() {
             return Ok(true);
         }
-        Ok(complete_rotation(&self.store, old, retired_version, successor, pending)?)
+        Ok(complete_rotation(
+            &self.store,
+            old,
+            retired_version,
+            successor,
+            pending,
+        )?)
     }
 
     /// Ends the live session at the end of a rotation chain starting at
@@ -729,34 +736,67 @@ impl<S: Store> StoreManager<S> {
         self.end(&key, EndReason::ReuseDetected, now)
     }
 
-    /// Ends the session whose chain passes through `key`: every retired link
-    /// from `key` on is rewritten as ended (so no pending successor can be
-    /// rolled forward and no old token follows it), then the live tip.
-    /// Returns whether a live session was ended.
+    /// Ends the session whose chain passes through `key`: the live tip,
+    /// then every retired link from `key` on, newest first, each rewritten
+    /// as ended (so no old token follows it and no pending successor can be
+    /// rolled forward from it). Returns whether a live session was ended.
     ///
-    /// Each link is ended before the next is read: a rotation made of
-    /// single-key writes reads its old record after writing the successor,
-    /// so one of the two sees the other (see `complete_rotation`).
+    /// The order makes a retry after a failure anywhere find what is left:
+    /// the walk to the tip only reads, and a link is rewritten only once
+    /// everything after it has ended. A link's successor is looked at again
+    /// after the link is written: a rotation made of single-key writes reads
+    /// its old record after writing the successor, so one of the two sees
+    /// the other (see `complete_rotation`), and a successor written
+    /// meanwhile is ended too.
     fn end(&self, key: &StoreKey, reason: EndReason, now: Timestamp) -> Result<bool, Error> {
+        let mut links = Vec::new();
         let mut key = *key;
-        for _ in 0..lifecycle::MAX_CHAIN_WALK {
-            match self.end_link(&key, reason, now)? {
-                Link::Live => return Ok(true),
-                Link::Rotated(successor) => key = successor,
-                Link::Done => return Ok(false),
+        let mut ended = false;
+        loop {
+            if links.len() >= lifecycle::MAX_CHAIN_WALK {
+                return Err(Error::Conflict);
+            }
+            match self.end_link(&key, reason, now, false)? {
+                Link::Live => {
+                    ended = true;
+                    break;
+                }
+                Link::Rotated(successor) => {
+                    links.push(key);
+                    key = successor;
+                }
+                Link::Done => break,
             }
         }
-        Err(Error::Conflict)
+        while let Some(link) = links.pop() {
+            if let Link::Rotated(successor) = self.end_link(&link, reason, now, true)?
+                && self.store.get(&successor)?.is_some_and(|r| r.is_live())
+            {
+                ended |= self.end(&successor, reason, now)?;
+            }
+        }
+        Ok(ended)
     }
 
-    /// Ends one record of a chain, retrying conflicts.
-    fn end_link(&self, key: &StoreKey, reason: EndReason, now: Timestamp) -> Result<Link, Error> {
+    /// Ends one record of a chain, retrying conflicts: a live record
+    /// always, a retired link only if `retire_links` (otherwise it is only
+    /// read, and its successor returned).
+    fn end_link(
+        &self,
+        key: &StoreKey,
+        reason: EndReason,
+        now: Timestamp,
+        retire_links: bool,
+    ) -> Result<Link, Error> {
         for _ in 0..MAX_RETRIES {
             let Some(record) = self.store.get(key)? else {
                 return Ok(Link::Done);
             };
             let (next, keep_until) = match &record.state {
                 RecordState::Live(live) => (Link::Live, live.absolute_deadline),
+                RecordState::Rotated { successor, .. } if !retire_links => {
+                    return Ok(Link::Rotated(*successor));
+                }
                 RecordState::Rotated { successor, .. } => {
                     (Link::Rotated(*successor), record.expires_at)
                 }
@@ -963,7 +1003,11 @@ impl<S: Store> StoreManager<S> {
     /// assert_eq!(manager.load_at(admin.token(), t0)?.session.get::<String>("role")?.as_deref(), Some("admin"));
     /// # Ok::<(), latchkey::Error>(())
     /// ```
-    pub fn change_privilege_at(&self, session: &mut Session, now: Timestamp) -> Result<Issued, Error> {
+    pub fn change_privilege_at(
+        &self,
+        session: &mut Session,
+        now: Timestamp,
+    ) -> Result<Issued, Error> {
         self.rotate_and_report(session, now, true)
     }
 

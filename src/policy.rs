@@ -190,9 +190,19 @@ impl Policy {
         }
     }
 
-    /// This policy without a per-user session cap: what a manager that
-    /// cannot count a user's sessions (stateless tickets) starts from.
-    pub(crate) fn without_user_cap(mut self) -> Policy {
+    /// This policy without a per-user session cap: for stateless tickets,
+    /// which cannot count a user's sessions and so refuse a policy with a
+    /// cap ([`TicketManager::with_policy`](crate::TicketManager::with_policy)).
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::Policy;
+    /// let p = Policy::nist_aal2().without_user_cap();
+    /// assert_eq!(p.max_sessions_per_user(), None);
+    /// assert_eq!(p.idle_timeout(), Policy::nist_aal2().idle_timeout());
+    /// ```
+    #[must_use]
+    pub fn without_user_cap(mut self) -> Policy {
         self.max_sessions_per_user = None;
         self
     }

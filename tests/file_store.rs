@@ -392,7 +392,6 @@ fn sigkill_mid_rotation_leaves_exactly_one_live_session() {
     eprintln!("{rotations} rotations reported between 60 kills");
 }
 
-
 /// Kills a writing child `kills` times at random instants and checks after
 /// each kill that every session file decodes, every fixed session is
 /// present with data matching its version, and no version went backwards.

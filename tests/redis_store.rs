@@ -22,6 +22,7 @@
 #![cfg(feature = "redis")]
 
 mod conformance;
+mod manager_suite;
 
 use std::io::Write as _;
 use std::net::TcpListener;
@@ -36,6 +37,7 @@ use latchkey::{
     RedisStore, SessionData, SessionId, SessionManager, Store, StoreError, StoreKey, StoreManager,
     Timestamp,
 };
+use manager_suite::{Kind, manager_conformance};
 
 const URL_VAR: &str = "LATCHKEY_REDIS_URL";
 
@@ -88,6 +90,45 @@ store_conformance!(redis_server, |clock: &ManualClock| -> Box<dyn Store> {
         None => Box::new(MemoryStore::new().with_clock(Arc::new(clock.clone()))),
     }
 });
+
+// Both managers over Redis, against the manager conformance suite: the
+// server-side manager keeping sessions there, and tickets keeping their
+// revocations there.
+manager_conformance!(
+    store_manager_redis,
+    |clock: &ManualClock, policy: latchkey::Policy| {
+        let store: Box<dyn Store> = match redis_url() {
+            Some(url) => Box::new(store_at(&url, clock)),
+            None => Box::new(MemoryStore::new().with_clock(Arc::new(clock.clone()))),
+        };
+        let m = StoreManager::new(store)
+            .with_policy(policy)
+            .with_clock(Arc::new(clock.clone()));
+        (Arc::new(m) as Arc<dyn SessionManager>, Kind::Server)
+    }
+);
+
+manager_conformance!(
+    ticket_manager_revocation_in_redis,
+    |clock: &ManualClock, policy: latchkey::Policy| {
+        let store: Box<dyn Store> = match redis_url() {
+            Some(url) => Box::new(store_at(&url, clock)),
+            None => Box::new(MemoryStore::new().with_clock(Arc::new(clock.clone()))),
+        };
+        let m = latchkey::TicketManager::new(
+            "session",
+            latchkey::KeyRing::new(1, latchkey::TicketKey::generate()),
+        )
+        .unwrap()
+        .with_policy(policy)
+        .with_clock(Arc::new(clock.clone()))
+        .with_revocation(store);
+        (
+            Arc::new(m) as Arc<dyn SessionManager>,
+            Kind::RevocableTickets,
+        )
+    }
+);
 
 /// A raw client for looking at what the store wrote, as `redis-cli` would.
 fn raw(url: &str) -> redis::Connection {

@@ -11,8 +11,8 @@ use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::error::Error;
 use crate::event::{Event, ExpiryKind, Observer, RejectKind};
 use crate::id::StoreKey;
-use crate::manager::SessionManager;
 use crate::lifecycle::{self, Retired};
+use crate::manager::SessionManager;
 use crate::policy::{Policy, ReuseResponse};
 use crate::session::{Issued, Loaded, NewSession, Session, SessionData};
 use crate::store::{EndReason, Record, RecordState, Store, StoreError};
@@ -203,16 +203,14 @@ impl TicketManager {
     /// Stateless tickets cannot count a user's sessions, so a policy with a
     /// per-user cap (every preset has one) is not silently half-kept:
     /// `create` and `login` of a user then fail with
-    /// [`Error::Unsupported`]. Turn the cap off for tickets, as below.
+    /// [`Error::Unsupported`]. Turn the cap off for tickets with
+    /// [`Policy::without_user_cap`].
     ///
     /// # Example
     /// ```
-    /// use latchkey::{Error, KeyRing, NewSession, Policy, SessionManager, TicketKey, TicketManager, UserLimitAction};
+    /// use latchkey::{Error, KeyRing, NewSession, Policy, SessionManager, TicketKey, TicketManager};
     /// let keys = KeyRing::new(1, TicketKey::generate());
-    /// let policy = Policy::builder()
-    ///     .with_idle_timeout(std::time::Duration::from_secs(15 * 60))
-    ///     .with_max_sessions_per_user(None, UserLimitAction::Refuse)
-    ///     .build()?;
+    /// let policy = Policy::nist_aal3().without_user_cap();
     /// let tickets = TicketManager::new("session", keys.clone())?.with_policy(policy.clone());
     /// assert_eq!(tickets.policy(), &policy);
     /// assert!(tickets.create(NewSession::new().with_user("alice")).is_ok());
@@ -773,7 +771,11 @@ impl TicketManager {
     /// assert!(matches!(manager.load_at(before.token(), t0), Err(Error::Superseded)));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn change_privilege_at(&self, session: &mut Session, now: Timestamp) -> Result<Issued, Error> {
+    pub fn change_privilege_at(
+        &self,
+        session: &mut Session,
+        now: Timestamp,
+    ) -> Result<Issued, Error> {
         self.rotate_and_report(session, now, true)
     }
 
@@ -1023,7 +1025,13 @@ impl TicketManager {
                     let revoke = self.policy.reuse_response() == ReuseResponse::RevokeSuccessor;
                     let keep = now.saturating_add(self.policy.absolute_timeout());
                     let successor_revoked = revoke
-                        && end_chain(store.as_ref(), &successor, EndReason::ReuseDetected, now, keep)?;
+                        && end_chain(
+                            store.as_ref(),
+                            &successor,
+                            EndReason::ReuseDetected,
+                            now,
+                            keep,
+                        )?;
                     self.emit(Event::ReuseDetected {
                         retired: key.fingerprint(),
                         successor: successor.fingerprint(),
@@ -1128,7 +1136,11 @@ fn retire(
 
 /// How the chain from `key` on ends, if it has: the reason of the first
 /// ended link in force at `now`. `None` if its tip is live.
-fn chain_end(store: &dyn Store, key: &StoreKey, now: Timestamp) -> Result<Option<EndReason>, Error> {
+fn chain_end(
+    store: &dyn Store,
+    key: &StoreKey,
+    now: Timestamp,
+) -> Result<Option<EndReason>, Error> {
     let mut key = *key;
     for _ in 0..lifecycle::MAX_CHAIN_WALK {
         match store.get(&key)?.map(|r| r.state) {
@@ -1140,10 +1152,12 @@ fn chain_end(store: &dyn Store, key: &StoreKey, now: Timestamp) -> Result<Option
     Err(Error::Conflict)
 }
 
-/// Ends the ticket session whose chain passes through `key`: every retired
-/// link from `key` on becomes an `Ended` entry (read-then-written, as the
-/// server-side manager ends its links), and the live tip gets one. Returns
-/// whether a live tip was ended (false if the chain had ended already).
+/// Ends the ticket session whose chain passes through `key`: the live tip
+/// (a key with no entry) gets an `Ended` entry, then every retired link
+/// from `key` on, newest first, becomes one. The walk to the tip only
+/// reads, so a retry after a failure anywhere finds what is left, as the
+/// server-side manager's does. Returns whether a live tip was ended (false
+/// if the chain had ended already).
 fn end_chain(
     store: &dyn Store,
     key: &StoreKey,
@@ -1151,43 +1165,83 @@ fn end_chain(
     now: Timestamp,
     keep_until: Timestamp,
 ) -> Result<bool, Error> {
+    let mut links = Vec::new();
     let mut key = *key;
-    'links: for _ in 0..lifecycle::MAX_CHAIN_WALK {
-        for _ in 0..MAX_RETRIES {
-            let ended = |version: u64, expires_at: Timestamp| Record {
-                version,
-                expires_at,
-                state: RecordState::Ended { reason, at: now },
-            };
-            match store.insert(&key, &ended(1, keep_until)) {
-                Ok(()) => return Ok(true),
-                Err(StoreError::Exists) => {}
-                Err(e) => return Err(e.into()),
-            }
-            let Some(old) = store.get(&key)? else {
-                continue; // purged meanwhile: insert again
-            };
-            let next = match old.state {
-                RecordState::Rotated { successor, .. } => Some(successor),
-                // Ended already, in force: nothing more to end.
-                RecordState::Ended { at, .. } if at <= now => return Ok(false),
-                // A legacy entry taking effect later: end it now.
-                _ => None,
-            };
-            let expires_at = old.expires_at.max(keep_until);
-            match store.replace(&key, old.version, &ended(old.version + 1, expires_at)) {
-                Ok(()) => match next {
-                    Some(successor) => {
-                        key = successor;
-                        continue 'links;
-                    }
-                    None => return Ok(true),
-                },
-                Err(StoreError::Conflict | StoreError::NotFound) => continue,
-                Err(e) => return Err(e.into()),
-            }
+    let mut ended = false;
+    loop {
+        if links.len() >= lifecycle::MAX_CHAIN_WALK {
+            return Err(Error::Conflict);
         }
-        return Err(Error::Conflict);
+        match end_link(store, &key, reason, now, keep_until, false)? {
+            Link::Tip => {
+                ended = true;
+                break;
+            }
+            Link::Rotated(successor) => {
+                links.push(key);
+                key = successor;
+            }
+            Link::Done => break,
+        }
+    }
+    while let Some(link) = links.pop() {
+        end_link(store, &link, reason, now, keep_until, true)?;
+    }
+    Ok(ended)
+}
+
+/// What ending one key of a ticket chain found.
+enum Link {
+    /// The live tip (or a legacy entry not yet in force), now ended.
+    Tip,
+    /// A retired link (ended, if asked); the chain goes on at its successor.
+    Rotated(StoreKey),
+    /// Ended already.
+    Done,
+}
+
+/// Ends one key of a ticket chain, retrying conflicts: the tip always, a
+/// retired link only if `retire_links` (otherwise it is only read).
+fn end_link(
+    store: &dyn Store,
+    key: &StoreKey,
+    reason: EndReason,
+    now: Timestamp,
+    keep_until: Timestamp,
+    retire_links: bool,
+) -> Result<Link, Error> {
+    let ended = |version: u64, expires_at: Timestamp| Record {
+        version,
+        expires_at,
+        state: RecordState::Ended { reason, at: now },
+    };
+    for _ in 0..MAX_RETRIES {
+        // No entry: the live tip. Insert-if-absent races a rotation's
+        // insert of its retired entry, and exactly one wins.
+        match store.insert(key, &ended(1, keep_until)) {
+            Ok(()) => return Ok(Link::Tip),
+            Err(StoreError::Exists) => {}
+            Err(e) => return Err(e.into()),
+        }
+        let Some(old) = store.get(key)? else {
+            continue; // purged meanwhile: insert again
+        };
+        let found = match old.state {
+            RecordState::Rotated { successor, .. } if !retire_links => {
+                return Ok(Link::Rotated(successor));
+            }
+            RecordState::Rotated { successor, .. } => Link::Rotated(successor),
+            // Ended already, in force: nothing more to end.
+            RecordState::Ended { at, .. } if at <= now => return Ok(Link::Done),
+            // A legacy entry taking effect later: end it now.
+            _ => Link::Tip,
+        };
+        let expires_at = old.expires_at.max(keep_until);
+        match store.replace(key, old.version, &ended(old.version + 1, expires_at)) {
+            Ok(()) => return Ok(found),
+            Err(StoreError::Conflict | StoreError::NotFound) => continue,
+            Err(e) => return Err(e.into()),
+        }
     }
     Err(Error::Conflict)
 }

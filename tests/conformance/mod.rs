@@ -29,6 +29,7 @@ use latchkey::{
 pub const START: Timestamp = Timestamp::from_unix_millis(1_795_392_000_000);
 
 /// Generates one `#[test]` per conformance case for a backend.
+#[allow(unused_macros)]
 macro_rules! store_conformance {
     ($name:ident, $make:expr) => {
         mod $name {
@@ -81,6 +82,7 @@ macro_rules! store_conformance {
     };
 }
 
+#[allow(unused_imports)]
 pub(crate) use store_conformance;
 
 /// The body of an `impl Store` that hands every required method to the
