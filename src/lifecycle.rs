@@ -52,7 +52,7 @@
 //! - **Limits**: a per-user session cap evicts the oldest or refuses the
 //!   new session, by policy. Stateless tickets cannot count sessions, so
 //!   with a cap set their `create` and `login` of a user fail with
-//!   [`Error::Unsupported`](crate::Error::Unsupported) instead of ignoring it.
+//!   [`Error::Unsupported`] instead of ignoring it.
 //!
 //! # Why a privilege change refuses the old token
 //!

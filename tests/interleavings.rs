@@ -549,7 +549,7 @@ fn a_roll_forward_racing_a_logout_never_revives_the_session() {
             let mut copy = m.load(issued.token()).unwrap().session;
             let before = store.get(&key).unwrap().unwrap();
             let failing = FailSecondWrite {
-                inner: store,
+                inner: &**store,
                 writes: Default::default(),
             };
             let crashed = StoreManager::new(failing)
@@ -583,7 +583,7 @@ fn a_roll_forward_racing_a_logout_never_revives_the_session() {
 /// between a rotation's two writes.
 #[derive(Debug)]
 struct FailSecondWrite<'a> {
-    inner: &'a Box<dyn Store>,
+    inner: &'a dyn Store,
     writes: std::sync::atomic::AtomicUsize,
 }
 

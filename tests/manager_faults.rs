@@ -100,6 +100,9 @@ fn policy() -> Policy {
         .unwrap()
 }
 
+/// Counts a user's live sessions.
+type Count = Box<dyn Fn(&str) -> usize>;
+
 /// A fresh faulty store and a manager over it, for one crash point.
 struct Setup {
     m: Arc<dyn SessionManager>,
@@ -108,7 +111,7 @@ struct Setup {
     disarm: Box<dyn Fn() -> usize>,
     /// The user's live sessions, where the manager can list them
     /// (server-side); tickets cannot.
-    count: Option<Box<dyn Fn(&str) -> usize>>,
+    count: Option<Count>,
 }
 
 fn server<S: Store + 'static>(inner: S) -> Setup {

@@ -667,7 +667,7 @@ mod model {
                     sealed_successor: Some(sealed),
                     at: now,
                     grace_until: at(30),
-                    privilege_change: r.0 % 2 == 0,
+                    privilege_change: r.0.is_multiple_of(2),
                     pending: None,
                 }
             }

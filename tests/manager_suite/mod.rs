@@ -65,6 +65,9 @@ pub fn policy() -> Policy {
         .unwrap()
 }
 
+/// Builds a manager under test from its clock and policy.
+pub type Make = dyn Fn(&ManualClock, Policy) -> (Arc<dyn SessionManager>, Kind);
+
 /// A manager under test.
 pub struct Subject {
     pub m: Arc<dyn SessionManager>,
@@ -74,10 +77,7 @@ pub struct Subject {
 
 /// Builds a subject; the clock starts at the real time (Redis computes its
 /// native expiry from it).
-pub fn subject(
-    make: &dyn Fn(&ManualClock, Policy) -> (Arc<dyn SessionManager>, Kind),
-    policy: Policy,
-) -> Subject {
+pub fn subject(make: &Make, policy: Policy) -> Subject {
     let clock = ManualClock::starting_now();
     let (m, kind) = make(&clock, policy);
     Subject { m, clock, kind }
@@ -132,8 +132,6 @@ macro_rules! manager_conformance {
 }
 
 pub(crate) use manager_conformance;
-
-type Make = dyn Fn(&ManualClock, Policy) -> (Arc<dyn SessionManager>, Kind);
 
 fn rejected(what: &str, r: Result<latchkey::Loaded, Error>) -> Error {
     match r {

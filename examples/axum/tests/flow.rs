@@ -138,7 +138,7 @@ async fn login(app: &Router, user: &str) -> String {
 }
 
 #[tokio::test]
-async fn login_then_a_rotated_request_is_reissued_the_new_cookie() {
+async fn becoming_admin_refuses_the_old_cookie_without_clearing_it() {
     let (app, _) = app();
     let old = login(&app, "alice").await;
     assert!(old.starts_with("__Host-session="));
@@ -157,12 +157,13 @@ async fn login_then_a_rotated_request_is_reissued_the_new_cookie() {
     );
     assert!(text(res).await.contains("role=admin"));
 
-    // A request that left before the rotation arrives with the old cookie:
-    // it still works (grace window) and the response moves it on.
+    // A request that left before the privilege change arrives with the old
+    // cookie: it never sees the new role (no fixation through the grace
+    // window), and its response must not clear the cookie the change set.
     let res = send(&app, "GET", "/me", Some(&old), "").await;
-    assert_eq!(res.status(), StatusCode::OK);
-    assert_eq!(cookie_pair(&res), new);
-    assert!(text(res).await.contains("user=alice\nrole=admin"));
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert!(set_cookies(&res).is_empty(), "{:?}", set_cookies(&res));
+    assert!(!text(res).await.contains("role=admin"));
 }
 
 #[tokio::test]
