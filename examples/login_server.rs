@@ -698,9 +698,18 @@ fn me(s: &Session) -> Reply {
 /// cookie off cross-site POSTs, this also stops login CSRF (which needs no
 /// cookie).
 fn cross_site(req: &Request) -> bool {
-    if header(req, "Sec-Fetch-Site") == Some("cross-site") {
-        return true;
+    // The browser's own word, which no page can set: `same-origin` for our
+    // forms, `none` for a request the user made directly. Browsers send
+    // `Origin: null` on same-origin form posts under `Referrer-Policy:
+    // no-referrer` (which every response here sets), so for them the
+    // Origin header alone cannot tell.
+    match header(req, "Sec-Fetch-Site") {
+        Some("same-origin" | "none") => return false,
+        Some(_) => return true,
+        None => {}
     }
+    // No Sec-Fetch-Site (an older browser, curl): the Origin must be ours;
+    // `null` is refused, as it cannot be told from a sandboxed page.
     match (header(req, "Origin"), header(req, "Host")) {
         (Some(origin), Some(host)) => {
             origin != format!("http://{host}") && origin != format!("https://{host}")

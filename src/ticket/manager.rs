@@ -302,7 +302,8 @@ impl TicketManager {
     /// ```
     /// use latchkey::{KeyRing, TicketKey, TicketManager};
     /// let tickets = TicketManager::new("session", KeyRing::new(1, TicketKey::generate()))?;
-    /// assert_eq!(tickets.policy(), &latchkey::Policy::default());
+    /// // The default policy, but for a per-user cap tickets cannot keep.
+    /// assert_eq!(tickets.policy(), &latchkey::Policy::default().without_user_cap());
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn policy(&self) -> &Policy {
@@ -742,11 +743,13 @@ impl TicketManager {
     /// let new = manager.rotate_at(&mut session, t0)?;
     /// assert_ne!(new.fingerprint(), old.fingerprint());
     ///
-    /// // With revocation, the old ticket works through the grace window only.
+    /// // With revocation, the old ticket works through the grace window only;
+    /// // reuse after it revokes the successor too, as a copy may be loose.
+    /// assert!(manager.load_at(old.token(), t0).is_ok());
     /// let after_grace = t0.saturating_add(manager.policy().rotation_grace());
     /// let err = manager.load_at(old.token(), after_grace).unwrap_err();
     /// assert_eq!(err.reason(), "rotated_token_reused");
-    /// assert!(manager.load_at(new.token(), after_grace).is_ok());
+    /// assert_eq!(manager.load_at(new.token(), after_grace).unwrap_err().reason(), "terminated");
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn rotate_at(&self, session: &mut Session, now: Timestamp) -> Result<Issued, Error> {
