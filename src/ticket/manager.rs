@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 use rand::Rng as _;
-use sha2::{Digest as _, Sha256};
 
 use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::error::Error;
@@ -15,16 +14,11 @@ use crate::lifecycle::{self, Retired};
 use crate::manager::SessionManager;
 use crate::policy::{Policy, ReuseResponse};
 use crate::session::{Issued, Loaded, NewSession, Session, SessionData};
-use crate::store::{EndReason, Record, RecordState, Store, StoreError};
+use crate::store::{EndReason, Record, RecordState, Store};
 use crate::ticket::format::{self, Claims, MAX_TICKET_LEN};
 use crate::ticket::keyring::{KeyRing, TicketConfigError};
 use crate::ticket::mac::PrefixedMac;
-
-/// How many times a revocation write retries a version conflict.
-const MAX_RETRIES: usize = 8;
-
-/// The label hashed with a user name to find the user's revocation cutoff.
-const USER_CUTOFF_LABEL: &[u8] = b"latchkey/v1/user-cutoff\0";
+use crate::ticket::revocation::{chain_end, end_chain, retire, user_cutoff_key, write_revocation};
 
 /// The key ring with one HMAC state per key that has already absorbed the
 /// key schedule, the domain label and the purpose. Built once per key
@@ -87,8 +81,9 @@ impl Keys {
 ///   browser keeps wins.
 /// - **Size.** A ticket over 4096 bytes is refused at issue with
 ///   [`Error::TicketTooLarge`].
-/// - **Per-user limits** ([`Policy::max_sessions_per_user`]) need state and
-///   are not enforced.
+/// - **Per-user limits** ([`Policy::max_sessions_per_user`]) need a count
+///   of a user's sessions that no ticket store keeps: a policy with one is
+///   refused ([`Error::Unsupported`]), never silently half-kept.
 ///
 /// # Ending a ticket needs state
 /// A signed ticket is valid until its deadlines pass, whatever the server
@@ -1085,220 +1080,6 @@ fn fresh_key() -> StoreKey {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
     StoreKey::from_bytes(bytes)
-}
-
-/// Where a user's revocation cutoff is kept: SHA-256 of a label and the user
-/// name, so it cannot collide with a session's key (a hash of 32 random
-/// bytes) and the store never sees the name in a key.
-fn user_cutoff_key(user: &str) -> StoreKey {
-    StoreKey::from_bytes(
-        Sha256::new()
-            .chain_update(USER_CUTOFF_LABEL)
-            .chain_update(user.as_bytes())
-            .finalize()
-            .into(),
-    )
-}
-
-/// Records `key` as retired by rotation to `successor`. Exactly one
-/// rotation of a ticket wins: a second one from the same ticket (a stale
-/// copy) finds the first one's record and is [`Error::Conflict`]; an ended
-/// ticket is [`Error::Terminated`].
-fn retire(
-    store: &dyn Store,
-    key: &StoreKey,
-    successor: &StoreKey,
-    at: Timestamp,
-    grace_until: Timestamp,
-    privilege_change: bool,
-    keep_until: Timestamp,
-) -> Result<(), Error> {
-    let record = Record {
-        version: 1,
-        expires_at: keep_until,
-        state: RecordState::Rotated {
-            successor: *successor,
-            sealed_successor: None,
-            at,
-            grace_until,
-            privilege_change,
-            pending: None,
-        },
-    };
-    match store.insert(key, &record) {
-        Ok(()) => Ok(()),
-        Err(StoreError::Exists) => match store.get(key)?.map(|r| r.state) {
-            Some(RecordState::Ended { reason, at: ended }) if ended <= at => {
-                Err(Error::Terminated { reason })
-            }
-            _ => Err(Error::Conflict),
-        },
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// How the chain from `key` on ends, if it has: the reason of the first
-/// ended link in force at `now`. `None` if its tip is live.
-fn chain_end(
-    store: &dyn Store,
-    key: &StoreKey,
-    now: Timestamp,
-) -> Result<Option<EndReason>, Error> {
-    let mut key = *key;
-    for _ in 0..lifecycle::MAX_CHAIN_WALK {
-        match store.get(&key)?.map(|r| r.state) {
-            Some(RecordState::Rotated { successor, .. }) => key = successor,
-            Some(RecordState::Ended { reason, at }) if at <= now => return Ok(Some(reason)),
-            _ => return Ok(None),
-        }
-    }
-    Err(Error::Conflict)
-}
-
-/// Ends the ticket session whose chain passes through `key`: the live tip
-/// (a key with no entry) gets an `Ended` entry, then every retired link
-/// from `key` on, newest first, becomes one. The walk to the tip only
-/// reads, so a retry after a failure anywhere finds what is left, as the
-/// server-side manager's does. Returns whether a live tip was ended (false
-/// if the chain had ended already).
-fn end_chain(
-    store: &dyn Store,
-    key: &StoreKey,
-    reason: EndReason,
-    now: Timestamp,
-    keep_until: Timestamp,
-) -> Result<bool, Error> {
-    let mut links = Vec::new();
-    let mut key = *key;
-    let mut ended = false;
-    loop {
-        if links.len() >= lifecycle::MAX_CHAIN_WALK {
-            return Err(Error::Conflict);
-        }
-        match end_link(store, &key, reason, now, keep_until, false)? {
-            Link::Tip => {
-                ended = true;
-                break;
-            }
-            Link::Rotated(successor) => {
-                links.push(key);
-                key = successor;
-            }
-            Link::Done => break,
-        }
-    }
-    while let Some(link) = links.pop() {
-        end_link(store, &link, reason, now, keep_until, true)?;
-    }
-    Ok(ended)
-}
-
-/// What ending one key of a ticket chain found.
-enum Link {
-    /// The live tip (or a legacy entry not yet in force), now ended.
-    Tip,
-    /// A retired link (ended, if asked); the chain goes on at its successor.
-    Rotated(StoreKey),
-    /// Ended already.
-    Done,
-}
-
-/// Ends one key of a ticket chain, retrying conflicts: the tip always, a
-/// retired link only if `retire_links` (otherwise it is only read).
-fn end_link(
-    store: &dyn Store,
-    key: &StoreKey,
-    reason: EndReason,
-    now: Timestamp,
-    keep_until: Timestamp,
-    retire_links: bool,
-) -> Result<Link, Error> {
-    let ended = |version: u64, expires_at: Timestamp| Record {
-        version,
-        expires_at,
-        state: RecordState::Ended { reason, at: now },
-    };
-    for _ in 0..MAX_RETRIES {
-        // No entry: the live tip. Insert-if-absent races a rotation's
-        // insert of its retired entry, and exactly one wins.
-        match store.insert(key, &ended(1, keep_until)) {
-            Ok(()) => return Ok(Link::Tip),
-            Err(StoreError::Exists) => {}
-            Err(e) => return Err(e.into()),
-        }
-        let Some(old) = store.get(key)? else {
-            continue; // purged meanwhile: insert again
-        };
-        let found = match old.state {
-            RecordState::Rotated { successor, .. } if !retire_links => {
-                return Ok(Link::Rotated(successor));
-            }
-            RecordState::Rotated { successor, .. } => Link::Rotated(successor),
-            // Ended already, in force: nothing more to end.
-            RecordState::Ended { at, .. } if at <= now => return Ok(Link::Done),
-            // A legacy entry taking effect later: end it now.
-            _ => Link::Tip,
-        };
-        let expires_at = old.expires_at.max(keep_until);
-        match store.replace(key, old.version, &ended(old.version + 1, expires_at)) {
-            Ok(()) => return Ok(found),
-            Err(StoreError::Conflict | StoreError::NotFound) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Err(Error::Conflict)
-}
-
-/// Writes an `Ended` revocation record, or strengthens an existing one when
-/// `stronger(old_at, new_at)`. Retries version conflicts.
-fn write_revocation(
-    store: &dyn Store,
-    key: &StoreKey,
-    reason: EndReason,
-    at: Timestamp,
-    keep_until: Timestamp,
-    stronger: impl Fn(Timestamp, Timestamp) -> bool,
-) -> Result<(), Error> {
-    for _ in 0..MAX_RETRIES {
-        let fresh = Record {
-            version: 1,
-            expires_at: keep_until,
-            state: RecordState::Ended { reason, at },
-        };
-        match store.insert(key, &fresh) {
-            Ok(()) => return Ok(()),
-            Err(StoreError::Exists) => {}
-            Err(e) => return Err(e.into()),
-        }
-        let Some(old) = store.get(key)? else {
-            continue; // purged meanwhile: insert again
-        };
-        let old_at = match old.state {
-            RecordState::Ended { at: old_at, .. } => Some(old_at),
-            _ => None,
-        };
-        if old_at.is_some_and(|old_at| !stronger(old_at, at)) && old.expires_at >= keep_until {
-            return Ok(());
-        }
-        let (reason, at) = match old.state {
-            RecordState::Ended {
-                reason: old_reason,
-                at: old_at,
-            } if !stronger(old_at, at) => (old_reason, old_at),
-            _ => (reason, at),
-        };
-        let record = Record {
-            version: old.version + 1,
-            expires_at: keep_until.max(old.expires_at),
-            state: RecordState::Ended { reason, at },
-        };
-        match store.replace(key, old.version, &record) {
-            Ok(()) => return Ok(()),
-            Err(StoreError::Conflict | StoreError::NotFound) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Err(Error::Conflict)
 }
 
 impl SessionManager for TicketManager {

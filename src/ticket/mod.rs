@@ -31,6 +31,7 @@ mod format;
 mod keyring;
 mod mac;
 mod manager;
+mod revocation;
 #[cfg(test)]
 mod vectors;
 

@@ -1,144 +1,20 @@
-//! The [`SessionManager`] trait and [`StoreManager`], sessions kept in a
-//! [`Store`].
+//! [`StoreManager`]: sessions kept in a [`Store`].
 
-use std::fmt;
 use std::sync::Arc;
 
 use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::error::Error;
 use crate::event::{Event, ExpiryKind, Observer, RejectKind};
 use crate::id::{Fingerprint, SessionId, StoreKey};
+use crate::manager::{SessionInfo, SessionManager};
+
+// The rotation chain: ending it, rolling a crashed rotation forward.
+#[path = "chain.rs"]
+mod chain;
 use crate::lifecycle::{self, Retired};
 use crate::policy::{Policy, ReuseResponse, UserLimitAction};
 use crate::session::{Issued, Loaded, NewSession, Session, SessionData};
-use crate::store::{
-    EndReason, LiveRef, LiveSession, Peek, Record, RecordState, Store, StoreError,
-    complete_rotation,
-};
-
-/// The session lifecycle, as a framework sees it.
-///
-/// Both [`StoreManager`] (server-side sessions) and the ticket manager
-/// (stateless signed tickets) implement it, so middleware can hold an
-/// `Arc<dyn SessionManager>` and not care which.
-///
-/// The usual request: `load` the cookie's token; on a rejection clear the
-/// cookie; on login call `login` (or `create` when there was no session);
-/// on privilege change `rotate`; when data changed `save`; on logout
-/// `terminate`. Whenever a call returns an [`Issued`], send its token as the
-/// new cookie.
-///
-/// # Example
-/// ```
-/// use latchkey::{MemoryStore, NewSession, SessionManager, StoreManager};
-///
-/// let manager: Box<dyn SessionManager> = Box::new(StoreManager::new(MemoryStore::new()));
-/// let anon = manager.create(NewSession::new())?;
-/// let mut session = manager.load(anon.token())?.session;
-/// let logged_in = manager.login(&mut session, "alice")?;
-/// assert_eq!(session.user(), Some("alice"));
-/// assert_ne!(logged_in.token(), anon.token());
-/// manager.terminate(&session)?;
-/// assert!(manager.load(logged_in.token()).unwrap_err().is_rejection());
-/// # Ok::<(), latchkey::Error>(())
-/// ```
-pub trait SessionManager: fmt::Debug + Send + Sync {
-    /// Starts a session and issues its token.
-    ///
-    /// # Errors
-    /// [`Error::TooLarge`], [`Error::UserLimit`], store errors.
-    fn create(&self, new: NewSession) -> Result<Issued, Error>;
-
-    /// Resolves a presented token to its session, enforcing both timeouts.
-    ///
-    /// # Errors
-    /// A rejection ([`Error::is_rejection`]) saying why, or a store error.
-    fn load(&self, token: &str) -> Result<Loaded, Error>;
-
-    /// Writes changed data. Versioned: a copy loaded before someone else's
-    /// save fails with [`Error::Conflict`] instead of overwriting. Returns a
-    /// token to reissue, if the manager's tokens carry the data.
-    ///
-    /// # Errors
-    /// [`Error::Conflict`], [`Error::TooLarge`], a rejection if the session
-    /// ended meanwhile, store errors.
-    fn save(&self, session: &mut Session) -> Result<Option<Issued>, Error>;
-
-    /// Gives the session a new ID and retires the old one: a routine
-    /// rotation, with no change of privilege. Data (as changed on
-    /// `session`), creation time and absolute deadline are kept. For the
-    /// rotation grace window the old token still resolves, to the
-    /// successor, and hands its client the new token ([`crate::lifecycle`]).
-    ///
-    /// # Errors
-    /// As for [`save`](Self::save).
-    fn rotate(&self, session: &mut Session) -> Result<Issued, Error>;
-
-    /// Rotates as a change of privilege (the user became an administrator,
-    /// gave up a role, changed their password): like [`rotate`](Self::rotate),
-    /// but the old token never resolves to the changed session and is never
-    /// handed the new token, in the grace window or after. Within the
-    /// window it is refused as [`Error::Superseded`]; after it, as reuse.
-    /// Change the session's data first, then call this.
-    ///
-    /// # Errors
-    /// As for [`rotate`](Self::rotate).
-    ///
-    /// # Example
-    /// ```
-    /// use latchkey::{Error, MemoryStore, NewSession, SessionManager, StoreManager};
-    /// let manager = StoreManager::new(MemoryStore::new());
-    /// let before = manager.create(NewSession::new().with_user("alice"))?;
-    /// let mut session = manager.load(before.token())?.session;
-    /// session.insert("admin", &true)?;
-    /// let after = manager.change_privilege(&mut session)?;
-    /// assert!(matches!(manager.load(before.token()), Err(Error::Superseded)));
-    /// assert_eq!(manager.load(after.token())?.session.get::<bool>("admin")?, Some(true));
-    /// # Ok::<(), Error>(())
-    /// ```
-    fn change_privilege(&self, session: &mut Session) -> Result<Issued, Error>;
-
-    /// Records a successful authentication of `user`: rotates as a change of
-    /// privilege (the pre-login token is refused from now on: no session
-    /// fixation), binds the user, stamps the authentication time. The
-    /// absolute deadline is kept.
-    /// If the session belongs to a different user, it is ended and `user`
-    /// gets a fresh, empty session instead: one user's data never passes to
-    /// another.
-    ///
-    /// # Errors
-    /// As for [`rotate`](Self::rotate), and [`Error::UserLimit`].
-    fn login(&self, session: &mut Session, user: &str) -> Result<Issued, Error>;
-
-    /// Ends the session: every token of it fails on every later load,
-    /// including tokens of its rotation chain, and a copy loaded before a
-    /// concurrent rotation ends the rotated session too. It never returns
-    /// `Ok` while a token of the session still loads.
-    ///
-    /// # Errors
-    /// Store errors.
-    fn terminate(&self, session: &Session) -> Result<(), Error>;
-}
-
-/// A summary of one of a user's sessions, for a "your sessions" page.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct SessionInfo {
-    /// The session's log-safe name.
-    pub fingerprint: Fingerprint,
-    /// When it was created.
-    pub created_at: Timestamp,
-    /// Its last recorded activity.
-    pub last_seen: Timestamp,
-    /// When the user last authenticated in it.
-    pub authenticated_at: Option<Timestamp>,
-    /// When it ends if unused.
-    pub idle_deadline: Timestamp,
-    /// When it ends regardless.
-    pub absolute_deadline: Timestamp,
-    /// Its device label.
-    pub device: Option<String>,
-}
+use crate::store::{EndReason, LiveRef, LiveSession, Peek, Record, RecordState, Store, StoreError};
 
 /// How many times [`StoreManager::update`] and internal read-modify-write
 /// loops retry a version conflict before giving up with it.
@@ -147,17 +23,6 @@ const MAX_RETRIES: usize = 8;
 /// How many rotations a retired token may follow within its grace window
 /// (two quick privilege changes in a row).
 const MAX_CHAIN: usize = 4;
-
-/// What ending one record of a chain found.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Link {
-    /// The live tip, now ended.
-    Live,
-    /// A retired link (ended, if asked); the chain goes on at this successor.
-    Rotated(StoreKey),
-    /// Nothing left to end: missing, or ended already.
-    Done,
-}
 
 /// Server-side sessions: the token is a random ID, the state lives in a
 /// [`Store`].
@@ -699,132 +564,6 @@ impl<S: Store> StoreManager<S> {
             }
             RecordState::Ended { reason, .. } => Err(Error::Terminated { reason }),
         }
-    }
-
-    /// Writes a rotation's successor from its retired record's `pending`
-    /// intent if a crash (or a failed write) left it unwritten, so the old
-    /// token resolves as if the rotation had completed. Returns whether the
-    /// rotation stands; `false` if the retired record changed meanwhile.
-    fn roll_forward(
-        &self,
-        old: &StoreKey,
-        retired_version: u64,
-        successor: &StoreKey,
-        pending: &Record,
-        now: Timestamp,
-    ) -> Result<bool, Error> {
-        if self.store.get(successor)?.is_some() {
-            return Ok(true);
-        }
-        // A successor that would already be dead is not brought back: it
-        // may have lived, expired and been purged.
-        if pending.expires_at <= now || !pending.is_live() {
-            return Ok(true);
-        }
-        Ok(complete_rotation(
-            &self.store,
-            old,
-            retired_version,
-            successor,
-            pending,
-        )?)
-    }
-
-    /// Ends the live session at the end of a rotation chain starting at
-    /// `key` (reuse detected). Returns whether one was ended.
-    fn revoke_chain(&self, key: StoreKey, now: Timestamp) -> Result<bool, Error> {
-        self.end(&key, EndReason::ReuseDetected, now)
-    }
-
-    /// Ends the session whose chain passes through `key`: the live tip,
-    /// then every retired link from `key` on, newest first, each rewritten
-    /// as ended (so no old token follows it and no pending successor can be
-    /// rolled forward from it). Returns whether a live session was ended.
-    ///
-    /// The order makes a retry after a failure anywhere find what is left:
-    /// the walk to the tip only reads, and a link is rewritten only once
-    /// everything after it has ended. A link's successor is looked at again
-    /// after the link is written: a rotation made of single-key writes reads
-    /// its old record after writing the successor, so one of the two sees
-    /// the other (see `complete_rotation`), and a successor written
-    /// meanwhile is ended too.
-    fn end(&self, key: &StoreKey, reason: EndReason, now: Timestamp) -> Result<bool, Error> {
-        let mut links = Vec::new();
-        let mut key = *key;
-        let mut ended = false;
-        loop {
-            if links.len() >= lifecycle::MAX_CHAIN_WALK {
-                return Err(Error::Conflict);
-            }
-            match self.end_link(&key, reason, now, false)? {
-                Link::Live => {
-                    ended = true;
-                    break;
-                }
-                Link::Rotated(successor) => {
-                    links.push(key);
-                    key = successor;
-                }
-                Link::Done => break,
-            }
-        }
-        while let Some(link) = links.pop() {
-            if let Link::Rotated(successor) = self.end_link(&link, reason, now, true)?
-                && self.store.get(&successor)?.is_some_and(|r| r.is_live())
-            {
-                ended |= self.end(&successor, reason, now)?;
-            }
-        }
-        Ok(ended)
-    }
-
-    /// Ends one record of a chain, retrying conflicts: a live record
-    /// always, a retired link only if `retire_links` (otherwise it is only
-    /// read, and its successor returned).
-    fn end_link(
-        &self,
-        key: &StoreKey,
-        reason: EndReason,
-        now: Timestamp,
-        retire_links: bool,
-    ) -> Result<Link, Error> {
-        for _ in 0..MAX_RETRIES {
-            let Some(record) = self.store.get(key)? else {
-                return Ok(Link::Done);
-            };
-            let (next, keep_until) = match &record.state {
-                RecordState::Live(live) => (Link::Live, live.absolute_deadline),
-                RecordState::Rotated { successor, .. } if !retire_links => {
-                    return Ok(Link::Rotated(*successor));
-                }
-                RecordState::Rotated { successor, .. } => {
-                    (Link::Rotated(*successor), record.expires_at)
-                }
-                _ => return Ok(Link::Done),
-            };
-            let ended = Record {
-                version: record.version + 1,
-                // Kept until the session would have died anyway, so a later
-                // load can say "terminated" rather than "unknown".
-                expires_at: keep_until,
-                state: RecordState::Ended { reason, at: now },
-            };
-            match self.store.replace(key, record.version, &ended) {
-                Ok(()) => {
-                    if next == Link::Live {
-                        self.emit(Event::Terminated {
-                            session: key.fingerprint(),
-                            reason,
-                        });
-                    }
-                    return Ok(next);
-                }
-                Err(StoreError::Conflict) => continue,
-                Err(StoreError::NotFound) => return Ok(Link::Done),
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(Error::Conflict)
     }
 
     /// Checks that a session copy is still usable at `now`.

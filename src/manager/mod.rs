@@ -1,0 +1,137 @@
+//! The [`SessionManager`] trait, and [`StoreManager`]: sessions kept in a
+//! [`Store`](crate::Store). The ticket manager lives in `crate::ticket`.
+
+use std::fmt;
+
+use crate::clock::Timestamp;
+use crate::error::Error;
+use crate::id::Fingerprint;
+use crate::session::{Issued, Loaded, NewSession, Session};
+
+mod store_manager;
+
+pub use self::store_manager::StoreManager;
+
+/// The session lifecycle, as a framework sees it.
+///
+/// Both [`StoreManager`] (server-side sessions) and the ticket manager
+/// (stateless signed tickets) implement it, so middleware can hold an
+/// `Arc<dyn SessionManager>` and not care which.
+///
+/// The usual request: `load` the cookie's token; on a rejection clear the
+/// cookie; on login call `login` (or `create` when there was no session);
+/// on privilege change `rotate`; when data changed `save`; on logout
+/// `terminate`. Whenever a call returns an [`Issued`], send its token as the
+/// new cookie.
+///
+/// # Example
+/// ```
+/// use latchkey::{MemoryStore, NewSession, SessionManager, StoreManager};
+///
+/// let manager: Box<dyn SessionManager> = Box::new(StoreManager::new(MemoryStore::new()));
+/// let anon = manager.create(NewSession::new())?;
+/// let mut session = manager.load(anon.token())?.session;
+/// let logged_in = manager.login(&mut session, "alice")?;
+/// assert_eq!(session.user(), Some("alice"));
+/// assert_ne!(logged_in.token(), anon.token());
+/// manager.terminate(&session)?;
+/// assert!(manager.load(logged_in.token()).unwrap_err().is_rejection());
+/// # Ok::<(), latchkey::Error>(())
+/// ```
+pub trait SessionManager: fmt::Debug + Send + Sync {
+    /// Starts a session and issues its token.
+    ///
+    /// # Errors
+    /// [`Error::TooLarge`], [`Error::UserLimit`], store errors.
+    fn create(&self, new: NewSession) -> Result<Issued, Error>;
+
+    /// Resolves a presented token to its session, enforcing both timeouts.
+    ///
+    /// # Errors
+    /// A rejection ([`Error::is_rejection`]) saying why, or a store error.
+    fn load(&self, token: &str) -> Result<Loaded, Error>;
+
+    /// Writes changed data. Versioned: a copy loaded before someone else's
+    /// save fails with [`Error::Conflict`] instead of overwriting. Returns a
+    /// token to reissue, if the manager's tokens carry the data.
+    ///
+    /// # Errors
+    /// [`Error::Conflict`], [`Error::TooLarge`], a rejection if the session
+    /// ended meanwhile, store errors.
+    fn save(&self, session: &mut Session) -> Result<Option<Issued>, Error>;
+
+    /// Gives the session a new ID and retires the old one: a routine
+    /// rotation, with no change of privilege. Data (as changed on
+    /// `session`), creation time and absolute deadline are kept. For the
+    /// rotation grace window the old token still resolves, to the
+    /// successor, and hands its client the new token ([`crate::lifecycle`]).
+    ///
+    /// # Errors
+    /// As for [`save`](Self::save).
+    fn rotate(&self, session: &mut Session) -> Result<Issued, Error>;
+
+    /// Rotates as a change of privilege (the user became an administrator,
+    /// gave up a role, changed their password): like [`rotate`](Self::rotate),
+    /// but the old token never resolves to the changed session and is never
+    /// handed the new token, in the grace window or after. Within the
+    /// window it is refused as [`Error::Superseded`]; after it, as reuse.
+    /// Change the session's data first, then call this.
+    ///
+    /// # Errors
+    /// As for [`rotate`](Self::rotate).
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{Error, MemoryStore, NewSession, SessionManager, StoreManager};
+    /// let manager = StoreManager::new(MemoryStore::new());
+    /// let before = manager.create(NewSession::new().with_user("alice"))?;
+    /// let mut session = manager.load(before.token())?.session;
+    /// session.insert("admin", &true)?;
+    /// let after = manager.change_privilege(&mut session)?;
+    /// assert!(matches!(manager.load(before.token()), Err(Error::Superseded)));
+    /// assert_eq!(manager.load(after.token())?.session.get::<bool>("admin")?, Some(true));
+    /// # Ok::<(), Error>(())
+    /// ```
+    fn change_privilege(&self, session: &mut Session) -> Result<Issued, Error>;
+
+    /// Records a successful authentication of `user`: rotates as a change of
+    /// privilege (the pre-login token is refused from now on: no session
+    /// fixation), binds the user, stamps the authentication time. The
+    /// absolute deadline is kept.
+    /// If the session belongs to a different user, it is ended and `user`
+    /// gets a fresh, empty session instead: one user's data never passes to
+    /// another.
+    ///
+    /// # Errors
+    /// As for [`rotate`](Self::rotate), and [`Error::UserLimit`].
+    fn login(&self, session: &mut Session, user: &str) -> Result<Issued, Error>;
+
+    /// Ends the session: every token of it fails on every later load,
+    /// including tokens of its rotation chain, and a copy loaded before a
+    /// concurrent rotation ends the rotated session too. It never returns
+    /// `Ok` while a token of the session still loads.
+    ///
+    /// # Errors
+    /// Store errors.
+    fn terminate(&self, session: &Session) -> Result<(), Error>;
+}
+
+/// A summary of one of a user's sessions, for a "your sessions" page.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SessionInfo {
+    /// The session's log-safe name.
+    pub fingerprint: Fingerprint,
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// Its last recorded activity.
+    pub last_seen: Timestamp,
+    /// When the user last authenticated in it.
+    pub authenticated_at: Option<Timestamp>,
+    /// When it ends if unused.
+    pub idle_deadline: Timestamp,
+    /// When it ends regardless.
+    pub absolute_deadline: Timestamp,
+    /// Its device label.
+    pub device: Option<String>,
+}
