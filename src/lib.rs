@@ -103,6 +103,9 @@
 //! - `redis` (off by default): `RedisStore`, sessions in Redis shared by many
 //!   app servers, on the `redis` crate's synchronous client (see
 //!   `latchkey::store::redis`).
+//! - `test-util` (off by default): `latchkey::store::conformance` and
+//!   `store_conformance!`, the store conformance suite, for the tests of a
+//!   store of your own.
 #![forbid(unsafe_code)]
 // On docs.rs: mark each feature-gated item with the feature it needs.
 #![cfg_attr(docsrs, feature(doc_cfg))]

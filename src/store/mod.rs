@@ -39,18 +39,6 @@
 //!     fn touch(&self, key: &StoreKey, last_seen: Timestamp, expires_at: Timestamp) -> Result<bool, StoreError> {
 //!         Ok(self.0.lock().get_mut(key).is_some_and(|r| r.touch(last_seen, expires_at)))
 //!     }
-//!     fn rotate(&self, old: &StoreKey, expected: u64, retired: &Record, new: &StoreKey, record: &Record) -> Result<(), StoreError> {
-//!         let mut m = self.0.lock();
-//!         match m.get(old) {
-//!             None => return Err(StoreError::NotFound),
-//!             Some(r) if r.version != expected => return Err(StoreError::Conflict),
-//!             Some(_) if m.contains_key(new) => return Err(StoreError::Exists),
-//!             Some(_) => {}
-//!         }
-//!         m.insert(*old, retired.clone());
-//!         m.insert(*new, record.clone());
-//!         Ok(())
-//!     }
 //!     fn remove(&self, key: &StoreKey) -> Result<bool, StoreError> {
 //!         Ok(self.0.lock().remove(key).is_some())
 //!     }
@@ -75,10 +63,16 @@
 //! # Ok::<(), latchkey::Error>(())
 //! ```
 //!
-//! The one provided method, [`Store::peek`], shows a record to the manager
-//! without copying it out; its default calls `get`, which is all a store
-//! needs. A store that keeps records in memory can override it to save the
-//! copy, as [`MemoryStore`](crate::MemoryStore) does.
+//! Two methods are provided. [`Store::rotate`] is built from the
+//! single-key writes (crash-safe through the manager's roll-forward, see
+//! [`crate::lifecycle`]); a store that can write two keys atomically may
+//! override it. [`Store::peek`] shows a record to the manager without
+//! copying it out; its default calls `get`, which is all a store needs, and
+//! a store that keeps records in memory can override it to save the copy,
+//! as [`MemoryStore`](crate::MemoryStore) does.
+//!
+//! Run the conformance suite against your store: `store::conformance` and
+//! `latchkey::store_conformance!`, behind the `test-util` feature.
 
 use std::fmt;
 use std::sync::Arc;
@@ -89,6 +83,9 @@ use crate::clock::Timestamp;
 use crate::id::{Fingerprint, SealedId, StoreKey};
 use crate::session::SessionData;
 
+#[cfg(feature = "test-util")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
+pub mod conformance;
 #[cfg(unix)]
 pub mod file;
 pub mod memory;
