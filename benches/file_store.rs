@@ -27,9 +27,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use latchkey::{
-    FileStore, LiveSession, Record, RecordState, SessionData, SessionId, Store, StoreKey, Timestamp,
-};
+use latchkey::store::{LiveSession, Record, RecordState};
+use latchkey::{FileStore, SessionData, SessionId, Store, StoreKey, Timestamp};
 
 const START: Timestamp = Timestamp::from_unix_millis(1_795_392_000_000);
 

@@ -21,9 +21,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::Criterion;
+use latchkey::store::{LiveSession, Record, RecordState};
 use latchkey::{
-    Clock, LiveSession, ManualClock, NewSession, Record, RecordState, RedisStore, SessionData,
-    SessionId, SessionManager, Store, StoreManager, SystemClock,
+    Clock, ManualClock, NewSession, RedisStore, SessionData, SessionId, SessionManager, Store,
+    StoreManager, SystemClock,
 };
 
 fn record(version: u64, now: latchkey::Timestamp) -> Record {

@@ -130,7 +130,7 @@ mod ticket;
 // Time.
 pub use crate::clock::{Clock, ManualClock, SystemClock, Timestamp};
 // Identifiers: the secret token, the hashed store key, the log fingerprint.
-pub use crate::id::{Fingerprint, SealedId, SessionId, StoreKey, TokenError};
+pub use crate::id::{Fingerprint, SessionId, StoreKey, TokenError};
 // Rules.
 pub use crate::policy::{Policy, PolicyBuilder, PolicyError, ReuseResponse, UserLimitAction};
 // Sessions and what managers hand back.
@@ -143,9 +143,10 @@ pub use crate::store::file::{Durability, FileStore};
 pub use crate::store::memory::MemoryStore;
 #[cfg(feature = "redis")]
 pub use crate::store::redis::RedisStore;
-pub use crate::store::{
-    DataRef, EndReason, LiveRef, LiveSession, Peek, Record, RecordState, Store, StoreError,
-};
+// What a store implementer also needs (`Record`, `RecordState`,
+// `LiveSession`, `Peek`, `LiveRef`, `DataRef`, `SealedId`) stays in
+// `latchkey::store`.
+pub use crate::store::{EndReason, Store, StoreError};
 // Cookies: rendering Set-Cookie, finding the token in a Cookie header.
 pub use crate::cookie::{
     CookieConfig, CookieConfigBuilder, CookieError, CookieLifetime, DEFAULT_MAX_HEADER_BYTES,

@@ -9,9 +9,9 @@ use std::sync::Arc;
 
 use conformance::store_conformance;
 use latchkey::store::DataRef;
+use latchkey::store::{LiveRef, Peek, RecordState};
 use latchkey::{
-    LiveRef, ManualClock, MemoryStore, NewSession, Peek, RecordState, SessionManager, Store,
-    StoreError, StoreKey, StoreManager,
+    ManualClock, MemoryStore, NewSession, SessionManager, Store, StoreError, StoreKey, StoreManager,
 };
 
 /// A `MemoryStore` whose `peek` shows each live record with its data as

@@ -19,9 +19,10 @@ use std::time::Duration;
 
 use conformance::store_conformance;
 use latchkey::store::file::{DecodeError, decode};
+use latchkey::store::{LiveSession, Record, RecordState};
 use latchkey::{
-    Durability, FileStore, LiveSession, ManualClock, NewSession, Record, RecordState, SessionData,
-    SessionId, SessionManager, Store, StoreError, StoreKey, StoreManager, Timestamp,
+    Durability, FileStore, ManualClock, NewSession, SessionData, SessionId, SessionManager, Store,
+    StoreError, StoreKey, StoreManager, Timestamp,
 };
 use tempfile::TempDir;
 
@@ -255,7 +256,7 @@ fn increment_worker(store: &FileStore, times: u64) {
 /// won `times` rotations; losing a race (Conflict, or Exists never) just
 /// means following the chain again.
 fn rotate_worker(store: &FileStore, times: u64) {
-    let sealed: latchkey::SealedId =
+    let sealed: latchkey::store::SealedId =
         serde_json::from_str(&format!("\"{}\"", "A".repeat(43))).unwrap();
     let mut won = 0;
     while won < times {

@@ -14,9 +14,10 @@
 use std::collections::BTreeSet;
 use std::sync::{Arc, Condvar, Mutex};
 
+use latchkey::store::Record;
 use latchkey::{
-    Error, Issued, ManualClock, NewSession, Policy, Record, Session, SessionManager, Store,
-    StoreError, StoreKey, StoreManager, Timestamp, UserLimitAction,
+    Error, Issued, ManualClock, NewSession, Policy, Session, SessionManager, Store, StoreError,
+    StoreKey, StoreManager, Timestamp, UserLimitAction,
 };
 
 const START: Timestamp = Timestamp::from_unix_millis(1_795_392_000_000);

@@ -5,8 +5,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use latchkey::store::Record;
 use latchkey::{
-    Clock, EndReason, Error, Event, ManualClock, MemoryStore, NewSession, Observer, Policy, Record,
+    Clock, EndReason, Error, Event, ManualClock, MemoryStore, NewSession, Observer, Policy,
     ReuseResponse, SessionId, SessionManager, Store, StoreError, StoreKey, StoreManager, Timestamp,
     UserLimitAction,
 };

@@ -13,8 +13,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use latchkey::store::Record;
 use latchkey::{
-    Error, KeyRing, ManualClock, MemoryStore, NewSession, Policy, Record, SessionManager, Store,
+    Error, KeyRing, ManualClock, MemoryStore, NewSession, Policy, SessionManager, Store,
     StoreError, StoreKey, StoreManager, TicketKey, TicketManager, Timestamp, UserLimitAction,
 };
 

@@ -80,7 +80,7 @@ fn loads_touch_once_per_touch_interval_and_report_expiry_on_the_in_place_path() 
             .unwrap()
             .store_key();
         match m.store().get(&key).unwrap().unwrap().state {
-            latchkey::RecordState::Live(l) => l.last_seen,
+            latchkey::store::RecordState::Live(l) => l.last_seen,
             other => panic!("{other:?}"),
         }
     };

@@ -32,10 +32,10 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use conformance::store_conformance;
+use latchkey::store::{LiveSession, Record, RecordState};
 use latchkey::{
-    Clock, Error, LiveSession, ManualClock, MemoryStore, NewSession, Record, RecordState,
-    RedisStore, SessionData, SessionId, SessionManager, Store, StoreError, StoreKey, StoreManager,
-    Timestamp,
+    Clock, Error, ManualClock, MemoryStore, NewSession, RedisStore, SessionData, SessionId,
+    SessionManager, Store, StoreError, StoreKey, StoreManager, Timestamp,
 };
 use manager_suite::{Kind, manager_conformance};
 

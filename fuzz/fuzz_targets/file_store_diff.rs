@@ -10,10 +10,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use latchkey::{
-    EndReason, FileStore, LiveSession, ManualClock, MemoryStore, Peek, Record, RecordState,
-    SessionData, Store, StoreError, StoreKey, Timestamp,
-};
+use latchkey::{EndReason, FileStore, ManualClock, MemoryStore, SessionData, Store, StoreError, StoreKey, Timestamp};
+use latchkey::store::{LiveSession, Peek, Record, RecordState};
 use libfuzzer_sys::fuzz_target;
 
 const T0: Timestamp = Timestamp::from_unix_millis(1_000_000);

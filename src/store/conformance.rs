@@ -31,11 +31,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::store::{LiveSession, Peek, Record, RecordState, Store, StoreError};
 use crate::{
     Clock, EndReason, Error, ManualClock, NewSession, Policy, SessionData, SessionId,
     SessionManager, StoreKey, StoreManager, Timestamp,
 };
-use crate::store::{LiveSession, Peek, Record, RecordState, Store, StoreError};
 
 /// 2026-11-23T00:00:00Z: the instant every case starts at, fixed and near
 /// real time, so backends with native expiry (Redis) see deadlines in the

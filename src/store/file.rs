@@ -211,7 +211,8 @@ pub enum DecodeError {
 /// # Example
 /// ```
 /// use latchkey::store::file::{decode, encode, SESSION_HEADER};
-/// use latchkey::{EndReason, Record, RecordState, Timestamp};
+/// use latchkey::{EndReason, Timestamp};
+/// use latchkey::store::{Record, RecordState};
 ///
 /// let r = Record {
 ///     version: 1,

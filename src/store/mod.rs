@@ -10,7 +10,8 @@
 //! ```
 //! use std::collections::HashMap;
 //! use parking_lot::Mutex;
-//! use latchkey::{Record, Store, StoreError, StoreKey, Timestamp};
+//! use latchkey::{Store, StoreError, StoreKey, Timestamp};
+//! use latchkey::store::{Record};
 //!
 //! /// One lock around one map: correct, simple, slow under contention.
 //! #[derive(Debug, Default)]
@@ -80,7 +81,8 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Timestamp;
-use crate::id::{Fingerprint, SealedId, StoreKey};
+pub use crate::id::SealedId;
+use crate::id::{Fingerprint, StoreKey};
 use crate::session::SessionData;
 
 #[cfg(feature = "test-util")]
@@ -158,7 +160,8 @@ pub struct LiveSession {
 ///
 /// # Example
 /// ```
-/// use latchkey::{LiveRef, Timestamp};
+/// use latchkey::{Timestamp};
+/// use latchkey::store::{LiveRef};
 /// use latchkey::store::DataRef;
 /// // Parts as a store might keep them, borrowed for the call.
 /// let t = Timestamp::from_unix_millis(1_800_000_000_000);
@@ -201,7 +204,8 @@ impl<'a> LiveRef<'a> {
     ///
     /// # Example
     /// ```
-    /// use latchkey::{LiveRef, LiveSession, SessionData, Timestamp};
+    /// use latchkey::{SessionData, Timestamp};
+    /// use latchkey::store::{LiveRef, LiveSession};
     /// let t = Timestamp::from_unix_millis(0);
     /// let live = LiveSession { created_at: t, last_seen: t, auth_at: Some(t), absolute_deadline: t,
     ///     user: None, device: Some("phone".into()), data: SessionData::default() };
@@ -255,7 +259,8 @@ impl<'a> DataRef<'a> {
     ///
     /// # Example
     /// ```
-    /// use latchkey::{DataRef, SessionData};
+    /// use latchkey::{SessionData};
+    /// use latchkey::store::{DataRef};
     /// let data = SessionData::from_map(serde_json::json!({"n": 1}).as_object().unwrap().clone());
     /// assert_eq!(DataRef::from(&data).to_data(), data);
     /// ```
@@ -299,7 +304,8 @@ impl fmt::Debug for DataRef<'_> {
 ///
 /// # Example
 /// ```
-/// use latchkey::{MemoryStore, Peek, Store, StoreKey};
+/// use latchkey::{MemoryStore, Store, StoreKey};
+/// use latchkey::store::{Peek};
 /// let key = StoreKey::from_hex(&"00".repeat(32)).unwrap();
 /// assert!(MemoryStore::new().peek(&key, |seen| matches!(seen, Ok(Peek::Missing))));
 /// ```
@@ -383,7 +389,8 @@ impl Record {
     /// # Example
     /// ```
     /// use std::time::Duration;
-    /// use latchkey::{EndReason, LiveSession, Record, RecordState, SessionData, Timestamp};
+    /// use latchkey::{EndReason, SessionData, Timestamp};
+    /// use latchkey::store::{LiveSession, Record, RecordState};
     /// let t = Timestamp::from_unix_millis(1_000);
     /// let live = Record {
     ///     version: 1,
@@ -410,7 +417,8 @@ impl Record {
     /// # Example
     /// ```
     /// use std::time::Duration;
-    /// use latchkey::{EndReason, LiveSession, Record, RecordState, SessionData, Timestamp};
+    /// use latchkey::{EndReason, SessionData, Timestamp};
+    /// use latchkey::store::{LiveSession, Record, RecordState};
     /// let t = Timestamp::from_unix_millis(1_000);
     /// let live = Record {
     ///     version: 1,
@@ -436,7 +444,8 @@ impl Record {
     /// # Example
     /// ```
     /// use std::time::Duration;
-    /// use latchkey::{EndReason, LiveSession, Record, RecordState, SessionData, Timestamp};
+    /// use latchkey::{EndReason, SessionData, Timestamp};
+    /// use latchkey::store::{LiveSession, Record, RecordState};
     /// let t = Timestamp::from_unix_millis(1_000);
     /// let live = Record {
     ///     version: 1,
@@ -597,7 +606,8 @@ pub trait Store: fmt::Debug + Send + Sync {
     ///
     /// # Example
     /// ```
-    /// use latchkey::{MemoryStore, NewSession, Peek, SessionManager, Store, StoreManager};
+    /// use latchkey::{MemoryStore, NewSession, SessionManager, Store, StoreManager};
+    /// use latchkey::store::{Peek};
     /// let manager = StoreManager::new(MemoryStore::new());
     /// let issued = manager.create(NewSession::new().with_user("alice"))?;
     /// let key = latchkey::SessionId::parse(issued.token())?.store_key();

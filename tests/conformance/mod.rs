@@ -5,9 +5,9 @@
 #![allow(dead_code)]
 
 #[allow(unused_imports)]
-pub(crate) use latchkey::store_conformance;
-#[allow(unused_imports)]
 pub use latchkey::store::conformance::START;
+#[allow(unused_imports)]
+pub(crate) use latchkey::store_conformance;
 
 /// The body of an `impl Store` that hands every required method to the
 /// store in field `$inner`: for test wrappers that change one thing (where
@@ -18,21 +18,21 @@ macro_rules! forward_store {
         fn insert(
             &self,
             key: &latchkey::StoreKey,
-            record: &latchkey::Record,
+            record: &latchkey::store::Record,
         ) -> Result<(), latchkey::StoreError> {
             self.$inner.insert(key, record)
         }
         fn get(
             &self,
             key: &latchkey::StoreKey,
-        ) -> Result<Option<latchkey::Record>, latchkey::StoreError> {
+        ) -> Result<Option<latchkey::store::Record>, latchkey::StoreError> {
             self.$inner.get(key)
         }
         fn replace(
             &self,
             key: &latchkey::StoreKey,
             expected: u64,
-            record: &latchkey::Record,
+            record: &latchkey::store::Record,
         ) -> Result<(), latchkey::StoreError> {
             self.$inner.replace(key, expected, record)
         }
@@ -48,9 +48,9 @@ macro_rules! forward_store {
             &self,
             old: &latchkey::StoreKey,
             expected: u64,
-            retired: &latchkey::Record,
+            retired: &latchkey::store::Record,
             new: &latchkey::StoreKey,
-            record: &latchkey::Record,
+            record: &latchkey::store::Record,
         ) -> Result<(), latchkey::StoreError> {
             self.$inner.rotate(old, expected, retired, new, record)
         }
@@ -60,7 +60,7 @@ macro_rules! forward_store {
         fn sessions_of(
             &self,
             user: &str,
-        ) -> Result<Vec<(latchkey::StoreKey, latchkey::Record)>, latchkey::StoreError> {
+        ) -> Result<Vec<(latchkey::StoreKey, latchkey::store::Record)>, latchkey::StoreError> {
             self.$inner.sessions_of(user)
         }
         fn purge_expired(&self, now: latchkey::Timestamp) -> Result<usize, latchkey::StoreError> {

@@ -8,9 +8,8 @@ use axum::body::{Body, to_bytes};
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
 use axum::http::{Request, StatusCode};
 use axum::response::Response;
-use latchkey::{
-    CookieConfig, MemoryStore, Record, Store, StoreError, StoreKey, StoreManager, Timestamp,
-};
+use latchkey::store::Record;
+use latchkey::{CookieConfig, MemoryStore, Store, StoreError, StoreKey, StoreManager, Timestamp};
 use latchkey_axum_example::{Sessions, router};
 use tower::ServiceExt as _;
 
