@@ -63,7 +63,7 @@ use std::fmt::Write as _;
 
 use subtle::ConstantTimeEq;
 
-use crate::clock::{Clock, SystemClock, Timestamp};
+use crate::clock::Timestamp;
 use crate::session::Issued;
 
 /// The most bytes a rendered `Set-Cookie` value may have. RFC 6265 §6.1 asks
@@ -357,8 +357,10 @@ impl CookieConfig {
         self.lifetime
     }
 
-    /// The `Set-Cookie` value carrying `issued`'s token, with the system
-    /// clock's "now" for `Max-Age`.
+    /// The `Set-Cookie` value carrying `issued`'s token. Under
+    /// [`CookieLifetime::UntilAbsoluteDeadline`], `Max-Age` counts from
+    /// [`Issued::issued_at`], the manager's clock at the call that issued
+    /// the token: time enters once, and no second clock is read here.
     ///
     /// # Errors
     /// As for [`set_cookie_at`](Self::set_cookie_at).
@@ -377,7 +379,7 @@ impl CookieConfig {
     /// # Ok::<(), latchkey::CookieError>(())
     /// ```
     pub fn set_cookie(&self, issued: &Issued) -> Result<String, CookieError> {
-        self.set_cookie_at(issued, SystemClock.now())
+        self.set_cookie_at(issued, issued.issued_at())
     }
 
     /// The `Set-Cookie` value carrying `issued`'s token, with `now` for
@@ -830,6 +832,18 @@ mod tests {
             Timestamp::from_unix_millis(absolute_ms),
             Timestamp::from_unix_millis(absolute_ms),
         )
+    }
+
+    #[test]
+    fn max_age_counts_from_when_the_token_was_issued() {
+        let remember = CookieConfig::builder()
+            .with_lifetime(CookieLifetime::UntilAbsoluteDeadline)
+            .build()
+            .unwrap();
+        let issued =
+            issued("t0ken", 3_600_000).with_issued_at(Timestamp::from_unix_millis(600_000));
+        let v = remember.set_cookie(&issued).unwrap();
+        assert!(v.contains("; Max-Age=3000;"), "{v}");
     }
 
     #[test]

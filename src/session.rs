@@ -769,11 +769,14 @@ pub struct Issued {
     pub(crate) fingerprint: Fingerprint,
     pub(crate) idle_deadline: Timestamp,
     pub(crate) absolute_deadline: Timestamp,
+    pub(crate) issued_at: Timestamp,
 }
 
 impl Issued {
-    /// Assembles an issued token. For [`SessionManager`](crate::SessionManager)
-    /// implementations outside this crate.
+    /// Assembles an issued token, issued now by the system clock. For
+    /// [`SessionManager`](crate::SessionManager) implementations outside
+    /// this crate; one on another clock sets the instant with
+    /// [`with_issued_at`](Self::with_issued_at).
     ///
     /// # Example
     /// ```
@@ -793,7 +796,41 @@ impl Issued {
             fingerprint,
             idle_deadline,
             absolute_deadline,
+            issued_at: crate::clock::Clock::now(&crate::clock::SystemClock),
         }
+    }
+
+    /// Sets the instant the token was issued at, from which a cookie's
+    /// `Max-Age` counts ([`CookieConfig::set_cookie`](crate::CookieConfig::set_cookie)).
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{Fingerprint, Issued, Timestamp};
+    /// let t = Timestamp::from_unix_millis(5_000);
+    /// let issued = Issued::new("token".into(), Fingerprint::from_hex("0123456789ab").unwrap(), t, t)
+    ///     .with_issued_at(t);
+    /// assert_eq!(issued.issued_at(), t);
+    /// ```
+    #[must_use]
+    pub fn with_issued_at(mut self, at: Timestamp) -> Issued {
+        self.issued_at = at;
+        self
+    }
+
+    /// When the token was issued: the manager's clock at the call that
+    /// issued it.
+    ///
+    /// # Example
+    /// ```
+    /// use std::sync::Arc;
+    /// use latchkey::{ManualClock, MemoryStore, NewSession, SessionManager, StoreManager, Timestamp};
+    /// let t0 = Timestamp::from_unix_millis(1_800_000_000_000);
+    /// let manager = StoreManager::new(MemoryStore::new()).with_clock(Arc::new(ManualClock::new(t0)));
+    /// assert_eq!(manager.create(NewSession::new())?.issued_at(), t0);
+    /// # Ok::<(), latchkey::Error>(())
+    /// ```
+    pub fn issued_at(&self) -> Timestamp {
+        self.issued_at
     }
 
     /// The secret token: the cookie value. Send it to the client and nowhere
@@ -863,6 +900,7 @@ impl fmt::Debug for Issued {
             .field("fingerprint", &self.fingerprint)
             .field("idle_deadline", &self.idle_deadline)
             .field("absolute_deadline", &self.absolute_deadline)
+            .field("issued_at", &self.issued_at)
             .finish()
     }
 }

@@ -203,18 +203,22 @@ impl<S: Store> StoreManager<S> {
 
     /// The token for `id`, whose store key `key` the caller already has (a
     /// second SHA-256 for the fingerprint would be wasted work).
+    /// `last_seen` sets the idle deadline; `now` is when it is issued (the
+    /// cookie's `Max-Age` counts from it).
     fn issued(
         &self,
         id: &SessionId,
         key: &StoreKey,
         last_seen: Timestamp,
         absolute: Timestamp,
+        now: Timestamp,
     ) -> Issued {
         Issued {
             token: id.to_token(),
             fingerprint: key.fingerprint(),
             idle_deadline: self.idle_deadline(last_seen, absolute),
             absolute_deadline: absolute,
+            issued_at: now,
         }
     }
 
@@ -256,7 +260,7 @@ impl<S: Store> StoreManager<S> {
             session: key.fingerprint(),
             user: record.user().map(str::to_owned),
         });
-        Ok(self.issued(&id, &key, now, absolute))
+        Ok(self.issued(&id, &key, now, absolute, now))
     }
 
     /// Inserts under a fresh random ID. A collision of 256-bit random IDs
@@ -464,6 +468,7 @@ impl<S: Store> StoreManager<S> {
                 &session.key,
                 session.last_seen,
                 session.absolute_deadline,
+                now,
             )
         });
         Ok(Loaded { session, reissue })
@@ -762,7 +767,7 @@ impl<S: Store> StoreManager<S> {
             from,
             to: session.key.fingerprint(),
         });
-        Ok(self.issued(&id, &session.key, now, session.absolute_deadline))
+        Ok(self.issued(&id, &session.key, now, session.absolute_deadline, now))
     }
 
     /// [`SessionManager::login`] at an explicit instant.
@@ -828,7 +833,7 @@ impl<S: Store> StoreManager<S> {
             to: session.key.fingerprint(),
             user: user.into(),
         });
-        Ok(self.issued(&id, &session.key, now, session.absolute_deadline))
+        Ok(self.issued(&id, &session.key, now, session.absolute_deadline, now))
     }
 
     /// [`SessionManager::terminate`] at an explicit instant.

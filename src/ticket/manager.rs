@@ -403,7 +403,8 @@ impl TicketManager {
             key.fingerprint(),
             claims.idle_deadline,
             claims.absolute_deadline,
-        ))
+        )
+        .with_issued_at(claims.issued_at))
     }
 
     /// Signs the current state of `session` under its session key, issued
