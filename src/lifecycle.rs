@@ -116,9 +116,121 @@
 //! # Ok::<(), Error>(())
 //! ```
 
-use crate::clock::Timestamp;
+use std::fmt;
+use std::sync::Arc;
+
+use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::error::Error;
+use crate::event::{Event, ExpiryKind, Observer, RejectKind};
+use crate::id::StoreKey;
 use crate::policy::Policy;
+
+/// What both managers share, and the one place they take it from: the
+/// policy, the clock, the observer, and the decisions and events that do
+/// not depend on where a session's state lives. A manager adds only how it
+/// persists (a store) or encodes (a ticket).
+#[derive(Clone)]
+pub(crate) struct Core {
+    pub(crate) policy: Policy,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) observer: Option<Arc<dyn Observer>>,
+}
+
+impl fmt::Debug for Core {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Core")
+            .field("policy", &self.policy)
+            .field("clock", &self.clock)
+            .field("observer", &self.observer)
+            .finish()
+    }
+}
+
+impl Core {
+    /// `policy` on the system clock, reporting to no one.
+    pub(crate) fn new(policy: Policy) -> Core {
+        Core {
+            policy,
+            clock: Arc::new(SystemClock),
+            observer: None,
+        }
+    }
+
+    /// The time: the only clock read a manager makes.
+    #[inline]
+    pub(crate) fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    /// Reports `event`, if someone listens.
+    pub(crate) fn emit(&self, event: Event) {
+        if let Some(o) = &self.observer {
+            o.on_event(&event);
+        }
+    }
+
+    /// [`Self::emit`] for hot paths: the event (with its fingerprints and
+    /// owned strings) is built only if someone listens.
+    #[inline]
+    pub(crate) fn emit_with(&self, event: impl FnOnce() -> Event) {
+        if let Some(o) = &self.observer {
+            o.on_event(&event());
+        }
+    }
+
+    /// The idle deadline under this policy: see [`idle_deadline`].
+    #[inline]
+    pub(crate) fn idle_deadline(&self, last_seen: Timestamp, absolute: Timestamp) -> Timestamp {
+        idle_deadline(&self.policy, last_seen, absolute)
+    }
+
+    /// Which clock has ended a session, under this policy: see [`expiry`].
+    #[inline]
+    pub(crate) fn expiry(
+        &self,
+        absolute_deadline: Timestamp,
+        last_seen: Timestamp,
+        now: Timestamp,
+    ) -> Option<Error> {
+        expiry(&self.policy, absolute_deadline, last_seen, now)
+    }
+
+    /// Whether a load records activity: see [`touch_due`].
+    #[inline]
+    pub(crate) fn touch_due(&self, last_seen: Timestamp, now: Timestamp) -> bool {
+        touch_due(&self.policy, last_seen, now)
+    }
+
+    /// Refuses session data over the policy's limit.
+    pub(crate) fn check_size(&self, size: usize) -> Result<(), Error> {
+        let limit = self.policy.max_data_bytes();
+        if size > limit {
+            return Err(Error::TooLarge { size, limit });
+        }
+        Ok(())
+    }
+
+    /// Reports an expiry found by [`Self::expiry`].
+    pub(crate) fn report_expired(&self, key: &StoreKey, err: &Error) {
+        let kind = match err {
+            Error::AbsoluteExpired { .. } => ExpiryKind::Absolute,
+            _ => ExpiryKind::Idle,
+        };
+        self.emit(Event::Expired {
+            session: key.fingerprint(),
+            kind,
+        });
+    }
+
+    /// Reports a refused token and hands back the error that says why.
+    pub(crate) fn reject(&self, kind: RejectKind, session: Option<&StoreKey>, err: Error) -> Error {
+        self.emit(Event::Rejected {
+            kind,
+            session: session.map(StoreKey::fingerprint),
+        });
+        err
+    }
+}
 
 /// How many links a walk along a rotation chain follows before it gives up
 /// with [`Error::Conflict`]: a chain grows by one link per rotation and its

@@ -139,7 +139,7 @@ impl<S: Store> StoreManager<S> {
             match self.store.replace(key, record.version, &ended) {
                 Ok(()) => {
                     if next == Link::Live {
-                        self.emit(Event::Terminated {
+                        self.core.emit(Event::Terminated {
                             session: key.fingerprint(),
                             reason,
                         });

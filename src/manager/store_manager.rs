@@ -2,16 +2,16 @@
 
 use std::sync::Arc;
 
-use crate::clock::{Clock, SystemClock, Timestamp};
+use crate::clock::{Clock, Timestamp};
 use crate::error::Error;
-use crate::event::{Event, ExpiryKind, Observer, RejectKind};
+use crate::event::{Event, Observer, RejectKind};
 use crate::id::{Fingerprint, SessionId, StoreKey};
 use crate::manager::{SessionInfo, SessionManager};
 
 // The rotation chain: ending it, rolling a crashed rotation forward.
 #[path = "chain.rs"]
 mod chain;
-use crate::lifecycle::{self, Retired};
+use crate::lifecycle::{self, Core, Retired};
 use crate::policy::{Policy, ReuseResponse, UserLimitAction};
 use crate::session::{Issued, Loaded, NewSession, Session, SessionData};
 use crate::store::{EndReason, LiveRef, LiveSession, Peek, Record, RecordState, Store, StoreError};
@@ -41,9 +41,8 @@ const MAX_CHAIN: usize = 4;
 #[derive(Debug)]
 pub struct StoreManager<S> {
     store: S,
-    policy: Policy,
-    clock: Arc<dyn Clock>,
-    observer: Option<Arc<dyn Observer>>,
+    /// Policy, clock, observer and the shared decisions (`lifecycle`).
+    core: Core,
 }
 
 impl<S: Store> StoreManager<S> {
@@ -58,9 +57,7 @@ impl<S: Store> StoreManager<S> {
     pub fn new(store: S) -> StoreManager<S> {
         StoreManager {
             store,
-            policy: Policy::default(),
-            clock: Arc::new(SystemClock),
-            observer: None,
+            core: Core::new(Policy::default()),
         }
     }
 
@@ -74,7 +71,7 @@ impl<S: Store> StoreManager<S> {
     /// ```
     #[must_use]
     pub fn with_policy(mut self, policy: Policy) -> StoreManager<S> {
-        self.policy = policy;
+        self.core.policy = policy;
         self
     }
 
@@ -92,7 +89,7 @@ impl<S: Store> StoreManager<S> {
     /// ```
     #[must_use]
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> StoreManager<S> {
-        self.clock = clock;
+        self.core.clock = clock;
         self
     }
 
@@ -113,7 +110,7 @@ impl<S: Store> StoreManager<S> {
     /// ```
     #[must_use]
     pub fn with_observer(mut self, observer: Arc<dyn Observer>) -> StoreManager<S> {
-        self.observer = Some(observer);
+        self.core.observer = Some(observer);
         self
     }
 
@@ -139,39 +136,18 @@ impl<S: Store> StoreManager<S> {
     /// assert_eq!(StoreManager::new(MemoryStore::new()).policy(), &Policy::default());
     /// ```
     pub fn policy(&self) -> &Policy {
-        &self.policy
-    }
-
-    fn emit(&self, event: Event) {
-        if let Some(o) = &self.observer {
-            o.on_event(&event);
-        }
-    }
-
-    /// [`Self::emit`] for hot paths: the event (with its fingerprints and
-    /// owned user name) is built only if someone listens.
-    fn emit_with(&self, event: impl FnOnce() -> Event) {
-        if let Some(o) = &self.observer {
-            o.on_event(&event());
-        }
-    }
-
-    fn idle_deadline(&self, last_seen: Timestamp, absolute: Timestamp) -> Timestamp {
-        lifecycle::idle_deadline(&self.policy, last_seen, absolute)
+        &self.core.policy
     }
 
     fn check_size(&self, data: &SessionData) -> Result<(), Error> {
         // Borrowed: a clean encoding, as a store is handed, is not copied.
-        let size = data.encoded_text().len();
-        let limit = self.policy.max_data_bytes();
-        if size > limit {
-            return Err(Error::TooLarge { size, limit });
-        }
-        Ok(())
+        self.core.check_size(data.encoded_text().len())
     }
 
     fn live_record(&self, version: u64, live: LiveSession) -> Record {
-        let expires_at = self.idle_deadline(live.last_seen, live.absolute_deadline);
+        let expires_at = self
+            .core
+            .idle_deadline(live.last_seen, live.absolute_deadline);
         Record {
             version,
             expires_at,
@@ -194,7 +170,9 @@ impl<S: Store> StoreManager<S> {
             last_seen: live.last_seen,
             auth_at: live.auth_at,
             absolute_deadline: live.absolute_deadline,
-            idle_deadline: self.idle_deadline(live.last_seen, live.absolute_deadline),
+            idle_deadline: self
+                .core
+                .idle_deadline(live.last_seen, live.absolute_deadline),
             user: live.user,
             device: live.device,
             data: live.data,
@@ -216,7 +194,7 @@ impl<S: Store> StoreManager<S> {
         Issued {
             token: id.to_token(),
             fingerprint: key.fingerprint(),
-            idle_deadline: self.idle_deadline(last_seen, absolute),
+            idle_deadline: self.core.idle_deadline(last_seen, absolute),
             absolute_deadline: absolute,
             issued_at: now,
         }
@@ -248,7 +226,7 @@ impl<S: Store> StoreManager<S> {
             created_at: now,
             last_seen: now,
             auth_at: new.user.as_ref().map(|_| now),
-            absolute_deadline: now.saturating_add(self.policy.absolute_timeout()),
+            absolute_deadline: now.saturating_add(self.core.policy.absolute_timeout()),
             user: new.user,
             device: new.device,
             data,
@@ -256,7 +234,7 @@ impl<S: Store> StoreManager<S> {
         let absolute = live.absolute_deadline;
         let record = self.live_record(1, live);
         let (id, key) = self.insert_fresh(&record)?;
-        self.emit_with(|| Event::Created {
+        self.core.emit_with(|| Event::Created {
             session: key.fingerprint(),
             user: record.user().map(str::to_owned),
         });
@@ -287,7 +265,7 @@ impl<S: Store> StoreManager<S> {
         except: Option<&StoreKey>,
         now: Timestamp,
     ) -> Result<(), Error> {
-        let Some(max) = self.policy.max_sessions_per_user() else {
+        let Some(max) = self.core.policy.max_sessions_per_user() else {
             return Ok(());
         };
         let mut live: Vec<(StoreKey, Timestamp)> = self
@@ -303,7 +281,7 @@ impl<S: Store> StoreManager<S> {
         if live.len() < max {
             return Ok(());
         }
-        if self.policy.user_limit_action() == UserLimitAction::Refuse {
+        if self.core.policy.user_limit_action() == UserLimitAction::Refuse {
             return Err(Error::UserLimit { limit: max });
         }
         live.sort_by_key(|(_, created)| *created);
@@ -316,39 +294,14 @@ impl<S: Store> StoreManager<S> {
 
     /// Which clock, if any, has ended a live session at `now`.
     fn expiry(&self, s: &LiveSession, now: Timestamp) -> Option<Error> {
-        self.expiry_of(s.absolute_deadline, s.last_seen, now)
-    }
-
-    /// [`Self::expiry`] from the two fields it reads.
-    #[inline]
-    fn expiry_of(
-        &self,
-        absolute_deadline: Timestamp,
-        last_seen: Timestamp,
-        now: Timestamp,
-    ) -> Option<Error> {
-        lifecycle::expiry(&self.policy, absolute_deadline, last_seen, now)
-    }
-
-    /// Reports an expiry found by [`Self::expiry`].
-    fn report_expired(&self, key: &StoreKey, err: &Error) {
-        let kind = match err {
-            Error::AbsoluteExpired { .. } => ExpiryKind::Absolute,
-            _ => ExpiryKind::Idle,
-        };
-        self.emit(Event::Expired {
-            session: key.fingerprint(),
-            kind,
-        });
+        self.core.expiry(s.absolute_deadline, s.last_seen, now)
     }
 
     /// Reports a token no record answers to.
     fn report_unknown(&self, key: &StoreKey) {
         // Strict mode: an ID we did not issue is refused, never adopted.
-        self.emit(Event::Rejected {
-            kind: RejectKind::Unknown,
-            session: Some(key.fingerprint()),
-        });
+        self.core
+            .reject(RejectKind::Unknown, Some(key), Error::Unknown);
     }
 
     /// [`SessionManager::load`] at an explicit instant.
@@ -380,7 +333,7 @@ impl<S: Store> StoreManager<S> {
         let id = match SessionId::parse(token) {
             Ok(id) => id,
             Err(e) => {
-                self.emit(Event::Rejected {
+                self.core.emit(Event::Rejected {
                     kind: RejectKind::Malformed,
                     session: None,
                 });
@@ -410,7 +363,7 @@ impl<S: Store> StoreManager<S> {
                 match &err {
                     Error::Unknown => self.report_unknown(&key),
                     Error::AbsoluteExpired { .. } | Error::IdleExpired { .. } => {
-                        self.report_expired(&key, &err);
+                        self.core.report_expired(&key, &err);
                     }
                     _ => {}
                 }
@@ -433,10 +386,13 @@ impl<S: Store> StoreManager<S> {
         live: LiveRef<'_>,
         now: Timestamp,
     ) -> Option<Result<Loaded, Error>> {
-        if let Some(err) = self.expiry_of(live.absolute_deadline, live.last_seen, now) {
+        if let Some(err) = self
+            .core
+            .expiry(live.absolute_deadline, live.last_seen, now)
+        {
             return Some(Err(err));
         }
-        if lifecycle::touch_due(&self.policy, live.last_seen, now) {
+        if self.core.touch_due(live.last_seen, now) {
             return None;
         }
         Some(Ok(Loaded {
@@ -448,7 +404,9 @@ impl<S: Store> StoreManager<S> {
                 last_seen: live.last_seen,
                 auth_at: live.auth_at,
                 absolute_deadline: live.absolute_deadline,
-                idle_deadline: self.idle_deadline(live.last_seen, live.absolute_deadline),
+                idle_deadline: self
+                    .core
+                    .idle_deadline(live.last_seen, live.absolute_deadline),
                 user: live.user.map(String::from),
                 device: live.device.map(String::from),
                 data: live.data.to_data(),
@@ -497,11 +455,11 @@ impl<S: Store> StoreManager<S> {
         match record.state {
             RecordState::Live(mut live) => {
                 if let Some(err) = self.expiry(&live, now) {
-                    self.report_expired(&key, &err);
+                    self.core.report_expired(&key, &err);
                     return Err(err);
                 }
-                if lifecycle::touch_due(&self.policy, live.last_seen, now) {
-                    let expires = self.idle_deadline(now, live.absolute_deadline);
+                if self.core.touch_due(live.last_seen, now) {
+                    let expires = self.core.idle_deadline(now, live.absolute_deadline);
                     // A touch that finds the record gone or retired means a
                     // concurrent logout or rotation: resolve again to report
                     // the state that won.
@@ -526,7 +484,7 @@ impl<S: Store> StoreManager<S> {
             } => {
                 let retired = lifecycle::retired(grace_until, privilege_change, now);
                 if retired == Retired::Superseded {
-                    self.emit(Event::Rejected {
+                    self.core.emit(Event::Rejected {
                         kind: RejectKind::Superseded,
                         session: Some(key.fingerprint()),
                     });
@@ -558,9 +516,9 @@ impl<S: Store> StoreManager<S> {
                         self.resolve(next.clone(), successor, now, depth + 1)?;
                     return Ok((session, Some(deeper.unwrap_or(next))));
                 }
-                let revoke = self.policy.reuse_response() == ReuseResponse::RevokeSuccessor;
+                let revoke = self.core.policy.reuse_response() == ReuseResponse::RevokeSuccessor;
                 let successor_revoked = revoke && self.revoke_chain(successor, now)?;
-                self.emit(Event::ReuseDetected {
+                self.core.emit(Event::ReuseDetected {
                     retired: key.fingerprint(),
                     successor: successor.fingerprint(),
                     successor_revoked,
@@ -647,7 +605,7 @@ impl<S: Store> StoreManager<S> {
             .map_err(|e| self.write_error(session, e, now))?;
         session.version += 1;
         session.last_seen = now;
-        session.idle_deadline = self.idle_deadline(now, session.absolute_deadline);
+        session.idle_deadline = self.core.idle_deadline(now, session.absolute_deadline);
         session.data.saved_as(data);
         Ok(None)
     }
@@ -673,7 +631,7 @@ impl<S: Store> StoreManager<S> {
                 // Only a routine rotation hands its old token the successor.
                 sealed_successor: (!privilege_change).then(|| old.seal(&new_id)),
                 at: now,
-                grace_until: now.saturating_add(self.policy.rotation_grace()),
+                grace_until: now.saturating_add(self.core.policy.rotation_grace()),
                 privilege_change,
                 pending: None,
             },
@@ -698,7 +656,7 @@ impl<S: Store> StoreManager<S> {
         session.key = new_key;
         session.version = 1;
         session.last_seen = now;
-        session.idle_deadline = self.idle_deadline(now, session.absolute_deadline);
+        session.idle_deadline = self.core.idle_deadline(now, session.absolute_deadline);
         session.data.saved_as(data);
         Ok(new_id)
     }
@@ -763,7 +721,7 @@ impl<S: Store> StoreManager<S> {
     ) -> Result<Issued, Error> {
         let from = session.fingerprint();
         let id = self.rotate_inner(session, now, privilege_change)?;
-        self.emit(Event::Rotated {
+        self.core.emit(Event::Rotated {
             from,
             to: session.key.fingerprint(),
         });
@@ -810,7 +768,7 @@ impl<S: Store> StoreManager<S> {
             )?;
             let Loaded { session: fresh, .. } = self.load_at(issued.token(), now)?;
             *session = fresh;
-            self.emit(Event::LoggedIn {
+            self.core.emit(Event::LoggedIn {
                 from,
                 to: issued.fingerprint(),
                 user: user.into(),
@@ -828,7 +786,7 @@ impl<S: Store> StoreManager<S> {
                 return Err(e);
             }
         };
-        self.emit(Event::LoggedIn {
+        self.core.emit(Event::LoggedIn {
             from,
             to: session.key.fingerprint(),
             user: user.into(),
@@ -885,7 +843,7 @@ impl<S: Store> StoreManager<S> {
         F: FnMut(&mut Session) -> R,
     {
         for _ in 0..MAX_RETRIES {
-            let now = self.clock.now();
+            let now = self.core.now();
             let Loaded {
                 mut session,
                 reissue,
@@ -915,7 +873,7 @@ impl<S: Store> StoreManager<S> {
     /// # Ok::<(), latchkey::Error>(())
     /// ```
     pub fn sessions_of(&self, user: &str) -> Result<Vec<SessionInfo>, Error> {
-        let now = self.clock.now();
+        let now = self.core.now();
         let mut out: Vec<SessionInfo> = self
             .store
             .sessions_of(user)?
@@ -929,7 +887,7 @@ impl<S: Store> StoreManager<S> {
                         created_at: s.created_at,
                         last_seen: s.last_seen,
                         authenticated_at: s.auth_at,
-                        idle_deadline: self.idle_deadline(s.last_seen, s.absolute_deadline),
+                        idle_deadline: self.core.idle_deadline(s.last_seen, s.absolute_deadline),
                         absolute_deadline: s.absolute_deadline,
                         device: s.device,
                     })
@@ -960,7 +918,7 @@ impl<S: Store> StoreManager<S> {
     /// # Ok::<(), latchkey::Error>(())
     /// ```
     pub fn terminate_all(&self, user: &str, except: Option<&Session>) -> Result<usize, Error> {
-        let now = self.clock.now();
+        let now = self.core.now();
         let mut n = 0;
         for (key, record) in self.store.sessions_of(user)? {
             if except.is_some_and(|s| s.key == key) || record.user() != Some(user) {
@@ -996,7 +954,7 @@ impl<S: Store> StoreManager<S> {
         user: &str,
         fingerprint: Fingerprint,
     ) -> Result<bool, Error> {
-        let now = self.clock.now();
+        let now = self.core.now();
         for (key, record) in self.store.sessions_of(user)? {
             if key.fingerprint() == fingerprint && record.user() == Some(user) {
                 return self.end(&key, EndReason::Logout, now);
@@ -1019,37 +977,37 @@ impl<S: Store> StoreManager<S> {
     /// # Ok::<(), latchkey::Error>(())
     /// ```
     pub fn purge_expired(&self) -> Result<usize, Error> {
-        Ok(self.store.purge_expired(self.clock.now())?)
+        Ok(self.store.purge_expired(self.core.now())?)
     }
 }
 
 impl<S: Store> SessionManager for StoreManager<S> {
     fn create(&self, new: NewSession) -> Result<Issued, Error> {
-        self.create_at(new, self.clock.now())
+        self.create_at(new, self.core.now())
     }
 
     #[inline]
     fn load(&self, token: &str) -> Result<Loaded, Error> {
-        self.load_when(token, || self.clock.now())
+        self.load_when(token, || self.core.now())
     }
 
     fn save(&self, session: &mut Session) -> Result<Option<Issued>, Error> {
-        self.save_at(session, self.clock.now())
+        self.save_at(session, self.core.now())
     }
 
     fn rotate(&self, session: &mut Session) -> Result<Issued, Error> {
-        self.rotate_at(session, self.clock.now())
+        self.rotate_at(session, self.core.now())
     }
 
     fn change_privilege(&self, session: &mut Session) -> Result<Issued, Error> {
-        self.change_privilege_at(session, self.clock.now())
+        self.change_privilege_at(session, self.core.now())
     }
 
     fn login(&self, session: &mut Session, user: &str) -> Result<Issued, Error> {
-        self.login_at(session, user, self.clock.now())
+        self.login_at(session, user, self.core.now())
     }
 
     fn terminate(&self, session: &Session) -> Result<(), Error> {
-        self.terminate_at(session, self.clock.now())
+        self.terminate_at(session, self.core.now())
     }
 }

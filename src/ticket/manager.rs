@@ -6,11 +6,11 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 use rand::Rng as _;
 
-use crate::clock::{Clock, SystemClock, Timestamp};
+use crate::clock::{Clock, Timestamp};
 use crate::error::Error;
 use crate::event::{Event, ExpiryKind, Observer, RejectKind};
 use crate::id::StoreKey;
-use crate::lifecycle::{self, Retired};
+use crate::lifecycle::{self, Core, Retired};
 use crate::manager::SessionManager;
 use crate::policy::{Policy, ReuseResponse};
 use crate::session::{Issued, Loaded, NewSession, Session, SessionData};
@@ -141,9 +141,8 @@ pub struct TicketManager {
     purpose: Box<str>,
     purpose_id: [u8; 4],
     keys: RwLock<Arc<Keys>>,
-    policy: Policy,
-    clock: Arc<dyn Clock>,
-    observer: Option<Arc<dyn Observer>>,
+    /// Policy, clock, observer and the shared decisions (`lifecycle`).
+    core: Core,
     revocation: Option<Arc<dyn Store>>,
 }
 
@@ -152,9 +151,7 @@ impl fmt::Debug for TicketManager {
         f.debug_struct("TicketManager")
             .field("purpose", &self.purpose)
             .field("keys", &self.keys.read().ring)
-            .field("policy", &self.policy)
-            .field("clock", &self.clock)
-            .field("observer", &self.observer)
+            .field("core", &self.core)
             .field("revocation", &self.revocation)
             .finish()
     }
@@ -185,9 +182,7 @@ impl TicketManager {
             keys: RwLock::new(Arc::new(Keys::new(keys, purpose))),
             // The default policy but for its per-user cap, which tickets
             // cannot count (see `with_policy`).
-            policy: Policy::default().without_user_cap(),
-            clock: Arc::new(SystemClock),
-            observer: None,
+            core: Core::new(Policy::default().without_user_cap()),
             revocation: None,
         })
     }
@@ -218,7 +213,7 @@ impl TicketManager {
     /// ```
     #[must_use]
     pub fn with_policy(mut self, policy: Policy) -> TicketManager {
-        self.policy = policy;
+        self.core.policy = policy;
         self
     }
 
@@ -235,7 +230,7 @@ impl TicketManager {
     /// ```
     #[must_use]
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> TicketManager {
-        self.clock = clock;
+        self.core.clock = clock;
         self
     }
 
@@ -255,7 +250,7 @@ impl TicketManager {
     /// ```
     #[must_use]
     pub fn with_observer(mut self, observer: Arc<dyn Observer>) -> TicketManager {
-        self.observer = Some(observer);
+        self.core.observer = Some(observer);
         self
     }
 
@@ -302,7 +297,7 @@ impl TicketManager {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn policy(&self) -> &Policy {
-        &self.policy
+        &self.core.policy
     }
 
     /// Whether revocation is configured.
@@ -357,34 +352,6 @@ impl TicketManager {
         *self.keys.write() = keys;
     }
 
-    fn emit(&self, event: Event) {
-        if let Some(o) = &self.observer {
-            o.on_event(&event);
-        }
-    }
-
-    fn reject(&self, kind: RejectKind, err: Error) -> Error {
-        self.emit(Event::Rejected {
-            kind,
-            session: None,
-        });
-        err
-    }
-
-    fn idle_deadline(&self, last_seen: Timestamp, absolute: Timestamp) -> Timestamp {
-        last_seen
-            .saturating_add(self.policy.idle_timeout())
-            .min(absolute)
-    }
-
-    fn check_size(&self, size: usize) -> Result<(), Error> {
-        let limit = self.policy.max_data_bytes();
-        if size > limit {
-            return Err(Error::TooLarge { size, limit });
-        }
-        Ok(())
-    }
-
     /// Signs `claims` with the signing key. `key` is the session's store
     /// key, which the caller already has.
     fn mint(&self, keys: &Keys, claims: &Claims<'_>, key: &StoreKey) -> Result<Issued, Error> {
@@ -414,7 +381,7 @@ impl TicketManager {
             created_at: session.created_at,
             issued_at: now,
             auth_at: session.auth_at,
-            idle_deadline: self.idle_deadline(now, session.absolute_deadline),
+            idle_deadline: self.core.idle_deadline(now, session.absolute_deadline),
             absolute_deadline: session.absolute_deadline,
             session_key: *session.key.as_bytes(),
             user: session.user.as_deref(),
@@ -426,11 +393,11 @@ impl TicketManager {
 
     /// Starts a session: fresh id, both deadlines from `now`.
     fn start(&self, new: NewSession, now: Timestamp) -> Result<(Session, Issued), Error> {
-        lifecycle::check_cap_supported(&self.policy, new.user.as_deref())?;
+        lifecycle::check_cap_supported(&self.core.policy, new.user.as_deref())?;
         let data = SessionData::from_encoded(Arc::from(new.data_json()));
         let encoded = data.encoded();
-        self.check_size(encoded.len())?;
-        let absolute = now.saturating_add(self.policy.absolute_timeout());
+        self.core.check_size(encoded.len())?;
+        let absolute = now.saturating_add(self.core.policy.absolute_timeout());
         let session = Session {
             // The ticket carries the key, never the id: see `fresh_key`.
             id: None,
@@ -440,7 +407,7 @@ impl TicketManager {
             last_seen: now,
             auth_at: new.user.as_ref().map(|_| now),
             absolute_deadline: absolute,
-            idle_deadline: self.idle_deadline(now, absolute),
+            idle_deadline: self.core.idle_deadline(now, absolute),
             user: new.user,
             device: new.device,
             data,
@@ -473,12 +440,12 @@ impl TicketManager {
         // The same ticket `start` would mint, without building a Session
         // only to drop it: issue is on every login's hot path.
         let key = fresh_key();
-        let absolute = now.saturating_add(self.policy.absolute_timeout());
+        let absolute = now.saturating_add(self.core.policy.absolute_timeout());
         let claims = Claims {
             created_at: now,
             issued_at: now,
             auth_at: new.user.as_ref().map(|_| now),
-            idle_deadline: self.idle_deadline(now, absolute),
+            idle_deadline: self.core.idle_deadline(now, absolute),
             absolute_deadline: absolute,
             session_key: *key.as_bytes(),
             user: new.user.as_deref(),
@@ -487,11 +454,11 @@ impl TicketManager {
             // as it is, with no serialization here.
             data: new.data_json(),
         };
-        self.check_size(claims.data.len())?;
-        lifecycle::check_cap_supported(&self.policy, claims.user)?;
+        self.core.check_size(claims.data.len())?;
+        lifecycle::check_cap_supported(&self.core.policy, claims.user)?;
         let issued = self.mint(&self.keys.read(), &claims, &key)?;
-        if self.observer.is_some() {
-            self.emit(Event::Created {
+        if self.core.observer.is_some() {
+            self.core.emit(Event::Created {
                 session: issued.fingerprint(),
                 user: new.user,
             });
@@ -544,10 +511,14 @@ impl TicketManager {
     fn load_when(&self, token: &str, now: impl FnOnce() -> Timestamp) -> Result<Loaded, Error> {
         let (mut small, mut large) = ([0u8; format::SMALL_BINARY_LEN], Vec::new());
         let buf = format::scratch(format::decode_need(token.len()), &mut small, &mut large);
-        let parsed = format::parse(token, buf)
-            .map_err(|e| self.reject(RejectKind::Malformed, Error::MalformedTicket(e)))?;
+        let parsed = format::parse(token, buf).map_err(|e| {
+            self.core
+                .reject(RejectKind::Malformed, None, Error::MalformedTicket(e))
+        })?;
         if parsed.purpose_id != self.purpose_id {
-            return Err(self.reject(RejectKind::WrongPurpose, Error::WrongPurpose));
+            return Err(self
+                .core
+                .reject(RejectKind::WrongPurpose, None, Error::WrongPurpose));
         }
         // The read lock is held for the MAC check only: no store call or
         // observer runs under it, so `set_keys` never waits on I/O.
@@ -566,7 +537,8 @@ impl TicketManager {
                 Some(_) => Ok(parsed.key_id == keys.signing_id),
             }
         };
-        let signed_by_current = signed_by_current.map_err(|(kind, e)| self.reject(kind, e))?;
+        let signed_by_current =
+            signed_by_current.map_err(|(kind, e)| self.core.reject(kind, None, e))?;
         // From here on the claims are ours: signed by a key we hold.
         let now = now();
         let c = parsed.claims;
@@ -574,11 +546,12 @@ impl TicketManager {
         // The policy caps what the ticket says, so a tightened policy
         // applies to tickets already out, and revocation entries kept for
         // the policy's absolute timeout outlive every ticket they cover.
-        let absolute = c
-            .absolute_deadline
-            .min(c.created_at.saturating_add(self.policy.absolute_timeout()));
+        let absolute = c.absolute_deadline.min(
+            c.created_at
+                .saturating_add(self.core.policy.absolute_timeout()),
+        );
         if now >= absolute {
-            self.emit(Event::Expired {
+            self.core.emit(Event::Expired {
                 session: key.fingerprint(),
                 kind: ExpiryKind::Absolute,
             });
@@ -586,9 +559,9 @@ impl TicketManager {
         }
         let idle = c
             .idle_deadline
-            .min(self.idle_deadline(c.issued_at, absolute));
+            .min(self.core.idle_deadline(c.issued_at, absolute));
         if now >= idle {
-            self.emit(Event::Expired {
+            self.core.emit(Event::Expired {
                 session: key.fingerprint(),
                 kind: ExpiryKind::Idle,
             });
@@ -596,14 +569,14 @@ impl TicketManager {
         }
         let retiring = self.check_revoked(&key, c.user, c.auth_at.unwrap_or(c.created_at), now)?
             == Revocation::Retired;
-        let stale = now.duration_since(c.issued_at) >= self.policy.touch_interval();
+        let stale = now.duration_since(c.issued_at) >= self.core.policy.touch_interval();
         // A ticket retired by rotation still works during its grace window,
         // but is never re-signed: a fresh copy would only die at the same
         // instant, and the client should be holding the successor.
         let (last_seen, idle_deadline, reissue) = if (stale || !signed_by_current) && !retiring {
             let claims = Claims {
                 issued_at: now,
-                idle_deadline: self.idle_deadline(now, absolute),
+                idle_deadline: self.core.idle_deadline(now, absolute),
                 absolute_deadline: absolute,
                 ..c
             };
@@ -659,7 +632,7 @@ impl TicketManager {
         self.check_usable(session, now)?;
         let data = session.data.to_stored();
         let encoded = data.encoded_text();
-        self.check_size(encoded.len())?;
+        self.core.check_size(encoded.len())?;
         let issued = self.mint_session(session, &encoded, now)?;
         session.last_seen = now;
         session.idle_deadline = issued.idle_deadline();
@@ -694,7 +667,7 @@ impl TicketManager {
         self.check_usable(session, now)?;
         let data = session.data.to_stored();
         let encoded = data.encoded_text();
-        self.check_size(encoded.len())?;
+        self.core.check_size(encoded.len())?;
         let mut next = session.clone();
         next.key = fresh_key();
         let issued = self.mint_session(&next, &encoded, now)?;
@@ -708,7 +681,7 @@ impl TicketManager {
                 &session.key,
                 &next.key,
                 now,
-                now.saturating_add(self.policy.rotation_grace()),
+                now.saturating_add(self.core.policy.rotation_grace()),
                 privilege_change,
                 session.absolute_deadline,
             )?;
@@ -786,7 +759,7 @@ impl TicketManager {
     ) -> Result<Issued, Error> {
         let from = session.fingerprint();
         let issued = self.rotate_inner(session, now, privilege_change)?;
-        self.emit(Event::Rotated {
+        self.core.emit(Event::Rotated {
             from,
             to: issued.fingerprint(),
         });
@@ -822,7 +795,7 @@ impl TicketManager {
         now: Timestamp,
     ) -> Result<Issued, Error> {
         let from = session.fingerprint();
-        lifecycle::check_cap_supported(&self.policy, Some(user))?;
+        lifecycle::check_cap_supported(&self.core.policy, Some(user))?;
         if session.user.as_deref().is_some_and(|u| u != user) {
             if let Some(store) = &self.revocation {
                 end_chain(
@@ -842,7 +815,7 @@ impl TicketManager {
                 now,
             )?;
             *session = fresh;
-            self.emit(Event::LoggedIn {
+            self.core.emit(Event::LoggedIn {
                 from,
                 to: issued.fingerprint(),
                 user: user.into(),
@@ -859,7 +832,7 @@ impl TicketManager {
                 return Err(e);
             }
         };
-        self.emit(Event::LoggedIn {
+        self.core.emit(Event::LoggedIn {
             from,
             to: issued.fingerprint(),
             user: user.into(),
@@ -902,7 +875,7 @@ impl TicketManager {
             now,
             session.absolute_deadline,
         )?;
-        self.emit(Event::Terminated {
+        self.core.emit(Event::Terminated {
             session: session.fingerprint(),
             reason: EndReason::Logout,
         });
@@ -930,7 +903,7 @@ impl TicketManager {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn terminate_all(&self, user: &str) -> Result<(), Error> {
-        self.terminate_all_at(user, self.clock.now())
+        self.terminate_all_at(user, self.core.now())
     }
 
     /// [`terminate_all`](Self::terminate_all) at an explicit instant.
@@ -955,7 +928,7 @@ impl TicketManager {
         // Kept for one absolute timeout: every ticket it covers was
         // authenticated before now, so (with the policy cap on load) is dead
         // by then.
-        let keep = now.saturating_add(self.policy.absolute_timeout());
+        let keep = now.saturating_add(self.core.policy.absolute_timeout());
         write_revocation(
             store,
             &user_cutoff_key(user),
@@ -987,7 +960,7 @@ impl TicketManager {
                 if now < at {
                     state = Revocation::Retired;
                 } else {
-                    self.emit(Event::Terminated {
+                    self.core.emit(Event::Terminated {
                         session: key.fingerprint(),
                         reason,
                     });
@@ -1014,15 +987,16 @@ impl TicketManager {
                     state = Revocation::Retired;
                 }
                 Retired::Superseded => {
-                    self.emit(Event::Rejected {
+                    self.core.emit(Event::Rejected {
                         kind: RejectKind::Superseded,
                         session: Some(key.fingerprint()),
                     });
                     return Err(Error::Superseded);
                 }
                 Retired::Reused => {
-                    let revoke = self.policy.reuse_response() == ReuseResponse::RevokeSuccessor;
-                    let keep = now.saturating_add(self.policy.absolute_timeout());
+                    let revoke =
+                        self.core.policy.reuse_response() == ReuseResponse::RevokeSuccessor;
+                    let keep = now.saturating_add(self.core.policy.absolute_timeout());
                     let successor_revoked = revoke
                         && end_chain(
                             store.as_ref(),
@@ -1031,7 +1005,7 @@ impl TicketManager {
                             now,
                             keep,
                         )?;
-                    self.emit(Event::ReuseDetected {
+                    self.core.emit(Event::ReuseDetected {
                         retired: key.fingerprint(),
                         successor: successor.fingerprint(),
                         successor_revoked,
@@ -1085,31 +1059,31 @@ fn fresh_key() -> StoreKey {
 
 impl SessionManager for TicketManager {
     fn create(&self, new: NewSession) -> Result<Issued, Error> {
-        self.create_at(new, self.clock.now())
+        self.create_at(new, self.core.now())
     }
 
     fn load(&self, token: &str) -> Result<Loaded, Error> {
-        self.load_when(token, || self.clock.now())
+        self.load_when(token, || self.core.now())
     }
 
     fn save(&self, session: &mut Session) -> Result<Option<Issued>, Error> {
-        self.save_at(session, self.clock.now())
+        self.save_at(session, self.core.now())
     }
 
     fn rotate(&self, session: &mut Session) -> Result<Issued, Error> {
-        self.rotate_at(session, self.clock.now())
+        self.rotate_at(session, self.core.now())
     }
 
     fn change_privilege(&self, session: &mut Session) -> Result<Issued, Error> {
-        self.change_privilege_at(session, self.clock.now())
+        self.change_privilege_at(session, self.core.now())
     }
 
     fn login(&self, session: &mut Session, user: &str) -> Result<Issued, Error> {
-        self.login_at(session, user, self.clock.now())
+        self.login_at(session, user, self.core.now())
     }
 
     fn terminate(&self, session: &Session) -> Result<(), Error> {
-        self.terminate_at(session, self.clock.now())
+        self.terminate_at(session, self.core.now())
     }
 }
 
