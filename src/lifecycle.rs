@@ -122,8 +122,9 @@ use std::sync::Arc;
 use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::error::Error;
 use crate::event::{Event, ExpiryKind, Observer, RejectKind};
-use crate::id::StoreKey;
-use crate::policy::Policy;
+use crate::id::{SealedId, StoreKey};
+use crate::policy::{Policy, ReuseResponse};
+use crate::store::{EndReason, LiveSession, Record, RecordState};
 
 /// What both managers share, and the one place they take it from: the
 /// policy, the clock, the observer, and the decisions and events that do
@@ -222,6 +223,53 @@ impl Core {
         });
     }
 
+    /// The table's row for a token whose record is `record` at `now`: what
+    /// the token means, decided without I/O. The manager carries it out
+    /// (touches, follows, revokes, reports) on its store.
+    pub(crate) fn judge(&self, record: Record, now: Timestamp) -> Verdict {
+        if record.expires_at <= now && !record.is_live() {
+            // A retired or ended record past its retention is as good as
+            // purged.
+            return Verdict::Unknown;
+        }
+        match record.state {
+            RecordState::Live(live) => {
+                if let Some(err) = self.expiry(live.absolute_deadline, live.last_seen, now) {
+                    return Verdict::Expired(err);
+                }
+                let touch = self
+                    .touch_due(live.last_seen, now)
+                    .then(|| self.idle_deadline(now, live.absolute_deadline));
+                Verdict::Live {
+                    version: record.version,
+                    live,
+                    touch,
+                }
+            }
+            RecordState::Rotated {
+                successor,
+                sealed_successor,
+                grace_until,
+                privilege_change,
+                pending,
+                ..
+            } => match retired(grace_until, privilege_change, now) {
+                Retired::Follow => Verdict::Follow {
+                    version: record.version,
+                    successor,
+                    sealed: sealed_successor,
+                    pending,
+                },
+                Retired::Superseded => Verdict::Superseded,
+                Retired::Reused => Verdict::Reused {
+                    successor,
+                    revoke: self.policy.reuse_response() == ReuseResponse::RevokeSuccessor,
+                },
+            },
+            RecordState::Ended { reason, .. } => Verdict::Ended(reason),
+        }
+    }
+
     /// Reports a refused token and hands back the error that says why.
     pub(crate) fn reject(&self, kind: RejectKind, session: Option<&StoreKey>, err: Error) -> Error {
         self.emit(Event::Rejected {
@@ -299,6 +347,37 @@ pub(crate) fn retired(grace_until: Timestamp, privilege_change: bool, now: Times
     }
 }
 
+/// What a token means, as [`Core::judge`] decides it from its record.
+#[derive(Debug)]
+pub(crate) enum Verdict {
+    /// Never issued here, or purged (or a dead record past its retention).
+    Unknown,
+    /// A live session past a deadline: the error names which.
+    Expired(Error),
+    /// A live session. `touch` is the raised retention when this load must
+    /// record activity (once per touch interval).
+    Live {
+        version: u64,
+        live: LiveSession,
+        touch: Option<Timestamp>,
+    },
+    /// A routine rotation within its grace window: resolve to `successor`
+    /// (writing it first from `pending` if a crash left it unwritten).
+    Follow {
+        version: u64,
+        successor: StoreKey,
+        sealed: Option<SealedId>,
+        pending: Option<Box<Record>>,
+    },
+    /// A privilege change within its grace window: refused, without alarm.
+    Superseded,
+    /// Reuse after the grace window; `revoke`: the policy ends the
+    /// successor's chain.
+    Reused { successor: StoreKey, revoke: bool },
+    /// Ended on purpose.
+    Ended(EndReason),
+}
+
 /// The session cap stateless tickets cannot keep: refused for a session
 /// bound to a user, instead of ignored.
 pub(crate) fn check_cap_supported(policy: &Policy, user: Option<&str>) -> Result<(), Error> {
@@ -323,6 +402,89 @@ mod tests {
         assert_eq!(retired(end, true, t), Retired::Superseded);
         assert_eq!(retired(end, false, end), Retired::Reused);
         assert_eq!(retired(end, true, end), Retired::Reused);
+    }
+
+    fn live_record(t: Timestamp, p: &Policy) -> Record {
+        Record {
+            version: 3,
+            expires_at: t.saturating_add(p.idle_timeout()),
+            state: RecordState::Live(LiveSession {
+                created_at: t,
+                last_seen: t,
+                auth_at: None,
+                absolute_deadline: t.saturating_add(p.absolute_timeout()),
+                user: None,
+                device: None,
+                data: crate::SessionData::default(),
+            }),
+        }
+    }
+
+    fn rotated(t: Timestamp, p: &Policy, privilege_change: bool) -> Record {
+        Record {
+            version: 4,
+            expires_at: t.saturating_add(p.absolute_timeout()),
+            state: RecordState::Rotated {
+                successor: StoreKey::from_bytes([7; 32]),
+                sealed_successor: None,
+                at: t,
+                grace_until: t.saturating_add(p.rotation_grace()),
+                privilege_change,
+                pending: None,
+            },
+        }
+    }
+
+    #[test]
+    fn judge_gives_every_row_of_the_table() {
+        let core = Core::new(Policy::default());
+        let p = core.policy.clone();
+        let t = Timestamp::from_unix_millis(1_800_000_000_000);
+        let later = |d: Duration| t.saturating_add(d);
+        let grace = p.rotation_grace();
+
+        let v = core.judge(live_record(t, &p), t);
+        assert!(
+            matches!(
+                v,
+                Verdict::Live {
+                    touch: None,
+                    version: 3,
+                    ..
+                }
+            ),
+            "{v:?}"
+        );
+        let v = core.judge(live_record(t, &p), later(p.touch_interval()));
+        assert!(matches!(v, Verdict::Live { touch: Some(_), .. }), "{v:?}");
+        let v = core.judge(live_record(t, &p), later(p.idle_timeout()));
+        assert!(
+            matches!(v, Verdict::Expired(Error::IdleExpired { .. })),
+            "{v:?}"
+        );
+
+        let v = core.judge(rotated(t, &p, false), later(grace / 2));
+        assert!(matches!(v, Verdict::Follow { version: 4, .. }), "{v:?}");
+        let v = core.judge(rotated(t, &p, true), later(grace / 2));
+        assert!(matches!(v, Verdict::Superseded), "{v:?}");
+        for privilege_change in [false, true] {
+            let v = core.judge(rotated(t, &p, privilege_change), later(grace));
+            assert!(matches!(v, Verdict::Reused { revoke: true, .. }), "{v:?}");
+        }
+        // Retained until the absolute deadline, then as good as purged.
+        let v = core.judge(rotated(t, &p, false), later(p.absolute_timeout()));
+        assert!(matches!(v, Verdict::Unknown), "{v:?}");
+
+        let ended = Record {
+            version: 5,
+            expires_at: later(p.absolute_timeout()),
+            state: RecordState::Ended {
+                reason: EndReason::Logout,
+                at: t,
+            },
+        };
+        let v = core.judge(ended, t);
+        assert!(matches!(v, Verdict::Ended(EndReason::Logout)), "{v:?}");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use crate::manager::{SessionInfo, SessionManager};
 // The rotation chain: ending it, rolling a crashed rotation forward.
 #[path = "chain.rs"]
 mod chain;
-use crate::lifecycle::{self, Core, Retired};
+use crate::lifecycle::{Core, Verdict};
 use crate::policy::{Policy, ReuseResponse, UserLimitAction};
 use crate::session::{Issued, Loaded, NewSession, Session, SessionData};
 use crate::store::{EndReason, LiveRef, LiveSession, Peek, Record, RecordState, Store, StoreError};
@@ -447,19 +447,21 @@ impl<S: Store> StoreManager<S> {
             self.report_unknown(&key);
             return Err(Error::Unknown);
         };
-        if record.expires_at <= now && !record.is_live() {
-            // A retired record past its retention is as good as purged.
-            self.report_unknown(&key);
-            return Err(Error::Unknown);
-        }
-        match record.state {
-            RecordState::Live(mut live) => {
-                if let Some(err) = self.expiry(&live, now) {
-                    self.core.report_expired(&key, &err);
-                    return Err(err);
-                }
-                if self.core.touch_due(live.last_seen, now) {
-                    let expires = self.core.idle_deadline(now, live.absolute_deadline);
+        match self.core.judge(record, now) {
+            Verdict::Unknown => {
+                self.report_unknown(&key);
+                Err(Error::Unknown)
+            }
+            Verdict::Expired(err) => {
+                self.core.report_expired(&key, &err);
+                Err(err)
+            }
+            Verdict::Live {
+                version,
+                mut live,
+                touch,
+            } => {
+                if let Some(expires) = touch {
                     // A touch that finds the record gone or retired means a
                     // concurrent logout or rotation: resolve again to report
                     // the state that won.
@@ -472,61 +474,68 @@ impl<S: Store> StoreManager<S> {
                     }
                     live.last_seen = now;
                 }
-                Ok((self.to_session(Some(id), key, record.version, live), None))
+                Ok((self.to_session(Some(id), key, version, live), None))
             }
-            RecordState::Rotated {
+            Verdict::Superseded => {
+                Err(self
+                    .core
+                    .reject(RejectKind::Superseded, Some(&key), Error::Superseded))
+            }
+            Verdict::Follow {
+                version,
                 successor,
-                sealed_successor,
-                grace_until,
-                privilege_change,
+                sealed,
                 pending,
-                ..
-            } => {
-                let retired = lifecycle::retired(grace_until, privilege_change, now);
-                if retired == Retired::Superseded {
-                    self.core.emit(Event::Rejected {
-                        kind: RejectKind::Superseded,
-                        session: Some(key.fingerprint()),
-                    });
-                    return Err(Error::Superseded);
-                }
-                if retired == Retired::Follow && depth < MAX_CHAIN {
-                    let corrupt = |why: &'static str| -> Error {
-                        StoreError::Corrupt {
-                            key: key.fingerprint(),
-                            source: why.into(),
-                        }
-                        .into()
-                    };
-                    let sealed = sealed_successor.ok_or_else(|| {
-                        corrupt("a routine rotation without its sealed successor")
-                    })?;
-                    let next = id.open(&sealed);
-                    if next.store_key() != successor {
-                        return Err(corrupt("sealed successor does not match its key"));
+            } if depth < MAX_CHAIN => {
+                let corrupt = |why: &'static str| -> Error {
+                    StoreError::Corrupt {
+                        key: key.fingerprint(),
+                        source: why.into(),
                     }
-                    if let Some(pending) = pending
-                        && !self.roll_forward(&key, record.version, &successor, &pending, now)?
-                    {
-                        // The chain changed under us (a logout ended it):
-                        // report the state that won.
-                        return self.resolve(id, key, now, depth + 1);
-                    }
-                    let (session, deeper) =
-                        self.resolve(next.clone(), successor, now, depth + 1)?;
-                    return Ok((session, Some(deeper.unwrap_or(next))));
+                    .into()
+                };
+                let sealed = sealed
+                    .ok_or_else(|| corrupt("a routine rotation without its sealed successor"))?;
+                let next = id.open(&sealed);
+                if next.store_key() != successor {
+                    return Err(corrupt("sealed successor does not match its key"));
                 }
-                let revoke = self.core.policy.reuse_response() == ReuseResponse::RevokeSuccessor;
-                let successor_revoked = revoke && self.revoke_chain(successor, now)?;
-                self.core.emit(Event::ReuseDetected {
-                    retired: key.fingerprint(),
-                    successor: successor.fingerprint(),
-                    successor_revoked,
-                });
-                Err(Error::RotatedTokenReused { successor_revoked })
+                if let Some(pending) = pending
+                    && !self.roll_forward(&key, version, &successor, &pending, now)?
+                {
+                    // The chain changed under us (a logout ended it):
+                    // report the state that won.
+                    return self.resolve(id, key, now, depth + 1);
+                }
+                let (session, deeper) = self.resolve(next.clone(), successor, now, depth + 1)?;
+                Ok((session, Some(deeper.unwrap_or(next))))
             }
-            RecordState::Ended { reason, .. } => Err(Error::Terminated { reason }),
+            // A chain longer than a retired token may follow is reuse.
+            Verdict::Follow { successor, .. } => {
+                let revoke = self.core.policy.reuse_response() == ReuseResponse::RevokeSuccessor;
+                self.reused(&key, successor, revoke, now)
+            }
+            Verdict::Reused { successor, revoke } => self.reused(&key, successor, revoke, now),
+            Verdict::Ended(reason) => Err(Error::Terminated { reason }),
         }
+    }
+
+    /// Answers reuse of the retired `key`: ends its successor's chain if
+    /// `revoke`, reports it, and refuses.
+    fn reused(
+        &self,
+        key: &StoreKey,
+        successor: StoreKey,
+        revoke: bool,
+        now: Timestamp,
+    ) -> Result<(Session, Option<SessionId>), Error> {
+        let successor_revoked = revoke && self.revoke_chain(successor, now)?;
+        self.core.emit(Event::ReuseDetected {
+            retired: key.fingerprint(),
+            successor: successor.fingerprint(),
+            successor_revoked,
+        });
+        Err(Error::RotatedTokenReused { successor_revoked })
     }
 
     /// Checks that a session copy is still usable at `now`.

@@ -10,9 +10,9 @@ use crate::clock::{Clock, Timestamp};
 use crate::error::Error;
 use crate::event::{Event, ExpiryKind, Observer, RejectKind};
 use crate::id::StoreKey;
-use crate::lifecycle::{self, Core, Retired};
+use crate::lifecycle::{self, Core, Verdict};
 use crate::manager::SessionManager;
-use crate::policy::{Policy, ReuseResponse};
+use crate::policy::Policy;
 use crate::session::{Issued, Loaded, NewSession, Session, SessionData};
 use crate::store::{EndReason, Record, RecordState, Store};
 use crate::ticket::format::{self, Claims, MAX_TICKET_LEN};
@@ -953,66 +953,68 @@ impl TicketManager {
             return Ok(Revocation::Clear);
         };
         let mut state = Revocation::Clear;
-        match store.get(key)?.map(|r| r.state) {
-            Some(RecordState::Ended { reason, at }) => {
-                // Entries written before rotations had records of their own
-                // took effect at the end of the grace window (`at` ahead).
-                if now < at {
-                    state = Revocation::Retired;
-                } else {
-                    self.core.emit(Event::Terminated {
-                        session: key.fingerprint(),
-                        reason,
-                    });
-                    return Err(match reason {
-                        EndReason::Rotated => Error::RotatedTokenReused {
-                            successor_revoked: false,
-                        },
-                        reason => Error::Terminated { reason },
-                    });
-                }
-            }
-            Some(RecordState::Rotated {
-                successor,
-                grace_until,
-                privilege_change,
+        let entry = store.get(key)?;
+        let verdict = match entry {
+            // Entries written before rotations had records of their own
+            // took effect at the end of the grace window (`at` ahead).
+            Some(Record {
+                state: RecordState::Ended { at, .. },
                 ..
-            }) => match lifecycle::retired(grace_until, privilege_change, now) {
-                Retired::Follow => {
-                    // The old ticket carries its own claims, but it is only
-                    // as alive as its chain: a logout of the successor ends it.
-                    if let Some(reason) = chain_end(store.as_ref(), &successor, now)? {
-                        return Err(Error::Terminated { reason });
-                    }
-                    state = Revocation::Retired;
+            }) if now < at => {
+                state = Revocation::Retired;
+                None
+            }
+            // No entry: the live tip. A live record (a store shared with
+            // server-side sessions never has one under a ticket's random
+            // key) says nothing about the ticket either.
+            Some(record) if !record.is_live() => Some(self.core.judge(record, now)),
+            _ => None,
+        };
+        match verdict {
+            Some(Verdict::Ended(reason)) => {
+                self.core.emit(Event::Terminated {
+                    session: key.fingerprint(),
+                    reason,
+                });
+                return Err(match reason {
+                    EndReason::Rotated => Error::RotatedTokenReused {
+                        successor_revoked: false,
+                    },
+                    reason => Error::Terminated { reason },
+                });
+            }
+            Some(Verdict::Follow { successor, .. }) => {
+                // The old ticket carries its own claims, but it is only as
+                // alive as its chain: a logout of the successor ends it.
+                if let Some(reason) = chain_end(store.as_ref(), &successor, now)? {
+                    return Err(Error::Terminated { reason });
                 }
-                Retired::Superseded => {
-                    self.core.emit(Event::Rejected {
-                        kind: RejectKind::Superseded,
-                        session: Some(key.fingerprint()),
-                    });
-                    return Err(Error::Superseded);
-                }
-                Retired::Reused => {
-                    let revoke =
-                        self.core.policy.reuse_response() == ReuseResponse::RevokeSuccessor;
-                    let keep = now.saturating_add(self.core.policy.absolute_timeout());
-                    let successor_revoked = revoke
-                        && end_chain(
-                            store.as_ref(),
-                            &successor,
-                            EndReason::ReuseDetected,
-                            now,
-                            keep,
-                        )?;
-                    self.core.emit(Event::ReuseDetected {
-                        retired: key.fingerprint(),
-                        successor: successor.fingerprint(),
-                        successor_revoked,
-                    });
-                    return Err(Error::RotatedTokenReused { successor_revoked });
-                }
-            },
+                state = Revocation::Retired;
+            }
+            Some(Verdict::Superseded) => {
+                return Err(self
+                    .core
+                    .reject(RejectKind::Superseded, Some(key), Error::Superseded));
+            }
+            Some(Verdict::Reused { successor, revoke }) => {
+                let keep = now.saturating_add(self.core.policy.absolute_timeout());
+                let successor_revoked = revoke
+                    && end_chain(
+                        store.as_ref(),
+                        &successor,
+                        EndReason::ReuseDetected,
+                        now,
+                        keep,
+                    )?;
+                self.core.emit(Event::ReuseDetected {
+                    retired: key.fingerprint(),
+                    successor: successor.fingerprint(),
+                    successor_revoked,
+                });
+                return Err(Error::RotatedTokenReused { successor_revoked });
+            }
+            // Past its retention (the ticket is past its absolute deadline
+            // anyway), or no entry.
             _ => {}
         }
         if let Some(user) = user
