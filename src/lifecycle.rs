@@ -19,7 +19,7 @@
 //! | **rotated, routine, in grace** | retired by [`rotate`](crate::SessionManager::rotate); points at its successor; `now < grace_until` |
 //! | **rotated, privilege change, in grace** | retired by [`login`](crate::SessionManager::login) or [`change_privilege`](crate::SessionManager::change_privilege); `now < grace_until` |
 //! | **rotated, past grace** | either kind, `now >= grace_until` |
-//! | **ended** | terminated with a reason ([`EndReason`](crate::EndReason)): logout, logout everywhere, eviction, reuse detected, replaced by another user |
+//! | **ended** | terminated with a reason ([`EndReason`]): logout, logout everywhere, eviction, reuse detected, replaced by another user |
 //! | **unknown** | never issued here, or purged |
 //!
 //! A rotation links the old key to its successor; a session's keys form a

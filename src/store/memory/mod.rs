@@ -2,7 +2,7 @@
 //!
 //! Records sit in shards, each a hash table under its own lock, so threads
 //! working on different sessions rarely meet. The lock is striped by thread
-//! (`store/striped.rs`): a read locks this thread's stripe only, so threads
+//! (`store/memory/striped.rs`): a read locks this thread's stripe only, so threads
 //! loading sessions write no cache line in common, and a write locks every
 //! stripe. A per-user index maps users to their live keys. Expired records
 //! are swept incrementally: a shard that has taken as many inserts as a
@@ -12,7 +12,7 @@
 //!
 //! # Layout
 //!
-//! A shard is a `Table` (`store/table.rs`): records kept *in* an
+//! A shard is a `Table` (`store/memory/table.rs`): records kept *in* an
 //! open-addressed table beside one control byte per bucket. A lookup reads
 //! one line of control bytes and then the record, with no pointer to follow
 //! (a `HashMap` of boxed records reads control bytes, then a bucket, then
@@ -42,8 +42,11 @@ use parking_lot::Mutex;
 use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::id::{SealedId, StoreKey};
 use crate::session::SessionData;
-use crate::store::striped::Striped;
-use crate::store::table::{Keyed, Table};
+mod striped;
+mod table;
+
+use self::striped::Striped;
+use self::table::{Keyed, Table};
 use crate::store::{
     DataRef, EndReason, LiveRef, LiveSession, Peek, Record, RecordState, Store, StoreError,
 };

@@ -1,4 +1,4 @@
-//! The hash table behind each [`MemoryStore`](super::memory::MemoryStore)
+//! The hash table behind each [`MemoryStore`](super::MemoryStore)
 //! shard: records by store key, kept *in* the table so a lookup reads one
 //! line of control bytes and then the record, with no pointer to follow.
 //!

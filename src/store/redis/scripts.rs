@@ -1,0 +1,122 @@
+//! The Lua scripts behind [`RedisStore`](super::RedisStore)'s atomic
+//! operations: each runs in one Redis call, so no other client sees a
+//! half-done write. Every script touches the record key(s) and user sets
+//! it is given; see the module docs of `store::redis` for the layout.
+
+/// Lua shared by the scripts. `gt` compares two decimal strings without
+/// leading zeros exactly (Lua numbers are doubles and would round a u64).
+/// `index` adds the record(s) to user sets: the keys after the first
+/// `nrec` are sets, and ARGV from `base` holds a (member, ttl) pair for
+/// each; a set's expiry is only ever raised.
+pub(super) const LUA_COMMON: &str = r#"
+local function gt(a, b)
+  if #a ~= #b then return #a > #b end
+  return a > b
+end
+local function index(nrec, base)
+  for j = 1, #KEYS - nrec do
+    local set, member, ttl = KEYS[nrec + j], ARGV[base + 2 * j - 1], ARGV[base + 2 * j]
+    redis.call('SADD', set, member)
+    if redis.call('PTTL', set) < tonumber(ttl) then
+      redis.call('PEXPIRE', set, ttl)
+    end
+  end
+end
+local HEAD = '^{"version":(%d+),"expires_at":(%d+),'
+"#;
+
+/// KEYS: record, sets... ARGV: json, ttl, (member, set ttl)...
+/// Returns 1 if inserted, 0 if the key exists.
+pub(super) const LUA_INSERT: &str = r#"
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 0 end
+index(1, 2)
+return 1
+"#;
+
+/// KEYS: record, sets... ARGV: expected version, json, ttl, (member, set ttl)...
+/// Returns 1 done, 0 missing, -1 conflict, -2 unreadable stored record.
+pub(super) const LUA_REPLACE: &str = r#"
+local raw = redis.call('GET', KEYS[1])
+if not raw then return 0 end
+local ver = string.match(raw, HEAD)
+if not ver then return -2 end
+if ver ~= ARGV[1] then return -1 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+index(1, 3)
+return 1
+"#;
+
+/// KEYS: record. ARGV: last_seen, expires_at, ttl for that expires_at.
+/// Returns 1 if live (touched), 0 if missing or not live, -2 unreadable.
+/// Only the leading digits change; the rest of the value is kept as is.
+pub(super) const LUA_TOUCH: &str = r#"
+local raw = redis.call('GET', KEYS[1])
+if not raw then return 0 end
+local _, e, ver, exp, created, seen = string.find(raw,
+  '^{"version":(%d+),"expires_at":(%d+),"state":{"live":{"created_at":(%d+),"last_seen":(%d+),')
+if not e then
+  if string.find(raw, '^{"version":%d+,"expires_at":%d+,"state":{"') then return 0 end
+  return -2
+end
+local seen_up, exp_up = gt(ARGV[1], seen), gt(ARGV[2], exp)
+if not seen_up and not exp_up then return 1 end
+if seen_up then seen = ARGV[1] end
+if exp_up then exp = ARGV[2] end
+local out = '{"version":' .. ver .. ',"expires_at":' .. exp ..
+  ',"state":{"live":{"created_at":' .. created .. ',"last_seen":' .. seen .. ',' ..
+  string.sub(raw, e + 1)
+if exp_up then
+  redis.call('SET', KEYS[1], out, 'PX', ARGV[3])
+else
+  redis.call('SET', KEYS[1], out, 'KEEPTTL')
+end
+return 1
+"#;
+
+/// KEYS: old, new, sets... ARGV: expected, retired json, ttl, record json,
+/// ttl, (member, set ttl)... Returns 1 done, 0 old missing, -1 conflict,
+/// -2 unreadable old record, -3 new exists. Nothing is written unless all
+/// checks pass.
+pub(super) const LUA_ROTATE: &str = r#"
+local raw = redis.call('GET', KEYS[1])
+if not raw then return 0 end
+local ver = string.match(raw, HEAD)
+if not ver then return -2 end
+if ver ~= ARGV[1] then return -1 end
+if redis.call('EXISTS', KEYS[2]) == 1 then return -3 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+redis.call('SET', KEYS[2], ARGV[4], 'PX', ARGV[5])
+index(2, 5)
+return 1
+"#;
+
+/// KEYS: records. ARGV: now. Deletes those whose expires_at <= now and
+/// returns how many.
+pub(super) const LUA_PURGE: &str = r#"
+local n = 0
+for i = 1, #KEYS do
+  local raw = redis.call('GET', KEYS[i])
+  if raw then
+    local _, exp = string.match(raw, HEAD)
+    if exp and not gt(exp, ARGV[1]) then
+      redis.call('DEL', KEYS[i])
+      n = n + 1
+    end
+  end
+end
+return n
+"#;
+
+/// KEYS: set, records... ARGV: (member, value seen or '' for missing)...
+/// Removes each member whose record still has the value seen, so a
+/// concurrent write is never undone. Returns how many were removed.
+pub(super) const LUA_UNINDEX: &str = r#"
+local n = 0
+for i = 2, #KEYS do
+  local cur = redis.call('GET', KEYS[i]) or ''
+  if cur == ARGV[2 * i - 2] then
+    n = n + redis.call('SREM', KEYS[1], ARGV[2 * i - 3])
+  end
+end
+return n
+"#;
