@@ -116,6 +116,7 @@
 
 mod clock;
 mod cookie;
+mod data;
 mod error;
 mod event;
 pub mod framework;

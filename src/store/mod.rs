@@ -81,9 +81,9 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Timestamp;
+use crate::data::SessionData;
 pub use crate::id::SealedId;
 use crate::id::{Fingerprint, StoreKey};
-use crate::session::SessionData;
 
 #[cfg(feature = "test-util")]
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
@@ -240,7 +240,7 @@ enum DataInner<'a> {
     Text(&'a str),
     /// A memory store's bytes in place: see `SessionData::from_inline`.
     Inline {
-        buf: &'a [u8; crate::session::INLINE],
+        buf: &'a [u8; crate::data::INLINE],
         start: u8,
         len: u8,
     },
@@ -249,7 +249,7 @@ enum DataInner<'a> {
 impl<'a> DataRef<'a> {
     /// A memory store's bytes in place, `buf[start..start + len]`: copied
     /// whole and checked as UTF-8 only when the data is read.
-    pub(crate) fn inline(buf: &'a [u8; crate::session::INLINE], start: u8, len: u8) -> Self {
+    pub(crate) fn inline(buf: &'a [u8; crate::data::INLINE], start: u8, len: u8) -> Self {
         DataRef(DataInner::Inline { buf, start, len })
     }
 

@@ -949,8 +949,8 @@ impl Store for FileStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::SessionData;
     use crate::id::SessionId;
-    use crate::session::SessionData;
     use crate::store::{EndReason, LiveSession};
 
     fn sample(user: Option<&str>) -> Record {

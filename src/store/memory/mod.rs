@@ -40,8 +40,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use parking_lot::Mutex;
 
 use crate::clock::{Clock, SystemClock, Timestamp};
+use crate::data::SessionData;
 use crate::id::{SealedId, StoreKey};
-use crate::session::SessionData;
 mod striped;
 mod table;
 
@@ -58,7 +58,7 @@ const SHARDS: usize = 64;
 /// a test): typical web sessions (an ID or two, a CSRF token, a preference)
 /// fit, and then a record is a single allocation, so a load touches the
 /// slot's lines and nothing else.
-const INLINE: usize = crate::session::INLINE;
+const INLINE: usize = crate::data::INLINE;
 
 /// Marks an absent user or device in [`Tail::Inline`].
 const NONE: u8 = u8::MAX;
@@ -145,7 +145,7 @@ impl Tail {
         let (user, device, data) = self.live_parts()?.ok()?;
         let data = match data {
             Data::Text(text) => text,
-            Data::InPlace { buf, start, len } => crate::session::in_place_text(buf, start, len)?,
+            Data::InPlace { buf, start, len } => crate::data::in_place_text(buf, start, len)?,
         };
         Some((user, device, data))
     }

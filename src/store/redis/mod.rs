@@ -787,8 +787,8 @@ impl Store for RedisStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::SessionData;
     use crate::id::SessionId;
-    use crate::session::SessionData;
     use crate::store::{EndReason, LiveSession};
 
     fn live_record() -> Record {
