@@ -110,8 +110,10 @@ pub enum EndReason {
     ReuseDetected,
     /// Another user logged in on this session; the new login got a fresh one.
     Replaced,
-    /// The ticket was retired by rotation or login and its grace window
-    /// passed (ticket revocation: the deny-list entry of the old ticket).
+    /// Legacy: how revocation entries written by earlier versions marked a
+    /// rotated ticket. Still read (refused as reuse once in force), never
+    /// written: a rotation is now a [`RecordState::Rotated`] entry, the
+    /// same for tickets as for server-side sessions.
     Rotated,
 }
 
