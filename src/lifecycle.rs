@@ -29,15 +29,21 @@
 //!
 //! # Operations and outcomes
 //!
-//! | token's state | `load` | `save` / `rotate` / `login` on a copy of it | `terminate` on a copy of it |
+//! | token's state | `load` of the token | `save` / `rotate` / `login` / `change_privilege` on a copy loaded through it | `terminate` on such a copy |
 //! |---|---|---|---|
 //! | live | the session; the idle deadline slides (stored only once per touch interval) | written; a copy older than the stored version is `Conflict` | ended; every token of its chain fails from now on |
-//! | expired | `IdleExpired` / `AbsoluteExpired`, naming the deadline | the same error | `Ok` (nothing loads) |
-//! | rotated, routine, in grace | the **successor's** session, with [`Loaded::reissue`](crate::Loaded::reissue) carrying its token (tickets: the ticket's own claims, not re-signed) | `Conflict` (the copy is stale) | ends the **whole chain**: this link and every successor up to the live tip |
+//! | expired | `IdleExpired` / `AbsoluteExpired`, naming the deadline | past the absolute deadline, `AbsoluteExpired`; a copy loaded while live may still write past the idle deadline (a write is activity) | `Ok` (nothing loads) |
+//! | rotated, routine, in grace | the **successor's** session, with [`Loaded::reissue`](crate::Loaded::reissue) carrying its token (tickets: the ticket's own claims, not re-signed; refused if the chain has ended) | `Conflict` (the copy is stale) | ends the **whole chain**: this link and every successor up to the live tip |
 //! | rotated, privilege change, in grace | **`Superseded`**: never the changed session, never its token; no alarm, the cookie is not cleared | `Conflict` | ends the whole chain |
-//! | rotated, past grace | `RotatedTokenReused`; with [`ReuseResponse::RevokeSuccessor`](crate::ReuseResponse) (the default) the live tip is ended as `ReuseDetected` | `Conflict` | ends the whole chain |
+//! | rotated, past grace | `RotatedTokenReused`; with [`ReuseResponse::RevokeSuccessor`](crate::ReuseResponse) (the default) the live tip is ended as `ReuseDetected` | `Conflict`, never reuse: a handler writing a stale copy is not a client presenting an old token | ends the whole chain |
 //! | ended | `Terminated { reason }` | `Terminated { reason }` | `Ok` |
 //! | unknown | `Unknown` (strict mode: never adopted) | `Unknown` | `Ok` |
+//!
+//! Stateless tickets (no revocation store) cannot retire or end a ticket:
+//! every row but *live* and *expired* needs state. There `terminate` is
+//! [`Error::RevocationNotConfigured`], and a rotated ticket stays what it
+//! was, with its own claims, until it expires (see below). Two copies of a
+//! ticket session never conflict either: each ticket carries its own data.
 //!
 //! Further rules:
 //!

@@ -567,8 +567,9 @@ impl TicketManager {
             });
             return Err(Error::IdleExpired { deadline: idle });
         }
-        let retiring = self.check_revoked(&key, c.user, c.auth_at.unwrap_or(c.created_at), now)?
-            == Revocation::Retired;
+        let retiring =
+            self.check_revoked(&key, c.user, c.auth_at.unwrap_or(c.created_at), now, false)?
+                == Revocation::Retired;
         let stale = now.duration_since(c.issued_at) >= self.core.policy.touch_interval();
         // A ticket retired by rotation still works during its grace window,
         // but is never re-signed: a fresh copy would only die at the same
@@ -650,7 +651,7 @@ impl TicketManager {
             });
         }
         let authed = session.auth_at.unwrap_or(session.created_at);
-        match self.check_revoked(&session.key, session.user.as_deref(), authed, now)? {
+        match self.check_revoked(&session.key, session.user.as_deref(), authed, now, true)? {
             Revocation::Clear => Ok(()),
             Revocation::Retired => Err(Error::Conflict),
         }
@@ -941,13 +942,15 @@ impl TicketManager {
 
     /// Refuses a ticket that is ended, superseded, reused or under its
     /// user's cutoff, by the rules of [`crate::lifecycle`]; says whether it
-    /// is a routine rotation's old ticket within the grace window.
+    /// is a routine rotation's old ticket within the grace window. With
+    /// `write`, a rotated ticket's copy is a [`Error::Conflict`] instead.
     fn check_revoked(
         &self,
         key: &StoreKey,
         user: Option<&str>,
         authenticated: Timestamp,
         now: Timestamp,
+        write: bool,
     ) -> Result<Revocation, Error> {
         let Some(store) = &self.revocation else {
             return Ok(Revocation::Clear);
@@ -955,6 +958,15 @@ impl TicketManager {
         let mut state = Revocation::Clear;
         let entry = store.get(key)?;
         let verdict = match entry {
+            // A write from a copy whose ticket was rotated meanwhile is
+            // stale, whatever the rotation and however late: a conflict, as
+            // a server-side store's versioned write is, and never reuse
+            // (which is a client presenting the old ticket, not a handler
+            // writing its copy).
+            Some(Record {
+                state: RecordState::Rotated { .. },
+                ..
+            }) if write => return Err(Error::Conflict),
             // Entries written before rotations had records of their own
             // took effect at the end of the grace window (`at` ahead).
             Some(Record {

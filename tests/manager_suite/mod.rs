@@ -115,6 +115,7 @@ macro_rules! manager_conformance {
                 terminate_from_a_copy_older_than_a_rotation_ends_the_session,
                 login_as_another_user_ends_the_previous_users_session,
                 a_copy_older_than_a_rotation_cannot_write,
+                a_stale_copys_write_is_a_conflict_never_reuse,
                 terminate_is_idempotent_and_final,
                 per_user_cap_is_kept_or_refused,
                 debug_output_never_shows_a_token,
@@ -449,6 +450,33 @@ pub fn a_copy_older_than_a_rotation_cannot_write(make: &Make) {
         // Each ticket carries its own copy: there is no shared state to
         // overwrite, so nothing conflicts.
         assert!(saved.is_ok() && rotated.is_ok());
+    }
+}
+
+/// A handler's copy from before a privilege change, written in the grace
+/// window and after: a conflict each time, never a reuse that revokes the
+/// new session.
+pub fn a_stale_copys_write_is_a_conflict_never_reuse(make: &Make) {
+    let s = subject(make, policy());
+    if !s.kind.stateful() {
+        return;
+    }
+    let issued = s.m.create(NewSession::new().with_user("alice")).unwrap();
+    let stale = s.m.load(issued.token()).unwrap().session;
+    let mut fresh = s.m.load(issued.token()).unwrap().session;
+    let admin = s.m.change_privilege(&mut fresh).unwrap();
+    for _ in 0..2 {
+        let mut copy = stale.clone();
+        copy.insert("n", &1).unwrap();
+        let saved = s.m.save(&mut copy);
+        assert!(matches!(saved, Err(Error::Conflict)), "{saved:?}");
+        let rotated = s.m.rotate(&mut stale.clone());
+        assert!(matches!(rotated, Err(Error::Conflict)), "{rotated:?}");
+        assert!(
+            s.m.load(admin.token()).is_ok(),
+            "a stale write revoked the session"
+        );
+        s.clock.advance(GRACE);
     }
 }
 
