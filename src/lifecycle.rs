@@ -384,6 +384,62 @@ pub(crate) enum Verdict {
     Ended(EndReason),
 }
 
+/// What ending one key of a rotation chain found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Link {
+    /// The live tip, now ended.
+    Tip,
+    /// A retired link (rewritten as ended, if asked); the chain goes on at
+    /// this successor.
+    Rotated(StoreKey),
+    /// Nothing left to end: missing, or ended already.
+    Done,
+}
+
+/// Ends the rotation chain through `key`, both managers' way: walk to the
+/// tip reading only (`end_link(key, false)` ends a live tip and returns a
+/// retired link's successor untouched), then rewrite the retired links as
+/// ended, newest first (`end_link(key, true)`), calling `after_link` with
+/// each one's successor once it is written. Returns whether a live tip was
+/// ended.
+///
+/// The order is the rule: a retry after a failure anywhere finds what is
+/// left, since a link is rewritten (losing its pointer) only once
+/// everything after it has ended; and a link is ended before its successor
+/// is looked at again (`after_link`), which closes the race with a
+/// rotation made of single-key writes (see [`crate::store::Store::rotate`]).
+pub(crate) fn end_chain(
+    key: StoreKey,
+    mut end_link: impl FnMut(&StoreKey, bool) -> Result<Link, Error>,
+    mut after_link: impl FnMut(StoreKey) -> Result<bool, Error>,
+) -> Result<bool, Error> {
+    let mut links = Vec::new();
+    let mut key = key;
+    let mut ended = false;
+    loop {
+        if links.len() >= MAX_CHAIN_WALK {
+            return Err(Error::Conflict);
+        }
+        match end_link(&key, false)? {
+            Link::Tip => {
+                ended = true;
+                break;
+            }
+            Link::Rotated(successor) => {
+                links.push(key);
+                key = successor;
+            }
+            Link::Done => break,
+        }
+    }
+    while let Some(link) = links.pop() {
+        if let Link::Rotated(successor) = end_link(&link, true)? {
+            ended |= after_link(successor)?;
+        }
+    }
+    Ok(ended)
+}
+
 /// The session cap stateless tickets cannot keep: refused for a session
 /// bound to a user, instead of ignored.
 pub(crate) fn check_cap_supported(policy: &Policy, user: Option<&str>) -> Result<(), Error> {

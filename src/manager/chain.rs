@@ -6,21 +6,10 @@ use crate::clock::Timestamp;
 use crate::error::Error;
 use crate::event::Event;
 use crate::id::StoreKey;
-use crate::lifecycle;
+use crate::lifecycle::{self, Link};
 use crate::store::{EndReason, Record, RecordState, Store, StoreError, complete_rotation};
 
 use super::{MAX_RETRIES, StoreManager};
-
-/// What ending one record of a chain found.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Link {
-    /// The live tip, now ended.
-    Live,
-    /// A retired link (ended, if asked); the chain goes on at this successor.
-    Rotated(StoreKey),
-    /// Nothing left to end: missing, or ended already.
-    Done,
-}
 
 impl<S: Store> StoreManager<S> {
     /// Writes a rotation's successor from its retired record's `pending`
@@ -76,33 +65,17 @@ impl<S: Store> StoreManager<S> {
         reason: EndReason,
         now: Timestamp,
     ) -> Result<bool, Error> {
-        let mut links = Vec::new();
-        let mut key = *key;
-        let mut ended = false;
-        loop {
-            if links.len() >= lifecycle::MAX_CHAIN_WALK {
-                return Err(Error::Conflict);
-            }
-            match self.end_link(&key, reason, now, false)? {
-                Link::Live => {
-                    ended = true;
-                    break;
+        lifecycle::end_chain(
+            *key,
+            |link, retire| self.end_link(link, reason, now, retire),
+            |successor| {
+                if self.store.get(&successor)?.is_some_and(|r| r.is_live()) {
+                    self.end(&successor, reason, now)
+                } else {
+                    Ok(false)
                 }
-                Link::Rotated(successor) => {
-                    links.push(key);
-                    key = successor;
-                }
-                Link::Done => break,
-            }
-        }
-        while let Some(link) = links.pop() {
-            if let Link::Rotated(successor) = self.end_link(&link, reason, now, true)?
-                && self.store.get(&successor)?.is_some_and(|r| r.is_live())
-            {
-                ended |= self.end(&successor, reason, now)?;
-            }
-        }
-        Ok(ended)
+            },
+        )
     }
 
     /// Ends one record of a chain, retrying conflicts: a live record
@@ -120,7 +93,7 @@ impl<S: Store> StoreManager<S> {
                 return Ok(Link::Done);
             };
             let (next, keep_until) = match &record.state {
-                RecordState::Live(live) => (Link::Live, live.absolute_deadline),
+                RecordState::Live(live) => (Link::Tip, live.absolute_deadline),
                 RecordState::Rotated { successor, .. } if !retire_links => {
                     return Ok(Link::Rotated(*successor));
                 }
@@ -138,7 +111,7 @@ impl<S: Store> StoreManager<S> {
             };
             match self.store.replace(key, record.version, &ended) {
                 Ok(()) => {
-                    if next == Link::Live {
+                    if next == Link::Tip {
                         self.core.emit(Event::Terminated {
                             session: key.fingerprint(),
                             reason,

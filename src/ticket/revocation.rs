@@ -10,7 +10,7 @@ use sha2::{Digest as _, Sha256};
 use crate::clock::Timestamp;
 use crate::error::Error;
 use crate::id::StoreKey;
-use crate::lifecycle;
+use crate::lifecycle::{self, Link};
 use crate::store::{EndReason, Record, RecordState, Store, StoreError};
 
 /// How many times a revocation write retries a version conflict.
@@ -100,39 +100,13 @@ pub(super) fn end_chain(
     now: Timestamp,
     keep_until: Timestamp,
 ) -> Result<bool, Error> {
-    let mut links = Vec::new();
-    let mut key = *key;
-    let mut ended = false;
-    loop {
-        if links.len() >= lifecycle::MAX_CHAIN_WALK {
-            return Err(Error::Conflict);
-        }
-        match end_link(store, &key, reason, now, keep_until, false)? {
-            Link::Tip => {
-                ended = true;
-                break;
-            }
-            Link::Rotated(successor) => {
-                links.push(key);
-                key = successor;
-            }
-            Link::Done => break,
-        }
-    }
-    while let Some(link) = links.pop() {
-        end_link(store, &link, reason, now, keep_until, true)?;
-    }
-    Ok(ended)
-}
-
-/// What ending one key of a ticket chain found.
-pub(super) enum Link {
-    /// The live tip (or a legacy entry not yet in force), now ended.
-    Tip,
-    /// A retired link (ended, if asked); the chain goes on at its successor.
-    Rotated(StoreKey),
-    /// Ended already.
-    Done,
+    // A ticket rotation is one insert-if-absent, never half done: no
+    // successor needs a second look.
+    lifecycle::end_chain(
+        *key,
+        |link, retire| end_link(store, link, reason, now, keep_until, retire),
+        |_| Ok(false),
+    )
 }
 
 /// Ends one key of a ticket chain, retrying conflicts: the tip always, a
