@@ -128,8 +128,9 @@ use std::sync::Arc;
 use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::error::Error;
 use crate::event::{Event, ExpiryKind, Observer, RejectKind};
-use crate::id::{SealedId, StoreKey};
+use crate::id::{Fingerprint, SealedId, StoreKey};
 use crate::policy::{Policy, ReuseResponse};
+use crate::session::{NewSession, Session};
 use crate::store::{EndReason, LiveSession, Record, RecordState};
 
 /// What both managers share, and the one place they take it from: the
@@ -276,6 +277,48 @@ impl Core {
         }
     }
 
+    /// The table's `login` rule for `session` and `user`: another user's
+    /// session is replaced by a fresh, empty one (one user's data never
+    /// passes to another); otherwise the session is rebound.
+    pub(crate) fn login_of(&self, session: &Session, user: &str) -> Login {
+        if session.user.as_deref().is_some_and(|u| u != user) {
+            Login::Replace {
+                fresh: NewSession {
+                    user: Some(user.into()),
+                    device: session.device.clone(),
+                    data: Default::default(),
+                },
+            }
+        } else {
+            Login::Rebind
+        }
+    }
+
+    /// Binds `user` to `session` and stamps the authentication time, then
+    /// runs `rotate` (a privilege change); if that fails, `session` is as
+    /// it was.
+    pub(crate) fn bind_then<T>(
+        &self,
+        session: &mut Session,
+        user: &str,
+        now: Timestamp,
+        rotate: impl FnOnce(&mut Session) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        let before = (session.user.clone(), session.auth_at);
+        session.user = Some(user.into());
+        session.auth_at = Some(now);
+        rotate(session).inspect_err(|_| (session.user, session.auth_at) = before)
+    }
+
+    /// Reports a login from session `from` to `to`.
+    pub(crate) fn report_login(&self, from: Fingerprint, to: Fingerprint, user: &str) {
+        self.emit_with(|| Event::LoggedIn {
+            from,
+            to,
+            user: user.into(),
+        });
+    }
+
     /// Reports a refused token and hands back the error that says why.
     pub(crate) fn reject(&self, kind: RejectKind, session: Option<&StoreKey>, err: Error) -> Error {
         self.emit(Event::Rejected {
@@ -382,6 +425,15 @@ pub(crate) enum Verdict {
     Reused { successor: StoreKey, revoke: bool },
     /// Ended on purpose.
     Ended(EndReason),
+}
+
+/// How a login goes: see [`Core::login_of`].
+#[derive(Debug)]
+pub(crate) enum Login {
+    /// End the session (`EndReason::Replaced`) and start `fresh`.
+    Replace { fresh: NewSession },
+    /// Bind the user to this session and rotate it as a privilege change.
+    Rebind,
 }
 
 /// What ending one key of a rotation chain found.

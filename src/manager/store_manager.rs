@@ -11,7 +11,7 @@ use crate::manager::{SessionInfo, SessionManager};
 // The rotation chain: ending it, rolling a crashed rotation forward.
 #[path = "chain.rs"]
 mod chain;
-use crate::lifecycle::{Core, Verdict};
+use crate::lifecycle::{Core, Login, Verdict};
 use crate::policy::{Policy, ReuseResponse, UserLimitAction};
 use crate::session::{Issued, Loaded, NewSession, Session, SessionData};
 use crate::store::{EndReason, LiveRef, LiveSession, Peek, Record, RecordState, Store, StoreError};
@@ -764,43 +764,24 @@ impl<S: Store> StoreManager<S> {
         now: Timestamp,
     ) -> Result<Issued, Error> {
         let from = session.fingerprint();
-        if session.user.as_deref().is_some_and(|u| u != user) {
-            // Another user's session: end it, start afresh.
-            self.end(&session.key, EndReason::Replaced, now)?;
-            let issued = self.create_at(
-                NewSession {
-                    user: Some(user.into()),
-                    device: session.device.clone(),
-                    data: Default::default(),
-                },
-                now,
-            )?;
-            let Loaded { session: fresh, .. } = self.load_at(issued.token(), now)?;
-            *session = fresh;
-            self.core.emit(Event::LoggedIn {
-                from,
-                to: issued.fingerprint(),
-                user: user.into(),
-            });
-            return Ok(issued);
-        }
-        self.make_room_for(user, Some(&session.key), now)?;
-        let before = (session.user.clone(), session.auth_at);
-        session.user = Some(user.into());
-        session.auth_at = Some(now);
-        let id = match self.rotate_inner(session, now, true) {
-            Ok(id) => id,
-            Err(e) => {
-                (session.user, session.auth_at) = before;
-                return Err(e);
+        match self.core.login_of(session, user) {
+            Login::Replace { fresh } => {
+                self.end(&session.key, EndReason::Replaced, now)?;
+                let issued = self.create_at(fresh, now)?;
+                *session = self.load_at(issued.token(), now)?.session;
+                self.core.report_login(from, issued.fingerprint(), user);
+                Ok(issued)
             }
-        };
-        self.core.emit(Event::LoggedIn {
-            from,
-            to: session.key.fingerprint(),
-            user: user.into(),
-        });
-        Ok(self.issued(&id, &session.key, now, session.absolute_deadline, now))
+            Login::Rebind => {
+                self.make_room_for(user, Some(&session.key), now)?;
+                let id = self
+                    .core
+                    .bind_then(session, user, now, |s| self.rotate_inner(s, now, true))?;
+                self.core
+                    .report_login(from, session.key.fingerprint(), user);
+                Ok(self.issued(&id, &session.key, now, session.absolute_deadline, now))
+            }
+        }
     }
 
     /// [`SessionManager::terminate`] at an explicit instant.

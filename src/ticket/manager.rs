@@ -10,7 +10,7 @@ use crate::clock::{Clock, Timestamp};
 use crate::error::Error;
 use crate::event::{Event, ExpiryKind, Observer, RejectKind};
 use crate::id::StoreKey;
-use crate::lifecycle::{self, Core, Verdict};
+use crate::lifecycle::{self, Core, Login, Verdict};
 use crate::manager::SessionManager;
 use crate::policy::Policy;
 use crate::session::{Issued, Loaded, NewSession, Session, SessionData};
@@ -797,48 +797,30 @@ impl TicketManager {
     ) -> Result<Issued, Error> {
         let from = session.fingerprint();
         lifecycle::check_cap_supported(&self.core.policy, Some(user))?;
-        if session.user.as_deref().is_some_and(|u| u != user) {
-            if let Some(store) = &self.revocation {
-                end_chain(
-                    store.as_ref(),
-                    &session.key,
-                    EndReason::Replaced,
-                    now,
-                    session.absolute_deadline,
-                )?;
+        match self.core.login_of(session, user) {
+            Login::Replace { fresh } => {
+                if let Some(store) = &self.revocation {
+                    end_chain(
+                        store.as_ref(),
+                        &session.key,
+                        EndReason::Replaced,
+                        now,
+                        session.absolute_deadline,
+                    )?;
+                }
+                let (fresh, issued) = self.start(fresh, now)?;
+                *session = fresh;
+                self.core.report_login(from, issued.fingerprint(), user);
+                Ok(issued)
             }
-            let (fresh, issued) = self.start(
-                NewSession {
-                    user: Some(user.into()),
-                    device: session.device.clone(),
-                    data: Default::default(),
-                },
-                now,
-            )?;
-            *session = fresh;
-            self.core.emit(Event::LoggedIn {
-                from,
-                to: issued.fingerprint(),
-                user: user.into(),
-            });
-            return Ok(issued);
+            Login::Rebind => {
+                let issued = self
+                    .core
+                    .bind_then(session, user, now, |s| self.rotate_inner(s, now, true))?;
+                self.core.report_login(from, issued.fingerprint(), user);
+                Ok(issued)
+            }
         }
-        let before = (session.user.clone(), session.auth_at);
-        session.user = Some(user.into());
-        session.auth_at = Some(now);
-        let issued = match self.rotate_inner(session, now, true) {
-            Ok(issued) => issued,
-            Err(e) => {
-                (session.user, session.auth_at) = before;
-                return Err(e);
-            }
-        };
-        self.core.emit(Event::LoggedIn {
-            from,
-            to: issued.fingerprint(),
-            user: user.into(),
-        });
-        Ok(issued)
     }
 
     /// [`SessionManager::terminate`] at an explicit instant.
