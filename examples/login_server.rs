@@ -505,7 +505,7 @@ impl App {
         };
         match server.terminate_all(user, Some(session)) {
             Ok(n) => {
-                println!("{user:?} ended {n} other session(s)");
+                println!("{user:?} ended {} other session(s)", n.unwrap_or(0));
                 Reply::see_other("/sessions")
             }
             Err(e) => self.failure(&e),

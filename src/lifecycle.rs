@@ -50,8 +50,11 @@
 //! - **`login`** always changes privilege. On a session of another user it
 //!   ends that session's chain (`Replaced`) and starts a fresh, empty one:
 //!   one user's data never passes to another.
-//! - **`terminate_all(user)`** ends every live session of the user (the
-//!   tips; their chains follow). Tickets keep a per-user cutoff instead.
+//! - **`terminate_all(user, except)`** ends every live session of the user
+//!   (the tips; their chains follow) but `except`, and says how many. Tickets
+//!   keep a per-user cutoff instead: every ticket authenticated until now
+//!   ends, no count is known (`None`), and `except` is refused
+//!   ([`Error::Unsupported`]).
 //! - **Expiry** needs no write: a load checks both deadlines. **Purge**
 //!   deletes records past their retention (`expires_at`): the live
 //!   record's idle deadline, the retired and ended records' absolute one.

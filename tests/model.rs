@@ -403,7 +403,7 @@ fn run(ops: Vec<Op>) {
                 for &k in &keys {
                     model.end(k, EndReason::LogoutAll);
                 }
-                assert_eq!(n, keys.len());
+                assert_eq!(n, Some(keys.len()));
             }
             Op::SessionsOf(u) => {
                 let mut got: Vec<String> = m

@@ -62,7 +62,7 @@ fn log_out_everywhere_then_log_in_again() {
     let laptop = b.create(NewSession::new().with_user("alice")).unwrap();
     let other = b.create(NewSession::new().with_user("bob")).unwrap();
     clock.advance(Duration::from_secs(1));
-    a.terminate_all("alice").unwrap();
+    a.terminate_all("alice", None).unwrap();
     for t in [phone.token(), laptop.token()] {
         assert_eq!(b.load(t).unwrap_err().reason(), "terminated");
     }

@@ -114,6 +114,34 @@ pub trait SessionManager: fmt::Debug + Send + Sync {
     /// # Errors
     /// Store errors.
     fn terminate(&self, session: &Session) -> Result<(), Error>;
+
+    /// Ends every session of `user` ("log out everywhere", a disabled
+    /// account, a password change), except `except` if given (typically the
+    /// current session: "log out everywhere else"). Returns how many
+    /// sessions ended where the manager can count them: `Some(n)` for
+    /// server-side sessions; `None` for tickets, whose per-user cutoff ends
+    /// every ticket of the user authenticated until now without knowing how
+    /// many there are.
+    ///
+    /// # Errors
+    /// Store errors (sessions ended before the error stay ended). Tickets:
+    /// [`Error::RevocationNotConfigured`] without a revocation store, and
+    /// [`Error::Unsupported`] with `except` (a cutoff cannot spare one
+    /// ticket).
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{MemoryStore, NewSession, SessionManager, StoreManager};
+    /// let manager = StoreManager::new(MemoryStore::new());
+    /// let here = manager.create(NewSession::new().with_user("alice"))?;
+    /// let there = manager.create(NewSession::new().with_user("alice"))?;
+    /// let current = manager.load(here.token())?.session;
+    /// assert_eq!(manager.terminate_all("alice", Some(&current))?, Some(1));
+    /// assert!(manager.load(there.token()).is_err());
+    /// assert!(manager.load(here.token()).is_ok());
+    /// # Ok::<(), latchkey::Error>(())
+    /// ```
+    fn terminate_all(&self, user: &str, except: Option<&Session>) -> Result<Option<usize>, Error>;
 }
 
 /// A summary of one of a user's sessions, for a "your sessions" page.

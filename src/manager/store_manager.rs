@@ -889,38 +889,6 @@ impl<S: Store> StoreManager<S> {
         Ok(out)
     }
 
-    /// Ends all of the user's sessions except `except` (typically the
-    /// current one, for "log out everywhere else"). Returns how many ended.
-    ///
-    /// # Errors
-    /// Store errors; sessions ended before the error stay ended.
-    ///
-    /// # Example
-    /// ```
-    /// use latchkey::{MemoryStore, NewSession, SessionManager, StoreManager};
-    /// let manager = StoreManager::new(MemoryStore::new());
-    /// let here = manager.create(NewSession::new().with_user("alice"))?;
-    /// let there = manager.create(NewSession::new().with_user("alice"))?;
-    /// let current = manager.load(here.token())?.session;
-    /// assert_eq!(manager.terminate_all("alice", Some(&current))?, 1);
-    /// assert!(manager.load(there.token()).is_err());
-    /// assert!(manager.load(here.token()).is_ok());
-    /// # Ok::<(), latchkey::Error>(())
-    /// ```
-    pub fn terminate_all(&self, user: &str, except: Option<&Session>) -> Result<usize, Error> {
-        let now = self.core.now();
-        let mut n = 0;
-        for (key, record) in self.store.sessions_of(user)? {
-            if except.is_some_and(|s| s.key == key) || record.user() != Some(user) {
-                continue;
-            }
-            if self.end(&key, EndReason::LogoutAll, now)? {
-                n += 1;
-            }
-        }
-        Ok(n)
-    }
-
     /// Ends one of the user's sessions named by fingerprint (a "log out that
     /// device" button). Only sessions bound to `user` are considered, so a
     /// fingerprint from another account ends nothing. Returns whether one
@@ -999,5 +967,19 @@ impl<S: Store> SessionManager for StoreManager<S> {
 
     fn terminate(&self, session: &Session) -> Result<(), Error> {
         self.terminate_at(session, self.core.now())
+    }
+
+    fn terminate_all(&self, user: &str, except: Option<&Session>) -> Result<Option<usize>, Error> {
+        let now = self.core.now();
+        let mut n = 0;
+        for (key, record) in self.store.sessions_of(user)? {
+            if except.is_some_and(|s| s.key == key) || record.user() != Some(user) {
+                continue;
+            }
+            if self.end(&key, EndReason::LogoutAll, now)? {
+                n += 1;
+            }
+        }
+        Ok(Some(n))
     }
 }

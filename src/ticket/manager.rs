@@ -93,7 +93,7 @@ impl Keys {
 /// it:
 /// - [`terminate`](SessionManager::terminate) puts the ticket's session
 ///   on a deny list until its absolute deadline;
-/// - [`terminate_all`](Self::terminate_all) stamps a per-user cutoff: every
+/// - [`terminate_all`](SessionManager::terminate_all) stamps a per-user cutoff: every
 ///   ticket of that user authenticated at or before it fails;
 /// - [`rotate`](SessionManager::rotate), [`login`](SessionManager::login)
 ///   and [`change_privilege`](SessionManager::change_privilege) record the
@@ -256,7 +256,7 @@ impl TicketManager {
 
     /// Keeps revocation state (a deny list of session keys and per-user
     /// cutoffs) in `store`, so [`terminate`](SessionManager::terminate) and
-    /// [`terminate_all`](Self::terminate_all) really end tickets. Every
+    /// [`terminate_all`](SessionManager::terminate_all) really end tickets. Every
     /// load then reads the store. Pass an `Arc` to share a store with other
     /// managers or processes.
     ///
@@ -865,34 +865,14 @@ impl TicketManager {
         Ok(())
     }
 
-    /// Ends every ticket of `user` authenticated at or before now ("log out
-    /// everywhere", a disabled account, a password change). Tickets from
+    /// [`SessionManager::terminate_all`] at an explicit instant: ends every
+    /// ticket of `user` authenticated at or before `now`. Tickets from
     /// later logins are unaffected, including one created in the same
     /// request after this call only if the clock has moved on: a login in
     /// the same millisecond counts as before the cutoff.
     ///
     /// # Errors
     /// [`Error::RevocationNotConfigured`] without revocation; store errors.
-    ///
-    /// # Example
-    /// ```
-    /// use latchkey::{KeyRing, MemoryStore, NewSession, SessionManager, TicketKey, TicketManager};
-    ///
-    /// let manager = TicketManager::new("session", KeyRing::new(1, TicketKey::generate()))?
-    ///     .with_revocation(MemoryStore::new());
-    /// let phone = manager.create(NewSession::new().with_user("alice"))?;
-    /// manager.terminate_all("alice")?;
-    /// assert_eq!(manager.load(phone.token()).unwrap_err().reason(), "terminated");
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn terminate_all(&self, user: &str) -> Result<(), Error> {
-        self.terminate_all_at(user, self.core.now())
-    }
-
-    /// [`terminate_all`](Self::terminate_all) at an explicit instant.
-    ///
-    /// # Errors
-    /// As for [`terminate_all`](Self::terminate_all).
     ///
     /// # Example
     /// ```
@@ -1080,6 +1060,15 @@ impl SessionManager for TicketManager {
 
     fn terminate(&self, session: &Session) -> Result<(), Error> {
         self.terminate_at(session, self.core.now())
+    }
+
+    fn terminate_all(&self, user: &str, except: Option<&Session>) -> Result<Option<usize>, Error> {
+        if except.is_some() {
+            return Err(Error::Unsupported(
+                "sparing one session from terminate_all (a ticket cutoff ends every ticket of the user)",
+            ));
+        }
+        self.terminate_all_at(user, self.core.now()).map(|()| None)
     }
 }
 

@@ -117,6 +117,7 @@ macro_rules! manager_conformance {
                 a_copy_older_than_a_rotation_cannot_write,
                 a_stale_copys_write_is_a_conflict_never_reuse,
                 terminate_is_idempotent_and_final,
+                terminate_all_ends_every_session_of_the_user,
                 per_user_cap_is_kept_or_refused,
                 debug_output_never_shows_a_token,
             );
@@ -505,6 +506,56 @@ pub fn terminate_is_idempotent_and_final(make: &Make) {
     assert!(e.is_rejection(), "a save after logout: {e:?}");
     s.clock.advance(IDLE);
     rejected("later", s.m.load(issued.token()));
+}
+
+/// "Log out everywhere": every session of the user ends, other users'
+/// stay; sparing the current one where the manager can.
+pub fn terminate_all_ends_every_session_of_the_user(make: &Make) {
+    let s = subject(make, policy());
+    let phone = s.m.create(NewSession::new().with_user("alice")).unwrap();
+    let laptop = s.m.create(NewSession::new().with_user("alice")).unwrap();
+    let bob = s.m.create(NewSession::new().with_user("bob")).unwrap();
+    let current = s.m.load(laptop.token()).unwrap().session;
+    let spared = s.m.terminate_all("alice", Some(&current));
+    match s.kind {
+        Kind::Server => {
+            assert_eq!(spared.unwrap(), Some(1));
+            rejected("the phone", s.m.load(phone.token()));
+            assert!(
+                s.m.load(laptop.token()).is_ok(),
+                "the current one was spared"
+            );
+        }
+        // A cutoff cannot spare one ticket: refused, not ignored.
+        _ => assert!(matches!(spared, Err(Error::Unsupported(_))), "{spared:?}"),
+    }
+    s.clock.advance(Duration::from_millis(1));
+    let all = s.m.terminate_all("alice", None);
+    if !s.kind.stateful() {
+        assert!(
+            matches!(all, Err(Error::RevocationNotConfigured)),
+            "{all:?}"
+        );
+        return;
+    }
+    let counted = all.unwrap();
+    assert_eq!(counted.is_some(), s.kind == Kind::Server, "{counted:?}");
+    for t in [&phone, &laptop] {
+        let e = rejected("alice's session", s.m.load(t.token()));
+        assert!(
+            matches!(
+                e,
+                Error::Terminated {
+                    reason: EndReason::LogoutAll
+                }
+            ),
+            "{e:?}"
+        );
+    }
+    assert!(
+        s.m.load(bob.token()).is_ok(),
+        "another user's session ended"
+    );
 }
 
 pub fn per_user_cap_is_kept_or_refused(make: &Make) {
