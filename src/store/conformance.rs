@@ -341,6 +341,12 @@ pub fn rotate_onto_an_existing_key_changes_nothing<S: Store>(make: &dyn Fn(&Manu
     assert!(matches!(res, Err(StoreError::Exists)), "{res:?}");
     assert_eq!(s.get(&old).unwrap(), Some(live(None, 1)));
     assert_eq!(s.get(&new).unwrap(), Some(ended(5)));
+    // `old` is checked first: a stale version or a missing key says so,
+    // whatever `new` holds.
+    let res = s.rotate(&old, 7, &retired(new, 8), &new, &live(None, 1));
+    assert!(matches!(res, Err(StoreError::Conflict)), "{res:?}");
+    let res = s.rotate(&key(), 1, &retired(new, 2), &new, &live(None, 1));
+    assert!(matches!(res, Err(StoreError::NotFound)), "{res:?}");
 }
 
 #[doc(hidden)]

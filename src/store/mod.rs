@@ -686,8 +686,15 @@ pub trait Store: fmt::Debug + Send + Sync {
         new: &StoreKey,
         record: &Record,
     ) -> Result<(), StoreError> {
-        // A successor key that exists already is a broken RNG: refused
-        // before anything is written.
+        // The checks an atomic store makes, in its order, before anything
+        // is written: `old` at `expected`, then `new` free (a successor key
+        // that exists already is a broken RNG). `replace` checks `old`
+        // again, atomically.
+        match self.get(old)? {
+            None => return Err(StoreError::NotFound),
+            Some(r) if r.version != expected => return Err(StoreError::Conflict),
+            Some(_) => {}
+        }
         if self.get(new)?.is_some() {
             return Err(StoreError::Exists);
         }
