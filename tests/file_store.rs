@@ -359,12 +359,15 @@ fn sigkill_mid_rotation_leaves_exactly_one_live_session() {
         .token()
         .to_owned();
     let mut rng = Rng(0x2545_f491_4f6c_dd1d);
-    let mut rotations = 0usize;
-    for kill in 0..60 {
+    let (mut rotations, mut mid_rotation) = (0usize, 0usize);
+    const KILLS: usize = 80;
+    for kill in 0..KILLS {
         std::fs::write(tmp.path().join("token"), &token).unwrap();
         let mut child = spawn_child("manager_rotate", &dir, 0);
         let mut out = await_ready(&mut child);
-        std::thread::sleep(Duration::from_micros(2_000 + rng.next() % 20_000));
+        // Long enough for a few rotations (each fsyncs twice), short and
+        // random enough to land inside one often.
+        std::thread::sleep(Duration::from_micros(5_000 + rng.next() % 40_000));
         child.kill().unwrap();
         child.wait().unwrap();
         let mut line = String::new();
@@ -374,6 +377,22 @@ fn sigkill_mid_rotation_leaves_exactly_one_live_session() {
                 rotations += 1;
             }
             line.clear();
+        }
+        // A kill between a rotation's two writes leaves the last token's
+        // record retired with its successor pending and unwritten.
+        let key = SessionId::parse(&token).unwrap().store_key();
+        if let Some(Record {
+            state:
+                RecordState::Rotated {
+                    successor,
+                    pending: Some(_),
+                    ..
+                },
+            ..
+        }) = manager.store().get(&key).unwrap()
+            && manager.store().get(&successor).unwrap().is_none()
+        {
+            mid_rotation += 1;
         }
         let loaded = manager
             .load(&token)
@@ -390,7 +409,9 @@ fn sigkill_mid_rotation_leaves_exactly_one_live_session() {
             live.len()
         );
     }
-    eprintln!("{rotations} rotations reported between 60 kills");
+    eprintln!(
+        "{rotations} rotations reported between {KILLS} kills, {mid_rotation} of which landed between a rotation's two writes"
+    );
 }
 
 /// Kills a writing child `kills` times at random instants and checks after
