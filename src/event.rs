@@ -109,6 +109,15 @@ pub enum Event {
         /// Whether the successor was ended in response.
         successor_revoked: bool,
     },
+    /// A load could not record the session's activity (the store refused
+    /// the write: a full disk, say). The load still succeeded: a touch is
+    /// best effort, and only the idle deadline's slide was lost.
+    TouchFailed {
+        /// The session.
+        session: Fingerprint,
+        /// The store's error, as a sentence (no token, no data).
+        error: String,
+    },
     /// A presented token was refused before a session was found.
     Rejected {
         /// Why.
@@ -158,6 +167,9 @@ impl fmt::Display for Event {
                     " kept"
                 }
             ),
+            Event::TouchFailed { session, error } => {
+                write!(f, "activity not recorded: {session} ({error})")
+            }
             Event::Rejected {
                 kind: RejectKind::Malformed,
                 ..

@@ -31,7 +31,7 @@
 //!
 //! | token's state | `load` of the token | `save` / `rotate` / `login` / `change_privilege` on a copy loaded through it | `terminate` on such a copy |
 //! |---|---|---|---|
-//! | live | the session; the idle deadline slides (stored only once per touch interval) | written; a copy older than the stored version is `Conflict` | ended; every token of its chain fails from now on |
+//! | live | the session; the idle deadline slides (stored only once per touch interval, and best effort: a store that cannot write reports [`Event::TouchFailed`] and the load still succeeds) | written; a copy older than the stored version is `Conflict` | ended; every token of its chain fails from now on |
 //! | expired | `IdleExpired` / `AbsoluteExpired`, naming the deadline | past the absolute deadline, `AbsoluteExpired`; a copy loaded while live may still write past the idle deadline (a write is activity) | `Ok` (nothing loads) |
 //! | rotated, routine, in grace | the **successor's** session, with [`Loaded::reissue`](crate::Loaded::reissue) carrying its token (tickets: the ticket's own claims, not re-signed; refused if the chain has ended) | `Conflict` (the copy is stale) | ends the **whole chain**: this link and every successor up to the live tip |
 //! | rotated, privilege change, in grace | **`Superseded`**: never the changed session, never its token; no alarm, the cookie is not cleared | `Conflict` | ends the whole chain |

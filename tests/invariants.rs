@@ -27,6 +27,8 @@ struct Counting {
     seen: parking_lot::Mutex<Vec<String>>,
     /// When set, reads fail, as from a store that went away.
     fail_reads: std::sync::atomic::AtomicBool,
+    /// When set, writes fail, as on a full disk.
+    fail_writes: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Counting {
@@ -42,6 +44,15 @@ impl Counting {
         self.seen
             .lock()
             .push(serde_json::to_string(record).unwrap());
+    }
+    fn disk_full(&self) -> Result<(), StoreError> {
+        if self.fail_writes.load(Ordering::SeqCst) {
+            return Err(StoreError::Io(std::io::Error::new(
+                std::io::ErrorKind::StorageFull,
+                "no space left on device",
+            )));
+        }
+        Ok(())
     }
     fn writes(&self) -> usize {
         self.writes.load(Ordering::SeqCst)
@@ -66,6 +77,7 @@ impl Store for Counting {
     }
     fn replace(&self, key: &StoreKey, expected: u64, record: &Record) -> Result<(), StoreError> {
         self.writes.fetch_add(1, Ordering::SeqCst);
+        self.disk_full()?;
         self.note(record);
         self.inner.replace(key, expected, record)
     }
@@ -76,6 +88,7 @@ impl Store for Counting {
         expires_at: Timestamp,
     ) -> Result<bool, StoreError> {
         self.writes.fetch_add(1, Ordering::SeqCst);
+        self.disk_full()?;
         self.inner.touch(key, last_seen, expires_at)
     }
     fn rotate(
@@ -756,4 +769,36 @@ fn a_store_that_fails_a_load_is_a_backend_failure_not_a_rejection() {
     assert!(m.load(issued.token()).is_ok());
     // A store failure is not reported as a rejected or unknown token.
     assert_eq!(events.0.lock().len(), before, "{:?}", events.0.lock());
+}
+
+/// A full disk: a load that is due an activity touch still succeeds (the
+/// touch is best effort and reported), while a write that must land fails
+/// as a backend failure, not a rejection.
+#[test]
+fn a_full_disk_costs_the_touch_not_the_load() {
+    let (m, store, clock, events) = setup();
+    let issued = m.create(NewSession::new().with_user("alice")).unwrap();
+    clock.advance(TOUCH);
+    store.fail_writes.store(true, Ordering::SeqCst);
+    let loaded = m
+        .load(issued.token())
+        .expect("a load due a touch on a full disk");
+    assert_eq!(loaded.session.user(), Some("alice"));
+    assert_eq!(
+        loaded.session.last_seen(),
+        START,
+        "the activity was not recorded"
+    );
+    assert!(
+        events.0.lock().iter().any(
+            |e| matches!(e, Event::TouchFailed { session, .. } if *session == issued.fingerprint())
+        ),
+        "the missed touch is reported"
+    );
+    let mut session = loaded.session;
+    session.insert("n", &1).unwrap();
+    let err = m.save(&mut session).unwrap_err();
+    assert!(err.is_backend_failure() && !err.is_rejection(), "{err:?}");
+    store.fail_writes.store(false, Ordering::SeqCst);
+    assert!(m.save(&mut session).is_ok());
 }

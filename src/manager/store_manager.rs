@@ -462,17 +462,27 @@ impl<S: Store> StoreManager<S> {
                 touch,
             } => {
                 if let Some(expires) = touch {
-                    // A touch that finds the record gone or retired means a
-                    // concurrent logout or rotation: resolve again to report
-                    // the state that won.
-                    if !self.store.touch(&key, now, expires)? {
-                        return if depth < MAX_CHAIN {
-                            self.resolve(id, key, now, depth + 1)
-                        } else {
-                            Err(Error::Conflict)
-                        };
+                    match self.store.touch(&key, now, expires) {
+                        Ok(true) => live.last_seen = now,
+                        // A touch that finds the record gone or retired
+                        // means a concurrent logout or rotation: resolve
+                        // again to report the state that won.
+                        Ok(false) => {
+                            return if depth < MAX_CHAIN {
+                                self.resolve(id, key, now, depth + 1)
+                            } else {
+                                Err(Error::Conflict)
+                            };
+                        }
+                        // A touch is best effort: the session was read and
+                        // is live, so a store that cannot write (a full
+                        // disk) costs the idle deadline's slide, reported,
+                        // not the request.
+                        Err(e) => self.core.emit(Event::TouchFailed {
+                            session: key.fingerprint(),
+                            error: e.to_string(),
+                        }),
                     }
-                    live.last_seen = now;
                 }
                 Ok((self.to_session(Some(id), key, version, live), None))
             }
