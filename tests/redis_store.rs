@@ -3,31 +3,28 @@
 //! `redis-cli`, native expiry, the per-user sets, and what happens when
 //! Redis goes away and comes back.
 //!
-//! Point `LATCHKEY_REDIS_URL` at a Redis you can scribble on (every test
-//! works under its own random key prefix, so tests run in parallel against
-//! one server and leave only keys that expire by themselves):
+//! Every test that needs a server is `#[ignore]`d with the reason, so
+//! `cargo test --features redis` on a machine without Redis says "ignored"
+//! instead of passing them against something else. To run them, point
+//! `LATCHKEY_REDIS_URL` at a Redis you can scribble on (every test works
+//! under its own random key prefix, so tests run in parallel against one
+//! server and leave only keys that expire by themselves) and ask for them:
 //!
 //! ```text
-//! LATCHKEY_REDIS_URL=redis://127.0.0.1:6379/ cargo test --features redis --test redis_store
+//! LATCHKEY_REDIS_URL=redis://127.0.0.1:6379/ cargo test --features redis --test redis_store -- --include-ignored
 //! ```
 //!
-//! Without it, the tests that need a server print a notice and pass
-//! without checking anything Redis-specific (the conformance cases then run
-//! against `MemoryStore`, which `tests/memory_store.rs` covers anyway), so
-//! `cargo test --features redis` works on a machine without Redis. Under CI
-//! (the `CI` variable set) a missing URL fails instead: `.ci/run` starts a
-//! server and sets the variable, so its absence there is a broken script. The restart test starts its own
-//! `redis-server` (from `PATH`, or `LATCHKEY_REDIS_SERVER`) and is skipped
-//! the same way when there is none.
+//! Asked for without the URL they fail. The restart and stall tests start
+//! their own `redis-server` (from `PATH`, or `LATCHKEY_REDIS_SERVER`) and
+//! fail without one. `.ci/run` starts a server and runs them all.
 #![cfg(feature = "redis")]
 
 mod conformance;
 mod manager_suite;
 
-use std::io::Write as _;
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Once};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -41,33 +38,15 @@ use manager_suite::{Kind, manager_conformance};
 
 const URL_VAR: &str = "LATCHKEY_REDIS_URL";
 
-/// Says, once and past the test harness's output capture, that Redis tests
-/// are not really running.
-fn notice(what: &str) {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        let _ = writeln!(
-            std::io::stderr(),
-            "\nnotice: {URL_VAR} is unset: {what}; set it to a Redis URL to run them"
-        );
-    });
-}
-
-fn redis_url() -> Option<String> {
+/// The Redis these tests run against. They are `#[ignore]`d unless asked
+/// for (`--include-ignored`), so a run without a server skips them openly
+/// instead of passing them against something else; asked for without a
+/// URL, they fail.
+fn redis_url() -> String {
     match std::env::var(URL_VAR) {
-        Ok(url) if !url.is_empty() => Some(url),
+        Ok(url) if !url.is_empty() => url,
         _ => {
-            // Under CI a missing URL means the CI script lost its Redis
-            // server: fail, rather than pass on the MemoryStore fallback
-            // under the Redis tests' names.
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "{URL_VAR} is unset under CI: the Redis tests would not test Redis"
-            );
-            notice(
-                "the Redis store tests are skipped (the conformance cases run against MemoryStore)",
-            );
-            None
+            panic!("{URL_VAR} is unset: the Redis tests need a Redis server (see this file's docs)")
         }
     }
 }
@@ -84,23 +63,20 @@ fn store_at(url: &str, clock: &ManualClock) -> RedisStore {
         .with_clock(Arc::new(clock.clone()))
 }
 
-store_conformance!(redis_server, |clock: &ManualClock| -> Box<dyn Store> {
-    match redis_url() {
-        Some(url) => Box::new(store_at(&url, clock)),
-        None => Box::new(MemoryStore::new().with_clock(Arc::new(clock.clone()))),
-    }
-});
+store_conformance!(
+    #[ignore = "needs a Redis server: set LATCHKEY_REDIS_URL and pass --include-ignored (.ci/run does)"]
+    redis_server,
+    |clock: &ManualClock| store_at(&redis_url(), clock)
+);
 
 // Both managers over Redis, against the manager conformance suite: the
 // server-side manager keeping sessions there, and tickets keeping their
 // revocations there.
 manager_conformance!(
+    #[ignore = "needs a Redis server: set LATCHKEY_REDIS_URL and pass --include-ignored (.ci/run does)"]
     store_manager_redis,
     |clock: &ManualClock, policy: latchkey::Policy| {
-        let store: Box<dyn Store> = match redis_url() {
-            Some(url) => Box::new(store_at(&url, clock)),
-            None => Box::new(MemoryStore::new().with_clock(Arc::new(clock.clone()))),
-        };
+        let store = store_at(&redis_url(), clock);
         let m = StoreManager::new(store)
             .with_policy(policy)
             .with_clock(Arc::new(clock.clone()));
@@ -109,12 +85,10 @@ manager_conformance!(
 );
 
 manager_conformance!(
+    #[ignore = "needs a Redis server: set LATCHKEY_REDIS_URL and pass --include-ignored (.ci/run does)"]
     ticket_manager_revocation_in_redis,
     |clock: &ManualClock, policy: latchkey::Policy| {
-        let store: Box<dyn Store> = match redis_url() {
-            Some(url) => Box::new(store_at(&url, clock)),
-            None => Box::new(MemoryStore::new().with_clock(Arc::new(clock.clone()))),
-        };
+        let store = store_at(&redis_url(), clock);
         let m = latchkey::TicketManager::new(
             "session",
             latchkey::KeyRing::new(1, latchkey::TicketKey::generate()),
@@ -163,8 +137,9 @@ fn key() -> StoreKey {
 }
 
 #[test]
+#[ignore = "needs a Redis server: set LATCHKEY_REDIS_URL and pass --include-ignored (.ci/run does)"]
 fn redis_cli_get_shows_the_record_as_json_under_the_hashed_key() {
-    let Some(url) = redis_url() else { return };
+    let url = redis_url();
     let clock = clock();
     let store = store_at(&url, &clock);
     let k = key();
@@ -179,8 +154,9 @@ fn redis_cli_get_shows_the_record_as_json_under_the_hashed_key() {
 }
 
 #[test]
+#[ignore = "needs a Redis server: set LATCHKEY_REDIS_URL and pass --include-ignored (.ci/run does)"]
 fn every_write_sets_native_expiry_to_the_records_deadline() {
-    let Some(url) = redis_url() else { return };
+    let url = redis_url();
     let clock = clock();
     let store = store_at(&url, &clock);
     let mut con = raw(&url);
@@ -229,8 +205,9 @@ fn every_write_sets_native_expiry_to_the_records_deadline() {
 }
 
 #[test]
+#[ignore = "needs a Redis server: set LATCHKEY_REDIS_URL and pass --include-ignored (.ci/run does)"]
 fn touch_rewrites_activity_and_keeps_every_other_byte() {
-    let Some(url) = redis_url() else { return };
+    let url = redis_url();
     let clock = clock();
     let store = store_at(&url, &clock);
     let k = key();
@@ -258,8 +235,9 @@ fn touch_rewrites_activity_and_keeps_every_other_byte() {
 }
 
 #[test]
+#[ignore = "needs a Redis server: set LATCHKEY_REDIS_URL and pass --include-ignored (.ci/run does)"]
 fn user_sets_are_hashed_and_cleaned_of_stale_members() {
-    let Some(url) = redis_url() else { return };
+    let url = redis_url();
     let clock = clock();
     let store = store_at(&url, &clock);
     let mut con = raw(&url);
@@ -297,8 +275,9 @@ fn user_sets_are_hashed_and_cleaned_of_stale_members() {
 }
 
 #[test]
+#[ignore = "needs a Redis server: set LATCHKEY_REDIS_URL and pass --include-ignored (.ci/run does)"]
 fn purge_expired_cleans_user_sets_and_spares_other_prefixes() {
-    let Some(url) = redis_url() else { return };
+    let url = redis_url();
     let clock = clock();
     // A prefix with glob characters must be matched literally: the other
     // store's prefix matches it as a pattern but is a different space.
@@ -333,8 +312,9 @@ fn purge_expired_cleans_user_sets_and_spares_other_prefixes() {
 }
 
 #[test]
+#[ignore = "needs a Redis server: set LATCHKEY_REDIS_URL and pass --include-ignored (.ci/run does)"]
 fn a_corrupt_value_is_an_error_for_that_session_only() {
-    let Some(url) = redis_url() else { return };
+    let url = redis_url();
     let clock = clock();
     let store = store_at(&url, &clock);
     let (bad, good) = (key(), key());
@@ -371,8 +351,9 @@ fn a_corrupt_value_is_an_error_for_that_session_only() {
 }
 
 #[test]
+#[ignore = "needs a Redis server: set LATCHKEY_REDIS_URL and pass --include-ignored (.ci/run does)"]
 fn two_app_servers_share_one_session_space() {
-    let Some(url) = redis_url() else { return };
+    let url = redis_url();
     let prefix = unique_prefix();
     let server = || StoreManager::new(RedisStore::open(&url).unwrap().with_prefix(prefix.clone()));
     let (a, b) = (server(), server());
@@ -399,8 +380,9 @@ fn two_app_servers_share_one_session_space() {
 }
 
 #[test]
+#[ignore = "needs a Redis server: set LATCHKEY_REDIS_URL and pass --include-ignored (.ci/run does)"]
 fn concurrent_rotations_from_one_version_admit_exactly_one() {
-    let Some(url) = redis_url() else { return };
+    let url = redis_url();
     let clock = clock();
     let store = store_at(&url, &clock);
     let now = clock.now();
@@ -553,14 +535,10 @@ impl Drop for Server {
 }
 
 #[test]
+#[ignore = "needs redis-server on PATH (or LATCHKEY_REDIS_SERVER): pass --include-ignored (.ci/run does)"]
 fn service_resumes_after_redis_stops_and_restarts() {
-    let Some(bin) = Server::binary() else {
-        let _ = writeln!(
-            std::io::stderr(),
-            "\nnotice: no redis-server on PATH (or LATCHKEY_REDIS_SERVER); skipping the restart test"
-        );
-        return;
-    };
+    let bin = Server::binary()
+        .expect("no redis-server on PATH (or LATCHKEY_REDIS_SERVER): this test needs one");
     let mut server = Server {
         bin,
         port: free_port(),
@@ -698,8 +676,9 @@ mod model {
         #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
         #[test]
+        #[ignore = "needs a Redis server: set LATCHKEY_REDIS_URL and pass --include-ignored (.ci/run does)"]
         fn redis_store_agrees_with_memory_store(ops in proptest::collection::vec(op(), 1..40)) {
-            let Some(url) = redis_url() else { return Ok(()) };
+            let url = redis_url();
             let clock = clock();
             let now = clock.now();
             let redis = store_at(&url, &clock);
@@ -757,14 +736,10 @@ mod model {
 }
 
 #[test]
+#[ignore = "needs redis-server on PATH (or LATCHKEY_REDIS_SERVER): pass --include-ignored (.ci/run does)"]
 fn a_stalled_redis_times_out_and_later_answers_correctly() {
-    let Some(bin) = Server::binary() else {
-        let _ = writeln!(
-            std::io::stderr(),
-            "\nnotice: no redis-server on PATH (or LATCHKEY_REDIS_SERVER); skipping the stall test"
-        );
-        return;
-    };
+    let bin = Server::binary()
+        .expect("no redis-server on PATH (or LATCHKEY_REDIS_SERVER): this test needs one");
     let mut server = Server {
         bin,
         port: free_port(),

@@ -50,7 +50,9 @@ pub const START: Timestamp = Timestamp::from_unix_millis(1_795_392_000_000);
 /// Generates the store conformance suite for a backend: a module `$name`
 /// with one `#[test]` per case, each building a fresh store with `$make`,
 /// a closure from `&ManualClock` to the store (any `Store`, a `Box<dyn
-/// Store>` too). Feature `test-util`; see [`store::conformance`](crate::store::conformance).
+/// Store>` too). Attributes before the name go on every generated test:
+/// `#[ignore = "needs a server"]` for a store that needs one running.
+/// Feature `test-util`; see [`store::conformance`](crate::store::conformance).
 ///
 /// # Example
 /// ```
@@ -61,7 +63,7 @@ pub const START: Timestamp = Timestamp::from_unix_millis(1_795_392_000_000);
 /// ```
 #[macro_export]
 macro_rules! store_conformance {
-    ($name:ident, $make:expr) => {
+    ($(#[$attr:meta])* $name:ident, $make:expr) => {
         mod $name {
             #[allow(unused_imports)]
             use super::*;
@@ -71,7 +73,7 @@ macro_rules! store_conformance {
                 ($make)(clock)
             }
 
-            $crate::store_conformance!(@cases make;
+            $crate::store_conformance!(@cases make [$(#[$attr])*];
                 insert_then_get_returns_the_record,
                 insert_fails_on_an_existing_key_in_any_state,
                 get_of_a_missing_key_is_none,
@@ -102,13 +104,17 @@ macro_rules! store_conformance {
             );
         }
     };
-    (@cases $make:ident; $($case:ident),* $(,)?) => {
+    (@cases $make:ident $attrs:tt; $($case:ident),* $(,)?) => {
         $(
-            #[test]
-            fn $case() {
-                $crate::store::conformance::$case(&$make);
-            }
+            $crate::store_conformance!(@case $make $attrs $case);
         )*
+    };
+    (@case $make:ident [$($attr:tt)*] $case:ident) => {
+        #[test]
+        $($attr)*
+        fn $case() {
+            $crate::store::conformance::$case(&$make);
+        }
     };
 }
 

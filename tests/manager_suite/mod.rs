@@ -85,7 +85,7 @@ pub fn subject(make: &Make, policy: Policy) -> Subject {
 
 /// Generates one `#[test]` per case for a manager.
 macro_rules! manager_conformance {
-    ($name:ident, $make:expr) => {
+    ($(#[$attr:meta])* $name:ident, $make:expr) => {
         mod $name {
             #[allow(unused_imports)]
             use super::*;
@@ -101,7 +101,7 @@ macro_rules! manager_conformance {
                 ($make)(clock, policy)
             }
 
-            manager_conformance!(@cases make;
+            manager_conformance!(@cases make [$(#[$attr])*];
                 created_session_loads_with_what_it_was_given,
                 a_token_never_issued_is_refused_and_never_adopted,
                 idle_and_absolute_expiry_say_which_clock_ended_the_session,
@@ -123,13 +123,17 @@ macro_rules! manager_conformance {
             );
         }
     };
-    (@cases $make:ident; $($case:ident),* $(,)?) => {
+    (@cases $make:ident $attrs:tt; $($case:ident),* $(,)?) => {
         $(
-            #[test]
-            fn $case() {
-                super::manager_suite::$case(&$make);
-            }
+            manager_conformance!(@case $make $attrs $case);
         )*
+    };
+    (@case $make:ident [$($attr:tt)*] $case:ident) => {
+        #[test]
+        $($attr)*
+        fn $case() {
+            super::manager_suite::$case(&$make);
+        }
     };
 }
 
