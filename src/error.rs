@@ -89,6 +89,16 @@ pub enum Error {
         /// The limit.
         limit: usize,
     },
+    /// A user name or device label is longer than the policy allows.
+    #[error("the session's {field} is {len} bytes, over the limit of {limit}")]
+    LabelTooLong {
+        /// Which: `"user name"` or `"device label"`.
+        field: &'static str,
+        /// Its length in bytes.
+        len: usize,
+        /// The limit.
+        limit: usize,
+    },
     /// The user already has the most sessions the policy allows, and the
     /// policy refuses new ones.
     #[error("user already has {limit} sessions, the most the policy allows")]
@@ -180,6 +190,7 @@ impl Error {
             Error::Conflict
             | Error::TooLarge { .. }
             | Error::UserLimit { .. }
+            | Error::LabelTooLong { .. }
             | Error::Data { .. } => false,
             Error::TicketTooLarge { .. }
             | Error::RevocationNotConfigured
@@ -234,6 +245,7 @@ impl Error {
             Error::Conflict => "conflict",
             Error::TooLarge { .. } => "too_large",
             Error::UserLimit { .. } => "user_limit",
+            Error::LabelTooLong { .. } => "label_too_long",
             Error::Data { .. } => "data",
             Error::Store(e) if e.is_corrupt() => "corrupt",
             Error::Store(_) => "backend",

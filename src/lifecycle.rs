@@ -58,7 +58,9 @@
 //! - **Expiry** needs no write: a load checks both deadlines. **Purge**
 //!   deletes records past their retention (`expires_at`): the live
 //!   record's idle deadline, the retired and ended records' absolute one.
-//! - **Limits**: a per-user session cap evicts the oldest or refuses the
+//! - **Limits**: session data, user names and device labels have size
+//!   limits in the policy, checked at `create`, `login` and `save` with a
+//!   typed error. A per-user session cap evicts the oldest or refuses the
 //!   new session, by policy. Stateless tickets cannot count sessions, so
 //!   with a cap set their `create` and `login` of a user fail with
 //!   [`Error::Unsupported`] instead of ignoring it.
@@ -217,6 +219,21 @@ impl Core {
         let limit = self.policy.max_data_bytes();
         if size > limit {
             return Err(Error::TooLarge { size, limit });
+        }
+        Ok(())
+    }
+
+    /// Refuses a user name or device label over the policy's limit.
+    pub(crate) fn check_labels(
+        &self,
+        user: Option<&str>,
+        device: Option<&str>,
+    ) -> Result<(), Error> {
+        let limit = self.policy.max_label_bytes();
+        for (field, value) in [("user name", user), ("device label", device)] {
+            if let Some(len) = value.map(str::len).filter(|&len| len > limit) {
+                return Err(Error::LabelTooLong { field, len, limit });
+            }
         }
         Ok(())
     }

@@ -103,6 +103,7 @@ pub struct Policy {
     rotation_grace: Duration,
     touch_interval: Duration,
     max_data_bytes: usize,
+    max_label_bytes: usize,
     max_sessions_per_user: Option<usize>,
     user_limit_action: UserLimitAction,
     reuse_response: ReuseResponse,
@@ -133,6 +134,7 @@ impl Policy {
             rotation_grace: Duration::from_secs(30),
             touch_interval: MIN,
             max_data_bytes: 16 * 1024,
+            max_label_bytes: 256,
             max_sessions_per_user: Some(32),
             user_limit_action: UserLimitAction::EvictOldest,
             reuse_response: ReuseResponse::RevokeSuccessor,
@@ -295,6 +297,20 @@ impl Policy {
         self.max_data_bytes
     }
 
+    /// The most bytes of a user name or a device label: a session bound to
+    /// a longer one is refused at `create` and `login`
+    /// ([`Error::LabelTooLong`](crate::Error::LabelTooLong)), so no store is
+    /// handed a record it cannot read back.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::Policy;
+    /// assert_eq!(Policy::default().max_label_bytes(), 256);
+    /// ```
+    pub fn max_label_bytes(&self) -> usize {
+        self.max_label_bytes
+    }
+
     /// The most live sessions one user may have, if limited.
     ///
     /// # Example
@@ -415,6 +431,20 @@ impl PolicyBuilder {
         self
     }
 
+    /// Sets the most bytes of a user name or a device label.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::Policy;
+    /// let p = Policy::builder().with_max_label_bytes(64).build()?;
+    /// assert_eq!(p.max_label_bytes(), 64);
+    /// # Ok::<(), latchkey::PolicyError>(())
+    /// ```
+    pub fn with_max_label_bytes(mut self, n: usize) -> Self {
+        self.0.max_label_bytes = n;
+        self
+    }
+
     /// Sets the per-user session limit (`None`: unlimited) and what happens
     /// when it is reached.
     ///
@@ -493,6 +523,11 @@ impl PolicyBuilder {
         }
         if p.max_data_bytes == 0 {
             return Err(PolicyError::ZeroLimit("maximum data size"));
+        }
+        if p.max_label_bytes == 0 {
+            return Err(PolicyError::ZeroLimit(
+                "maximum user name and device label size",
+            ));
         }
         if p.max_sessions_per_user == Some(0) {
             return Err(PolicyError::ZeroLimit("maximum sessions per user"));

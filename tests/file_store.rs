@@ -884,6 +884,28 @@ fn full_disk_and_read_only_file_system_are_errors_not_losses() {
     assert_eq!(s.get(&k).unwrap(), Some(counted(1, Some("jo"))));
 }
 
+/// A record the store would refuse to read back (over the 16 MiB file
+/// limit) is refused when written, and the record it would have replaced
+/// stays readable.
+#[test]
+fn a_record_too_large_to_read_back_is_refused_at_write() {
+    let store = TempFileStore::new();
+    let k = fixed_key(3);
+    store.insert(&k, &counted(1, None)).unwrap();
+    let mut huge = counted(2, None);
+    if let RecordState::Live(l) = &mut huge.state {
+        let mut data = serde_json::Map::new();
+        data.insert("blob".into(), "x".repeat(17 * 1024 * 1024).into());
+        l.data = SessionData::from_map(data);
+    }
+    let e = store.replace(&k, 1, &huge).unwrap_err();
+    assert!(matches!(e, StoreError::RecordTooLarge { .. }), "{e:?}");
+    assert_eq!(store.get(&k).unwrap(), Some(counted(1, None)));
+    let e = store.insert(&fixed_key(4), &huge).unwrap_err();
+    assert!(matches!(e, StoreError::RecordTooLarge { .. }), "{e:?}");
+    assert_eq!(store.get(&fixed_key(4)).unwrap(), None);
+}
+
 #[test]
 fn durability_option_keeps_the_same_semantics() {
     let tmp = tempfile::tempdir().unwrap();

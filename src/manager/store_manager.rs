@@ -217,6 +217,8 @@ impl<S: Store> StoreManager<S> {
     /// # Ok::<(), latchkey::Error>(())
     /// ```
     pub fn create_at(&self, new: NewSession, now: Timestamp) -> Result<Issued, Error> {
+        self.core
+            .check_labels(new.user.as_deref(), new.device.as_deref())?;
         let data = SessionData::from_encoded(Arc::from(new.data_json()));
         self.check_size(&data)?;
         if let Some(user) = &new.user {
@@ -773,6 +775,7 @@ impl<S: Store> StoreManager<S> {
         user: &str,
         now: Timestamp,
     ) -> Result<Issued, Error> {
+        self.core.check_labels(Some(user), None)?;
         let from = session.fingerprint();
         match self.core.login_of(session, user) {
             Login::Replace { fresh } => {

@@ -520,6 +520,15 @@ pub enum StoreError {
         /// What is wrong with it.
         reason: &'static str,
     },
+    /// The record is larger than this store reads back, so it is refused
+    /// at write time rather than stored and then unreadable.
+    #[error("the record is {size} bytes, more than this store reads back ({limit})")]
+    RecordTooLarge {
+        /// The encoded size.
+        size: usize,
+        /// The most the store reads back.
+        limit: usize,
+    },
     /// The backend cannot be reached or refused to serve.
     #[error("the store is unavailable")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),

@@ -394,6 +394,8 @@ impl TicketManager {
     /// Starts a session: fresh id, both deadlines from `now`.
     fn start(&self, new: NewSession, now: Timestamp) -> Result<(Session, Issued), Error> {
         lifecycle::check_cap_supported(&self.core.policy, new.user.as_deref())?;
+        self.core
+            .check_labels(new.user.as_deref(), new.device.as_deref())?;
         let data = SessionData::from_encoded(Arc::from(new.data_json()));
         let encoded = data.encoded();
         self.core.check_size(encoded.len())?;
@@ -456,6 +458,7 @@ impl TicketManager {
         };
         self.core.check_size(claims.data.len())?;
         lifecycle::check_cap_supported(&self.core.policy, claims.user)?;
+        self.core.check_labels(claims.user, claims.device)?;
         let issued = self.mint(&self.keys.read(), &claims, &key)?;
         if self.core.observer.is_some() {
             self.core.emit(Event::Created {
@@ -797,6 +800,7 @@ impl TicketManager {
     ) -> Result<Issued, Error> {
         let from = session.fingerprint();
         lifecycle::check_cap_supported(&self.core.policy, Some(user))?;
+        self.core.check_labels(Some(user), None)?;
         match self.core.login_of(session, user) {
             Login::Replace { fresh } => {
                 if let Some(store) = &self.revocation {
@@ -1173,7 +1177,15 @@ mod tests {
             assert_eq!(s.get::<String>("blob").unwrap(), Some(blob), "{len}");
             assert_eq!(s.get::<Vec<u32>>("cart").unwrap(), Some(vec![1, 2]));
         }
-        // A user and device that fill the stack buffer on their own.
+        // A user and device that fill the stack buffer on their own (under
+        // a policy that allows labels that long).
+        let roomy = m
+            .policy()
+            .to_builder()
+            .with_max_label_bytes(512)
+            .build()
+            .unwrap();
+        let m = m.with_policy(roomy);
         let long = NewSession::new()
             .with_user("u".repeat(300))
             .with_device("d".repeat(300))

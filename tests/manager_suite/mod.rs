@@ -119,6 +119,7 @@ macro_rules! manager_conformance {
                 terminate_is_idempotent_and_final,
                 terminate_all_ends_every_session_of_the_user,
                 per_user_cap_is_kept_or_refused,
+                a_label_over_the_limit_is_refused_at_create_and_login,
                 debug_output_never_shows_a_token,
             );
         }
@@ -594,6 +595,36 @@ pub fn per_user_cap_is_kept_or_refused(make: &Make) {
         "{e:?}"
     );
     assert!(s.m.load(second.token()).is_ok());
+}
+
+/// A user name or device label the policy does not allow is refused with
+/// a typed error, never stored (a 17 MiB user name once made a record the
+/// file store wrote and then could not read back).
+pub fn a_label_over_the_limit_is_refused_at_create_and_login(make: &Make) {
+    let s = subject(make, policy());
+    let limit = policy().max_label_bytes();
+    let (fits, long) = ("u".repeat(limit), "u".repeat(limit + 1));
+    assert!(
+        s.m.create(NewSession::new().with_user(fits.as_str()))
+            .is_ok()
+    );
+    for new in [
+        NewSession::new().with_user(long.as_str()),
+        NewSession::new().with_device(long.as_str()),
+    ] {
+        let e = s.m.create(new).unwrap_err();
+        assert!(
+            matches!(e, Error::LabelTooLong { len, .. } if len == limit + 1),
+            "{e:?}"
+        );
+        assert!(!e.is_rejection() && !e.is_backend_failure());
+    }
+    let anon = s.m.create(NewSession::new()).unwrap();
+    let mut session = s.m.load(anon.token()).unwrap().session;
+    let e = s.m.login(&mut session, &long).unwrap_err();
+    assert!(matches!(e, Error::LabelTooLong { .. }), "{e:?}");
+    assert_eq!(session.user(), None, "a refused login changes nothing");
+    assert!(s.m.load(anon.token()).is_ok());
 }
 
 pub fn debug_output_never_shows_a_token(make: &Make) {

@@ -96,6 +96,10 @@
 //!
 //! # Robustness
 //!
+//! A record whose file would be larger than the 16 MiB the store reads
+//! back is refused when written ([`StoreError::RecordTooLarge`]), and the
+//! record it would have replaced stays as it was.
+//!
 //! A corrupt, truncated, empty or foreign session file is
 //! [`StoreError::Corrupt`] for that key only; listings skip it and
 //! [`Store::purge_expired`] moves it to `corrupt/`. A failed write (full
@@ -546,6 +550,14 @@ impl FileStore {
         sync_dir: bool,
     ) -> Result<(), StoreError> {
         let bytes = encode(record).map_err(|e| StoreError::Io(io::Error::other(e)))?;
+        // What `decode` would refuse to read back is refused here, before
+        // it replaces a readable record.
+        if bytes.len() as u64 > MAX_FILE_BYTES {
+            return Err(StoreError::RecordTooLarge {
+                size: bytes.len(),
+                limit: usize::try_from(MAX_FILE_BYTES).unwrap_or(usize::MAX),
+            });
+        }
         let dir = self.shard_dir(
             &self.session_dirs,
             &self.sessions,
