@@ -773,7 +773,16 @@ fn url_decode(s: &[u8]) -> String {
 
 /// A short, printable device label from a User-Agent.
 fn device_label(ua: &str) -> String {
-    ua.chars().filter(|c| !c.is_control()).take(100).collect()
+    // At most 100 characters and 200 bytes: well inside the policy's label
+    // limit (256 bytes by default) whatever the characters.
+    let mut out = String::new();
+    for c in ua.chars().filter(|c| !c.is_control()).take(100) {
+        if out.len() + c.len_utf8() > 200 {
+            break;
+        }
+        out.push(c);
+    }
+    out
 }
 
 fn escape(s: &str) -> String {
