@@ -884,6 +884,75 @@ fn full_disk_and_read_only_file_system_are_errors_not_losses() {
     assert_eq!(s.get(&k).unwrap(), Some(counted(1, Some("jo"))));
 }
 
+/// A symlink at a session's path (to a valid record elsewhere) is not
+/// served as that session: an error for it alone, which purge moves aside
+/// and goes on.
+#[test]
+fn a_symlink_at_a_session_path_is_refused_not_followed() {
+    let store = TempFileStore::new();
+    let (k, other) = (fixed_key(5), fixed_key(6));
+    store.insert(&other, &counted(1, None)).unwrap();
+    // A valid record outside the store, and a link to it at k's path.
+    let outside = store._dir.path().join("outside.session");
+    std::fs::write(
+        &outside,
+        latchkey::store::file::encode(&counted(4, None)).unwrap(),
+    )
+    .unwrap();
+    let path = store.store.session_path(&k);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::os::unix::fs::symlink(&outside, &path).unwrap();
+    let e = store.get(&k).unwrap_err();
+    assert!(e.is_corrupt(), "{e:?}");
+    assert!(
+        format!("{e:?}").contains("NotRegularFile"),
+        "says why: {e:?}"
+    );
+    assert_eq!(store.get(&other).unwrap(), Some(counted(1, None)));
+    store.purge_expired(START).unwrap();
+    assert_eq!(store.get(&k).unwrap(), None, "purge moved the link aside");
+    assert!(outside.exists(), "the link's target is left alone");
+}
+
+/// A symlink planted at a session's temporary name does not redirect the
+/// next write of that session to the file it points at.
+#[test]
+fn a_symlink_at_a_temporary_name_does_not_redirect_a_write() {
+    let store = TempFileStore::new();
+    let k = fixed_key(7);
+    store.insert(&k, &counted(1, None)).unwrap();
+    let victim = store._dir.path().join("victim.txt");
+    std::fs::write(&victim, b"precious").unwrap();
+    let path = store.store.session_path(&k);
+    let tmp = path.with_file_name(format!(".{}.tmp", k.to_hex()));
+    std::os::unix::fs::symlink(&victim, &tmp).unwrap();
+    store.replace(&k, 1, &counted(2, None)).unwrap();
+    assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+    assert_eq!(store.get(&k).unwrap(), Some(counted(2, None)));
+}
+
+/// A FIFO at a session's path is refused at once: opening it for reading
+/// would block until a writer came, hanging the request.
+#[test]
+fn a_fifo_at_a_session_path_is_refused_without_blocking() {
+    let store = std::sync::Arc::new(TempFileStore::new());
+    let k = fixed_key(8);
+    let path = store.store.session_path(&k);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let made = Command::new("mkfifo").arg(&path).status().expect("mkfifo");
+    assert!(made.success());
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = store.clone();
+    std::thread::spawn(move || {
+        let _ = tx.send(reader.get(&k).map(|_| ()).map_err(|e| e.is_corrupt()));
+    });
+    // A guard, not a measurement: a regression hangs here instead of forever.
+    let got = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("get blocked on a FIFO");
+    assert_eq!(got, Err(true), "a per-session error, not a backend failure");
+}
+
 /// A record the store would refuse to read back (over the 16 MiB file
 /// limit) is refused when written, and the record it would have replaced
 /// stays readable.

@@ -94,6 +94,14 @@
 //! write there can forge sessions) or that another user owns
 //! ([`StoreError::InsecureDirectory`]).
 //!
+//! Inside it, only regular files are read: a symlink, FIFO, directory or
+//! device where a session file belongs is [`StoreError::Corrupt`] for that
+//! session alone (never followed, never opened so as to block), and purge
+//! moves it aside. Temporary files are created exclusively (`O_EXCL`,
+//! which never follows a symlink) after any leftover is removed, so a link
+//! planted at a temporary name cannot redirect a write; lock files are
+//! created the same way.
+//!
 //! # Robustness
 //!
 //! A record whose file would be larger than the 16 MiB the store reads
@@ -220,18 +228,28 @@ impl LockTable {
             // Held open read-only (flock needs no write access), so an open
             // store does not keep the file system from being remounted
             // read-only; created on first use.
-            let f = match File::open(&path) {
-                Ok(f) => f,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    OpenOptions::new()
+            let f = match open_regular(&path)? {
+                Some(f) => f,
+                None => {
+                    // Created exclusively (never through a symlink); a
+                    // concurrent creator's file is as good as ours.
+                    match OpenOptions::new()
                         .write(true)
-                        .create(true)
-                        .truncate(false)
+                        .create_new(true)
                         .mode(0o600)
-                        .open(&path)?;
-                    File::open(&path)?
+                        .open(&path)
+                    {
+                        Ok(_) => {}
+                        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                    open_regular(&path)?.ok_or_else(|| {
+                        StoreError::Io(io::Error::new(
+                            io::ErrorKind::NotFound,
+                            "a lock file vanished as it was created",
+                        ))
+                    })?
                 }
-                Err(e) => return Err(e.into()),
             };
             *slot = Some(f);
         }
@@ -298,14 +316,78 @@ fn ensure_dir(path: &Path) -> io::Result<bool> {
 /// Reads a whole file, refusing to pull more than [`MAX_FILE_BYTES`] into
 /// memory. `None` when the file does not exist.
 fn read_limited(path: &Path) -> io::Result<Option<Vec<u8>>> {
+    let Some(f) = open_regular(path)? else {
+        return Ok(None);
+    };
+    let mut buf = Vec::with_capacity(1024);
+    f.take(MAX_FILE_BYTES + 1).read_to_end(&mut buf)?;
+    Ok(Some(buf))
+}
+
+/// An index file as the purge's repair sees it: `None` if there is none,
+/// `Some(None)` if it is unreadable (corrupt, or not a regular file),
+/// `Some(Some(index))` otherwise.
+fn read_index_file(path: &Path) -> Result<Option<Option<UserIndex>>, StoreError> {
+    match read_limited(path) {
+        Ok(bytes) => Ok(bytes.map(|b| {
+            b.strip_prefix(INDEX_HEADER.as_bytes())
+                .and_then(|body| serde_json::from_slice::<UserIndex>(body).ok())
+        })),
+        Err(e) if is_not_regular(&e) => Ok(Some(None)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Something other than a regular file where the store keeps one: a
+/// symlink (which could lead out of the directory), a FIFO (whose open
+/// would block), a directory or a device.
+#[derive(Debug)]
+struct NotRegularFile;
+
+impl fmt::Display for NotRegularFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("not a regular file (a symlink, FIFO, directory or device)")
+    }
+}
+
+impl std::error::Error for NotRegularFile {}
+
+fn not_regular() -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, NotRegularFile)
+}
+
+fn is_not_regular(e: &io::Error) -> bool {
+    e.get_ref()
+        .is_some_and(|inner| inner.is::<NotRegularFile>())
+}
+
+/// Opens `path` for reading only if it is a regular file, without following
+/// a symlink and without opening a FIFO (which would block): the name is
+/// checked with `lstat` first, and the opened file with `fstat` against it,
+/// so a file swapped in between is refused too. `None` if nothing is there.
+/// (Without `O_NOFOLLOW`, which the crate cannot name without `unsafe` or a
+/// libc binding, a swap to a FIFO in the instant between the two checks can
+/// still block the open; only someone who can write the directory, who
+/// could forge sessions anyway, can make it.)
+fn open_regular(path: &Path) -> io::Result<Option<File>> {
+    let named = match fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    if !named.file_type().is_file() {
+        return Err(not_regular());
+    }
     let f = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
     };
-    let mut buf = Vec::with_capacity(1024);
-    f.take(MAX_FILE_BYTES + 1).read_to_end(&mut buf)?;
-    Ok(Some(buf))
+    let opened = f.metadata()?;
+    if !opened.file_type().is_file() || (opened.dev(), opened.ino()) != (named.dev(), named.ino()) {
+        return Err(not_regular());
+    }
+    Ok(Some(f))
 }
 
 static PROBE_COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -498,7 +580,19 @@ impl FileStore {
     }
 
     fn read(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
-        match read_limited(&self.session_path(key))? {
+        let bytes = match read_limited(&self.session_path(key)) {
+            Ok(bytes) => bytes,
+            // That one session's path holds something else: an error for it
+            // alone, as a corrupt file is.
+            Err(e) if is_not_regular(&e) => {
+                return Err(StoreError::Corrupt {
+                    key: key.fingerprint(),
+                    source: Box::new(e),
+                });
+            }
+            Err(e) => return Err(e.into()),
+        };
+        match bytes {
             None => Ok(None),
             Some(bytes) => decode(&bytes).map(Some).map_err(|e| StoreError::Corrupt {
                 key: key.fingerprint(),
@@ -520,10 +614,18 @@ impl FileStore {
     ) -> Result<(), StoreError> {
         let durable = self.durability == Durability::Full;
         let result = (|| -> io::Result<()> {
+            // A leftover temporary file (a crashed writer's) is removed, not
+            // reopened, and the new one is created exclusively: `O_EXCL`
+            // never follows a symlink, so one planted at the temporary name
+            // cannot redirect the write to a file elsewhere.
+            match fs::remove_file(tmp) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
             let mut f = OpenOptions::new()
                 .write(true)
-                .create(true)
-                .truncate(true)
+                .create_new(true)
                 .mode(0o600)
                 .open(tmp)?;
             f.write_all(bytes)?;
@@ -791,10 +893,9 @@ impl FileStore {
                 if !name.ends_with(".user") {
                     continue;
                 }
-                let parsed = read_limited(&path)?.and_then(|b| {
-                    b.strip_prefix(INDEX_HEADER.as_bytes())
-                        .and_then(|body| serde_json::from_slice::<UserIndex>(body).ok())
-                });
+                // Something other than a regular file counts as corrupt:
+                // moved aside below, and the scan goes on.
+                let parsed = read_index_file(&path)?.flatten();
                 match parsed {
                     Some(idx) => {
                         for key in idx.keys {
@@ -809,11 +910,7 @@ impl FileStore {
                             .and_then(|h| u8::from_str_radix(h, 16).ok())
                             .map_or(0, |b| usize::from(b) % USER_LOCKS);
                         let _guard = self.user_locks.lock(lock)?;
-                        let still_bad = read_limited(&path)?.is_some_and(|b| {
-                            b.strip_prefix(INDEX_HEADER.as_bytes())
-                                .and_then(|body| serde_json::from_slice::<UserIndex>(body).ok())
-                                .is_none()
-                        });
+                        let still_bad = read_index_file(&path)?.is_some_and(|idx| idx.is_none());
                         if still_bad {
                             self.quarantine(&path, &name)?;
                         }
