@@ -363,31 +363,42 @@ fn is_not_regular(e: &io::Error) -> bool {
 
 /// Opens `path` for reading only if it is a regular file, without following
 /// a symlink and without opening a FIFO (which would block): the name is
-/// checked with `lstat` first, and the opened file with `fstat` against it,
-/// so a file swapped in between is refused too. `None` if nothing is there.
+/// checked with `lstat` first, and the opened file with `fstat` against it.
+/// A different file behind the opened handle means the name changed in
+/// between: another process renaming a new version into place, which is
+/// how every write lands, so the check is made again; a symlink or FIFO
+/// found on the next look is refused. `None` if nothing is there.
 /// (Without `O_NOFOLLOW`, which the crate cannot name without `unsafe` or a
 /// libc binding, a swap to a FIFO in the instant between the two checks can
 /// still block the open; only someone who can write the directory, who
 /// could forge sessions anyway, can make it.)
 fn open_regular(path: &Path) -> io::Result<Option<File>> {
-    let named = match fs::symlink_metadata(path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    if !named.file_type().is_file() {
-        return Err(not_regular());
+    for _ in 0..8 {
+        let named = match fs::symlink_metadata(path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        if !named.file_type().is_file() {
+            return Err(not_regular());
+        }
+        let f = match File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let opened = f.metadata()?;
+        if !opened.file_type().is_file() {
+            return Err(not_regular());
+        }
+        if (opened.dev(), opened.ino()) == (named.dev(), named.ino()) {
+            return Ok(Some(f));
+        }
     }
-    let f = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    let opened = f.metadata()?;
-    if !opened.file_type().is_file() || (opened.dev(), opened.ino()) != (named.dev(), named.ino()) {
-        return Err(not_regular());
-    }
-    Ok(Some(f))
+    Err(io::Error::new(
+        io::ErrorKind::Interrupted,
+        "the file kept changing while it was opened",
+    ))
 }
 
 static PROBE_COUNTER: AtomicU64 = AtomicU64::new(0);
