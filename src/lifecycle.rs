@@ -191,13 +191,17 @@ impl Core {
         }
     }
 
-    /// The idle deadline under this policy: see [`idle_deadline`].
+    /// The idle deadline of a session last active at `last_seen`: never
+    /// past its absolute deadline.
     #[inline]
     pub(crate) fn idle_deadline(&self, last_seen: Timestamp, absolute: Timestamp) -> Timestamp {
-        idle_deadline(&self.policy, last_seen, absolute)
+        last_seen
+            .saturating_add(self.policy.idle_timeout())
+            .min(absolute)
     }
 
-    /// Which clock has ended a session, under this policy: see [`expiry`].
+    /// Which clock, if any, has ended a session at `now`, as the error that
+    /// says so.
     #[inline]
     pub(crate) fn expiry(
         &self,
@@ -205,13 +209,38 @@ impl Core {
         last_seen: Timestamp,
         now: Timestamp,
     ) -> Option<Error> {
-        expiry(&self.policy, absolute_deadline, last_seen, now)
+        if now >= absolute_deadline {
+            return Some(Error::AbsoluteExpired {
+                deadline: absolute_deadline,
+            });
+        }
+        let idle = last_seen.saturating_add(self.policy.idle_timeout());
+        if now >= idle {
+            return Some(Error::IdleExpired { deadline: idle });
+        }
+        None
     }
 
-    /// Whether a load records activity: see [`touch_due`].
+    /// Whether a load is due to record activity (once per touch interval).
     #[inline]
     pub(crate) fn touch_due(&self, last_seen: Timestamp, now: Timestamp) -> bool {
-        touch_due(&self.policy, last_seen, now)
+        now.duration_since(last_seen) >= self.policy.touch_interval()
+    }
+
+    /// What stateless tickets need of a session bound to `user` with
+    /// `device`: labels within the policy's limit, and no per-user cap,
+    /// which they cannot count (refused, instead of ignored).
+    pub(crate) fn check_ticket_binding(
+        &self,
+        user: Option<&str>,
+        device: Option<&str>,
+    ) -> Result<(), Error> {
+        if user.is_some() && self.policy.max_sessions_per_user().is_some() {
+            return Err(Error::Unsupported(
+                "a per-user session cap (stateless tickets cannot count sessions)",
+            ));
+        }
+        self.check_labels(user, device)
     }
 
     /// Refuses session data over the policy's limit.
@@ -355,46 +384,6 @@ impl Core {
 /// session comes near it.
 pub(crate) const MAX_CHAIN_WALK: usize = 4096;
 
-/// The idle deadline of a session last active at `last_seen`: never past
-/// its absolute deadline.
-#[inline]
-pub(crate) fn idle_deadline(
-    policy: &Policy,
-    last_seen: Timestamp,
-    absolute: Timestamp,
-) -> Timestamp {
-    last_seen
-        .saturating_add(policy.idle_timeout())
-        .min(absolute)
-}
-
-/// Which clock, if any, has ended a session at `now`, as the error that
-/// says so.
-#[inline]
-pub(crate) fn expiry(
-    policy: &Policy,
-    absolute_deadline: Timestamp,
-    last_seen: Timestamp,
-    now: Timestamp,
-) -> Option<Error> {
-    if now >= absolute_deadline {
-        return Some(Error::AbsoluteExpired {
-            deadline: absolute_deadline,
-        });
-    }
-    let idle = last_seen.saturating_add(policy.idle_timeout());
-    if now >= idle {
-        return Some(Error::IdleExpired { deadline: idle });
-    }
-    None
-}
-
-/// Whether a load is due to record activity (once per touch interval).
-#[inline]
-pub(crate) fn touch_due(policy: &Policy, last_seen: Timestamp, now: Timestamp) -> bool {
-    now.duration_since(last_seen) >= policy.touch_interval()
-}
-
 /// What a token retired by rotation means when presented at `now`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Retired {
@@ -512,17 +501,6 @@ pub(crate) fn end_chain(
     Ok(ended)
 }
 
-/// The session cap stateless tickets cannot keep: refused for a session
-/// bound to a user, instead of ignored.
-pub(crate) fn check_cap_supported(policy: &Policy, user: Option<&str>) -> Result<(), Error> {
-    if user.is_some() && policy.max_sessions_per_user().is_some() {
-        return Err(Error::Unsupported(
-            "a per-user session cap (stateless tickets cannot count sessions)",
-        ));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -623,19 +601,20 @@ mod tests {
 
     #[test]
     fn expiry_names_the_clock_that_ended_the_session() {
-        let p = Policy::default();
+        let core = Core::new(Policy::default());
+        let p = core.policy.clone();
         let t = Timestamp::from_unix_millis(1_000_000);
         let abs = t.saturating_add(p.absolute_timeout());
-        assert!(expiry(&p, abs, t, t).is_none());
+        assert!(core.expiry(abs, t, t).is_none());
         let idle = t.saturating_add(p.idle_timeout());
         assert!(matches!(
-            expiry(&p, abs, t, idle),
+            core.expiry(abs, t, idle),
             Some(Error::IdleExpired { .. })
         ));
         assert!(matches!(
-            expiry(&p, abs, t, abs),
+            core.expiry(abs, t, abs),
             Some(Error::AbsoluteExpired { .. })
         ));
-        assert_eq!(idle_deadline(&p, abs, abs), abs);
+        assert_eq!(core.idle_deadline(abs, abs), abs);
     }
 }

@@ -299,13 +299,6 @@ impl<S: Store> StoreManager<S> {
         self.core.expiry(s.absolute_deadline, s.last_seen, now)
     }
 
-    /// Reports a token no record answers to.
-    fn report_unknown(&self, key: &StoreKey) {
-        // Strict mode: an ID we did not issue is refused, never adopted.
-        self.core
-            .reject(RejectKind::Unknown, Some(key), Error::Unknown);
-    }
-
     /// [`SessionManager::load`] at an explicit instant.
     ///
     /// # Errors
@@ -363,7 +356,12 @@ impl<S: Store> StoreManager<S> {
             None => self.load_resolved(id, key, now),
             Some(Err(err)) => {
                 match &err {
-                    Error::Unknown => self.report_unknown(&key),
+                    // Strict mode: an ID we did not issue is refused, never
+                    // adopted.
+                    Error::Unknown => self.core.emit(Event::Rejected {
+                        kind: RejectKind::Unknown,
+                        session: Some(key.fingerprint()),
+                    }),
                     Error::AbsoluteExpired { .. } | Error::IdleExpired { .. } => {
                         self.core.report_expired(&key, &err);
                     }
@@ -446,13 +444,15 @@ impl<S: Store> StoreManager<S> {
         depth: usize,
     ) -> Result<(Session, Option<SessionId>), Error> {
         let Some(record) = self.store.get(&key)? else {
-            self.report_unknown(&key);
-            return Err(Error::Unknown);
+            return Err(self
+                .core
+                .reject(RejectKind::Unknown, Some(&key), Error::Unknown));
         };
         match self.core.judge(record, now) {
             Verdict::Unknown => {
-                self.report_unknown(&key);
-                Err(Error::Unknown)
+                Err(self
+                    .core
+                    .reject(RejectKind::Unknown, Some(&key), Error::Unknown))
             }
             Verdict::Expired(err) => {
                 self.core.report_expired(&key, &err);

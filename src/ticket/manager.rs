@@ -10,7 +10,7 @@ use crate::clock::{Clock, Timestamp};
 use crate::error::Error;
 use crate::event::{Event, ExpiryKind, Observer, RejectKind};
 use crate::id::StoreKey;
-use crate::lifecycle::{self, Core, Login, Verdict};
+use crate::lifecycle::{Core, Login, Verdict};
 use crate::manager::SessionManager;
 use crate::policy::Policy;
 use crate::session::{Issued, Loaded, NewSession, Session, SessionData};
@@ -393,9 +393,8 @@ impl TicketManager {
 
     /// Starts a session: fresh id, both deadlines from `now`.
     fn start(&self, new: NewSession, now: Timestamp) -> Result<(Session, Issued), Error> {
-        lifecycle::check_cap_supported(&self.core.policy, new.user.as_deref())?;
         self.core
-            .check_labels(new.user.as_deref(), new.device.as_deref())?;
+            .check_ticket_binding(new.user.as_deref(), new.device.as_deref())?;
         let data = SessionData::from_encoded(Arc::from(new.data_json()));
         let encoded = data.encoded();
         self.core.check_size(encoded.len())?;
@@ -457,8 +456,7 @@ impl TicketManager {
             data: new.data_json(),
         };
         self.core.check_size(claims.data.len())?;
-        lifecycle::check_cap_supported(&self.core.policy, claims.user)?;
-        self.core.check_labels(claims.user, claims.device)?;
+        self.core.check_ticket_binding(claims.user, claims.device)?;
         let issued = self.mint(&self.keys.read(), &claims, &key)?;
         if self.core.observer.is_some() {
             self.core.emit(Event::Created {
@@ -799,8 +797,7 @@ impl TicketManager {
         now: Timestamp,
     ) -> Result<Issued, Error> {
         let from = session.fingerprint();
-        lifecycle::check_cap_supported(&self.core.policy, Some(user))?;
-        self.core.check_labels(Some(user), None)?;
+        self.core.check_ticket_binding(Some(user), None)?;
         match self.core.login_of(session, user) {
             Login::Replace { fresh } => {
                 if let Some(store) = &self.revocation {
