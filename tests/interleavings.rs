@@ -11,6 +11,8 @@
 //! It runs over both rotation protocols: the atomic `Store::rotate` of the
 //! memory store, and the provided protocol of single-key writes.
 
+mod faulty;
+
 use std::collections::BTreeSet;
 use std::sync::{Arc, Condvar, Mutex};
 
@@ -19,6 +21,8 @@ use latchkey::{
     Error, Issued, ManualClock, NewSession, Policy, Session, SessionManager, Store, StoreError,
     StoreKey, StoreManager, Timestamp, UserLimitAction,
 };
+
+use faulty::Faulty;
 
 const START: Timestamp = Timestamp::from_unix_millis(1_795_392_000_000);
 
@@ -251,7 +255,7 @@ impl Store for GatedAtomic {
     }
 }
 
-type Manager = StoreManager<Box<dyn Store>>;
+type Manager = StoreManager<Arc<dyn Store>>;
 
 /// What a request did: the token it was issued, if any, or its error.
 type Outcome = Result<Option<Issued>, Error>;
@@ -265,10 +269,10 @@ fn manager(atomic: bool, sched: &Arc<Scheduler>) -> Manager {
         inner: Map::default(),
         sched: sched.clone(),
     };
-    let store: Box<dyn Store> = if atomic {
-        Box::new(GatedAtomic(gated))
+    let store: Arc<dyn Store> = if atomic {
+        Arc::new(GatedAtomic(gated))
     } else {
-        Box::new(gated)
+        Arc::new(gated)
     };
     let policy = Policy::builder()
         .with_max_sessions_per_user(None, UserLimitAction::EvictOldest)
@@ -549,10 +553,9 @@ fn a_roll_forward_racing_a_logout_never_revives_the_session() {
                 .store_key();
             let mut copy = m.load(issued.token()).unwrap().session;
             let before = store.get(&key).unwrap().unwrap();
-            let failing = FailSecondWrite {
-                inner: &**store,
-                writes: Default::default(),
-            };
+            // The first write (the retired record) lands, the rest fail.
+            let failing = Faulty::new(store.clone());
+            failing.arm(1);
             let crashed = StoreManager::new(failing)
                 .with_policy(m.policy().clone())
                 .with_clock(Arc::new(ManualClock::new(START)));
@@ -578,54 +581,4 @@ fn a_roll_forward_racing_a_logout_never_revives_the_session() {
         },
     );
     eprintln!("roll forward vs logout: {runs} interleavings");
-}
-
-/// Fails the second write it sees and every one after: a process that died
-/// between a rotation's two writes.
-#[derive(Debug)]
-struct FailSecondWrite<'a> {
-    inner: &'a dyn Store,
-    writes: std::sync::atomic::AtomicUsize,
-}
-
-impl FailSecondWrite<'_> {
-    fn write(&self) -> Result<(), StoreError> {
-        if self
-            .writes
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
-            >= 1
-        {
-            return Err(StoreError::Unavailable("died".into()));
-        }
-        Ok(())
-    }
-}
-
-impl Store for FailSecondWrite<'_> {
-    fn insert(&self, key: &StoreKey, record: &Record) -> Result<(), StoreError> {
-        self.write()?;
-        self.inner.insert(key, record)
-    }
-    fn get(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
-        self.inner.get(key)
-    }
-    fn replace(&self, key: &StoreKey, expected: u64, record: &Record) -> Result<(), StoreError> {
-        self.write()?;
-        self.inner.replace(key, expected, record)
-    }
-    fn touch(&self, key: &StoreKey, seen: Timestamp, exp: Timestamp) -> Result<bool, StoreError> {
-        self.write()?;
-        self.inner.touch(key, seen, exp)
-    }
-    fn remove(&self, key: &StoreKey) -> Result<bool, StoreError> {
-        self.write()?;
-        self.inner.remove(key)
-    }
-    fn sessions_of(&self, user: &str) -> Result<Vec<(StoreKey, Record)>, StoreError> {
-        self.inner.sessions_of(user)
-    }
-    fn purge_expired(&self, now: Timestamp) -> Result<usize, StoreError> {
-        self.write()?;
-        self.inner.purge_expired(now)
-    }
 }
