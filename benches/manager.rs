@@ -20,6 +20,8 @@
 //! - `manager/rotate`: load-free rotation of one session, again and again
 //!   (each rotation leaves a retired record, as in production).
 //! - `manager/save`: one changed value written back.
+//! - `capacity/create_refused`: a create refused by a memory store at its
+//!   capacity of 100k live sessions (compare with `manager/create`).
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use latchkey::{SessionManager as _, Store as _};
@@ -111,5 +113,28 @@ fn manager(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, manager, load_100k, load_1m);
+fn capacity(c: &mut Criterion) {
+    use latchkey::{Error, MemoryStore, StoreError, StoreManager};
+    let mut g = c.benchmark_group("capacity");
+    g.throughput(Throughput::Elements(1));
+    let n = 100_000;
+    let manager = StoreManager::new(MemoryStore::new().with_capacity_limit(n));
+    let new = new_session();
+    for _ in 0..n {
+        assert!(manager.create(new.clone()).is_ok());
+    }
+    g.bench_function("create_refused", |b| {
+        b.iter(|| {
+            let refused = manager.create(new.clone());
+            assert!(matches!(
+                refused,
+                Err(Error::Store(StoreError::Full { capacity })) if capacity == n
+            ));
+            refused
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, manager, capacity, load_100k, load_1m);
 criterion_main!(benches);

@@ -10,6 +10,18 @@
 //! the cost is amortized over writes and no thread of its own is needed.
 //! [`Store::purge_expired`] sweeps everything at once.
 //!
+//! # Capacity
+//!
+//! The capacity limit counts live sessions (one atomic counter, reserved
+//! before a record is filed). Retired records are counted apart, against
+//! their own limit; each shard queues its evictable ones (those that took
+//! the place of a live session: see `Slot::evictable`) oldest first, so an
+//! eviction pops the queue's front, skipping entries whose record has
+//! since gone. A create refused at capacity and a retirement past the
+//! retired limit each sweep a slice of [`SWEEP_STEP`] records (shards in
+//! turn, each going on from where its last slice stopped), never the whole
+//! store: the work of a refusal does not grow with the store.
+//!
 //! # Layout
 //!
 //! A shard is a `Table` (`store/memory/table.rs`): records kept *in* an
@@ -28,12 +40,8 @@
 //! then one slot and no other allocation, and a load reads nothing else.
 //! Activity times are atomics, so [`Store::touch`] runs under the shard's
 //! read lock and never stalls other readers of the shard.
-//!
-//! Should a shard's lock ever be found without its shard (it cannot be: a
-//! writer that panics hands the shard back first), calls on that shard fail
-//! with [`StoreError::Unavailable`] rather than panic.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
@@ -52,6 +60,11 @@ use crate::store::{
 };
 
 const SHARDS: usize = 64;
+
+/// How many records a bounded sweep judges: the work a create refused at
+/// capacity, or a retirement past the retired limit, does to look for dead
+/// records (microseconds, whatever the store's size).
+const SWEEP_STEP: usize = 256;
 
 /// How many bytes of user name, device label and encoded data a slot holds
 /// in place. Chosen so a [`Slot`] is exactly three 64-byte lines (checked by
@@ -102,8 +115,14 @@ enum Tail {
         sealed_successor: Option<SealedId>,
         privilege_change: bool,
         pending: Option<Box<Record>>,
+        /// May be evicted past the retired limit (see [`Slot::evictable`]).
+        evictable: bool,
     },
-    Ended(EndReason),
+    Ended {
+        reason: EndReason,
+        /// May be evicted past the retired limit (see [`Slot::evictable`]).
+        evictable: bool,
+    },
 }
 
 impl Tail {
@@ -186,7 +205,7 @@ impl Tail {
             Tail::Spilled { user, device, data } => {
                 Some(Ok((user.as_deref(), device.as_deref(), Data::Text(data))))
             }
-            Tail::Rotated { .. } | Tail::Ended(_) => None,
+            Tail::Rotated { .. } | Tail::Ended { .. } => None,
         }
     }
 }
@@ -215,7 +234,10 @@ impl Slot {
             t2: Timestamp::from_unix_millis(0),
             auth_at: Timestamp::from_unix_millis(0),
             has_auth: false,
-            tail: Tail::Ended(EndReason::Logout),
+            tail: Tail::Ended {
+                reason: EndReason::Logout,
+                evictable: false,
+            },
         };
         match &record.state {
             RecordState::Live(s) => {
@@ -247,11 +269,15 @@ impl Slot {
                     sealed_successor: sealed_successor.clone(),
                     privilege_change: *privilege_change,
                     pending: pending.clone(),
+                    evictable: false,
                 };
             }
             RecordState::Ended { reason, at } => {
                 slot.t1 = *at;
-                slot.tail = Tail::Ended(*reason);
+                slot.tail = Tail::Ended {
+                    reason: *reason,
+                    evictable: false,
+                };
             }
         }
         slot
@@ -295,6 +321,53 @@ impl Slot {
         Timestamp::from_unix_millis(self.expires_at.load(Ordering::Relaxed))
     }
 
+    /// What this record counts as.
+    fn class(&self) -> Class {
+        if self.is_live() {
+            Class::Live
+        } else {
+            Class::Retired {
+                evictable: self.evictable(),
+            }
+        }
+    }
+
+    /// Whether this is a live session (as opposed to a retired record).
+    fn is_live(&self) -> bool {
+        matches!(self.tail, Tail::Inline { .. } | Tail::Spilled { .. })
+    }
+
+    /// Whether this retired record may be evicted past the retired limit:
+    /// it took the place of a live session of this store (by rotation or
+    /// logout), so without it the token reads as unknown, which refuses it
+    /// as well. A retired record written as such (a ticket revocation) is
+    /// never evictable: without it, the ticket it revokes would be valid
+    /// again. Nor is one carrying a pending successor.
+    fn evictable(&self) -> bool {
+        match self.tail {
+            Tail::Rotated {
+                evictable,
+                ref pending,
+                ..
+            } => evictable && pending.is_none(),
+            Tail::Ended { evictable, .. } => evictable,
+            _ => false,
+        }
+    }
+
+    /// Marks a retired record as having replaced `before` (see
+    /// [`Slot::evictable`]).
+    fn retiring(mut self, before: &Slot) -> Slot {
+        let from_live = before.is_live() || before.evictable();
+        match &mut self.tail {
+            Tail::Rotated { evictable, .. } | Tail::Ended { evictable, .. } => {
+                *evictable = from_live
+            }
+            _ => {}
+        }
+        self
+    }
+
     fn user(&self) -> Option<&str> {
         self.tail.parts().and_then(|(user, _, _)| user)
     }
@@ -307,6 +380,7 @@ impl Slot {
                 sealed_successor,
                 privilege_change,
                 pending,
+                ..
             } => RecordState::Rotated {
                 successor: *successor,
                 sealed_successor: sealed_successor.clone(),
@@ -315,7 +389,7 @@ impl Slot {
                 privilege_change: *privilege_change,
                 pending: pending.clone(),
             },
-            Tail::Ended(reason) => RecordState::Ended {
+            Tail::Ended { reason, .. } => RecordState::Ended {
                 reason: *reason,
                 at: self.t1,
             },
@@ -363,16 +437,201 @@ impl Keyed for Slot {
     }
 }
 
+/// A shard: its records, and what the sweeps and the retired limit need.
 #[derive(Default)]
 struct Shard {
     map: Table<Slot>,
     inserts_since_sweep: usize,
+    /// Keys of evictable retired records, oldest retirement first. Entries
+    /// whose record has since gone or changed are skipped when met, and
+    /// dropped when they come to outnumber the evictable records.
+    retired: VecDeque<StoreKey>,
+    /// How many records in `map` are evictable.
+    evictable: usize,
+    /// The bucket the next bounded sweep of this shard starts from.
+    sweep_at: usize,
+}
+
+/// The store's record counts, kept by the shards as records come and go.
+#[derive(Default)]
+struct Counts {
+    /// Live sessions. Counted when reserved ([`MemoryStore::reserve_live`]),
+    /// before the record is filed, so racing inserts cannot overshoot.
+    live: AtomicUsize,
+    /// Retired records (rotated or ended).
+    retired: AtomicUsize,
+}
+
+/// What a record counts as.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Class {
+    Live,
+    Retired { evictable: bool },
+}
+
+impl Shard {
+    /// Accounts for a record of `class` leaving the shard.
+    fn gone(&mut self, class: Class, counts: &Counts) {
+        match class {
+            Class::Live => {
+                counts.live.fetch_sub(1, Ordering::AcqRel);
+            }
+            Class::Retired { evictable } => {
+                counts.retired.fetch_sub(1, Ordering::AcqRel);
+                if evictable {
+                    self.evictable -= 1;
+                }
+            }
+        }
+    }
+
+    /// Accounts for a record of `class` joining the shard under `key`. A
+    /// live one was counted when its place was reserved.
+    fn came(&mut self, key: StoreKey, class: Class, counts: &Counts) {
+        let Class::Retired { evictable } = class else {
+            return;
+        };
+        counts.retired.fetch_add(1, Ordering::AcqRel);
+        if evictable {
+            self.evictable += 1;
+            self.retired.push_back(key);
+            if self.retired.len() > 2 * self.evictable + 64 {
+                let map = &self.map;
+                self.retired
+                    .retain(|k| map.get(k).is_some_and(Slot::evictable));
+            }
+        }
+    }
+
+    /// Files `slot` under its key, which must be absent.
+    fn add(&mut self, slot: Slot, counts: &Counts) {
+        self.came(slot.key, slot.class(), counts);
+        self.map.insert(slot);
+    }
+
+    /// Puts `slot` in place of the record under its key, if there is one
+    /// (false if not). A retired record that replaces a live one, or an
+    /// evictable one, is evictable.
+    fn swap(&mut self, slot: Slot, counts: &Counts) -> bool {
+        let Some(old) = self.map.get(&slot.key) else {
+            return false;
+        };
+        let slot = slot.retiring(old);
+        let (before, after) = (old.class(), slot.class());
+        let key = slot.key;
+        if self.map.replace(slot).is_err() {
+            return false;
+        }
+        // Unchanged in class, nothing moves: an evictable record keeps its
+        // place in the queue. A record coming to life had its place
+        // reserved by the caller.
+        if before != after {
+            self.gone(before, counts);
+            self.came(key, after, counts);
+        }
+        true
+    }
+
+    /// Removes the record under `key`.
+    fn take(&mut self, key: &StoreKey, counts: &Counts) -> Option<Slot> {
+        let slot = self.map.remove(key)?;
+        self.gone(slot.class(), counts);
+        Some(slot)
+    }
+
+    /// Drops every dead record of the shard.
+    fn sweep(&mut self, now: Timestamp, counts: &Counts) -> usize {
+        let mut gone = Vec::new();
+        let removed = self.map.retain(|slot| {
+            let keep = slot.expires_at() > now;
+            if !keep {
+                gone.push(slot.class());
+            }
+            keep
+        });
+        self.inserts_since_sweep = 0;
+        self.sweep_at = 0;
+        for class in gone {
+            self.gone(class, counts);
+        }
+        removed
+    }
+
+    /// Drops the dead records among at most `records` of the shard, from
+    /// where the last such sweep of it stopped; returns how many it judged.
+    fn sweep_some(&mut self, now: Timestamp, records: usize, counts: &Counts) -> usize {
+        let mut gone = Vec::new();
+        let slice = self.map.retain_some(self.sweep_at, records, |slot| {
+            let keep = slot.expires_at() > now;
+            if !keep {
+                gone.push(slot.class());
+            }
+            keep
+        });
+        self.sweep_at = slice.next;
+        for class in gone {
+            self.gone(class, counts);
+        }
+        slice.judged
+    }
+
+    /// Evicts this shard's oldest evictable retired record other than
+    /// `except`; false if there is none.
+    fn evict_oldest(&mut self, except: Option<&StoreKey>, counts: &Counts) -> bool {
+        while let Some(key) = self.retired.front().copied() {
+            if except == Some(&key) {
+                // Queued last: it is the only one left.
+                return false;
+            }
+            self.retired.pop_front();
+            if self.map.get(&key).is_some_and(Slot::evictable) {
+                let _evicted = self.take(&key, counts);
+                return true;
+            }
+        }
+        false
+    }
 }
 
 /// An in-memory [`Store`], fast and shared by the threads of one process.
 ///
 /// Sessions do not survive a restart and are not shared between processes;
 /// use the file or Redis store for that.
+///
+/// # Capacity
+///
+/// Without a limit the store holds what it is given until it expires. With
+/// [`MemoryStore::with_capacity_limit`]:
+///
+/// - **Live sessions are never evicted.** The limit counts live sessions;
+///   a create beyond it first sweeps a bounded slice of the store for dead
+///   records (a few hundred buckets, the same work whether the store holds
+///   a hundred sessions or a million), then is refused with
+///   [`StoreError::Full`]. A flood of creates at capacity costs a few
+///   microseconds each, never a sweep of the whole store.
+/// - **Rotation and login at capacity succeed**: they retire one live
+///   session as they create its successor.
+/// - **Retired records do not take a live session's place.** A rotation
+///   or a logout leaves a retired record behind, so that a reused or a
+///   logged-out token is recognised for what it is. These have a limit of
+///   their own ([`MemoryStore::with_retired_limit`], by default the same as
+///   the capacity). Past it, the store first sweeps a slice for dead
+///   records, then evicts the oldest retired record that took the place of
+///   one of its live sessions: its token then reads as unknown, which is
+///   still refused, but a reuse of it is no longer detected and is not
+///   reported as such.
+/// - **Revocations are never evicted.** A retired record written as such
+///   (a [`TicketManager`](crate::TicketManager) writes one for each
+///   rotated or logged-out ticket) is what keeps a ticket refused; when
+///   writing one would pass the retired limit with nothing evictable to
+///   make room, it is refused with [`StoreError::Full`] instead.
+///
+/// # Faults
+///
+/// Nothing here waits on anything but its own short locks. Should a
+/// shard's lock ever be found without its shard (it cannot be: a writer
+/// that panics hands the shard back first), calls on that shard fail with
+/// [`StoreError::Unavailable`] rather than panic.
 ///
 /// # Example
 /// ```
@@ -390,16 +649,21 @@ pub struct MemoryStore {
     /// hold one or two sessions, and a `String` + `Vec` (capacity 4) would
     /// cost about twice as much per user.
     users: Mutex<HashMap<Box<str>, Box<[StoreKey]>>>,
-    len: AtomicUsize,
+    counts: Counts,
     capacity: Option<usize>,
+    retired_limit: Option<usize>,
+    /// Which shard the next refused create sweeps a slice of.
+    sweep_turn: AtomicUsize,
     clock: Arc<dyn Clock>,
 }
 
 impl std::fmt::Debug for MemoryStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MemoryStore")
-            .field("len", &self.len())
+            .field("live", &self.live_len())
+            .field("retired", &self.retired_len())
             .field("capacity", &self.capacity)
+            .field("retired_limit", &self.retired_limit)
             .finish_non_exhaustive()
     }
 }
@@ -424,28 +688,60 @@ impl MemoryStore {
                 .map(|_| Striped::new(Shard::default()))
                 .collect(),
             users: Mutex::new(HashMap::new()),
-            len: AtomicUsize::new(0),
+            counts: Counts::default(),
             capacity: None,
+            retired_limit: None,
+            sweep_turn: AtomicUsize::new(0),
             clock: Arc::new(SystemClock),
         }
     }
 
-    /// Refuses inserts beyond `capacity` records with [`StoreError::Full`]
-    /// rather than evicting live sessions. Dead records are swept before
-    /// refusing.
+    /// Holds at most `capacity` live sessions: a create beyond that is
+    /// refused with [`StoreError::Full`] rather than evicting a live
+    /// session. Also sets the retired limit to `capacity`, unless
+    /// [`MemoryStore::with_retired_limit`] sets it. See "Capacity" on
+    /// [`MemoryStore`] for what is swept, evicted or refused, and in which
+    /// order.
     ///
     /// # Example
     /// ```
     /// use latchkey::{Error, MemoryStore, NewSession, SessionManager, StoreError, StoreManager};
     /// let manager = StoreManager::new(MemoryStore::new().with_capacity_limit(1));
-    /// manager.create(NewSession::new())?;
+    /// let first = manager.create(NewSession::new())?;
     /// let full = manager.create(NewSession::new()).unwrap_err();
     /// assert!(matches!(full, Error::Store(StoreError::Full { capacity: 1 })));
+    ///
+    /// // A logout frees the place; its retired record does not take it.
+    /// manager.terminate(&manager.load(first.token())?.session)?;
+    /// manager.create(NewSession::new())?;
     /// # Ok::<(), latchkey::Error>(())
     /// ```
     #[must_use]
     pub fn with_capacity_limit(mut self, capacity: usize) -> MemoryStore {
         self.capacity = Some(capacity);
+        self.retired_limit = self.retired_limit.or(Some(capacity));
+        self
+    }
+
+    /// Holds at most about `limit` retired records (those a rotation or a
+    /// logout leaves behind, and ticket revocations): past it, the oldest
+    /// evictable one makes room (see "Capacity" on [`MemoryStore`]). The
+    /// bound may be passed by at most one record per shard (64), when a
+    /// shard has nothing older to evict than the record just retired.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{MemoryStore, NewSession, SessionManager, StoreManager};
+    /// let store = MemoryStore::new().with_capacity_limit(1_000).with_retired_limit(10_000);
+    /// let manager = StoreManager::new(store);
+    /// let issued = manager.create(NewSession::new())?;
+    /// manager.terminate(&manager.load(issued.token())?.session)?;
+    /// assert_eq!((manager.store().live_len(), manager.store().retired_len()), (0, 1));
+    /// # Ok::<(), latchkey::Error>(())
+    /// ```
+    #[must_use]
+    pub fn with_retired_limit(mut self, limit: usize) -> MemoryStore {
+        self.retired_limit = Some(limit);
         self
     }
 
@@ -476,7 +772,38 @@ impl MemoryStore {
     /// # Ok::<(), latchkey::Error>(())
     /// ```
     pub fn len(&self) -> usize {
-        self.len.load(Ordering::Relaxed)
+        self.live_len() + self.retired_len()
+    }
+
+    /// The number of live sessions held (expired ones included until they
+    /// are swept): what the capacity limit counts.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{MemoryStore, NewSession, SessionManager, StoreManager};
+    /// let manager = StoreManager::new(MemoryStore::new());
+    /// manager.create(NewSession::new())?;
+    /// assert_eq!(manager.store().live_len(), 1);
+    /// # Ok::<(), latchkey::Error>(())
+    /// ```
+    pub fn live_len(&self) -> usize {
+        self.counts.live.load(Ordering::Relaxed)
+    }
+
+    /// The number of retired records held: rotated and ended sessions,
+    /// and revocations.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{MemoryStore, NewSession, SessionManager, StoreManager};
+    /// let manager = StoreManager::new(MemoryStore::new());
+    /// let issued = manager.create(NewSession::new())?;
+    /// manager.rotate(&mut manager.load(issued.token())?.session)?;
+    /// assert_eq!((manager.store().live_len(), manager.store().retired_len()), (1, 1));
+    /// # Ok::<(), latchkey::Error>(())
+    /// ```
+    pub fn retired_len(&self) -> usize {
+        self.counts.retired.load(Ordering::Relaxed)
     }
 
     /// Whether the store holds no records.
@@ -544,32 +871,83 @@ impl MemoryStore {
         }
     }
 
-    /// Drops the shard's dead records. Index entries for them are left to
+    /// Sweeps the shard whole once it has taken as many inserts as a
+    /// quarter of its size (at least 64): amortized, a few records judged
+    /// per insert. Index entries of dropped records are left to
     /// [`Store::sessions_of`], which prunes keys it cannot find.
-    fn sweep(&self, shard: &mut Shard, now: Timestamp) -> usize {
-        let removed = shard.map.retain(|slot| slot.expires_at() > now);
-        shard.inserts_since_sweep = 0;
-        self.len.fetch_sub(removed, Ordering::Relaxed);
-        removed
-    }
-
     fn maybe_sweep(&self, shard: &mut Shard) {
         shard.inserts_since_sweep += 1;
         if shard.inserts_since_sweep >= (shard.map.len() / 4).max(64) {
-            self.sweep(shard, self.clock.now());
+            shard.sweep(self.clock.now(), &self.counts);
         }
     }
 
-    /// At capacity, sweeps every shard for dead records before refusing.
-    /// Called with no shard lock held: taking shard locks one at a time here
-    /// keeps the index-order rule that `rotate` relies on.
-    fn make_room(&self) -> Result<(), StoreError> {
+    /// Counts one more live session, refusing past the capacity: atomically,
+    /// so racing creates cannot overshoot it. At capacity, first sweeps one
+    /// bounded slice of one shard (each refusal the next shard in turn) and
+    /// tries again. Called with no shard lock held (the index-order rule
+    /// that `rotate` relies on). Undo with [`Self::release_live`].
+    fn reserve_live(&self) -> Result<(), StoreError> {
+        if self.try_reserve_live().is_ok() {
+            return Ok(());
+        }
+        // Shards in turn, each from where its last slice stopped, until
+        // SWEEP_STEP records are judged or every shard was looked at once
+        // (a small store is then swept whole: that is cheap too).
+        let now = self.clock.now();
+        let first = self.sweep_turn.fetch_add(1, Ordering::Relaxed);
+        let mut budget = SWEEP_STEP;
+        for turn in first..first + SHARDS {
+            let judged = self.shards[turn % SHARDS]
+                .write(|shard| shard.sweep_some(now, budget, &self.counts))
+                .ok_or_else(lost)?;
+            budget = budget.saturating_sub(judged);
+            if budget == 0 {
+                self.sweep_turn.store(turn, Ordering::Relaxed);
+                break;
+            }
+        }
+        self.try_reserve_live()
+    }
+
+    /// [`Self::reserve_live`] without the sweep: for use under a shard lock.
+    fn try_reserve_live(&self) -> Result<(), StoreError> {
+        let prev = self.counts.live.fetch_add(1, Ordering::AcqRel);
         if let Some(capacity) = self.capacity
-            && self.len() >= capacity
+            && prev >= capacity
         {
-            self.sweep_all(self.clock.now())?;
+            self.counts.live.fetch_sub(1, Ordering::AcqRel);
+            return Err(StoreError::Full { capacity });
         }
         Ok(())
+    }
+
+    fn release_live(&self) {
+        self.counts.live.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Whether `extra` more retired records would pass the retired limit.
+    fn over_retired_limit(&self, extra: usize) -> bool {
+        self.retired_limit
+            .is_some_and(|limit| self.retired_len() + extra > limit)
+    }
+
+    /// Makes room within the retired limit for `extra` more retired records
+    /// (0 when the one that passed it is filed already), in `shard`
+    /// (locked): sweeps a slice of it for dead records, then evicts its
+    /// oldest evictable retired record other than `except`. False if there
+    /// was no room to make.
+    fn make_retired_room(
+        &self,
+        shard: &mut Shard,
+        except: Option<&StoreKey>,
+        extra: usize,
+    ) -> bool {
+        if !self.over_retired_limit(extra) {
+            return true;
+        }
+        shard.sweep_some(self.clock.now(), SWEEP_STEP, &self.counts);
+        !self.over_retired_limit(extra) || shard.evict_oldest(except, &self.counts)
     }
 
     /// Sweeps every shard, one lock at a time, and returns how many dead
@@ -578,43 +956,93 @@ impl MemoryStore {
         let mut removed = 0;
         for shard in self.shards.iter() {
             removed += shard
-                .write(|shard| self.sweep(shard, now))
+                .write(|shard| shard.sweep(now, &self.counts))
                 .ok_or_else(lost)?;
         }
         Ok(removed)
     }
 
-    /// Counts one more record, atomically refusing past the capacity so
-    /// racing inserts cannot overshoot it. Undo with [`Self::release`].
-    fn reserve(&self) -> Result<(), StoreError> {
-        let prev = self.len.fetch_add(1, Ordering::AcqRel);
-        if let Some(capacity) = self.capacity
-            && prev >= capacity
-        {
-            self.len.fetch_sub(1, Ordering::AcqRel);
-            return Err(StoreError::Full { capacity });
+    /// The body of [`Store::rotate`] once the locks are held. `new_shard`
+    /// is `None` when both keys live in `old_shard`. Returns the old
+    /// record's user for reindexing.
+    #[allow(clippy::too_many_arguments)]
+    fn rotate_in(
+        &self,
+        old_shard: &mut Shard,
+        new_shard: &mut Option<&mut Shard>,
+        old: &StoreKey,
+        expected: u64,
+        retired: &Record,
+        new: &StoreKey,
+        record: &Record,
+    ) -> Result<Option<String>, StoreError> {
+        let current = old_shard.map.get(old).ok_or(StoreError::NotFound)?;
+        if current.version != expected {
+            return Err(StoreError::Conflict);
         }
-        Ok(())
-    }
-
-    fn release(&self) {
-        self.len.fetch_sub(1, Ordering::AcqRel);
+        let before = current.user().map(str::to_owned);
+        let before_live = current.is_live();
+        let successor = Slot::new(*new, record);
+        let retired = Slot::new(*old, retired);
+        {
+            let target: &Shard = match new_shard {
+                Some(s) => s,
+                None => old_shard,
+            };
+            if target.map.contains(new) {
+                return Err(StoreError::Exists);
+            }
+        }
+        if successor.is_live() {
+            if before_live && !retired.is_live() {
+                // A rotation at capacity retires one live session as it
+                // files another: the old one's place (given back by the
+                // swap below) passes to its successor.
+                self.counts.live.fetch_add(1, Ordering::AcqRel);
+            } else {
+                self.try_reserve_live()?;
+            }
+        }
+        match new_shard {
+            Some(s) => s.add(successor, &self.counts),
+            None => old_shard.add(successor, &self.counts),
+        }
+        // Found above, under the same lock: this replaces.
+        let _swapped = old_shard.swap(retired, &self.counts);
+        // Past the retired limit: room is made here if it can be (the
+        // rotation itself is not refused for want of it).
+        let _made = self.make_retired_room(old_shard, Some(old), 0);
+        Ok(before)
     }
 }
 
 impl Store for MemoryStore {
     fn insert(&self, key: &StoreKey, record: &Record) -> Result<(), StoreError> {
-        self.make_room()?;
-        self.reserve()?;
+        let slot = Slot::new(*key, record);
+        let live = slot.is_live();
+        if live {
+            self.reserve_live()?;
+        }
         self.write_shard(key, |shard| {
             if shard.map.contains(key) {
                 return Err(StoreError::Exists);
             }
             self.maybe_sweep(shard);
-            shard.map.insert(Slot::new(*key, record));
+            // A retired record written as such is never evicted: room is
+            // made for it, or it is refused.
+            if !live && !self.make_retired_room(shard, None, 1) {
+                return Err(StoreError::Full {
+                    capacity: self.retired_limit.unwrap_or(usize::MAX),
+                });
+            }
+            shard.add(slot, &self.counts);
             Ok(())
         })
-        .inspect_err(|_| self.release())?;
+        .inspect_err(|_| {
+            if live {
+                self.release_live();
+            }
+        })?;
         self.reindex(key, None, record.user());
         Ok(())
     }
@@ -640,14 +1068,23 @@ impl Store for MemoryStore {
     }
 
     fn replace(&self, key: &StoreKey, expected: u64, record: &Record) -> Result<(), StoreError> {
+        let slot = Slot::new(*key, record);
         let before = self.write_shard(key, |shard| {
-            let slot = shard.map.get(key).ok_or(StoreError::NotFound)?;
-            if slot.version != expected {
+            let current = shard.map.get(key).ok_or(StoreError::NotFound)?;
+            if current.version != expected {
                 return Err(StoreError::Conflict);
             }
-            let before = slot.user().map(str::to_owned);
+            let before = current.user().map(str::to_owned);
+            let (was_live, retiring) = (current.is_live(), !slot.is_live());
+            if !was_live && !retiring {
+                // A retired record brought back to life takes a live place.
+                self.try_reserve_live()?;
+            }
             // Found above, under the same lock: this replaces.
-            let _old = shard.map.replace(Slot::new(*key, record));
+            let _swapped = shard.swap(slot, &self.counts);
+            if was_live && retiring {
+                let _made = self.make_retired_room(shard, Some(key), 0);
+            }
             Ok(before)
         })?;
         self.reindex(key, before.as_deref(), record.user());
@@ -677,21 +1114,20 @@ impl Store for MemoryStore {
         new: &StoreKey,
         record: &Record,
     ) -> Result<(), StoreError> {
-        self.make_room()?;
-        self.reserve()?;
         let (i, j) = (Self::shard_index(old), Self::shard_index(new));
         // Two shard locks, always taken in index order, so two rotations
         // crossing the same pair of shards cannot deadlock.
         let result = if i == j {
-            self.shards[i]
-                .write(|shard| rotate_in(shard, &mut None, old, expected, retired, new, record))
+            self.shards[i].write(|shard| {
+                self.rotate_in(shard, &mut None, old, expected, retired, new, record)
+            })
         } else {
             let (first, second) = if i < j { (i, j) } else { (j, i) };
             self.shards[first]
                 .write(|a| {
                     self.shards[second].write(|b| {
                         let (old_shard, new_shard) = if i < j { (a, b) } else { (b, a) };
-                        rotate_in(
+                        self.rotate_in(
                             old_shard,
                             &mut Some(new_shard),
                             old,
@@ -704,18 +1140,16 @@ impl Store for MemoryStore {
                 })
                 .flatten()
         };
-        let result = result.unwrap_or_else(|| Err(lost()));
-        let before = result.inspect_err(|_| self.release())?;
+        let before = result.unwrap_or_else(|| Err(lost()))?;
         self.reindex(old, before.as_deref(), retired.user());
         self.reindex(new, None, record.user());
         Ok(())
     }
 
     fn remove(&self, key: &StoreKey) -> Result<bool, StoreError> {
-        let removed = self.write_shard(key, |shard| Ok(shard.map.remove(key)))?;
+        let removed = self.write_shard(key, |shard| Ok(shard.take(key, &self.counts)))?;
         match removed {
             Some(slot) => {
-                self.len.fetch_sub(1, Ordering::Relaxed);
                 if let Some(u) = slot.user() {
                     self.index_remove(u, key);
                 }
@@ -755,36 +1189,6 @@ impl Store for MemoryStore {
 /// docs).
 fn lost() -> StoreError {
     StoreError::Unavailable("a memory store shard's lock no longer holds its shard".into())
-}
-
-/// The body of [`MemoryStore::rotate`] once the locks are held. `new_shard`
-/// is `None` when both keys live in `old_shard`. Returns the old record's
-/// user for reindexing.
-fn rotate_in(
-    old_shard: &mut Shard,
-    new_shard: &mut Option<&mut Shard>,
-    old: &StoreKey,
-    expected: u64,
-    retired: &Record,
-    new: &StoreKey,
-    record: &Record,
-) -> Result<Option<String>, StoreError> {
-    let current = old_shard.map.get(old).ok_or(StoreError::NotFound)?;
-    if current.version != expected {
-        return Err(StoreError::Conflict);
-    }
-    let before = current.user().map(str::to_owned);
-    let target: &mut Shard = match new_shard {
-        Some(s) => s,
-        None => old_shard,
-    };
-    if target.map.contains(new) {
-        return Err(StoreError::Exists);
-    }
-    target.map.insert(Slot::new(*new, record));
-    // Found above, under the same lock: this replaces.
-    let _old = old_shard.map.replace(Slot::new(*old, retired));
-    Ok(before)
 }
 
 #[cfg(test)]
@@ -1004,6 +1408,95 @@ mod tests {
         let slot = Slot::new(StoreKey::from_bytes([2; 32]), &ended);
         assert!(!slot.touch(t, t.saturating_add(Duration::from_secs(1))));
         assert_eq!(slot.user(), None);
+    }
+
+    /// The counts, the evictable tally and the eviction queue agree with
+    /// what the shards hold.
+    fn check_counts(store: &MemoryStore) {
+        let (mut live, mut retired) = (0, 0);
+        for shard in store.shards.iter() {
+            let shard = shard.read().unwrap_or_else(|| panic!("shard lost"));
+            let mut evictable = 0;
+            for slot in shard.map.iter() {
+                match slot.class() {
+                    Class::Live => live += 1,
+                    Class::Retired { evictable: e } => {
+                        retired += 1;
+                        evictable += usize::from(e);
+                        if e {
+                            assert!(shard.retired.contains(&slot.key), "evictable, not queued");
+                        }
+                    }
+                }
+            }
+            assert_eq!(shard.evictable, evictable);
+            assert!(shard.retired.len() <= 2 * shard.evictable + 65);
+        }
+        assert_eq!((store.live_len(), store.retired_len()), (live, retired));
+    }
+
+    fn ended(t: Timestamp, secs: u64) -> Record {
+        Record {
+            version: 1,
+            expires_at: t.saturating_add(Duration::from_secs(secs)),
+            state: RecordState::Ended {
+                reason: EndReason::Logout,
+                at: t,
+            },
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn counts_follow_every_write(
+            ops in proptest::collection::vec((0u8..7, 0u8..24, 0u8..24), 1..300),
+            capacity in 1usize..12,
+            retired_limit in 1usize..12,
+        ) {
+            let clock = Arc::new(crate::ManualClock::new(Timestamp::from_unix_millis(1_800_000_000_000)));
+            let store = MemoryStore::new()
+                .with_capacity_limit(capacity)
+                .with_retired_limit(retired_limit)
+                .with_clock(clock.clone());
+            let key = |k: u8| StoreKey::from_bytes([k; 32]);
+            for (op, a, b) in ops {
+                let t = clock.now();
+                let current = store.get(&key(a)).ok().flatten().map(|r| r.version);
+                let mut fresh = live(Some("u"), None, "{}");
+                fresh.expires_at = t.saturating_add(Duration::from_secs(u64::from(b) * 10));
+                let _result = match op {
+                    0 => store.insert(&key(a), &fresh),
+                    1 => store.insert(&key(a), &ended(t, u64::from(b) * 10)),
+                    2 => store.replace(&key(a), current.unwrap_or(0), &ended(t, 100)),
+                    3 => store.replace(&key(a), current.unwrap_or(0), &fresh),
+                    4 => {
+                        let retired = Record {
+                            version: 9,
+                            expires_at: t.saturating_add(Duration::from_secs(100)),
+                            state: RecordState::Rotated {
+                                successor: key(b),
+                                sealed_successor: None,
+                                at: t,
+                                grace_until: t,
+                                privilege_change: false,
+                                pending: None,
+                            },
+                        };
+                        store.rotate(&key(a), current.unwrap_or(0), &retired, &key(b), &fresh)
+                    }
+                    5 => store.remove(&key(a)).map(|_| ()),
+                    _ => {
+                        clock.advance(Duration::from_secs(u64::from(b) * 5));
+                        store.purge_expired(clock.now()).map(|_| ())
+                    }
+                };
+                check_counts(&store);
+                proptest::prop_assert!(store.live_len() <= capacity);
+                proptest::prop_assert!(store.retired_len() <= retired_limit + SHARDS);
+            }
+        }
     }
 
     #[test]

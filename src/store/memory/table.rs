@@ -44,6 +44,17 @@ const MAX_LOAD_TENTHS: usize = 9;
 /// The smallest table that holds anything.
 const MIN_CAPACITY: usize = 8;
 
+/// What a bounded sweep ([`Table::retain_some`]) did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Slice {
+    /// Records judged.
+    pub(crate) judged: usize,
+    /// Records removed (of those judged).
+    pub(crate) removed: usize,
+    /// The bucket to start from next time.
+    pub(crate) next: usize,
+}
+
 /// A value that knows the key it is filed under.
 pub(crate) trait Keyed {
     /// The key.
@@ -259,6 +270,53 @@ impl<V: Keyed> Table<V> {
         before - self.len
     }
 
+    /// Judges at most `records` records, from bucket `start` on (wrapping,
+    /// at most once round), removing those for which `keep` is false: a
+    /// bounded slice of [`Table::retain`], for sweeping a little at a time.
+    /// Returns how many were judged and removed, and the bucket to start
+    /// from next time. Never shrinks the table (a later full sweep does),
+    /// so `start` stays meaningful between calls unless the table grows or
+    /// empties.
+    pub(crate) fn retain_some(
+        &mut self,
+        start: usize,
+        records: usize,
+        mut keep: impl FnMut(&V) -> bool,
+    ) -> Slice {
+        let cap = self.ctrl.len();
+        if cap == 0 {
+            return Slice::default();
+        }
+        let before = self.len;
+        let mut i = start % cap;
+        let (mut judged, mut passed) = (0, 0);
+        while judged < records && passed < cap {
+            // Removing shifts a later record into `i`: judge it too (each
+            // removal shrinks the table, so this ends).
+            match self.slots.get(i).and_then(Option::as_ref) {
+                Some(v) if !keep(v) => {
+                    judged += 1;
+                    let _removed = self.remove_at(i);
+                }
+                occupied => {
+                    judged += usize::from(occupied.is_some());
+                    passed += 1;
+                    i = self.next(i);
+                }
+            }
+        }
+        let removed = before - self.len;
+        if self.len == 0 {
+            *self = Table::default();
+            i = 0;
+        }
+        Slice {
+            judged,
+            removed,
+            next: i,
+        }
+    }
+
     /// Every record, in no particular order.
     #[cfg(test)]
     pub(crate) fn iter(&self) -> impl Iterator<Item = &V> {
@@ -435,6 +493,43 @@ mod tests {
             "{} buckets for 100 records",
             t.ctrl.len()
         );
+    }
+
+    #[test]
+    fn a_bounded_sweep_judges_at_most_its_slice_and_goes_on_from_there() {
+        let mut t = Table::default();
+        let mut model = HashMap::new();
+        for i in 0..1_000 {
+            t.insert(Item(key(i, false), i));
+            model.insert(key(i, false), i);
+        }
+        // Remove the odd ones, 64 records at a time: each call judges at
+        // most 64, and the calls together cover the table.
+        let (mut at, mut removed) = (0, 0);
+        for _ in 0..1_000 / 64 + 1 {
+            let mut judged = 0;
+            let slice = t.retain_some(at, 64, |item| {
+                judged += 1;
+                item.1 % 2 == 0
+            });
+            assert!(
+                judged <= 64 && slice.judged == judged,
+                "{slice:?}, {judged}"
+            );
+            removed += slice.removed;
+            at = slice.next;
+        }
+        model.retain(|_, v| *v % 2 == 0);
+        assert_eq!(removed, 500);
+        check(&t, &model);
+        // One call goes round at most once.
+        let slice = t.retain_some(at, usize::MAX, |_| true);
+        assert_eq!((slice.judged, slice.removed), (500, 0));
+        // Emptied by slices, it gives its memory back.
+        let slice = t.retain_some(0, usize::MAX, |_| false);
+        assert_eq!(slice.removed, 500);
+        assert_eq!(t.heap_bytes(), 0);
+        assert_eq!(t.retain_some(7, 64, |_| false), Slice::default());
     }
 
     #[test]
