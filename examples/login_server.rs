@@ -22,8 +22,12 @@
 //! header ([`CookieConfig::find_token`]), `load` it through an
 //! `Arc<dyn SessionManager>`, and map the outcome:
 //!
-//! - a rejection (expired, logged out, rotated and reused, malformed,
-//!   ambiguous cookie): treat the visitor as logged out and clear the cookie;
+//! - no usable session cookie, for whatever reason (expired, logged out,
+//!   rotated and reused, malformed, ambiguous cookie, a `Cookie` header
+//!   crowded past the 64 KiB scanned by other applications' cookies): the
+//!   page is served logged out, never a 400, and the cookie is cleared when
+//!   the error says so ([`Error::clears_cookie`],
+//!   [`latchkey::CookieError::clears_cookie`]);
 //! - a backend failure: 503, and keep the cookie (the session may be fine);
 //! - a reissue hint (a request carrying a token rotated moments ago): send
 //!   the new token as the cookie.
@@ -54,9 +58,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use latchkey::{
-    Clock as _, CookieConfig, Error, FileStore, Fingerprint, Issued, KeyRing, Loaded, MemoryStore,
-    NewSession, Policy, Session, SessionManager, Store, StoreManager, SystemClock, TicketKey,
-    TicketManager, Timestamp, UserLimitAction,
+    Clock as _, CookieConfig, CookieError, Error, FileStore, Fingerprint, Issued, KeyRing, Loaded,
+    MemoryStore, NewSession, Policy, Session, SessionManager, Store, StoreManager, SystemClock,
+    TicketKey, TicketManager, Timestamp, UserLimitAction,
 };
 use subtle::ConstantTimeEq as _;
 use tiny_http::{Header, Method, Request, Response, Server};
@@ -198,9 +202,9 @@ fn store_backend(store: Box<dyn Store>, policy: Policy, label: String) -> Backen
     }
 }
 
-/// Opens the store the options name, and the manager over it. `purpose` is
-/// the cookie name (tickets are bound to it).
-fn open_backend(opts: &Options, purpose: &str) -> Result<Backend, BoxError> {
+/// Opens the store the options name, and the manager over it. Tickets are
+/// bound to the cookie's name and never longer than the cookie carries.
+fn open_backend(opts: &Options, cookies: &CookieConfig) -> Result<Backend, BoxError> {
     let policy = Policy::builder().with_rotation_grace(opts.rotation_grace);
     // Stateless tickets cannot count a user's sessions: no per-user cap for
     // them (a manager refuses one it cannot keep).
@@ -254,9 +258,13 @@ fn open_backend(opts: &Options, purpose: &str) -> Result<Backend, BoxError> {
         }
     };
     let keys = KeyRing::new(1, key);
-    let manager = TicketManager::new(purpose, keys)?
+    // `with_cookie`: a session whose ticket the cookie could not carry is
+    // refused when it is issued (`TicketTooLarge`), not silently dropped by
+    // the browser afterwards.
+    let manager = TicketManager::new(cookies.name(), keys)?
         .with_policy(policy)
-        .with_revocation(store);
+        .with_revocation(store)
+        .with_cookie(cookies);
     Ok(Backend {
         manager: Arc::new(manager),
         server_side: None,
@@ -326,8 +334,6 @@ enum Auth {
     Rejected(&'static str, bool),
     /// The store failed: 503, keep the cookie.
     Unavailable,
-    /// The Cookie header was too large to read.
-    BadRequest,
 }
 
 fn header<'r>(req: &'r Request, name: &'static str) -> Option<&'r str> {
@@ -347,8 +353,13 @@ impl App {
         let token = match self.cookies.find_token_in(headers) {
             Ok(Some(token)) => token,
             Ok(None) => return Auth::Anonymous,
-            Err(e) if e.is_rejection() => return Auth::Rejected("bad_cookie", true),
-            Err(_) => return Auth::BadRequest,
+            // No usable session cookie: the request runs logged out. A
+            // header crowded past the scan limit keeps the cookie (it was
+            // not read); an ambiguous or broken one is cleared.
+            Err(e @ CookieError::HeaderTooLarge { .. }) => {
+                return Auth::Rejected("cookie_header_too_large", e.clears_cookie());
+            }
+            Err(e) => return Auth::Rejected("bad_cookie", e.clears_cookie()),
         };
         match self.backend.manager.load(token) {
             Ok(loaded) => Auth::Session(Box::new(loaded)),
@@ -383,7 +394,6 @@ impl App {
             Auth::Unavailable => {
                 return Reply::text(503, "the session store is unavailable; try again\n");
             }
-            Auth::BadRequest => return Reply::text(400, "the Cookie header is too large\n"),
             Auth::Rejected(reason, clear) => {
                 // The cookie is dead: forget it, and carry on as a visitor.
                 // Not a superseded one: the response to the login or
@@ -549,6 +559,11 @@ impl App {
     fn login_page(&self, reason: &str) -> Reply {
         let notice = match reason {
             "" => String::new(),
+            "cookie_header_too_large" => format!(
+                "<p class=notice>Your browser sent more than {} KiB of cookies for this \
+                 site, so none of them were read. Clear some to stay logged in.</p>",
+                self.cookies.max_header_bytes() / 1024
+            ),
             r => format!(
                 "<p class=notice>Your session ended (<code>{}</code>). Please log in again.</p>",
                 escape(r)
@@ -890,7 +905,7 @@ fn main() -> Result<(), BoxError> {
         );
         CookieConfig::danger_insecure_http()
     };
-    let backend = open_backend(&opts, cookies.name())?;
+    let backend = open_backend(&opts, &cookies)?;
     let server = Arc::new(Server::http(("127.0.0.1", opts.port))?);
     let addr = server
         .server_addr()

@@ -39,6 +39,30 @@
 //! clearing reaches only the new scope. When you change either, change the
 //! name too.
 //!
+//! # Size limits
+//!
+//! **Sending.** A browser keeps a cookie of up to [`MAX_SET_COOKIE_BYTES`]
+//! (4096) bytes, counting the name, the value and the attributes;
+//! [`CookieConfig::set_cookie`] refuses anything longer
+//! ([`CookieError::TooLarge`]). [`CookieConfig::max_value_len`] is what that
+//! leaves for the value under a given name and attributes (4041 bytes for
+//! the default config). A [`TicketManager`](crate::TicketManager) given the
+//! config with [`with_cookie`](crate::TicketManager::with_cookie) never
+//! issues a ticket longer than that, so a ticket it issues is one the cookie
+//! carries.
+//!
+//! **Reading.** The `Cookie` header holds every cookie of the host, other
+//! applications' too, so its size is not ours to police: our cookie is
+//! found anywhere in it, up to a cap on the bytes scanned
+//! ([`DEFAULT_MAX_HEADER_BYTES`], 64 KiB, settable with
+//! [`CookieConfigBuilder::with_max_header_bytes`]). The scan is one linear
+//! pass. Past the cap nothing is scanned at all (reading a prefix would let
+//! whoever pads the header choose which copy of our cookie is seen), and
+//! the lookup is [`CookieError::HeaderTooLarge`]: a rejection that keeps the
+//! cookie, so the request runs logged out rather than failing. Every lookup
+//! error means the same: no usable session; answer as for a request without
+//! a cookie, and clear the cookie if [`CookieError::clears_cookie`] says so.
+//!
 //! # Example
 //! ```
 //! use latchkey::{CookieConfig, MemoryStore, NewSession, SessionManager, StoreManager};
@@ -73,12 +97,25 @@ use crate::session::Issued;
 pub const MAX_SET_COOKIE_BYTES: usize = 4096;
 
 /// The default cap on the `Cookie` header(s) [`CookieConfig::find_token`]
-/// reads: 8 KiB, the request-header budget of common servers and proxies.
-pub const DEFAULT_MAX_HEADER_BYTES: usize = 8 * 1024;
+/// scans: 64 KiB, all `Cookie` headers of a request together.
+///
+/// Why 64 KiB: front servers refuse a request with a header line of more
+/// than 8 KiB (nginx, Apache) to 16 KiB (Node.js) by default, so a header
+/// that reaches the application has passed one of those, or a server that
+/// allows far more (Go: 1 MiB of headers; hyper: about 400 KiB). 64 KiB is
+/// several times what any default front server forwards, so a host full of
+/// other applications' cookies never hides ours, while the scan (one linear
+/// pass) stays in the microseconds. Past it, [`CookieConfig::find_token`]
+/// scans nothing and answers [`CookieError::HeaderTooLarge`]: no session.
+pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
 
 /// The longest `Max-Age` a persistent cookie gets: 400 days, the cap RFC
 /// 6265bis lets browsers apply anyway.
 const MAX_AGE_CAP_SECS: u64 = 400 * 24 * 3600;
+
+/// The longest `; Max-Age=N` a persistent cookie renders: N is at most
+/// [`MAX_AGE_CAP_SECS`], eight digits.
+const MAX_AGE_ATTR_MAX_LEN: usize = "; Max-Age=".len() + 8;
 
 /// The `SameSite` attribute.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -163,8 +200,11 @@ pub enum CookieError {
         /// The limit, [`MAX_SET_COOKIE_BYTES`].
         limit: usize,
     },
-    /// The `Cookie` header is longer than the configured cap; the lookup
-    /// stopped before parsing the header that crossed it.
+    /// The `Cookie` header is longer than the configured cap
+    /// ([`DEFAULT_MAX_HEADER_BYTES`] unless set); the lookup stopped before
+    /// parsing the header that crossed it. The request has no usable
+    /// session: run it logged out, and keep the cookie (it was not looked
+    /// at, and works again once the header shrinks).
     #[error("the Cookie header is {size} bytes, over the limit of {limit}")]
     HeaderTooLarge {
         /// The bytes counted up to and including the header that crossed
@@ -181,17 +221,39 @@ pub enum CookieError {
 
 impl CookieError {
     /// Whether this lookup error means the request carries no usable session
-    /// cookie: answer as for any rejection (401, clear the cookie).
-    /// [`CookieError::HeaderTooLarge`] is a bad request instead (400 or 431):
-    /// the header was not read at all.
+    /// cookie: run the request logged out (answer 401 where a session is
+    /// required), never a 400. True of every error
+    /// [`CookieConfig::find_token`] returns, [`CookieError::HeaderTooLarge`]
+    /// included; false of the configuration and rendering errors.
     ///
     /// # Example
     /// ```
     /// use latchkey::CookieError;
     /// assert!(CookieError::Ambiguous.is_rejection());
-    /// assert!(!CookieError::HeaderTooLarge { size: 9000, limit: 8192 }.is_rejection());
+    /// assert!(CookieError::HeaderTooLarge { size: 70_000, limit: 65_536 }.is_rejection());
+    /// assert!(!CookieError::InvalidName.is_rejection());
     /// ```
     pub fn is_rejection(&self) -> bool {
+        matches!(
+            self,
+            CookieError::InvalidValue | CookieError::Ambiguous | CookieError::HeaderTooLarge { .. }
+        )
+    }
+
+    /// Whether a framework should clear the session cookie after this lookup
+    /// error: yes when our cookie was read and is unusable
+    /// ([`CookieError::Ambiguous`], [`CookieError::InvalidValue`]); no for
+    /// [`CookieError::HeaderTooLarge`], where the cookie was not looked at
+    /// and may be fine (the other cookies crowding the header may go away).
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::CookieError;
+    /// assert!(CookieError::Ambiguous.clears_cookie());
+    /// let crowded = CookieError::HeaderTooLarge { size: 70_000, limit: 65_536 };
+    /// assert!(crowded.is_rejection() && !crowded.clears_cookie());
+    /// ```
+    pub fn clears_cookie(&self) -> bool {
         matches!(self, CookieError::InvalidValue | CookieError::Ambiguous)
     }
 }
@@ -357,6 +419,50 @@ impl CookieConfig {
         self.lifetime
     }
 
+    /// The most bytes of `Cookie` header(s) [`find_token`](Self::find_token)
+    /// scans ([`DEFAULT_MAX_HEADER_BYTES`] unless set).
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{CookieConfig, DEFAULT_MAX_HEADER_BYTES};
+    /// assert_eq!(CookieConfig::default().max_header_bytes(), DEFAULT_MAX_HEADER_BYTES);
+    /// ```
+    pub fn max_header_bytes(&self) -> usize {
+        self.max_header_bytes
+    }
+
+    /// The longest value [`set_cookie`](Self::set_cookie) accepts at any
+    /// time: [`MAX_SET_COOKIE_BYTES`] less the name, the `=`, the attributes
+    /// and, for a [`CookieLifetime::UntilAbsoluteDeadline`] cookie, the
+    /// longest `Max-Age` (`; Max-Age=` and eight digits, 18 bytes). A value
+    /// of cookie octets no longer than this always renders; one byte more
+    /// is refused by a browser-session cookie (a persistent one may fit a
+    /// few more bytes while its `Max-Age` is short, but not for sure). Zero
+    /// if the name and attributes alone use up the 4096 bytes.
+    ///
+    /// [`TicketManager::with_cookie`](crate::TicketManager::with_cookie)
+    /// caps the tickets it issues at this.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{CookieConfig, CookieLifetime};
+    /// // 4096 - "__Host-session=" - "; Path=/; Secure; HttpOnly; SameSite=Lax"
+    /// assert_eq!(CookieConfig::default().max_value_len(), 4096 - 15 - 40);
+    /// let remember = CookieConfig::builder()
+    ///     .with_lifetime(CookieLifetime::UntilAbsoluteDeadline)
+    ///     .build()?;
+    /// assert_eq!(remember.max_value_len(), 4041 - "; Max-Age=34560000".len());
+    /// # Ok::<(), latchkey::CookieError>(())
+    /// ```
+    pub fn max_value_len(&self) -> usize {
+        let max_age = match self.lifetime {
+            CookieLifetime::BrowserSession => 0,
+            CookieLifetime::UntilAbsoluteDeadline => MAX_AGE_ATTR_MAX_LEN,
+        };
+        let fixed = self.name.len() + "=".len() + max_age + self.attributes.len();
+        MAX_SET_COOKIE_BYTES.saturating_sub(fixed)
+    }
+
     /// The `Set-Cookie` value carrying `issued`'s token. Under
     /// [`CookieLifetime::UntilAbsoluteDeadline`], `Max-Age` counts from
     /// [`Issued::issued_at`], the manager's clock at the call that issued
@@ -390,7 +496,8 @@ impl CookieConfig {
     /// # Errors
     /// [`CookieError::InvalidValue`] if the token has characters a cookie
     /// cannot carry (it never does for tokens latchkey issues);
-    /// [`CookieError::TooLarge`] over [`MAX_SET_COOKIE_BYTES`].
+    /// [`CookieError::TooLarge`] over [`MAX_SET_COOKIE_BYTES`], which a
+    /// token no longer than [`max_value_len`](Self::max_value_len) never is.
     ///
     /// # Example
     /// ```
@@ -457,13 +564,24 @@ impl CookieConfig {
     /// matches. Garbage elsewhere in the header is ignored.
     ///
     /// Returns `Ok(None)` when the cookie is absent. The value is not checked
-    /// as a token: that is the manager's job, and it refuses without I/O.
+    /// as a token, nor for length: that is the manager's job, and it refuses
+    /// without I/O (an overlong ticket before decoding) and tells its
+    /// [`Observer`](crate::Observer).
+    ///
+    /// Other applications' cookies may fill the header: ours is found
+    /// wherever it is, in one linear pass over at most
+    /// [`max_header_bytes`](Self::max_header_bytes) (64 KiB by default).
     ///
     /// # Errors
-    /// - [`CookieError::HeaderTooLarge`] over the configured cap (8 KiB by
-    ///   default); the header that crossed it was not parsed.
+    /// Each means the request has no usable session
+    /// ([`CookieError::is_rejection`]): run it logged out, never answer 400.
+    /// - [`CookieError::HeaderTooLarge`] over the cap; the header that
+    ///   crossed it was not parsed, so no copy of our cookie in it is
+    ///   trusted, not even one before the cap. Keep the cookie
+    ///   ([`CookieError::clears_cookie`] is `false`).
     /// - [`CookieError::Ambiguous`] when the cookie appears with different
-    ///   values (see the module docs); identical repeats are fine.
+    ///   values (see the module docs); identical repeats, however many, are
+    ///   one cookie.
     /// - [`CookieError::InvalidValue`] when the cookie is present but no
     ///   occurrence has a valid value. A malformed duplicate next to a valid
     ///   one is skipped, so junk cannot make a good cookie ambiguous.
@@ -489,7 +607,8 @@ impl CookieConfig {
 
     /// Like [`find_token`](Self::find_token), over several `Cookie` headers
     /// of one request (HTTP/2 may split the cookies across headers, RFC 9113
-    /// §8.2.3). The size cap applies to all of them together.
+    /// §8.2.3). The size cap applies to all of them together, and the work
+    /// stays linear in their total size however many there are.
     ///
     /// # Errors
     /// As for [`find_token`](Self::find_token).
@@ -514,6 +633,10 @@ impl CookieConfig {
         for header in headers {
             // Size before parsing: an oversized header costs one addition,
             // and the whole request never costs more than the cap to parse.
+            // All or nothing: stopping at the cap but trusting what came
+            // before it would let whoever pads the header (a sibling
+            // subdomain's cookies) push our real copy out of sight of a
+            // tossed one listed first.
             size = size.saturating_add(header.len());
             if size > self.max_header_bytes {
                 return Err(CookieError::HeaderTooLarge {
@@ -669,14 +792,18 @@ impl CookieConfigBuilder {
         self
     }
 
-    /// Caps the `Cookie` header(s) [`CookieConfig::find_token`] will read
-    /// (default [`DEFAULT_MAX_HEADER_BYTES`]).
+    /// Caps the `Cookie` header(s) [`CookieConfig::find_token`] will scan
+    /// (default [`DEFAULT_MAX_HEADER_BYTES`], 64 KiB). Past the cap the
+    /// lookup is [`CookieError::HeaderTooLarge`]: no session, cookie kept.
+    /// Keep it at least as large as what your front server lets through, or
+    /// users of a host crowded with cookies are logged out.
     ///
     /// # Example
     /// ```
     /// use latchkey::{CookieConfig, CookieError, CookieLifetime, SameSite};
     /// let c = CookieConfig::builder().with_max_header_bytes(64).build()?;
-    /// assert!(c.find_token(&"a=b; ".repeat(100)).is_err());
+    /// let err = c.find_token(&"a=b; ".repeat(100)).unwrap_err();
+    /// assert!(err.is_rejection() && !err.clears_cookie());
     /// # Ok::<(), latchkey::CookieError>(())
     /// ```
     pub fn with_max_header_bytes(mut self, n: usize) -> Self {
@@ -1084,7 +1211,9 @@ mod tests {
     fn lookup_refuses_oversized_headers_before_parsing() {
         let c = CookieConfig::default();
         let mut h = "__Host-session=abc; ".to_string();
-        h.push_str(&"x".repeat(DEFAULT_MAX_HEADER_BYTES));
+        h.push_str(&"x".repeat(DEFAULT_MAX_HEADER_BYTES - h.len()));
+        assert_eq!(c.find_token(&h), Ok(Some("abc")), "up to the cap is read");
+        h.push('x');
         assert_eq!(
             c.find_token(&h),
             Err(CookieError::HeaderTooLarge {
@@ -1107,10 +1236,78 @@ mod tests {
     }
 
     #[test]
-    fn lookup_errors_map_to_rejection_or_bad_request() {
-        assert!(CookieError::InvalidValue.is_rejection());
-        assert!(CookieError::Ambiguous.is_rejection());
-        assert!(!CookieError::HeaderTooLarge { size: 1, limit: 0 }.is_rejection());
+    fn every_lookup_error_is_a_rejection_and_only_a_read_cookie_is_cleared() {
+        for e in [CookieError::InvalidValue, CookieError::Ambiguous] {
+            assert!(e.is_rejection() && e.clears_cookie(), "{e}");
+        }
+        let crowded = CookieError::HeaderTooLarge { size: 1, limit: 0 };
+        assert!(crowded.is_rejection() && !crowded.clears_cookie());
+        for config in [
+            CookieError::InvalidName,
+            CookieError::InvalidDomain,
+            CookieError::TooLarge { size: 1, limit: 0 },
+        ] {
+            assert!(
+                !config.is_rejection() && !config.clears_cookie(),
+                "{config}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_value_of_max_value_len_renders_and_one_byte_more_does_not() {
+        let long_scope = CookieConfig::builder()
+            .with_name("__Secure-a-rather-long-cookie-name")
+            .with_domain(format!("{}.example.com", "sub".repeat(60)))
+            .with_path(format!("/{}", "p".repeat(300)))
+            .with_same_site(SameSite::Strict)
+            .build()
+            .unwrap();
+        for c in [
+            CookieConfig::default(),
+            CookieConfig::danger_insecure_http(),
+            long_scope,
+        ] {
+            let n = c.max_value_len();
+            let fits = c
+                .set_cookie_at(&issued(&"a".repeat(n), 0), Timestamp::UNIX_EPOCH)
+                .unwrap();
+            assert_eq!(fits.len(), MAX_SET_COOKIE_BYTES, "{c:?}");
+            assert!(matches!(
+                c.set_cookie_at(&issued(&"a".repeat(n + 1), 0), Timestamp::UNIX_EPOCH),
+                Err(CookieError::TooLarge { size: 4097, .. })
+            ));
+        }
+    }
+
+    #[test]
+    fn a_persistent_cookie_keeps_room_for_the_longest_max_age() {
+        let c = CookieConfig::builder()
+            .with_lifetime(CookieLifetime::UntilAbsoluteDeadline)
+            .build()
+            .unwrap();
+        let value = "a".repeat(c.max_value_len());
+        // Whatever the deadline: Max-Age=0 up to the 400-day cap.
+        for deadline in [0, 9_999, 86_400_000, u64::MAX] {
+            let v = c
+                .set_cookie_at(&issued(&value, deadline), Timestamp::UNIX_EPOCH)
+                .unwrap();
+            assert!(v.len() <= MAX_SET_COOKIE_BYTES);
+        }
+        let longest = c
+            .set_cookie_at(&issued(&value, u64::MAX), Timestamp::UNIX_EPOCH)
+            .unwrap();
+        assert_eq!(longest.len(), MAX_SET_COOKIE_BYTES);
+    }
+
+    #[test]
+    fn a_name_and_scope_too_long_for_any_value_leave_a_budget_of_zero() {
+        let c = CookieConfig::builder()
+            .with_name("n".repeat(5000))
+            .danger_insecure_http()
+            .build()
+            .unwrap();
+        assert_eq!(c.max_value_len(), 0);
     }
 
     #[test]

@@ -136,13 +136,15 @@ pub enum Error {
     /// ticket manager) and is not valid here.
     #[error("session ticket was issued for a different purpose")]
     WrongPurpose,
-    /// The ticket would be longer than a cookie can hold; it was not issued.
-    /// Keep less data in a ticket session, or use server-side sessions.
+    /// The ticket would be longer than its cookie can hold; it was not
+    /// issued, and nothing was written. Keep less data in a ticket session,
+    /// or use server-side sessions.
     #[error("session ticket would be {size} bytes, over the limit of {limit}")]
     TicketTooLarge {
         /// The encoded size it would have.
         size: usize,
-        /// The limit.
+        /// The limit: what the cookie's name and attributes leave of its
+        /// 4096 bytes (`TicketManager::max_ticket_len`).
         limit: usize,
     },
     /// The manager cannot keep this rule without state it does not have

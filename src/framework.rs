@@ -18,8 +18,12 @@
 //! ## Every request
 //!
 //! 1. [`CookieConfig::find_token_in`](crate::CookieConfig::find_token_in)
-//!    over the request's `Cookie` headers. `Ok(None)`: no session, carry on
-//!    anonymously.
+//!    over the request's `Cookie` headers. `Ok(None)` or any error: no
+//!    session, carry on anonymously (and clear the cookie if
+//!    [`CookieError::clears_cookie`](crate::CookieError::clears_cookie)).
+//!    Never answer 400 for the `Cookie` header: it carries every
+//!    application's cookies for the host, and a crowded one is not the
+//!    request's fault.
 //! 2. [`SessionManager::load`](crate::SessionManager::load) the token.
 //! 3. Hand the [`Session`](crate::Session) to the handler; let it call
 //!    `login`, `change_privilege` (a role or password changed), `rotate`,
@@ -33,11 +37,17 @@
 //! |---|---|---|
 //! | [`Error::is_rejection`](crate::Error::is_rejection): `Malformed`, `Unknown`, `IdleExpired`, `AbsoluteExpired`, `Terminated`, `RotatedTokenReused`, a corrupt record, and for tickets `MalformedTicket`, `BadSignature`, `UnknownKey`, `WrongPurpose` | **401** (or treat the request as anonymous / redirect to login) | **clear it**: [`clear_cookie`](crate::CookieConfig::clear_cookie) ([`Error::clears_cookie`](crate::Error::clears_cookie) is `true`) |
 //! | `Superseded` (a rejection): the token was retired by a login or privilege change moments ago, while this request was in flight | treat the request as anonymous | **leave it**: the response that made the change sets the new cookie, and a clearing cookie arriving after it would log the user out (`clears_cookie()` is `false`) |
-//! | [`CookieError::is_rejection`](crate::CookieError::is_rejection): `Ambiguous` (two different session cookies: cookie tossing), `InvalidValue` | 401, as above | clear it |
-//! | [`CookieError::HeaderTooLarge`](crate::CookieError::HeaderTooLarge) | **400** or 431 | leave it (the header was not read) |
+//! | [`CookieError::is_rejection`](crate::CookieError::is_rejection): `Ambiguous` (two different session cookies: cookie tossing), `InvalidValue` | treat the request as anonymous (401 where a session is required) | clear it ([`CookieError::clears_cookie`](crate::CookieError::clears_cookie)) |
+//! | [`CookieError::HeaderTooLarge`](crate::CookieError::HeaderTooLarge) (also a rejection): the `Cookie` headers are over the bytes scanned, 64 KiB by default | treat the request as anonymous, **not** 400 | **leave it**: it was not read, and works again once the header shrinks (`clears_cookie()` is `false`) |
 //! | [`Error::is_backend_failure`](crate::Error::is_backend_failure): the store is down, unreachable, or failed I/O | **503** (with `Retry-After` if you like) | **keep it**: the session is probably fine, and clearing it would log everyone out during an outage |
 //! | [`Error::Conflict`](crate::Error::Conflict) on `save` | reload and apply the change again ([`StoreManager::update`](crate::StoreManager::update) does it), else 409 | keep it |
 //! | `TooLarge`, `TicketTooLarge`, `UserLimit`, `Data`, `RevocationNotConfigured`, `Unsupported` | an application or configuration problem: 4xx/500 as fits | keep it |
+//!
+//! `TicketTooLarge` comes only from a call that issues a ticket, before
+//! anything is written: the session is as it was. Give the
+//! [`TicketManager`](crate::TicketManager) the cookie it is carried in
+//! ([`with_cookie`](crate::TicketManager::with_cookie)), and every ticket it
+//! issues renders with `set_cookie`.
 //!
 //! `reason()` gives a stable short code (`idle_expired`, `terminated`,
 //! ...) for logs and metrics; log sessions by
@@ -105,10 +115,11 @@
 //!     let token = match c.find_token(cookie_header) {
 //!         Ok(Some(t)) => t,
 //!         Ok(None) => return Out { status: 401, set_cookie: None, no_store: false },
-//!         Err(e) if e.is_rejection() => {
-//!             return Out { status: 401, set_cookie: Some(c.clear_cookie()), no_store: false }
+//!         // No usable session cookie, whatever the reason: anonymous.
+//!         Err(e) => {
+//!             let set_cookie = e.clears_cookie().then(|| c.clear_cookie());
+//!             return Out { status: 401, set_cookie, no_store: false };
 //!         }
-//!         Err(_) => return Out { status: 400, set_cookie: None, no_store: false },
 //!     };
 //!     match m.load(token) {
 //!         Ok(loaded) => Out {
@@ -140,5 +151,11 @@
 //! let gone = handle(&*manager, &cookies, &header);
 //! assert_eq!(gone.status, 401);
 //! assert_eq!(gone.set_cookie.as_deref(), Some(cookies.clear_cookie().as_str()));
+//!
+//! // Other applications' cookies crowding the header past the 64 KiB
+//! // scanned: anonymous, and the cookie is kept.
+//! let crowded = format!("{header}; other={}", "x".repeat(70_000));
+//! let out = handle(&*manager, &cookies, &crowded);
+//! assert_eq!((out.status, out.set_cookie), (401, None));
 //! # Ok::<(), Error>(())
 //! ```

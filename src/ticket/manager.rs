@@ -7,6 +7,7 @@ use parking_lot::RwLock;
 use rand::Rng as _;
 
 use crate::clock::{Clock, Timestamp};
+use crate::cookie::CookieConfig;
 use crate::error::Error;
 use crate::event::{Event, ExpiryKind, Observer, RejectKind};
 use crate::id::StoreKey;
@@ -79,8 +80,14 @@ impl Keys {
 ///   `Some(Issued)`: the new ticket carrying the new data. There are no
 ///   versions, so two concurrent saves never conflict; the last cookie the
 ///   browser keeps wins.
-/// - **Size.** A ticket over 4096 bytes is refused at issue with
-///   [`Error::TicketTooLarge`].
+/// - **Size.** A ticket travels in a cookie, so it is issued only if that
+///   cookie can carry it: tell the manager the cookie with
+///   [`with_cookie`](Self::with_cookie) (the default is the budget of
+///   [`CookieConfig::default`], 4041 bytes). Every call that issues a
+///   ticket (`create`, `save`, `rotate`, `change_privilege`, `login`)
+///   refuses a longer one with [`Error::TicketTooLarge`] before it signs
+///   anything or writes to the revocation store, so a ticket you are handed
+///   always renders with [`CookieConfig::set_cookie`].
 /// - **Per-user limits** ([`Policy::max_sessions_per_user`]) need a count
 ///   of a user's sessions that no ticket store keeps: a policy with one is
 ///   refused ([`Error::Unsupported`]), never silently half-kept.
@@ -140,6 +147,9 @@ impl Keys {
 pub struct TicketManager {
     purpose: Box<str>,
     purpose_id: [u8; 4],
+    /// The longest ticket issued: what the cookie carrying it holds
+    /// (`CookieConfig::max_value_len`), at most `MAX_TICKET_LEN`.
+    max_ticket_len: usize,
     keys: RwLock<Arc<Keys>>,
     /// Policy, clock, observer and the shared decisions (`lifecycle`).
     core: Core,
@@ -150,6 +160,7 @@ impl fmt::Debug for TicketManager {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TicketManager")
             .field("purpose", &self.purpose)
+            .field("max_ticket_len", &self.max_ticket_len)
             .field("keys", &self.keys.read().ring)
             .field("core", &self.core)
             .field("revocation", &self.revocation)
@@ -159,8 +170,9 @@ impl fmt::Debug for TicketManager {
 
 impl TicketManager {
     /// A manager for tickets of `purpose` (use the cookie name), signed
-    /// with `keys`, with [`Policy::default`], the system clock and no
-    /// revocation.
+    /// with `keys`, with [`Policy::default`], the system clock, no
+    /// revocation, and tickets no longer than the default cookie carries
+    /// (4041 bytes; see [`with_cookie`](Self::with_cookie)).
     ///
     /// # Errors
     /// [`TicketConfigError::BadPurpose`] unless `purpose` is 1 to 255 bytes.
@@ -179,6 +191,7 @@ impl TicketManager {
         Ok(TicketManager {
             purpose: purpose.into(),
             purpose_id: format::purpose_id(purpose),
+            max_ticket_len: ticket_budget(&CookieConfig::default()),
             keys: RwLock::new(Arc::new(Keys::new(keys, purpose))),
             // The default policy but for its per-user cap, which tickets
             // cannot count (see `with_policy`).
@@ -273,6 +286,64 @@ impl TicketManager {
         self
     }
 
+    /// Issues only tickets that `cookie` can carry: at most
+    /// [`cookie.max_value_len()`](CookieConfig::max_value_len) bytes (what
+    /// its name and attributes leave of a cookie's 4096, keeping room for
+    /// the longest `Max-Age` of a persistent cookie), and never more than
+    /// [`MAX_TICKET_LEN`]. Without this call the budget is that of
+    /// [`CookieConfig::default`] (4041 bytes), which a cookie with a longer
+    /// name, a `Domain`, a longer `Path` or a `Max-Age` does not have: pass
+    /// the config you send tickets in.
+    ///
+    /// A ticket over the budget is refused with [`Error::TicketTooLarge`]
+    /// (`limit` is the budget) by every call that issues one, before any
+    /// signing or revocation write. A ticket presented on
+    /// [`load`](SessionManager::load) that is itself over the budget (issued
+    /// under a larger one) still loads, but is not reissued: it keeps its
+    /// own idle deadline, and its signing key must stay in the ring until
+    /// it expires.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{CookieConfig, Error, KeyRing, NewSession, SessionManager, TicketKey, TicketManager};
+    ///
+    /// let cookie = CookieConfig::builder()
+    ///     .with_name("__Secure-app-session")
+    ///     .with_domain("accounts.example.com")
+    ///     .build()?;
+    /// let keys = KeyRing::new(1, TicketKey::generate());
+    /// let tickets = TicketManager::new(cookie.name(), keys)?.with_cookie(&cookie);
+    /// assert_eq!(tickets.max_ticket_len(), cookie.max_value_len());
+    ///
+    /// // Whatever is issued renders; what would not render is not issued.
+    /// let issued = tickets.create(NewSession::new().with_value("note", &"x".repeat(2_000))?)?;
+    /// assert!(cookie.set_cookie(&issued).is_ok());
+    /// let big = NewSession::new().with_value("note", &"x".repeat(3_000))?;
+    /// let err = tickets.create(big).unwrap_err();
+    /// assert!(matches!(err, Error::TicketTooLarge { limit, .. } if limit == cookie.max_value_len()));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn with_cookie(mut self, cookie: &CookieConfig) -> TicketManager {
+        self.max_ticket_len = ticket_budget(cookie);
+        self
+    }
+
+    /// The longest ticket this manager issues, in bytes: set by
+    /// [`with_cookie`](Self::with_cookie), at most [`MAX_TICKET_LEN`].
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{CookieConfig, KeyRing, TicketKey, TicketManager};
+    /// let tickets = TicketManager::new("session", KeyRing::new(1, TicketKey::generate()))?;
+    /// assert_eq!(tickets.max_ticket_len(), CookieConfig::default().max_value_len());
+    /// assert_eq!(tickets.max_ticket_len(), 4041);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn max_ticket_len(&self) -> usize {
+        self.max_ticket_len
+    }
+
     /// The purpose tickets are bound to.
     ///
     /// # Example
@@ -353,14 +424,15 @@ impl TicketManager {
     }
 
     /// Signs `claims` with the signing key. `key` is the session's store
-    /// key, which the caller already has.
+    /// key, which the caller already has. A ticket longer than the cookie
+    /// carries is refused from its computed length, before any MAC.
     fn mint(&self, keys: &Keys, claims: &Claims<'_>, key: &StoreKey) -> Result<Issued, Error> {
         let size = format::ticket_len(claims);
         let too_large = Error::TicketTooLarge {
             size,
-            limit: MAX_TICKET_LEN,
+            limit: self.max_ticket_len,
         };
-        if size > MAX_TICKET_LEN {
+        if size > self.max_ticket_len {
             return Err(too_large);
         }
         let token = format::encode(&keys.signer, self.purpose_id, keys.signing_id, claims)
@@ -421,7 +493,8 @@ impl TicketManager {
     ///
     /// # Errors
     /// [`Error::TooLarge`] (data over the policy's limit),
-    /// [`Error::TicketTooLarge`] (ticket over 4096 bytes).
+    /// [`Error::TicketTooLarge`] (a ticket longer than the cookie carries,
+    /// [`max_ticket_len`](Self::max_ticket_len)).
     ///
     /// # Example
     /// ```
@@ -432,7 +505,8 @@ impl TicketManager {
     /// let issued = manager.create_at(NewSession::new().with_user("alice"), now)?;
     /// assert!(issued.token().starts_with("lk1."));
     ///
-    /// // A cookie holds 4096 bytes; a ticket that would not fit is refused.
+    /// // A cookie holds 4096 bytes, name and attributes included; a ticket
+    /// // that would not fit is refused.
     /// let big = NewSession::new().with_value("blob", &"x".repeat(5000))?;
     /// assert!(matches!(manager.create_at(big, now), Err(Error::TicketTooLarge { .. })));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -473,7 +547,9 @@ impl TicketManager {
     /// key id (before any MAC), the MAC (constant time), the two deadlines,
     /// then revocation if configured. A ticket older than the touch
     /// interval, or signed by a key that is no longer the signing key, comes
-    /// back with a reissued ticket.
+    /// back with a reissued ticket, unless the reissue would be longer than
+    /// [`max_ticket_len`](Self::max_ticket_len) (a ticket issued under a
+    /// larger budget): that one loads without a reissue.
     ///
     /// # Example
     /// ```
@@ -575,17 +651,28 @@ impl TicketManager {
         // A ticket retired by rotation still works during its grace window,
         // but is never re-signed: a fresh copy would only die at the same
         // instant, and the client should be holding the successor.
-        let (last_seen, idle_deadline, reissue) = if (stale || !signed_by_current) && !retiring {
+        let reissue = if (stale || !signed_by_current) && !retiring {
             let claims = Claims {
                 issued_at: now,
                 idle_deadline: self.core.idle_deadline(now, absolute),
                 absolute_deadline: absolute,
                 ..c
             };
-            let issued = self.mint(&self.keys.read(), &claims, &key)?;
-            (now, claims.idle_deadline, Some(issued))
+            match self.mint(&self.keys.read(), &claims, &key) {
+                Ok(issued) => Some(issued),
+                // Issued under a larger budget than today's (the cookie
+                // changed): the cookie could not carry the reissue, so the
+                // ticket is served as it is rather than failing a request
+                // that holds a valid session.
+                Err(Error::TicketTooLarge { .. }) => None,
+                Err(e) => return Err(e),
+            }
         } else {
-            (c.issued_at, idle, None)
+            None
+        };
+        let (last_seen, idle_deadline) = match &reissue {
+            Some(issued) => (now, issued.idle_deadline()),
+            None => (c.issued_at, idle),
         };
         // Built in one expression, straight into the result: a session
         // built first and then moved into its `Loaded` is one more copy.
@@ -612,7 +699,8 @@ impl TicketManager {
     ///
     /// # Errors
     /// [`Error::AbsoluteExpired`], [`Error::TooLarge`],
-    /// [`Error::TicketTooLarge`], a revocation rejection, store errors.
+    /// [`Error::TicketTooLarge`] (the session keeps its unsaved change), a
+    /// revocation rejection, store errors.
     ///
     /// # Example
     /// ```
@@ -659,7 +747,8 @@ impl TicketManager {
     }
 
     /// Re-signs `session` under a fresh session key; the old one is retired
-    /// after the grace window if revocation is configured.
+    /// after the grace window if revocation is configured. The new ticket
+    /// is minted first: one the cookie cannot carry retires nothing.
     fn rotate_inner(
         &self,
         session: &mut Session,
@@ -774,7 +863,9 @@ impl TicketManager {
     /// revocation is configured) and `user` gets a fresh, empty one.
     ///
     /// # Errors
-    /// As for [`rotate_at`](Self::rotate_at).
+    /// As for [`rotate_at`](Self::rotate_at). On any error, including
+    /// [`Error::TicketTooLarge`], `session` is as it was and nothing was
+    /// written: the new ticket is minted before the old session is ended.
     ///
     /// # Example
     /// ```
@@ -800,6 +891,10 @@ impl TicketManager {
         self.core.check_ticket_binding(Some(user), None)?;
         match self.core.login_of(session, user) {
             Login::Replace { fresh } => {
+                // Mint first: a fresh ticket the cookie cannot carry (a
+                // longer user name) must not leave the old session ended
+                // and the browser with nothing.
+                let (fresh, issued) = self.start(fresh, now)?;
                 if let Some(store) = &self.revocation {
                     end_chain(
                         store.as_ref(),
@@ -809,7 +904,6 @@ impl TicketManager {
                         session.absolute_deadline,
                     )?;
                 }
-                let (fresh, issued) = self.start(fresh, now)?;
                 *session = fresh;
                 self.core.report_login(from, issued.fingerprint(), user);
                 Ok(issued)
@@ -1005,6 +1099,12 @@ impl TicketManager {
         }
         Ok(state)
     }
+}
+
+/// The longest ticket `cookie` carries at any time, within the format's
+/// limit.
+fn ticket_budget(cookie: &CookieConfig) -> usize {
+    cookie.max_value_len().min(MAX_TICKET_LEN)
 }
 
 /// What the revocation store says of a ticket that is still usable.
@@ -1412,7 +1512,7 @@ mod tests {
             .create_at(NewSession::new().with_value("blob", &big).unwrap(), T0)
             .unwrap_err();
         assert!(
-            matches!(err, Error::TicketTooLarge { size, limit: 4096 } if size > 4096),
+            matches!(err, Error::TicketTooLarge { size, limit: 4041 } if size > 4041),
             "{err}"
         );
         // Just under the limit is fine, and loads.

@@ -405,14 +405,96 @@ fn hostile_cookie_headers_get_clear_answers() {
     // Not a token: refused before the store is asked.
     let r = demo.get("/me", Some("latchkey-session=nope"));
     assert_eq!(r.field("rejected"), Some("malformed"));
-    // An oversized header is a bad request, not a crash.
-    let huge = format!("{cookie}; pad={}", "x".repeat(9000));
-    assert_eq!(demo.get("/me", Some(&huge)).status, 400);
+    // Nor is a value longer than any cookie holds: no session, cleared.
+    let long = format!("latchkey-session={}", "A".repeat(5000));
+    let r = demo.get("/me", Some(&long));
+    assert_eq!(r.field("rejected"), Some("malformed"));
+    let page = demo.get("/", Some(&long));
+    assert_eq!(page.status, 200);
+    assert_eq!(
+        page.set_cookies(),
+        ["latchkey-session=; Max-Age=0; Path=/; HttpOnly; SameSite=Lax"]
+    );
     assert_eq!(
         demo.get("/me", Some(&cookie)).status,
         200,
         "server still up"
     );
+}
+
+/// At least `n` bytes of other applications' cookies on the same host.
+fn foreign_cookies(n: usize) -> String {
+    let mut out = String::new();
+    let mut i = 0;
+    while out.len() < n {
+        if !out.is_empty() {
+            out.push_str("; ");
+        }
+        out.push_str(&format!("other_app_{i}={}", "v".repeat(100)));
+        i += 1;
+    }
+    out
+}
+
+#[test]
+fn other_apps_cookies_never_turn_a_page_into_an_error() {
+    let demo = Demo::start(&["--store", "memory"]);
+    let foreign = foreign_cookies(10 * 1024);
+    // A visitor with no session of ours: the page, logged out.
+    let page = demo.get("/", Some(&foreign));
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("action=/login"), "the login form");
+    assert!(!page.body.contains("Your session ended"));
+    assert!(page.set_cookies().is_empty(), "nothing of ours to clear");
+    let me = demo.get("/me", Some(&foreign));
+    assert_eq!(me.status, 401);
+    assert_eq!(me.field("rejected"), Some(""), "simply anonymous");
+    // A logged-in user keeps the session among them, wherever ours is.
+    let cookie = demo.login("alice");
+    for header in [
+        format!("{cookie}; {foreign}"),
+        format!("{foreign}; {cookie}"),
+        format!("{foreign}; {cookie}; {foreign}"),
+    ] {
+        let me = demo.get("/me", Some(&header));
+        assert_eq!(me.status, 200, "{}", me.body);
+        assert_eq!(me.field("user"), Some("alice"));
+        let page = demo.get("/", Some(&header));
+        assert_eq!(page.status, 200);
+        assert!(page.body.contains("alice"));
+        assert!(page.set_cookies().is_empty(), "the cookie is left alone");
+    }
+}
+
+#[test]
+fn a_cookie_header_past_the_scan_limit_is_served_logged_out_and_keeps_the_cookie() {
+    let demo = Demo::start(&["--store", "memory"]);
+    let cookie = demo.login("alice");
+    // Over the 64 KiB scanned: nothing in it is read, ours included.
+    let crowded = format!("{cookie}; {}", foreign_cookies(64 * 1024));
+    let page = demo.get("/", Some(&crowded));
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("action=/login"));
+    assert!(page.body.contains("more than 64 KiB of cookies"));
+    assert!(
+        page.set_cookies().is_empty(),
+        "the cookie was not even read"
+    );
+    let me = demo.get("/me", Some(&crowded));
+    assert_eq!(me.status, 401);
+    assert_eq!(me.field("rejected"), Some("cookie_header_too_large"));
+    // Once the other cookies are gone, the session is there again.
+    assert_eq!(demo.get("/me", Some(&cookie)).field("user"), Some("alice"));
+}
+
+#[test]
+fn tickets_mode_keeps_a_ticket_session_among_other_apps_cookies() {
+    let demo = Demo::start(&["--store", "memory", "--tickets"]);
+    let cookie = demo.login("alice");
+    let header = format!("{}; {cookie}", foreign_cookies(10 * 1024));
+    let me = demo.get("/me", Some(&header));
+    assert_eq!(me.status, 200, "{}", me.body);
+    assert_eq!(me.field("user"), Some("alice"));
 }
 
 #[test]

@@ -13,7 +13,7 @@
 //! | a token was issued (login, rotation, a reissue hint on load) | `Set-Cookie` with the new token |
 //! | the cookie was rejected (expired, ended, reused, malformed, ambiguous) | the request runs logged out; `Set-Cookie` clears the cookie |
 //! | the store failed | 503 at once; the cookie is kept (the session may be fine) |
-//! | the `Cookie` header is over the size cap | 400 |
+//! | the `Cookie` header is crowded past the 64 KiB scanned (other applications' cookies) | the request runs logged out; the cookie is kept (it was not read) |
 //! | a session was involved at all | `Cache-Control: no-store` |
 //!
 //! **Store calls block** (a file store does I/O, a Redis store a network
@@ -299,12 +299,16 @@ pub async fn session_layer(
         .map(|t| t.map(str::to_owned));
     let token = match found {
         Ok(t) => t,
-        // Two different session cookies, or a broken value: no session.
-        Err(e) if e.is_rejection() => {
-            change = CookieChange::Clear;
+        // No usable session cookie: the request runs logged out, never a
+        // 400 (other applications' cookies are not this request's fault).
+        // Two different session cookies or a broken value are cleared; a
+        // header crowded past the scan limit was not read, so ours is kept.
+        Err(e) => {
+            if e.clears_cookie() {
+                change = CookieChange::Clear;
+            }
             None
         }
-        Err(_) => return (StatusCode::BAD_REQUEST, "Cookie header too large\n").into_response(),
     };
     let mut session = None;
     if let Some(token) = token {
