@@ -184,7 +184,19 @@ fn child_process_entry() {
         "increment" => increment_worker(&store, arg),
         "rotate" => rotate_worker(&store, arg),
         "manager_rotate" => manager_rotate_worker(store, &dir),
+        "hold_lock" => hold_lock_worker(&dir, arg),
         other => panic!("unknown child job {other}"),
+    }
+}
+
+/// Takes session lock `s-ARG` of the store as any process sharing it
+/// would, prints `locked`, and keeps it until killed.
+fn hold_lock_worker(dir: &Path, shard: u64) {
+    let lock = std::fs::File::open(dir.join("locks").join(format!("s-{shard:02x}"))).unwrap();
+    lock.lock().unwrap();
+    println!("locked");
+    loop {
+        std::thread::park();
     }
 }
 
@@ -1013,4 +1025,462 @@ fn sessions_survive_reopening_with_a_manager() {
         .with_clock(std::sync::Arc::new(clock.clone()));
     let s = m.load(issued.token()).unwrap().session;
     assert_eq!(s.get::<String>("theme").unwrap().as_deref(), Some("dark"));
+}
+
+// ------------------------------------------------- purge past bad entries
+
+/// A key whose file lies in `sessions/XX` for `first` = XX; `tag` tells
+/// keys of one directory apart.
+fn key_at(first: u8, tag: u8) -> StoreKey {
+    let mut b = [tag; 32];
+    b[0] = first;
+    StoreKey::from_bytes(b)
+}
+
+/// A record of `user` that has expired by `START`.
+fn expired(user: Option<&str>) -> Record {
+    let mut r = counted(1, user);
+    r.expires_at = START;
+    r
+}
+
+/// What a purge meets in a directory that has seen operators and crashes:
+/// a broken fan-out directory, files where directories belong and a
+/// `corrupt/` it cannot move anything into. It goes on past each of them
+/// and still deletes every expired record it can reach.
+#[test]
+fn purge_expired_goes_on_past_entries_it_cannot_handle() {
+    let s = TempFileStore::new();
+    let dir = s.store.path().to_path_buf();
+    // Expired sessions in directories before, between and after the bad
+    // entries (a purge visits sessions/00 to sessions/ff in order).
+    let dead = [key_at(0x01, 1), key_at(0x80, 2), key_at(0xfe, 3)];
+    for k in &dead {
+        s.insert(k, &expired(Some("frank"))).unwrap();
+    }
+    let alive = key_at(0x02, 4);
+    s.insert(&alive, &counted(1, Some("frank"))).unwrap();
+    // An undecodable session file that cannot be moved aside, because a
+    // plain file stands where `corrupt/` belongs.
+    let bad = key_at(0x40, 5);
+    s.insert(&bad, &counted(1, None)).unwrap();
+    std::fs::write(s.store.session_path(&bad), b"not a session").unwrap();
+    std::fs::write(dir.join("corrupt"), b"in the way").unwrap();
+    // A file where the fan-out directory sessions/7f belongs, and an
+    // operator's note among the index directories.
+    std::fs::write(dir.join("sessions").join("7f"), b"in the way").unwrap();
+    std::fs::write(dir.join("users").join("README"), b"operator note").unwrap();
+
+    assert_eq!(s.purge_expired(START).unwrap(), dead.len());
+    for k in &dead {
+        assert_eq!(s.get(k).unwrap(), None);
+    }
+    assert!(s.get(&alive).unwrap().is_some());
+    let keys: Vec<_> = s
+        .sessions_of("frank")
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(
+        keys,
+        vec![alive],
+        "the index was pruned past the bad entries"
+    );
+    // What could not be moved aside is still there, for the next purge.
+    assert_eq!(
+        std::fs::read(s.store.session_path(&bad)).unwrap(),
+        b"not a session"
+    );
+}
+
+/// The fingerprint of the user index of `user`: the first 12 hex digits
+/// of its file name, SHA-256 of the name.
+fn index_fingerprint(user: &str) -> latchkey::Fingerprint {
+    latchkey::Fingerprint::from_hex(&sha2_hex::sha256_hex(user.as_bytes())[..12]).unwrap()
+}
+
+#[test]
+fn purge_report_lists_each_skipped_entry_by_fingerprint_with_its_reason() {
+    use latchkey::store::file::{PurgeEntry, SkipReason};
+
+    let s = TempFileStore::new();
+    let dir = s.store.path().to_path_buf();
+    let dead = key_at(0x10, 1);
+    s.insert(&dead, &expired(Some("frank"))).unwrap();
+    let alive = key_at(0x10, 2);
+    s.insert(&alive, &counted(1, Some("gina"))).unwrap();
+    // A directory, a FIFO and an undecodable file where session files
+    // belong, and a directory at a session's temporary name.
+    let (at_dir, at_fifo, at_bad, at_tmp) = (
+        key_at(0x20, 3),
+        key_at(0x21, 4),
+        key_at(0x22, 5),
+        key_at(0x23, 6),
+    );
+    std::fs::create_dir_all(s.store.session_path(&at_dir).join("inside")).unwrap();
+    let fifo = s.store.session_path(&at_fifo);
+    std::fs::create_dir_all(fifo.parent().unwrap()).unwrap();
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    s.insert(&at_bad, &counted(1, None)).unwrap();
+    std::fs::write(s.store.session_path(&at_bad), b"\x89PNG").unwrap();
+    let tmp_name = format!(".{}.tmp", at_tmp.to_hex());
+    let tmp = dir.join("sessions").join("23").join(&tmp_name);
+    std::fs::create_dir_all(&tmp).unwrap();
+    // A file where the fan-out directory sessions/ee belongs.
+    std::fs::write(dir.join("sessions").join("ee"), b"").unwrap();
+    // Gina's user index, corrupt.
+    let gina = sha2_hex::sha256_hex(b"gina");
+    let index = dir
+        .join("users")
+        .join(&gina[..2])
+        .join(format!("{gina}.user"));
+    std::fs::write(&index, b"garbage").unwrap();
+    // Not the store's: left alone, and not reported.
+    std::fs::write(dir.join("sessions").join("10").join("README"), b"note").unwrap();
+
+    let report = s.store.purge_expired_report(START).unwrap();
+    assert_eq!(report.removed(), 1);
+    assert_eq!(s.get(&dead).unwrap(), None);
+    let found = |entry: PurgeEntry| {
+        report
+            .skips()
+            .iter()
+            .find(|skip| skip.entry() == entry)
+            .unwrap_or_else(|| panic!("{entry} is not in {:#?}", report.skips()))
+    };
+    for k in [at_dir, at_fifo] {
+        let skip = found(PurgeEntry::Session(k.fingerprint()));
+        assert!(
+            matches!(skip.reason(), SkipReason::NotRegularFile),
+            "{skip}"
+        );
+        assert!(skip.moved_aside(), "{skip}");
+        assert!(
+            dir.join("corrupt")
+                .join(format!("{}.session", k.to_hex()))
+                .exists()
+        );
+    }
+    let skip = found(PurgeEntry::Session(at_bad.fingerprint()));
+    assert!(matches!(skip.reason(), SkipReason::Corrupt), "{skip}");
+    assert!(skip.moved_aside(), "{skip}");
+    let skip = found(PurgeEntry::SessionTemp(at_tmp.fingerprint()));
+    assert!(
+        matches!(skip.reason(), SkipReason::NotRegularFile),
+        "{skip}"
+    );
+    assert!(skip.moved_aside() && dir.join("corrupt").join(&tmp_name).is_dir());
+    let skip = found(PurgeEntry::SessionDir(0xee));
+    assert!(
+        matches!(skip.reason(), SkipReason::Io(e) if e.kind() == std::io::ErrorKind::NotADirectory),
+        "{skip}"
+    );
+    assert!(!skip.moved_aside(), "{skip}");
+    let skip = found(PurgeEntry::UserIndex(index_fingerprint("gina")));
+    assert!(matches!(skip.reason(), SkipReason::Corrupt), "{skip}");
+    assert!(skip.moved_aside(), "{skip}");
+    assert_eq!(
+        (report.skipped(), report.skips().len(), report.unlisted()),
+        (6, 6, 0)
+    );
+    assert_eq!(
+        report.to_string(),
+        "removed 1 expired records; skipped 6 entries"
+    );
+
+    // Out of the way now: the sessions can be written again, and gina's
+    // index was rebuilt from her records.
+    for k in [at_dir, at_fifo, at_bad, at_tmp] {
+        s.insert(&k, &counted(1, None)).unwrap();
+    }
+    assert!(
+        std::fs::read(&index)
+            .unwrap()
+            .starts_with(b"latchkey-user-index 1\n")
+    );
+    let keys: Vec<_> = s
+        .sessions_of("gina")
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(keys, vec![alive]);
+
+    // Safe to log: fingerprints only, never a whole key, nor a user name.
+    let logged = format!(
+        "{report} {report:?} {}",
+        report
+            .skips()
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    for k in [dead, alive, at_dir, at_fifo, at_bad, at_tmp] {
+        assert!(!logged.contains(&k.to_hex()), "{logged}");
+    }
+    assert!(
+        logged.contains(&at_bad.fingerprint().to_string()),
+        "{logged}"
+    );
+    assert!(
+        !logged.contains(&gina) && !logged.contains("gina"),
+        "{logged}"
+    );
+    assert!(
+        logged.contains(&format!("sessions/22/{}*.session", at_bad.fingerprint())),
+        "{logged}"
+    );
+}
+
+#[test]
+fn purge_report_lists_at_most_max_listed_entries_and_counts_the_rest() {
+    use latchkey::store::file::PurgeReport;
+
+    let s = TempFileStore::new();
+    let bad = PurgeReport::MAX_LISTED + 7;
+    for i in 0..bad {
+        let k = key_at(i as u8, (i / 256) as u8 + 1);
+        let path = s.store.session_path(&k);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, b"").unwrap();
+    }
+    let report = s.store.purge_expired_report(START).unwrap();
+    assert_eq!(report.skipped(), bad);
+    assert_eq!(report.skips().len(), PurgeReport::MAX_LISTED);
+    assert_eq!(report.unlisted(), 7);
+}
+
+// ------------------------------------------------------ stopped lock holders
+
+/// The lock file of session shard `shard` (a key's first byte modulo 64).
+fn session_lock(dir: &Path, key: &StoreKey) -> PathBuf {
+    dir.join("locks")
+        .join(format!("s-{:02x}", key.as_bytes()[0] % 64))
+}
+
+/// Takes the lock file `path` (which the store has created) the way
+/// another process sharing the store does: an open file of its own and
+/// `flock`. Held until dropped.
+fn hold(path: &Path) -> std::fs::File {
+    let f = std::fs::File::open(path).unwrap();
+    f.lock().unwrap();
+    f
+}
+
+/// Runs `f` on another thread and returns its result. A guard, not a
+/// measurement: a write that waits without end fails the test here
+/// instead of hanging it.
+fn within_30s<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(Duration::from_secs(30))
+        .expect("the write waited without end for a held lock")
+}
+
+/// Kills and reaps the child when dropped, so that a failed assertion
+/// leaves no stopped process behind.
+struct KillOnDrop(Child);
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A process that holds a session lock and is stopped (SIGSTOP) releases
+/// it never, until it dies. Writes of the sessions that lock guards fail
+/// after the lock timeout with an error naming the lock file; they changed
+/// nothing, and work again once the holder is gone.
+#[test]
+fn a_stopped_lock_holder_makes_writes_fail_after_the_timeout_naming_the_lock() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let timeout = Duration::from_millis(50);
+    let store = std::sync::Arc::new(FileStore::open(&dir).unwrap().with_lock_timeout(timeout));
+    assert_eq!(store.lock_timeout(), timeout);
+    let k = key_at(0x66, 1);
+    store.insert(&k, &counted(1, None)).unwrap();
+    let lock = session_lock(&dir, &k);
+
+    let mut child = KillOnDrop(spawn_child(
+        "hold_lock",
+        &dir,
+        u64::from(k.as_bytes()[0] % 64),
+    ));
+    let mut out = await_ready(&mut child.0);
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim_end(), "locked");
+    let stopped = Command::new("kill")
+        .args(["-STOP", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+
+    let other = key_at(0x66, 2); // another session of the same shard
+    type Write = Box<dyn FnOnce(&FileStore) -> Result<(), StoreError> + Send>;
+    let writes: Vec<(&str, Write)> = vec![
+        (
+            "replace",
+            Box::new(move |s| s.replace(&k, 1, &counted(2, None))),
+        ),
+        (
+            "touch",
+            Box::new(move |s| s.touch(&k, START, START).map(drop)),
+        ),
+        ("remove", Box::new(move |s| s.remove(&k).map(drop))),
+        (
+            "insert",
+            Box::new(move |s| s.insert(&other, &counted(1, None))),
+        ),
+    ];
+    for (what, write) in writes {
+        let s = store.clone();
+        let err = within_30s(move || write(&s)).unwrap_err();
+        match &err {
+            StoreError::LockTimeout {
+                lock: named,
+                waited,
+            } => {
+                assert_eq!(*named, lock, "{what}");
+                assert!(*waited >= timeout, "{what}: {waited:?}");
+            }
+            other => panic!("{what}: expected LockTimeout, got {other:?}"),
+        }
+        assert!(
+            err.to_string().contains(&lock.display().to_string()),
+            "{err}"
+        );
+        assert!(latchkey::Error::Store(err).is_backend_failure());
+    }
+    // Nothing changed, and reads never waited.
+    assert_eq!(store.get(&k).unwrap(), Some(counted(1, None)));
+    assert_eq!(store.get(&other).unwrap(), None);
+
+    // Only its death frees the lock.
+    drop(child);
+    let s = store.clone();
+    within_30s(move || s.replace(&k, 1, &counted(2, None))).unwrap();
+    assert_eq!(store.get(&k).unwrap(), Some(counted(2, None)));
+}
+
+/// The user-index lock too: a login of a user whose index lock is held
+/// fails before it writes anything; the clean-up of the index after a
+/// write that landed does not turn it into a failure.
+#[test]
+fn a_held_index_lock_fails_only_writes_that_have_not_changed_anything() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let store = std::sync::Arc::new(
+        FileStore::open(&dir)
+            .unwrap()
+            .with_lock_timeout(Duration::from_millis(50)),
+    );
+    let mine = key_at(0x30, 1);
+    store.insert(&mine, &counted(1, Some("alice"))).unwrap();
+    // SHA-256("alice") starts with 0x2b, so its index lock is u-0b.
+    let lock = dir.join("locks").join("u-0b");
+    let holder = hold(&lock);
+
+    let s = store.clone();
+    let new = key_at(0x31, 2);
+    let err = within_30s(move || s.insert(&new, &counted(1, Some("alice")))).unwrap_err();
+    assert!(
+        matches!(&err, StoreError::LockTimeout { lock: named, .. } if *named == lock),
+        "{err:?}"
+    );
+    assert_eq!(store.get(&new).unwrap(), None, "nothing was written");
+    // Sessions of no user need no index lock.
+    store.insert(&key_at(0x31, 3), &counted(1, None)).unwrap();
+    // A logout removes the session; the index entry it leaves behind is
+    // filtered from listings.
+    let s = store.clone();
+    assert!(within_30s(move || s.remove(&mine)).unwrap());
+    assert_eq!(store.get(&mine).unwrap(), None);
+    assert!(store.sessions_of("alice").unwrap().is_empty());
+
+    drop(holder);
+    store.insert(&new, &counted(1, Some("alice"))).unwrap();
+    let keys: Vec<_> = store
+        .sessions_of("alice")
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(keys, vec![new]);
+}
+
+/// A purge skips what a held lock guards, reports it once per lock (it
+/// waits for each lock at most once), and purges everything else.
+#[test]
+fn purge_skips_and_reports_what_a_held_lock_guards() {
+    use latchkey::store::file::{PurgeEntry, SkipReason};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("store");
+    let store = FileStore::open(&dir)
+        .unwrap()
+        .with_lock_timeout(Duration::from_millis(50));
+    // sessions/05 and sessions/45 share lock s-05; sessions/06 has s-06.
+    let (a, b, c) = (key_at(0x05, 1), key_at(0x45, 2), key_at(0x06, 3));
+    for k in [a, b, c] {
+        store.insert(&k, &expired(None)).unwrap();
+    }
+    let lock = session_lock(&dir, &a);
+    let holder = hold(&lock);
+
+    let report = within_30s({
+        let dir = dir.clone();
+        move || {
+            FileStore::open(&dir)
+                .unwrap()
+                .with_lock_timeout(Duration::from_millis(50))
+                .purge_expired_report(START)
+        }
+    })
+    .unwrap();
+    assert_eq!(report.removed(), 1);
+    assert_eq!(store.get(&c).unwrap(), None);
+    let waits: Vec<Duration> = [0x05, 0x45]
+        .into_iter()
+        .map(|byte| {
+            let skip = report
+                .skips()
+                .iter()
+                .find(|skip| skip.entry() == PurgeEntry::SessionDir(byte))
+                .unwrap_or_else(|| panic!("sessions/{byte:02x} not in {:#?}", report.skips()));
+            match skip.reason() {
+                SkipReason::LockTimeout {
+                    lock: named,
+                    waited,
+                } => {
+                    assert_eq!(*named, lock);
+                    *waited
+                }
+                other => panic!("{other:?}"),
+            }
+        })
+        .collect();
+    assert_eq!(
+        waits[0], waits[1],
+        "the second directory reused the first wait"
+    );
+    assert_eq!(report.skipped(), 2);
+
+    drop(holder);
+    assert_eq!(store.purge_expired(START).unwrap(), 2);
+    assert_eq!(
+        (store.get(&a).unwrap(), store.get(&b).unwrap()),
+        (None, None)
+    );
 }

@@ -511,6 +511,36 @@ pub enum StoreError {
     /// An I/O operation failed.
     #[error("I/O error")]
     Io(#[source] std::io::Error),
+    /// A lock the operation needs was held by someone else (another
+    /// process, or another thread of this one) for longer than the store's
+    /// lock timeout, so the operation gave up rather than wait without end.
+    ///
+    /// The usual cause is a holder that is stopped (`SIGSTOP`, a debugger)
+    /// or stuck in I/O; `fuser -v LOCK` names it. Like any backend error it
+    /// means "try again later", not "the session is bad". Which locks a
+    /// store has, and what a timed-out write may already have changed, are
+    /// the store's to document (see
+    /// [`FileStore::with_lock_timeout`](crate::FileStore::with_lock_timeout)).
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{Error, StoreError};
+    /// use std::time::Duration;
+    ///
+    /// let e = StoreError::LockTimeout {
+    ///     lock: "/srv/sessions/locks/s-26".into(),
+    ///     waited: Duration::from_secs(5),
+    /// };
+    /// assert_eq!(e.to_string(), "gave up after 5s waiting for the lock /srv/sessions/locks/s-26");
+    /// assert!(Error::Store(e).is_backend_failure());
+    /// ```
+    #[error("gave up after {waited:?} waiting for the lock {}", lock.display())]
+    LockTimeout {
+        /// The lock file: a path of the store, never a key or a token.
+        lock: std::path::PathBuf,
+        /// How long the operation waited.
+        waited: std::time::Duration,
+    },
     /// A store directory is unsafe to use: anyone else who can write to it
     /// could forge or swap sessions.
     #[error("refusing to use {}: {reason}", path.display())]

@@ -11,7 +11,7 @@
 //!   sessions/66/.66687aadf862…2925.tmp      a write in progress (or left by a crash)
 //!   users/2b/2bd806c97f0e…6e90.user         per-user index, named by SHA-256(user)
 //!   locks/s-26   locks/u-0b                 lock files (empty)
-//!   corrupt/                                undecodable files moved aside by purge
+//!   corrupt/                                what purge found in a file's place, moved aside
 //! ```
 //!
 //! - A session's file is named by its [`StoreKey`] in hex, the SHA-256 of
@@ -68,9 +68,10 @@
 //! # Several processes
 //!
 //! Processes (and threads) coordinate through lock files taken with
-//! [`File::lock`]: 64 session locks (`locks/s-00` to `locks/s-3f`; a key's
-//! lock is its first byte modulo 64) and 16 index locks (`locks/u-00` to
-//! `locks/u-0f`, by the first byte of the user hash modulo 16). Every write
+//! `flock` ([`File::try_lock`]): 64 session locks (`locks/s-00` to
+//! `locks/s-3f`; a key's lock is its first byte modulo 64) and 16 index
+//! locks (`locks/u-00` to `locks/u-0f`, by the first byte of the user hash
+//! modulo 16). Every write
 //! of a session holds its shard's lock from reading the current version to
 //! renaming the new file into place, so versioned saves are
 //! compare-and-swap across processes and no update is lost. An index
@@ -86,6 +87,16 @@
 //! rename makes every file read see a whole record. Within one process a
 //! read does wait for a write in progress on the same shard (1/64 of the
 //! sessions).
+//!
+//! A lock's holder may stop without dying: `SIGSTOP`, a debugger, I/O that
+//! hangs. The kernel frees the locks of a process that dies, never those
+//! of one that is stopped, so no wait for a lock is without end: after
+//! [`FileStore::lock_timeout`] (five seconds unless
+//! [`FileStore::with_lock_timeout`] says otherwise) the operation fails
+//! with [`StoreError::LockTimeout`], which names the lock file. A
+//! single-key write that times out has changed nothing (the builder method
+//! has the details); a purge skips and reports what the held lock guards,
+//! and goes on.
 //!
 //! # Security
 //!
@@ -115,15 +126,30 @@
 //! record in place, since the rename that would replace it never happens.
 //! A corrupt user index makes that user's listing scan every record until
 //! [`Store::purge_expired`] rebuilds the index.
+//!
+//! A purge goes on past every entry it cannot handle: something other than
+//! a regular file or an undecodable file where a file of the store belongs
+//! (moved to `corrupt/`), a file it cannot read or delete, a fan-out
+//! directory it cannot list, a lock held past the timeout (all left where
+//! they are). [`FileStore::purge_expired_report`] returns a
+//! [`PurgeReport`] that counts them and lists the first
+//! [`MAX_LISTED`](PurgeReport::MAX_LISTED), each by fingerprint with a
+//! typed [`SkipReason`]; [`Store::purge_expired`] returns only the number
+//! of records deleted. A purge fails as a whole only when `sessions/` or
+//! `users/` itself cannot be listed, and then before it has changed
+//! anything. On a full disk a purge still deletes
+//! (a deletion needs no space); an index it cannot rewrite is reported and
+//! stays a superset, which listings filter.
 
 use std::collections::BTreeSet;
 use std::fmt;
-use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::fs::{self, DirBuilder, File, OpenOptions, TryLockError};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use parking_lot::{RwLock, RwLockWriteGuard};
 use serde::{Deserialize, Serialize};
@@ -132,9 +158,11 @@ use sha2::{Digest, Sha256};
 use crate::clock::Timestamp;
 
 mod format;
+mod purge;
 
 use self::format::MAX_FILE_BYTES;
 pub use self::format::{DecodeError, SESSION_HEADER, decode, encode};
+pub use self::purge::{PurgeEntry, PurgeReport, PurgeSkip, SkipReason};
 use crate::id::{StoreKey, hex};
 use crate::store::{Record, RecordState, Store, StoreError};
 
@@ -197,6 +225,9 @@ struct LockTable {
     dir: PathBuf,
     prefix: &'static str,
     slots: Box<[RwLock<Option<File>>]>,
+    /// How long [`LockTable::lock`] waits, in all (see
+    /// [`FileStore::with_lock_timeout`]).
+    timeout: Duration,
 }
 
 /// An exclusive hold on one shard, for this process and all others.
@@ -212,19 +243,65 @@ impl Drop for ShardGuard<'_> {
     }
 }
 
+/// Why a shard lock was not taken.
+#[derive(Debug)]
+enum LockError {
+    /// The lock file could not be opened, created or locked.
+    Io(io::Error),
+    /// Someone held the lock for the whole timeout.
+    Timeout { lock: PathBuf, waited: Duration },
+}
+
+impl From<LockError> for StoreError {
+    fn from(e: LockError) -> StoreError {
+        match e {
+            LockError::Io(e) => StoreError::Io(e),
+            LockError::Timeout { lock, waited } => StoreError::LockTimeout { lock, waited },
+        }
+    }
+}
+
+impl From<io::Error> for LockError {
+    fn from(e: io::Error) -> LockError {
+        LockError::Io(e)
+    }
+}
+
+/// The longest pause between two tries of a held file lock: short beside
+/// the default timeout, long enough that a waiter costs no CPU to speak of.
+const MAX_LOCK_PAUSE: Duration = Duration::from_millis(20);
+
 impl LockTable {
     fn new(dir: PathBuf, prefix: &'static str, n: usize) -> LockTable {
         LockTable {
             dir,
             prefix,
             slots: (0..n).map(|_| RwLock::new(None)).collect(),
+            timeout: FileStore::DEFAULT_LOCK_TIMEOUT,
         }
     }
 
-    fn lock(&self, shard: usize) -> Result<ShardGuard<'_>, StoreError> {
-        let mut slot = self.slots[shard].write();
+    /// The lock file of `shard`, e.g. `DIR/locks/s-26`.
+    fn path(&self, shard: usize) -> PathBuf {
+        self.dir.join(format!("{}{shard:02x}", self.prefix))
+    }
+
+    /// Takes `shard` for this thread against every other thread and
+    /// process, waiting at most the table's timeout in all.
+    fn lock(&self, shard: usize) -> Result<ShardGuard<'_>, LockError> {
+        let start = Instant::now();
+        let timed_out = || LockError::Timeout {
+            lock: self.path(shard),
+            waited: start.elapsed(),
+        };
+        // Bounded too: the thread of this process that holds the slot may
+        // itself be waiting out a stopped process's file lock, or be stuck
+        // in I/O.
+        let mut slot = self.slots[shard]
+            .try_write_for(self.timeout)
+            .ok_or_else(timed_out)?;
         if slot.is_none() {
-            let path = self.dir.join(format!("{}{shard:02x}", self.prefix));
+            let path = self.path(shard);
             // Held open read-only (flock needs no write access), so an open
             // store does not keep the file system from being remounted
             // read-only; created on first use.
@@ -244,24 +321,45 @@ impl LockTable {
                         Err(e) => return Err(e.into()),
                     }
                     open_regular(&path)?.ok_or_else(|| {
-                        StoreError::Io(io::Error::new(
+                        io::Error::new(
                             io::ErrorKind::NotFound,
                             "a lock file vanished as it was created",
-                        ))
+                        )
                     })?
                 }
             };
             *slot = Some(f);
         }
         if let Some(f) = slot.as_ref() {
-            f.lock()?;
+            // There is no portable timed flock, so a held lock is polled,
+            // with pauses that double up to MAX_LOCK_PAUSE. A holder that
+            // is merely slow (an fsync on a busy disk) lets go long before
+            // the timeout; one that is stopped never does, and without the
+            // bound would stop every writer of this shard with it.
+            let mut pause = Duration::from_micros(500);
+            loop {
+                match f.try_lock() {
+                    Ok(()) => break,
+                    Err(TryLockError::WouldBlock) => {}
+                    Err(TryLockError::Error(e)) => return Err(e.into()),
+                }
+                let left = self.timeout.saturating_sub(start.elapsed());
+                if left.is_zero() {
+                    return Err(timed_out());
+                }
+                std::thread::sleep(pause.min(left));
+                pause = (pause * 2).min(MAX_LOCK_PAUSE);
+            }
         }
         Ok(ShardGuard(slot))
     }
 }
 
 /// A [`Store`] in a directory: crash-safe, shared by processes, readable by
-/// operators. See the [module docs](self) for the layout and the guarantees.
+/// operators. See the [module docs](self) for the layout, the guarantees,
+/// and what it does under each fault: a foreign or corrupt entry (Security
+/// and Robustness), a stopped lock holder (Several processes), a full disk
+/// (Robustness).
 ///
 /// # Example
 /// ```
@@ -322,20 +420,6 @@ fn read_limited(path: &Path) -> io::Result<Option<Vec<u8>>> {
     let mut buf = Vec::with_capacity(1024);
     f.take(MAX_FILE_BYTES + 1).read_to_end(&mut buf)?;
     Ok(Some(buf))
-}
-
-/// An index file as the purge's repair sees it: `None` if there is none,
-/// `Some(None)` if it is unreadable (corrupt, or not a regular file),
-/// `Some(Some(index))` otherwise.
-fn read_index_file(path: &Path) -> Result<Option<Option<UserIndex>>, StoreError> {
-    match read_limited(path) {
-        Ok(bytes) => Ok(bytes.map(|b| {
-            b.strip_prefix(INDEX_HEADER.as_bytes())
-                .and_then(|body| serde_json::from_slice::<UserIndex>(body).ok())
-        })),
-        Err(e) if is_not_regular(&e) => Ok(Some(None)),
-        Err(e) => Err(e.into()),
-    }
 }
 
 /// Something other than a regular file where the store keeps one: a
@@ -399,6 +483,27 @@ fn open_regular(path: &Path) -> io::Result<Option<File>> {
         io::ErrorKind::Interrupted,
         "the file kept changing while it was opened",
     ))
+}
+
+/// Why a session file was not read as a record.
+#[derive(Debug)]
+enum ReadFault {
+    /// Not a regular file (the error says so: see [`NotRegularFile`]).
+    NotRegular(io::Error),
+    /// A regular file that does not decode.
+    Undecodable(DecodeError),
+    /// The file could not be read.
+    Io(io::Error),
+}
+
+/// Reads and decodes the session file at `path`; `None` if there is none.
+fn read_record(path: &Path) -> Result<Option<Record>, ReadFault> {
+    match read_limited(path) {
+        Ok(None) => Ok(None),
+        Ok(Some(bytes)) => decode(&bytes).map(Some).map_err(ReadFault::Undecodable),
+        Err(e) if is_not_regular(&e) => Err(ReadFault::NotRegular(e)),
+        Err(e) => Err(ReadFault::Io(e)),
+    }
 }
 
 static PROBE_COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -525,6 +630,83 @@ impl FileStore {
         self.durability
     }
 
+    /// How long an operation waits for a lock before it gives up with
+    /// [`StoreError::LockTimeout`], unless
+    /// [`with_lock_timeout`](Self::with_lock_timeout) says otherwise: five
+    /// seconds.
+    ///
+    /// A healthy holder keeps a lock for one write, a few milliseconds;
+    /// an `fsync` on an overloaded disk can stretch that to a second or
+    /// more. Five seconds is well above either, so a slow but working store
+    /// does not fail writes, and well below the 30 to 60 seconds after
+    /// which proxies and clients give up on a request, so a stopped holder
+    /// costs its requests a prompt backend error (a 503) rather than a
+    /// hang.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::FileStore;
+    /// use std::time::Duration;
+    /// assert_eq!(FileStore::DEFAULT_LOCK_TIMEOUT, Duration::from_secs(5));
+    /// ```
+    pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(5);
+
+    /// Sets how long an operation waits, in all, for the locks it needs
+    /// before it fails with [`StoreError::LockTimeout`]
+    /// ([`DEFAULT_LOCK_TIMEOUT`](Self::DEFAULT_LOCK_TIMEOUT) unless set).
+    ///
+    /// Locks are held only for the length of one write (see the [module
+    /// docs](self)), so a wait this long means the holder is stopped
+    /// (`SIGSTOP`, a debugger) or stuck in I/O: without a bound, every
+    /// writer of its shard would wait for as long as it stays so. The error
+    /// names the lock file, whose holder `fuser -v` shows.
+    ///
+    /// A single-key write (`insert`, `replace`, `touch`, `remove`) that
+    /// times out has changed nothing: it takes each lock before its first
+    /// change, but for the user index's clean-up after a change of user or
+    /// a removal, which is best effort (a stale index entry is harmless:
+    /// listings check each record, and
+    /// [`purge_expired_report`](Self::purge_expired_report) prunes it). A
+    /// `rotate` is two such writes, and [`Store::rotate`] says what an
+    /// error after the first leaves. Reads take no file lock (in this
+    /// process they may wait behind a write of their shard, which the
+    /// timeout bounds). A purge skips what a held lock guards and reports
+    /// it. `Duration::ZERO` tries each lock once; `Duration::MAX` waits
+    /// without end.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::FileStore;
+    /// use std::time::Duration;
+    ///
+    /// let dir = std::env::temp_dir().join(format!("latchkey-doc-lock-timeout-{}", std::process::id()));
+    /// let store = FileStore::open(&dir)?.with_lock_timeout(Duration::from_millis(500));
+    /// assert_eq!(store.lock_timeout(), Duration::from_millis(500));
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn with_lock_timeout(mut self, timeout: Duration) -> FileStore {
+        self.session_locks.timeout = timeout;
+        self.user_locks.timeout = timeout;
+        self
+    }
+
+    /// How long an operation waits for a lock (see
+    /// [`with_lock_timeout`](Self::with_lock_timeout)).
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::FileStore;
+    /// let dir = std::env::temp_dir().join(format!("latchkey-doc-lock-default-{}", std::process::id()));
+    /// assert_eq!(FileStore::open(&dir)?.lock_timeout(), FileStore::DEFAULT_LOCK_TIMEOUT);
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn lock_timeout(&self) -> Duration {
+        self.session_locks.timeout
+    }
+
     /// The store's directory.
     ///
     /// # Example
@@ -591,25 +773,19 @@ impl FileStore {
     }
 
     fn read(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
-        let bytes = match read_limited(&self.session_path(key)) {
-            Ok(bytes) => bytes,
-            // That one session's path holds something else: an error for it
-            // alone, as a corrupt file is.
-            Err(e) if is_not_regular(&e) => {
-                return Err(StoreError::Corrupt {
-                    key: key.fingerprint(),
-                    source: Box::new(e),
-                });
-            }
-            Err(e) => return Err(e.into()),
-        };
-        match bytes {
-            None => Ok(None),
-            Some(bytes) => decode(&bytes).map(Some).map_err(|e| StoreError::Corrupt {
+        read_record(&self.session_path(key)).map_err(|fault| match fault {
+            // That one session's path holds something else, or something
+            // undecodable: an error for it alone.
+            ReadFault::NotRegular(e) => StoreError::Corrupt {
                 key: key.fingerprint(),
                 source: Box::new(e),
-            }),
-        }
+            },
+            ReadFault::Undecodable(e) => StoreError::Corrupt {
+                key: key.fingerprint(),
+                source: Box::new(e),
+            },
+            ReadFault::Io(e) => StoreError::Io(e),
+        })
     }
 
     /// Writes `bytes` as the file `target` via `tmp`: write, fsync,
@@ -787,67 +963,6 @@ impl FileStore {
         }
     }
 
-    /// Moves an undecodable file into `corrupt/` for an operator to inspect.
-    fn quarantine(&self, path: &Path, name: &str) -> Result<(), StoreError> {
-        let corrupt = self.root.join("corrupt");
-        ensure_dir(&corrupt)?;
-        fs::rename(path, corrupt.join(name))?;
-        Ok(())
-    }
-
-    /// Purges one session shard under its lock: deletes expired records and
-    /// stray temporary files, quarantines corrupt files. Returns the number
-    /// of expired records deleted and the user-bound keys it saw alive.
-    fn purge_shard(
-        &self,
-        shard: usize,
-        now: Timestamp,
-        live: &mut Vec<(String, StoreKey)>,
-    ) -> Result<usize, StoreError> {
-        let dir = self.sessions.join(format!("{shard:02x}"));
-        let entries = match fs::read_dir(&dir) {
-            Ok(e) => e,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
-            Err(e) => return Err(e.into()),
-        };
-        let _guard = self.session_locks.lock(shard % SESSION_LOCKS)?;
-        let mut removed = 0;
-        for entry in entries {
-            let entry = entry?;
-            let name = entry.file_name();
-            let Some(name) = name.to_str() else { continue };
-            if name.starts_with('.') && name.ends_with(".tmp") {
-                // Left by a crashed writer: we hold the shard's lock, so no
-                // write is in progress.
-                let _ = fs::remove_file(entry.path());
-                continue;
-            }
-            let Some(key) = name.strip_suffix(".session").and_then(StoreKey::from_hex) else {
-                // Not ours: an operator's note, a backup. Leave it.
-                continue;
-            };
-            if key.to_hex() != name[..64] {
-                continue;
-            }
-            match self.read(&key) {
-                Ok(Some(r)) if r.expires_at <= now => {
-                    if self.remove_file_synced(&key)? {
-                        removed += 1;
-                    }
-                }
-                Ok(Some(r)) => {
-                    if let Some(u) = r.user() {
-                        live.push((u.to_owned(), key));
-                    }
-                }
-                Ok(None) => {}
-                Err(StoreError::Corrupt { .. }) => self.quarantine(&entry.path(), name)?,
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(removed)
-    }
-
     /// Every session key with a file, from a directory scan.
     fn all_keys(&self) -> Result<BTreeSet<StoreKey>, StoreError> {
         let mut keys = BTreeSet::new();
@@ -882,78 +997,6 @@ impl FileStore {
         keys.retain(|k| matches!(self.read(k), Ok(Some(r)) if r.user() == Some(user)));
         Ok(keys)
     }
-
-    /// Brings every index file in line with the records: drops entries whose
-    /// record is gone or no longer the user's, replaces corrupt index files.
-    fn repair_indexes(&self, live: &[(String, StoreKey)]) -> Result<(), StoreError> {
-        let Ok(shards) = fs::read_dir(&self.users) else {
-            return Ok(());
-        };
-        for shard in shards {
-            let shard = shard?;
-            for entry in fs::read_dir(shard.path())? {
-                let entry = entry?;
-                let path = entry.path();
-                let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
-                    continue;
-                };
-                if name.starts_with('.') && name.ends_with(".tmp") {
-                    let _ = fs::remove_file(&path);
-                    continue;
-                }
-                if !name.ends_with(".user") {
-                    continue;
-                }
-                // Something other than a regular file counts as corrupt:
-                // moved aside below, and the scan goes on.
-                let parsed = read_index_file(&path)?.flatten();
-                match parsed {
-                    Some(idx) => {
-                        for key in idx.keys {
-                            self.prune_index_entry(&idx.user, &key)?;
-                        }
-                    }
-                    None => {
-                        // Re-check under the index lock: a writer may have
-                        // rebuilt it since.
-                        let lock = name
-                            .get(..2)
-                            .and_then(|h| u8::from_str_radix(h, 16).ok())
-                            .map_or(0, |b| usize::from(b) % USER_LOCKS);
-                        let _guard = self.user_locks.lock(lock)?;
-                        let still_bad = read_index_file(&path)?.is_some_and(|idx| idx.is_none());
-                        if still_bad {
-                            self.quarantine(&path, &name)?;
-                        }
-                    }
-                }
-            }
-        }
-        // Re-add what the scan saw alive: this restores entries a corrupt
-        // index lost, and is a no-op otherwise.
-        for (user, key) in live {
-            let _guard = self.session_locks.lock(Self::lock_of(key))?;
-            if let Ok(Some(r)) = self.read(key)
-                && r.user() == Some(user.as_str())
-            {
-                self.index_add(Some(user), key)?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Removes `key` from `user`'s index if its record no longer belongs to
-    /// the user. Holds the key's shard lock, so a concurrent insert (which
-    /// adds the index entry before writing the record, under that same lock)
-    /// is never mistaken for a stale entry.
-    fn prune_index_entry(&self, user: &str, key: &StoreKey) -> Result<(), StoreError> {
-        let _guard = self.session_locks.lock(Self::lock_of(key))?;
-        let belongs = matches!(self.read(key), Ok(Some(r)) if r.user() == Some(user));
-        if !belongs {
-            self.index_remove(Some(user), key)?;
-        }
-        Ok(())
-    }
 }
 
 impl Store for FileStore {
@@ -985,7 +1028,11 @@ impl Store for FileStore {
         }
         self.write_record(key, record, true)?;
         if before != after {
-            self.index_remove(before, key)?;
+            // Clean-up after the write has landed: reporting its failure
+            // (a held index lock, a full disk) would make a write that
+            // happened look like one that did not. The stale entry keeps
+            // the index a superset, which listings filter and purge prunes.
+            let _ = self.index_remove(before, key);
         }
         Ok(())
     }
@@ -1029,7 +1076,9 @@ impl Store for FileStore {
             .flatten()
             .and_then(|r| r.user().map(str::to_owned));
         let removed = self.remove_file_synced(key)?;
-        self.index_remove(user.as_deref(), key)?;
+        // Clean-up after the removal, best effort for the reason given in
+        // `replace`: a logout that happened must not report failure.
+        let _ = self.index_remove(user.as_deref(), key);
         Ok(removed)
     }
 
@@ -1055,14 +1104,12 @@ impl Store for FileStore {
         Ok(out)
     }
 
+    /// Purges as [`FileStore::purge_expired_report`] does and returns the
+    /// number of expired records deleted; what it had to skip is in that
+    /// method's report, and only there.
     fn purge_expired(&self, now: Timestamp) -> Result<usize, StoreError> {
-        let mut removed = 0;
-        let mut live = Vec::new();
-        for shard in 0..DIRS {
-            removed += self.purge_shard(shard, now, &mut live)?;
-        }
-        self.repair_indexes(&live)?;
-        Ok(removed)
+        self.purge_expired_report(now)
+            .map(|report| report.removed())
     }
 }
 
@@ -1137,6 +1184,37 @@ mod tests {
             !dbg.contains(&id.to_token()) && !dbg.contains("alice"),
             "{dbg}"
         );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The in-process half of a shard lock is bounded too: a thread of
+    /// this process holding a shard (here the test itself) makes another
+    /// thread's write fail after the timeout, naming the lock file.
+    #[test]
+    fn a_thread_holding_a_shard_makes_writes_of_other_threads_time_out() {
+        let dir = std::env::temp_dir().join(format!("latchkey-unit-lock-{}", std::process::id()));
+        let timeout = Duration::from_millis(50);
+        let store = std::sync::Arc::new(FileStore::open(&dir).unwrap().with_lock_timeout(timeout));
+        let key = StoreKey::from_bytes([0x26; 32]);
+        store.insert(&key, &sample(None)).unwrap();
+        let held = store.session_locks.lock(FileStore::lock_of(&key)).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let writer = store.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(writer.replace(&key, 7, &sample(Some("bob"))));
+        });
+        // A guard, not a measurement: an unbounded wait fails here.
+        let err = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the write waited without end")
+            .unwrap_err();
+        assert!(
+            matches!(&err, StoreError::LockTimeout { lock, waited }
+                if *lock == dir.join("locks").join("s-26") && *waited >= timeout),
+            "{err:?}"
+        );
+        drop(held);
+        store.replace(&key, 7, &sample(Some("bob"))).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
