@@ -17,6 +17,9 @@
 //!
 //! ## Every request
 //!
+//! 0. For a state-changing method, [`check_origin`](crate::check_origin):
+//!    a request another site made the browser send is answered 403 before
+//!    anything else (this stops login CSRF, which `SameSite` cannot).
 //! 1. [`CookieConfig::find_token_in`](crate::CookieConfig::find_token_in)
 //!    over the request's `Cookie` headers. `Ok(None)` or any error: no
 //!    session, carry on anonymously (and clear the cookie if
@@ -24,7 +27,10 @@
 //!    Never answer 400 for the `Cookie` header: it carries every
 //!    application's cookies for the host, and a crowded one is not the
 //!    request's fault.
-//! 2. [`SessionManager::load`](crate::SessionManager::load) the token.
+//! 2. [`SessionManager::load`](crate::SessionManager::load) the token:
+//!    in place if [`may_block`](crate::SessionManager::may_block) is false
+//!    (a memory store, stateless tickets), else off the executor (e.g.
+//!    `tokio::task::spawn_blocking`), and the same for every other call.
 //! 3. Hand the [`Session`](crate::Session) to the handler; let it call
 //!    `login`, `change_privilege` (a role or password changed), `rotate`,
 //!    `save` or `terminate`.
@@ -80,18 +86,22 @@
 //!
 //! ## Blocking calls
 //!
-//! Store calls block: the file store does disk I/O, the Redis store a
-//! network round trip. On an async executor run every manager call on a
-//! blocking pool (`tokio::task::spawn_blocking`); `examples/axum` shows it,
-//! with a test that no store call runs on the executor thread. A
-//! `JoinError` from the pool is best treated as a backend failure (503).
+//! Store calls may block: the file store does disk I/O, the Redis store a
+//! network round trip. On an async executor, run the calls of a manager
+//! whose [`may_block`](crate::SessionManager::may_block) is true on a
+//! blocking pool (`tokio::task::spawn_blocking`), and call the others (a
+//! memory store, stateless tickets) in place: the thread hop costs more
+//! than the call. A `JoinError` from the pool is best treated as a backend
+//! failure (503).
 //!
 //! ## CSRF
 //!
 //! The default `SameSite=Lax` keeps the cookie off cross-site POSTs, so
-//! state changes behind POST (never GET) are safe in current browsers. For
-//! defence in depth, and against login CSRF (which needs no cookie), refuse
-//! POSTs whose `Origin` names another site.
+//! state changes behind POST (never GET) are safe in current browsers.
+//! Against login CSRF (which needs no cookie), and for defence in depth,
+//! refuse state-changing requests that [`check_origin`](crate::check_origin)
+//! refuses; it reads `Sec-Fetch-Site` and `Origin` and treats `Origin: null`
+//! correctly.
 //!
 //! ## Time
 //!

@@ -123,6 +123,7 @@ pub mod framework;
 mod id;
 pub mod lifecycle;
 mod manager;
+mod origin;
 mod policy;
 mod session;
 pub mod store;
@@ -138,6 +139,9 @@ pub use crate::policy::{Policy, PolicyBuilder, PolicyError, ReuseResponse, UserL
 pub use crate::session::{Issued, Loaded, NewSession, Session, SessionData};
 // Managers.
 pub use crate::manager::{SessionInfo, SessionManager, StoreManager};
+
+// Is a state-changing request from our own pages (login CSRF)?
+pub use crate::origin::{CrossSiteRequest, FetchHeaders, check_origin};
 // Storage.
 #[cfg(unix)]
 pub use crate::store::file::{Durability, FileStore};

@@ -442,3 +442,22 @@ fn a_ticket_issued_under_a_larger_budget_loads_without_a_reissue() {
             .is_some()
     );
 }
+
+#[test]
+fn stateless_tickets_never_block_and_revocation_blocks_as_its_store_does() {
+    let keys = || KeyRing::new(1, TicketKey::generate());
+    let stateless = TicketManager::new("__Host-session", keys()).unwrap();
+    assert!(!stateless.may_block());
+    let in_memory = TicketManager::new("__Host-session", keys())
+        .unwrap()
+        .with_revocation(MemoryStore::new());
+    assert!(!in_memory.may_block());
+    #[cfg(unix)]
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let on_disk = TicketManager::new("__Host-session", keys())
+            .unwrap()
+            .with_revocation(latchkey::FileStore::open(dir.path()).unwrap());
+        assert!(on_disk.may_block());
+    }
+}

@@ -142,6 +142,22 @@ pub trait SessionManager: fmt::Debug + Send + Sync {
     /// # Ok::<(), latchkey::Error>(())
     /// ```
     fn terminate_all(&self, user: &str, except: Option<&Session>) -> Result<Option<usize>, Error>;
+
+    /// Whether a call may block the calling thread on I/O: true when its
+    /// store's calls may ([`Store::may_block`](crate::Store::may_block)).
+    /// A `StoreManager` over a `MemoryStore`, and stateless tickets without
+    /// a revocation store, never block, so async middleware can call them
+    /// in place instead of on a blocking pool. Observers are called within
+    /// the calls: one that blocks makes the manager block too.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{MemoryStore, SessionManager, StoreManager};
+    /// assert!(!StoreManager::new(MemoryStore::new()).may_block());
+    /// ```
+    fn may_block(&self) -> bool {
+        true
+    }
 }
 
 /// A summary of one of a user's sessions, for a "your sessions" page.

@@ -995,4 +995,8 @@ impl<S: Store> SessionManager for StoreManager<S> {
         }
         Ok(Some(n))
     }
+
+    fn may_block(&self) -> bool {
+        self.store.may_block()
+    }
 }

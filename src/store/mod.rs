@@ -769,6 +769,24 @@ pub trait Store: fmt::Debug + Send + Sync {
     /// # Errors
     /// Backend errors.
     fn purge_expired(&self, now: Timestamp) -> Result<usize, StoreError>;
+
+    /// Whether a call may block the calling thread on I/O or on another
+    /// process (a file, a network round trip, a lock another process
+    /// holds). `true` unless the store says otherwise: an async framework
+    /// runs the calls of a store that may block off its executor threads
+    /// (`spawn_blocking`), and calls one that cannot block in place, which
+    /// saves a thread hop per request. A store answers `false` only if
+    /// every call completes in bounded time without I/O, waiting at most on
+    /// short in-process locks ([`MemoryStore`](crate::MemoryStore) does).
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{MemoryStore, Store};
+    /// assert!(!MemoryStore::new().may_block());
+    /// ```
+    fn may_block(&self) -> bool {
+        true
+    }
 }
 
 /// The second half of a rotation made from single-key writes: inserts the
@@ -829,6 +847,9 @@ macro_rules! forward_store {
             }
             fn purge_expired(&self, now: Timestamp) -> Result<usize, StoreError> {
                 (**self).purge_expired(now)
+            }
+            fn may_block(&self) -> bool {
+                (**self).may_block()
             }
         }
     )*};

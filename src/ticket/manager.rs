@@ -1171,6 +1171,12 @@ impl SessionManager for TicketManager {
         }
         self.terminate_all_at(user, self.core.now()).map(|()| None)
     }
+
+    /// Stateless tickets never block; with a revocation store, as that
+    /// store says.
+    fn may_block(&self) -> bool {
+        self.revocation.as_ref().is_some_and(|s| s.may_block())
+    }
 }
 
 #[cfg(test)]

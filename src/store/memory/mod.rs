@@ -18,7 +18,7 @@
 //! the place of a live session: see `Slot::evictable`) oldest first, so an
 //! eviction pops the queue's front, skipping entries whose record has
 //! since gone. A create refused at capacity and a retirement past the
-//! retired limit each sweep a slice of [`SWEEP_STEP`] records (shards in
+//! retired limit each sweep a slice of `SWEEP_STEP` records (shards in
 //! turn, each going on from where its last slice stopped), never the whole
 //! store: the work of a refusal does not grow with the store.
 //!
@@ -1172,6 +1172,11 @@ impl Store for MemoryStore {
             }
         }
         Ok(out)
+    }
+
+    /// Never: every call is in-process work under short locks.
+    fn may_block(&self) -> bool {
+        false
     }
 
     fn purge_expired(&self, now: Timestamp) -> Result<usize, StoreError> {
