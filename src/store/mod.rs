@@ -559,9 +559,27 @@ pub enum StoreError {
         /// The most the store reads back.
         limit: usize,
     },
-    /// The backend cannot be reached or refused to serve.
+    /// The backend cannot be reached or refused to serve. A store that
+    /// cannot tell whether a write took effect reports
+    /// [`StoreError::OutcomeUnknown`] instead.
     #[error("the store is unavailable")]
     Unavailable(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// A write was sent, but its answer was lost (the connection dropped or
+    /// timed out after the request left, and a retry could not settle
+    /// it): the write may or may not have taken effect, once. A backend
+    /// failure like [`StoreError::Unavailable`]; unlike it, the caller
+    /// must allow for both states, and must not take the next
+    /// [`StoreError::Conflict`] on that record as someone else's write.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{Error, StoreError};
+    /// let lost = Error::Store(StoreError::OutcomeUnknown("connection reset".into()));
+    /// assert!(lost.is_backend_failure());
+    /// assert!(!lost.is_rejection());
+    /// ```
+    #[error("the store did not confirm the write; it may or may not have taken effect")]
+    OutcomeUnknown(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl From<std::io::Error> for StoreError {

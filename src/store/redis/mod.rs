@@ -16,6 +16,7 @@
 //! |---|---|---|
 //! | `{prefix}session:{64 hex}` | string | the [`Record`] as JSON, e.g. `{"version":1,"expires_at":…,"state":{"live":{…}}}` |
 //! | `{prefix}user:{64 hex}` | set | the hex store keys of the user's sessions |
+//! | `{prefix}op:{32 hex}` | string | a write's receipt: its answer, for a minute or so (see [Faults](RedisStore#faults)) |
 //!
 //! - The hex in a session key is the [`StoreKey`] (SHA-256 of the session
 //!   ID), never the token: a dump of Redis cannot be replayed as cookies. A
@@ -49,15 +50,18 @@
 //!
 //! # Atomicity
 //!
-//! `insert` (`SET NX`), the versioned `replace`, `touch` and `rotate` each
+//! `insert`, the versioned `replace`, `touch`, `rotate` and `remove` each
 //! run as one Lua script (sent as `EVALSHA`, loaded on first use), so they
 //! are atomic on the server: a stale version never lands, and a rotation is
-//! seen whole or not at all. The scripts read only the head of a record's
-//! JSON, `{"version":N,"expires_at":N,"state":{"live":{"created_at":N,"last_seen":N,`,
+//! seen whole or not at all. Each script makes all its checks, and the one
+//! call that can fail (adding to a user set), before its first write, so a
+//! script that fails has changed nothing. The scripts read only the head of
+//! a record's JSON, `{"version":N,"expires_at":N,"state":{"live":{"created_at":N,"last_seen":N,`,
 //! which is the fixed shape serde gives a [`Record`]; `touch` rewrites those
 //! digits and keeps the rest of the value byte for byte, so no JSON is ever
 //! re-encoded in Lua (whose numbers would round a `u64`). A value that does
-//! not have that head is [`StoreError::Corrupt`] for that session only.
+//! not have that head is [`StoreError::Corrupt`] for that session only,
+//! for reads ([`decode`]) as for writes.
 //!
 //! # The per-user index
 //!
@@ -73,18 +77,18 @@
 //! # Failures
 //!
 //! Redis down, unreachable, slow past the timeouts, or answering with an
-//! error is [`StoreError::Unavailable`]: a backend failure
+//! error is a backend failure
 //! ([`Error::is_backend_failure`](crate::Error::is_backend_failure)), never
-//! a rejection that would log the user out. Connecting waits at most the
-//! connect timeout (default 1 s) and each read or write at most the I/O
-//! timeout (default 2 s). No call panics, and nothing runs in the
-//! background: connections are kept in a small pool, a connection that
-//! failed is dropped, and the next call connects again, so service resumes
-//! by itself when Redis returns. When a pooled connection turns out to have
-//! been closed by the server (a restart, Redis's `timeout` setting, a
-//! proxy), the pool is emptied and the call is retried once on a fresh
-//! connection; every write is versioned or conditional, so a retry can fail
-//! with `Conflict` or `Exists` but never apply a change twice.
+//! a rejection that would log the user out: [`StoreError::Unavailable`]
+//! when nothing changed, [`StoreError::OutcomeUnknown`] when a write was
+//! sent and its answer lost. Connecting waits at most the connect timeout
+//! (default 1 s) and each read or write at most the I/O timeout (default
+//! 2 s). No call panics, and nothing runs in the background: connections
+//! are kept in a small pool, a connection that failed is dropped, and the
+//! next call connects again, so service resumes by itself when Redis
+//! returns. What a caller may assume after each kind of fault, and how a
+//! write whose reply was lost is retried without being applied twice, is
+//! under [Faults](RedisStore#faults).
 //!
 //! # Deployment
 //!
@@ -94,12 +98,13 @@
 //! slot. The client is the `redis` crate's synchronous one, without TLS:
 //! reach a remote Redis over a private network or a local TLS tunnel.
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use redis::{Client, Connection, RedisError, Script};
+use rand::Rng as _;
+use redis::{Client, Connection, ErrorKind, RedisError, Script};
 use sha2::{Digest, Sha256};
 
 use crate::clock::{Clock, SystemClock, Timestamp};
@@ -119,6 +124,9 @@ pub const DEFAULT_IO_TIMEOUT: Duration = Duration::from_secs(2);
 /// How many idle connections a [`RedisStore`] keeps, unless told otherwise.
 pub const DEFAULT_MAX_IDLE_CONNECTIONS: usize = 16;
 
+/// How long a write's receipt outlives the longest retry of it (see Faults
+/// on [`RedisStore`]); twice the connect and I/O timeouts are added.
+const RECEIPT_TTL_MS: u64 = 60_000;
 /// The shortest native expiry written: see the module docs.
 const MIN_TTL_MS: u64 = 1_000;
 /// The longest native expiry written (ten years): Redis refuses expiries
@@ -133,7 +141,7 @@ const BATCH: usize = 500;
 mod scripts;
 
 use self::scripts::{
-    LUA_COMMON, LUA_INSERT, LUA_PURGE, LUA_REPLACE, LUA_ROTATE, LUA_TOUCH, LUA_UNINDEX,
+    LUA_COMMON, LUA_INSERT, LUA_PURGE, LUA_REMOVE, LUA_REPLACE, LUA_ROTATE, LUA_TOUCH, LUA_UNINDEX,
 };
 
 /// The loaded scripts; `Script` keeps the SHA-1 so calls send `EVALSHA`
@@ -143,6 +151,7 @@ struct Scripts {
     replace: Script,
     touch: Script,
     rotate: Script,
+    remove: Script,
     purge: Script,
     unindex: Script,
 }
@@ -155,6 +164,7 @@ impl Scripts {
             replace: with_common(LUA_REPLACE),
             touch: with_common(LUA_TOUCH),
             rotate: with_common(LUA_ROTATE),
+            remove: with_common(LUA_REMOVE),
             purge: with_common(LUA_PURGE),
             unindex: with_common(LUA_UNINDEX),
         }
@@ -164,8 +174,73 @@ impl Scripts {
 /// A [`Store`] in Redis, shared by every process that opens the same Redis
 /// with the same prefix.
 ///
-/// See the [module docs](self) for the key layout, expiry, atomicity and
-/// failure behaviour.
+/// See the [module docs](self) for the key layout, expiry and atomicity.
+///
+/// # Faults
+///
+/// Every write is one Lua script, so it takes effect entirely or not at
+/// all, and never twice. What a failed call leaves for the caller to
+/// assume depends on when it failed:
+///
+/// - **Redis cannot be reached** (connection refused, connect timeout):
+///   [`StoreError::Unavailable`]. Nothing was sent, nothing changed.
+/// - **Redis answers with an error** (out of memory, a read-only replica,
+///   `BUSY`, a key of the wrong type): `Unavailable`. The scripts of the
+///   writes below check everything before their first write, so nothing
+///   changed.
+/// - **The connection drops before the reply** (Redis restarted or was
+///   killed, its `timeout` setting closed a pooled connection, a proxy or
+///   the network reset it): the command may or may not have run. The call
+///   is retried once, at once, on a fresh connection. A read simply runs
+///   again. A write carries a random receipt id: the script that applies it
+///   also writes `{prefix}op:{id}` holding its answer, in the same atomic
+///   step, and a script that finds its receipt returns that answer instead
+///   of running again. So the retry reports what happened, exactly once: `Ok`
+///   if either attempt applied the write, and [`StoreError::Conflict`],
+///   [`StoreError::NotFound`] or [`StoreError::Exists`] only if neither
+///   did (those answers are final: versions only grow, and a key removed or
+///   taken stays so). If the retry gets no answer either, or Redis answers it
+///   with an error while the first attempt may still be queued: a read is
+///   `Unavailable`, a write [`StoreError::OutcomeUnknown`].
+/// - **No reply within the I/O timeout** (Redis stalled, paused or
+///   swamped): no retry, since the command may still be queued and the
+///   caller should hear at once that Redis is slow. A read is
+///   `Unavailable`, a write `OutcomeUnknown`. If the command runs later,
+///   it runs once, with the checks it was sent with.
+/// - **Redis restarts**: a connection open across the restart is a dropped
+///   connection, as above. What the new process holds is Redis's own
+///   durability: without persistence every session is gone (loads are
+///   [`Error::Unknown`](crate::Error::Unknown), writes `NotFound`); with
+///   RDB snapshots or AOF short of `appendfsync always`, writes from the
+///   last moments may be gone although they returned `Ok`. A receipt is
+///   kept, or lost, with its write.
+/// - **Failover to a replica**: replication is asynchronous, so the same
+///   holds for writes the old primary had not passed on. A write and its
+///   receipt replicate as one transaction: a retry against the new primary
+///   finds both or neither.
+///
+/// After `OutcomeUnknown` the record is in exactly one of two states,
+/// never a mix, and the caller must allow for both:
+///
+/// | write | as before | as written |
+/// |---|---|---|
+/// | `insert` | no record | the record (a session no client holds a token for yet; it expires by itself) |
+/// | `replace` | the record at `expected` | the new record |
+/// | `rotate` | `old` at `expected`, no `new` | `old` retired, `new` written |
+/// | `remove` | the record | no record |
+/// | `touch` | activity not recorded | recorded (it only raises deadlines, so it needs no receipt) |
+///
+/// [`StoreManager`](crate::StoreManager) passes it on as
+/// [`Error::Store`](crate::Error::Store), a backend failure: answer 503
+/// and keep the cookie. It never retries it, so an applied save is never
+/// applied again by `update`; a rotation that did land is reached through
+/// the old cookie's grace window, like one whose response was lost.
+///
+/// A receipt costs one short key per write, dropped by Redis after a
+/// minute plus twice the connect and I/O timeouts: long past the retry,
+/// and past any late copy of the first attempt. `purge_expired` and
+/// the cleaning of user sets are compare-and-delete steps that a retry
+/// repeats harmlessly; only their counts may come out lower.
 ///
 /// # Example
 /// ```no_run
@@ -216,24 +291,153 @@ fn unavailable(e: RedisError) -> StoreError {
     StoreError::Unavailable(Box::new(e))
 }
 
+/// What a call does to Redis, which decides what a failure after its
+/// request left means (see Faults on [`RedisStore`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Access {
+    /// Reads, or removes what no reader can tell from its absence (a stale
+    /// member of a user set): a failure is `Unavailable`.
+    Read,
+    /// Changes records: a failure after the request left is
+    /// `OutcomeUnknown`.
+    Write,
+}
+
+/// Whether a command that failed may have run on the server. An error
+/// reply from Redis means it did not (the write scripts check before they
+/// write), and neither did one the client refused before sending; any
+/// other failure (I/O, a timeout, a reply that did not parse) came after
+/// the request may have left.
+fn may_have_run(e: &RedisError) -> bool {
+    !matches!(
+        e.kind(),
+        ErrorKind::Server(_)
+            | ErrorKind::Extension
+            | ErrorKind::Client
+            | ErrorKind::InvalidClientConfig
+            | ErrorKind::AuthenticationFailed
+    )
+}
+
 /// A stored value the scripts cannot read.
-fn corrupt(key: &StoreKey, what: &'static str) -> StoreError {
+fn corrupt(key: &StoreKey, why: DecodeError) -> StoreError {
     StoreError::Corrupt {
         key: key.fingerprint(),
-        source: what.into(),
+        source: Box::new(why),
     }
 }
 
-const UNREADABLE_HEAD: &str = "stored value does not start like a latchkey record";
+/// Why a stored value is not a record ([`decode`]); the store reports it
+/// as [`StoreError::Corrupt`] for that session, with this as the source.
+///
+/// # Example
+/// ```
+/// use latchkey::store::redis::{decode, DecodeError};
+///
+/// let e = decode(b"not json").unwrap_err();
+/// assert!(matches!(e, DecodeError::Body(_)));
+/// assert_eq!(e.to_string(), "the stored value is not a valid record");
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// The value is not the JSON of a [`Record`].
+    #[error("the stored value is not a valid record")]
+    Body(#[source] serde_json::Error),
+    /// The value is a record, but does not start with the head the store's
+    /// scripts read and rewrite in place (see "Atomicity" in the
+    /// [module docs](self)): it was not written by this store, and a write
+    /// to it would be refused.
+    #[error("the stored value does not start like a latchkey record")]
+    Head,
+}
 
-/// The JSON written for `record`. Serializing a `Record` does not fail in
-/// practice (numbers, strings, and a map with string keys), but if it ever
-/// did, the write is refused rather than storing a placeholder.
-fn encode(key: &StoreKey, record: &Record) -> Result<String, StoreError> {
-    serde_json::to_string(record).map_err(|e| StoreError::Corrupt {
+/// Encodes a record as [`RedisStore`] stores it: JSON, starting with the
+/// head its scripts read.
+///
+/// # Errors
+/// The serde error if the record does not serialize (it always does for a
+/// record built through this crate: numbers, strings, and a map with
+/// string keys).
+///
+/// # Example
+/// ```
+/// use latchkey::store::redis::{decode, encode};
+/// use latchkey::store::{Record, RecordState};
+/// use latchkey::{EndReason, Timestamp};
+///
+/// let r = Record {
+///     version: 3,
+///     expires_at: Timestamp::from_unix_millis(10),
+///     state: RecordState::Ended { reason: EndReason::Logout, at: Timestamp::UNIX_EPOCH },
+/// };
+/// let json = encode(&r)?;
+/// assert!(json.starts_with(r#"{"version":3,"expires_at":10,"state":{"ended":"#));
+/// assert_eq!(decode(json.as_bytes())?, r);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn encode(record: &Record) -> Result<String, serde_json::Error> {
+    serde_json::to_string(record)
+}
+
+/// Decodes a stored value, as [`RedisStore`] does on every read. Arbitrary
+/// bytes give an error, never a panic; a value is accepted only if the
+/// store's scripts could also update it, so a record that reads can be
+/// written.
+///
+/// # Errors
+/// [`DecodeError`] saying what is wrong.
+///
+/// # Example
+/// ```
+/// use latchkey::store::redis::{decode, DecodeError};
+///
+/// assert!(matches!(decode(b"{\"version\":"), Err(DecodeError::Body(_))));
+/// // Valid JSON of a record, but not as the store writes it: a space.
+/// let spaced = br#"{"version": 1,"expires_at":5,"state":{"ended":{"reason":"logout","at":4}}}"#;
+/// assert!(matches!(decode(spaced), Err(DecodeError::Head)));
+/// let tight = br#"{"version":1,"expires_at":5,"state":{"ended":{"reason":"logout","at":4}}}"#;
+/// assert_eq!(decode(tight)?.version, 1);
+/// # Ok::<(), DecodeError>(())
+/// ```
+pub fn decode(value: &[u8]) -> Result<Record, DecodeError> {
+    let record: Record = serde_json::from_slice(value).map_err(DecodeError::Body)?;
+    // The head the scripts match, built from the numbers just decoded: a
+    // leading zero, a space or another field order would make the scripts
+    // call the record corrupt on the next write, so reads do too.
+    let mut head = format!(
+        r#"{{"version":{},"expires_at":{},"state":{{""#,
+        record.version,
+        record.expires_at.as_unix_millis()
+    );
+    if let RecordState::Live(live) = &record.state {
+        // `write!` to a String cannot fail.
+        let _ = write!(
+            head,
+            r#"live":{{"created_at":{},"last_seen":{},"#,
+            live.created_at.as_unix_millis(),
+            live.last_seen.as_unix_millis()
+        );
+    }
+    if value.starts_with(head.as_bytes()) {
+        Ok(record)
+    } else {
+        Err(DecodeError::Head)
+    }
+}
+
+/// The JSON written for `record` under `key`. If serializing ever failed,
+/// the write is refused rather than storing a placeholder.
+fn encode_for(key: &StoreKey, record: &Record) -> Result<String, StoreError> {
+    encode(record).map_err(|e| StoreError::Corrupt {
         key: key.fingerprint(),
         source: Box::new(e),
     })
+}
+
+/// The record in a stored value under `key`.
+fn decode_for(key: &StoreKey, value: &[u8]) -> Result<Record, StoreError> {
+    decode(value).map_err(|e| corrupt(key, e))
 }
 
 /// Escapes the glob characters of SCAN's MATCH so a prefix is matched
@@ -434,7 +638,7 @@ impl RedisStore {
     /// # Ok::<(), latchkey::StoreError>(())
     /// ```
     pub fn ping(&self) -> Result<(), StoreError> {
-        self.with_con(|con| redis::cmd("PING").query::<()>(con))
+        self.with_con(Access::Read, |con| redis::cmd("PING").query::<()>(con))
     }
 
     fn connect(&self) -> Result<Connection, RedisError> {
@@ -453,43 +657,91 @@ impl RedisStore {
         }
     }
 
-    /// Runs `op` on a pooled or fresh connection; see "Failures" in the
-    /// module docs for when it retries.
+    /// Runs `op` on a pooled or fresh connection, retrying it once on a
+    /// fresh one if the connection dropped; see Faults on [`RedisStore`]
+    /// for what each failure becomes. `op` may therefore run twice: a write
+    /// must carry a receipt ([`RedisStore::receipt`]) or be idempotent.
     fn with_con<T>(
         &self,
+        access: Access,
         mut op: impl FnMut(&mut Connection) -> Result<T, RedisError>,
     ) -> Result<T, StoreError> {
         let pooled = self.idle.lock().pop();
-        let reused = pooled.is_some();
         let mut con = match pooled {
             Some(con) => con,
+            // Nothing was sent: whatever went wrong, nothing changed.
             None => self.connect().map_err(unavailable)?,
         };
-        match op(&mut con) {
+        let first = match op(&mut con) {
             Ok(v) => {
                 self.release(con);
+                return Ok(v);
+            }
+            Err(e) => e,
+        };
+        // A reply may still arrive on it: never reused.
+        drop(con);
+        if first.is_io_error() || first.is_connection_dropped() {
+            // Whatever closed this connection (a restart, the server's idle
+            // timeout) closed its siblings too.
+            self.idle.lock().clear();
+        }
+        if !may_have_run(&first) {
+            return Err(unavailable(first));
+        }
+        let lost = |e: RedisError| match access {
+            Access::Read => unavailable(e),
+            Access::Write => StoreError::OutcomeUnknown(Box::new(e)),
+        };
+        // Not after a timeout: the command may still be queued on a
+        // stalled server, and the caller must hear at once that Redis is
+        // slow, not wait for a second timeout.
+        if first.is_timeout() || !first.is_connection_dropped() {
+            return Err(lost(first));
+        }
+        let retried = self.connect().and_then(|mut fresh| {
+            let v = op(&mut fresh)?;
+            Ok((v, fresh))
+        });
+        match retried {
+            Ok((v, fresh)) => {
+                self.release(fresh);
                 Ok(v)
             }
-            Err(e) => {
-                drop(con);
-                if e.is_io_error() || e.is_connection_dropped() {
-                    // Whatever closed this connection (a restart, the
-                    // server's idle timeout) closed its siblings too.
-                    self.idle.lock().clear();
-                }
-                // Retry only when a connection that sat idle was found
-                // closed, not on a timeout: then the command may still be
-                // running, and the caller must hear that Redis is slow.
-                if reused && e.is_connection_dropped() && !e.is_timeout() {
-                    let mut fresh = self.connect().map_err(unavailable)?;
-                    let v = op(&mut fresh).map_err(unavailable)?;
-                    self.release(fresh);
-                    Ok(v)
-                } else {
-                    Err(unavailable(e))
-                }
-            }
+            Err(e) => match access {
+                Access::Read => Err(unavailable(e)),
+                // Even an error reply to the retry settles nothing: the
+                // first attempt may still be queued behind it (a proxy
+                // between us and Redis).
+                Access::Write => Err(lost(first)),
+            },
         }
+    }
+
+    /// A fresh receipt key for one write (see Faults on [`RedisStore`]):
+    /// 128 random bits, so no other write, here or in another process,
+    /// ever finds it.
+    fn receipt(&self) -> String {
+        let mut id = [0u8; 16];
+        rand::rng().fill_bytes(&mut id);
+        let mut key = String::with_capacity(self.prefix.len() + 3 + 2 * id.len());
+        key.push_str(&self.prefix);
+        key.push_str("op:");
+        for b in id {
+            // `write!` to a String cannot fail.
+            let _ = write!(key, "{b:02x}");
+        }
+        key
+    }
+
+    /// How long a receipt lives, in milliseconds: a minute past the
+    /// longest the retry of its write can take (within what Redis accepts).
+    fn receipt_ttl(&self) -> u64 {
+        let retry = self.connect_timeout.saturating_add(self.io_timeout);
+        let retry_ms = u64::try_from(retry.as_millis()).unwrap_or(u64::MAX);
+        RECEIPT_TTL_MS
+            .saturating_add(retry_ms.saturating_mul(2))
+            .min(MAX_TTL_MS)
     }
 
     fn now(&self) -> Timestamp {
@@ -524,35 +776,37 @@ impl RedisStore {
         set: &str,
         keep: impl Fn(&Record) -> bool,
     ) -> Result<Vec<(StoreKey, Record)>, StoreError> {
-        let (members, values) = self.with_con(|con| {
+        let (members, values) = self.with_con(Access::Read, |con| {
             let members: Vec<String> = redis::cmd("SMEMBERS").arg(set).query(con)?;
             let keys: Vec<String> = members
                 .iter()
                 .filter_map(|m| StoreKey::from_hex(m))
                 .map(|k| self.record_key(&k))
                 .collect();
-            let mut values: Vec<Option<String>> = Vec::with_capacity(keys.len());
+            // Bytes, not strings: a value that is not UTF-8 is one corrupt
+            // record, not a failed call.
+            let mut values: Vec<Option<Vec<u8>>> = Vec::with_capacity(keys.len());
             for chunk in keys.chunks(BATCH) {
                 values.extend(
                     redis::cmd("MGET")
                         .arg(chunk)
-                        .query::<Vec<Option<String>>>(con)?,
+                        .query::<Vec<Option<Vec<u8>>>>(con)?,
                 );
             }
             Ok((members, values))
         })?;
         let mut out = Vec::new();
-        let mut stale: Vec<(String, Option<StoreKey>, String)> = Vec::new();
+        let mut stale: Vec<(String, Option<StoreKey>, Vec<u8>)> = Vec::new();
         let mut values = values.into_iter();
         for member in members {
             let Some(key) = StoreKey::from_hex(&member) else {
                 // Not written by this store: nothing can ever match it.
-                stale.push((member, None, String::new()));
+                stale.push((member, None, Vec::new()));
                 continue;
             };
             match values.next().flatten() {
-                None => stale.push((member, Some(key), String::new())),
-                Some(raw) => match serde_json::from_str::<Record>(&raw) {
+                None => stale.push((member, Some(key), Vec::new())),
+                Some(raw) => match decode(&raw) {
                     Ok(record) if keep(&record) => out.push((key, record)),
                     Ok(_) => stale.push((member, Some(key), raw)),
                     Err(_) => {}
@@ -560,7 +814,8 @@ impl RedisStore {
             }
         }
         if !stale.is_empty() {
-            self.with_con(|con| {
+            // Compare-and-remove: a retry repeats it harmlessly.
+            self.with_con(Access::Read, |con| {
                 let mut inv = self.scripts.unindex.prepare_invoke();
                 inv.key(set);
                 let mut odd = Vec::new();
@@ -592,7 +847,7 @@ impl RedisStore {
         let pattern = format!("{}{rest}*", glob_escape(&self.prefix));
         let mut cursor: u64 = 0;
         loop {
-            let (next, keys): (u64, Vec<String>) = self.with_con(|con| {
+            let (next, keys): (u64, Vec<String>) = self.with_con(Access::Read, |con| {
                 redis::cmd("SCAN")
                     .arg(cursor)
                     .arg("MATCH")
@@ -620,11 +875,13 @@ fn user_hash(user: &str) -> String {
 impl Store for RedisStore {
     fn insert(&self, key: &StoreKey, record: &Record) -> Result<(), StoreError> {
         let now = self.now();
-        let (rkey, json) = (self.record_key(key), encode(key, record)?);
+        let (rkey, json) = (self.record_key(key), encode_for(key, record)?);
         let ttl = self.ttl(record.expires_at, now);
         let index = self.index_entry(record, now);
-        let code: i64 = self.with_con(|con| {
+        let (receipt, receipt_ttl) = (self.receipt(), self.receipt_ttl());
+        let code: i64 = self.with_con(Access::Write, |con| {
             let mut inv = self.scripts.insert.prepare_invoke();
+            inv.key(&receipt).arg(receipt_ttl);
             inv.key(&rkey).arg(&json).arg(ttl);
             if let Some((set, set_ttl)) = &index {
                 inv.key(set).arg(key.to_hex()).arg(set_ttl);
@@ -639,23 +896,20 @@ impl Store for RedisStore {
 
     fn get(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
         let rkey = self.record_key(key);
-        let raw: Option<String> = self.with_con(|con| redis::cmd("GET").arg(&rkey).query(con))?;
-        raw.map(|raw| {
-            serde_json::from_str(&raw).map_err(|e| StoreError::Corrupt {
-                key: key.fingerprint(),
-                source: Box::new(e),
-            })
-        })
-        .transpose()
+        let raw: Option<Vec<u8>> =
+            self.with_con(Access::Read, |con| redis::cmd("GET").arg(&rkey).query(con))?;
+        raw.map(|raw| decode_for(key, &raw)).transpose()
     }
 
     fn replace(&self, key: &StoreKey, expected: u64, record: &Record) -> Result<(), StoreError> {
         let now = self.now();
-        let (rkey, json) = (self.record_key(key), encode(key, record)?);
+        let (rkey, json) = (self.record_key(key), encode_for(key, record)?);
         let ttl = self.ttl(record.expires_at, now);
         let index = self.index_entry(record, now);
-        let code: i64 = self.with_con(|con| {
+        let (receipt, receipt_ttl) = (self.receipt(), self.receipt_ttl());
+        let code: i64 = self.with_con(Access::Write, |con| {
             let mut inv = self.scripts.replace.prepare_invoke();
+            inv.key(&receipt).arg(receipt_ttl);
             inv.key(&rkey).arg(expected.to_string()).arg(&json).arg(ttl);
             if let Some((set, set_ttl)) = &index {
                 inv.key(set).arg(key.to_hex()).arg(set_ttl);
@@ -666,7 +920,7 @@ impl Store for RedisStore {
             1 => Ok(()),
             0 => Err(StoreError::NotFound),
             -1 => Err(StoreError::Conflict),
-            _ => Err(corrupt(key, UNREADABLE_HEAD)),
+            _ => Err(corrupt(key, DecodeError::Head)),
         }
     }
 
@@ -678,7 +932,9 @@ impl Store for RedisStore {
     ) -> Result<bool, StoreError> {
         let rkey = self.record_key(key);
         let ttl = self.ttl(expires_at, self.now());
-        let code: i64 = self.with_con(|con| {
+        // No receipt: a touch only raises deadlines, so a retry that runs
+        // it again changes nothing more.
+        let code: i64 = self.with_con(Access::Write, |con| {
             self.scripts
                 .touch
                 .key(&rkey)
@@ -690,7 +946,7 @@ impl Store for RedisStore {
         match code {
             1 => Ok(true),
             0 => Ok(false),
-            _ => Err(corrupt(key, UNREADABLE_HEAD)),
+            _ => Err(corrupt(key, DecodeError::Head)),
         }
     }
 
@@ -704,7 +960,7 @@ impl Store for RedisStore {
     ) -> Result<(), StoreError> {
         let now = self.now();
         let (old_key, new_key) = (self.record_key(old), self.record_key(new));
-        let (retired_json, record_json) = (encode(old, retired)?, encode(new, record)?);
+        let (retired_json, record_json) = (encode_for(old, retired)?, encode_for(new, record)?);
         let (retired_ttl, record_ttl) = (
             self.ttl(retired.expires_at, now),
             self.ttl(record.expires_at, now),
@@ -713,8 +969,10 @@ impl Store for RedisStore {
             self.index_entry(retired, now).map(|e| (e, old.to_hex())),
             self.index_entry(record, now).map(|e| (e, new.to_hex())),
         ];
-        let code: i64 = self.with_con(|con| {
+        let (receipt, receipt_ttl) = (self.receipt(), self.receipt_ttl());
+        let code: i64 = self.with_con(Access::Write, |con| {
             let mut inv = self.scripts.rotate.prepare_invoke();
+            inv.key(&receipt).arg(receipt_ttl);
             inv.key(&old_key)
                 .key(&new_key)
                 .arg(expected.to_string())
@@ -732,14 +990,22 @@ impl Store for RedisStore {
             0 => Err(StoreError::NotFound),
             -1 => Err(StoreError::Conflict),
             -3 => Err(StoreError::Exists),
-            _ => Err(corrupt(old, UNREADABLE_HEAD)),
+            _ => Err(corrupt(old, DecodeError::Head)),
         }
     }
 
     fn remove(&self, key: &StoreKey) -> Result<bool, StoreError> {
         // The user set keeps the member until the next read cleans it.
         let rkey = self.record_key(key);
-        let n: i64 = self.with_con(|con| redis::cmd("DEL").arg(&rkey).query(con))?;
+        let (receipt, receipt_ttl) = (self.receipt(), self.receipt_ttl());
+        let n: i64 = self.with_con(Access::Write, |con| {
+            self.scripts
+                .remove
+                .key(&receipt)
+                .key(&rkey)
+                .arg(receipt_ttl)
+                .invoke(con)
+        })?;
         Ok(n > 0)
     }
 
@@ -757,7 +1023,7 @@ impl Store for RedisStore {
         let now_arg = now.as_unix_millis().to_string();
         let mut purged = 0usize;
         self.scan("session:", |keys| {
-            let n: i64 = self.with_con(|con| {
+            let n: i64 = self.with_con(Access::Write, |con| {
                 let mut inv = self.scripts.purge.prepare_invoke();
                 for k in &keys {
                     inv.key(k);
@@ -813,7 +1079,7 @@ mod tests {
     #[test]
     fn record_json_starts_with_the_head_the_scripts_parse() {
         let k = SessionId::generate().store_key();
-        let json = encode(&k, &live_record()).unwrap();
+        let json = encode_for(&k, &live_record()).unwrap();
         assert!(
             json.starts_with(
                 r#"{"version":7,"expires_at":1800000600000,"state":{"live":{"created_at":1800000000000,"last_seen":1800000000001,"#
@@ -829,11 +1095,114 @@ mod tests {
             },
         };
         assert!(
-            encode(&k, &ended)
+            encode_for(&k, &ended)
                 .unwrap()
                 .starts_with(r#"{"version":3,"expires_at":5,"state":{"ended":"#),
             "{ended:?}"
         );
+    }
+
+    #[test]
+    fn decode_reads_back_exactly_what_encode_writes() {
+        let ended = Record {
+            version: 3,
+            expires_at: Timestamp::from_unix_millis(5),
+            state: RecordState::Ended {
+                reason: EndReason::Logout,
+                at: Timestamp::from_unix_millis(4),
+            },
+        };
+        for r in [live_record(), ended] {
+            let json = encode(&r).unwrap();
+            assert_eq!(decode(json.as_bytes()).unwrap(), r);
+        }
+    }
+
+    /// What `get` accepts, `replace` and `touch` must be able to update:
+    /// a value whose head the scripts would not match is corrupt on read
+    /// too, not readable and then unwritable.
+    #[test]
+    fn decode_refuses_records_the_scripts_could_not_update() {
+        let good = encode(&live_record()).unwrap();
+        assert!(decode(good.as_bytes()).is_ok());
+        // A leading zero: the script would compare "07" with "7".
+        let zero = good.replacen(r#"{"version":7"#, r#"{"version":07"#, 1);
+        assert!(decode(zero.as_bytes()).is_err(), "{zero}");
+        let variants = [
+            good.replacen(r#"{"version":7"#, r#"{ "version":7"#, 1),
+            good.replacen(r#""last_seen":"#, r#""last_seen" :"#, 1),
+            // The same live session, fields in another order.
+            good.replacen(
+                r#""created_at":1800000000000,"last_seen":1800000000001"#,
+                r#""last_seen":1800000000001,"created_at":1800000000000"#,
+                1,
+            ),
+        ];
+        for v in &variants {
+            assert_ne!(v, &good);
+            assert!(
+                matches!(decode(v.as_bytes()), Err(DecodeError::Head)),
+                "{v}"
+            );
+        }
+        for bad in [
+            &b""[..],
+            b"{",
+            b"\xff\xfe{\"version\":1}",
+            b"[1,2,3]",
+            b"{\"version\":18446744073709551616}",
+        ] {
+            assert!(matches!(decode(bad), Err(DecodeError::Body(_))), "{bad:?}");
+        }
+        let trailing = format!("{good} x");
+        assert!(matches!(
+            decode(trailing.as_bytes()),
+            Err(DecodeError::Body(_))
+        ));
+    }
+
+    #[test]
+    fn receipts_are_fresh_fixed_format_keys_under_the_prefix() {
+        let store = RedisStore::open("redis://127.0.0.1/")
+            .unwrap()
+            .with_prefix("app:");
+        let (a, b) = (store.receipt(), store.receipt());
+        assert_ne!(a, b);
+        for r in [&a, &b] {
+            let id = r.strip_prefix("app:op:").unwrap();
+            assert_eq!(id.len(), 32, "{r}");
+            assert!(id.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')));
+        }
+    }
+
+    #[test]
+    fn a_receipt_outlives_the_longest_retry_by_a_minute() {
+        let store = RedisStore::open("redis://127.0.0.1/")
+            .unwrap()
+            .with_connect_timeout(Duration::from_secs(1))
+            .with_io_timeout(Duration::from_secs(2));
+        assert_eq!(store.receipt_ttl(), 60_000 + 2 * 3_000);
+        let slow = store.with_io_timeout(Duration::MAX);
+        assert_eq!(slow.receipt_ttl(), MAX_TTL_MS);
+    }
+
+    #[test]
+    fn only_an_error_reply_proves_a_command_did_not_run() {
+        use std::io;
+        let reply = |kind| RedisError::from((ErrorKind::Server(kind), "refused"));
+        assert!(!may_have_run(&reply(redis::ServerErrorKind::ReadOnly)));
+        assert!(!may_have_run(&reply(redis::ServerErrorKind::ResponseError)));
+        for kind in [
+            io::ErrorKind::ConnectionReset,
+            io::ErrorKind::UnexpectedEof,
+            io::ErrorKind::WouldBlock,
+            io::ErrorKind::TimedOut,
+        ] {
+            assert!(
+                may_have_run(&RedisError::from(io::Error::from(kind))),
+                "{kind:?}"
+            );
+        }
     }
 
     #[test]

@@ -5,50 +5,75 @@
 
 /// Lua shared by the scripts. `gt` compares two decimal strings without
 /// leading zeros exactly (Lua numbers are doubles and would round a u64).
-/// `index` adds the record(s) to user sets: the keys after the first
-/// `nrec` are sets, and ARGV from `base` holds a (member, ttl) pair for
-/// each; a set's expiry is only ever raised.
+/// `index` adds the record(s) to user sets: the keys from `first` on are
+/// sets, and ARGV from `base` holds a (member, ttl) pair for each; a set's
+/// expiry is only ever raised.
+///
+/// The receipted writes (insert, replace, rotate, remove) take their
+/// receipt key as KEYS[1] and its time to live as ARGV[1]. `replay`
+/// returns the answer a write already gave under that receipt (the caller
+/// is retrying after a lost reply), `applied` leaves the receipt with the
+/// answer, in the same atomic step as the write. Every write calls
+/// `index` (SADD, which fails on a key of another type) before its first
+/// SET, so a script that fails has written nothing.
 pub(super) const LUA_COMMON: &str = r#"
 local function gt(a, b)
   if #a ~= #b then return #a > #b end
   return a > b
 end
-local function index(nrec, base)
-  for j = 1, #KEYS - nrec do
-    local set, member, ttl = KEYS[nrec + j], ARGV[base + 2 * j - 1], ARGV[base + 2 * j]
+local function index(first, base)
+  for j = 1, #KEYS - first + 1 do
+    local set, member, ttl = KEYS[first + j - 1], ARGV[base + 2 * j - 1], ARGV[base + 2 * j]
     redis.call('SADD', set, member)
     if redis.call('PTTL', set) < tonumber(ttl) then
       redis.call('PEXPIRE', set, ttl)
     end
   end
 end
+local function replay()
+  local seen = redis.call('GET', KEYS[1])
+  if seen then return tonumber(seen) end
+  return nil
+end
+local function applied(code)
+  redis.call('SET', KEYS[1], code, 'PX', ARGV[1])
+  return code
+end
 local HEAD = '^{"version":(%d+),"expires_at":(%d+),'
 "#;
 
-/// KEYS: record, sets... ARGV: json, ttl, (member, set ttl)...
-/// Returns 1 if inserted, 0 if the key exists.
+/// KEYS: receipt, record, sets... ARGV: receipt ttl, json, ttl, (member,
+/// set ttl)... Returns 1 if inserted, 0 if the key exists.
 pub(super) const LUA_INSERT: &str = r#"
-if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 0 end
-index(1, 2)
-return 1
+local seen = replay()
+if seen then return seen end
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+index(3, 3)
+redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+return applied(1)
 "#;
 
-/// KEYS: record, sets... ARGV: expected version, json, ttl, (member, set ttl)...
-/// Returns 1 done, 0 missing, -1 conflict, -2 unreadable stored record.
+/// KEYS: receipt, record, sets... ARGV: receipt ttl, expected version,
+/// json, ttl, (member, set ttl)... Returns 1 done, 0 missing, -1 conflict,
+/// -2 unreadable stored record.
 pub(super) const LUA_REPLACE: &str = r#"
-local raw = redis.call('GET', KEYS[1])
+local seen = replay()
+if seen then return seen end
+local raw = redis.call('GET', KEYS[2])
 if not raw then return 0 end
 local ver = string.match(raw, HEAD)
 if not ver then return -2 end
-if ver ~= ARGV[1] then return -1 end
-redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
-index(1, 3)
-return 1
+if ver ~= ARGV[2] then return -1 end
+index(3, 4)
+redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[4])
+return applied(1)
 "#;
 
 /// KEYS: record. ARGV: last_seen, expires_at, ttl for that expires_at.
 /// Returns 1 if live (touched), 0 if missing or not live, -2 unreadable.
 /// Only the leading digits change; the rest of the value is kept as is.
+/// It only ever raises the two deadlines, so running it twice is running
+/// it once: it needs no receipt to be retried.
 pub(super) const LUA_TOUCH: &str = r#"
 local raw = redis.call('GET', KEYS[1])
 if not raw then return 0 end
@@ -73,21 +98,33 @@ end
 return 1
 "#;
 
-/// KEYS: old, new, sets... ARGV: expected, retired json, ttl, record json,
-/// ttl, (member, set ttl)... Returns 1 done, 0 old missing, -1 conflict,
-/// -2 unreadable old record, -3 new exists. Nothing is written unless all
-/// checks pass.
+/// KEYS: receipt, old, new, sets... ARGV: receipt ttl, expected, retired
+/// json, ttl, record json, ttl, (member, set ttl)... Returns 1 done, 0 old
+/// missing, -1 conflict, -2 unreadable old record, -3 new exists. Nothing
+/// is written unless all checks pass.
 pub(super) const LUA_ROTATE: &str = r#"
-local raw = redis.call('GET', KEYS[1])
+local seen = replay()
+if seen then return seen end
+local raw = redis.call('GET', KEYS[2])
 if not raw then return 0 end
 local ver = string.match(raw, HEAD)
 if not ver then return -2 end
-if ver ~= ARGV[1] then return -1 end
-if redis.call('EXISTS', KEYS[2]) == 1 then return -3 end
-redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
-redis.call('SET', KEYS[2], ARGV[4], 'PX', ARGV[5])
-index(2, 5)
-return 1
+if ver ~= ARGV[2] then return -1 end
+if redis.call('EXISTS', KEYS[3]) == 1 then return -3 end
+index(4, 6)
+redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[4])
+redis.call('SET', KEYS[3], ARGV[5], 'PX', ARGV[6])
+return applied(1)
+"#;
+
+/// KEYS: receipt, record. ARGV: receipt ttl. Returns 1 if a record was
+/// deleted, 0 if there was none (which a retry would find again, so it
+/// leaves no receipt).
+pub(super) const LUA_REMOVE: &str = r#"
+local seen = replay()
+if seen then return seen end
+if redis.call('DEL', KEYS[2]) == 0 then return 0 end
+return applied(1)
 "#;
 
 /// KEYS: records. ARGV: now. Deletes those whose expires_at <= now and
