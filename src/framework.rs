@@ -3,9 +3,12 @@
 //! How to wrap latchkey in middleware for a web framework (axum/tower,
 //! actix, rocket, hyper) or any request/response protocol. latchkey has no
 //! opinion about HTTP types: it gives you a token from a `Cookie` header, a
-//! session for a token, and a `Set-Cookie` value for a new token. Two
-//! complete examples live in the repository: `examples/login_server.rs`
-//! (synchronous, `tiny_http`) and `examples/axum` (async middleware).
+//! session for a token, and a `Set-Cookie` value for a new token.
+//!
+//! For tower/axum and actix-web this is done: the `latchkey-tower` and
+//! `latchkey-actix` crates follow this guide (a layer or middleware plus
+//! extractors). For other frameworks, they and the repository's demo (a
+//! synchronous site on `tiny_http`) are complete examples to read.
 //!
 //! ## Hold
 //!

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use latchkey::{CookieConfig, MemoryStore, StoreManager};
-use latchkey_axum_example::{Sessions, router};
+use latchkey_axum_example::router;
 
 #[tokio::main]
 async fn main() -> std::io::Result<()> {
@@ -13,8 +13,11 @@ async fn main() -> std::io::Result<()> {
         "WARNING: plain-http example: the session cookie is sent without Secure \
          (CookieConfig::danger_insecure_http). Never deploy this way."
     );
-    let sessions = Sessions::new(manager, CookieConfig::danger_insecure_http());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
     println!("listening on http://{}", listener.local_addr()?);
-    axum::serve(listener, router(sessions)).await
+    axum::serve(
+        listener,
+        router(manager, CookieConfig::danger_insecure_http()),
+    )
+    .await
 }

@@ -10,7 +10,7 @@ use axum::http::{Request, StatusCode};
 use axum::response::Response;
 use latchkey::store::Record;
 use latchkey::{CookieConfig, MemoryStore, Store, StoreError, StoreKey, StoreManager, Timestamp};
-use latchkey_axum_example::{Sessions, router};
+use latchkey_axum_example::router;
 use tower::ServiceExt as _;
 
 /// A store that remembers which threads called it, to prove that store
@@ -77,10 +77,7 @@ impl Store for Watched {
 fn app() -> (Router, Arc<Watched>) {
     let store = Arc::new(Watched::default());
     let manager = Arc::new(StoreManager::new(store.clone()));
-    (
-        router(Sessions::new(manager, CookieConfig::default())),
-        store,
-    )
+    (router(manager, CookieConfig::default()), store)
 }
 
 async fn send(
@@ -279,4 +276,38 @@ async fn store_calls_never_run_on_the_executor_thread() {
     let callers = store.callers.lock().unwrap();
     assert!(callers.len() >= 4, "the store was used: {}", callers.len());
     assert!(callers.iter().all(|t| *t != executor));
+}
+
+#[tokio::test]
+async fn a_login_form_posted_from_another_site_is_refused() {
+    let (app, _) = app();
+    for (header, value) in [
+        ("sec-fetch-site", "cross-site"),
+        ("origin", "https://evil.example"),
+        ("origin", "null"),
+    ] {
+        let req = Request::builder()
+            .method("POST")
+            .uri("/login")
+            .header("host", "127.0.0.1:3000")
+            .header(header, value)
+            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from("username=mallory&password=latchkey"))
+            .unwrap();
+        let res = app.clone().oneshot(req).await.unwrap();
+        assert_eq!(res.status(), StatusCode::FORBIDDEN, "{header}: {value}");
+        assert!(set_cookies(&res).is_empty(), "{header}: {value}");
+    }
+    // Chromium posting our own form under Referrer-Policy: no-referrer.
+    let req = Request::builder()
+        .method("POST")
+        .uri("/login")
+        .header("sec-fetch-site", "same-origin")
+        .header("origin", "null")
+        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from("username=alice&password=latchkey"))
+        .unwrap();
+    let res = app.clone().oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(set_cookies(&res).len(), 1);
 }

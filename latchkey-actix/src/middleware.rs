@@ -1,0 +1,457 @@
+//! [`SessionMiddleware`]: the cookie in, the session loaded, the cookie out.
+
+use std::fmt;
+use std::future::{Future, Ready, ready};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use actix_web::HttpMessage as _;
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
+use actix_web::http::header::{
+    CACHE_CONTROL, COOKIE, HOST, HeaderMap, HeaderValue, ORIGIN, SET_COOKIE,
+};
+use latchkey::{CookieConfig, CrossSiteRequest, FetchHeaders, Loaded, SessionManager};
+
+use crate::dispatch;
+use crate::error::SessionError;
+use crate::handle::{CookieChange, SessionHandle};
+
+/// How many times a write that keeps conflicting is tried by default.
+const DEFAULT_MAX_ATTEMPTS: u32 = 8;
+
+/// What every request of one application shares.
+#[derive(Clone)]
+pub(crate) struct Shared {
+    pub(crate) manager: Arc<dyn SessionManager>,
+    pub(crate) cookies: CookieConfig,
+    /// Origins accepted besides the request's own `Host`.
+    allowed_origins: Vec<String>,
+    check_origin: bool,
+    pub(crate) max_attempts: u32,
+}
+
+impl Shared {
+    /// The cross-site check ([`latchkey::check_origin`]) on the request's
+    /// method, `Sec-Fetch-Site`, `Origin` and `Host`.
+    fn check_origin(&self, req: &ServiceRequest) -> Result<(), CrossSiteRequest> {
+        if !self.check_origin {
+            return Ok(());
+        }
+        let headers = req.headers();
+        // A value that is not UTF-8 matches nothing (`Some("")`): the check
+        // then refuses rather than skips it.
+        let text = |name| {
+            headers
+                .get(name)
+                .map(|v: &HeaderValue| v.to_str().unwrap_or(""))
+        };
+        // `Host` (HTTP/1.1), else the URI's authority (HTTP/2 `:authority`).
+        // Never `Forwarded`/`X-Forwarded-Host`: any client can send those,
+        // and one naming the attacker's origin would pass. Behind a proxy
+        // that rewrites `Host`, name the public origin with
+        // `with_allowed_origin`.
+        let host = text(HOST.as_str()).or_else(|| req.uri().authority().map(|a| a.as_str()));
+        let fetch = FetchHeaders {
+            method: req.method().as_str(),
+            sec_fetch_site: text("sec-fetch-site"),
+            origin: text(ORIGIN.as_str()),
+            host,
+        };
+        if self.allowed_origins.is_empty() {
+            return latchkey::check_origin(&fetch, &[]);
+        }
+        let allowed: Vec<&str> = self.allowed_origins.iter().map(String::as_str).collect();
+        latchkey::check_origin(&fetch, &allowed)
+    }
+
+    /// Finds and loads the request's session: the handle for the handler,
+    /// or the error that answers the request at once (the store failed).
+    async fn start(self: &Arc<Self>, req: &ServiceRequest) -> Result<SessionHandle, SessionError> {
+        let found = self
+            .cookies
+            .find_token_in(req.headers().get_all(COOKIE).map(HeaderValue::as_bytes))
+            .map(|t| t.map(str::to_owned));
+        let token = match found {
+            Ok(token) => token,
+            // No usable session cookie: the request runs logged out, never
+            // a 400 (other applications' cookies crowding the header are
+            // not this request's fault). Two different session cookies
+            // (cookie tossing) or a broken value are cleared; a header over
+            // the scan limit was not read, so ours is kept.
+            Err(e) => {
+                let change = if e.clears_cookie() {
+                    CookieChange::Clear
+                } else {
+                    CookieChange::Keep
+                };
+                return Ok(SessionHandle::new(Arc::clone(self), None, change));
+            }
+        };
+        let Some(token) = token else {
+            return Ok(SessionHandle::new(
+                Arc::clone(self),
+                None,
+                CookieChange::Keep,
+            ));
+        };
+        let presented = token.clone();
+        match dispatch::call(&self.manager, move |m| m.load(&presented)).await {
+            Ok(Loaded {
+                session, reissue, ..
+            }) => {
+                // The reissue hint: the client presented a token rotated
+                // moments ago (or a ticket due for renewal), so it gets the
+                // current one. A reload later in the request uses it too.
+                let (token, change) = match reissue {
+                    Some(issued) => match self.cookies.set_cookie(&issued) {
+                        Ok(cookie) => (issued.token().to_owned(), CookieChange::Set(cookie)),
+                        // Not renderable (a ticket too long for its cookie):
+                        // the presented token still works; keep it.
+                        Err(_) => (token, CookieChange::Keep),
+                    },
+                    None => (token, CookieChange::Keep),
+                };
+                Ok(SessionHandle::new(
+                    Arc::clone(self),
+                    Some((session, token)),
+                    change,
+                ))
+            }
+            // A rejection: the request runs logged out. The cookie is
+            // cleared, except for a token superseded by a login or privilege
+            // change moments ago, whose client is being sent the successor:
+            // a clearing cookie racing that one would log the user out.
+            Err(e) if e.is_rejection() => {
+                let change = if e.clears_cookie() {
+                    CookieChange::Clear
+                } else {
+                    CookieChange::Keep
+                };
+                Ok(SessionHandle::new(Arc::clone(self), None, change))
+            }
+            // The store failed (503), or something else did: answer now,
+            // and keep the cookie: the session is probably fine, and
+            // clearing it would log everyone out during an outage.
+            Err(e) => Err(SessionError::Latchkey(e)),
+        }
+    }
+}
+
+/// Applies what the request did to the session to the response: at most one
+/// `Set-Cookie` for the session cookie, and `Cache-Control: no-store` when a
+/// session took part or a cookie is sent.
+fn finish(handle: &SessionHandle, cookies: &CookieConfig, headers: &mut HeaderMap) {
+    let (involved, change) = handle.take_outcome();
+    let set_cookie = match change {
+        CookieChange::Keep => None,
+        CookieChange::Set(cookie) => Some(cookie),
+        CookieChange::Clear => Some(cookies.clear_cookie()),
+    };
+    let sends_cookie = set_cookie.is_some();
+    // A rendered cookie holds only cookie octets and attribute text, so it
+    // is always a valid header value.
+    if let Some(value) = set_cookie.and_then(|v| HeaderValue::try_from(v).ok()) {
+        headers.append(SET_COOKIE, value);
+    }
+    if involved || sends_cookie {
+        // A page about a session, or a fresh cookie, kept by a shared cache
+        // would be served to the next user; on a shared computer the back
+        // button would show the previous user's pages after logout.
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+}
+
+/// The session middleware: wrap an `App` (or a scope) in it.
+///
+/// On every request it
+///
+/// 0. refuses a state-changing request (any method but GET, HEAD, OPTIONS,
+///    TRACE) that another site made the browser send, with 403 and the
+///    body `cross_origin`, before the handler runs and before any session
+///    is read or written ([`latchkey::check_origin`]; this stops login
+///    CSRF, which `SameSite` cannot). `Origin: null` passes only with
+///    `Sec-Fetch-Site: same-origin`;
+/// 1. finds the session token in the `Cookie` headers
+///    ([`CookieConfig::find_token_in`]); a missing, malformed, ambiguous
+///    or crowded-out cookie means the request runs logged out, never a
+///    400;
+/// 2. loads the session, in place or on the blocking pool as
+///    [`SessionManager::may_block`] says, and gives handlers a
+///    [`SessionHandle`] (request extensions) and the
+///    [`Authenticated`](crate::Authenticated) extractor;
+/// 3. turns what happened into the response's cookie and caching headers:
+///
+/// | what happened | response |
+/// |---|---|
+/// | a token was issued (login, rotation, a ticket's save, a reissue hint on load) | `Set-Cookie` with the newest token |
+/// | the handler logged out | `Set-Cookie` clearing the cookie |
+/// | the cookie was refused (expired, ended, reused, malformed, ambiguous) | the request runs logged out; `Set-Cookie` clears the cookie |
+/// | the cookie's token was superseded by a login or privilege change moments ago | the request runs logged out; the cookie is left alone (the response that made the change sets the new one) |
+/// | the `Cookie` headers are over the bytes scanned (other applications' cookies) | the request runs logged out; the cookie is kept (it was not read) |
+/// | the store failed while loading | 503 (`backend`) at once, the handler does not run; the cookie is kept |
+/// | a session took part, or a `Set-Cookie` is sent | `Cache-Control: no-store` |
+///
+/// A response never carries two session cookies: the newest token wins,
+/// and a new token and a clearing cookie never travel together. Handlers
+/// that fail (a [`SessionError`] or any other `ResponseError`) still get
+/// the cookie their operations set: actix turns their errors into
+/// responses inside the middleware. Only an `Err` from a middleware
+/// inside this one (registered with `wrap` before it; the last `wrap` is
+/// the outermost) passes through untouched, without `Set-Cookie`.
+///
+/// # Example
+/// ```
+/// use std::sync::Arc;
+/// use actix_web::{App, web};
+/// use latchkey::{CookieConfig, MemoryStore, StoreManager};
+/// use latchkey_actix::{SessionHandle, SessionMiddleware};
+///
+/// async fn home(handle: SessionHandle) -> String {
+///     format!("hello, {}", handle.user().unwrap_or_else(|| "stranger".into()))
+/// }
+///
+/// let manager = Arc::new(StoreManager::new(MemoryStore::new()));
+/// let sessions = SessionMiddleware::new(manager, CookieConfig::default())
+///     // Pages served at another origin than the Host the server sees
+///     // (behind a proxy that rewrites it) may still post to us.
+///     .with_allowed_origin("https://app.example.com");
+/// let app = App::new()
+///     .wrap(sessions.clone())
+///     .route("/", web::get().to(home));
+/// ```
+#[derive(Clone)]
+#[must_use]
+pub struct SessionMiddleware {
+    shared: Shared,
+}
+
+impl SessionMiddleware {
+    /// Sessions from `manager` (server-side sessions with a
+    /// [`StoreManager`](latchkey::StoreManager), or stateless
+    /// [`TicketManager`](latchkey::TicketManager) tickets), carried in
+    /// cookies shaped by `cookies`. The origin check is on; a write that
+    /// keeps conflicting is tried 8 times.
+    ///
+    /// Build it once and clone it into the `HttpServer` factory: clones
+    /// share the manager.
+    ///
+    /// # Example
+    /// ```no_run
+    /// use std::sync::Arc;
+    /// use actix_web::{App, HttpServer, web};
+    /// use latchkey::{CookieConfig, MemoryStore, StoreManager};
+    /// use latchkey_actix::{SessionHandle, SessionMiddleware};
+    ///
+    /// async fn home(handle: SessionHandle) -> String {
+    ///     format!("hello, {}", handle.user().unwrap_or_else(|| "stranger".into()))
+    /// }
+    ///
+    /// # fn main() -> std::io::Result<()> {
+    /// # actix_web::rt::System::new().block_on(async {
+    /// let sessions = SessionMiddleware::new(
+    ///     Arc::new(StoreManager::new(MemoryStore::new())),
+    ///     CookieConfig::default(),
+    /// );
+    /// HttpServer::new(move || App::new().wrap(sessions.clone()).route("/", web::get().to(home)))
+    ///     .bind(("127.0.0.1", 8080))?
+    ///     .run()
+    ///     .await
+    /// # })
+    /// # }
+    /// ```
+    pub fn new(manager: Arc<dyn SessionManager>, cookies: CookieConfig) -> SessionMiddleware {
+        SessionMiddleware {
+            shared: Shared {
+                manager,
+                cookies,
+                allowed_origins: Vec::new(),
+                check_origin: true,
+                max_attempts: DEFAULT_MAX_ATTEMPTS,
+            },
+        }
+    }
+
+    /// Accepts state-changing requests whose `Origin` is `origin` (scheme,
+    /// host and port, e.g. `"https://app.example.com"`; compared exactly,
+    /// ASCII case-insensitive), besides those from the request's own
+    /// `Host`. Needed behind a proxy that rewrites `Host`, or for a front
+    /// end served from another origin. Only consulted when the browser
+    /// sends no `Sec-Fetch-Site`; with it, only `same-origin` and `none`
+    /// pass.
+    ///
+    /// # Example
+    /// ```
+    /// use std::sync::Arc;
+    /// use latchkey::{CookieConfig, MemoryStore, StoreManager};
+    /// use latchkey_actix::SessionMiddleware;
+    ///
+    /// let sessions = SessionMiddleware::new(
+    ///     Arc::new(StoreManager::new(MemoryStore::new())),
+    ///     CookieConfig::default(),
+    /// )
+    /// .with_allowed_origin("https://app.example.com")
+    /// .with_allowed_origin("https://admin.example.com");
+    /// ```
+    pub fn with_allowed_origin(mut self, origin: impl Into<String>) -> SessionMiddleware {
+        self.shared.allowed_origins.push(origin.into());
+        self
+    }
+
+    /// Turns the cross-site check off: state-changing requests from other
+    /// sites reach the handlers.
+    ///
+    /// **Risky**: without it a page elsewhere can post to your login form
+    /// and log the visitor's browser into the attacker's account (login
+    /// CSRF), which `SameSite` cookies do not stop. Only for an application
+    /// that does the check itself (e.g. CSRF tokens on every form), or that
+    /// serves no browsers.
+    ///
+    /// # Example
+    /// ```
+    /// use std::sync::Arc;
+    /// use latchkey::{CookieConfig, MemoryStore, StoreManager};
+    /// use latchkey_actix::SessionMiddleware;
+    ///
+    /// // This application checks a CSRF token on every form itself.
+    /// let sessions = SessionMiddleware::new(
+    ///     Arc::new(StoreManager::new(MemoryStore::new())),
+    ///     CookieConfig::default(),
+    /// )
+    /// .danger_without_origin_check();
+    /// ```
+    pub fn danger_without_origin_check(mut self) -> SessionMiddleware {
+        self.shared.check_origin = false;
+        self
+    }
+
+    /// How many times an operation that writes the session is tried when
+    /// it keeps meeting a version conflict (another request saved the
+    /// session in between): each retry reloads the session and applies the
+    /// handler's closure again, after a random wait of up to 2 ms, then 4,
+    /// 8, 16 and 32 ms. Then it fails with [`latchkey::Error::Conflict`]
+    /// (409). At least 1 (no retry); 8 by default.
+    ///
+    /// The wait matters: requests that conflicted were released together,
+    /// and retried at once they collide again; against Redis, immediate
+    /// retries made 60% of 64 concurrent requests on one session fail in a
+    /// measurement.
+    ///
+    /// # Example
+    /// ```
+    /// use std::sync::Arc;
+    /// use latchkey::{CookieConfig, MemoryStore, StoreManager};
+    /// use latchkey_actix::SessionMiddleware;
+    ///
+    /// let sessions = SessionMiddleware::new(
+    ///     Arc::new(StoreManager::new(MemoryStore::new())),
+    ///     CookieConfig::default(),
+    /// )
+    /// .with_max_attempts(4);
+    /// ```
+    pub fn with_max_attempts(mut self, attempts: u32) -> SessionMiddleware {
+        self.shared.max_attempts = attempts.max(1);
+        self
+    }
+}
+
+impl fmt::Debug for SessionMiddleware {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionMiddleware")
+            .field("cookies", &self.shared.cookies)
+            .field("check_origin", &self.shared.check_origin)
+            .field("allowed_origins", &self.shared.allowed_origins)
+            .field("max_attempts", &self.shared.max_attempts)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, B> Transform<S, ServiceRequest> for SessionMiddleware
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
+    B: MessageBody + 'static,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = actix_web::Error;
+    type Transform = SessionService<S>;
+    type InitError = ();
+    type Future = Ready<Result<SessionService<S>, ()>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        ready(Ok(SessionService {
+            service: Rc::new(service),
+            shared: Arc::new(self.shared.clone()),
+        }))
+    }
+}
+
+/// The service [`SessionMiddleware`] wraps around an application's: what
+/// `App::wrap` builds. Not used directly.
+///
+/// # Example
+/// ```
+/// use std::sync::Arc;
+/// use actix_web::dev::Transform as _;
+/// use actix_web::{App, test, web};
+/// use latchkey::{CookieConfig, MemoryStore, StoreManager};
+/// use latchkey_actix::SessionMiddleware;
+///
+/// let sessions = SessionMiddleware::new(
+///     Arc::new(StoreManager::new(MemoryStore::new())),
+///     CookieConfig::default(),
+/// );
+/// // `App::new().wrap(sessions)` does this for every worker.
+/// let _service = sessions.new_transform(test::ok_service());
+/// ```
+pub struct SessionService<S> {
+    service: Rc<S>,
+    shared: Arc<Shared>,
+}
+
+impl<S> fmt::Debug for SessionService<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionService")
+            .field("cookies", &self.shared.cookies)
+            .finish_non_exhaustive()
+    }
+}
+
+type LocalBoxFuture<T> = Pin<Box<dyn Future<Output = T>>>;
+
+impl<S, B> Service<ServiceRequest> for SessionService<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
+    B: MessageBody + 'static,
+{
+    type Response = ServiceResponse<EitherBody<B>>;
+    type Error = actix_web::Error;
+    type Future = LocalBoxFuture<Result<ServiceResponse<EitherBody<B>>, actix_web::Error>>;
+
+    forward_ready!(service);
+
+    fn call(&self, req: ServiceRequest) -> Self::Future {
+        let service = Rc::clone(&self.service);
+        let shared = Arc::clone(&self.shared);
+        Box::pin(async move {
+            // Before anything else: a forged request must not reach the
+            // handler, nor touch a session.
+            if let Err(refused) = shared.check_origin(&req) {
+                let refused = SessionError::CrossOrigin(refused);
+                return Ok(req.error_response(refused).map_into_right_body());
+            }
+            let handle = match shared.start(&req).await {
+                Ok(handle) => handle,
+                Err(e) => return Ok(req.error_response(e).map_into_right_body()),
+            };
+            req.extensions_mut().insert(handle.clone());
+            // actix turns a handler's error into its response, so an `Err`
+            // here comes from a middleware wrapped inside this one, and
+            // passes through as it is: without the request, no response
+            // can be built around it.
+            let mut res = service.call(req).await?.map_into_left_body();
+            finish(&handle, &shared.cookies, res.headers_mut());
+            Ok(res)
+        })
+    }
+}

@@ -1,0 +1,122 @@
+//! # latchkey-tower
+//!
+//! [latchkey](https://docs.rs/latchkey) sessions for [tower] services and
+//! [axum]: one [`SessionLayer`] that reads the session cookie, loads the
+//! session and writes the response's cookie, and extractors
+//! ([`SessionHandle`], [`Authenticated`]) that let handlers log in, change
+//! privilege, save and log out.
+//!
+//! The layer follows latchkey's guide for framework authors
+//! ([`latchkey::framework`]) so that applications do not have to.
+//!
+//! ## Quick start
+//!
+//! ```
+//! use std::sync::Arc;
+//! use axum::{Router, extract::Path, routing::{get, post}};
+//! use latchkey::{CookieConfig, MemoryStore, StoreManager};
+//! use latchkey_tower::{Authenticated, SessionError, SessionHandle, SessionLayer};
+//!
+//! async fn login(handle: SessionHandle, Path(user): Path<String>) -> Result<&'static str, SessionError> {
+//!     // ... check the user's password first ...
+//!     handle.login(&user).await?; // a fresh token: no session fixation
+//!     Ok("logged in")
+//! }
+//!
+//! async fn me(auth: Authenticated) -> String {
+//!     format!("hello, {}", auth.user()) // 401 without a logged-in session
+//! }
+//!
+//! let manager = Arc::new(StoreManager::new(MemoryStore::new()));
+//! let app: Router = Router::new()
+//!     .route("/login/{user}", post(login))
+//!     .route("/me", get(me))
+//!     .layer(SessionLayer::new(manager, CookieConfig::default()));
+//! # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+//! # rt.block_on(async {
+//! #     use tower::ServiceExt as _;
+//! #     let req = http::Request::post("/login/alice")
+//! #         .header("sec-fetch-site", "same-origin")
+//! #         .body(axum::body::Body::empty())?;
+//! #     let res = app.clone().oneshot(req).await?;
+//! #     assert_eq!(res.status(), 200);
+//! #     let cookie = res.headers()["set-cookie"].to_str()?.split(';').next().unwrap_or("").to_owned();
+//! #     let req = http::Request::get("/me").header("cookie", cookie).body(axum::body::Body::empty())?;
+//! #     let res = app.oneshot(req).await?;
+//! #     assert_eq!(res.status(), 200);
+//! #     assert_eq!(res.headers()["cache-control"], "no-store");
+//! #     Ok::<(), Box<dyn std::error::Error>>(())
+//! # })?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! ## What the layer does
+//!
+//! | situation | response |
+//! |---|---|
+//! | a cross-site POST/PUT/DELETE/... (`Sec-Fetch-Site`, else `Origin` vs `Host`; `Origin: null` only with `Sec-Fetch-Site: same-origin`) | 403 `cross_origin` before the handler and before any session read or write |
+//! | no cookie, or one that cannot be used (two different values, a crowded `Cookie` header) | the request runs logged out, never a 400; a bad or ambiguous cookie is cleared |
+//! | the cookie's session is expired, ended, reused or forged | the request runs logged out; the cookie is cleared (unless a login moments ago superseded it: that response sets the new one) |
+//! | the store is down | 503 `backend` at once; the cookie is kept |
+//! | a handler issued a token (login, privilege change, rotation, a ticket save) or the load handed back a newer one | one `Set-Cookie` with the newest token |
+//! | a handler logged out | one `Set-Cookie` clearing the cookie |
+//! | a session was involved, or a `Set-Cookie` goes out | `Cache-Control: no-store` |
+//! | a save conflicted with another request's | reload, apply the change again, retry with a short random backoff; 409 once the attempts run out |
+//!
+//! Errors answer with the stable [`latchkey::Error::reason`] code as the
+//! body, never a token: rejections 401, backend failures 503, conflicts 409
+//! ([`SessionError`] has the full table).
+//!
+//! **Blocking.** Store calls may block (a file store does disk I/O, a Redis
+//! store a network round trip). The layer asks the manager
+//! ([`latchkey::SessionManager::may_block`]): calls that cannot block (a
+//! `MemoryStore`) run in place on the executor; the others run on tokio's
+//! blocking pool ([`tokio::task::spawn_blocking`]). A call that panics is a
+//! backend failure (503), never a rejection.
+//!
+//! The layer works with any manager behind `Arc<dyn SessionManager>`:
+//! server-side sessions ([`latchkey::StoreManager`]) or stateless tickets
+//! ([`latchkey::TicketManager`]).
+//!
+//! ## Without axum
+//!
+//! [`SessionLayer`] is a plain [`tower_layer::Layer`] over
+//! `http::Request`/`http::Response` services (hyper, tonic-style stacks):
+//! the [`SessionHandle`] is in the request's extensions. The response body
+//! type needs `From<&'static str>` for the layer's own error responses.
+//!
+//! ## Cargo features
+//!
+//! - `axum` (on by default): [`SessionHandle`] and [`Authenticated`] as
+//!   axum extractors, and [`SessionError`] as an axum response.
+//!
+//! [tower]: https://docs.rs/tower
+//! [axum]: https://docs.rs/axum
+#![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+// Document ALL THE THINGS!
+#![deny(missing_docs)]
+#![warn(missing_debug_implementations, unreachable_pub)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
+mod dispatch;
+mod error;
+#[cfg(feature = "axum")]
+mod extract;
+mod handle;
+mod layer;
+
+// The layer, and the service and future it makes.
+pub use crate::layer::{ResponseFuture, SessionLayer, SessionService};
+// What handlers use.
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub use crate::extract::Authenticated;
+pub use crate::handle::SessionHandle;
+// Errors, and the responses they become.
+pub use crate::error::SessionError;
+
+// The README's Rust examples are doctests, so they cannot drift from the API.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeExamples;
