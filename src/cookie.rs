@@ -419,6 +419,27 @@ impl CookieConfig {
         self.lifetime
     }
 
+    /// This cookie with another [`CookieLifetime`]: same name, scope and
+    /// attributes, so the same cookie is found, replaced and cleared either
+    /// way. A lifetime is never a build error, so this cannot fail. It is
+    /// how the session cookie's persistence is chosen per session: keep a
+    /// browser-session config and its persistent twin, and send each
+    /// session in the one its user chose ("keep me signed in").
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{CookieConfig, CookieLifetime};
+    /// let session = CookieConfig::default();
+    /// let persistent = session.clone().with_lifetime(CookieLifetime::UntilAbsoluteDeadline);
+    /// assert_eq!(persistent.lifetime(), CookieLifetime::UntilAbsoluteDeadline);
+    /// assert_eq!(persistent.clear_cookie(), session.clear_cookie());
+    /// ```
+    #[must_use]
+    pub fn with_lifetime(mut self, lifetime: CookieLifetime) -> CookieConfig {
+        self.lifetime = lifetime;
+        self
+    }
+
     /// The most bytes of `Cookie` header(s) [`find_token`](Self::find_token)
     /// scans ([`DEFAULT_MAX_HEADER_BYTES`] unless set).
     ///

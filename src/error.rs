@@ -11,10 +11,14 @@
 //!   keep the cookie: the session may be perfectly fine.
 //!
 //! Anything else ([`Error::Conflict`], [`Error::TooLarge`], ...) is a
-//! problem with what the application asked for.
+//! problem with what the application asked for, except
+//! [`Error::ReauthenticationRequired`]: the session is fine but the action
+//! needs a fresher proof of identity, so ask for the password again
+//! (neither a rejection nor a reason to clear the cookie).
 
 use crate::clock::Timestamp;
 use crate::id::TokenError;
+use crate::remember::RememberError;
 use crate::store::{EndReason, StoreError};
 use crate::ticket::TicketError;
 
@@ -156,6 +160,56 @@ pub enum Error {
     /// manager has none: the ticket stays valid until it expires.
     #[error("ticket revocation is not configured; the ticket stays valid until it expires")]
     RevocationNotConfigured,
+    /// The action needs a more recent proof of identity than the session
+    /// holds ("sudo mode", step-up): ask the user for their password (or
+    /// second factor) again, then call
+    /// [`reauthenticate`](crate::SessionManager::reauthenticate) and retry.
+    /// Returned by [`Session::require_recent_auth_at`](crate::Session::require_recent_auth_at)
+    /// and [`SessionManager::require_recent_auth`](crate::SessionManager::require_recent_auth).
+    ///
+    /// Not a rejection: the session is valid, only not fresh enough for
+    /// this action, so the cookie is kept ([`Error::clears_cookie`] is
+    /// `false`) and the user stays logged in for everything else.
+    ///
+    /// # Example
+    /// ```
+    /// use std::time::Duration;
+    /// use latchkey::Error;
+    /// let e = Error::ReauthenticationRequired { age: Some(Duration::from_secs(900)), max_age: Duration::from_secs(600) };
+    /// assert_eq!(e.reason(), "reauthentication_required");
+    /// assert!(!e.is_rejection() && !e.clears_cookie() && !e.is_backend_failure());
+    /// ```
+    #[error("re-authentication required: {}", reauth_detail(*.age, *.max_age))]
+    ReauthenticationRequired {
+        /// How long ago the user last authenticated in this session;
+        /// `None` if never (an anonymous session: send it to log in, not to
+        /// a re-authentication prompt).
+        age: Option<std::time::Duration>,
+        /// The most the action allows.
+        max_age: std::time::Duration,
+    },
+    /// [`reauthenticate`](crate::SessionManager::reauthenticate) was asked
+    /// of a session with no user: there is no one to re-authenticate. An
+    /// anonymous session becomes a user's with
+    /// [`login`](crate::SessionManager::login). Not a rejection: the
+    /// session is as it was.
+    #[error("the session has no user to re-authenticate; log in instead")]
+    NotAuthenticated,
+    /// A remember-me token was refused ([`RememberMe::log_in`](crate::RememberMe::log_in)):
+    /// the [`RememberError`] says why, theft included. A rejection: answer
+    /// as for a request without a session, and clear the remember-me cookie
+    /// if [`Error::clears_cookie`] (every reason but
+    /// [`RememberError::Superseded`]).
+    #[error("remember-me token refused")]
+    RememberMe(#[source] RememberError),
+}
+
+/// The rest of [`Error::ReauthenticationRequired`]'s sentence.
+fn reauth_detail(age: Option<std::time::Duration>, max_age: std::time::Duration) -> String {
+    match age {
+        Some(age) => format!("last authenticated {age:?} ago, over the {max_age:?} allowed"),
+        None => "the session was never authenticated".to_owned(),
+    }
 }
 
 impl From<TokenError> for Error {
@@ -197,6 +251,10 @@ impl Error {
             Error::TicketTooLarge { .. }
             | Error::RevocationNotConfigured
             | Error::Unsupported(_) => false,
+            // The session is usable; only this action needs a fresher proof
+            // (or, for an anonymous session, a login).
+            Error::ReauthenticationRequired { .. } | Error::NotAuthenticated => false,
+            Error::RememberMe(_) => true,
         }
     }
 
@@ -211,7 +269,11 @@ impl Error {
     /// assert!(Error::Superseded.is_rejection() && !Error::Superseded.clears_cookie());
     /// ```
     pub fn clears_cookie(&self) -> bool {
-        self.is_rejection() && !matches!(self, Error::Superseded)
+        self.is_rejection()
+            && !matches!(
+                self,
+                Error::Superseded | Error::RememberMe(RememberError::Superseded { .. })
+            )
     }
 
     /// Whether the store failed (down, unreachable, I/O error): answer 503
@@ -259,6 +321,9 @@ impl Error {
             Error::RevocationNotConfigured => "revocation_not_configured",
             Error::Superseded => "superseded",
             Error::Unsupported(_) => "unsupported",
+            Error::ReauthenticationRequired { .. } => "reauthentication_required",
+            Error::NotAuthenticated => "not_authenticated",
+            Error::RememberMe(e) => e.reason(),
         }
     }
 }

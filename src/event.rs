@@ -28,6 +28,7 @@
 use std::fmt;
 
 use crate::id::Fingerprint;
+use crate::remember::TheftKind;
 use crate::store::EndReason;
 
 /// Which of the two clocks ended a session.
@@ -125,6 +126,27 @@ pub enum Event {
         /// The session it would name, for an unknown well-formed token.
         session: Option<Fingerprint>,
     },
+    /// A remember-me token was presented as only a stolen copy explains
+    /// ([`RememberError::Theft`](crate::RememberError::Theft)): every
+    /// remember-me token and session of the user was ended.
+    RememberMeTheft {
+        /// The user whose tokens and sessions were ended.
+        user: String,
+        /// The presented token: the fingerprint of its store key.
+        token: Fingerprint,
+        /// What gave it away.
+        kind: TheftKind,
+        /// The user's sessions found in the remember-me store just before
+        /// they were ended: all of them when it is the session manager's
+        /// store, none for tickets (which no store lists).
+        sessions: Vec<Fingerprint>,
+        /// How many sessions the manager reports ended; `None` where it
+        /// cannot count (tickets) or failed.
+        sessions_ended: Option<usize>,
+        /// Whether ending the tokens and the sessions completed; if not,
+        /// the error returned says why.
+        contained: bool,
+    },
 }
 
 impl fmt::Display for Event {
@@ -203,6 +225,37 @@ impl fmt::Display for Event {
                 ),
                 None => f.write_str("token rejected: superseded by a privilege change"),
             },
+            Event::RememberMeTheft {
+                user,
+                token,
+                kind,
+                sessions,
+                sessions_ended,
+                contained,
+            } => {
+                write!(
+                    f,
+                    "remember-me token {token} of user {user:?} {kind}: treated as stolen; "
+                )?;
+                match sessions_ended {
+                    Some(n) => write!(f, "{n} session(s) ended")?,
+                    None => f.write_str("the user's sessions ended (not counted)")?,
+                }
+                if !sessions.is_empty() {
+                    f.write_str(" [")?;
+                    for (i, s) in sessions.iter().enumerate() {
+                        if i > 0 {
+                            f.write_str(", ")?;
+                        }
+                        write!(f, "{s}")?;
+                    }
+                    f.write_str("]")?;
+                }
+                if !contained {
+                    f.write_str("; ending them did not complete")?;
+                }
+                Ok(())
+            }
         }
     }
 }

@@ -62,6 +62,15 @@
 //!   revoked. A crash between a rotation's writes leaves no ghost and
 //!   brings back no ended token. The [`lifecycle`] module holds the rules
 //!   as one table, the same for both managers.
+//! - **Step-up**: [`SessionManager::require_recent_auth`] refuses a
+//!   sensitive action on a stale authentication
+//!   ([`Error::ReauthenticationRequired`], which keeps the session);
+//!   [`SessionManager::reauthenticate`] records a fresh one and rotates as
+//!   a privilege change. Activity never counts as authentication.
+//! - **Remember-me**: [`RememberMe`] issues a long-lived login token in
+//!   a cookie of its own, single use (each use hands a replacement), kept
+//!   hashed in any store; a used token presented again ends every token
+//!   and session of its user ([`RememberError::Theft`]).
 //! - **No write storms**: a load writes only when the recorded activity is
 //!   older than the touch interval.
 //! - **No lost updates**: saves are versioned; a stale copy gets
@@ -116,15 +125,18 @@
 
 mod clock;
 mod cookie;
+pub mod csrf;
 mod data;
 mod error;
 mod event;
+pub mod flash;
 pub mod framework;
 mod id;
 pub mod lifecycle;
 mod manager;
 mod origin;
 mod policy;
+pub mod remember;
 mod session;
 pub mod store;
 mod ticket;
@@ -142,6 +154,11 @@ pub use crate::manager::{SessionInfo, SessionManager, StoreManager};
 
 // Is a state-changing request from our own pages (login CSRF)?
 pub use crate::origin::{CrossSiteRequest, FetchHeaders, check_origin};
+// Per-session CSRF tokens, and flash messages (reserved data keys).
+pub use crate::csrf::{CSRF_KEY, CSRF_TOKEN_LEN, CsrfError, RESERVED_PREFIX};
+pub use crate::flash::{
+    FLASH_KEY, Flash, FlashError, MAX_FLASH_KIND_LEN, MAX_FLASH_MESSAGE_LEN, MAX_FLASHES,
+};
 // Storage.
 #[cfg(unix)]
 pub use crate::store::file::{Durability, FileStore};
@@ -163,6 +180,10 @@ pub use crate::event::{Event, ExpiryKind, Observer, RejectKind};
 // Stateless signed tickets.
 pub use crate::ticket::{
     KeyRing, MAX_TICKET_LEN, TicketConfigError, TicketError, TicketKey, TicketManager,
+};
+// Remember-me: a long-lived login token beside the session.
+pub use crate::remember::{
+    REMEMBERED_KEY, RememberError, RememberMe, RememberToken, RememberTokenError, TheftKind,
 };
 
 // The README's Rust examples are doctests, so they cannot drift from the API.

@@ -17,7 +17,7 @@
 //! | **live** | a session within both deadlines |
 //! | **expired** | past its idle deadline (last activity + idle timeout) or its absolute deadline (creation + absolute timeout) |
 //! | **rotated, routine, in grace** | retired by [`rotate`](crate::SessionManager::rotate); points at its successor; `now < grace_until` |
-//! | **rotated, privilege change, in grace** | retired by [`login`](crate::SessionManager::login) or [`change_privilege`](crate::SessionManager::change_privilege); `now < grace_until` |
+//! | **rotated, privilege change, in grace** | retired by [`login`](crate::SessionManager::login), [`change_privilege`](crate::SessionManager::change_privilege) or [`reauthenticate`](crate::SessionManager::reauthenticate); `now < grace_until` |
 //! | **rotated, past grace** | either kind, `now >= grace_until` |
 //! | **ended** | terminated with a reason ([`EndReason`]): logout, logout everywhere, eviction, reuse detected, replaced by another user |
 //! | **unknown** | never issued here, or purged |
@@ -29,7 +29,7 @@
 //!
 //! # Operations and outcomes
 //!
-//! | token's state | `load` of the token | `save` / `rotate` / `login` / `change_privilege` on a copy loaded through it | `terminate` on such a copy |
+//! | token's state | `load` of the token | `save` / `rotate` / `login` / `change_privilege` / `reauthenticate` on a copy loaded through it | `terminate` on such a copy |
 //! |---|---|---|---|
 //! | live | the session; the idle deadline slides (stored only once per touch interval, and best effort: a store that cannot write reports [`Event::TouchFailed`] and the load still succeeds) | written; a copy older than the stored version is `Conflict` | ended; every token of its chain fails from now on |
 //! | expired | `IdleExpired` / `AbsoluteExpired`, naming the deadline | past the absolute deadline, `AbsoluteExpired`; a copy loaded while live may still write past the idle deadline (a write is activity) | `Ok` (nothing loads) |
@@ -50,6 +50,19 @@
 //! - **`login`** always changes privilege. On a session of another user it
 //!   ends that session's chain (`Replaced`) and starts a fresh, empty one:
 //!   one user's data never passes to another.
+//! - **`reauthenticate`** (the caller has verified the user's credential
+//!   again) is a privilege change that stamps the authentication time:
+//!   the old token is refused as after `change_privilege`, and the
+//!   successor carries `authenticated_at = now`. The absolute deadline is
+//!   kept, unless [`Policy::reauthentication_extends_absolute`] starts a
+//!   new absolute period (`now` + the absolute timeout). A session without
+//!   a user is refused with [`Error::NotAuthenticated`] before anything is
+//!   written. See [Re-authentication](#re-authentication).
+//! - **Freshness**: [`Session::require_recent_auth_at`] (and
+//!   [`SessionManager::require_recent_auth`](crate::SessionManager::require_recent_auth)
+//!   on the manager's clock) passes if the user authenticated less than
+//!   `max_age` ago, else [`Error::ReauthenticationRequired`] (`age: None`
+//!   if never). It reads only the session copy: no store, no write.
 //! - **`terminate_all(user, except)`** ends every live session of the user
 //!   (the tips; their chains follow) but `except`, and says how many. Tickets
 //!   keep a per-user cutoff instead: every ticket authenticated until now
@@ -85,9 +98,67 @@
 //! A stateless ticket without revocation cannot be retired at all: after a
 //! change it keeps loading with its own, pre-change claims until its idle
 //! deadline. It never gains the new privileges or the new ticket, so it is
-//! the pre-change session, read-only in effect; with
+//! the pre-change session, read-only in effect (after a re-authentication,
+//! with its older authentication time, so it fails the freshness check the
+//! new ticket passes); with
 //! [`TicketManager::with_revocation`](crate::TicketManager::with_revocation)
 //! it follows this table.
+//!
+//! # Re-authentication
+//!
+//! A step-up ("sudo mode", ASVS 5.0 7.5.1, NIST SP 800-63B-4 §5.2) asks a
+//! logged-in user to prove who they are again before a sensitive action.
+//! The application checks freshness with
+//! [`require_recent_auth`](crate::SessionManager::require_recent_auth);
+//! on [`Error::ReauthenticationRequired`] it asks for the password, checks
+//! it, and calls [`reauthenticate`](crate::SessionManager::reauthenticate).
+//! The decisions, made once here for both managers:
+//!
+//! - **It rotates as a privilege change.** The session gains authority (it
+//!   may now do what needed a fresh proof), so the token from before is
+//!   refused, for the reason above: whoever held a copy of it must not
+//!   ride on the fresh proof, nor be handed the new token.
+//! - **It never revives a session.** The copy is checked as it is, with its
+//!   own deadline and (tickets) its own authentication time against the
+//!   user's cutoff, before the new time applies: a session that expired,
+//!   ended, was logged out everywhere, or was rotated meanwhile fails as
+//!   any write from it would.
+//! - **An anonymous session is refused** ([`Error::NotAuthenticated`],
+//!   not a rejection): there is no user whose credential was checked.
+//!   `login` is the operation that binds one. Answering it with
+//!   `ReauthenticationRequired` instead would send a framework round a
+//!   loop of password prompts.
+//! - **The absolute deadline stays by default.** Activity never extends a
+//!   session's absolute lifetime, and by default neither does a fresh
+//!   proof: the session still ends when login said it would
+//!   ([`Policy::reauthentication_extends_absolute`] says why, and how to
+//!   let a re-authentication start a new period as NIST allows). With the
+//!   extension on, a ticket's policy cap counts from its last
+//!   authentication instead of its creation, so switching the policy back
+//!   shortens tickets already issued.
+//! - **The check is not a rejection.** `ReauthenticationRequired` keeps
+//!   the cookie and the session: only the one action needs the fresher
+//!   proof.
+//!
+//! ```
+//! use std::{sync::Arc, time::Duration};
+//! use latchkey::{Error, ManualClock, MemoryStore, NewSession, SessionManager, StoreManager, Timestamp};
+//!
+//! let clock = Arc::new(ManualClock::new(Timestamp::from_unix_millis(1_800_000_000_000)));
+//! let manager = StoreManager::new(MemoryStore::new()).with_clock(clock.clone());
+//! let issued = manager.create(NewSession::new().with_user("alice"))?;
+//! let mut session = manager.load(issued.token())?.session;
+//! clock.advance(Duration::from_secs(15 * 60)); // still live, no longer fresh
+//! let sudo = Duration::from_secs(10 * 60);
+//! let err = manager.require_recent_auth(&session, sudo).unwrap_err();
+//! assert!(matches!(err, Error::ReauthenticationRequired { .. }) && !err.is_rejection());
+//! // ... the user typed their password again, and it checked out ...
+//! let fresh = manager.reauthenticate(&mut session)?;
+//! manager.require_recent_auth(&session, sudo)?;
+//! assert_eq!(fresh.absolute_deadline(), issued.absolute_deadline());
+//! assert!(matches!(manager.load(issued.token()), Err(Error::Superseded)));
+//! # Ok::<(), Error>(())
+//! ```
 //!
 //! # Rotation from single-key writes, and crashes
 //!
@@ -129,6 +200,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::error::Error;
@@ -336,6 +408,8 @@ impl Core {
                     user: Some(user.into()),
                     device: session.device.clone(),
                     data: Default::default(),
+                    // A login authenticates now.
+                    auth_at: None,
                 },
             }
         } else {
@@ -357,6 +431,55 @@ impl Core {
         session.user = Some(user.into());
         session.auth_at = Some(now);
         rotate(session).inspect_err(|_| (session.user, session.auth_at) = before)
+    }
+
+    /// The table's `reauthenticate` rule for `session` at `now`, decided
+    /// before any write: a session without a user has no one to
+    /// re-authenticate ([`Error::NotAuthenticated`]: an anonymous session
+    /// logs in instead); otherwise the rotation is a privilege change whose
+    /// successor is authenticated at `now` and keeps its absolute deadline,
+    /// unless the policy lets a re-authentication start a new absolute
+    /// period ([`Policy::reauthentication_extends_absolute`]).
+    ///
+    /// The manager checks the session copy as it is (its deadline, and for
+    /// tickets its revocation with its old authentication time) before it
+    /// applies what this returns to the successor: a re-authentication
+    /// never revives a session that has expired or ended.
+    pub(crate) fn reauthentication_of(
+        &self,
+        session: &Session,
+        now: Timestamp,
+    ) -> Result<Rotation, Error> {
+        if session.user.is_none() {
+            return Err(Error::NotAuthenticated);
+        }
+        let absolute_deadline = if self.policy.reauthentication_extends_absolute() {
+            now.saturating_add(self.policy.absolute_timeout())
+        } else {
+            session.absolute_deadline
+        };
+        Ok(Rotation::Reauthentication {
+            auth_at: now,
+            absolute_deadline,
+        })
+    }
+
+    /// When the absolute period of a session created at `created_at` and
+    /// last authenticated at `auth_at` began: its creation, or, with a
+    /// policy that lets a re-authentication start a new period, its last
+    /// authentication. A ticket's absolute deadline is capped at this plus
+    /// the policy's absolute timeout, so a policy tightened (or switched
+    /// back to not extending) applies to tickets already issued.
+    #[inline]
+    pub(crate) fn absolute_period_start(
+        &self,
+        created_at: Timestamp,
+        auth_at: Option<Timestamp>,
+    ) -> Timestamp {
+        match auth_at {
+            Some(at) if self.policy.reauthentication_extends_absolute() => at.max(created_at),
+            _ => created_at,
+        }
     }
 
     /// Reports a login from session `from` to `to`.
@@ -393,6 +516,68 @@ pub(crate) enum Retired {
     Superseded,
     /// Past the grace window: reuse, answered by the policy.
     Reused,
+}
+
+/// What a rotation changes besides the session's ID: the table's `rotate`,
+/// `change_privilege` / `login`, and `reauthenticate`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Rotation {
+    /// `rotate`: the session's authority is unchanged, so the old token
+    /// follows the successor through the grace window.
+    Routine,
+    /// `change_privilege` and `login`: the old token is refused.
+    Privilege,
+    /// `reauthenticate` ([`Core::reauthentication_of`]): a privilege change
+    /// whose successor carries a new authentication time and absolute
+    /// deadline.
+    Reauthentication {
+        /// The successor's authentication time.
+        auth_at: Timestamp,
+        /// The successor's absolute deadline.
+        absolute_deadline: Timestamp,
+    },
+}
+
+impl Rotation {
+    /// Whether the old token is refused (`Superseded` in the grace window)
+    /// rather than followed to the successor.
+    #[inline]
+    pub(crate) fn privilege_change(self) -> bool {
+        self != Rotation::Routine
+    }
+
+    /// The successor's authentication time and absolute deadline, from the
+    /// rotated session's.
+    #[inline]
+    pub(crate) fn successor_times(
+        self,
+        auth_at: Option<Timestamp>,
+        absolute_deadline: Timestamp,
+    ) -> (Option<Timestamp>, Timestamp) {
+        match self {
+            Rotation::Reauthentication {
+                auth_at,
+                absolute_deadline,
+            } => (Some(auth_at), absolute_deadline),
+            Rotation::Routine | Rotation::Privilege => (auth_at, absolute_deadline),
+        }
+    }
+}
+
+/// The table's freshness rule ([`Session::require_recent_auth_at`]): the
+/// user authenticated less than `max_age` before `now`. A session never
+/// authenticated fails with `age: None`; a `max_age` of zero always fails.
+/// An `auth_at` ahead of `now` (another process's clock) counts as age zero.
+pub(crate) fn require_recent_auth(
+    auth_at: Option<Timestamp>,
+    max_age: Duration,
+    now: Timestamp,
+) -> Result<(), Error> {
+    let age = auth_at.map(|at| now.duration_since(at));
+    match age {
+        Some(age) if age < max_age => Ok(()),
+        age => Err(Error::ReauthenticationRequired { age, max_age }),
+    }
 }
 
 /// The table's rows for a retired token.
@@ -597,6 +782,87 @@ mod tests {
         };
         let v = core.judge(ended, t);
         assert!(matches!(v, Verdict::Ended(EndReason::Logout)), "{v:?}");
+    }
+
+    fn session_of(user: Option<&str>, t: Timestamp, p: &Policy) -> Session {
+        Session {
+            id: None,
+            key: StoreKey::from_bytes([1; 32]),
+            version: 1,
+            created_at: t,
+            last_seen: t,
+            auth_at: user.map(|_| t),
+            absolute_deadline: t.saturating_add(p.absolute_timeout()),
+            idle_deadline: t.saturating_add(p.idle_timeout()),
+            user: user.map(str::to_owned),
+            device: None,
+            data: crate::SessionData::default(),
+        }
+    }
+
+    #[test]
+    fn reauthentication_is_a_privilege_change_that_extends_only_by_policy() {
+        let t = Timestamp::from_unix_millis(1_800_000_000_000);
+        let later = t.saturating_add(Duration::from_secs(3600));
+        let keep = Core::new(Policy::default());
+        let alice = session_of(Some("alice"), t, &keep.policy);
+        let r = keep.reauthentication_of(&alice, later).unwrap();
+        assert!(r.privilege_change());
+        assert_eq!(
+            r.successor_times(alice.auth_at, alice.absolute_deadline),
+            (Some(later), alice.absolute_deadline)
+        );
+        assert!(matches!(
+            keep.reauthentication_of(&session_of(None, t, &keep.policy), later),
+            Err(Error::NotAuthenticated)
+        ));
+
+        let extend = Core::new(
+            Policy::builder()
+                .with_reauthentication_extends_absolute(true)
+                .build()
+                .unwrap(),
+        );
+        let r = extend.reauthentication_of(&alice, later).unwrap();
+        let extended = later.saturating_add(extend.policy.absolute_timeout());
+        assert_eq!(
+            r.successor_times(alice.auth_at, alice.absolute_deadline),
+            (Some(later), extended)
+        );
+        // The ticket cap counts from the last authentication only there.
+        assert_eq!(keep.absolute_period_start(t, Some(later)), t);
+        assert_eq!(extend.absolute_period_start(t, Some(later)), later);
+        assert_eq!(extend.absolute_period_start(later, Some(t)), later);
+        assert_eq!(extend.absolute_period_start(t, None), t);
+
+        // The other rotations change neither time.
+        for other in [Rotation::Routine, Rotation::Privilege] {
+            assert_eq!(
+                other.successor_times(alice.auth_at, alice.absolute_deadline),
+                (alice.auth_at, alice.absolute_deadline)
+            );
+        }
+        assert!(!Rotation::Routine.privilege_change());
+        assert!(Rotation::Privilege.privilege_change());
+    }
+
+    #[test]
+    fn freshness_is_under_max_age_and_never_without_an_authentication() {
+        let t = Timestamp::from_unix_millis(1_800_000_000_000);
+        let max = Duration::from_secs(300);
+        assert!(require_recent_auth(Some(t), max, t).is_ok());
+        let just = t.saturating_add(max - Duration::from_millis(1));
+        assert!(require_recent_auth(Some(t), max, just).is_ok());
+        let stale = require_recent_auth(Some(t), max, t.saturating_add(max));
+        assert!(matches!(
+            stale,
+            Err(Error::ReauthenticationRequired { age: Some(a), max_age }) if a == max && max_age == max
+        ));
+        assert!(matches!(
+            require_recent_auth(None, max, t),
+            Err(Error::ReauthenticationRequired { age: None, .. })
+        ));
+        assert!(require_recent_auth(Some(t), Duration::ZERO, t).is_err());
     }
 
     #[test]

@@ -5,12 +5,17 @@
 //! one, a touch interval that would never let a session slide) is a
 //! construction error, so a running manager never holds one.
 //!
-//! | preset | idle | absolute | source |
-//! |---|---|---|---|
-//! | [`Policy::owasp`] (the default) | 20 min | 8 h | OWASP Session Management Cheat Sheet |
-//! | [`Policy::nist_aal1`] | 30 days (none required) | 30 days | NIST SP 800-63B-4, AAL1 |
-//! | [`Policy::nist_aal2`] | 1 h | 24 h | NIST SP 800-63B-4, AAL2 |
-//! | [`Policy::nist_aal3`] | 15 min | 12 h | NIST SP 800-63B-4, AAL3 |
+//! | preset | idle | absolute | re-authentication extends absolute | source |
+//! |---|---|---|---|---|
+//! | [`Policy::owasp`] (the default) | 20 min | 8 h | no | OWASP Session Management Cheat Sheet |
+//! | [`Policy::nist_aal1`] | 30 days (none required) | 30 days | no | NIST SP 800-63B-4, AAL1 |
+//! | [`Policy::nist_aal2`] | 1 h | 24 h | no | NIST SP 800-63B-4, AAL2 |
+//! | [`Policy::nist_aal3`] | 15 min | 12 h | no | NIST SP 800-63B-4, AAL3 |
+//!
+//! No preset lets a re-authentication extend the absolute deadline
+//! ([`Policy::reauthentication_extends_absolute`]): NIST allows it, but
+//! nothing requires it, and without it every session ends at its absolute
+//! deadline whatever happens in it.
 
 use std::time::Duration;
 
@@ -74,6 +79,15 @@ pub enum PolicyError {
     /// A limit that must be at least one is zero.
     #[error("the {0} must be at least 1")]
     ZeroLimit(&'static str),
+    /// The remember-me lifetime is longer than browsers keep a cookie (400
+    /// days, RFC 6265bis): the cookie would vanish before the token.
+    #[error("the remember-me lifetime ({lifetime:?}) is longer than a cookie lives ({max:?})")]
+    RememberMeTooLong {
+        /// The lifetime given.
+        lifetime: Duration,
+        /// The most allowed: 400 days.
+        max: Duration,
+    },
 }
 
 /// The rules a manager enforces on every session.
@@ -107,6 +121,8 @@ pub struct Policy {
     max_sessions_per_user: Option<usize>,
     user_limit_action: UserLimitAction,
     reuse_response: ReuseResponse,
+    reauthentication_extends_absolute: bool,
+    remember_me_lifetime: Duration,
 }
 
 const MIN: Duration = Duration::from_secs(60);
@@ -117,8 +133,8 @@ impl Policy {
     /// cheat sheet gives 15–30 minutes for low-risk applications), 8 hours
     /// absolute (the top of its 4–8 hour office-day range), 30 s rotation
     /// grace, 60 s touch interval, 16 KiB of data, 32 sessions per user with
-    /// the oldest evicted, and reuse of a rotated token revoking its
-    /// successor.
+    /// the oldest evicted, reuse of a rotated token revoking its
+    /// successor, and a re-authentication keeping the absolute deadline.
     ///
     /// # Example
     /// ```
@@ -126,6 +142,7 @@ impl Policy {
     /// use std::time::Duration;
     /// assert_eq!(Policy::owasp().idle_timeout(), Duration::from_secs(20 * 60));
     /// assert_eq!(Policy::owasp().absolute_timeout(), Duration::from_secs(8 * 3600));
+    /// assert!(!Policy::owasp().reauthentication_extends_absolute());
     /// ```
     pub fn owasp() -> Policy {
         Policy {
@@ -138,27 +155,39 @@ impl Policy {
             max_sessions_per_user: Some(32),
             user_limit_action: UserLimitAction::EvictOldest,
             reuse_response: ReuseResponse::RevokeSuccessor,
+            // The cheat sheet's absolute timeout ends a session whatever
+            // happens in it.
+            reauthentication_extends_absolute: false,
+            remember_me_lifetime: 30 * 24 * HOUR,
         }
     }
 
     /// NIST SP 800-63B-4 AAL1: reauthentication at least every 30 days, no
-    /// idle requirement (so the idle timeout equals the absolute one).
+    /// idle requirement (so the idle timeout equals the absolute one). A
+    /// re-authentication keeps the absolute deadline, as in every preset:
+    /// NIST lets it start a new period, which
+    /// [`with_reauthentication_extends_absolute`](PolicyBuilder::with_reauthentication_extends_absolute)
+    /// turns on.
     ///
     /// # Example
     /// ```
     /// use latchkey::Policy;
     /// use std::time::Duration;
     /// assert_eq!(Policy::nist_aal1().absolute_timeout(), Duration::from_secs(30 * 24 * 3600));
+    /// assert!(!Policy::nist_aal1().reauthentication_extends_absolute());
     /// ```
     pub fn nist_aal1() -> Policy {
         Policy {
             idle_timeout: 30 * 24 * HOUR,
             absolute_timeout: 30 * 24 * HOUR,
+            reauthentication_extends_absolute: false,
             ..Policy::owasp()
         }
     }
 
-    /// NIST SP 800-63B-4 AAL2: 24 hours absolute, 1 hour idle.
+    /// NIST SP 800-63B-4 AAL2: 24 hours absolute, 1 hour idle; a
+    /// re-authentication keeps the absolute deadline (see
+    /// [`nist_aal1`](Self::nist_aal1)).
     ///
     /// # Example
     /// ```
@@ -166,16 +195,20 @@ impl Policy {
     /// use std::time::Duration;
     /// let p = Policy::nist_aal2();
     /// assert_eq!((p.idle_timeout(), p.absolute_timeout()), (Duration::from_secs(3600), Duration::from_secs(24 * 3600)));
+    /// assert!(!p.reauthentication_extends_absolute());
     /// ```
     pub fn nist_aal2() -> Policy {
         Policy {
             idle_timeout: HOUR,
             absolute_timeout: 24 * HOUR,
+            reauthentication_extends_absolute: false,
             ..Policy::owasp()
         }
     }
 
-    /// NIST SP 800-63B-4 AAL3: 12 hours absolute, 15 minutes idle.
+    /// NIST SP 800-63B-4 AAL3: 12 hours absolute, 15 minutes idle; a
+    /// re-authentication keeps the absolute deadline (see
+    /// [`nist_aal1`](Self::nist_aal1)).
     ///
     /// # Example
     /// ```
@@ -183,11 +216,13 @@ impl Policy {
     /// use std::time::Duration;
     /// let p = Policy::nist_aal3();
     /// assert_eq!((p.idle_timeout(), p.absolute_timeout()), (Duration::from_secs(15 * 60), Duration::from_secs(12 * 3600)));
+    /// assert!(!p.reauthentication_extends_absolute());
     /// ```
     pub fn nist_aal3() -> Policy {
         Policy {
             idle_timeout: 15 * MIN,
             absolute_timeout: 12 * HOUR,
+            reauthentication_extends_absolute: false,
             ..Policy::owasp()
         }
     }
@@ -343,7 +378,60 @@ impl Policy {
     pub fn reuse_response(&self) -> ReuseResponse {
         self.reuse_response
     }
+
+    /// Whether a [re-authentication](crate::SessionManager::reauthenticate)
+    /// also starts a new absolute period (the absolute deadline becomes the
+    /// re-authentication time plus the absolute timeout). `false` in every
+    /// preset: the absolute deadline stays where login put it.
+    ///
+    /// Activity never extends the absolute deadline (ASVS 5.0 7.3.2); this
+    /// is only about a fresh proof of identity. NIST SP 800-63B-4 (§5.2)
+    /// lets a re-authentication extend a session, so `true` is allowed. It
+    /// is off by default because a step-up prompt is often weaker than the
+    /// login it would stand in for (a password alone, where login also
+    /// asked for a second factor), and because with it a session that
+    /// keeps re-authenticating has no upper bound: whoever holds a stolen
+    /// cookie and the password keeps the session for as long as they like.
+    /// Off, every session ends at its absolute deadline and the user logs
+    /// in again, which is itself a re-authentication, so the NIST
+    /// requirement to re-authenticate at least once per absolute timeout
+    /// holds either way.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::Policy;
+    /// assert!(!Policy::default().reauthentication_extends_absolute());
+    /// let p = Policy::nist_aal2().to_builder().with_reauthentication_extends_absolute(true).build()?;
+    /// assert!(p.reauthentication_extends_absolute());
+    /// # Ok::<(), latchkey::PolicyError>(())
+    /// ```
+    pub fn reauthentication_extends_absolute(&self) -> bool {
+        self.reauthentication_extends_absolute
+    }
+
+    /// How long a remember-me series lasts: a token issued at a password
+    /// login, and every replacement of it, logs in for this long after that
+    /// login and no longer (use does not extend it). 30 days in every
+    /// preset; at most 400 days.
+    ///
+    /// A remember-me login proves only possession of a long-lived cookie:
+    /// where a policy asks for re-authentication within hours (NIST AAL2
+    /// and AAL3), do not offer remember-me at all.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::Policy;
+    /// use std::time::Duration;
+    /// assert_eq!(Policy::default().remember_me_lifetime(), Duration::from_secs(30 * 24 * 3600));
+    /// ```
+    pub fn remember_me_lifetime(&self) -> Duration {
+        self.remember_me_lifetime
+    }
 }
+
+/// The longest remember-me lifetime: 400 days, the longest `Max-Age`
+/// browsers honour.
+const MAX_REMEMBER_ME_LIFETIME: Duration = Duration::from_secs(400 * 24 * 3600);
 
 impl Default for Policy {
     fn default() -> Policy {
@@ -479,6 +567,41 @@ impl PolicyBuilder {
         self
     }
 
+    /// Sets whether a re-authentication starts a new absolute period
+    /// ([`Policy::reauthentication_extends_absolute`], which says why it is
+    /// off by default).
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::Policy;
+    /// let p = Policy::builder().with_reauthentication_extends_absolute(true).build()?;
+    /// assert!(p.reauthentication_extends_absolute());
+    /// # Ok::<(), latchkey::PolicyError>(())
+    /// ```
+    pub fn with_reauthentication_extends_absolute(mut self, extends: bool) -> Self {
+        self.0.reauthentication_extends_absolute = extends;
+        self
+    }
+
+    /// Sets how long a remember-me series lasts
+    /// ([`Policy::remember_me_lifetime`]).
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{Policy, PolicyError};
+    /// use std::time::Duration;
+    /// let week = Duration::from_secs(7 * 24 * 3600);
+    /// let p = Policy::builder().with_remember_me_lifetime(week).build()?;
+    /// assert_eq!(p.remember_me_lifetime(), week);
+    /// let forever = Policy::builder().with_remember_me_lifetime(Duration::from_secs(10 * 365 * 24 * 3600)).build();
+    /// assert!(matches!(forever, Err(PolicyError::RememberMeTooLong { .. })));
+    /// # Ok::<(), PolicyError>(())
+    /// ```
+    pub fn with_remember_me_lifetime(mut self, d: Duration) -> Self {
+        self.0.remember_me_lifetime = d;
+        self
+    }
+
     /// Checks the policy as a whole.
     ///
     /// # Errors
@@ -498,6 +621,7 @@ impl PolicyBuilder {
             ("absolute timeout", p.absolute_timeout),
             ("rotation grace", p.rotation_grace),
             ("touch interval", p.touch_interval),
+            ("remember-me lifetime", p.remember_me_lifetime),
         ] {
             if d.is_zero() {
                 return Err(PolicyError::ZeroDuration(name));
@@ -531,6 +655,12 @@ impl PolicyBuilder {
         }
         if p.max_sessions_per_user == Some(0) {
             return Err(PolicyError::ZeroLimit("maximum sessions per user"));
+        }
+        if p.remember_me_lifetime > MAX_REMEMBER_ME_LIFETIME {
+            return Err(PolicyError::RememberMeTooLong {
+                lifetime: p.remember_me_lifetime,
+                max: MAX_REMEMBER_ME_LIFETIME,
+            });
         }
         Ok(p)
     }

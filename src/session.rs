@@ -35,6 +35,8 @@ pub struct NewSession {
     /// Entries are in the order they were first added (the order of an
     /// object's entries carries no meaning in JSON or here).
     pub(crate) data: String,
+    /// When the user last proved who they are, if not at creation.
+    pub(crate) auth_at: Option<Timestamp>,
 }
 
 impl fmt::Debug for NewSession {
@@ -45,6 +47,7 @@ impl fmt::Debug for NewSession {
             .field("user", &self.user)
             .field("device", &self.device)
             .field("data_bytes", &self.data_json().len())
+            .field("auth_at", &self.auth_at)
             .finish()
     }
 }
@@ -75,6 +78,40 @@ impl NewSession {
     pub fn with_user(mut self, user: impl Into<String>) -> NewSession {
         self.user = Some(user.into());
         self
+    }
+
+    /// Says when the session's user last proved who they are, if that was
+    /// before this session is created: a session made from a remember-me
+    /// token ([`RememberMe::log_in`](crate::RememberMe::log_in) does this)
+    /// carries the password login of the token's series, so a step-up check
+    /// ([`Session::require_recent_auth_at`]) does not take the remember-me
+    /// login for a fresh one. A time later than the creation counts as the
+    /// creation; without a user the session has no authentication time.
+    ///
+    /// # Example
+    /// ```
+    /// use std::time::Duration;
+    /// use latchkey::{Clock, MemoryStore, NewSession, SessionManager, StoreManager, SystemClock};
+    /// let manager = StoreManager::new(MemoryStore::new());
+    /// let password_login = SystemClock.now().saturating_sub(Duration::from_secs(3 * 86_400));
+    /// let issued = manager.create(
+    ///     NewSession::new().with_user("alice").with_authenticated_at(password_login),
+    /// )?;
+    /// let session = manager.load(issued.token())?.session;
+    /// assert_eq!(session.authenticated_at(), Some(password_login));
+    /// assert!(manager.require_recent_auth(&session, Duration::from_secs(600)).is_err());
+    /// # Ok::<(), latchkey::Error>(())
+    /// ```
+    pub fn with_authenticated_at(mut self, at: Timestamp) -> NewSession {
+        self.auth_at = Some(at);
+        self
+    }
+
+    /// The authentication time a session created from this at `now` gets.
+    pub(crate) fn auth_at_for(&self, now: Timestamp) -> Option<Timestamp> {
+        self.user
+            .as_ref()
+            .map(|_| self.auth_at.map_or(now, |at| at.min(now)))
     }
 
     /// Labels the device or client.
@@ -292,6 +329,47 @@ impl Session {
     /// ```
     pub fn authenticated_at(&self) -> Option<Timestamp> {
         self.auth_at
+    }
+
+    /// Checks that the user proved who they are less than `max_age` before
+    /// `now` (ASVS 5.0 7.5.1, "sudo mode"): call it before a sensitive
+    /// action (changing the password or email address, a payment, deleting
+    /// the account). On [`Error::ReauthenticationRequired`] ask for the
+    /// password again, call
+    /// [`reauthenticate`](crate::SessionManager::reauthenticate), and retry
+    /// the action. The time is the
+    /// [`authenticated_at`](Self::authenticated_at) a login, a session
+    /// created with a user, or a re-authentication stamped; activity never
+    /// refreshes it. [`SessionManager::require_recent_auth`](crate::SessionManager::require_recent_auth)
+    /// is the same check on the manager's clock.
+    ///
+    /// # Errors
+    /// [`Error::ReauthenticationRequired`] if the user authenticated
+    /// `max_age` or longer ago (a `max_age` of zero always fails), or never
+    /// in this session (`age: None`: an anonymous session, which should
+    /// log in instead).
+    ///
+    /// # Example
+    /// ```
+    /// use std::{sync::Arc, time::Duration};
+    /// use latchkey::{Error, ManualClock, MemoryStore, NewSession, SessionManager, StoreManager, Timestamp};
+    /// let t0 = Timestamp::from_unix_millis(1_800_000_000_000);
+    /// let manager = StoreManager::new(MemoryStore::new()).with_clock(Arc::new(ManualClock::new(t0)));
+    /// let issued = manager.create_at(NewSession::new().with_user("alice"), t0)?;
+    /// let session = manager.load_at(issued.token(), t0)?.session;
+    /// let ten_min = Duration::from_secs(600);
+    /// assert!(session.require_recent_auth_at(ten_min, t0.saturating_add(Duration::from_secs(60))).is_ok());
+    /// let err = session.require_recent_auth_at(ten_min, t0.saturating_add(ten_min)).unwrap_err();
+    /// assert!(matches!(err, Error::ReauthenticationRequired { age: Some(age), .. } if age == ten_min));
+    /// assert!(!err.clears_cookie());
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn require_recent_auth_at(
+        &self,
+        max_age: std::time::Duration,
+        now: Timestamp,
+    ) -> Result<(), Error> {
+        crate::lifecycle::require_recent_auth(self.auth_at, max_age, now)
     }
 
     /// When the session ends however active it is.

@@ -2,6 +2,7 @@
 //! [`Store`](crate::Store). The ticket manager lives in `crate::ticket`.
 
 use std::fmt;
+use std::time::Duration;
 
 use crate::clock::Timestamp;
 use crate::error::Error;
@@ -20,9 +21,10 @@ pub use self::store_manager::StoreManager;
 ///
 /// The usual request: `load` the cookie's token; on a rejection clear the
 /// cookie; on login call `login` (or `create` when there was no session);
-/// on privilege change `rotate`; when data changed `save`; on logout
-/// `terminate`. Whenever a call returns an [`Issued`], send its token as the
-/// new cookie.
+/// on privilege change `change_privilege`; before a sensitive action
+/// `require_recent_auth`, and after the user re-entered their password
+/// `reauthenticate`; when data changed `save`; on logout `terminate`.
+/// Whenever a call returns an [`Issued`], send its token as the new cookie.
 ///
 /// # Example
 /// ```
@@ -105,6 +107,77 @@ pub trait SessionManager: fmt::Debug + Send + Sync {
     /// # Errors
     /// As for [`rotate`](Self::rotate), and [`Error::UserLimit`].
     fn login(&self, session: &mut Session, user: &str) -> Result<Issued, Error>;
+
+    /// Records that the session's user has just proved who they are again
+    /// (a step-up, "sudo mode"): stamps the authentication time and rotates
+    /// as a change of privilege, so the token from before is refused as
+    /// after [`change_privilege`](Self::change_privilege) ([`Error::Superseded`]
+    /// in the grace window, reuse after it). The absolute deadline is kept,
+    /// unless the policy lets a re-authentication start a new absolute
+    /// period ([`Policy::reauthentication_extends_absolute`](crate::Policy::reauthentication_extends_absolute)).
+    /// Data changed on `session` is written with it, as by `rotate`.
+    ///
+    /// **The caller verifies the credential first**: this call proves
+    /// nothing, it records a proof the application checked (the password
+    /// typed into the re-authentication prompt, a second factor). Call it
+    /// only after that check succeeded, for the session's own user.
+    ///
+    /// A session past its absolute deadline, ended, or rotated meanwhile is
+    /// not revived: the call fails as a write would (stateless tickets:
+    /// see [`crate::lifecycle`]).
+    ///
+    /// # Errors
+    /// [`Error::NotAuthenticated`] for a session without a user (nothing is
+    /// written: an anonymous session logs in instead); otherwise as for
+    /// [`rotate`](Self::rotate).
+    ///
+    /// # Example
+    /// ```
+    /// use std::time::Duration;
+    /// use latchkey::{Error, MemoryStore, NewSession, SessionManager, StoreManager};
+    /// let manager = StoreManager::new(MemoryStore::new());
+    /// let before = manager.create(NewSession::new().with_user("alice"))?;
+    /// let mut session = manager.load(before.token())?.session;
+    /// // ... the user typed their password again, and it checked out ...
+    /// let after = manager.reauthenticate(&mut session)?;
+    /// manager.require_recent_auth(&session, Duration::from_secs(300))?;
+    /// assert!(matches!(manager.load(before.token()), Err(Error::Superseded)));
+    /// assert_eq!(manager.load(after.token())?.session.authenticated_at(), session.authenticated_at());
+    ///
+    /// let anonymous = manager.create(NewSession::new())?;
+    /// let mut anon = manager.load(anonymous.token())?.session;
+    /// assert!(matches!(manager.reauthenticate(&mut anon), Err(Error::NotAuthenticated)));
+    /// # Ok::<(), Error>(())
+    /// ```
+    fn reauthenticate(&self, session: &mut Session) -> Result<Issued, Error>;
+
+    /// [`Session::require_recent_auth_at`] on the manager's clock: whether
+    /// `session`'s user authenticated less than `max_age` ago. Call it
+    /// before a sensitive action; on [`Error::ReauthenticationRequired`]
+    /// ask for the password again, call [`reauthenticate`](Self::reauthenticate),
+    /// and retry (see [`crate::framework`]).
+    ///
+    /// # Errors
+    /// [`Error::ReauthenticationRequired`]: too long ago, or never.
+    ///
+    /// # Example
+    /// ```
+    /// use std::{sync::Arc, time::Duration};
+    /// use latchkey::{Error, ManualClock, MemoryStore, NewSession, SessionManager, StoreManager};
+    /// let clock = Arc::new(ManualClock::starting_now());
+    /// let manager = StoreManager::new(MemoryStore::new()).with_clock(clock.clone());
+    /// let issued = manager.create(NewSession::new().with_user("alice"))?;
+    /// let mut session = manager.load(issued.token())?.session;
+    /// let five_min = Duration::from_secs(300);
+    /// assert!(manager.require_recent_auth(&session, five_min).is_ok());
+    /// clock.advance(five_min);
+    /// let err = manager.require_recent_auth(&session, five_min).unwrap_err();
+    /// assert_eq!(err.reason(), "reauthentication_required");
+    /// manager.reauthenticate(&mut session)?; // after checking the password
+    /// assert!(manager.require_recent_auth(&session, five_min).is_ok());
+    /// # Ok::<(), Error>(())
+    /// ```
+    fn require_recent_auth(&self, session: &Session, max_age: Duration) -> Result<(), Error>;
 
     /// Ends the session: every token of it fails on every later load,
     /// including tokens of its rotation chain, and a copy loaded before a

@@ -1,6 +1,7 @@
 //! [`StoreManager`]: sessions kept in a [`Store`].
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::clock::{Clock, Timestamp};
 use crate::error::Error;
@@ -11,7 +12,7 @@ use crate::manager::{SessionInfo, SessionManager};
 // The rotation chain: ending it, rolling a crashed rotation forward.
 #[path = "chain.rs"]
 mod chain;
-use crate::lifecycle::{Core, Login, Verdict};
+use crate::lifecycle::{Core, Login, Rotation, Verdict};
 use crate::policy::{Policy, ReuseResponse, UserLimitAction};
 use crate::session::{Issued, Loaded, NewSession, Session, SessionData};
 use crate::store::{EndReason, LiveRef, LiveSession, Peek, Record, RecordState, Store, StoreError};
@@ -227,7 +228,7 @@ impl<S: Store> StoreManager<S> {
         let live = LiveSession {
             created_at: now,
             last_seen: now,
-            auth_at: new.user.as_ref().map(|_| now),
+            auth_at: new.auth_at_for(now),
             absolute_deadline: now.saturating_add(self.core.policy.absolute_timeout()),
             user: new.user,
             device: new.device,
@@ -631,16 +632,22 @@ impl<S: Store> StoreManager<S> {
         Ok(None)
     }
 
-    /// Rotation shared by `rotate` and `login`: `session` as modified by the
-    /// caller is written under a fresh ID, and the old ID is retired.
+    /// Rotation shared by `rotate`, `change_privilege`, `login` and
+    /// `reauthenticate`: `session` as modified by the caller is written
+    /// under a fresh ID, with what `rotation` changes, and the old ID is
+    /// retired. The copy is checked as it is, before `rotation` applies.
     fn rotate_inner(
         &self,
         session: &mut Session,
         now: Timestamp,
-        privilege_change: bool,
+        rotation: Rotation,
     ) -> Result<SessionId, Error> {
         self.check_live(session, now)?;
-        let live = self.live_from(session, now);
+        let privilege_change = rotation.privilege_change();
+        let mut live = self.live_from(session, now);
+        (live.auth_at, live.absolute_deadline) =
+            rotation.successor_times(live.auth_at, live.absolute_deadline);
+        let (auth_at, absolute) = (live.auth_at, live.absolute_deadline);
         self.check_size(&live.data)?;
         let data = live.data.clone();
         let record = self.live_record(1, live);
@@ -665,9 +672,11 @@ impl<S: Store> StoreManager<S> {
         };
         let retired = Record {
             version: session.version + 1,
-            // Retained until the session's absolute deadline: reuse of the old
-            // token is detectable for as long as the session could live.
-            expires_at: session.absolute_deadline,
+            // Retained until the session's absolute deadline (the
+            // successor's, which a re-authentication may have moved): reuse
+            // of the old token is detectable for as long as the session
+            // could live.
+            expires_at: absolute,
             state: retired_state,
         };
         self.store
@@ -677,7 +686,9 @@ impl<S: Store> StoreManager<S> {
         session.key = new_key;
         session.version = 1;
         session.last_seen = now;
-        session.idle_deadline = self.core.idle_deadline(now, session.absolute_deadline);
+        session.auth_at = auth_at;
+        session.absolute_deadline = absolute;
+        session.idle_deadline = self.core.idle_deadline(now, absolute);
         session.data.saved_as(data);
         Ok(new_id)
     }
@@ -703,7 +714,7 @@ impl<S: Store> StoreManager<S> {
     /// # Ok::<(), latchkey::Error>(())
     /// ```
     pub fn rotate_at(&self, session: &mut Session, now: Timestamp) -> Result<Issued, Error> {
-        self.rotate_and_report(session, now, false)
+        self.rotate_and_report(session, now, Rotation::Routine)
     }
 
     /// [`SessionManager::change_privilege`] at an explicit instant.
@@ -731,17 +742,17 @@ impl<S: Store> StoreManager<S> {
         session: &mut Session,
         now: Timestamp,
     ) -> Result<Issued, Error> {
-        self.rotate_and_report(session, now, true)
+        self.rotate_and_report(session, now, Rotation::Privilege)
     }
 
     fn rotate_and_report(
         &self,
         session: &mut Session,
         now: Timestamp,
-        privilege_change: bool,
+        rotation: Rotation,
     ) -> Result<Issued, Error> {
         let from = session.fingerprint();
-        let id = self.rotate_inner(session, now, privilege_change)?;
+        let id = self.rotate_inner(session, now, rotation)?;
         self.core.emit(Event::Rotated {
             from,
             to: session.key.fingerprint(),
@@ -787,14 +798,59 @@ impl<S: Store> StoreManager<S> {
             }
             Login::Rebind => {
                 self.make_room_for(user, Some(&session.key), now)?;
-                let id = self
-                    .core
-                    .bind_then(session, user, now, |s| self.rotate_inner(s, now, true))?;
+                let id = self.core.bind_then(session, user, now, |s| {
+                    self.rotate_inner(s, now, Rotation::Privilege)
+                })?;
                 self.core
                     .report_login(from, session.key.fingerprint(), user);
                 Ok(self.issued(&id, &session.key, now, session.absolute_deadline, now))
             }
         }
+    }
+
+    /// [`SessionManager::reauthenticate`] at an explicit instant: the
+    /// caller has verified the user's credential; `session` is now
+    /// authenticated at `now`, under a new ID, and its old token is refused
+    /// as after a privilege change.
+    ///
+    /// # Errors
+    /// As for [`SessionManager::reauthenticate`]. On any error `session` is
+    /// as it was.
+    ///
+    /// # Example
+    /// ```
+    /// use std::{sync::Arc, time::Duration};
+    /// use latchkey::{Error, ManualClock, MemoryStore, NewSession, StoreManager, Timestamp};
+    /// let t0 = Timestamp::from_unix_millis(1_800_000_000_000);
+    /// let clock = Arc::new(ManualClock::new(t0));
+    /// let manager = StoreManager::new(MemoryStore::new().with_clock(clock.clone())).with_clock(clock);
+    /// let before = manager.create_at(NewSession::new().with_user("alice"), t0)?;
+    /// // 15 minutes on: still live (idle timeout 20 minutes), no longer fresh.
+    /// let later = t0.saturating_add(Duration::from_secs(15 * 60));
+    /// let mut s = manager.load_at(before.token(), later)?.session;
+    /// assert!(s.require_recent_auth_at(Duration::from_secs(600), later).is_err());
+    /// // The user typed their password again, and it checked out:
+    /// let after = manager.reauthenticate_at(&mut s, later)?;
+    /// assert_eq!(s.authenticated_at(), Some(later));
+    /// assert!(s.require_recent_auth_at(Duration::from_secs(600), later).is_ok());
+    /// // The absolute deadline stays (by default), and the old token is refused.
+    /// assert_eq!(after.absolute_deadline(), before.absolute_deadline());
+    /// assert!(matches!(manager.load_at(before.token(), later), Err(Error::Superseded)));
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn reauthenticate_at(
+        &self,
+        session: &mut Session,
+        now: Timestamp,
+    ) -> Result<Issued, Error> {
+        let rotation = self.core.reauthentication_of(session, now)?;
+        let from = session.fingerprint();
+        let id = self.rotate_inner(session, now, rotation)?;
+        if let Some(user) = session.user() {
+            self.core
+                .report_login(from, session.key.fingerprint(), user);
+        }
+        Ok(self.issued(&id, &session.key, now, session.absolute_deadline, now))
     }
 
     /// [`SessionManager::terminate`] at an explicit instant.
@@ -976,6 +1032,14 @@ impl<S: Store> SessionManager for StoreManager<S> {
 
     fn login(&self, session: &mut Session, user: &str) -> Result<Issued, Error> {
         self.login_at(session, user, self.core.now())
+    }
+
+    fn reauthenticate(&self, session: &mut Session) -> Result<Issued, Error> {
+        self.reauthenticate_at(session, self.core.now())
+    }
+
+    fn require_recent_auth(&self, session: &Session, max_age: Duration) -> Result<(), Error> {
+        session.require_recent_auth_at(max_age, self.core.now())
     }
 
     fn terminate(&self, session: &Session) -> Result<(), Error> {

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use parking_lot::RwLock;
 use rand::Rng as _;
@@ -11,7 +12,7 @@ use crate::cookie::CookieConfig;
 use crate::error::Error;
 use crate::event::{Event, ExpiryKind, Observer, RejectKind};
 use crate::id::StoreKey;
-use crate::lifecycle::{Core, Login, Verdict};
+use crate::lifecycle::{Core, Login, Rotation, Verdict};
 use crate::manager::SessionManager;
 use crate::policy::Policy;
 use crate::session::{Issued, Loaded, NewSession, Session, SessionData};
@@ -73,7 +74,9 @@ impl Keys {
 /// - **Both clocks hold.** The idle deadline slides: once a ticket is older
 ///   than the policy's touch interval, [`load`](SessionManager::load)
 ///   returns a reissued ticket in [`Loaded::reissue`]. The absolute
-///   deadline never moves: reissue, save, rotation and login all copy it.
+///   deadline never moves: reissue, save, rotation and login all copy it,
+///   and so does a re-authentication unless the policy lets it start a new
+///   absolute period ([`Policy::reauthentication_extends_absolute`]).
 ///   Deadlines are also capped by the current policy, so tightening the
 ///   policy shortens tickets already issued.
 /// - **Saves return a ticket.** [`save`](SessionManager::save) returns
@@ -84,10 +87,10 @@ impl Keys {
 ///   cookie can carry it: tell the manager the cookie with
 ///   [`with_cookie`](Self::with_cookie) (the default is the budget of
 ///   [`CookieConfig::default`], 4041 bytes). Every call that issues a
-///   ticket (`create`, `save`, `rotate`, `change_privilege`, `login`)
-///   refuses a longer one with [`Error::TicketTooLarge`] before it signs
-///   anything or writes to the revocation store, so a ticket you are handed
-///   always renders with [`CookieConfig::set_cookie`].
+///   ticket (`create`, `save`, `rotate`, `change_privilege`, `login`,
+///   `reauthenticate`) refuses a longer one with [`Error::TicketTooLarge`]
+///   before it signs anything or writes to the revocation store, so a
+///   ticket you are handed always renders with [`CookieConfig::set_cookie`].
 /// - **Per-user limits** ([`Policy::max_sessions_per_user`]) need a count
 ///   of a user's sessions that no ticket store keeps: a policy with one is
 ///   refused ([`Error::Unsupported`]), never silently half-kept.
@@ -102,8 +105,9 @@ impl Keys {
 ///   on a deny list until its absolute deadline;
 /// - [`terminate_all`](SessionManager::terminate_all) stamps a per-user cutoff: every
 ///   ticket of that user authenticated at or before it fails;
-/// - [`rotate`](SessionManager::rotate), [`login`](SessionManager::login)
-///   and [`change_privilege`](SessionManager::change_privilege) record the
+/// - [`rotate`](SessionManager::rotate), [`login`](SessionManager::login),
+///   [`change_privilege`](SessionManager::change_privilege) and
+///   [`reauthenticate`](SessionManager::reauthenticate) record the
 ///   old session key as rotated, pointing at its successor, exactly as a
 ///   server-side store does ([`crate::lifecycle`]): a routine rotation's old
 ///   ticket works through the grace window, a privilege change's is refused
@@ -478,7 +482,7 @@ impl TicketManager {
             version: 0,
             created_at: now,
             last_seen: now,
-            auth_at: new.user.as_ref().map(|_| now),
+            auth_at: new.auth_at_for(now),
             absolute_deadline: absolute,
             idle_deadline: self.core.idle_deadline(now, absolute),
             user: new.user,
@@ -519,7 +523,7 @@ impl TicketManager {
         let claims = Claims {
             created_at: now,
             issued_at: now,
-            auth_at: new.user.as_ref().map(|_| now),
+            auth_at: new.auth_at_for(now),
             idle_deadline: self.core.idle_deadline(now, absolute),
             absolute_deadline: absolute,
             session_key: *key.as_bytes(),
@@ -623,8 +627,11 @@ impl TicketManager {
         // The policy caps what the ticket says, so a tightened policy
         // applies to tickets already out, and revocation entries kept for
         // the policy's absolute timeout outlive every ticket they cover.
+        // The period starts at creation, or at the last authentication
+        // where the policy lets a re-authentication start a new one.
         let absolute = c.absolute_deadline.min(
-            c.created_at
+            self.core
+                .absolute_period_start(c.created_at, c.auth_at)
                 .saturating_add(self.core.policy.absolute_timeout()),
         );
         if now >= absolute {
@@ -644,9 +651,13 @@ impl TicketManager {
             });
             return Err(Error::IdleExpired { deadline: idle });
         }
-        let retiring =
-            self.check_revoked(&key, c.user, c.auth_at.unwrap_or(c.created_at), now, false)?
-                == Revocation::Retired;
+        let retiring = self.check_revoked(
+            &key,
+            c.user,
+            authenticated_since(c.created_at, c.auth_at),
+            now,
+            false,
+        )? == Revocation::Retired;
         let stale = now.duration_since(c.issued_at) >= self.core.policy.touch_interval();
         // A ticket retired by rotation still works during its grace window,
         // but is never re-signed: a fresh copy would only die at the same
@@ -739,21 +750,24 @@ impl TicketManager {
                 deadline: session.absolute_deadline,
             });
         }
-        let authed = session.auth_at.unwrap_or(session.created_at);
+        let authed = authenticated_since(session.created_at, session.auth_at);
         match self.check_revoked(&session.key, session.user.as_deref(), authed, now, true)? {
             Revocation::Clear => Ok(()),
             Revocation::Retired => Err(Error::Conflict),
         }
     }
 
-    /// Re-signs `session` under a fresh session key; the old one is retired
-    /// after the grace window if revocation is configured. The new ticket
-    /// is minted first: one the cookie cannot carry retires nothing.
+    /// Re-signs `session` under a fresh session key, with what `rotation`
+    /// changes; the old one is retired after the grace window if revocation
+    /// is configured. The copy is checked as it is (its deadline, and its
+    /// revocation with its own authentication time) before `rotation`
+    /// applies. The new ticket is minted first: one the cookie cannot carry
+    /// retires nothing.
     fn rotate_inner(
         &self,
         session: &mut Session,
         now: Timestamp,
-        privilege_change: bool,
+        rotation: Rotation,
     ) -> Result<Issued, Error> {
         self.check_usable(session, now)?;
         let data = session.data.to_stored();
@@ -761,6 +775,8 @@ impl TicketManager {
         self.core.check_size(encoded.len())?;
         let mut next = session.clone();
         next.key = fresh_key();
+        (next.auth_at, next.absolute_deadline) =
+            rotation.successor_times(session.auth_at, session.absolute_deadline);
         let issued = self.mint_session(&next, &encoded, now)?;
         if let Some(store) = &self.revocation {
             // The old key is retired with a pointer to its successor, as a
@@ -773,8 +789,10 @@ impl TicketManager {
                 &next.key,
                 now,
                 now.saturating_add(self.core.policy.rotation_grace()),
-                privilege_change,
-                session.absolute_deadline,
+                rotation.privilege_change(),
+                // The chain's deadline: the successor's, which a
+                // re-authentication may have moved.
+                next.absolute_deadline,
             )?;
         }
         *session = next;
@@ -813,7 +831,7 @@ impl TicketManager {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn rotate_at(&self, session: &mut Session, now: Timestamp) -> Result<Issued, Error> {
-        self.rotate_and_report(session, now, false)
+        self.rotate_and_report(session, now, Rotation::Routine)
     }
 
     /// [`SessionManager::change_privilege`] at an explicit instant.
@@ -839,17 +857,17 @@ impl TicketManager {
         session: &mut Session,
         now: Timestamp,
     ) -> Result<Issued, Error> {
-        self.rotate_and_report(session, now, true)
+        self.rotate_and_report(session, now, Rotation::Privilege)
     }
 
     fn rotate_and_report(
         &self,
         session: &mut Session,
         now: Timestamp,
-        privilege_change: bool,
+        rotation: Rotation,
     ) -> Result<Issued, Error> {
         let from = session.fingerprint();
-        let issued = self.rotate_inner(session, now, privilege_change)?;
+        let issued = self.rotate_inner(session, now, rotation)?;
         self.core.emit(Event::Rotated {
             from,
             to: issued.fingerprint(),
@@ -909,13 +927,63 @@ impl TicketManager {
                 Ok(issued)
             }
             Login::Rebind => {
-                let issued = self
-                    .core
-                    .bind_then(session, user, now, |s| self.rotate_inner(s, now, true))?;
+                let issued = self.core.bind_then(session, user, now, |s| {
+                    self.rotate_inner(s, now, Rotation::Privilege)
+                })?;
                 self.core.report_login(from, issued.fingerprint(), user);
                 Ok(issued)
             }
         }
+    }
+
+    /// [`SessionManager::reauthenticate`] at an explicit instant: the
+    /// caller has verified the user's credential. The new ticket carries
+    /// `auth_at = now` under a fresh session key, and the absolute deadline
+    /// of the old one (or, if the policy lets a re-authentication extend
+    /// it, `now` plus the absolute timeout). The old ticket is treated as
+    /// after [`change_privilege_at`](Self::change_privilege_at): with
+    /// revocation it is refused ([`Error::Superseded`] in the grace window,
+    /// reuse after it); without, it keeps loading with its own, older
+    /// `auth_at` until it expires, so it never passes a freshness check the
+    /// new one passes.
+    ///
+    /// # Errors
+    /// [`Error::NotAuthenticated`] for a ticket without a user; otherwise
+    /// as for [`rotate_at`](Self::rotate_at). On any error `session` is as
+    /// it was and nothing was written.
+    ///
+    /// # Example
+    /// ```
+    /// use std::time::Duration;
+    /// use latchkey::{Error, KeyRing, MemoryStore, NewSession, TicketKey, TicketManager, Timestamp};
+    /// let tickets = TicketManager::new("session", KeyRing::new(1, TicketKey::generate()))?
+    ///     .with_revocation(MemoryStore::new());
+    /// let t0 = Timestamp::from_unix_millis(1_800_000_000_000);
+    /// let before = tickets.create_at(NewSession::new().with_user("alice"), t0)?;
+    /// // 15 minutes on: still live (idle timeout 20 minutes), no longer fresh.
+    /// let later = t0.saturating_add(Duration::from_secs(15 * 60));
+    /// let mut s = tickets.load_at(before.token(), later)?.session;
+    /// assert!(s.require_recent_auth_at(Duration::from_secs(600), later).is_err());
+    /// // The user typed their password again, and it checked out:
+    /// let after = tickets.reauthenticate_at(&mut s, later)?;
+    /// let fresh = tickets.load_at(after.token(), later)?.session;
+    /// assert_eq!(fresh.authenticated_at(), Some(later));
+    /// assert_eq!(after.absolute_deadline(), before.absolute_deadline());
+    /// assert!(matches!(tickets.load_at(before.token(), later), Err(Error::Superseded)));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn reauthenticate_at(
+        &self,
+        session: &mut Session,
+        now: Timestamp,
+    ) -> Result<Issued, Error> {
+        let rotation = self.core.reauthentication_of(session, now)?;
+        let from = session.fingerprint();
+        let issued = self.rotate_inner(session, now, rotation)?;
+        if let Some(user) = session.user() {
+            self.core.report_login(from, issued.fingerprint(), user);
+        }
+        Ok(issued)
     }
 
     /// [`SessionManager::terminate`] at an explicit instant.
@@ -1159,6 +1227,14 @@ impl SessionManager for TicketManager {
         self.login_at(session, user, self.core.now())
     }
 
+    fn reauthenticate(&self, session: &mut Session) -> Result<Issued, Error> {
+        self.reauthenticate_at(session, self.core.now())
+    }
+
+    fn require_recent_auth(&self, session: &Session, max_age: Duration) -> Result<(), Error> {
+        session.require_recent_auth_at(max_age, self.core.now())
+    }
+
     fn terminate(&self, session: &Session) -> Result<(), Error> {
         self.terminate_at(session, self.core.now())
     }
@@ -1177,6 +1253,15 @@ impl SessionManager for TicketManager {
     fn may_block(&self) -> bool {
         self.revocation.as_ref().is_some_and(|s| s.may_block())
     }
+}
+
+/// The time a user's "log out everywhere" cutoff is compared with: the
+/// later of the session's creation and its authentication. A session made
+/// after a cutoff is not cut off, even when it carries an earlier password
+/// login (one a remember-me token created); one logged in after it is not
+/// either.
+fn authenticated_since(created_at: Timestamp, auth_at: Option<Timestamp>) -> Timestamp {
+    auth_at.map_or(created_at, |at| at.max(created_at))
 }
 
 #[cfg(test)]

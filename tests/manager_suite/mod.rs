@@ -25,13 +25,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use latchkey::{
-    EndReason, Error, ManualClock, NewSession, Policy, SessionId, SessionManager, UserLimitAction,
+    Clock, EndReason, Error, ManualClock, NewSession, Policy, SessionId, SessionManager,
+    UserLimitAction,
 };
 
 pub const IDLE: Duration = Duration::from_secs(600);
 pub const ABSOLUTE: Duration = Duration::from_secs(3600);
 pub const GRACE: Duration = Duration::from_secs(30);
 pub const TOUCH: Duration = Duration::from_secs(60);
+/// The re-authentication window the step-up cases ask for: shorter than
+/// the idle timeout, so a session can be live and still not fresh.
+pub const SUDO: Duration = Duration::from_secs(300);
 
 /// Which manager a subject is, for the rules stateless tickets cannot keep.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -121,6 +125,12 @@ macro_rules! manager_conformance {
                 per_user_cap_is_kept_or_refused,
                 a_label_over_the_limit_is_refused_at_create_and_login,
                 debug_output_never_shows_a_token,
+                a_fresh_login_passes_the_recent_auth_check_and_activity_never_refreshes_it,
+                reauthenticate_refreshes_the_auth_time_and_refuses_the_old_token,
+                reauthentication_keeps_the_absolute_deadline_by_default,
+                reauthentication_extends_the_absolute_deadline_when_the_policy_says_so,
+                an_anonymous_session_fails_the_check_and_cannot_reauthenticate,
+                reauthenticate_never_revives_an_expired_ended_or_stale_copy,
             );
         }
     };
@@ -638,4 +648,340 @@ pub fn debug_output_never_shows_a_token(make: &Make) {
     ] {
         assert!(!shown.contains(issued.token()), "{shown}");
     }
+}
+
+/// Asserts `r` is the step-up error, with `age`, and that a framework
+/// keeps the session for it.
+fn needs_reauthentication(what: &str, r: Result<(), Error>, age: Option<Duration>) {
+    match r {
+        Ok(()) => panic!("{what}: passed the recent-auth check"),
+        Err(e) => {
+            assert!(
+                matches!(e, Error::ReauthenticationRequired { age: a, max_age } if a == age && max_age == SUDO),
+                "{what}: {e:?}"
+            );
+            assert!(!e.is_rejection(), "{what}: a rejection");
+            assert!(!e.clears_cookie(), "{what}: clears the cookie");
+            assert!(!e.is_backend_failure(), "{what}: a backend failure");
+            assert_eq!(e.reason(), "reauthentication_required");
+        }
+    }
+}
+
+/// Keeps `token` in use (a load every half idle timeout) until `until`,
+/// and returns the token the client holds then.
+fn keep_alive(s: &Subject, token: &str, until: latchkey::Timestamp) -> String {
+    let mut token = token.to_owned();
+    while s.clock.now().saturating_add(IDLE / 2) < until {
+        s.clock.advance(IDLE / 2);
+        token = visit(s, &token);
+    }
+    token
+}
+
+/// Step-up (ASVS 5.0 7.5.1): a login is fresh; time makes it stale, and
+/// loads (activity) never refresh it.
+pub fn a_fresh_login_passes_the_recent_auth_check_and_activity_never_refreshes_it(make: &Make) {
+    let s = subject(make, policy());
+    let created = s.m.create(NewSession::new().with_user("alice")).unwrap();
+    let session = s.m.load(created.token()).unwrap().session;
+    s.m.require_recent_auth(&session, SUDO).unwrap();
+
+    let anon = s.m.create(NewSession::new()).unwrap();
+    let mut session = s.m.load(anon.token()).unwrap().session;
+    s.clock.advance(Duration::from_secs(7));
+    let login_at = s.clock.now();
+    let mine = s.m.login(&mut session, "alice").unwrap();
+    assert_eq!(session.authenticated_at(), Some(login_at));
+    s.m.require_recent_auth(&session, SUDO).unwrap();
+
+    // Activity past the touch interval, up to just before the window ends:
+    // still fresh, and the authentication time has not moved.
+    s.clock.advance(TOUCH * 2);
+    let token = visit(&s, mine.token());
+    s.clock.advance(SUDO - TOUCH * 2 - Duration::from_millis(1));
+    let loaded = s.m.load(&token).unwrap().session;
+    assert_eq!(loaded.authenticated_at(), Some(login_at));
+    s.m.require_recent_auth(&loaded, SUDO).unwrap();
+
+    // The window is over: stale, though the session is live and busy.
+    s.clock.advance(Duration::from_millis(1));
+    let token = visit(&s, &token);
+    let loaded = s.m.load(&token).unwrap().session;
+    assert_eq!(loaded.authenticated_at(), Some(login_at));
+    needs_reauthentication(
+        "the loaded session",
+        s.m.require_recent_auth(&loaded, SUDO),
+        Some(SUDO),
+    );
+    needs_reauthentication(
+        "the login's copy",
+        s.m.require_recent_auth(&session, SUDO),
+        Some(SUDO),
+    );
+}
+
+/// A re-authentication stamps a new authentication time, writes the
+/// session's changes, and rotates as a privilege change: the old token is
+/// refused as after `change_privilege` (stateless tickets: it keeps its
+/// own, stale claims).
+pub fn reauthenticate_refreshes_the_auth_time_and_refuses_the_old_token(make: &Make) {
+    let s = subject(make, policy());
+    let before = s.m.create(NewSession::new().with_user("alice")).unwrap();
+    let first_auth = s.clock.now();
+    s.clock.advance(SUDO * 3 / 2);
+    let mut session = s.m.load(before.token()).unwrap().session;
+    needs_reauthentication(
+        "before",
+        s.m.require_recent_auth(&session, SUDO),
+        Some(SUDO * 3 / 2),
+    );
+
+    session.insert("step", &"up").unwrap();
+    let now = s.clock.now();
+    let after = s.m.reauthenticate(&mut session).unwrap();
+    assert_ne!(after.fingerprint(), before.fingerprint(), "not rotated");
+    assert_eq!(session.fingerprint(), after.fingerprint());
+    assert_eq!(session.authenticated_at(), Some(now));
+    assert_eq!(session.user(), Some("alice"));
+    s.m.require_recent_auth(&session, SUDO).unwrap();
+
+    let fresh = s.m.load(after.token()).unwrap().session;
+    assert_eq!(fresh.authenticated_at(), Some(now));
+    assert_eq!(fresh.user(), Some("alice"));
+    assert_eq!(fresh.get::<String>("step").unwrap().as_deref(), Some("up"));
+    s.m.require_recent_auth(&fresh, SUDO).unwrap();
+
+    for (after_grace, in_grace) in [(Duration::ZERO, true), (GRACE, false)] {
+        s.clock.advance(after_grace);
+        let r = s.m.load(before.token());
+        if s.kind.stateful() {
+            let e = rejected("the pre-reauthentication token", r);
+            if in_grace {
+                assert!(matches!(e, Error::Superseded), "{e:?}");
+                assert!(!e.clears_cookie(), "an in-flight request keeps the cookie");
+            } else {
+                assert!(matches!(e, Error::RotatedTokenReused { .. }), "{e:?}");
+            }
+        } else {
+            // Not retired: the old ticket is what it was, with its old
+            // authentication time, and never gains the fresh one.
+            let l = r.unwrap();
+            assert_eq!(l.session.authenticated_at(), Some(first_auth));
+            if let Some(r) = &l.reissue {
+                assert_eq!(
+                    r.fingerprint(),
+                    before.fingerprint(),
+                    "handed a new session"
+                );
+            }
+            assert_eq!(l.session.get::<String>("step").unwrap(), None);
+            needs_reauthentication(
+                "the old ticket",
+                s.m.require_recent_auth(&l.session, SUDO),
+                Some(s.clock.now().duration_since(first_auth)),
+            );
+        }
+        if in_grace {
+            s.m.require_recent_auth(&s.m.load(after.token()).unwrap().session, SUDO)
+                .unwrap();
+        }
+    }
+}
+
+/// By default a re-authentication keeps the absolute deadline: the session
+/// still ends when its login said it would (ASVS 5.0 7.3.2).
+pub fn reauthentication_keeps_the_absolute_deadline_by_default(make: &Make) {
+    let p = policy();
+    assert!(!p.reauthentication_extends_absolute());
+    let s = subject(make, p);
+    let created = s.m.create(NewSession::new().with_user("alice")).unwrap();
+    let deadline = created.absolute_deadline();
+    let token = keep_alive(
+        &s,
+        created.token(),
+        s.clock.now().saturating_add(ABSOLUTE / 2),
+    );
+    let mut session = s.m.load(&token).unwrap().session;
+    let again = s.m.reauthenticate(&mut session).unwrap();
+    assert_eq!(again.absolute_deadline(), deadline);
+    assert_eq!(session.absolute_deadline(), deadline);
+    assert_eq!(
+        s.m.load(again.token()).unwrap().session.absolute_deadline(),
+        deadline
+    );
+
+    let token = keep_alive(&s, again.token(), deadline);
+    assert!(s.clock.now() < deadline);
+    s.clock.advance(deadline.duration_since(s.clock.now()));
+    let e = rejected("past the login's absolute deadline", s.m.load(&token));
+    assert!(
+        matches!(e, Error::AbsoluteExpired { deadline: d } if d == deadline),
+        "{e:?}"
+    );
+}
+
+/// With `reauthentication_extends_absolute`, a re-authentication (and only
+/// a re-authentication: not activity, not a login) starts a new absolute
+/// period.
+pub fn reauthentication_extends_the_absolute_deadline_when_the_policy_says_so(make: &Make) {
+    let p = policy()
+        .to_builder()
+        .with_reauthentication_extends_absolute(true)
+        .build()
+        .unwrap();
+    let s = subject(make, p);
+    let anon = s.m.create(NewSession::new()).unwrap();
+    let created_at = s.clock.now();
+    let first = anon.absolute_deadline();
+    s.clock.advance(Duration::from_secs(5));
+    let mut session = s.m.load(anon.token()).unwrap().session;
+    let login = s.m.login(&mut session, "alice").unwrap();
+    assert_eq!(
+        login.absolute_deadline(),
+        first,
+        "a login moved the deadline"
+    );
+
+    let token = keep_alive(
+        &s,
+        login.token(),
+        s.clock.now().saturating_add(ABSOLUTE / 2),
+    );
+    let loaded = s.m.load(&token).unwrap().session;
+    assert_eq!(
+        loaded.absolute_deadline(),
+        first,
+        "activity moved the deadline"
+    );
+
+    let mut session = loaded;
+    let now = s.clock.now();
+    let extended = now.saturating_add(ABSOLUTE);
+    let again = s.m.reauthenticate(&mut session).unwrap();
+    assert_eq!(again.absolute_deadline(), extended);
+    assert_eq!(session.absolute_deadline(), extended);
+    assert_eq!(session.created_at(), created_at, "creation is history");
+    let loaded = s.m.load(again.token()).unwrap().session;
+    assert_eq!(loaded.absolute_deadline(), extended);
+    assert_eq!(loaded.created_at(), created_at);
+
+    // Alive past the first deadline, ended at the new one.
+    let token = keep_alive(&s, again.token(), extended);
+    assert!(s.clock.now() > first);
+    assert!(s.m.load(&token).is_ok());
+    s.clock.advance(extended.duration_since(s.clock.now()));
+    let e = rejected("past the new absolute deadline", s.m.load(&token));
+    assert!(
+        matches!(e, Error::AbsoluteExpired { deadline } if deadline == extended),
+        "{e:?}"
+    );
+}
+
+/// An anonymous session never authenticated: it fails the check (with no
+/// age), and re-authenticating it is a typed error that changes nothing:
+/// it logs in instead.
+pub fn an_anonymous_session_fails_the_check_and_cannot_reauthenticate(make: &Make) {
+    let s = subject(make, policy());
+    let anon = s.m.create(NewSession::new()).unwrap();
+    let mut session = s.m.load(anon.token()).unwrap().session;
+    assert_eq!(session.authenticated_at(), None);
+    needs_reauthentication("anonymous", s.m.require_recent_auth(&session, SUDO), None);
+
+    let e = s.m.reauthenticate(&mut session).unwrap_err();
+    assert!(matches!(e, Error::NotAuthenticated), "{e:?}");
+    assert!(!e.is_rejection() && !e.clears_cookie() && !e.is_backend_failure());
+    assert_eq!(e.reason(), "not_authenticated");
+    assert_eq!(
+        session.fingerprint(),
+        anon.fingerprint(),
+        "the session changed"
+    );
+    assert_eq!(session.authenticated_at(), None);
+    let still = s.m.load(anon.token()).unwrap();
+    assert_eq!(still.session.user(), None);
+    assert!(still.reissue.is_none());
+
+    // Logging in is the way.
+    s.m.login(&mut session, "alice").unwrap();
+    s.m.require_recent_auth(&session, SUDO).unwrap();
+}
+
+/// A re-authentication writes from a session copy like any rotation, and is
+/// checked as that copy: it never brings back a session past its absolute
+/// deadline (even where the policy would extend it), ended, or rotated
+/// meanwhile.
+pub fn reauthenticate_never_revives_an_expired_ended_or_stale_copy(make: &Make) {
+    let extending = policy()
+        .to_builder()
+        .with_reauthentication_extends_absolute(true)
+        .build()
+        .unwrap();
+    let s = subject(make, extending);
+
+    // Past the absolute deadline.
+    let issued = s.m.create(NewSession::new().with_user("alice")).unwrap();
+    let token = keep_alive(&s, issued.token(), issued.absolute_deadline());
+    let mut late = s.m.load(&token).unwrap().session;
+    s.clock
+        .advance(issued.absolute_deadline().duration_since(s.clock.now()));
+    let e = s.m.reauthenticate(&mut late).unwrap_err();
+    assert!(matches!(e, Error::AbsoluteExpired { .. }), "{e:?}");
+    rejected("the expired session", s.m.load(&token));
+
+    // Rotated meanwhile (another request's copy).
+    let issued = s.m.create(NewSession::new().with_user("alice")).unwrap();
+    let mut stale = s.m.load(issued.token()).unwrap().session;
+    let mut other = s.m.load(issued.token()).unwrap().session;
+    let rotated = s.m.rotate(&mut other).unwrap();
+    let r = s.m.reauthenticate(&mut stale);
+    if s.kind.stateful() {
+        assert!(matches!(r, Err(Error::Conflict)), "{r:?}");
+        assert!(
+            s.m.load(rotated.token()).is_ok(),
+            "a stale copy revoked the session"
+        );
+    } else {
+        // Each ticket carries its own copy: nothing to conflict with.
+        r.unwrap();
+    }
+    if !s.kind.stateful() {
+        return; // nothing can be ended without state
+    }
+
+    // Logged out meanwhile.
+    let issued = s.m.create(NewSession::new().with_user("alice")).unwrap();
+    let mut copy = s.m.load(issued.token()).unwrap().session;
+    s.m.terminate(&copy).unwrap();
+    let e = s.m.reauthenticate(&mut copy).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::Terminated {
+                reason: EndReason::Logout
+            }
+        ),
+        "{e:?}"
+    );
+    rejected("after logout", s.m.load(issued.token()));
+
+    // Logged out everywhere meanwhile: a fresh proof on a copy from before
+    // does not undo it.
+    let issued = s.m.create(NewSession::new().with_user("bob")).unwrap();
+    let mut copy = s.m.load(issued.token()).unwrap().session;
+    s.clock.advance(Duration::from_millis(1));
+    s.m.terminate_all("bob", None).unwrap();
+    s.clock.advance(Duration::from_millis(1));
+    let e = s.m.reauthenticate(&mut copy).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::Terminated {
+                reason: EndReason::LogoutAll
+            }
+        ),
+        "{e:?}"
+    );
+    assert_eq!(copy.fingerprint(), issued.fingerprint(), "the copy changed");
+    rejected("after logout everywhere", s.m.load(issued.token()));
 }
