@@ -2,9 +2,13 @@
 //! (the session rotates), list and end your sessions, log out.
 //!
 //! ```sh
-//! cargo run --example login_server            # then open http://127.0.0.1:8080
-//! cargo run --example login_server -- --help  # the options
+//! cargo run -p latchkey-demo              # then open http://127.0.0.1:8080
+//! cargo run -p latchkey-demo -- --help    # the options
 //! ```
+//!
+//! It is its own package so that building it builds only latchkey,
+//! `tiny_http` and their dependencies, not the library's test and bench
+//! tooling.
 //!
 //! Log in with any user name and the demo password `latchkey`.
 //!
@@ -12,9 +16,10 @@
 //! restart keeps everyone logged in, and two instances started on two ports
 //! with the same `--store file:DIR` serve one browser interchangeably (what
 //! a load balancer without sticky sessions needs). `--store memory` forgets
-//! on restart; `--store redis:URL` (with `--features redis`) shares sessions
-//! across machines; `--tickets` keeps sessions in signed cookies and uses the
-//! store only for revocations.
+//! on restart; `--store redis:URL` (built with `--features redis`) shares
+//! sessions across machines; `--tickets` keeps sessions in signed cookies and
+//! uses the store only for revocations. The file store is Unix-only: on other
+//! systems the demo says so at startup and keeps sessions in memory.
 //!
 //! # How it is built
 //!
@@ -32,6 +37,13 @@
 //! - a reissue hint (a request carrying a token rotated moments ago): send
 //!   the new token as the cookie.
 //!
+//! A change to a session (login, "become admin") can race another request
+//! on the same session, on this instance or another one sharing the store
+//! (a double-click behind a load balancer). The loser gets
+//! [`Error::Conflict`]; the demo loads the session again and re-applies the
+//! change a few times ([`App::with_retries`]), and if the race goes on,
+//! answers 409 with a page saying what happened, never a 500.
+//!
 //! The server-side extras ("your sessions", "log out everywhere else") need
 //! a store, so the app also holds an optional `StoreManager` over a
 //! `Box<dyn Store>`; each backend is a few lines in [`open_backend`].
@@ -44,23 +56,29 @@
 //!   proxy pass `--secure-cookie` to get the production defaults.
 //! - **CSRF**: every state change is a POST; the cookie is `SameSite=Lax`,
 //!   so browsers do not attach it to cross-site POSTs. As a second layer,
-//!   POSTs whose `Origin` (or `Sec-Fetch-Site`) names another site are
-//!   refused with 403.
+//!   [`latchkey::check_origin`] refuses with 403 the POSTs whose
+//!   `Sec-Fetch-Site` (or `Origin`) names another site: that also stops
+//!   login CSRF, which needs no cookie.
 //! - **Caching**: every response carries `Cache-Control: no-store`, so a
 //!   page showing a session is never kept by a shared cache or the back
 //!   button of a shared computer.
 //! - User-supplied text (the user name, the device label) is HTML-escaped.
 
+mod device;
+
 use std::error::Error as StdError;
 use std::io::{Read as _, Write as _};
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+#[cfg(unix)]
+use latchkey::FileStore;
 use latchkey::{
-    Clock as _, CookieConfig, CookieError, Error, FileStore, Fingerprint, Issued, KeyRing, Loaded,
-    MemoryStore, NewSession, Policy, Session, SessionManager, Store, StoreManager, SystemClock,
-    TicketKey, TicketManager, Timestamp, UserLimitAction,
+    Clock as _, CookieConfig, CookieError, Error, FetchHeaders, Fingerprint, Issued, KeyRing,
+    Loaded, MemoryStore, NewSession, Policy, Session, SessionManager, Store, StoreManager,
+    SystemClock, TicketKey, TicketManager, Timestamp, UserLimitAction,
 };
 use subtle::ConstantTimeEq as _;
 use tiny_http::{Header, Method, Request, Response, Server};
@@ -82,6 +100,23 @@ const TICKET_KEY_ENV: &str = "LATCHKEY_DEMO_TICKET_KEY";
 /// How many requests are served at once.
 const WORKERS: usize = 4;
 
+/// Every path the demo serves; any other is a 404 that never reads the
+/// session.
+const PATHS: &[&str] = &[
+    "/",
+    "/me",
+    "/sessions",
+    "/login",
+    "/admin",
+    "/logout",
+    "/sessions/others",
+    "/sessions/end",
+];
+
+/// How many times a change that lost a race (a version conflict) is tried
+/// in all before the request is answered 409.
+const CONFLICT_ATTEMPTS: usize = 4;
+
 const USAGE: &str = "\
 usage: login_server [options]
 
@@ -90,10 +125,12 @@ usage: login_server [options]
   --store file[:DIR]       sessions in files under DIR (default
                            ./latchkey-sessions): a restart keeps everyone
                            logged in, and several instances on one machine
-                           can share the directory (the default store)
+                           can share the directory (the default store;
+                           Unix only, elsewhere memory is used instead)
   --store memory           sessions in memory: a restart logs everyone out
   --store redis:URL        sessions in Redis, e.g. redis:redis://127.0.0.1:6379/0
-                           (build with --features redis)
+                           (build with: cargo run -p latchkey-demo
+                           --features redis -- --store redis:URL)
   --tickets                stateless signed tickets instead of server-side
                            sessions (the store then keeps only revocations);
                            the signing key comes from $LATCHKEY_DEMO_TICKET_KEY
@@ -219,6 +256,7 @@ fn open_backend(opts: &Options, cookies: &CookieConfig) -> Result<Backend, BoxEr
             Box::new(MemoryStore::new()),
             "memory (a restart logs everyone out)".into(),
         ),
+        #[cfg(unix)]
         StoreChoice::File(dir) => (
             Box::new(FileStore::open(dir)?),
             format!(
@@ -226,6 +264,21 @@ fn open_backend(opts: &Options, cookies: &CookieConfig) -> Result<Backend, BoxEr
                 dir.display()
             ),
         ),
+        // `FileStore` relies on Unix file semantics (atomic rename over an
+        // open file, permission bits, fsync of a directory) and exists only
+        // there: elsewhere the demo still runs, and says what it lost.
+        #[cfg(not(unix))]
+        StoreChoice::File(dir) => {
+            eprintln!(
+                "the file store is Unix-only: keeping sessions in memory instead of {} \
+                 (a restart logs everyone out, and instances do not share sessions)",
+                dir.display()
+            );
+            (
+                Box::new(MemoryStore::new()),
+                "memory, as the file store is Unix-only (a restart logs everyone out)".into(),
+            )
+        }
         #[cfg(feature = "redis")]
         StoreChoice::Redis(url) => (
             Box::new(latchkey::RedisStore::open(url)?),
@@ -233,9 +286,11 @@ fn open_backend(opts: &Options, cookies: &CookieConfig) -> Result<Backend, BoxEr
         ),
         #[cfg(not(feature = "redis"))]
         StoreChoice::Redis(_) => {
-            return Err("the Redis store needs the `redis` feature: \
-                        cargo run --features redis --example login_server -- --store redis:URL"
-                .into());
+            return Err(
+                "the Redis store needs the demo built with its `redis` feature: \
+                 cargo run -p latchkey-demo --features redis -- --store redis:URL"
+                    .into(),
+            );
         }
     };
     if !opts.tickets {
@@ -323,12 +378,20 @@ impl Reply {
     }
 }
 
+/// The request's live session, and the token it was loaded with: a change
+/// that loses a race loads the session again with it ([`App::with_retries`]).
+/// The token is a secret: this type has no `Debug`, and nothing prints it.
+struct Current {
+    loaded: Loaded,
+    token: String,
+}
+
 /// Who is asking, as the session layer sees it.
 enum Auth {
     /// No session cookie at all.
     Anonymous,
     /// A live session; `reissue` set when the cookie must change.
-    Session(Box<Loaded>),
+    Session(Box<Current>),
     /// A cookie that no longer works, why (a stable reason code), and
     /// whether to clear it.
     Rejected(&'static str, bool),
@@ -362,10 +425,14 @@ impl App {
             Err(e) => return Auth::Rejected("bad_cookie", e.clears_cookie()),
         };
         match self.backend.manager.load(token) {
-            Ok(loaded) => Auth::Session(Box::new(loaded)),
+            Ok(loaded) => Auth::Session(Box::new(Current {
+                loaded,
+                token: token.to_owned(),
+            })),
             Err(e) if e.is_rejection() => Auth::Rejected(e.reason(), e.clears_cookie()),
             Err(e) => {
-                eprintln!("session store failed: {}", chain(&e));
+                // Logged here, once: `handle` answers 503 without a word.
+                eprintln!("{}", chain(&e));
                 Auth::Unavailable
             }
         }
@@ -386,8 +453,17 @@ impl App {
     fn handle(&self, req: &mut Request) -> Reply {
         let path = req.url().split('?').next().unwrap_or("/").to_owned();
         let post = *req.method() == Method::Post;
-        if post && cross_site(req) {
-            return Reply::text(403, "cross-site form submissions are refused\n");
+        if let Err(refused) = same_origin(req) {
+            return Reply::text(
+                403,
+                format!("cross-site form submissions are refused: {refused}\n"),
+            );
+        }
+        // Anything else (a browser's /favicon.ico) is answered without
+        // touching the store: it neither slides the idle deadline nor adds
+        // a second log line when the store is down.
+        if !PATHS.contains(&path.as_str()) {
+            return Reply::text(404, "not found\n");
         }
         let auth = self.authenticate(req);
         let (session, mut set_cookie) = match auth {
@@ -402,29 +478,37 @@ impl App {
                 (Err(reason), clear.then(|| self.cookies.clear_cookie()))
             }
             Auth::Anonymous => (Err(""), None),
-            Auth::Session(loaded) => {
-                let Loaded {
-                    session, reissue, ..
-                } = *loaded;
-                (Ok(session), reissue.and_then(|i| self.set_cookie(&i)))
+            Auth::Session(current) => {
+                let Current {
+                    loaded:
+                        Loaded {
+                            session, reissue, ..
+                        },
+                    token,
+                } = *current;
+                (
+                    Ok((session, token)),
+                    reissue.and_then(|i| self.set_cookie(&i)),
+                )
             }
         };
         let reply = match (path.as_str(), post, session) {
-            ("/", false, Ok(s)) => self.session_page(&s),
+            ("/", false, Ok((s, _))) => self.session_page(&s),
             ("/", false, Err(reason)) => self.login_page(reason),
-            ("/me", false, Ok(s)) => me(&s),
+            ("/me", false, Ok((s, _))) => me(&s),
             ("/me", false, Err(reason)) => Reply::text(401, format!("rejected={reason}\n")),
-            ("/sessions", false, Ok(s)) => self.sessions_page(&s),
+            ("/sessions", false, Ok((s, _))) => self.sessions_page(&s),
             ("/login", true, current) => self.login(req, current.ok()),
-            ("/admin", true, Ok(s)) => self.become_admin(s),
-            ("/logout", true, Ok(s)) => self.logout(&s),
-            ("/sessions/others", true, Ok(s)) => self.end_others(&s),
-            ("/sessions/end", true, Ok(s)) => self.end_one(req, &s),
-            (
-                "/sessions" | "/admin" | "/logout" | "/sessions/others" | "/sessions/end",
-                _,
-                Err(_),
-            ) => Reply::text(401, "log in first\n"),
+            ("/admin", true, Ok((s, token))) => self.become_admin(s, &token),
+            ("/logout", true, Ok((s, _))) => self.logout(&s),
+            ("/sessions/others", true, Ok((s, _))) => self.end_others(&s),
+            ("/sessions/end", true, Ok((s, _))) => self.end_one(req, &s),
+            // The cookie was retired moments ago by a change of privilege
+            // made by another request of this browser (a double-click on
+            // "Become admin"), whose answer carries the new cookie: show the
+            // page, which the browser asks for with that cookie.
+            (_, _, Err("superseded")) => Reply::see_other("/"),
+            (_, _, Err(_)) => Reply::text(401, "log in first\n"),
             _ => Reply::text(404, "not found\n"),
         };
         // A handler that issued or cleared a cookie has the last word.
@@ -434,7 +518,7 @@ impl App {
         reply.with_cookie(set_cookie)
     }
 
-    fn login(&self, req: &mut Request, current: Option<Session>) -> Reply {
+    fn login(&self, req: &mut Request, current: Option<(Session, String)>) -> Reply {
         let form = match read_form(req) {
             Ok(f) => f,
             Err(reply) => return reply,
@@ -465,11 +549,13 @@ impl App {
         let result = match current {
             // Login on an existing session rotates its ID: a token planted
             // before login (session fixation) is worthless after it.
-            Some(mut session) => self.backend.manager.login(&mut session, user),
+            Some((session, token)) => {
+                self.with_retries(session, &token, |s| self.backend.manager.login(s, user))
+            }
             None => {
                 let mut new = NewSession::new().with_user(user);
-                if let Some(device) = header(req, "User-Agent").map(device_label) {
-                    new = new.with_device(device);
+                if let Some(ua) = header(req, "User-Agent") {
+                    new = new.with_device(device::label(ua));
                 }
                 self.backend.manager.create(new)
             }
@@ -483,14 +569,15 @@ impl App {
         }
     }
 
-    fn become_admin(&self, mut session: Session) -> Reply {
-        if let Err(e) = session.insert("role", "admin") {
-            return self.failure(&e);
-        }
+    fn become_admin(&self, session: Session, token: &str) -> Reply {
         // A privilege change gets a fresh ID (S3), and the old one is
         // refused at once: whoever copied the old cookie does not inherit
         // admin rights, not even within the rotation grace window.
-        match self.backend.manager.change_privilege(&mut session) {
+        let result = self.with_retries(session, token, |s| {
+            s.insert("role", "admin")?;
+            self.backend.manager.change_privilege(s)
+        });
+        match result {
             Ok(issued) => {
                 println!("privilege change: session now {}", issued.fingerprint());
                 Reply::see_other("/").with_cookie(self.set_cookie(&issued))
@@ -541,16 +628,58 @@ impl App {
         }
     }
 
-    /// An error from a call on a loaded session.
+    /// Applies `change` to the request's session. On a version conflict
+    /// (another request changed the session since it was loaded: another
+    /// tab, a double-click, another instance behind the load balancer) it
+    /// loads the session again with the request's token and re-applies the
+    /// change, [`CONFLICT_ATTEMPTS`] times in all.
+    ///
+    /// A reload can be refused: a double-clicked "Become admin" finds its
+    /// token retired by the click that won ([`Error::Superseded`]), which
+    /// [`App::failure`] answers by showing the page under the new cookie.
+    fn with_retries(
+        &self,
+        mut session: Session,
+        token: &str,
+        mut change: impl FnMut(&mut Session) -> Result<Issued, Error>,
+    ) -> Result<Issued, Error> {
+        for _ in 1..CONFLICT_ATTEMPTS {
+            match change(&mut session) {
+                Err(Error::Conflict) => session = self.backend.manager.load(token)?.session,
+                done => return done,
+            }
+        }
+        change(&mut session)
+    }
+
+    /// An error from a call on a loaded session. Each failure is logged
+    /// here and only here.
     fn failure(&self, e: &Error) -> Reply {
         if e.is_backend_failure() {
-            eprintln!("session store failed: {}", chain(e));
+            // The error says "session store failed" itself.
+            eprintln!("{}", chain(e));
             return Reply::text(503, "the session store is unavailable; try again\n");
         }
         if e.is_rejection() {
-            // It ended between load and now (logged out elsewhere).
+            // It ended between load and now (logged out elsewhere), or a
+            // concurrent privilege change retired its token (the response
+            // to that one set the new cookie, which this must not clear).
             let clear = e.clears_cookie().then(|| self.cookies.clear_cookie());
             return Reply::see_other("/").with_cookie(clear);
+        }
+        if matches!(e, Error::Conflict) {
+            // Still losing the race after every retry: nothing was changed,
+            // and saying so beats an error code.
+            eprintln!("gave up after {CONFLICT_ATTEMPTS} version conflicts in a row");
+            return Reply::html(
+                409,
+                page(
+                    "Please try again",
+                    "<p>Your session was being changed by another request at the same \
+                     moment (another tab, or a button pressed twice), so this change was \
+                     not made.</p>\n<p><a href=/>Back to your session</a>, then try again.</p>",
+                ),
+            );
         }
         eprintln!("request failed: {}", chain(e));
         Reply::text(500, format!("{}\n", e.reason()))
@@ -627,7 +756,7 @@ two sessions under “your sessions”.</p>"
             idle_in = until(now, s.idle_deadline()),
             abs = s.absolute_deadline(),
             abs_in = until(now, s.absolute_deadline()),
-            device = escape(s.device().unwrap_or("-")),
+            device = escape(&s.device().map_or_else(|| "-".into(), device::display)),
         );
         Reply::html(200, self.page_with_footer("Your session", &body))
     }
@@ -640,30 +769,44 @@ two sessions under “your sessions”.</p>"
             Ok(l) => l,
             Err(e) => return self.failure(&e),
         };
+        let now = self.clock.now();
         let mut rows = String::new();
+        // Two sessions of one browser share a device label: the fingerprint
+        // and the times tell them apart, and the current one says so.
         for info in &list {
             let this = info.fingerprint == s.fingerprint();
-            let action = if this {
-                "this one".to_owned()
+            let (marker, action) = if this {
+                (" <span class=this>(this browser)</span>", String::new())
             } else {
-                format!(
-                    "<form method=post action=/sessions/end><input type=hidden name=fingerprint value={fp}><button>Log out</button></form>",
-                    fp = info.fingerprint
+                (
+                    "",
+                    format!(
+                        "<form method=post action=/sessions/end><input type=hidden name=fingerprint value={fp}><button>Log out</button></form>",
+                        fp = info.fingerprint
+                    ),
                 )
             };
             rows.push_str(&format!(
-                "<tr><td><code>{fp}</code></td><td>{device}</td><td>{created}</td><td>{seen}</td><td>{idle}</td><td>{action}</td></tr>\n",
+                "<tr><td>{device}{marker}</td><td><code>{fp}</code></td>\
+                 <td class=when title=\"{created}\">{created_ago}</td>\
+                 <td class=when title=\"{seen}\">{seen_ago}</td><td>{action}</td></tr>\n",
+                device = escape(
+                    &info
+                        .device
+                        .as_deref()
+                        .map_or_else(|| "-".into(), device::display)
+                ),
                 fp = info.fingerprint,
-                device = escape(info.device.as_deref().unwrap_or("-")),
                 created = info.created_at,
+                created_ago = ago(now, info.created_at),
                 seen = info.last_seen,
-                idle = info.idle_deadline,
+                seen_ago = ago(now, info.last_seen),
             ));
         }
         let body = format!(
             "<p>{n} live session(s) for <b>{user}</b>.</p>
-<table>
-<tr><th>fingerprint</th><th>device</th><th>created</th><th>last seen</th><th>idle deadline</th><th></th></tr>
+<table class=sessions>
+<tr><th>device</th><th>session fingerprint</th><th>started</th><th>last seen</th><th></th></tr>
 {rows}</table>
 <form method=post action=/sessions/others><button>Log out everywhere else</button></form>
 <p><a href=/>Back</a></p>",
@@ -708,30 +851,21 @@ fn me(s: &Session) -> Reply {
     )
 }
 
-/// Whether a POST comes from another site. Browsers send `Origin` on POSTs
-/// and `Sec-Fetch-Site` on every request; SameSite=Lax already keeps the
-/// cookie off cross-site POSTs, this also stops login CSRF (which needs no
-/// cookie).
-fn cross_site(req: &Request) -> bool {
-    // The browser's own word, which no page can set: `same-origin` for our
-    // forms, `none` for a request the user made directly. Browsers send
-    // `Origin: null` on same-origin form posts under `Referrer-Policy:
-    // no-referrer` (which every response here sets), so for them the
-    // Origin header alone cannot tell.
-    match header(req, "Sec-Fetch-Site") {
-        Some("same-origin" | "none") => return false,
-        Some(_) => return true,
-        None => {}
-    }
-    // No Sec-Fetch-Site (an older browser, curl): the Origin must be ours;
-    // `null` is refused, as it cannot be told from a sandboxed page.
-    match (header(req, "Origin"), header(req, "Host")) {
-        (Some(origin), Some(host)) => {
-            origin != format!("http://{host}") && origin != format!("https://{host}")
-        }
-        (Some(_), None) => true,
-        (None, _) => false,
-    }
+/// Refuses a POST another site made the browser send. SameSite=Lax already
+/// keeps the cookie off cross-site POSTs; this also stops login CSRF (which
+/// needs no cookie). [`latchkey::check_origin`] trusts the browser's own
+/// `Sec-Fetch-Site` and otherwise compares `Origin` with `Host`: under
+/// `Referrer-Policy: no-referrer` (which every response here sets) Chromium
+/// sends `Origin: null` on our own form posts, so `Origin` alone cannot
+/// tell them from a sandboxed page's.
+fn same_origin(req: &Request) -> Result<(), latchkey::CrossSiteRequest> {
+    let headers = FetchHeaders {
+        method: req.method().as_str(),
+        sec_fetch_site: header(req, "Sec-Fetch-Site"),
+        origin: header(req, "Origin"),
+        host: header(req, "Host"),
+    };
+    latchkey::check_origin(&headers, &[])
 }
 
 fn read_form(req: &mut Request) -> Result<Vec<(String, String)>, Reply> {
@@ -786,20 +920,6 @@ fn url_decode(s: &[u8]) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// A short, printable device label from a User-Agent.
-fn device_label(ua: &str) -> String {
-    // At most 100 characters and 200 bytes: well inside the policy's label
-    // limit (256 bytes by default) whatever the characters.
-    let mut out = String::new();
-    for c in ua.chars().filter(|c| !c.is_control()).take(100) {
-        if out.len() + c.len_utf8() > 200 {
-            break;
-        }
-        out.push(c);
-    }
-    out
-}
-
 fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
@@ -813,6 +933,17 @@ fn escape(s: &str) -> String {
         }
     }
     out
+}
+
+/// How long ago `t` was, to the second, for a person: "just now", "42 s
+/// ago", "5 min ago", "2 h 05 min ago".
+fn ago(now: Timestamp, t: Timestamp) -> String {
+    match now.duration_since(t).as_secs() {
+        0 => "just now".into(),
+        s @ 1..60 => format!("{s} s ago"),
+        s @ 60..3600 => format!("{} min ago", s / 60),
+        s => format!("{} h {:02} min ago", s / 3600, s / 60 % 60),
+    }
 }
 
 fn until(now: Timestamp, t: Timestamp) -> String {
@@ -833,8 +964,12 @@ fn page(title: &str, body: &str) -> String {
     format!(
         "<!doctype html>
 <html lang=en><head><meta charset=utf-8><title>{title} · latchkey demo</title>
-<style>body{{font:16px/1.5 system-ui,sans-serif;max-width:52em;margin:2em auto;padding:0 1em}}
-th{{text-align:left;padding-right:1em}} td{{padding-right:1em}} form{{display:inline}}
+<meta name=viewport content=\"width=device-width, initial-scale=1\">
+<style>body{{font:16px/1.5 system-ui,sans-serif;max-width:52em;margin:2em auto;padding:0 1em;overflow-wrap:break-word}}
+table{{border-collapse:collapse;max-width:100%;margin-bottom:1em}}
+th,td{{text-align:left;vertical-align:top;padding:.25em .75em .25em 0}}
+td{{overflow-wrap:anywhere}} .sessions td,.sessions th{{border-bottom:1px solid #ddd}}
+button{{white-space:nowrap}} td.when,.this{{overflow-wrap:normal}} form{{display:inline}} .this{{color:#070}}
 .hint{{color:#555}} .warn{{color:#a40}} .notice{{background:#fec;padding:.5em}}</style></head>
 <body><h1>{title}</h1>
 {body}
@@ -843,12 +978,18 @@ th{{text-align:left;padding-right:1em}} td{{padding-right:1em}} form{{display:in
     )
 }
 
+/// An error and its sources as one line, joined by ": ". A source whose
+/// text its error already ends with (some clients print their cause
+/// themselves) is not repeated.
 fn chain(e: &dyn StdError) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
+        let text = c.to_string();
+        if !s.ends_with(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
         cur = c.source();
     }
     s
@@ -883,18 +1024,55 @@ fn respond(req: Request, reply: Reply) {
     let _ = req.respond(response);
 }
 
-fn main() -> Result<(), BoxError> {
+fn main() -> ExitCode {
     let opts = match parse_args(std::env::args().skip(1)) {
         Ok(o) => o,
         Err(msg) => {
             if msg.is_empty() {
                 print!("{USAGE}");
-                return Ok(());
+                return ExitCode::SUCCESS;
             }
             eprint!("{msg}\n\n{USAGE}");
-            std::process::exit(2);
+            return ExitCode::from(2);
         }
     };
+    // Every failure to start is a sentence and a non-zero exit, never a
+    // `Debug` dump of the error.
+    match run(opts) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("login_server: {}", chain(&*e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Binds the server to `127.0.0.1:port`, explaining the usual failures.
+fn listen(port: u16) -> Result<Server, BoxError> {
+    Server::http(("127.0.0.1", port)).map_err(|e| -> BoxError {
+        let kind = e.downcast_ref::<std::io::Error>().map(std::io::Error::kind);
+        match kind {
+            Some(std::io::ErrorKind::AddrInUse) => format!(
+                "port {port} on 127.0.0.1 is already in use, maybe by another copy of the demo. \
+                 Stop that program, or pick another port with --port, e.g. \
+                 `cargo run -p latchkey-demo -- --port {}` (--port 0 takes any free one)",
+                port.checked_add(1).unwrap_or(8081)
+            )
+            .into(),
+            Some(std::io::ErrorKind::PermissionDenied) => format!(
+                "not allowed to listen on port {port} (ports below 1024 need privileges): \
+                 pick another with --port, e.g. --port 8080"
+            )
+            .into(),
+            _ => format!("cannot listen on 127.0.0.1:{port}: {}", chain(&*e)).into(),
+        }
+    })
+}
+
+/// Binds the port, opens the store and serves until the process is killed.
+fn run(opts: Options) -> Result<(), BoxError> {
+    // The port first: when it is taken, that is all there is to say.
+    let server = Arc::new(listen(opts.port)?);
     let cookies = if opts.secure_cookie {
         CookieConfig::default()
     } else {
@@ -906,7 +1084,6 @@ fn main() -> Result<(), BoxError> {
         CookieConfig::danger_insecure_http()
     };
     let backend = open_backend(&opts, &cookies)?;
-    let server = Arc::new(Server::http(("127.0.0.1", opts.port))?);
     let addr = server
         .server_addr()
         .to_ip()
@@ -949,4 +1126,107 @@ fn main() -> Result<(), BoxError> {
         let _ = w.join();
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn app() -> App {
+        App {
+            backend: store_backend(
+                Box::new(MemoryStore::new()),
+                Policy::default(),
+                "memory".into(),
+            ),
+            cookies: CookieConfig::danger_insecure_http(),
+            clock: SystemClock,
+        }
+    }
+
+    #[test]
+    fn a_conflict_that_outlasts_the_retries_is_a_409_page_not_a_500() {
+        let reply = app().failure(&Error::Conflict);
+        assert_eq!(reply.status, 409);
+        assert!(reply.content_type.starts_with("text/html"));
+        assert!(reply.body.contains("try again"), "{}", reply.body);
+        assert!(reply.set_cookies.is_empty(), "the cookie is left alone");
+    }
+
+    #[test]
+    fn a_change_that_loses_a_race_is_applied_again_to_a_fresh_copy() {
+        let app = app();
+        let manager = &app.backend.manager;
+        let issued = manager
+            .create(NewSession::new().with_user("alice"))
+            .unwrap();
+        let stale = manager.load(issued.token()).unwrap().session;
+        // Someone else saves first: `stale` is now an old version.
+        let mut other = manager.load(issued.token()).unwrap().session;
+        other.insert("theme", "dark").unwrap();
+        manager.save(&mut other).unwrap();
+
+        let mut attempts = 0;
+        let admin = app
+            .with_retries(stale, issued.token(), |s| {
+                attempts += 1;
+                s.insert("role", "admin")?;
+                manager.change_privilege(s)
+            })
+            .unwrap();
+        assert_eq!(attempts, 2, "one conflict, one success");
+        let s = manager.load(admin.token()).unwrap().session;
+        assert_eq!(s.get::<String>("role").unwrap().as_deref(), Some("admin"));
+        assert_eq!(
+            s.get::<String>("theme").unwrap().as_deref(),
+            Some("dark"),
+            "the other change is kept, not overwritten"
+        );
+    }
+
+    #[test]
+    fn retries_are_bounded() {
+        let app = app();
+        let issued = app.backend.manager.create(NewSession::new()).unwrap();
+        let session = app.backend.manager.load(issued.token()).unwrap().session;
+        let mut attempts = 0;
+        let result = app.with_retries(session, issued.token(), |_| {
+            attempts += 1;
+            Err(Error::Conflict)
+        });
+        assert!(matches!(result, Err(Error::Conflict)), "{result:?}");
+        assert_eq!(attempts, CONFLICT_ATTEMPTS);
+    }
+
+    #[test]
+    fn an_error_chain_says_each_cause_once() {
+        #[derive(Debug)]
+        struct Outer(std::io::Error);
+        impl std::fmt::Display for Outer {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "connection failed: {}", self.0)
+            }
+        }
+        impl StdError for Outer {
+            fn source(&self) -> Option<&(dyn StdError + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let e = Outer(std::io::Error::other("refused"));
+        assert_eq!(chain(&e), "connection failed: refused");
+        let store = Error::from(latchkey::store::StoreError::Io(std::io::Error::other(
+            "disk gone",
+        )));
+        assert_eq!(chain(&store), "session store failed: I/O error: disk gone");
+    }
+
+    #[test]
+    fn times_ago_read_like_a_person_would_say_them() {
+        let now = Timestamp::from_unix_millis(1_800_000_000_000);
+        let before = |secs: u64| Timestamp::from_unix_millis(1_800_000_000_000 - secs * 1000);
+        assert_eq!(ago(now, now), "just now");
+        assert_eq!(ago(now, before(42)), "42 s ago");
+        assert_eq!(ago(now, before(5 * 60 + 3)), "5 min ago");
+        assert_eq!(ago(now, before(2 * 3600 + 5 * 60)), "2 h 05 min ago");
+    }
 }

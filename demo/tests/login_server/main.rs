@@ -1,45 +1,28 @@
-//! The login demo (`examples/login_server.rs`) driven over loopback HTTP.
+//! The login demo (the `login_server` binary of this package) driven over
+//! loopback HTTP.
 //!
-//! Each test starts the built example binary on `--port 0`, reads the
-//! address it prints, and talks to it with the small client in `http.rs`.
-//! A [`Demo`] guard kills the process when the test ends, pass or fail.
+//! Each test starts the binary on `--port 0`, reads the address it prints,
+//! and talks to it with the small client in `http.rs`. A [`Demo`] guard
+//! kills the process when the test ends, pass or fail.
 //!
-//! Finding the binary: `cargo test` builds every example before it runs any
-//! test, into `<target>/<profile>/examples/`, and this test runs from
-//! `<target>/<profile>/deps/`, so the path is derived from the test's own
-//! executable. That follows `CARGO_TARGET_DIR` and `--release` without
-//! asking cargo again (a nested cargo would wait on the build lock held by
-//! the outer one). Running this file alone needs the example binary built
-//! first: `cargo build --example login_server && cargo test --test
-//! login_server`.
+//! Finding the binary: cargo builds a package's binaries before its
+//! integration tests and names the path in `CARGO_BIN_EXE_<name>`, so
+//! `cargo test -p latchkey-demo` (or `--workspace`) always runs the demo as
+//! built from the current source.
 
 mod http;
 
 use std::io::{BufRead as _, BufReader, Read as _};
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Barrier, Mutex};
+use std::time::{Duration, Instant};
 
 use http::{HttpResponse, request};
 
 fn demo_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test knows its own path");
-    let profile_dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("tests run from <target>/<profile>/deps");
-    let bin = profile_dir
-        .join("examples")
-        .join(format!("login_server{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo test` (which builds the examples) or \
-         `cargo build --example login_server` first",
-        bin.display()
-    );
-    bin
+    PathBuf::from(env!("CARGO_BIN_EXE_login_server"))
 }
 
 /// A running demo server; killed on drop.
@@ -88,12 +71,14 @@ impl Demo {
                 sink.lock().unwrap().push_str(&format!("{line}\n"));
             }
         });
-        let mut stderr = child.stderr.take().expect("piped stderr");
+        // Line by line, so a test can read what the server logged while it
+        // runs.
+        let stderr = BufReader::new(child.stderr.take().expect("piped stderr"));
         let sink = log.clone();
         std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = stderr.read_to_string(&mut s);
-            sink.lock().unwrap().push_str(&s);
+            for line in stderr.lines().map_while(Result::ok) {
+                sink.lock().unwrap().push_str(&format!("{line}\n"));
+            }
         });
         let Some(addr) = first
             .trim()
@@ -103,11 +88,7 @@ impl Demo {
             let _ = child.kill();
             let _ = child.wait();
             std::thread::sleep(Duration::from_millis(100));
-            panic!(
-                "the demo did not start: {first:?} (a stale binary? `cargo test` rebuilds \
-                 examples, `cargo test --test login_server` alone does not)\n{}",
-                log.lock().unwrap()
-            );
+            panic!("the demo did not start: {first:?}\n{}", log.lock().unwrap());
         };
         Demo { child, addr, log }
     }
@@ -120,6 +101,15 @@ impl Demo {
     fn post(&self, path: &str, cookie: Option<&str>, body: &str) -> HttpResponse {
         let headers: Vec<(&str, &str)> = cookie.map(|c| ("Cookie", c)).into_iter().collect();
         request(self.addr, "POST", path, &headers, Some(body)).expect("POST answered")
+    }
+
+    /// The lines the server has printed so far that contain `needle`.
+    fn log_lines(&self, needle: &str) -> Vec<String> {
+        let log = self.log.lock().unwrap();
+        log.lines()
+            .filter(|l| l.contains(needle))
+            .map(str::to_owned)
+            .collect()
     }
 
     /// Logs `user` in; returns the `name=value` cookie pair.
@@ -144,9 +134,13 @@ impl Drop for Demo {
     }
 }
 
-/// A fresh directory for one test's file store; removed on drop.
+/// A fresh directory for one test's file store; removed on drop. The file
+/// store is Unix-only (elsewhere the demo falls back to memory), and so are
+/// the tests that use one.
+#[cfg(unix)]
 struct TempDir(PathBuf);
 
+#[cfg(unix)]
 impl TempDir {
     fn new(tag: &str) -> TempDir {
         let dir = std::env::temp_dir().join(format!(
@@ -165,6 +159,7 @@ impl TempDir {
     }
 }
 
+#[cfg(unix)]
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
@@ -637,6 +632,7 @@ fn tickets_signed_by_one_instance_verify_on_another_with_the_shared_key() {
     );
 }
 
+#[cfg(unix)]
 #[test]
 fn a_restart_keeps_the_session_with_the_file_store() {
     let dir = TempDir::new("restart");
@@ -652,6 +648,7 @@ fn a_restart_keeps_the_session_with_the_file_store() {
     assert_eq!(me.field("user"), Some("alice"));
 }
 
+#[cfg(unix)]
 #[test]
 fn the_default_store_is_files_under_latchkey_sessions() {
     let dir = TempDir::new("default");
@@ -668,6 +665,7 @@ fn the_default_store_is_files_under_latchkey_sessions() {
     );
 }
 
+#[cfg(unix)]
 #[test]
 fn two_instances_sharing_a_file_store_need_no_sticky_sessions() {
     // The load-balancer story: requests of one browser land on either
@@ -693,6 +691,7 @@ fn two_instances_sharing_a_file_store_need_no_sticky_sessions() {
     assert_eq!(on_a.field("rejected"), Some("terminated"));
 }
 
+#[cfg(unix)]
 #[test]
 fn log_out_everywhere_else_reaches_sessions_made_by_another_instance() {
     let dir = TempDir::new("lb-all");
@@ -712,4 +711,181 @@ fn log_out_everywhere_else_reaches_sessions_made_by_another_instance() {
         Some("terminated")
     );
     assert_eq!(b.get("/me", Some(&laptop)).status, 200);
+}
+
+/// Runs the demo with `args` (no `--port 0` added) until it exits, at most
+/// 30 seconds; its exit status and stderr.
+fn run_to_exit(args: &[&str]) -> (ExitStatus, String) {
+    let mut child = Command::new(demo_binary())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the demo starts");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("the demo can be waited on") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the demo was expected to exit, and kept running");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .expect("piped stderr")
+        .read_to_string(&mut stderr)
+        .expect("stderr is readable");
+    (status, stderr)
+}
+
+#[test]
+fn a_busy_port_is_named_in_a_sentence_and_the_demo_exits_non_zero() {
+    let taken = TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let port = taken.local_addr().unwrap().port().to_string();
+    let (status, stderr) = run_to_exit(&["--store", "memory", "--port", &port]);
+    assert!(!status.success(), "{status}: {stderr}");
+    let message = stderr
+        .lines()
+        .find(|l| l.starts_with("login_server: "))
+        .unwrap_or_else(|| panic!("no error line in {stderr:?}"));
+    assert!(
+        message.contains(&format!("port {port} on 127.0.0.1 is already in use")),
+        "{message}"
+    );
+    assert!(message.contains("--port"), "says what to do: {message}");
+    assert!(!stderr.contains("Os {"), "no Debug dump: {stderr}");
+    drop(taken);
+}
+
+#[cfg(unix)]
+#[test]
+fn a_double_clicked_privilege_change_on_two_instances_is_never_a_500() {
+    // Two instances behind a load balancer, one browser double-clicking
+    // "Become admin": both POSTs carry the same cookie and race on the
+    // same session. The loser must not see a server error.
+    let dir = TempDir::new("double-click");
+    let store = dir.store_arg();
+    let a = Demo::start(&["--store", &store]);
+    let b = Demo::start(&["--store", &store]);
+    for round in 0..20 {
+        let cookie = a.login("alice");
+        let both_clicked = Barrier::new(2);
+        let answers = std::thread::scope(|scope| {
+            let clicks = [&a, &b].map(|demo| {
+                let (cookie, both_clicked) = (&cookie, &both_clicked);
+                scope.spawn(move || {
+                    both_clicked.wait();
+                    demo.post("/admin", Some(cookie), "")
+                })
+            });
+            clicks.map(|c| c.join().expect("the click thread"))
+        });
+        for r in &answers {
+            assert!(
+                matches!(r.status, 303 | 409),
+                "round {round}: a 303 to the page or a 409 that says to retry, got {}: {}",
+                r.status,
+                r.body
+            );
+        }
+        // Exactly one click made the change, and its cookie is the admin's;
+        // the other one sends the browser to the page (or asks for a retry)
+        // without touching the cookie.
+        let changed: Vec<_> = answers
+            .iter()
+            .filter(|r| !r.set_cookies().is_empty())
+            .collect();
+        assert_eq!(changed.len(), 1, "round {round}: {answers:?}");
+        let admin = changed[0].cookie_pair();
+        for demo in [&a, &b] {
+            assert_eq!(
+                demo.get("/me", Some(&admin)).field("role"),
+                Some("admin"),
+                "round {round}"
+            );
+        }
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn a_store_failure_is_logged_once_per_request_and_answered_503() {
+    let dir = TempDir::new("broken-store");
+    let demo = Demo::start(&["--store", &dir.store_arg()]);
+    let cookie = demo.login("alice");
+    // Break the store under the running server: where its directory was,
+    // a plain file, so every read fails with an I/O error.
+    std::fs::remove_dir_all(&dir.0).unwrap();
+    std::fs::write(&dir.0, b"not a directory").unwrap();
+
+    assert_eq!(demo.get("/", Some(&cookie)).status, 503);
+    // What a browser asks for next: answered without the store.
+    assert_eq!(demo.get("/favicon.ico", Some(&cookie)).status, 404);
+    assert_eq!(demo.post("/admin", Some(&cookie), "").status, 503);
+
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while demo.log_lines("store failed").len() < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Give a duplicate line the time to show up, if there were one.
+    std::thread::sleep(Duration::from_millis(200));
+    let lines = demo.log_lines("store failed");
+    assert_eq!(lines.len(), 2, "one line per failed request: {lines:#?}");
+    for line in &lines {
+        assert_eq!(line.matches("store failed").count(), 1, "said once: {line}");
+        assert!(line.contains("Not a directory"), "the cause: {line}");
+    }
+    let _ = std::fs::remove_file(&dir.0);
+}
+
+#[test]
+fn the_sessions_page_labels_devices_and_tells_two_sessions_apart() {
+    let demo = Demo::start(&["--store", "memory"]);
+    let chrome = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) \
+                  Chrome/126.0.0.0 Safari/537.36";
+    let login = |ua: &str| {
+        let r = request(
+            demo.addr,
+            "POST",
+            "/login",
+            &[("User-Agent", ua)],
+            Some("username=alice&password=latchkey"),
+        )
+        .unwrap();
+        assert_eq!(r.status, 303);
+        r.cookie_pair()
+    };
+    let laptop = login(chrome);
+    let phone = login(chrome);
+    let robot = login(&format!("Robot ({}) {}", "x; ".repeat(40), "y".repeat(300)));
+
+    let page = demo.get("/sessions", Some(&laptop));
+    assert_eq!(page.status, 200);
+    let body = &page.body;
+    assert_eq!(body.matches("Chrome on Linux").count(), 2, "{body}");
+    assert!(!body.contains("AppleWebKit"), "no raw User-Agent: {body}");
+    assert!(body.contains("Robot (x; x;"), "{body}");
+    assert!(
+        body.contains("…"),
+        "a long one is cut with an ellipsis: {body}"
+    );
+    assert!(!body.contains(&"y".repeat(100)), "and cut short: {body}");
+    // The two Chrome rows differ: each shows its fingerprint, and the
+    // current one is marked.
+    for cookie in [&laptop, &phone, &robot] {
+        let fp = demo.get("/me", Some(cookie));
+        let fp = fp.field("fingerprint").unwrap();
+        assert!(body.contains(fp), "{fp} listed: {body}");
+    }
+    assert_eq!(body.matches("(this browser)").count(), 1, "{body}");
+    assert!(body.contains("last seen"));
+    // Long values wrap instead of widening the page.
+    assert!(body.contains("td{overflow-wrap:anywhere}"), "{body}");
 }
