@@ -3,10 +3,13 @@
 use std::fmt;
 use std::future::{Ready, ready};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpMessage as _, HttpRequest};
-use latchkey::{Error, Issued, Loaded, NewSession, Session, SessionManager};
+use latchkey::{
+    CsrfError, Error, Flash, Issued, Loaded, NewSession, RememberError, Session, SessionManager,
+};
 
 use crate::dispatch;
 use crate::error::SessionError;
@@ -25,6 +28,32 @@ pub(crate) enum CookieChange {
     Clear,
 }
 
+/// How the middleware found the request: what the handle starts from.
+pub(crate) struct Start {
+    /// The session the cookie resolved to, with the newest token for it.
+    pub(crate) loaded: Option<(Session, String)>,
+    /// The session cookie's change so far (a reissue hint, a clear).
+    pub(crate) change: CookieChange,
+    /// See [`State::protect_cookie`].
+    pub(crate) protect_cookie: bool,
+    /// The remember-me cookie's token, if the middleware has remember-me
+    /// and the request carries one.
+    pub(crate) remember_token: Option<String>,
+    /// The remember-me cookie's `Set-Cookie` so far (a clear, for a
+    /// cookie that cannot be used).
+    pub(crate) remember_cookie: Option<String>,
+}
+
+/// What the middleware writes into the response.
+pub(crate) struct Outcome {
+    /// A session took part: `Cache-Control: no-store`.
+    pub(crate) involved: bool,
+    /// The session cookie.
+    pub(crate) change: CookieChange,
+    /// The remember-me cookie's `Set-Cookie`, rendered; `None`: leave it.
+    pub(crate) remember_cookie: Option<String>,
+}
+
 /// The handle's view of the request's session.
 struct State {
     /// The session as this request last saw it.
@@ -37,6 +66,20 @@ struct State {
     /// Whether a session took part in the request (loaded, or created by
     /// an operation): the response is then never cached.
     involved: bool,
+    /// The client holds a session cookie this request could not use and
+    /// must not overwrite: one superseded moments ago (the response that
+    /// superseded it carries the successor) or one not read (a `Cookie`
+    /// header crowded past the bytes scanned). No session is created
+    /// implicitly over it (`flash`, `csrf_token`), and remember-me does
+    /// not log in: either would set a cookie that logs the user out.
+    protect_cookie: bool,
+    /// The newest remember-me token this request knows: the cookie's, a
+    /// replacement, or one issued now. Secret: never printed.
+    remember_token: Option<String>,
+    /// The remember-me cookie's `Set-Cookie` to send (a token, or the
+    /// clearing cookie), rendered; `None` leaves the client's as it is.
+    /// Secret: never printed.
+    remember_cookie: Option<String>,
 }
 
 struct Inner {
@@ -69,6 +112,42 @@ struct Inner {
 /// (see [`SessionMiddleware::with_max_attempts`](crate::SessionMiddleware::with_max_attempts)),
 /// so concurrent requests lose no update; only then is it
 /// [`Error::Conflict`] (409). Closures may therefore run more than once.
+///
+/// | operation | store | cookie |
+/// |---|---|---|
+/// | [`login`](Self::login) | rotates as a privilege change (no fixation), or creates a session | the new token |
+/// | [`change_privilege`](Self::change_privilege) | applies your change, rotates as a privilege change | the new token; the old one is refused from now on |
+/// | [`rotate`](Self::rotate) | a routine rotation | the new token; the old one works through the grace window |
+/// | [`update`](Self::update) | applies your change, saves (versioned) | unchanged (a new ticket for stateless tickets) |
+/// | [`logout`](Self::logout) | ends the session; forgets the remember-me token | both cleared |
+/// | [`csrf_token`](Self::csrf_token) | creates the CSRF secret the first time, saves | unchanged (see [Implicit sessions](#implicit-sessions)) |
+/// | [`verify_csrf`](Self::verify_csrf) | nothing (reads the secret) | unchanged |
+/// | [`flash`](Self::flash), [`take_flashes`](Self::take_flashes) | adds or removes flash messages, saves | unchanged (see [Implicit sessions](#implicit-sessions)) |
+/// | [`require_recent_auth`](Self::require_recent_auth) | nothing (reads the authentication time) | unchanged |
+/// | [`reauthenticate`](Self::reauthenticate) | stamps the authentication time, rotates as a privilege change | the new token; the old one is refused from now on |
+/// | [`remember`](Self::remember) | issues a remember-me token for the user | the remember-me cookie set |
+/// | [`forget_remembered`](Self::forget_remembered) | forgets the remember-me token | the remember-me cookie cleared |
+///
+/// Saves of what `csrf_token`, `flash` and `take_flashes` change go through
+/// the same versioned path as [`update`](Self::update), reloads and retries
+/// included. How the four features fit together (when to use CSRF tokens,
+/// the step-up flow, remember-me) is in latchkey's guide for framework
+/// authors, [`latchkey::framework`].
+///
+/// # Implicit sessions
+///
+/// A flash message or a CSRF secret lives in a session. When the request
+/// has none, [`flash`](Self::flash) and [`csrf_token`](Self::csrf_token)
+/// create an anonymous one (no user) and the response sets its cookie, so
+/// a message set before a redirect survives it, and a form rendered for a
+/// visitor verifies when it comes back. Each such visitor costs a session
+/// in the store: call `csrf_token` on pages with forms, not on every page.
+/// They refuse with [`SessionError::NoSession`] instead when the client
+/// holds a session cookie the request could not use but must keep (one a
+/// login in another tab superseded moments ago, or a `Cookie` header too
+/// crowded to read): a new cookie would log the user out.
+/// [`take_flashes`](Self::take_flashes) and
+/// [`verify_csrf`](Self::verify_csrf) never create one.
 ///
 /// # Example
 /// ```
@@ -103,6 +182,12 @@ struct Inner {
 #[derive(Clone)]
 pub struct SessionHandle(Arc<Inner>);
 
+/// The change of an operation that changes nothing but what the manager
+/// call does.
+fn unchanged(_: &mut Session) -> Result<(), Error> {
+    Ok(())
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // Every write replaces a field whole, so a panic elsewhere cannot leave
     // the state half-written.
@@ -112,30 +197,128 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl SessionHandle {
     /// A handle for a request whose cookie resolved to `loaded` (with the
     /// token that found it), or to nothing.
-    pub(crate) fn new(
-        shared: Arc<Shared>,
-        loaded: Option<(Session, String)>,
-        change: CookieChange,
-    ) -> SessionHandle {
-        let involved = loaded.is_some();
-        let (session, token) = loaded.unzip();
+    pub(crate) fn new(shared: Arc<Shared>, start: Start) -> SessionHandle {
+        let involved = start.loaded.is_some();
+        let (session, token) = start.loaded.unzip();
         SessionHandle(Arc::new(Inner {
             shared,
             state: Mutex::new(State {
                 session,
                 token,
-                change,
+                change: start.change,
                 involved,
+                protect_cookie: start.protect_cookie,
+                remember_token: start.remember_token,
+                remember_cookie: start.remember_cookie,
             }),
         }))
     }
 
-    /// Whether a session took part, and the cookie change to send; the
-    /// handle forgets the change, so it is sent once.
-    pub(crate) fn take_outcome(&self) -> (bool, CookieChange) {
+    /// Whether a session took part, and the cookie changes to send; the
+    /// handle forgets the changes, so each is sent once.
+    pub(crate) fn take_outcome(&self) -> Outcome {
         let mut state = lock(&self.0.state);
-        let change = std::mem::replace(&mut state.change, CookieChange::Keep);
-        (state.involved, change)
+        Outcome {
+            involved: state.involved,
+            change: std::mem::replace(&mut state.change, CookieChange::Keep),
+            remember_cookie: state.remember_cookie.take(),
+        }
+    }
+
+    /// Logs the request in with its remember-me cookie when it has no
+    /// usable session (latchkey's guide, "Remember-me", step 2). Never when
+    /// the session loaded: each use spends the token. `Err` only for a
+    /// backend failure, which answers 503 and keeps both cookies.
+    pub(crate) async fn resume_remembered(&self) -> Result<(), SessionError> {
+        let Some(remember) = self.0.shared.remember.clone() else {
+            return Ok(());
+        };
+        let token = {
+            let state = lock(&self.0.state);
+            if state.session.is_some() || state.protect_cookie {
+                return Ok(());
+            }
+            match &state.remember_token {
+                Some(token) => token.clone(),
+                None => return Ok(()),
+            }
+        };
+        let r = Arc::clone(&remember);
+        let resumed = dispatch::call(self.manager(), move |m| {
+            let (issued, replacement) = r.log_in(m, &token)?;
+            // The token is spent: whatever the load says, both new cookies
+            // must reach the client, or its next visit presents a used
+            // token (a theft alarm once the grace window has passed).
+            let loaded = m.load(issued.token());
+            Ok((issued, replacement, loaded))
+        })
+        .await;
+        match resumed {
+            Ok((issued, replacement, loaded)) => {
+                // A remember-me token always renders (68 cookie octets).
+                let remember_cookie = remember.set_cookie(&replacement).ok();
+                let session_cookie = self.0.shared.cookies.set_cookie(&issued);
+                let mut state = lock(&self.0.state);
+                state.remember_token = Some(replacement.token().to_owned());
+                state.remember_cookie = remember_cookie;
+                // A session cookie that cannot be rendered (a ticket too
+                // long for it) leaves the request logged out.
+                if let Ok(cookie) = session_cookie {
+                    if let Ok(Loaded { session, .. }) = loaded {
+                        state.session = Some(session);
+                        state.involved = true;
+                    }
+                    state.token = Some(issued.token().to_owned());
+                    state.change = CookieChange::Set(cookie);
+                }
+                Ok(())
+            }
+            // Another tab used the token a moment ago: no login and no
+            // alarm. Hand its replacement on (the browser usually has it
+            // already) and answer as anonymous; clear nothing.
+            Err(Error::RememberMe(RememberError::Superseded { replacement })) => {
+                if let Some(t) = replacement
+                    && let Ok(cookie) = remember.set_cookie(&t)
+                {
+                    let mut state = lock(&self.0.state);
+                    state.remember_token = Some(t.token().to_owned());
+                    state.remember_cookie = Some(cookie);
+                }
+                Ok(())
+            }
+            // Refused (unknown, expired, revoked, stolen): anonymous, and
+            // the remember-me cookie cleared. A theft has ended every
+            // session of the user, so the session cookie goes too.
+            Err(Error::RememberMe(e)) => {
+                let mut state = lock(&self.0.state);
+                state.remember_token = None;
+                state.remember_cookie = Some(remember.cookie().clear_cookie());
+                if matches!(e, RememberError::Theft { .. }) {
+                    state.token = None;
+                    state.change = CookieChange::Clear;
+                }
+                Ok(())
+            }
+            Err(e) if e.is_backend_failure() => Err(SessionError::Latchkey(e)),
+            // The manager refused the session (a per-user limit) or the
+            // token kept changing: it was put back and still works. The
+            // request runs logged out; both cookies stay.
+            Err(_) => Ok(()),
+        }
+    }
+
+    /// The middleware's CSRF header check on a state-changing request:
+    /// `value` is the header's, `None` when absent. Requests without a
+    /// session pass: there is nothing for a forged request to ride on.
+    pub(crate) fn check_csrf_header(&self, value: Option<&[u8]>) -> Result<(), SessionError> {
+        let state = lock(&self.0.state);
+        let Some(session) = &state.session else {
+            return Ok(());
+        };
+        // Bytes that are not UTF-8 become U+FFFD, which no token holds:
+        // refused as malformed, never skipped.
+        let token = value.map(String::from_utf8_lossy).unwrap_or_default();
+        session.verify_csrf(&token).map_err(SessionError::Csrf)
     }
 
     fn manager(&self) -> &Arc<dyn SessionManager> {
@@ -213,7 +396,7 @@ impl SessionHandle {
         if self.session().is_some() {
             let user = user.to_owned();
             let rotated = self
-                .retrying(|_| Ok(()), move |m, s| m.login(s, &user).map(Some))
+                .retrying(unchanged, move |m, s| m.login(s, &user).map(Some))
                 .await;
             match rotated {
                 Ok(((), session)) => return Ok(session),
@@ -224,16 +407,7 @@ impl SessionHandle {
                 Err(e) => return Err(e),
             }
         }
-        let user = user.to_owned();
-        let created = dispatch::call(self.manager(), move |m| {
-            let issued = m.create(NewSession::new().with_user(user))?;
-            let Loaded { session, .. } = m.load(issued.token())?;
-            Ok((session, issued))
-        })
-        .await;
-        let (session, issued) = created.map_err(|e| self.fail(e))?;
-        self.commit(&session, Some(issued))?;
-        Ok(session)
+        self.create(NewSession::new().with_user(user)).await
     }
 
     /// Applies `change` to the session and rotates it as a change of
@@ -290,7 +464,7 @@ impl SessionHandle {
     /// let app = App::new().route("/refresh", web::post().to(refresh));
     /// ```
     pub async fn rotate(&self) -> Result<(), SessionError> {
-        self.retrying(|_| Ok(()), |m, s| m.rotate(s).map(Some))
+        self.retrying(unchanged, |m, s| m.rotate(s).map(Some))
             .await?;
         Ok(())
     }
@@ -334,6 +508,13 @@ impl SessionHandle {
     /// Ends the session and clears the cookie. Without a session, or with
     /// one that has already ended, it only clears the cookie.
     ///
+    /// On a middleware with [remember-me](crate::SessionMiddleware::with_remember_me)
+    /// it also forgets the request's remember-me token (first: a store
+    /// failure then leaves everything as it was) and clears that cookie, so
+    /// the next visit is not logged in again. Other devices keep theirs:
+    /// "log out everywhere" is `SessionManager::terminate_all` and
+    /// `RememberMe::forget_all`.
+    ///
     /// With stateless tickets and no revocation store
     /// (`TicketManager::with_revocation`) the manager cannot end a ticket
     /// ([`Error::RevocationNotConfigured`]): logout then clears the cookie
@@ -341,8 +522,8 @@ impl SessionHandle {
     /// idle deadline. Configure revocation if that matters.
     ///
     /// # Errors
-    /// A backend failure (503): the session was not ended, and the cookie
-    /// is kept so the user can try again.
+    /// A backend failure (503): the session was not ended, and the cookies
+    /// are kept so the user can try again.
     ///
     /// # Example
     /// ```
@@ -356,6 +537,9 @@ impl SessionHandle {
     /// let app = App::new().route("/logout", web::post().to(logout));
     /// ```
     pub async fn logout(&self) -> Result<(), SessionError> {
+        if self.0.shared.remember.is_some() {
+            self.forget_remember_token().await?;
+        }
         if let Some(session) = self.session() {
             let ended = dispatch::call(self.manager(), move |m| m.terminate(&session)).await;
             match ended {
@@ -375,13 +559,379 @@ impl SessionHandle {
         Ok(())
     }
 
+    /// A CSRF token for the page this response carries: put it in a hidden
+    /// form field (checked with [`verify_csrf`](Self::verify_csrf) in the
+    /// handler the form posts to), or in a `<meta>` element for scripts to
+    /// send back in the header the middleware checks
+    /// ([`with_csrf_header`](crate::SessionMiddleware::with_csrf_header)).
+    ///
+    /// Each call returns a different string (masked against BREACH) and all
+    /// of them verify while the session's secret lasts: until the next
+    /// login or [`reauthenticate`](Self::reauthenticate), after which pages
+    /// are rendered with fresh tokens. The first call creates the secret
+    /// and saves the session (versioned, retried on a conflict); later
+    /// calls cost no write. Without a session one is created (see
+    /// [Implicit sessions](Self#implicit-sessions)). When tokens are needed
+    /// at all: latchkey's guide, [CSRF tokens](latchkey::framework#csrf-tokens).
+    ///
+    /// # Errors
+    /// [`SessionError::NoSession`] when the client's session cookie must be
+    /// kept (see above); as for [`update`](Self::update).
+    ///
+    /// # Example
+    /// ```
+    /// use actix_web::{App, HttpResponse, web};
+    /// use latchkey_actix::{SessionError, SessionHandle};
+    ///
+    /// async fn form(handle: SessionHandle) -> Result<HttpResponse, SessionError> {
+    ///     let token = handle.csrf_token().await?;
+    ///     Ok(HttpResponse::Ok().content_type("text/html").body(format!(
+    ///         r#"<form method="post" action="/email">
+    ///              <input type="hidden" name="csrf_token" value="{token}">
+    ///              <input name="email"> <button>Save</button>
+    ///            </form>"#
+    ///     )))
+    /// }
+    /// let app = App::new().route("/email", web::get().to(form));
+    /// ```
+    pub async fn csrf_token(&self) -> Result<String, SessionError> {
+        self.ensure_session().await?;
+        // The secret exists already (every call after the first): no write.
+        if let Some(mut copy) = self.session() {
+            let token = copy.csrf_token();
+            if !copy.is_modified() {
+                return Ok(token);
+            }
+        }
+        let (token, _) = self
+            .retrying(|s| Ok::<_, Error>(s.csrf_token()), |m, s| m.save(s))
+            .await?;
+        Ok(token)
+    }
+
+    /// Checks a CSRF token the request carried (a form field; `""` when it
+    /// carried none) against the session's secret: call it in every
+    /// handler of a state-changing form post, before changing anything.
+    /// The session is not changed and nothing is written.
+    ///
+    /// # Errors
+    /// [`SessionError::Csrf`] (403, `csrf_missing`, `csrf_malformed`,
+    /// `csrf_no_secret`, `csrf_mismatch`): answer it as it is, which keeps
+    /// the cookie (clearing it would let any site log users out). A request
+    /// without a session has no secret: `csrf_no_secret` (`csrf_missing`
+    /// for an empty token).
+    ///
+    /// # Example
+    /// ```
+    /// use std::collections::HashMap;
+    /// use actix_web::{App, web};
+    /// use latchkey_actix::{SessionError, SessionHandle};
+    ///
+    /// // The handler parses its form itself.
+    /// async fn save_email(
+    ///     handle: SessionHandle,
+    ///     form: web::Form<HashMap<String, String>>,
+    /// ) -> Result<&'static str, SessionError> {
+    ///     handle.verify_csrf(form.get("csrf_token").map_or("", String::as_str))?;
+    ///     // ... change the email address ...
+    ///     Ok("saved")
+    /// }
+    /// let app = App::new().route("/email", web::post().to(save_email));
+    /// ```
+    pub fn verify_csrf(&self, token: &str) -> Result<(), SessionError> {
+        match &lock(&self.0.state).session {
+            Some(session) => session.verify_csrf(token).map_err(SessionError::Csrf),
+            // No session, no secret: refused as latchkey refuses a session
+            // that holds none.
+            None if token.is_empty() => Err(SessionError::Csrf(CsrfError::Missing)),
+            None => Err(SessionError::Csrf(CsrfError::NoSecret)),
+        }
+    }
+
+    /// Adds a flash message (`kind` is yours: `"notice"`, `"error"`, ...)
+    /// for a later page, typically the one the redirect after a form post
+    /// leads to, and saves the session. Messages survive rotation and the
+    /// login of an anonymous session; a login as another user starts
+    /// empty. Without a session one is created (see
+    /// [Implicit sessions](Self#implicit-sessions)), so a visitor's message
+    /// survives the redirect too. Escape messages when rendering them.
+    ///
+    /// # Errors
+    /// [`SessionError::Flash`] (413) for a message or kind over latchkey's
+    /// limits, or too many pending; [`SessionError::NoSession`] when the
+    /// client's session cookie must be kept; as for [`update`](Self::update).
+    ///
+    /// # Example
+    /// ```
+    /// use actix_web::{App, HttpResponse, web};
+    /// use latchkey_actix::{SessionError, SessionHandle};
+    ///
+    /// async fn save(handle: SessionHandle) -> Result<HttpResponse, SessionError> {
+    ///     // ... save the settings ...
+    ///     handle.flash("notice", "Settings saved.").await?;
+    ///     Ok(HttpResponse::SeeOther().insert_header(("Location", "/settings")).finish())
+    /// }
+    /// let app = App::new().route("/settings", web::post().to(save));
+    /// ```
+    pub async fn flash(&self, kind: &str, message: &str) -> Result<(), SessionError> {
+        self.ensure_session().await?;
+        self.retrying(|s| s.flash(kind, message), |m, s| m.save(s))
+            .await?;
+        Ok(())
+    }
+
+    /// Returns the pending flash messages, oldest first, and removes them
+    /// (saving the session), so they show once. With none pending, or no
+    /// session, it returns an empty list and writes nothing.
+    ///
+    /// # Errors
+    /// As for [`update`](Self::update).
+    ///
+    /// # Example
+    /// ```
+    /// use actix_web::{App, web};
+    /// use latchkey_actix::{SessionError, SessionHandle};
+    ///
+    /// async fn settings(handle: SessionHandle) -> Result<String, SessionError> {
+    ///     let mut page = String::new();
+    ///     for flash in handle.take_flashes().await? {
+    ///         // Escape `flash.message()` in a real page.
+    ///         page.push_str(&format!("[{}] {}\n", flash.kind(), flash.message()));
+    ///     }
+    ///     Ok(page + "... the settings form ...")
+    /// }
+    /// let app = App::new().route("/settings", web::get().to(settings));
+    /// ```
+    pub async fn take_flashes(&self) -> Result<Vec<Flash>, SessionError> {
+        match self.session() {
+            Some(s) if !s.peek_flashes().is_empty() => {}
+            _ => return Ok(Vec::new()),
+        }
+        let (shown, _) = self
+            .retrying(|s| Ok::<_, Error>(s.take_flashes()), |m, s| m.save(s))
+            .await?;
+        Ok(shown)
+    }
+
+    /// Checks that the session's user authenticated less than `max_age`
+    /// ago: call it in a sensitive action's handler (changing the password
+    /// or email address, a payment) before changing anything. Activity
+    /// does not count; only a login, a remember-me login's original
+    /// password login, or [`reauthenticate`](Self::reauthenticate).
+    ///
+    /// # Errors
+    /// [`Error::ReauthenticationRequired`] (401 `reauthentication_required`;
+    /// the cookie is kept): ask for the password again, then call
+    /// `reauthenticate` and let the user retry. With `age: None` the session
+    /// never authenticated: send it to log in instead. A page matches on the
+    /// error and redirects; an API returns it.
+    /// [`SessionError::NoSession`] without a session.
+    ///
+    /// # Example
+    /// ```
+    /// use std::time::Duration;
+    /// use actix_web::{App, web};
+    /// use latchkey_actix::{Authenticated, SessionError};
+    ///
+    /// async fn change_email(auth: Authenticated) -> Result<&'static str, SessionError> {
+    ///     auth.handle().require_recent_auth(Duration::from_secs(10 * 60)).await?;
+    ///     // ... change it ...
+    ///     Ok("changed")
+    /// }
+    /// let app = App::new().route("/email", web::post().to(change_email));
+    /// ```
+    pub async fn require_recent_auth(&self, max_age: Duration) -> Result<(), SessionError> {
+        let session = self.session().ok_or(SessionError::NoSession)?;
+        dispatch::call(self.manager(), move |m| {
+            m.require_recent_auth(&session, max_age)
+        })
+        .await
+        .map_err(|e| self.fail(e))
+    }
+
+    /// Records that the user has just proved who they are again, **after
+    /// the handler verified** the password (and second factor) of
+    /// [`user`](Self::user), never of a name from the form. The session is
+    /// rotated as a privilege change: the response carries the new cookie,
+    /// and the old token is refused from now on. CSRF tokens rendered
+    /// before it no longer verify: redirect back to the action's page.
+    ///
+    /// # Errors
+    /// [`Error::NotAuthenticated`] (401 `not_authenticated`) for an
+    /// anonymous session: send it to log in. [`SessionError::NoSession`]
+    /// without a session; as for [`change_privilege`](Self::change_privilege).
+    ///
+    /// # Example
+    /// ```
+    /// use actix_web::{App, HttpResponse, web};
+    /// use latchkey_actix::{Authenticated, SessionError};
+    ///
+    /// async fn confirm_password(auth: Authenticated) -> Result<HttpResponse, SessionError> {
+    ///     // ... check the password typed into the prompt, for auth.user() ...
+    ///     auth.handle().reauthenticate().await?;
+    ///     // Back to the action's page: a path on this site only.
+    ///     Ok(HttpResponse::SeeOther().insert_header(("Location", "/settings/email")).finish())
+    /// }
+    /// let app = App::new().route("/confirm-password", web::post().to(confirm_password));
+    /// ```
+    pub async fn reauthenticate(&self) -> Result<(), SessionError> {
+        self.retrying(unchanged, |m, s| m.reauthenticate(s).map(Some))
+            .await?;
+        Ok(())
+    }
+
+    /// "Keep me signed in": issues a remember-me token for the logged-in
+    /// user and sets the remember-me cookie, so that a later visit without
+    /// a session is logged in again by the middleware. Call it after
+    /// [`login`](Self::login), when the user ticked the box. A remember-me
+    /// token the request carried is forgotten first (best effort): the
+    /// device holds one token at a time.
+    ///
+    /// # Errors
+    /// [`SessionError::RememberMeNotConfigured`] (500) without
+    /// [`with_remember_me`](crate::SessionMiddleware::with_remember_me);
+    /// [`SessionError::NotLoggedIn`] (401) without a logged-in session;
+    /// backend failures (503).
+    ///
+    /// # Example
+    /// ```
+    /// use actix_web::{App, web};
+    /// use latchkey_actix::{SessionError, SessionHandle};
+    ///
+    /// async fn login(handle: SessionHandle, path: web::Path<(String, bool)>) -> Result<&'static str, SessionError> {
+    ///     let (user, keep) = path.into_inner();
+    ///     // ... check the password first ...
+    ///     handle.login(&user).await?;
+    ///     if keep {
+    ///         handle.remember().await?;
+    ///     } else {
+    ///         handle.forget_remembered().await?;
+    ///     }
+    ///     Ok("welcome")
+    /// }
+    /// let app = App::new().route("/login/{user}/{keep}", web::post().to(login));
+    /// ```
+    pub async fn remember(&self) -> Result<(), SessionError> {
+        let remember = self
+            .0
+            .shared
+            .remember
+            .clone()
+            .ok_or(SessionError::RememberMeNotConfigured)?;
+        let user = self.user().ok_or(SessionError::NotLoggedIn)?;
+        let previous = lock(&self.0.state).remember_token.clone();
+        let r = Arc::clone(&remember);
+        let issued = dispatch::call(self.manager(), move |_| {
+            if let Some(previous) = previous {
+                // Best effort: a token left behind is one nobody holds
+                // once the cookie is replaced, and it expires.
+                let _ = r.forget(&previous);
+            }
+            r.issue(&user)
+        })
+        .await
+        .map_err(SessionError::Latchkey)?;
+        let cookie = remember
+            .set_cookie(&issued)
+            .map_err(SessionError::SetCookie)?;
+        let mut state = lock(&self.0.state);
+        state.remember_token = Some(issued.token().to_owned());
+        state.remember_cookie = Some(cookie);
+        state.involved = true;
+        Ok(())
+    }
+
+    /// Forgets the request's remember-me token and clears its cookie; the
+    /// session stays. For a login without "keep me signed in" on a device
+    /// that was remembered, or a "forget this device" button.
+    ///
+    /// # Errors
+    /// [`SessionError::RememberMeNotConfigured`] (500) without
+    /// [`with_remember_me`](crate::SessionMiddleware::with_remember_me);
+    /// backend failures (503), with the cookie kept.
+    ///
+    /// # Example
+    /// ```
+    /// use actix_web::{App, web};
+    /// use latchkey_actix::{SessionError, SessionHandle};
+    ///
+    /// async fn forget_device(handle: SessionHandle) -> Result<&'static str, SessionError> {
+    ///     handle.forget_remembered().await?;
+    ///     Ok("this device is no longer remembered")
+    /// }
+    /// let app = App::new().route("/forget-device", web::post().to(forget_device));
+    /// ```
+    pub async fn forget_remembered(&self) -> Result<(), SessionError> {
+        if self.0.shared.remember.is_none() {
+            return Err(SessionError::RememberMeNotConfigured);
+        }
+        self.forget_remember_token().await
+    }
+
+    /// Forgets the request's remember-me token, if any, and clears the
+    /// remember-me cookie (also when no token could be read: the browser
+    /// may hold one all the same).
+    async fn forget_remember_token(&self) -> Result<(), SessionError> {
+        let Some(remember) = self.0.shared.remember.clone() else {
+            return Ok(());
+        };
+        let token = lock(&self.0.state).remember_token.clone();
+        if let Some(token) = token {
+            let r = Arc::clone(&remember);
+            match dispatch::call(self.manager(), move |_| r.forget(&token)).await {
+                // Forgotten, or nothing live to forget.
+                Ok(_) => {}
+                // A malformed token: nothing to forget.
+                Err(e) if e.is_rejection() => {}
+                Err(e) => return Err(SessionError::Latchkey(e)),
+            }
+        }
+        let mut state = lock(&self.0.state);
+        state.remember_token = None;
+        state.remember_cookie = Some(remember.cookie().clear_cookie());
+        Ok(())
+    }
+
+    /// Creates a session from `new`; the response carries its cookie.
+    async fn create(&self, new: NewSession) -> Result<Session, SessionError> {
+        let created = dispatch::call(self.manager(), move |m| {
+            let issued = m.create(new)?;
+            let Loaded { session, .. } = m.load(issued.token())?;
+            Ok((session, issued))
+        })
+        .await;
+        let (session, issued) = created.map_err(|e| self.fail(e))?;
+        self.commit(&session, Some(issued))?;
+        Ok(session)
+    }
+
+    /// A session for `flash` and `csrf_token`: the request's, or a new
+    /// anonymous one (see [Implicit sessions](Self#implicit-sessions)).
+    async fn ensure_session(&self) -> Result<(), SessionError> {
+        {
+            let state = lock(&self.0.state);
+            if state.session.is_some() {
+                return Ok(());
+            }
+            if state.protect_cookie {
+                return Err(SessionError::NoSession);
+            }
+        }
+        self.create(NewSession::new()).await.map(drop)
+    }
+
     /// Applies `change` and runs `op` on a copy of the session, reloading
     /// and re-applying after a version conflict (see the type docs). The
     /// closure runs here, on the request's thread; only `op` (the manager
     /// call) may go to the blocking pool.
-    async fn retrying<R, F, Op>(&self, mut change: F, op: Op) -> Result<(R, Session), SessionError>
+    async fn retrying<R, E, F, Op>(
+        &self,
+        mut change: F,
+        op: Op,
+    ) -> Result<(R, Session), SessionError>
     where
-        F: FnMut(&mut Session) -> Result<R, Error>,
+        F: FnMut(&mut Session) -> Result<R, E>,
+        SessionError: From<E>,
         Op: Fn(&dyn SessionManager, &mut Session) -> Result<Option<Issued>, Error>
             + Clone
             + Send
@@ -473,11 +1023,12 @@ impl SessionHandle {
             let mut state = lock(&self.0.state);
             state.session = None;
             state.token = None;
-            state.change = if e.clears_cookie() {
-                CookieChange::Clear
+            if e.clears_cookie() {
+                state.change = CookieChange::Clear;
             } else {
-                CookieChange::Keep
-            };
+                state.change = CookieChange::Keep;
+                state.protect_cookie = true;
+            }
         }
         SessionError::Latchkey(e)
     }
@@ -492,10 +1043,12 @@ impl fmt::Debug for SessionHandle {
             CookieChange::Clear => "clear",
         };
         // `Session`'s own Debug shows its fingerprint, never its token; the
-        // token and the rendered cookie kept here are left out.
+        // tokens and the rendered cookies kept here (session and
+        // remember-me) are left out.
         f.debug_struct("SessionHandle")
             .field("session", &state.session)
             .field("cookie", &change)
+            .field("remembered", &state.remember_token.is_some())
             .finish_non_exhaustive()
     }
 }

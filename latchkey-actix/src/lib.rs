@@ -5,7 +5,9 @@
 //! finds the session cookie, loads the session and writes the response's
 //! `Set-Cookie`, and the extractors handlers take: [`SessionHandle`] (the
 //! session, if any, and the operations that change it) and
-//! [`Authenticated`] (a logged-in session, or 401).
+//! [`Authenticated`] (a logged-in session, or 401). CSRF tokens, flash
+//! messages, re-authentication for sensitive actions and remember-me are
+//! included.
 //!
 //! It follows latchkey's guide for framework authors
 //! ([`latchkey::framework`]) to the letter: which errors mean 401, 503 or
@@ -67,10 +69,66 @@
 //! |---|---|
 //! | **cookie** | found in every `Cookie` header with [`CookieConfig::find_token_in`](latchkey::CookieConfig::find_token_in); a missing, refused or crowded-out cookie runs the request logged out (never a 400). At most one `Set-Cookie` per response: the newest token, or the clearing cookie, never both |
 //! | **reissue** | a token rotated moments ago (within the grace window) loads, and the response carries its successor |
-//! | **errors** | rejections 401 (the cookie cleared, except a superseded token's); store failures 503 (the cookie kept); version conflicts retried with a reload, then 409; bodies are the stable [`reason`](SessionError::reason) code, never a token ([`SessionError`]) |
+//! | **errors** | rejections 401 (the cookie cleared, except a superseded token's); store failures 503 (the cookie kept); version conflicts retried with a reload, then 409; a stale login for a sensitive action 401 `reauthentication_required` (the cookie kept); bodies are the stable [`reason`](SessionError::reason) code, never a token ([`SessionError`]) |
 //! | **caching** | `Cache-Control: no-store` on every response a session took part in or that sets a cookie |
 //! | **blocking** | manager calls run in place when [`may_block`](latchkey::SessionManager::may_block) is false (memory store, tickets), else on the blocking pool; a panicking or cancelled call is a 503 |
-//! | **CSRF** | state-changing requests from other sites are refused 403 before the handler ([`latchkey::check_origin`]); on by default |
+//! | **CSRF** | state-changing requests from other sites are refused 403 before the handler ([`latchkey::check_origin`]); on by default. Opt-in: a CSRF token in a header on state-changing requests with a session ([`with_csrf_header`](SessionMiddleware::with_csrf_header)), 403 `csrf_*` without it, the cookie kept |
+//! | **remember-me** | opt-in ([`with_remember_me`](SessionMiddleware::with_remember_me)): a request with no usable session but a remember-me cookie is logged in through it, both cookies rotated; a refused one is cleared, a stolen one clears both |
+//!
+//! ## CSRF tokens, flash messages, step-up, remember-me
+//!
+//! The handle carries latchkey's web-app features, each saved through the
+//! same versioned path as [`SessionHandle::update`], and the middleware
+//! applies their cookies; latchkey's guide ([`latchkey::framework`]) says
+//! when and why:
+//!
+//! - **CSRF tokens**: [`SessionHandle::csrf_token`] for a page's form or
+//!   scripts, [`SessionHandle::verify_csrf`] for a form field in the
+//!   handler, or the middleware's header check
+//!   ([`SessionMiddleware::with_csrf_header`], off by default: the origin
+//!   check and `SameSite=Lax` suffice unless the guide's conditions
+//!   apply).
+//! - **Flash messages**: [`SessionHandle::flash`] before a redirect,
+//!   [`SessionHandle::take_flashes`] on the page after it. A visitor
+//!   without a session gets an anonymous one to carry them.
+//! - **Re-authentication**: [`SessionHandle::require_recent_auth`] in a
+//!   sensitive action (401 `reauthentication_required`, the cookie kept),
+//!   [`SessionHandle::reauthenticate`] after the password prompt checked
+//!   out (a new cookie; the old one is refused).
+//! - **Remember-me**: [`SessionMiddleware::with_remember_me`], then
+//!   [`SessionHandle::remember`] after a login with the box ticked;
+//!   [`SessionHandle::logout`] forgets the token.
+//!
+//! ```
+//! use std::{sync::Arc, time::Duration};
+//! use actix_web::{App, HttpResponse, web};
+//! use latchkey::{CookieConfig, MemoryStore, RememberMe, StoreManager};
+//! use latchkey_actix::{Authenticated, SessionError, SessionHandle, SessionMiddleware};
+//!
+//! async fn settings(handle: SessionHandle) -> Result<String, SessionError> {
+//!     let notices: Vec<String> = handle.take_flashes().await?.iter().map(|f| f.message().to_owned()).collect();
+//!     let token = handle.csrf_token().await?; // into the form's hidden field
+//!     Ok(format!("{notices:?} <form>…{token}…</form>"))
+//! }
+//!
+//! async fn change_email(auth: Authenticated) -> Result<HttpResponse, SessionError> {
+//!     // The form's token was checked (verify_csrf); now the step-up check.
+//!     auth.handle().require_recent_auth(Duration::from_secs(600)).await?;
+//!     // ... change it ...
+//!     auth.handle().flash("notice", "Email changed.").await?;
+//!     Ok(HttpResponse::SeeOther().insert_header(("Location", "/settings")).finish())
+//! }
+//!
+//! let store = Arc::new(MemoryStore::new());
+//! let manager = StoreManager::new(store.clone());
+//! let remember = RememberMe::new(store, manager.policy().clone());
+//! let sessions = SessionMiddleware::new(Arc::new(manager), CookieConfig::default())
+//!     .with_remember_me(remember);
+//! let app = App::new()
+//!     .wrap(sessions)
+//!     .route("/settings", web::get().to(settings))
+//!     .route("/settings/email", web::post().to(change_email));
+//! ```
 //!
 //! ## Cargo features
 //!

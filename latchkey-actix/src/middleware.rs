@@ -9,14 +9,15 @@ use std::sync::Arc;
 use actix_web::HttpMessage as _;
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
+use actix_web::http::Method;
 use actix_web::http::header::{
-    CACHE_CONTROL, COOKIE, HOST, HeaderMap, HeaderValue, ORIGIN, SET_COOKIE,
+    CACHE_CONTROL, COOKIE, HOST, HeaderMap, HeaderName, HeaderValue, ORIGIN, SET_COOKIE,
 };
-use latchkey::{CookieConfig, CrossSiteRequest, FetchHeaders, Loaded, SessionManager};
+use latchkey::{CookieConfig, CrossSiteRequest, FetchHeaders, Loaded, RememberMe, SessionManager};
 
 use crate::dispatch;
 use crate::error::SessionError;
-use crate::handle::{CookieChange, SessionHandle};
+use crate::handle::{CookieChange, Outcome, SessionHandle, Start};
 
 /// How many times a write that keeps conflicting is tried by default.
 const DEFAULT_MAX_ATTEMPTS: u32 = 8;
@@ -30,6 +31,11 @@ pub(crate) struct Shared {
     allowed_origins: Vec<String>,
     check_origin: bool,
     pub(crate) max_attempts: u32,
+    /// The header state-changing requests with a session must carry a
+    /// CSRF token in ([`SessionMiddleware::with_csrf_header`]); `None`: off.
+    csrf_header: Option<HeaderName>,
+    /// Remember-me ([`SessionMiddleware::with_remember_me`]).
+    pub(crate) remember: Option<Arc<RememberMe>>,
 }
 
 impl Shared {
@@ -66,36 +72,48 @@ impl Shared {
         latchkey::check_origin(&fetch, &allowed)
     }
 
-    /// Finds and loads the request's session: the handle for the handler,
-    /// or the error that answers the request at once (the store failed).
+    /// Finds and loads the request's session, and with remember-me logs a
+    /// request without one in: the handle for the handler, or the error
+    /// that answers the request at once (the store failed).
     async fn start(self: &Arc<Self>, req: &ServiceRequest) -> Result<SessionHandle, SessionError> {
+        let (remember_token, remember_cookie) = self.find_remember_token(req.headers());
+        let mut start = Start {
+            loaded: None,
+            change: CookieChange::Keep,
+            protect_cookie: false,
+            remember_token,
+            remember_cookie,
+        };
         let found = self
             .cookies
             .find_token_in(req.headers().get_all(COOKIE).map(HeaderValue::as_bytes))
             .map(|t| t.map(str::to_owned));
-        let token = match found {
-            Ok(token) => token,
+        match found {
+            Ok(Some(token)) => self.load(token, &mut start).await?,
+            Ok(None) => {}
             // No usable session cookie: the request runs logged out, never
             // a 400 (other applications' cookies crowding the header are
             // not this request's fault). Two different session cookies
             // (cookie tossing) or a broken value are cleared; a header over
-            // the scan limit was not read, so ours is kept.
+            // the scan limit was not read, so ours is kept, and no new
+            // session may take its place.
             Err(e) => {
-                let change = if e.clears_cookie() {
-                    CookieChange::Clear
+                if e.clears_cookie() {
+                    start.change = CookieChange::Clear;
                 } else {
-                    CookieChange::Keep
-                };
-                return Ok(SessionHandle::new(Arc::clone(self), None, change));
+                    start.protect_cookie = true;
+                }
             }
-        };
-        let Some(token) = token else {
-            return Ok(SessionHandle::new(
-                Arc::clone(self),
-                None,
-                CookieChange::Keep,
-            ));
-        };
+        }
+        let handle = SessionHandle::new(Arc::clone(self), start);
+        // No usable session: the remember-me cookie, if any. A store
+        // failure there is a 503 that keeps both cookies.
+        handle.resume_remembered().await?;
+        Ok(handle)
+    }
+
+    /// Loads the session of the cookie's `token` into `start`.
+    async fn load(&self, token: String, start: &mut Start) -> Result<(), SessionError> {
         let presented = token.clone();
         match dispatch::call(&self.manager, move |m| m.load(&presented)).await {
             Ok(Loaded {
@@ -104,32 +122,33 @@ impl Shared {
                 // The reissue hint: the client presented a token rotated
                 // moments ago (or a ticket due for renewal), so it gets the
                 // current one. A reload later in the request uses it too.
-                let (token, change) = match reissue {
+                let token = match reissue {
                     Some(issued) => match self.cookies.set_cookie(&issued) {
-                        Ok(cookie) => (issued.token().to_owned(), CookieChange::Set(cookie)),
+                        Ok(cookie) => {
+                            start.change = CookieChange::Set(cookie);
+                            issued.token().to_owned()
+                        }
                         // Not renderable (a ticket too long for its cookie):
                         // the presented token still works; keep it.
-                        Err(_) => (token, CookieChange::Keep),
+                        Err(_) => token,
                     },
-                    None => (token, CookieChange::Keep),
+                    None => token,
                 };
-                Ok(SessionHandle::new(
-                    Arc::clone(self),
-                    Some((session, token)),
-                    change,
-                ))
+                start.loaded = Some((session, token));
+                Ok(())
             }
             // A rejection: the request runs logged out. The cookie is
             // cleared, except for a token superseded by a login or privilege
             // change moments ago, whose client is being sent the successor:
-            // a clearing cookie racing that one would log the user out.
+            // a clearing cookie racing that one would log the user out, and
+            // so would a new session's.
             Err(e) if e.is_rejection() => {
-                let change = if e.clears_cookie() {
-                    CookieChange::Clear
+                if e.clears_cookie() {
+                    start.change = CookieChange::Clear;
                 } else {
-                    CookieChange::Keep
-                };
-                Ok(SessionHandle::new(Arc::clone(self), None, change))
+                    start.protect_cookie = true;
+                }
+                Ok(())
             }
             // The store failed (503), or something else did: answer now,
             // and keep the cookie: the session is probably fine, and
@@ -137,23 +156,68 @@ impl Shared {
             Err(e) => Err(SessionError::Latchkey(e)),
         }
     }
+
+    /// The remember-me cookie's token, and its `Set-Cookie` when the
+    /// cookie cannot be used (two different values, a bad value): cleared,
+    /// as the session cookie is. Nothing without remember-me.
+    fn find_remember_token(&self, headers: &HeaderMap) -> (Option<String>, Option<String>) {
+        let Some(remember) = &self.remember else {
+            return (None, None);
+        };
+        let cookies = headers.get_all(COOKIE).map(HeaderValue::as_bytes);
+        match remember.cookie().find_token_in(cookies) {
+            Ok(token) => (token.map(str::to_owned), None),
+            Err(e) => (
+                None,
+                e.clears_cookie().then(|| remember.cookie().clear_cookie()),
+            ),
+        }
+    }
+
+    /// The CSRF header check, when on, for a state-changing request.
+    fn check_csrf(&self, req: &ServiceRequest, handle: &SessionHandle) -> Result<(), SessionError> {
+        match &self.csrf_header {
+            Some(name) if !is_safe(req.method()) => {
+                handle.check_csrf_header(req.headers().get(name).map(HeaderValue::as_bytes))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The methods that must not change state, which no CSRF check guards
+/// (the same list as [`latchkey::check_origin`]'s).
+fn is_safe(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+    )
 }
 
 /// Applies what the request did to the session to the response: at most one
 /// `Set-Cookie` for the session cookie, and `Cache-Control: no-store` when a
 /// session took part or a cookie is sent.
 fn finish(handle: &SessionHandle, cookies: &CookieConfig, headers: &mut HeaderMap) {
-    let (involved, change) = handle.take_outcome();
+    let Outcome {
+        involved,
+        change,
+        remember_cookie,
+    } = handle.take_outcome();
     let set_cookie = match change {
         CookieChange::Keep => None,
         CookieChange::Set(cookie) => Some(cookie),
         CookieChange::Clear => Some(cookies.clear_cookie()),
     };
-    let sends_cookie = set_cookie.is_some();
     // A rendered cookie holds only cookie octets and attribute text, so it
     // is always a valid header value.
-    if let Some(value) = set_cookie.and_then(|v| HeaderValue::try_from(v).ok()) {
+    let values = [set_cookie, remember_cookie]
+        .into_iter()
+        .flatten()
+        .filter_map(|v| HeaderValue::try_from(v).ok());
+    let mut sends_cookie = false;
+    for value in values {
         headers.append(SET_COOKIE, value);
+        sends_cookie = true;
     }
     if involved || sends_cookie {
         // A page about a session, or a fresh cookie, kept by a shared cache
@@ -181,7 +245,13 @@ fn finish(handle: &SessionHandle, cookies: &CookieConfig, headers: &mut HeaderMa
 ///    [`SessionManager::may_block`] says, and gives handlers a
 ///    [`SessionHandle`] (request extensions) and the
 ///    [`Authenticated`](crate::Authenticated) extractor;
-/// 3. turns what happened into the response's cookie and caching headers:
+/// 3. with [`with_remember_me`](Self::with_remember_me), logs a request
+///    without a usable session in with its remember-me cookie;
+/// 4. with [`with_csrf_header`](Self::with_csrf_header), refuses a
+///    state-changing request with a session whose header does not carry a
+///    token of that session: 403 `csrf_*` before the handler, the cookie
+///    kept;
+/// 5. turns what happened into the response's cookie and caching headers:
 ///
 /// | what happened | response |
 /// |---|---|
@@ -191,6 +261,8 @@ fn finish(handle: &SessionHandle, cookies: &CookieConfig, headers: &mut HeaderMa
 /// | the cookie's token was superseded by a login or privilege change moments ago | the request runs logged out; the cookie is left alone (the response that made the change sets the new one) |
 /// | the `Cookie` headers are over the bytes scanned (other applications' cookies) | the request runs logged out; the cookie is kept (it was not read) |
 /// | the store failed while loading | 503 (`backend`) at once, the handler does not run; the cookie is kept |
+/// | remember-me logged the request in | both new cookies: the session's and the remember-me replacement |
+/// | the remember-me cookie was refused | the request runs logged out; the remember-me cookie is cleared, and after a theft the session cookie too |
 /// | a session took part, or a `Set-Cookie` is sent | `Cache-Control: no-store` |
 ///
 /// A response never carries two session cookies: the newest token wins,
@@ -269,6 +341,8 @@ impl SessionMiddleware {
                 allowed_origins: Vec::new(),
                 check_origin: true,
                 max_attempts: DEFAULT_MAX_ATTEMPTS,
+                csrf_header: None,
+                remember: None,
             },
         }
     }
@@ -354,6 +428,99 @@ impl SessionMiddleware {
         self.shared.max_attempts = attempts.max(1);
         self
     }
+
+    /// Requires a CSRF token in the header `name` (e.g. `"x-csrf-token"`;
+    /// any case) on every state-changing request (any method but GET,
+    /// HEAD, OPTIONS, TRACE) that carries a session: the token must be one
+    /// [`SessionHandle::csrf_token`] handed out in this session. Missing or
+    /// wrong, the request is answered 403 with the reason (`csrf_missing`,
+    /// `csrf_malformed`, `csrf_no_secret`, `csrf_mismatch`) before the
+    /// handler runs; the session and its cookie are left alone. Requests
+    /// without a session pass (nothing rides on them; the origin check
+    /// covers login CSRF). A session logged in by remember-me on this very
+    /// request counts as carried: it has no secret yet, so a state-changing
+    /// request that arrives that way is refused (its new cookies are still
+    /// sent) until a page of the new session supplies a token.
+    ///
+    /// Off by default: `SameSite=Lax` and the origin check (on by default)
+    /// suffice in current browsers. Turn it on as latchkey's guide says
+    /// ([CSRF tokens](latchkey::framework#csrf-tokens)): a cookie that is
+    /// not `SameSite=Lax` or `Strict`, browsers that send neither
+    /// `Sec-Fetch-Site` nor `Origin`, or a same-site subdomain you do not
+    /// control. A header suits scripts (`fetch` with the token from a
+    /// `<meta>` element); an HTML form cannot send one, so with this on
+    /// every form post of a visitor with a session needs script, and
+    /// without it forms carry the token in a field that the handler checks
+    /// with [`SessionHandle::verify_csrf`].
+    ///
+    /// # Panics
+    /// If `name` is not a valid header name: a programming error, caught
+    /// when the middleware is built at startup.
+    ///
+    /// # Example
+    /// ```
+    /// use std::sync::Arc;
+    /// use latchkey::{CookieConfig, MemoryStore, SameSite, StoreManager};
+    /// use latchkey_actix::SessionMiddleware;
+    ///
+    /// // Embedded in other sites: the cookie must be SameSite=None, so the
+    /// // browser sends it on cross-site posts, and only a token stops them.
+    /// let cookies = CookieConfig::builder().with_same_site(SameSite::None).build()?;
+    /// let sessions = SessionMiddleware::new(Arc::new(StoreManager::new(MemoryStore::new())), cookies)
+    ///     .with_csrf_header("X-CSRF-Token");
+    /// # Ok::<(), latchkey::CookieError>(())
+    /// ```
+    pub fn with_csrf_header(mut self, name: &str) -> SessionMiddleware {
+        // `from_bytes` lowercases, as header names are compared.
+        let header = HeaderName::from_bytes(name.as_bytes())
+            .unwrap_or_else(|_| panic!("`{name}` is not a valid header name"));
+        self.shared.csrf_header = Some(header);
+        self
+    }
+
+    /// Remember-me ("keep me signed in"), with `remember` over the
+    /// manager's store (server-side sessions) or its revocation store
+    /// (tickets). Then:
+    ///
+    /// - a request with no usable session (no session cookie, or a refused
+    ///   one) but a remember-me cookie is logged in through
+    ///   [`RememberMe::log_in`]: a new session, both new cookies on the
+    ///   response, and the handler sees the user;
+    /// - a refused remember-me token (unknown, expired, revoked) is
+    ///   cleared and the request runs logged out; a **stolen** one (a used
+    ///   token presented again after the grace window) has ended every
+    ///   session and token of its user, so both cookies are cleared;
+    /// - a token another tab used moments ago logs nobody in, and the
+    ///   response hands on that tab's replacement; a store failure is 503
+    ///   with both cookies kept;
+    /// - [`SessionHandle::remember`] issues a token for the logged-in user,
+    ///   [`SessionHandle::forget_remembered`] forgets it, and
+    ///   [`SessionHandle::logout`] forgets it and clears both cookies.
+    ///
+    /// Not over a session cookie superseded moments ago (the login that
+    /// superseded it is sending the successor), nor over a `Cookie` header
+    /// too crowded to read. Its calls run where the manager's do: in place
+    /// when [`SessionManager::may_block`] is false, else on the blocking
+    /// pool (`RememberMe` does not say on its own; hence the same store).
+    /// The whole design is in latchkey's guide,
+    /// [Remember-me](latchkey::framework#remember-me).
+    ///
+    /// # Example
+    /// ```
+    /// use std::sync::Arc;
+    /// use latchkey::{CookieConfig, MemoryStore, RememberMe, StoreManager};
+    /// use latchkey_actix::SessionMiddleware;
+    ///
+    /// let store = Arc::new(MemoryStore::new());
+    /// let manager = StoreManager::new(store.clone());
+    /// let remember = RememberMe::new(store, manager.policy().clone());
+    /// let sessions = SessionMiddleware::new(Arc::new(manager), CookieConfig::default())
+    ///     .with_remember_me(remember);
+    /// ```
+    pub fn with_remember_me(mut self, remember: RememberMe) -> SessionMiddleware {
+        self.shared.remember = Some(Arc::new(remember));
+        self
+    }
 }
 
 impl fmt::Debug for SessionMiddleware {
@@ -363,6 +530,8 @@ impl fmt::Debug for SessionMiddleware {
             .field("check_origin", &self.shared.check_origin)
             .field("allowed_origins", &self.shared.allowed_origins)
             .field("max_attempts", &self.shared.max_attempts)
+            .field("csrf_header", &self.shared.csrf_header)
+            .field("remember", &self.shared.remember)
             .finish_non_exhaustive()
     }
 }
@@ -444,6 +613,14 @@ where
                 Ok(handle) => handle,
                 Err(e) => return Ok(req.error_response(e).map_into_right_body()),
             };
+            if let Err(refused) = shared.check_csrf(&req, &handle) {
+                // Refused before the handler, the session unchanged; the
+                // cookies this request earned (a reissue hint, a
+                // remember-me login's) still go out.
+                let mut res = req.error_response(refused);
+                finish(&handle, &shared.cookies, res.headers_mut());
+                return Ok(res.map_into_right_body());
+            }
             req.extensions_mut().insert(handle.clone());
             // actix turns a handler's error into its response, so an `Err`
             // here comes from a middleware wrapped inside this one, and

@@ -4,7 +4,7 @@ use std::fmt;
 
 use http::header::{CONTENT_TYPE, HeaderValue};
 use http::{Response, StatusCode};
-use latchkey::{CookieError, CrossSiteRequest, Error};
+use latchkey::{CookieError, CrossSiteRequest, CsrfError, Error, FlashError};
 
 /// Why the layer or a [`SessionHandle`](crate::SessionHandle) operation
 /// refused a request, and the response that says so.
@@ -23,9 +23,22 @@ use latchkey::{CookieError, CrossSiteRequest, Error};
 /// | [`Latchkey`](Self::Latchkey) with `TooLarge` or `TicketTooLarge` | 413 | kept |
 /// | [`Latchkey`](Self::Latchkey) with `LabelTooLong` | 400 | kept |
 /// | [`Latchkey`](Self::Latchkey) with `UserLimit` | 403 | kept |
+/// | [`Latchkey`](Self::Latchkey) with `ReauthenticationRequired` (a sensitive action on a stale login: ask for the password again) | 401 `reauthentication_required` | kept: the session is fine |
+/// | [`Latchkey`](Self::Latchkey) with `NotAuthenticated` (re-authenticating an anonymous session) | 401 `not_authenticated` | kept |
+/// | [`Latchkey`](Self::Latchkey) with `RememberMe` (a refused remember-me token) | 401 `remember_*` | as the layer decided (the remember-me cookie cleared, except `remember_superseded`) |
 /// | [`Latchkey`](Self::Latchkey), anything else (`Data`, `Unsupported`, ...) | 500 | kept |
+/// | [`Csrf`](Self::Csrf) | 403 `csrf_*` | kept; the session untouched |
+/// | [`Flash`](Self::Flash) | 413 `flash_too_long`, `flash_too_many` | kept |
 /// | [`CrossOrigin`](Self::CrossOrigin) | 403 | untouched (the session was never read) |
-/// | [`SetCookie`](Self::SetCookie), [`LayerMissing`](Self::LayerMissing) | 500 | untouched |
+/// | [`SetCookie`](Self::SetCookie), [`LayerMissing`](Self::LayerMissing), [`RememberMeNotConfigured`](Self::RememberMeNotConfigured) | 500 | untouched |
+///
+/// Both re-authentication answers are 401, as latchkey's guide says an API
+/// should answer ([`latchkey::framework`], "Re-authentication"): the client
+/// prompts for the password (`reauthentication_required`) or sends the
+/// user to log in (`not_authenticated`, or `reauthentication_required`
+/// with `age: None`). Neither is a [rejection](Self::is_rejection): the
+/// cookie stays. A page that redirects to a password prompt matches on
+/// the error instead of returning it.
 ///
 /// `Display` is a sentence without the cause, and `source()` keeps the
 /// cause, so an error reporter prints the chain.
@@ -57,6 +70,18 @@ pub enum SessionError {
     /// A state-changing request came from another site
     /// ([`latchkey::check_origin`]). 403; the session was not touched.
     CrossOrigin(CrossSiteRequest),
+    /// A CSRF token was missing or did not verify against the session
+    /// ([`SessionHandle::verify_csrf`](crate::SessionHandle::verify_csrf),
+    /// or the layer's [`with_csrf_header`](crate::SessionLayer::with_csrf_header)
+    /// check). 403 with the [`CsrfError::reason`] (`csrf_missing`,
+    /// `csrf_malformed`, `csrf_mismatch`, `csrf_no_secret`); the session and
+    /// its cookie are left alone, or any site could log users out by
+    /// posting garbage.
+    Csrf(CsrfError),
+    /// A flash message was not added
+    /// ([`SessionHandle::flash`](crate::SessionHandle::flash)): too long,
+    /// or too many pending. 413; nothing was saved.
+    Flash(FlashError),
     /// A session manager call failed; the status follows the table above.
     Latchkey(Error),
     /// A token was issued but its `Set-Cookie` could not be rendered (a
@@ -66,6 +91,10 @@ pub enum SessionError {
     /// The [`SessionHandle`](crate::SessionHandle) was asked for on a
     /// request that did not pass through a [`SessionLayer`](crate::SessionLayer). 500.
     LayerMissing,
+    /// A remember-me operation ([`SessionHandle::remember`](crate::SessionHandle::remember),
+    /// [`forget_remembered`](crate::SessionHandle::forget_remembered)) on a
+    /// layer without [`with_remember_me`](crate::SessionLayer::with_remember_me). 500.
+    RememberMeNotConfigured,
 }
 
 impl SessionError {
@@ -83,18 +112,21 @@ impl SessionError {
     pub fn status(&self) -> StatusCode {
         match self {
             SessionError::NoSession | SessionError::NotLoggedIn => StatusCode::UNAUTHORIZED,
-            SessionError::CrossOrigin(_) => StatusCode::FORBIDDEN,
-            SessionError::SetCookie(_) | SessionError::LayerMissing => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            SessionError::CrossOrigin(_) | SessionError::Csrf(_) => StatusCode::FORBIDDEN,
+            SessionError::Flash(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            SessionError::SetCookie(_)
+            | SessionError::LayerMissing
+            | SessionError::RememberMeNotConfigured => StatusCode::INTERNAL_SERVER_ERROR,
             SessionError::Latchkey(e) => latchkey_status(e),
         }
     }
 
     /// A short stable code, the response body: latchkey's
-    /// [`Error::reason`] (`idle_expired`, `backend`, `conflict`, ...), or
-    /// `no_session`, `not_logged_in`, `cross_origin`, `set_cookie`,
-    /// `session_layer_missing`.
+    /// [`Error::reason`] (`idle_expired`, `backend`, `conflict`,
+    /// `reauthentication_required`, `remember_theft`, ...), the
+    /// [`CsrfError::reason`] (`csrf_mismatch`, ...), or `no_session`,
+    /// `not_logged_in`, `cross_origin`, `flash_too_long`, `flash_too_many`,
+    /// `set_cookie`, `session_layer_missing`, `remember_me_not_configured`.
     ///
     /// # Example
     /// ```
@@ -108,14 +140,19 @@ impl SessionError {
             SessionError::NoSession => "no_session",
             SessionError::NotLoggedIn => "not_logged_in",
             SessionError::CrossOrigin(_) => "cross_origin",
+            SessionError::Csrf(e) => e.reason(),
+            SessionError::Flash(e) => flash_reason(e),
             SessionError::Latchkey(e) => e.reason(),
             SessionError::SetCookie(_) => "set_cookie",
             SessionError::LayerMissing => "session_layer_missing",
+            SessionError::RememberMeNotConfigured => "remember_me_not_configured",
         }
     }
 
-    /// Whether the request carries no usable (or no logged-in) session:
-    /// the 401s.
+    /// Whether the request carries no usable (or no logged-in) session.
+    /// These are 401s; so are `reauthentication_required` and
+    /// `not_authenticated`, which are not rejections: the session is fine,
+    /// only not (recently) authenticated enough for the action.
     ///
     /// # Example
     /// ```
@@ -124,6 +161,7 @@ impl SessionError {
     /// assert!(SessionError::NotLoggedIn.is_rejection());
     /// assert!(SessionError::from(Error::Unknown).is_rejection());
     /// assert!(!SessionError::from(Error::Conflict).is_rejection());
+    /// assert!(!SessionError::from(Error::NotAuthenticated).is_rejection());
     /// ```
     pub fn is_rejection(&self) -> bool {
         match self {
@@ -191,6 +229,13 @@ fn latchkey_status(e: &Error) -> StatusCode {
         Error::LabelTooLong { .. } => StatusCode::BAD_REQUEST,
         // The policy refuses another session for this user.
         Error::UserLimit { .. } => StatusCode::FORBIDDEN,
+        // The session is fine but the action needs a fresher proof of
+        // identity (or, for `NotAuthenticated`, one at all): 401, as the
+        // guide says an API answers, so the client prompts for the password
+        // or a login. Not rejections: the layer keeps the cookie.
+        Error::ReauthenticationRequired { .. } | Error::NotAuthenticated => {
+            StatusCode::UNAUTHORIZED
+        }
         // A value of the wrong type, a manager configured without what the
         // call needs: the server's problem.
         _ => StatusCode::INTERNAL_SERVER_ERROR,
@@ -209,15 +254,42 @@ impl From<CrossSiteRequest> for SessionError {
     }
 }
 
+impl From<CsrfError> for SessionError {
+    fn from(e: CsrfError) -> SessionError {
+        SessionError::Csrf(e)
+    }
+}
+
+impl From<FlashError> for SessionError {
+    fn from(e: FlashError) -> SessionError {
+        SessionError::Flash(e)
+    }
+}
+
+/// The stable code for a refused flash message (latchkey's [`FlashError`]
+/// has none of its own).
+fn flash_reason(e: &FlashError) -> &'static str {
+    match e {
+        FlashError::TooLong { .. } => "flash_too_long",
+        FlashError::TooMany { .. } => "flash_too_many",
+        _ => "flash",
+    }
+}
+
 impl fmt::Display for SessionError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             SessionError::NoSession => "the request has no session",
             SessionError::NotLoggedIn => "the request has no logged-in session",
             SessionError::CrossOrigin(_) => "a cross-origin request was refused",
+            SessionError::Csrf(_) => "the request's CSRF token was refused",
+            SessionError::Flash(_) => "the flash message was not added",
             SessionError::Latchkey(_) => "a session operation failed",
             SessionError::SetCookie(_) => "the session cookie could not be rendered",
             SessionError::LayerMissing => "the request did not pass through the session layer",
+            SessionError::RememberMeNotConfigured => {
+                "remember-me is not configured on the session layer"
+            }
         })
     }
 }
@@ -226,6 +298,8 @@ impl std::error::Error for SessionError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             SessionError::CrossOrigin(e) => Some(e),
+            SessionError::Csrf(e) => Some(e),
+            SessionError::Flash(e) => Some(e),
             SessionError::Latchkey(e) => Some(e),
             SessionError::SetCookie(e) => Some(e),
             _ => None,
@@ -243,8 +317,9 @@ impl axum::response::IntoResponse for SessionError {
 #[cfg(test)]
 mod tests {
     use std::error::Error as _;
+    use std::time::Duration;
 
-    use latchkey::{StoreError, Timestamp};
+    use latchkey::{RememberError, StoreError, TheftKind, Timestamp};
 
     use super::*;
 
@@ -298,6 +373,112 @@ mod tests {
             assert_eq!(e.reason(), reason);
             assert_eq!(e.to_response::<String>().body(), reason);
         }
+    }
+
+    #[test]
+    fn step_up_and_remember_me_errors_are_401s_with_their_reasons_not_500s() {
+        let cases: Vec<(Error, &str, bool)> = vec![
+            (
+                Error::ReauthenticationRequired {
+                    age: Some(Duration::from_secs(900)),
+                    max_age: Duration::from_secs(600),
+                },
+                "reauthentication_required",
+                false,
+            ),
+            (
+                Error::ReauthenticationRequired {
+                    age: None,
+                    max_age: Duration::from_secs(600),
+                },
+                "reauthentication_required",
+                false,
+            ),
+            (Error::NotAuthenticated, "not_authenticated", false),
+            (
+                Error::RememberMe(RememberError::Theft {
+                    kind: TheftKind::Reused,
+                    sessions_ended: Some(1),
+                    incomplete: None,
+                }),
+                "remember_theft",
+                true,
+            ),
+            (
+                Error::RememberMe(RememberError::Expired {
+                    deadline: Timestamp::UNIX_EPOCH,
+                }),
+                "remember_expired",
+                true,
+            ),
+            (
+                Error::RememberMe(RememberError::Superseded { replacement: None }),
+                "remember_superseded",
+                true,
+            ),
+        ];
+        for (e, reason, rejection) in cases {
+            let e = SessionError::from(e);
+            assert_eq!(e.status(), StatusCode::UNAUTHORIZED, "{reason}");
+            assert_eq!(e.reason(), reason);
+            assert_eq!(e.is_rejection(), rejection, "{reason}");
+            assert!(!e.is_backend_failure(), "{reason}");
+            assert_eq!(e.to_response::<String>().body(), reason);
+        }
+    }
+
+    #[test]
+    fn csrf_and_flash_refusals_have_their_statuses_and_codes() {
+        let cases = [
+            (SessionError::from(CsrfError::Missing), 403, "csrf_missing"),
+            (
+                SessionError::from(CsrfError::Malformed),
+                403,
+                "csrf_malformed",
+            ),
+            (
+                SessionError::from(CsrfError::Mismatch),
+                403,
+                "csrf_mismatch",
+            ),
+            (
+                SessionError::from(CsrfError::NoSecret),
+                403,
+                "csrf_no_secret",
+            ),
+            (
+                SessionError::from(FlashError::TooLong {
+                    field: "message",
+                    len: 2000,
+                    limit: 1024,
+                }),
+                413,
+                "flash_too_long",
+            ),
+            (
+                SessionError::from(FlashError::TooMany { limit: 8 }),
+                413,
+                "flash_too_many",
+            ),
+            (
+                SessionError::RememberMeNotConfigured,
+                500,
+                "remember_me_not_configured",
+            ),
+        ];
+        for (e, status, reason) in cases {
+            assert_eq!(e.status().as_u16(), status, "{e}");
+            assert_eq!(e.reason(), reason);
+            assert!(!e.is_rejection(), "{reason}: the cookie is kept");
+        }
+        assert_eq!(
+            chain(&SessionError::from(CsrfError::Mismatch)),
+            "the request's CSRF token was refused: the CSRF token does not match the session"
+        );
+        assert_eq!(
+            chain(&SessionError::from(FlashError::TooMany { limit: 8 })),
+            "the flash message was not added: the session already holds 8 flash messages, the most it keeps"
+        );
     }
 
     #[test]

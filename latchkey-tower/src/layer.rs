@@ -6,17 +6,19 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::header::{CACHE_CONTROL, COOKIE, HOST, HeaderName, HeaderValue, ORIGIN, SET_COOKIE};
-use http::{Request, Response};
+use http::header::{
+    CACHE_CONTROL, COOKIE, HOST, HeaderMap, HeaderName, HeaderValue, ORIGIN, SET_COOKIE,
+};
+use http::{Method, Request, Response};
 use latchkey::{
-    CookieConfig, CrossSiteRequest, FetchHeaders, Loaded, SessionManager, check_origin,
+    CookieConfig, CrossSiteRequest, FetchHeaders, Loaded, RememberMe, SessionManager, check_origin,
 };
 use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::dispatch;
 use crate::error::SessionError;
-use crate::handle::{CookieChange, SessionHandle};
+use crate::handle::{CookieChange, Outcome, SessionHandle, Start};
 
 /// `Sec-Fetch-Site` (not among `http`'s named headers).
 const SEC_FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site");
@@ -33,6 +35,11 @@ pub(crate) struct Shared {
     /// `None`: the origin check is off
     /// ([`SessionLayer::danger_without_origin_check`]).
     allowed_origins: Option<Vec<String>>,
+    /// The header state-changing requests with a session must carry a
+    /// CSRF token in ([`SessionLayer::with_csrf_header`]); `None`: off.
+    csrf_header: Option<HeaderName>,
+    /// Remember-me ([`SessionLayer::with_remember_me`]).
+    pub(crate) remember: Option<Arc<RememberMe>>,
 }
 
 impl fmt::Debug for Shared {
@@ -43,6 +50,8 @@ impl fmt::Debug for Shared {
             .field("max_attempts", &self.max_attempts)
             .field("origin_check", &self.allowed_origins.is_some())
             .field("allowed_origins", &self.allowed_origins)
+            .field("csrf_header", &self.csrf_header)
+            .field("remember", &self.remember)
             .finish()
     }
 }
@@ -70,11 +79,19 @@ impl fmt::Debug for Shared {
 ///    logged out (and clears the cookie unless the token was superseded
 ///    moments ago); a backend failure is answered 503 at once, keeping the
 ///    cookie.
-/// 4. **Handler.** Sees a [`SessionHandle`] in the request's extensions.
-/// 5. **Response.** At most one `Set-Cookie` for the session: the newest
+/// 4. **Remember-me** (opt-in, [`with_remember_me`](Self::with_remember_me)).
+///    A request with no usable session but a remember-me cookie is logged
+///    in with it; a refused one is cleared (see the builder).
+/// 5. **CSRF token** (opt-in, [`with_csrf_header`](Self::with_csrf_header)).
+///    A state-changing request with a session whose header does not carry
+///    a token of that session is answered 403 `csrf_*`, before the
+///    handler; the cookie is kept.
+/// 6. **Handler.** Sees a [`SessionHandle`] in the request's extensions.
+/// 7. **Response.** At most one `Set-Cookie` for the session: the newest
 ///    token (the handler's, else a reissue hint from the load), or a
-///    clearing cookie, never both. `Cache-Control: no-store` on every
-///    response produced with a session or carrying a `Set-Cookie`.
+///    clearing cookie, never both; and at most one for the remember-me
+///    cookie. `Cache-Control: no-store` on every response produced with a
+///    session or carrying a `Set-Cookie`.
 ///
 /// Manager calls run in place when [`SessionManager::may_block`] is false
 /// and on tokio's blocking pool otherwise, so the layer needs a tokio
@@ -137,6 +154,8 @@ impl SessionLayer {
                 cookies,
                 max_attempts: DEFAULT_MAX_ATTEMPTS,
                 allowed_origins: Some(Vec::new()),
+                csrf_header: None,
+                remember: None,
             }),
         }
     }
@@ -218,6 +237,101 @@ impl SessionLayer {
     #[must_use]
     pub fn with_max_attempts(mut self, attempts: u32) -> SessionLayer {
         self.shared_mut().max_attempts = attempts.max(1);
+        self
+    }
+
+    /// Requires a CSRF token in the header `name` (e.g. `"x-csrf-token"`;
+    /// any case) on every state-changing request (any method but GET,
+    /// HEAD, OPTIONS, TRACE) that carries a session: the token must be one
+    /// [`SessionHandle::csrf_token`] handed out in this session. Missing or
+    /// wrong, the request is answered 403 with the reason (`csrf_missing`,
+    /// `csrf_malformed`, `csrf_no_secret`, `csrf_mismatch`) before the
+    /// handler runs; the session and its cookie are left alone. Requests
+    /// without a session pass (nothing rides on them; the origin check
+    /// covers login CSRF). A session logged in by remember-me on this very
+    /// request counts as carried: it has no secret yet, so a state-changing
+    /// request that arrives that way is refused (its new cookies are still
+    /// sent) until a page of the new session supplies a token.
+    ///
+    /// Off by default: `SameSite=Lax` and the origin check (on by default)
+    /// suffice in current browsers. Turn it on as latchkey's guide says
+    /// ([CSRF tokens](latchkey::framework#csrf-tokens)): a cookie that is
+    /// not `SameSite=Lax` or `Strict`, browsers that send neither
+    /// `Sec-Fetch-Site` nor `Origin`, or a same-site subdomain you do not
+    /// control. A header suits scripts (`fetch` with the token from a
+    /// `<meta>` element); an HTML form cannot send one, so with this on
+    /// every form post of a visitor with a session needs script, and
+    /// without it forms carry the token in a field that the handler checks
+    /// with [`SessionHandle::verify_csrf`].
+    ///
+    /// # Panics
+    /// If `name` is not a valid header name: a programming error, caught
+    /// when the layer is built at startup.
+    ///
+    /// # Example
+    /// ```
+    /// use std::sync::Arc;
+    /// use latchkey::{CookieConfig, MemoryStore, SameSite, StoreManager};
+    /// use latchkey_tower::SessionLayer;
+    /// // Embedded in other sites: the cookie must be SameSite=None, so the
+    /// // browser sends it on cross-site posts, and only a token stops them.
+    /// let cookies = CookieConfig::builder().with_same_site(SameSite::None).build()?;
+    /// let layer = SessionLayer::new(Arc::new(StoreManager::new(MemoryStore::new())), cookies)
+    ///     .with_csrf_header("X-CSRF-Token");
+    /// # let _ = layer;
+    /// # Ok::<(), latchkey::CookieError>(())
+    /// ```
+    #[must_use]
+    pub fn with_csrf_header(mut self, name: &str) -> SessionLayer {
+        // `from_bytes` lowercases, as header names are compared.
+        let header = HeaderName::from_bytes(name.as_bytes())
+            .unwrap_or_else(|_| panic!("`{name}` is not a valid header name"));
+        self.shared_mut().csrf_header = Some(header);
+        self
+    }
+
+    /// Remember-me ("keep me signed in"), with `remember` over the
+    /// manager's store (server-side sessions) or its revocation store
+    /// (tickets). Then:
+    ///
+    /// - a request with no usable session (no session cookie, or a refused
+    ///   one) but a remember-me cookie is logged in through
+    ///   [`RememberMe::log_in`]: a new session, both new cookies on the
+    ///   response, and the handler sees the user;
+    /// - a refused remember-me token (unknown, expired, revoked) is
+    ///   cleared and the request runs logged out; a **stolen** one (a used
+    ///   token presented again after the grace window) has ended every
+    ///   session and token of its user, so both cookies are cleared;
+    /// - a token another tab used moments ago logs nobody in, and the
+    ///   response hands on that tab's replacement; a store failure is 503
+    ///   with both cookies kept;
+    /// - [`SessionHandle::remember`] issues a token for the logged-in user,
+    ///   [`SessionHandle::forget_remembered`] forgets it, and
+    ///   [`SessionHandle::logout`] forgets it and clears both cookies.
+    ///
+    /// Not over a session cookie superseded moments ago (the login that
+    /// superseded it is sending the successor), nor over a `Cookie` header
+    /// too crowded to read. Its calls run where the manager's do: in place
+    /// when [`SessionManager::may_block`] is false, else on the blocking
+    /// pool (`RememberMe` does not say on its own; hence the same store).
+    /// The whole design is in latchkey's guide,
+    /// [Remember-me](latchkey::framework#remember-me).
+    ///
+    /// # Example
+    /// ```
+    /// use std::sync::Arc;
+    /// use latchkey::{CookieConfig, MemoryStore, RememberMe, StoreManager};
+    /// use latchkey_tower::SessionLayer;
+    /// let store = Arc::new(MemoryStore::new());
+    /// let manager = StoreManager::new(store.clone());
+    /// let remember = RememberMe::new(store, manager.policy().clone());
+    /// let layer = SessionLayer::new(Arc::new(manager), CookieConfig::default())
+    ///     .with_remember_me(remember);
+    /// # let _ = layer;
+    /// ```
+    #[must_use]
+    pub fn with_remember_me(mut self, remember: RememberMe) -> SessionLayer {
+        self.shared_mut().remember = Some(Arc::new(remember));
         self
     }
 }
@@ -327,6 +441,9 @@ where
         }
 
         let mut change = CookieChange::Keep;
+        // A cookie the client holds but this request cannot use, and whose
+        // place no new session may take (see `SessionHandle`).
+        let mut protect_cookie = false;
         let found = shared.cookies.find_token_in(
             req.headers()
                 .get_all(COOKIE)
@@ -343,10 +460,13 @@ where
             Err(e) => {
                 if e.clears_cookie() {
                     change = CookieChange::Clear;
+                } else {
+                    protect_cookie = true;
                 }
                 None
             }
         };
+        let (remember_token, remember_cookie) = shared.find_remember_token(req.headers());
 
         ResponseFuture {
             inner: Box::pin(async move {
@@ -379,6 +499,8 @@ where
                         Err(e) if e.is_rejection() => {
                             if e.clears_cookie() {
                                 change = CookieChange::Clear;
+                            } else {
+                                protect_cookie = true;
                             }
                         }
                         // The store failed, not the session: 503, and keep
@@ -387,13 +509,47 @@ where
                         Err(e) => return Ok(SessionError::Latchkey(e).to_response()),
                     }
                 }
-                let handle = SessionHandle::new(Arc::clone(&shared), loaded, change);
+                let handle = SessionHandle::new(
+                    Arc::clone(&shared),
+                    Start {
+                        loaded,
+                        change,
+                        protect_cookie,
+                        remember_token,
+                        remember_cookie,
+                    },
+                );
+                // No usable session: the remember-me cookie, if any. A
+                // store failure there is a 503 that keeps both cookies.
+                if let Err(e) = handle.resume_remembered().await {
+                    return Ok(e.to_response());
+                }
+                if let Some(name) = &shared.csrf_header
+                    && !is_safe(req.method())
+                {
+                    let value = req.headers().get(name).map(HeaderValue::as_bytes);
+                    if let Err(refused) = handle.check_csrf_header(value) {
+                        // Refused before the handler, the session unchanged;
+                        // the cookies this request earned (a reissue hint, a
+                        // remember-me login's) still go out.
+                        return Ok(shared.finish(refused.to_response(), &handle));
+                    }
+                }
                 req.extensions_mut().insert(handle.clone());
                 let response = inner.call(req).await?;
                 Ok(shared.finish(response, &handle))
             }),
         }
     }
+}
+
+/// The methods that must not change state, which no CSRF check guards
+/// (the same list as [`check_origin`]'s).
+fn is_safe(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+    )
 }
 
 impl Shared {
@@ -421,6 +577,23 @@ impl Shared {
         check_origin(&fetch, &allowed)
     }
 
+    /// The remember-me cookie's token, and its `Set-Cookie` when the
+    /// cookie cannot be used (two different values, a bad value): cleared,
+    /// as the session cookie is. Nothing without remember-me.
+    fn find_remember_token(&self, headers: &HeaderMap) -> (Option<String>, Option<String>) {
+        let Some(remember) = &self.remember else {
+            return (None, None);
+        };
+        let cookies = headers.get_all(COOKIE).iter().map(HeaderValue::as_bytes);
+        match remember.cookie().find_token_in(cookies) {
+            Ok(token) => (token.map(str::to_owned), None),
+            Err(e) => (
+                None,
+                e.clears_cookie().then(|| remember.cookie().clear_cookie()),
+            ),
+        }
+    }
+
     /// Writes the session's `Set-Cookie` and `Cache-Control` into the
     /// handler's response.
     fn finish<B: From<&'static str>>(
@@ -428,7 +601,11 @@ impl Shared {
         mut response: Response<B>,
         handle: &SessionHandle,
     ) -> Response<B> {
-        let (involved, change) = handle.take_outcome();
+        let Outcome {
+            involved,
+            change,
+            remember_cookie,
+        } = handle.take_outcome();
         let set_cookie = match &change {
             CookieChange::Keep => None,
             CookieChange::Clear => Some(self.cookies.clear_cookie()),
@@ -444,10 +621,16 @@ impl Shared {
                 }
             },
         };
-        let set_cookie = set_cookie.and_then(|v| HeaderValue::try_from(v).ok());
-        let carries_cookie = set_cookie.is_some();
-        if let Some(v) = set_cookie {
+        // A rendered cookie holds only cookie octets and attribute text,
+        // so it is always a valid header value.
+        let values = [set_cookie, remember_cookie]
+            .into_iter()
+            .flatten()
+            .filter_map(|v| HeaderValue::try_from(v).ok());
+        let mut carries_cookie = false;
+        for v in values {
             response.headers_mut().append(SET_COOKIE, v);
+            carries_cookie = true;
         }
         if involved || carries_cookie {
             no_store(&mut response);

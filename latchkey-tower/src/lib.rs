@@ -4,7 +4,8 @@
 //! [axum]: one [`SessionLayer`] that reads the session cookie, loads the
 //! session and writes the response's cookie, and extractors
 //! ([`SessionHandle`], [`Authenticated`]) that let handlers log in, change
-//! privilege, save and log out.
+//! privilege, save and log out; CSRF tokens, flash messages,
+//! re-authentication for sensitive actions and remember-me included.
 //!
 //! The layer follows latchkey's guide for framework authors
 //! ([`latchkey::framework`]) so that applications do not have to.
@@ -62,10 +63,65 @@
 //! | a handler logged out | one `Set-Cookie` clearing the cookie |
 //! | a session was involved, or a `Set-Cookie` goes out | `Cache-Control: no-store` |
 //! | a save conflicted with another request's | reload, apply the change again, retry with a short random backoff; 409 once the attempts run out |
+//! | no usable session but a remember-me cookie ([`with_remember_me`](SessionLayer::with_remember_me), opt-in) | logged in through it, both cookies rotated; a refused one is cleared, a stolen one clears both |
+//! | a state-changing request with a session and no valid CSRF token in the header ([`with_csrf_header`](SessionLayer::with_csrf_header), opt-in) | 403 `csrf_*` before the handler; the cookie is kept |
 //!
 //! Errors answer with the stable [`latchkey::Error::reason`] code as the
-//! body, never a token: rejections 401, backend failures 503, conflicts 409
-//! ([`SessionError`] has the full table).
+//! body, never a token: rejections 401, backend failures 503, conflicts 409,
+//! a stale login for a sensitive action 401 `reauthentication_required`, a
+//! refused CSRF token 403 ([`SessionError`] has the full table).
+//!
+//! ## CSRF tokens, flash messages, step-up, remember-me
+//!
+//! The handle carries latchkey's web-app features, each saved through the
+//! same versioned path as [`SessionHandle::update`], and the layer applies
+//! their cookies; latchkey's guide ([`latchkey::framework`]) says when and
+//! why:
+//!
+//! - **CSRF tokens**: [`SessionHandle::csrf_token`] for a page's form or
+//!   scripts, [`SessionHandle::verify_csrf`] for a form field in the
+//!   handler, or the layer's header check
+//!   ([`SessionLayer::with_csrf_header`], off by default: the origin check
+//!   and `SameSite=Lax` suffice unless the guide's conditions apply).
+//! - **Flash messages**: [`SessionHandle::flash`] before a redirect,
+//!   [`SessionHandle::take_flashes`] on the page after it. A visitor
+//!   without a session gets an anonymous one to carry them.
+//! - **Re-authentication**: [`SessionHandle::require_recent_auth`] in a
+//!   sensitive action (401 `reauthentication_required`, the cookie kept),
+//!   [`SessionHandle::reauthenticate`] after the password prompt checked
+//!   out (a new cookie; the old one is refused).
+//! - **Remember-me**: [`SessionLayer::with_remember_me`], then
+//!   [`SessionHandle::remember`] after a login with the box ticked;
+//!   [`SessionHandle::logout`] forgets the token.
+//!
+//! ```
+//! use std::{sync::Arc, time::Duration};
+//! use axum::{Router, response::Redirect, routing::{get, post}};
+//! use latchkey::{CookieConfig, MemoryStore, RememberMe, StoreManager};
+//! use latchkey_tower::{Authenticated, SessionError, SessionHandle, SessionLayer};
+//!
+//! async fn settings(handle: SessionHandle) -> Result<String, SessionError> {
+//!     let notices: Vec<String> = handle.take_flashes().await?.iter().map(|f| f.message().to_owned()).collect();
+//!     let token = handle.csrf_token().await?; // into the form's hidden field
+//!     Ok(format!("{notices:?} <form>…{token}…</form>"))
+//! }
+//!
+//! async fn change_email(auth: Authenticated) -> Result<Redirect, SessionError> {
+//!     // The form's token was checked (verify_csrf); now the step-up check.
+//!     auth.handle().require_recent_auth(Duration::from_secs(600)).await?;
+//!     // ... change it ...
+//!     auth.handle().flash("notice", "Email changed.").await?;
+//!     Ok(Redirect::to("/settings"))
+//! }
+//!
+//! let store = Arc::new(MemoryStore::new());
+//! let manager = StoreManager::new(store.clone());
+//! let remember = RememberMe::new(store, manager.policy().clone());
+//! let app: Router = Router::new()
+//!     .route("/settings", get(settings))
+//!     .route("/settings/email", post(change_email))
+//!     .layer(SessionLayer::new(Arc::new(manager), CookieConfig::default()).with_remember_me(remember));
+//! ```
 //!
 //! **Blocking.** Store calls may block (a file store does disk I/O, a Redis
 //! store a network round trip). The layer asks the manager

@@ -491,6 +491,21 @@ impl RememberMe {
         self
     }
 
+    /// Whether its calls may block on I/O: as its store says
+    /// ([`Store::may_block`]). Async middleware runs them where it runs a
+    /// manager whose calls may block.
+    ///
+    /// # Example
+    /// ```
+    /// use std::sync::Arc;
+    /// use latchkey::{MemoryStore, Policy, RememberMe};
+    /// let remember = RememberMe::new(Arc::new(MemoryStore::new()), Policy::default());
+    /// assert!(!remember.may_block());
+    /// ```
+    pub fn may_block(&self) -> bool {
+        self.store.may_block()
+    }
+
     /// The policy: its [`remember_me_lifetime`](Policy::remember_me_lifetime)
     /// bounds every series, its [`rotation_grace`](Policy::rotation_grace)
     /// is the two-tab window, and its

@@ -2,8 +2,12 @@
 //! no sleeps.
 
 mod concurrency;
+mod csrf;
 mod dispatch;
+mod flash;
 mod origin;
+mod remember;
+mod step_up;
 mod story;
 mod support;
 mod tickets;

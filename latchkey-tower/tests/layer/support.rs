@@ -297,3 +297,176 @@ pub fn foreign_cookies(n: usize) -> String {
     }
     out
 }
+
+// ---- The session features: CSRF tokens, flash messages, step-up,
+// ---- remember-me.
+
+/// How long a sensitive action accepts a login.
+pub const SUDO: std::time::Duration = std::time::Duration::from_secs(10 * 60);
+
+/// A field of an `application/x-www-form-urlencoded` body
+/// (tokens are base64url: nothing to decode).
+fn form_field<'a>(body: &'a str, name: &str) -> Option<&'a str> {
+    body.split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+async fn csrf_form(handle: SessionHandle) -> Result<String, SessionError> {
+    handle.csrf_token().await
+}
+
+/// A form post: the handler checks the token field itself.
+async fn csrf_submit(handle: SessionHandle, body: String) -> Result<&'static str, SessionError> {
+    handle.verify_csrf(form_field(&body, "csrf_token").unwrap_or(""))?;
+    Ok("accepted")
+}
+
+async fn set_flash(
+    handle: SessionHandle,
+    Path(message): Path<String>,
+) -> Result<Response, SessionError> {
+    handle.flash("notice", &message).await?;
+    Ok(axum::response::Redirect::to("/flashes").into_response())
+}
+
+async fn show_flashes(handle: SessionHandle) -> Result<String, SessionError> {
+    let shown: Vec<String> = handle
+        .take_flashes()
+        .await?
+        .iter()
+        .map(|f| format!("{}:{}", f.kind(), f.message()))
+        .collect();
+    Ok(shown.join(","))
+}
+
+async fn sensitive(handle: SessionHandle) -> Result<&'static str, SessionError> {
+    handle.require_recent_auth(SUDO).await?;
+    Ok("done")
+}
+
+async fn reauthenticate(handle: SessionHandle) -> Result<&'static str, SessionError> {
+    // ... the password of handle.user() checked out ...
+    handle.reauthenticate().await?;
+    Ok("confirmed")
+}
+
+async fn login_remembered(
+    handle: SessionHandle,
+    Path(user): Path<String>,
+) -> Result<String, SessionError> {
+    handle.login(&user).await?;
+    handle.remember().await?;
+    Ok(format!("user={user}"))
+}
+
+/// The application's routes and the feature routes, without the layer.
+pub fn feature_routes() -> Router {
+    routes()
+        .route("/form", get(csrf_form).post(csrf_submit))
+        .route("/api", post(|| async { "changed" }))
+        .route("/flash/{message}", post(set_flash))
+        .route("/flashes", get(show_flashes))
+        .route("/sensitive", post(sensitive))
+        .route("/reauth", post(reauthenticate))
+        .route("/login/{user}/remember", post(login_remembered))
+}
+
+/// An application on a manual clock, sessions and remember-me tokens in
+/// one memory store.
+pub struct Features {
+    pub app: Router,
+    pub clock: Arc<latchkey::ManualClock>,
+    pub manager: Arc<StoreManager<Arc<MemoryStore>>>,
+}
+
+/// The feature application; `configure` adds layer options.
+pub fn features(configure: impl FnOnce(SessionLayer) -> SessionLayer) -> Features {
+    let clock = Arc::new(latchkey::ManualClock::starting_now());
+    let store = Arc::new(MemoryStore::new().with_clock(clock.clone()));
+    let manager = Arc::new(StoreManager::new(store.clone()).with_clock(clock.clone()));
+    let remember =
+        latchkey::RememberMe::new(store, manager.policy().clone()).with_clock(clock.clone());
+    let layer =
+        SessionLayer::new(manager.clone(), CookieConfig::default()).with_remember_me(remember);
+    Features {
+        app: feature_routes().layer(configure(layer)),
+        clock,
+        manager,
+    }
+}
+
+/// Sends a request with a body (a form post from our own page).
+pub async fn send_form(app: &Router, path: &str, cookie: Option<&str>, body: &str) -> Response {
+    let mut req = Request::builder()
+        .method("POST")
+        .uri(path)
+        .header("sec-fetch-site", "same-origin")
+        .header("content-type", "application/x-www-form-urlencoded");
+    if let Some(c) = cookie {
+        req = req.header(COOKIE, c);
+    }
+    app.clone()
+        .oneshot(req.body(Body::from(body.to_owned())).unwrap())
+        .await
+        .unwrap()
+}
+
+/// A browser's cookies for the site: what `Set-Cookie` says, sent back.
+#[derive(Clone, Debug, Default)]
+pub struct Jar(std::collections::BTreeMap<String, String>);
+
+impl Jar {
+    /// Applies a response's `Set-Cookie` headers; returns them.
+    pub fn update(&mut self, res: &Response) -> Vec<String> {
+        let all = set_cookies(res);
+        for line in &all {
+            let pair = line.split(';').next().unwrap();
+            let (name, value) = pair.split_once('=').unwrap();
+            if line.contains("Max-Age=0") {
+                self.0.remove(name);
+            } else {
+                self.0.insert(name.to_owned(), value.to_owned());
+            }
+        }
+        all
+    }
+
+    /// The `Cookie` header; `None` when empty.
+    pub fn header(&self) -> Option<String> {
+        let pairs: Vec<String> = self.0.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        (!pairs.is_empty()).then(|| pairs.join("; "))
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str)
+    }
+
+    pub fn remove(&mut self, name: &str) {
+        self.0.remove(name);
+    }
+
+    pub fn set(&mut self, name: &str, value: &str) {
+        self.0.insert(name.to_owned(), value.to_owned());
+    }
+
+    /// Sends a request with the jar's cookies and keeps what comes back.
+    pub async fn send(&mut self, app: &Router, method: &str, path: &str) -> Response {
+        let cookie = self.header();
+        let res = send(
+            app,
+            method,
+            path,
+            cookie.as_deref(),
+            &[("sec-fetch-site", "same-origin")],
+        )
+        .await;
+        self.update(&res);
+        res
+    }
+}
+
+/// The clearing `Set-Cookie` of the default remember-me cookie.
+pub const CLEAR_REMEMBER: &str =
+    "__Host-remember=; Max-Age=0; Path=/; Secure; HttpOnly; SameSite=Lax";

@@ -86,3 +86,29 @@ async fn with_revocation_a_logged_out_ticket_is_refused_and_cleared() {
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(set_cookies(&res), [CLEAR]);
 }
+
+#[tokio::test]
+async fn with_tickets_a_flash_and_a_csrf_secret_travel_in_a_new_ticket() {
+    let app = feature_routes().layer(SessionLayer::new(
+        Arc::new(tickets()),
+        CookieConfig::default(),
+    ));
+    let cookie = login_as(&app, "alice").await;
+
+    // The first token creates the secret: the save issues a new ticket.
+    let res = send_get(&app, "/form", Some(&cookie)).await;
+    let cookie = cookie_pair(&res);
+    let token = text(res).await;
+    let res = send_form(&app, "/form", Some(&cookie), &format!("csrf_token={token}")).await;
+    assert_eq!(res.status(), StatusCode::OK);
+
+    let res = send_post(&app, "/flash/Saved.", Some(&cookie)).await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let cookie = cookie_pair(&res);
+    let res = send_get(&app, "/flashes", Some(&cookie)).await;
+    let cookie = cookie_pair(&res);
+    assert_eq!(text(res).await, "notice:Saved.");
+    let res = send_get(&app, "/flashes", Some(&cookie)).await;
+    assert!(set_cookies(&res).is_empty(), "nothing taken, nothing saved");
+    assert_eq!(text(res).await, "");
+}
