@@ -333,6 +333,25 @@
 //! login of an anonymous session; a login as another user starts empty.
 //! They are shown to the user: escape them.
 //!
+//! ## Sessions across reconnects
+//!
+//! For a long exchange over connections that drop (an upload, a stream of
+//! commands), keep its progress in the session, not the connection: the
+//! client reconnects with its token and the server resumes from what the
+//! session says ([`resume`](crate::resume) has the rules; the
+//! `examples/resume` package is a TCP upload doing it). Per request:
+//! [`Session::accept_sequence`](crate::Session::accept_sequence) with the
+//! client's request number, then
+//! [`Session::advance_checkpoint`](crate::Session::advance_checkpoint)
+//! from the checkpoint this connection last saw, apply, save, and
+//! acknowledge only after the save. Answer
+//! [`ResumeError::Replayed`](crate::ResumeError::Replayed) as "already
+//! applied" (with the current checkpoint), `Stale` and
+//! [`Error::Conflict`](crate::Error::Conflict) with "resume again"; none of
+//! them is a rejection, so keep the cookie. With tickets, commit with
+//! [`resume::commit_ticket`](crate::resume::commit_ticket) (revocation
+//! required), or an old ticket replays old requests.
+//!
 //! ## Time
 //!
 //! Every time-dependent call has an `*_at(now)` twin

@@ -137,6 +137,7 @@ mod manager;
 mod origin;
 mod policy;
 pub mod remember;
+pub mod resume;
 mod session;
 pub mod store;
 mod ticket;
@@ -159,6 +160,8 @@ pub use crate::csrf::{CSRF_KEY, CSRF_TOKEN_LEN, CsrfError, RESERVED_PREFIX};
 pub use crate::flash::{
     FLASH_KEY, Flash, FlashError, MAX_FLASH_KIND_LEN, MAX_FLASH_MESSAGE_LEN, MAX_FLASHES,
 };
+// Sessions across reconnects: checkpoints and sequence numbers.
+pub use crate::resume::{Checkpoint, MAX_CHECKPOINT_NAME_LEN, MAX_CHECKPOINTS, ResumeError};
 // Storage.
 #[cfg(unix)]
 pub use crate::store::file::{Durability, FileStore};
