@@ -290,6 +290,44 @@ impl Error {
         matches!(self, Error::Store(e) if !e.is_corrupt())
     }
 
+    /// The HTTP status a framework answers this error with, as the
+    /// [framework guide](crate::framework) lays out: 401 for a rejection and
+    /// for an action that needs a (fresher) login, 503 for a backend
+    /// failure, 409 for a version conflict, 413 for data or a ticket too
+    /// large, 400 for an over-long label, 403 for the per-user limit, and
+    /// 500 for the rest (a configuration or application problem). Whether
+    /// to clear the cookie is [`clears_cookie`](Self::clears_cookie)'s to
+    /// say, not the status's: a 401 for `ReauthenticationRequired` keeps it.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::{Error, StoreError};
+    /// assert_eq!(Error::Unknown.http_status(), 401);
+    /// assert_eq!(Error::Conflict.http_status(), 409);
+    /// assert_eq!(Error::Store(StoreError::Unavailable("down".into())).http_status(), 503);
+    /// ```
+    pub fn http_status(&self) -> u16 {
+        if self.is_rejection() {
+            return 401;
+        }
+        if self.is_backend_failure() {
+            return 503;
+        }
+        match self {
+            Error::Conflict => 409,
+            // More than a session or its cookie holds.
+            Error::TooLarge { .. } | Error::TicketTooLarge { .. } => 413,
+            // A user name or device label over the policy's limit: in
+            // practice the request's input.
+            Error::LabelTooLong { .. } => 400,
+            Error::UserLimit { .. } => 403,
+            // The session is fine, the action needs a fresher proof of
+            // identity (or one at all): the client prompts for it.
+            Error::ReauthenticationRequired { .. } | Error::NotAuthenticated => 401,
+            _ => 500,
+        }
+    }
+
     /// A short stable code for logs and metrics, e.g. `idle_expired`.
     ///
     /// # Example

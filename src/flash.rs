@@ -186,6 +186,23 @@ pub enum FlashError {
     },
 }
 
+impl FlashError {
+    /// A short stable code for logs and responses: `flash_too_many` or
+    /// `flash_too_long`.
+    ///
+    /// # Example
+    /// ```
+    /// use latchkey::FlashError;
+    /// assert_eq!(FlashError::TooMany { limit: 8 }.reason(), "flash_too_many");
+    /// ```
+    pub fn reason(&self) -> &'static str {
+        match self {
+            FlashError::TooMany { .. } => "flash_too_many",
+            FlashError::TooLong { .. } => "flash_too_long",
+        }
+    }
+}
+
 impl Session {
     /// The pending messages as stored. A value under [`FLASH_KEY`] that
     /// latchkey did not write (the key is reserved) reads as none.

@@ -117,7 +117,9 @@ impl SessionError {
             SessionError::SetCookie(_)
             | SessionError::LayerMissing
             | SessionError::RememberMeNotConfigured => StatusCode::INTERNAL_SERVER_ERROR,
-            SessionError::Latchkey(e) => latchkey_status(e),
+            SessionError::Latchkey(e) => {
+                StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+            }
         }
     }
 
@@ -141,7 +143,7 @@ impl SessionError {
             SessionError::NotLoggedIn => "not_logged_in",
             SessionError::CrossOrigin(_) => "cross_origin",
             SessionError::Csrf(e) => e.reason(),
-            SessionError::Flash(e) => flash_reason(e),
+            SessionError::Flash(e) => e.reason(),
             SessionError::Latchkey(e) => e.reason(),
             SessionError::SetCookie(_) => "set_cookie",
             SessionError::LayerMissing => "session_layer_missing",
@@ -210,38 +212,6 @@ impl SessionError {
     }
 }
 
-/// The status for a manager error (src/framework.rs in latchkey: which
-/// errors mean 401, 503, 409).
-fn latchkey_status(e: &Error) -> StatusCode {
-    if e.is_rejection() {
-        return StatusCode::UNAUTHORIZED;
-    }
-    if e.is_backend_failure() {
-        return StatusCode::SERVICE_UNAVAILABLE;
-    }
-    match e {
-        Error::Conflict => StatusCode::CONFLICT,
-        // The application asked to keep more than a session or its cookie
-        // holds.
-        Error::TooLarge { .. } | Error::TicketTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-        // A user name or device label over the policy's limit: in practice
-        // the request's input.
-        Error::LabelTooLong { .. } => StatusCode::BAD_REQUEST,
-        // The policy refuses another session for this user.
-        Error::UserLimit { .. } => StatusCode::FORBIDDEN,
-        // The session is fine but the action needs a fresher proof of
-        // identity (or, for `NotAuthenticated`, one at all): 401, as the
-        // guide says an API answers, so the client prompts for the password
-        // or a login. Not rejections: the layer keeps the cookie.
-        Error::ReauthenticationRequired { .. } | Error::NotAuthenticated => {
-            StatusCode::UNAUTHORIZED
-        }
-        // A value of the wrong type, a manager configured without what the
-        // call needs: the server's problem.
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
-    }
-}
-
 impl From<Error> for SessionError {
     fn from(e: Error) -> SessionError {
         SessionError::Latchkey(e)
@@ -263,16 +233,6 @@ impl From<CsrfError> for SessionError {
 impl From<FlashError> for SessionError {
     fn from(e: FlashError) -> SessionError {
         SessionError::Flash(e)
-    }
-}
-
-/// The stable code for a refused flash message (latchkey's [`FlashError`]
-/// has none of its own).
-fn flash_reason(e: &FlashError) -> &'static str {
-    match e {
-        FlashError::TooLong { .. } => "flash_too_long",
-        FlashError::TooMany { .. } => "flash_too_many",
-        _ => "flash",
     }
 }
 
