@@ -1,5 +1,8 @@
 //! The README's story in a real browser: headless Chromium, driven through
-//! chromedriver (WebDriver), against the demo binary.
+//! chromedriver (WebDriver), against the demo binary: log in with "Keep me
+//! signed in", come back without the session cookie, confirm the password
+//! before becoming admin, flash messages shown once, two sessions, log out
+//! everywhere else, logout and Back, cross-site forms.
 //!
 //! Run it with `bash .ci/browser`, which installs Chromium and chromedriver
 //! when they are missing and builds the demo first. By hand:
@@ -79,36 +82,96 @@ async fn story(
 ) -> Browsers {
     let base = format!("http://{}", demo.addr);
 
-    // 1. Open the site, log in through the form.
+    // 1. Open the site, log in through the form with "Keep me signed in"
+    // ticked. A welcome flash shows once: a reload does not bring it back.
     let first = driver.browser().await;
-    log_in(&first, &base, "alice").await;
+    log_in(&first, &base, "alice", Remember::Yes).await;
     let page = body_text(&first).await;
     assert!(page.contains("alice"), "the page names the user: {page}");
-    let fp_user = text_of(&first, FINGERPRINT).await;
-    assert_eq!(fp_user.len(), 12, "a 12-hex-digit fingerprint: {fp_user:?}");
+    wait_for(&first, Locator::XPath(&flash("Welcome back, alice."))).await;
+    let fp_login = text_of(&first, FINGERPRINT).await;
+    assert_eq!(
+        fp_login.len(),
+        12,
+        "a 12-hex-digit fingerprint: {fp_login:?}"
+    );
     artifacts.screenshot(&first, "1-logged-in").await;
+    first.refresh().await.expect("reload");
+    wait_for(&first, FINGERPRINT).await;
+    let page = body_text(&first).await;
+    assert!(!page.contains("Welcome back"), "a flash shows once: {page}");
+    assert!(
+        !page.contains("restored from a remember-me token"),
+        "{page}"
+    );
 
-    // 2. "Become admin": a privilege change, so the session gets a new ID.
+    // 1b. The browser loses its session cookie (as when it restarts): the
+    // remember-me cookie signs it in again, in a new session.
+    let jar = cookie_names(&first).await;
+    assert!(
+        jar.contains(&"latchkey-session".to_owned())
+            && jar.contains(&"latchkey-remember".to_owned()),
+        "{jar:?}"
+    );
+    first
+        .delete_cookie("latchkey-session")
+        .await
+        .expect("the session cookie is deleted");
+    assert!(
+        !cookie_names(&first)
+            .await
+            .contains(&"latchkey-session".to_owned())
+    );
+    first.refresh().await.expect("reload");
+    let fp_user = text_of(&first, FINGERPRINT).await;
+    assert_ne!(fp_user, fp_login, "a new session");
+    let page = body_text(&first).await;
+    assert!(page.contains("restored from a remember-me token"), "{page}");
+    assert!(
+        cookie_names(&first)
+            .await
+            .contains(&"latchkey-session".to_owned())
+    );
+
+    // 2. "Become admin": the demo runs with a 0-second threshold (and the
+    // session was restored by a token anyway), so it asks for the password
+    // first; then the privilege change gives the session a new ID.
     click(&first, "//button[.='Become admin']").await;
+    let password = wait_for(&first, Locator::Css("input[name=password]")).await;
+    let prompt = body_text(&first).await;
+    assert!(prompt.contains("Confirm your password"), "{prompt}");
+    assert!(prompt.contains("needs your password again"), "{prompt}");
+    assert!(!prompt.contains("You are an admin"), "{prompt}");
+    artifacts.screenshot(&first, "2-password-prompt").await;
+    password
+        .send_keys("latchkey")
+        .await
+        .expect("type the password");
+    click(&first, "//button[.='Confirm and become admin']").await;
     wait_for(
         &first,
         Locator::XPath("//p[starts-with(., 'You are an admin')]"),
     )
     .await;
+    wait_for(&first, Locator::XPath(&flash("You are now an admin."))).await;
     let fp_admin = text_of(&first, FINGERPRINT).await;
     assert_ne!(fp_admin, fp_user, "the fingerprint changes");
     assert!(body_text(&first).await.contains("admin"));
     artifacts.screenshot(&first, "2-admin").await;
+    first.refresh().await.expect("reload");
+    wait_for(&first, FINGERPRINT).await;
+    assert!(!body_text(&first).await.contains("You are now an admin."));
 
     // 3. A second browser (its own WebDriver session, its own cookie jar)
     // logs in as the same user.
     let second = driver.browser().await;
-    log_in(&second, &base, "alice").await;
+    log_in(&second, &base, "alice", Remember::No).await;
     let fp_second = text_of(&second, FINGERPRINT).await;
     assert_ne!(fp_second, fp_admin);
 
-    // 4. "Your sessions" lists both; "log out everywhere else" from the
-    // first ends the second.
+    // 4. "Your sessions" lists both, and the session the first browser
+    // lost its cookie to (it lives on until it expires or is ended); "log
+    // out everywhere else" from the first ends the other two.
     click(&first, "//a[.='Your sessions']").await;
     wait_for(
         &first,
@@ -116,10 +179,10 @@ async fn story(
     )
     .await;
     let list = body_text(&first).await;
-    assert!(list.contains("2 live session(s)"), "{list}");
+    assert!(list.contains("3 live session(s)"), "{list}");
     assert!(
-        list.contains(&fp_admin) && list.contains(&fp_second),
-        "both sessions listed: {list}"
+        list.contains(&fp_admin) && list.contains(&fp_second) && list.contains(&fp_login),
+        "all three sessions listed: {list}"
     );
     assert!(
         list.contains("Headless Chrome on Linux") || list.contains("Chrome on Linux"),
@@ -132,10 +195,20 @@ async fn story(
         Locator::XPath("//p[contains(., '1 live session(s)')]"),
     )
     .await;
+    wait_for(&first, Locator::XPath(&flash("Ended 2 other sessions."))).await;
+    artifacts.screenshot(&first, "4-ended-others").await;
+    first.refresh().await.expect("reload");
+    wait_for(
+        &first,
+        Locator::XPath("//p[contains(., '1 live session(s)')]"),
+    )
+    .await;
+    assert!(!body_text(&first).await.contains("Ended 2 other sessions."));
     second.refresh().await.expect("the second browser reloads");
     wait_for(&second, Locator::Css("input[name=username]")).await;
     let ended = body_text(&second).await;
     assert!(ended.contains("Your session ended"), "{ended}");
+    assert!(ended.contains("ended from another device"), "{ended}");
     assert!(!ended.contains(&fp_second), "{ended}");
 
     // 5. Log out; Back must not show a logged-in page from a cache (every
@@ -146,6 +219,11 @@ async fn story(
     wait_for(&first, FINGERPRINT).await;
     click(&first, "//button[.='Log out']").await;
     wait_for(&first, Locator::Css("input[name=username]")).await;
+    let jar = cookie_names(&first).await;
+    assert!(
+        !jar.iter().any(|name| name.starts_with("latchkey-")),
+        "logout clears both cookies: {jar:?}"
+    );
     for (step, page) in [(1, "/"), (2, "/sessions")] {
         first.back().await.expect("Back");
         // Whatever Back shows, give it the time to show it.
@@ -164,7 +242,7 @@ async fn story(
     // 6. Another site (`localhost` is another site than `127.0.0.1`) posts
     // forms to the demo: refused with 403, and nothing changes. First as a
     // logged-in user who is not an admin...
-    log_in(&first, &base, "bob").await;
+    log_in(&first, &base, "bob", Remember::No).await;
     let fp_bob = text_of(&first, FINGERPRINT).await;
     let refused = other_site.submit(&first, "/admin").await;
     assert_eq!(refused.status, Some(403), "{refused:?}");
@@ -193,8 +271,15 @@ async fn story(
     Browsers(vec![first, second])
 }
 
+/// Whether to tick "Keep me signed in".
+#[derive(Clone, Copy, PartialEq)]
+enum Remember {
+    Yes,
+    No,
+}
+
 /// Opens the site and logs in through its form, as a person would.
-async fn log_in(c: &Client, base: &str, user: &str) {
+async fn log_in(c: &Client, base: &str, user: &str, remember: Remember) {
     c.goto(base).await.expect("the demo answers");
     let name = wait_for(c, Locator::Css("input[name=username]")).await;
     name.send_keys(user).await.expect("type the user name");
@@ -203,6 +288,9 @@ async fn log_in(c: &Client, base: &str, user: &str) {
         .await
         .expect("a password field");
     password.send_keys("latchkey").await.expect("type");
+    if remember == Remember::Yes {
+        click(c, "//label[contains(., 'Keep me signed in')]/input").await;
+    }
     click(c, "//button[.='Log in']").await;
     // The demo's own form must be accepted: a refusal shows a text page
     // without the session table, and this wait fails.
@@ -213,6 +301,19 @@ async fn log_in(c: &Client, base: &str, user: &str) {
             body_text(c).await
         );
     }
+}
+
+/// Where a flash message shows on the page, as an XPath.
+fn flash(message: &str) -> String {
+    // Messages here hold no quote, so the XPath literal needs no escaping.
+    assert!(!message.contains('\''), "{message}");
+    format!("//p[contains(@class, 'flash') and .='{message}']")
+}
+
+/// The names of the cookies the browser holds for the current page.
+async fn cookie_names(c: &Client) -> Vec<String> {
+    let cookies = c.get_all_cookies().await.expect("the cookies");
+    cookies.iter().map(|k| k.name().to_owned()).collect()
 }
 
 async fn click(c: &Client, xpath: &str) {
@@ -320,7 +421,16 @@ impl Demo {
     fn start() -> Demo {
         let bin = demo_binary();
         let mut child = Command::new(&bin)
-            .args(["--port", "0", "--store", "memory"])
+            // Every login counts as old: "Become admin" asks for the
+            // password.
+            .args([
+                "--port",
+                "0",
+                "--store",
+                "memory",
+                "--reauth-after-secs",
+                "0",
+            ])
             .env_remove("LATCHKEY_DEMO_TICKET_KEY")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -1,5 +1,6 @@
-//! A small login site on latchkey: log in, see your session, become admin
-//! (the session rotates), list and end your sessions, log out.
+//! A small login site on latchkey: log in (optionally "keep me signed
+//! in"), see your session, become admin (the session rotates; an old login
+//! is asked for its password first), list and end your sessions, log out.
 //!
 //! ```sh
 //! cargo run -p latchkey-demo              # then open http://127.0.0.1:8080
@@ -45,8 +46,26 @@
 //! answers 409 with a page saying what happened, never a 500.
 //!
 //! The server-side extras ("your sessions", "log out everywhere else") need
-//! a store, so the app also holds an optional `StoreManager` over a
-//! `Box<dyn Store>`; each backend is a few lines in [`open_backend`].
+//! a store, so the app also holds an optional `StoreManager` over an
+//! `Arc<dyn Store>`; each backend is a few lines in [`open_backend`]. The
+//! same store keeps the remember-me tokens ([`RememberMe`]; with
+//! `--tickets`, the revocation store does).
+//!
+//! # What web apps expect of sessions
+//!
+//! - **"Keep me signed in"**: ticking the box at login issues a remember-me
+//!   token in a second, persistent cookie. A GET with no usable session
+//!   cookie but that cookie logs in again through [`RememberMe::log_in`]
+//!   (both cookies are replaced); the session page says so. Logout forgets
+//!   the token; "log out everywhere else" forgets every token of the user.
+//! - **Password before "Become admin"**: a login older than
+//!   [`REAUTH_AFTER`] (`--reauth-after-secs`), or a session restored from a
+//!   remember-me token, is sent to a password prompt first
+//!   ([`SessionManager::require_recent_auth`], then
+//!   [`SessionManager::reauthenticate`]).
+//! - **Flash messages** after login, after becoming admin and after "log
+//!   out everywhere else", shown once on the next page
+//!   ([`Session::flash`], [`Session::take_flashes`]).
 //!
 //! # Security notes
 //!
@@ -58,7 +77,13 @@
 //!   so browsers do not attach it to cross-site POSTs. As a second layer,
 //!   [`latchkey::check_origin`] refuses with 403 the POSTs whose
 //!   `Sec-Fetch-Site` (or `Origin`) names another site: that also stops
-//!   login CSRF, which needs no cookie.
+//!   login CSRF, which needs no cookie. As a third, every form of a
+//!   logged-in page carries the session's CSRF token
+//!   ([`Session::csrf_token`]), and every POST on a session is refused with
+//!   403 unless it carries it back ([`Session::verify_csrf`]): this holds
+//!   for browsers that send neither `Sec-Fetch-Site` nor `Origin`, and for a
+//!   same-site subdomain in someone else's hands. The login form has no
+//!   token (see [`App::login`]).
 //! - **Caching**: every response carries `Cache-Control: no-store`, so a
 //!   page showing a session is never kept by a shared cache or the back
 //!   button of a shared computer.
@@ -76,9 +101,10 @@ use std::time::Duration;
 #[cfg(unix)]
 use latchkey::FileStore;
 use latchkey::{
-    Clock as _, CookieConfig, CookieError, Error, FetchHeaders, Fingerprint, Issued, KeyRing,
-    Loaded, MemoryStore, NewSession, Policy, Session, SessionManager, Store, StoreManager,
-    SystemClock, TicketKey, TicketManager, Timestamp, UserLimitAction,
+    Clock as _, CookieConfig, CookieError, EndReason, Error, FetchHeaders, Fingerprint, Flash,
+    Issued, KeyRing, Loaded, MemoryStore, NewSession, Policy, REMEMBERED_KEY, RememberError,
+    RememberMe, RememberToken, Session, SessionManager, Store, StoreManager, SystemClock,
+    TicketKey, TicketManager, Timestamp, UserLimitAction,
 };
 use subtle::ConstantTimeEq as _;
 use tiny_http::{Header, Method, Request, Response, Server};
@@ -100,6 +126,17 @@ const TICKET_KEY_ENV: &str = "LATCHKEY_DEMO_TICKET_KEY";
 /// How many requests are served at once.
 const WORKERS: usize = 4;
 
+/// How recent the password login must be for "Become admin" to go ahead
+/// without asking for the password again (`--reauth-after-secs` changes it).
+const REAUTH_AFTER: Duration = Duration::from_secs(5 * 60);
+
+/// The hidden form field that carries the CSRF token.
+const CSRF_FIELD: &str = "csrf_token";
+
+/// The remember-me cookie's name on plain http: a `__Host-` name (the
+/// production default, `__Host-remember`) requires `Secure`.
+const INSECURE_REMEMBER_COOKIE: &str = "latchkey-remember";
+
 /// Every path the demo serves; any other is a 404 that never reads the
 /// session.
 const PATHS: &[&str] = &[
@@ -108,6 +145,7 @@ const PATHS: &[&str] = &[
     "/sessions",
     "/login",
     "/admin",
+    "/admin/confirm",
     "/logout",
     "/sessions/others",
     "/sessions/end",
@@ -135,7 +173,10 @@ usage: login_server [options]
                            sessions (the store then keeps only revocations);
                            the signing key comes from $LATCHKEY_DEMO_TICKET_KEY
                            (base64) or is generated at start
-  --rotation-grace-ms N    how long a rotated token keeps working (default 30000)
+  --rotation-grace-ms N    how long a rotated token, or a used remember-me
+                           token, keeps working (default 30000)
+  --reauth-after-secs N    \"Become admin\" asks for the password again when the
+                           login is older than this (default 300; 0 always asks)
   --secure-cookie          production cookie (__Host-session, Secure): only
                            behind an https proxy, browsers drop it on plain http
   --help                   this text
@@ -147,6 +188,7 @@ struct Options {
     port: u16,
     store: StoreChoice,
     rotation_grace: Duration,
+    reauth_after: Duration,
     secure_cookie: bool,
     tickets: bool,
 }
@@ -166,6 +208,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
         port: 8080,
         store: StoreChoice::File(PathBuf::from(DEFAULT_FILE_DIR)),
         rotation_grace: Policy::default().rotation_grace(),
+        reauth_after: REAUTH_AFTER,
         secure_cookie: false,
         tickets: false,
     };
@@ -186,6 +229,13 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String>
                     .parse()
                     .map_err(|_| format!("bad --rotation-grace-ms {v:?}"))?;
                 opts.rotation_grace = Duration::from_millis(ms);
+            }
+            "--reauth-after-secs" => {
+                let v = value("--reauth-after-secs")?;
+                let secs: u64 = v
+                    .parse()
+                    .map_err(|_| format!("bad --reauth-after-secs {v:?}"))?;
+                opts.reauth_after = Duration::from_secs(secs);
             }
             "--secure-cookie" => opts.secure_cookie = true,
             "--tickets" => opts.tickets = true,
@@ -224,19 +274,49 @@ struct Backend {
     /// What every request goes through.
     manager: Arc<dyn SessionManager>,
     /// The same sessions with the server-side extras, when there is a store.
-    server_side: Option<Arc<StoreManager<Box<dyn Store>>>>,
+    server_side: Option<Arc<StoreManager<Arc<dyn Store>>>>,
+    /// "Keep me signed in" tokens, in the same store.
+    remember: RememberMe,
     /// For the page footer.
     label: String,
 }
 
-/// A store-backed manager serves as both the manager and the extras.
-fn store_backend(store: Box<dyn Store>, policy: Policy, label: String) -> Backend {
+/// A store-backed manager serves as both the manager and the extras, and
+/// its store keeps the remember-me tokens too (they are records bound to
+/// no user, so they never show up as sessions).
+fn store_backend(
+    store: Arc<dyn Store>,
+    policy: Policy,
+    label: String,
+    cookies: &CookieConfig,
+) -> Result<Backend, CookieError> {
+    let remember = remember_me(store.clone(), policy.clone(), cookies)?;
     let manager = Arc::new(StoreManager::new(store).with_policy(policy));
-    Backend {
+    Ok(Backend {
         manager: manager.clone(),
         server_side: Some(manager),
+        remember,
         label,
+    })
+}
+
+/// Remember-me tokens in `store`, under the sessions' policy (its rotation
+/// grace is the two-tab window of a used token). On plain http the cookie
+/// is the demo's insecure kind, as the session cookie is.
+fn remember_me(
+    store: Arc<dyn Store>,
+    policy: Policy,
+    cookies: &CookieConfig,
+) -> Result<RememberMe, CookieError> {
+    let remember = RememberMe::new(store, policy);
+    if cookies.is_secure() {
+        return Ok(remember);
     }
+    let insecure = CookieConfig::builder()
+        .with_name(INSECURE_REMEMBER_COOKIE)
+        .danger_insecure_http()
+        .build()?;
+    Ok(remember.with_cookie(insecure))
 }
 
 /// Opens the store the options name, and the manager over it. Tickets are
@@ -251,14 +331,14 @@ fn open_backend(opts: &Options, cookies: &CookieConfig) -> Result<Backend, BoxEr
         policy
     }
     .build()?;
-    let (store, label): (Box<dyn Store>, String) = match &opts.store {
+    let (store, label): (Arc<dyn Store>, String) = match &opts.store {
         StoreChoice::Memory => (
-            Box::new(MemoryStore::new()),
+            Arc::new(MemoryStore::new()),
             "memory (a restart logs everyone out)".into(),
         ),
         #[cfg(unix)]
         StoreChoice::File(dir) => (
-            Box::new(FileStore::open(dir)?),
+            Arc::new(FileStore::open(dir)?),
             format!(
                 "files in {} (sessions survive a restart; instances sharing the directory share sessions)",
                 dir.display()
@@ -275,13 +355,13 @@ fn open_backend(opts: &Options, cookies: &CookieConfig) -> Result<Backend, BoxEr
                 dir.display()
             );
             (
-                Box::new(MemoryStore::new()),
+                Arc::new(MemoryStore::new()),
                 "memory, as the file store is Unix-only (a restart logs everyone out)".into(),
             )
         }
         #[cfg(feature = "redis")]
         StoreChoice::Redis(url) => (
-            Box::new(latchkey::RedisStore::open(url)?),
+            Arc::new(latchkey::RedisStore::open(url)?),
             "redis (shared by every instance using it)".into(),
         ),
         #[cfg(not(feature = "redis"))]
@@ -294,7 +374,7 @@ fn open_backend(opts: &Options, cookies: &CookieConfig) -> Result<Backend, BoxEr
         }
     };
     if !opts.tickets {
-        return Ok(store_backend(store, policy, label));
+        return Ok(store_backend(store, policy, label, cookies)?);
     }
     // Stateless: the session travels in a signed ticket; the store only
     // keeps revocations (logout, rotated tickets). Instances that should
@@ -313,6 +393,7 @@ fn open_backend(opts: &Options, cookies: &CookieConfig) -> Result<Backend, BoxEr
         }
     };
     let keys = KeyRing::new(1, key);
+    let remember = remember_me(store.clone(), policy.clone(), cookies)?;
     // `with_cookie`: a session whose ticket the cookie could not carry is
     // refused when it is issued (`TicketTooLarge`), not silently dropped by
     // the browser afterwards.
@@ -323,6 +404,7 @@ fn open_backend(opts: &Options, cookies: &CookieConfig) -> Result<Backend, BoxEr
     Ok(Backend {
         manager: Arc::new(manager),
         server_side: None,
+        remember,
         label: format!("signed tickets, revocations in {label}"),
     })
 }
@@ -331,6 +413,8 @@ struct App {
     backend: Backend,
     cookies: CookieConfig,
     clock: SystemClock,
+    /// How recent a login "Become admin" accepts without a password prompt.
+    reauth_after: Duration,
 }
 
 /// A response before it is sent.
@@ -376,6 +460,22 @@ impl Reply {
         self.set_cookies.extend(set_cookie);
         self
     }
+
+    /// Adds the cookies set before the handler ran (a reissue hint, a
+    /// remember-me login, a refused cookie to clear) under the handler's
+    /// own: for a cookie name the handler set or cleared, its word is the
+    /// last, and the earlier one is dropped.
+    fn after(mut self, earlier: Vec<String>) -> Reply {
+        let name = |c: &str| c.split('=').next().unwrap_or_default().to_owned();
+        let own: Vec<String> = self.set_cookies.iter().map(|c| name(c)).collect();
+        let mut all: Vec<String> = earlier
+            .into_iter()
+            .filter(|c| !own.contains(&name(c)))
+            .collect();
+        all.append(&mut self.set_cookies);
+        self.set_cookies = all;
+        self
+    }
 }
 
 /// The request's live session, and the token it was loaded with: a change
@@ -386,16 +486,46 @@ struct Current {
     token: String,
 }
 
+/// Why a request runs logged out.
+#[derive(Clone, Copy)]
+struct Refusal {
+    /// A stable reason code (`""`: there was no session cookie at all).
+    reason: &'static str,
+    /// Ended by "log out everywhere else" in another browser.
+    ended_elsewhere: bool,
+}
+
+impl Refusal {
+    const NONE: Refusal = Refusal::because("");
+
+    const fn because(reason: &'static str) -> Refusal {
+        Refusal {
+            reason,
+            ended_elsewhere: false,
+        }
+    }
+
+    fn of(e: &Error) -> Refusal {
+        Refusal {
+            reason: e.reason(),
+            ended_elsewhere: matches!(
+                e,
+                Error::Terminated {
+                    reason: EndReason::LogoutAll
+                }
+            ),
+        }
+    }
+}
+
 /// Who is asking, as the session layer sees it.
 enum Auth {
-    /// No session cookie at all.
-    Anonymous,
+    /// No usable session: no cookie, or one refused for the reason given.
+    Visitor(Refusal),
     /// A live session; `reissue` set when the cookie must change.
     Session(Box<Current>),
-    /// A cookie that no longer works, why (a stable reason code), and
-    /// whether to clear it.
-    Rejected(&'static str, bool),
-    /// The store failed: 503, keep the cookie.
+    /// The store failed: 503. Keep the cookies, but send the ones just
+    /// issued (a remember-me login whose session did not load).
     Unavailable,
 }
 
@@ -406,34 +536,178 @@ fn header<'r>(req: &'r Request, name: &'static str) -> Option<&'r str> {
         .map(|h| h.value.as_str())
 }
 
+/// Every `Cookie` header of the request.
+fn cookie_headers(req: &Request) -> impl Iterator<Item = &[u8]> {
+    req.headers()
+        .iter()
+        .filter(|h| h.field.equiv("Cookie"))
+        .map(|h| h.value.as_str().as_bytes())
+}
+
+/// Whether the password typed matches. Constant time: the comparison must
+/// not tell how much of a guess was right.
+fn password_ok(password: &str) -> bool {
+    bool::from(password.as_bytes().ct_eq(DEMO_PASSWORD.as_bytes()))
+}
+
+fn is_admin(s: &Session) -> bool {
+    s.get::<String>("role").ok().flatten().as_deref() == Some("admin")
+}
+
+/// Whether [`RememberMe::log_in`] made this session (it marks the data).
+fn remembered(s: &Session) -> bool {
+    s.keys().any(|k| k == REMEMBERED_KEY)
+}
+
+/// Adds a flash message. One can only be refused for its size or for too
+/// many pending, neither of which a demo page should fail over.
+fn flash(s: &mut Session, message: &str) {
+    if let Err(e) = s.flash("notice", message) {
+        eprintln!("flash message dropped: {e}");
+    }
+}
+
+/// A duration as a person would say it: "5 min", "90 s".
+fn span(d: Duration) -> String {
+    match d.as_secs() {
+        s if s >= 60 && s % 60 == 0 => format!("{} min", s / 60),
+        s => format!("{s} s"),
+    }
+}
+
 impl App {
-    fn authenticate(&self, req: &Request) -> Auth {
-        let headers = req
-            .headers()
-            .iter()
-            .filter(|h| h.field.equiv("Cookie"))
-            .map(|h| h.value.as_str().as_bytes());
-        let token = match self.cookies.find_token_in(headers) {
-            Ok(Some(token)) => token,
-            Ok(None) => return Auth::Anonymous,
+    /// Finds the request's session. A GET without a usable session cookie
+    /// (`may_resume`) tries the remember-me cookie. Returns who is asking
+    /// and the cookies to set whatever the handler does.
+    fn authenticate(&self, req: &Request, may_resume: bool) -> (Auth, Vec<String>) {
+        let (refusal, clear) = match self.cookies.find_token_in(cookie_headers(req)) {
+            Ok(Some(token)) => match self.backend.manager.load(token) {
+                Ok(loaded) => {
+                    let current = Current {
+                        loaded,
+                        token: token.to_owned(),
+                    };
+                    return (Auth::Session(Box::new(current)), Vec::new());
+                }
+                Err(e) if e.is_rejection() => (Refusal::of(&e), e.clears_cookie()),
+                Err(e) => {
+                    // Logged here, once: `handle` answers 503 without a word.
+                    eprintln!("{}", chain(&e));
+                    return (Auth::Unavailable, Vec::new());
+                }
+            },
+            Ok(None) => (Refusal::NONE, false),
             // No usable session cookie: the request runs logged out. A
             // header crowded past the scan limit keeps the cookie (it was
-            // not read); an ambiguous or broken one is cleared.
+            // not read, and neither can the remember-me cookie be); an
+            // ambiguous or broken one is cleared.
             Err(e @ CookieError::HeaderTooLarge { .. }) => {
-                return Auth::Rejected("cookie_header_too_large", e.clears_cookie());
+                let refusal = Refusal::because("cookie_header_too_large");
+                let clear = e.clears_cookie().then(|| self.cookies.clear_cookie());
+                return (Auth::Visitor(refusal), clear.into_iter().collect());
             }
-            Err(e) => return Auth::Rejected("bad_cookie", e.clears_cookie()),
+            Err(e) => (Refusal::because("bad_cookie"), e.clears_cookie()),
         };
-        match self.backend.manager.load(token) {
-            Ok(loaded) => Auth::Session(Box::new(Current {
-                loaded,
-                token: token.to_owned(),
-            })),
-            Err(e) if e.is_rejection() => Auth::Rejected(e.reason(), e.clears_cookie()),
+        // The dead cookie is forgotten, unless it was superseded: the
+        // response to the login or privilege change that retired it sets
+        // the new cookie, and a clearing cookie arriving after it would
+        // undo it.
+        let set: Vec<String> = clear
+            .then(|| self.cookies.clear_cookie())
+            .into_iter()
+            .collect();
+        // Only a GET trades a remember-me token for a session: a POST on a
+        // dead session carries no CSRF token a new session could verify.
+        // A superseded cookie has a successor on its way: using the token
+        // up here would only add a second session.
+        if !may_resume || refusal.reason == "superseded" {
+            return (Auth::Visitor(refusal), set);
+        }
+        self.resume(req, refusal, set)
+    }
+
+    /// "Keep me signed in": a request without a usable session presents
+    /// its remember-me cookie, if it has one.
+    fn resume(&self, req: &Request, refusal: Refusal, mut set: Vec<String>) -> (Auth, Vec<String>) {
+        let remember = &self.backend.remember;
+        let token = match remember.cookie().find_token_in(cookie_headers(req)) {
+            Ok(Some(token)) => token,
+            Ok(None) => return (Auth::Visitor(refusal), set),
             Err(e) => {
-                // Logged here, once: `handle` answers 503 without a word.
+                set.extend(e.clears_cookie().then(|| remember.cookie().clear_cookie()));
+                return (Auth::Visitor(refusal), set);
+            }
+        };
+        let failed = match remember.log_in(&*self.backend.manager, token) {
+            Ok((issued, replacement)) => {
+                // Both cookies are new, whatever happens next: the token
+                // presented is used up, and presenting it again later would
+                // look like theft. The dead session cookie's clearing is
+                // replaced by the new one.
+                let set: Vec<String> = [
+                    self.set_cookie(&issued),
+                    self.set_remember_cookie(&replacement),
+                ]
+                .into_iter()
+                .flatten()
+                .collect();
+                match self.backend.manager.load(issued.token()) {
+                    Ok(loaded) => {
+                        println!(
+                            "remember-me: {:?} signed in again as session {}",
+                            loaded.session.user().unwrap_or_default(),
+                            issued.fingerprint()
+                        );
+                        let current = Current {
+                            loaded,
+                            token: issued.token().to_owned(),
+                        };
+                        return (Auth::Session(Box::new(current)), set);
+                    }
+                    Err(e) if e.is_backend_failure() => {
+                        eprintln!("{}", chain(&e));
+                        return (Auth::Unavailable, set);
+                    }
+                    Err(e) => {
+                        eprintln!("the restored session did not load: {}", chain(&e));
+                        return (Auth::Visitor(refusal), set);
+                    }
+                }
+            }
+            Err(e) => e,
+        };
+        match failed {
+            // Another tab used the token a moment ago and got the
+            // replacement: no alarm, no login here; hand the replacement on
+            // (the browser usually has it already).
+            Error::RememberMe(RememberError::Superseded { replacement }) => {
+                set.extend(replacement.and_then(|r| self.set_remember_cookie(&r)));
+                (Auth::Visitor(refusal), set)
+            }
+            // Keep both cookies: the token may be fine.
+            e if e.is_backend_failure() => {
                 eprintln!("{}", chain(&e));
-                Auth::Unavailable
+                (Auth::Unavailable, Vec::new())
+            }
+            e if e.clears_cookie() => {
+                eprintln!("remember-me token refused: {}", chain(&e));
+                set.push(remember.cookie().clear_cookie());
+                if !matches!(e, Error::RememberMe(RememberError::Theft { .. })) {
+                    return (Auth::Visitor(refusal), set);
+                }
+                // A stolen copy: every session of the user has ended, this
+                // browser's included.
+                let clear = self.cookies.clear_cookie();
+                if !set.contains(&clear) {
+                    set.push(clear);
+                }
+                (Auth::Visitor(Refusal::because(e.reason())), set)
+            }
+            // The manager refused the session (a user limit): the token was
+            // put back and still works.
+            e => {
+                eprintln!("remember-me login failed: {}", chain(&e));
+                (Auth::Visitor(refusal), set)
             }
         }
     }
@@ -448,6 +722,29 @@ impl App {
                 None
             }
         }
+    }
+
+    /// The `Set-Cookie` for a remember-me token: persistent, `Max-Age` its
+    /// remaining lifetime.
+    fn set_remember_cookie(&self, token: &RememberToken) -> Option<String> {
+        match self.backend.remember.set_cookie_at(token, self.clock.now()) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                eprintln!("cannot send remember-me token {}: {e}", token.fingerprint());
+                None
+            }
+        }
+    }
+
+    /// The remember-me token the request carries, if any (a broken one is
+    /// none: it is not a token to forget).
+    fn presented_remember_token(&self, req: &Request) -> Option<String> {
+        let found = self
+            .backend
+            .remember
+            .cookie()
+            .find_token_in(cookie_headers(req));
+        found.ok().flatten().map(str::to_owned)
     }
 
     fn handle(&self, req: &mut Request) -> Reply {
@@ -465,19 +762,21 @@ impl App {
         if !PATHS.contains(&path.as_str()) {
             return Reply::text(404, "not found\n");
         }
-        let auth = self.authenticate(req);
-        let (session, mut set_cookie) = match auth {
+        let form = if post {
+            match read_form(req) {
+                Ok(f) => f,
+                Err(reply) => return reply,
+            }
+        } else {
+            Vec::new()
+        };
+        let (auth, mut set_cookies) = self.authenticate(req, !post);
+        let session = match auth {
             Auth::Unavailable => {
-                return Reply::text(503, "the session store is unavailable; try again\n");
+                return Reply::text(503, "the session store is unavailable; try again\n")
+                    .after(set_cookies);
             }
-            Auth::Rejected(reason, clear) => {
-                // The cookie is dead: forget it, and carry on as a visitor.
-                // Not a superseded one: the response to the login or
-                // privilege change that retired it sets the new cookie, and
-                // a clearing cookie arriving after it would undo it.
-                (Err(reason), clear.then(|| self.cookies.clear_cookie()))
-            }
-            Auth::Anonymous => (Err(""), None),
+            Auth::Visitor(refusal) => Err(refusal),
             Auth::Session(current) => {
                 let Current {
                     loaded:
@@ -486,46 +785,101 @@ impl App {
                         },
                     token,
                 } = *current;
-                (
-                    Ok((session, token)),
-                    reissue.and_then(|i| self.set_cookie(&i)),
-                )
+                set_cookies.extend(reissue.and_then(|i| self.set_cookie(&i)));
+                Ok((session, token))
             }
         };
+        // Every POST on a session carries the session's CSRF token back.
+        // The login form is the exception: see `login`.
+        if let (true, Ok((s, _))) = (post && path != "/login", &session) {
+            let token = form_value(&form, CSRF_FIELD).unwrap_or_default();
+            if let Err(refused) = s.verify_csrf(&token) {
+                // The reason, never the token. The session and its cookie
+                // stay as they are: clearing the cookie here would let any
+                // page log our users out.
+                eprintln!("refused a POST to {path}: {}", refused.reason());
+                return self.csrf_refused().after(set_cookies);
+            }
+        }
         let reply = match (path.as_str(), post, session) {
-            ("/", false, Ok((s, _))) => self.session_page(&s),
-            ("/", false, Err(reason)) => self.login_page(reason),
+            ("/", false, Ok((s, token))) => self.session_page(s, &token),
+            ("/", false, Err(refusal)) => self.login_page(refusal),
             ("/me", false, Ok((s, _))) => me(&s),
-            ("/me", false, Err(reason)) => Reply::text(401, format!("rejected={reason}\n")),
-            ("/sessions", false, Ok((s, _))) => self.sessions_page(&s),
-            ("/login", true, current) => self.login(req, current.ok()),
+            ("/me", false, Err(refusal)) => {
+                Reply::text(401, format!("rejected={}\n", refusal.reason))
+            }
+            ("/sessions", false, Ok((s, token))) => self.sessions_page(s, &token),
+            ("/login", true, current) => self.login(req, &form, current.ok()),
             ("/admin", true, Ok((s, token))) => self.become_admin(s, &token),
-            ("/logout", true, Ok((s, _))) => self.logout(&s),
-            ("/sessions/others", true, Ok((s, _))) => self.end_others(&s),
-            ("/sessions/end", true, Ok((s, _))) => self.end_one(req, &s),
+            ("/admin/confirm", false, Ok((s, token))) => self.confirm_page(s, &token, false),
+            ("/admin/confirm", true, Ok((s, token))) => self.confirm(s, &token, &form),
+            ("/logout", true, Ok((s, _))) => self.logout(req, Some(&s)),
+            ("/sessions/others", true, Ok((s, token))) => self.end_others(req, s, &token),
+            ("/sessions/end", true, Ok((s, _))) => self.end_one(&form, &s),
             // The cookie was retired moments ago by a change of privilege
             // made by another request of this browser (a double-click on
             // "Become admin"), whose answer carries the new cookie: show the
             // page, which the browser asks for with that cookie.
-            (_, _, Err("superseded")) => Reply::see_other("/"),
+            (_, _, Err(refusal)) if refusal.reason == "superseded" => Reply::see_other("/"),
+            // Logged out already, maybe still remembered: forget that too.
+            ("/logout", true, Err(_)) => self.logout(req, None),
             (_, _, Err(_)) => Reply::text(401, "log in first\n"),
             _ => Reply::text(404, "not found\n"),
         };
-        // A handler that issued or cleared a cookie has the last word.
-        if !reply.set_cookies.is_empty() {
-            set_cookie = None;
-        }
-        reply.with_cookie(set_cookie)
+        reply.after(set_cookies)
     }
 
-    fn login(&self, req: &mut Request, current: Option<(Session, String)>) -> Reply {
-        let form = match read_form(req) {
-            Ok(f) => f,
-            Err(reply) => return reply,
-        };
-        let user = form_value(&form, "username").unwrap_or_default();
+    /// 403 for a POST without the session's CSRF token: a form from
+    /// another site, or a page rendered before the last login.
+    fn csrf_refused(&self) -> Reply {
+        Reply::html(
+            403,
+            page(
+                "Form refused",
+                "<p>This form did not carry the security token of your session, so \
+                 nothing was changed. It may come from another site, or from a page \
+                 opened before you last logged in.</p>\n\
+                 <p><a href=/>Reload your session page</a> and try again.</p>",
+            ),
+        )
+    }
+
+    /// Renders a page of the session with `view`, and saves the session if
+    /// rendering changed it (a CSRF secret created, flash messages taken).
+    /// On a version conflict the page is rendered again from a fresh copy.
+    fn render(
+        &self,
+        mut session: Session,
+        token: &str,
+        view: impl Fn(&mut Session) -> Reply,
+    ) -> Reply {
+        let result = self.with_retries(&mut session, token, |s| {
+            let reply = view(s);
+            if !s.is_modified() {
+                return Ok(reply);
+            }
+            // Tickets carry the data: the save issues a new one.
+            let issued = self.backend.manager.save(s)?;
+            Ok(reply.with_cookie(issued.and_then(|i| self.set_cookie(&i))))
+        });
+        result.unwrap_or_else(|e| self.failure(&e))
+    }
+
+    /// The password login. Its form carries no CSRF token: a visitor has no
+    /// session to keep a secret in, and making one for every visitor who
+    /// opens the page would let anyone fill the store with empty sessions.
+    /// Login CSRF (logging the victim into the attacker's account) is
+    /// stopped by `check_origin` in `handle`, and the token would add
+    /// nothing against it: the attacker knows their own password.
+    fn login(
+        &self,
+        req: &Request,
+        form: &[(String, String)],
+        current: Option<(Session, String)>,
+    ) -> Reply {
+        let user = form_value(form, "username").unwrap_or_default();
         let user = user.trim();
-        let password = form_value(&form, "password").unwrap_or_default();
+        let password = form_value(form, "password").unwrap_or_default();
         if user.is_empty() || user.chars().count() > 64 || user.chars().any(char::is_control) {
             return Reply::html(
                 400,
@@ -535,9 +889,7 @@ impl App {
                 ),
             );
         }
-        // Constant time: the comparison must not tell how much of a guess
-        // was right.
-        if !bool::from(password.as_bytes().ct_eq(DEMO_PASSWORD.as_bytes())) {
+        if !password_ok(&password) {
             return Reply::html(
                 401,
                 page(
@@ -546,78 +898,253 @@ impl App {
                 ),
             );
         }
-        let result = match current {
+        let manager = &self.backend.manager;
+        let logged_in = match current {
             // Login on an existing session rotates its ID: a token planted
             // before login (session fixation) is worthless after it.
-            Some((session, token)) => {
-                self.with_retries(session, &token, |s| self.backend.manager.login(s, user))
-            }
+            Some((mut session, token)) => self
+                .with_retries(&mut session, &token, |s| manager.login(s, user))
+                .map(|issued| (session, issued)),
             None => {
                 let mut new = NewSession::new().with_user(user);
                 if let Some(ua) = header(req, "User-Agent") {
                     new = new.with_device(device::label(ua));
                 }
-                self.backend.manager.create(new)
+                manager
+                    .create(new)
+                    .and_then(|issued| Ok((manager.load(issued.token())?.session, issued)))
             }
         };
-        match result {
-            Ok(issued) => {
-                println!("login: {user:?} as session {}", issued.fingerprint());
-                Reply::see_other("/").with_cookie(self.set_cookie(&issued))
+        let (mut session, mut issued) = match logged_in {
+            Ok(done) => done,
+            Err(e) => return self.failure(&e),
+        };
+        println!("login: {user:?} as session {}", issued.fingerprint());
+        // A token this browser held before is of an older login: forget it
+        // whether or not the box is ticked now.
+        let old = self.presented_remember_token(req);
+        if let Some(Err(e)) = old.as_deref().map(|t| self.backend.remember.forget(t)) {
+            eprintln!("forgetting the old remember-me token failed: {}", chain(&e));
+        }
+        let mut remember_cookie = old.map(|_| self.backend.remember.cookie().clear_cookie());
+        if form_value(form, "remember").is_some() {
+            match self.backend.remember.issue(user) {
+                Ok(token) => remember_cookie = self.set_remember_cookie(&token),
+                Err(e) => {
+                    eprintln!("cannot issue a remember-me token: {}", chain(&e));
+                    flash(
+                        &mut session,
+                        "You are signed in, but could not be kept signed in.",
+                    );
+                }
             }
+        }
+        // Set on the session the login left: a login as another user starts
+        // an empty one.
+        flash(&mut session, &format!("Welcome back, {user}."));
+        match manager.save(&mut session) {
+            Ok(newer) => issued = newer.unwrap_or(issued),
+            // The login stands; only the greeting is lost.
+            Err(e) => eprintln!("saving the welcome message failed: {}", chain(&e)),
+        }
+        Reply::see_other("/")
+            .with_cookie(self.set_cookie(&issued))
+            .with_cookie(remember_cookie)
+    }
+
+    /// Whether "Become admin" must ask for the password first.
+    fn needs_password(&self, s: &Session) -> Result<bool, Error> {
+        // A restored session proves that the browser kept a cookie, not that
+        // the person at it knows the password. Its authentication time is
+        // the password login its token's series started from, which may be
+        // recent: ask anyway.
+        if remembered(s) {
+            return Ok(true);
+        }
+        match self
+            .backend
+            .manager
+            .require_recent_auth(s, self.reauth_after)
+        {
+            Ok(()) => Ok(false),
+            Err(Error::ReauthenticationRequired { .. }) => Ok(true),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn become_admin(&self, mut session: Session, token: &str) -> Reply {
+        match self.needs_password(&session) {
+            // Nothing is changed; the prompt's own POST makes the change.
+            Ok(true) => return Reply::see_other("/admin/confirm"),
+            Ok(false) => {}
+            Err(e) => return self.failure(&e),
+        }
+        match self.make_admin(&mut session, token) {
+            Ok(issued) => Reply::see_other("/").with_cookie(self.set_cookie(&issued)),
             Err(e) => self.failure(&e),
         }
     }
 
-    fn become_admin(&self, session: Session, token: &str) -> Reply {
-        // A privilege change gets a fresh ID (S3), and the old one is
-        // refused at once: whoever copied the old cookie does not inherit
-        // admin rights, not even within the rotation grace window.
-        let result = self.with_retries(session, token, |s| {
+    /// The privilege change itself. It gets a fresh ID (S3), and the old
+    /// one is refused at once: whoever copied the old cookie does not
+    /// inherit admin rights, not even within the rotation grace window.
+    fn make_admin(&self, session: &mut Session, token: &str) -> Result<Issued, Error> {
+        let issued = self.with_retries(session, token, |s| {
             s.insert("role", "admin")?;
+            flash(s, "You are now an admin.");
             self.backend.manager.change_privilege(s)
+        })?;
+        println!("privilege change: session now {}", issued.fingerprint());
+        Ok(issued)
+    }
+
+    /// The password prompt before "Become admin".
+    fn confirm_page(&self, session: Session, token: &str, wrong: bool) -> Reply {
+        if is_admin(&session) {
+            return Reply::see_other("/");
+        }
+        let now = self.clock.now();
+        self.render(session, token, |s| {
+            let why = if remembered(s) {
+                "This session was restored from a remember-me token, which does not prove \
+                 who is at the keyboard."
+                    .to_owned()
+            } else {
+                format!(
+                    "You logged in {} (more than {} ago counts as old).",
+                    s.authenticated_at()
+                        .map_or_else(|| "-".into(), |t| ago(now, t)),
+                    span(self.reauth_after)
+                )
+            };
+            let error = if wrong {
+                "<p class=\"flash error\" role=alert>Wrong password. Try again.</p>\n"
+            } else {
+                ""
+            };
+            let body = format!(
+                "{error}<p>Becoming admin needs your password again, <b>{user}</b>. {why}</p>
+<form method=post action=/admin/confirm>{csrf}
+  <p><label>Password <input name=password type=password required autofocus></label></p>
+  <p><button>Confirm and become admin</button> <a href=/>Cancel</a></p>
+</form>",
+                user = escape(s.user().unwrap_or_default()),
+                csrf = csrf_input(&s.csrf_token()),
+            );
+            let status = if wrong { 401 } else { 200 };
+            Reply::html(
+                status,
+                self.page_with_footer("Confirm your password", &body),
+            )
+        })
+    }
+
+    /// The prompt's POST: the password of the session's own user (the form
+    /// names none), then the re-authentication, then the change.
+    fn confirm(&self, mut session: Session, token: &str, form: &[(String, String)]) -> Reply {
+        if is_admin(&session) {
+            return Reply::see_other("/");
+        }
+        let password = form_value(form, "password").unwrap_or_default();
+        if !password_ok(&password) {
+            // A real site counts these as failed logins and slows them down.
+            eprintln!(
+                "re-authentication: wrong password for session {}",
+                session.fingerprint()
+            );
+            return self.confirm_page(session, token, true);
+        }
+        let manager = &self.backend.manager;
+        // It records the proof just checked, under a new ID.
+        let fresh = match self.with_retries(&mut session, token, |s| manager.reauthenticate(s)) {
+            Ok(issued) => issued,
+            Err(e) => return self.failure(&e),
+        };
+        println!("re-authenticated: session now {}", fresh.fingerprint());
+        // From here on the request's token is the fresh one.
+        match self.make_admin(&mut session, fresh.token()) {
+            Ok(issued) => Reply::see_other("/").with_cookie(self.set_cookie(&issued)),
+            Err(e) => self
+                .failure(&e)
+                .after(self.set_cookie(&fresh).into_iter().collect()),
+        }
+    }
+
+    /// Ends the session and forgets this browser's remember-me token;
+    /// clears both cookies.
+    fn logout(&self, req: &Request, session: Option<&Session>) -> Reply {
+        let remember = self.presented_remember_token(req);
+        if session.is_none() && remember.is_none() {
+            return Reply::text(401, "log in first\n");
+        }
+        if let Some(token) = &remember {
+            match self.backend.remember.forget(token) {
+                Ok(_) => {}
+                Err(e) if e.is_backend_failure() => return self.failure(&e),
+                // Not a token of ours: nothing to forget.
+                Err(_) => {}
+            }
+        }
+        if let Some(s) = session {
+            if let Err(e) = self.backend.manager.terminate(s) {
+                return self.failure(&e);
+            }
+            println!("logout: session {}", s.fingerprint());
+        }
+        let clear_remember = remember.map(|_| self.backend.remember.cookie().clear_cookie());
+        Reply::see_other("/")
+            .with_cookie(Some(self.cookies.clear_cookie()))
+            .with_cookie(clear_remember)
+    }
+
+    /// "Log out everywhere else": the user's other sessions end, and so
+    /// does every remember-me token of the user.
+    fn end_others(&self, req: &Request, mut session: Session, token: &str) -> Reply {
+        let (Some(server), Some(user)) = (&self.backend.server_side, session.user()) else {
+            return Reply::text(404, "not available in this mode\n");
+        };
+        let user = user.to_owned();
+        let ended = match server.terminate_all(&user, Some(&session)) {
+            Ok(n) => n.unwrap_or(0),
+            Err(e) => return self.failure(&e),
+        };
+        println!("{user:?} ended {ended} other session(s)");
+        // This browser's token goes too: a token issued now in its place
+        // would claim a password login that did not happen now.
+        if let Err(e) = self.backend.remember.forget_all(&user) {
+            return self.failure(&e);
+        }
+        let had_remember = self.presented_remember_token(req).is_some();
+        // The ended sessions cannot be told (their data is gone); the page
+        // of this one can. They hear it from their rejection (`login_page`).
+        let message = match ended {
+            0 => "There were no other sessions to end.".to_owned(),
+            1 => "Ended 1 other session.".to_owned(),
+            n => format!("Ended {n} other sessions."),
+        };
+        let saved = self.with_retries(&mut session, token, |s| {
+            flash(s, &message);
+            if had_remember {
+                flash(
+                    s,
+                    "“Keep me signed in” is now off on every device, this one included.",
+                );
+            }
+            self.backend.manager.save(s)
         });
-        match result {
-            Ok(issued) => {
-                println!("privilege change: session now {}", issued.fingerprint());
-                Reply::see_other("/").with_cookie(self.set_cookie(&issued))
-            }
+        match saved {
+            Ok(issued) => Reply::see_other("/sessions")
+                .with_cookie(issued.and_then(|i| self.set_cookie(&i)))
+                .with_cookie(had_remember.then(|| self.backend.remember.cookie().clear_cookie())),
             Err(e) => self.failure(&e),
         }
     }
 
-    fn logout(&self, session: &Session) -> Reply {
-        match self.backend.manager.terminate(session) {
-            Ok(()) => {
-                println!("logout: session {}", session.fingerprint());
-                Reply::see_other("/").with_cookie(Some(self.cookies.clear_cookie()))
-            }
-            Err(e) => self.failure(&e),
-        }
-    }
-
-    fn end_others(&self, session: &Session) -> Reply {
+    fn end_one(&self, form: &[(String, String)], session: &Session) -> Reply {
         let (Some(server), Some(user)) = (&self.backend.server_side, session.user()) else {
             return Reply::text(404, "not available in this mode\n");
         };
-        match server.terminate_all(user, Some(session)) {
-            Ok(n) => {
-                println!("{user:?} ended {} other session(s)", n.unwrap_or(0));
-                Reply::see_other("/sessions")
-            }
-            Err(e) => self.failure(&e),
-        }
-    }
-
-    fn end_one(&self, req: &mut Request, session: &Session) -> Reply {
-        let (Some(server), Some(user)) = (&self.backend.server_side, session.user()) else {
-            return Reply::text(404, "not available in this mode\n");
-        };
-        let form = match read_form(req) {
-            Ok(f) => f,
-            Err(reply) => return reply,
-        };
-        let Some(fp) = form_value(&form, "fingerprint").and_then(|f| Fingerprint::from_hex(&f))
+        let Some(fp) = form_value(form, "fingerprint").and_then(|f| Fingerprint::from_hex(&f))
         else {
             return Reply::text(400, "no such session\n");
         };
@@ -632,24 +1159,25 @@ impl App {
     /// (another request changed the session since it was loaded: another
     /// tab, a double-click, another instance behind the load balancer) it
     /// loads the session again with the request's token and re-applies the
-    /// change, [`CONFLICT_ATTEMPTS`] times in all.
+    /// change, [`CONFLICT_ATTEMPTS`] times in all. `session` is left as the
+    /// change left it.
     ///
     /// A reload can be refused: a double-clicked "Become admin" finds its
     /// token retired by the click that won ([`Error::Superseded`]), which
     /// [`App::failure`] answers by showing the page under the new cookie.
-    fn with_retries(
+    fn with_retries<T>(
         &self,
-        mut session: Session,
+        session: &mut Session,
         token: &str,
-        mut change: impl FnMut(&mut Session) -> Result<Issued, Error>,
-    ) -> Result<Issued, Error> {
+        mut change: impl FnMut(&mut Session) -> Result<T, Error>,
+    ) -> Result<T, Error> {
         for _ in 1..CONFLICT_ATTEMPTS {
-            match change(&mut session) {
-                Err(Error::Conflict) => session = self.backend.manager.load(token)?.session,
+            match change(session) {
+                Err(Error::Conflict) => *session = self.backend.manager.load(token)?.session,
                 done => return done,
             }
         }
-        change(&mut session)
+        change(session)
     }
 
     /// An error from a call on a loaded session. Each failure is logged
@@ -685,13 +1213,26 @@ impl App {
         Reply::text(500, format!("{}\n", e.reason()))
     }
 
-    fn login_page(&self, reason: &str) -> Reply {
-        let notice = match reason {
+    fn login_page(&self, refusal: Refusal) -> Reply {
+        let notice = match refusal.reason {
             "" => String::new(),
             "cookie_header_too_large" => format!(
                 "<p class=notice>Your browser sent more than {} KiB of cookies for this \
                  site, so none of them were read. Clear some to stay logged in.</p>",
                 self.cookies.max_header_bytes() / 1024
+            ),
+            // Nothing can be stored in a session that has ended: this is
+            // told from the reason it was refused, not by a flash message.
+            r if refusal.ended_elsewhere => format!(
+                "<p class=notice>Your session ended (<code>{}</code>): it was ended from \
+                 another device, with “log out everywhere else”. Please log in again.</p>",
+                escape(r)
+            ),
+            r @ "remember_theft" => format!(
+                "<p class=notice>Your session ended (<code>{}</code>): your “keep me signed \
+                 in” cookie was used twice, as only a stolen copy would be, so every session \
+                 of yours was ended. Please log in again.</p>",
+                escape(r)
             ),
             r => format!(
                 "<p class=notice>Your session ended (<code>{}</code>). Please log in again.</p>",
@@ -703,6 +1244,7 @@ impl App {
 <form method=post action=/login>
   <p><label>User name <input name=username required maxlength=64 autofocus></label></p>
   <p><label>Password <input name=password type=password required></label></p>
+  <p><label><input name=remember type=checkbox value=yes> Keep me signed in</label></p>
   <p><button>Log in</button></p>
 </form>
 <p class=hint>Any user name works; the password is <code>{DEMO_PASSWORD}</code>.
@@ -712,31 +1254,48 @@ two sessions under “your sessions”.</p>"
         Reply::html(200, self.page_with_footer("Log in", &body))
     }
 
-    fn session_page(&self, s: &Session) -> Reply {
+    fn session_page(&self, session: Session, token: &str) -> Reply {
         let now = self.clock.now();
-        let role = s
-            .get::<String>("role")
-            .ok()
-            .flatten()
-            .unwrap_or_else(|| "user".into());
-        let admin_button = if role == "admin" {
-            "<p>You are an admin. (Becoming admin rotated the session: the fingerprint changed.)</p>".to_owned()
-        } else {
-            "<form method=post action=/admin><button>Become admin</button> \
-             (a privilege change: the session gets a new ID)</form>"
-                .to_owned()
-        };
-        let sessions_link = if self.backend.server_side.is_some() {
-            "<a href=/sessions>Your sessions</a>"
-        } else {
-            "(stateless tickets: no session list)"
-        };
-        let body = format!(
-            "<table>
+        self.render(session, token, |s| {
+            let flashes = flashes_html(&s.take_flashes());
+            let csrf = s.csrf_token();
+            let role = s
+                .get::<String>("role")
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| "user".into());
+            let admin_button = if role == "admin" {
+                "<p>You are an admin. (Becoming admin rotated the session: the fingerprint changed.)</p>".to_owned()
+            } else {
+                let when = if self.reauth_after.is_zero() {
+                    "first".to_owned()
+                } else {
+                    format!("again if you logged in more than {} ago", span(self.reauth_after))
+                };
+                format!(
+                    "<form method=post action=/admin>{}<button>Become admin</button> \
+                     (a privilege change: the session gets a new ID; asks for your password \
+                     {when})</form>",
+                    csrf_input(&csrf),
+                )
+            };
+            let sessions_link = if self.backend.server_side.is_some() {
+                "<a href=/sessions>Your sessions</a>"
+            } else {
+                "(stateless tickets: no session list)"
+            };
+            let signed_in_by = if remembered(s) {
+                "restored from a remember-me token (“keep me signed in”)"
+            } else {
+                "password"
+            };
+            let body = format!(
+                "{flashes}<table>
 <tr><th>user</th><td>{user}</td></tr>
 <tr><th>role</th><td>{role}</td></tr>
 <tr><th>session fingerprint</th><td><code>{fp}</code></td></tr>
 <tr><th>created</th><td>{created}</td></tr>
+<tr><th>signed in by</th><td>{signed_in_by}</td></tr>
 <tr><th>logged in</th><td>{auth}</td></tr>
 <tr><th>idle deadline</th><td>{idle} ({idle_in})</td></tr>
 <tr><th>absolute deadline</th><td>{abs} ({abs_in})</td></tr>
@@ -744,76 +1303,87 @@ two sessions under “your sessions”.</p>"
 </table>
 {admin_button}
 <p>{sessions_link}</p>
-<form method=post action=/logout><button>Log out</button></form>",
-            user = escape(s.user().unwrap_or("(anonymous)")),
-            role = escape(&role),
-            fp = s.fingerprint(),
-            created = s.created_at(),
-            auth = s
-                .authenticated_at()
-                .map_or_else(|| "-".into(), |t| t.to_string()),
-            idle = s.idle_deadline(),
-            idle_in = until(now, s.idle_deadline()),
-            abs = s.absolute_deadline(),
-            abs_in = until(now, s.absolute_deadline()),
-            device = escape(&s.device().map_or_else(|| "-".into(), device::display)),
-        );
-        Reply::html(200, self.page_with_footer("Your session", &body))
+<form method=post action=/logout>{csrf_field}<button>Log out</button></form>",
+                user = escape(s.user().unwrap_or("(anonymous)")),
+                role = escape(&role),
+                fp = s.fingerprint(),
+                created = s.created_at(),
+                auth = s
+                    .authenticated_at()
+                    .map_or_else(|| "-".into(), |t| t.to_string()),
+                idle = s.idle_deadline(),
+                idle_in = until(now, s.idle_deadline()),
+                abs = s.absolute_deadline(),
+                abs_in = until(now, s.absolute_deadline()),
+                device = escape(&s.device().map_or_else(|| "-".into(), device::display)),
+                csrf_field = csrf_input(&s.csrf_token()),
+            );
+            Reply::html(200, self.page_with_footer("Your session", &body))
+        })
     }
 
-    fn sessions_page(&self, s: &Session) -> Reply {
-        let (Some(server), Some(user)) = (&self.backend.server_side, s.user()) else {
+    fn sessions_page(&self, session: Session, token: &str) -> Reply {
+        let Some(server) = &self.backend.server_side else {
             return Reply::text(404, "not available in this mode\n");
         };
-        let list = match server.sessions_of(user) {
-            Ok(l) => l,
-            Err(e) => return self.failure(&e),
-        };
         let now = self.clock.now();
-        let mut rows = String::new();
-        // Two sessions of one browser share a device label: the fingerprint
-        // and the times tell them apart, and the current one says so.
-        for info in &list {
-            let this = info.fingerprint == s.fingerprint();
-            let (marker, action) = if this {
-                (" <span class=this>(this browser)</span>", String::new())
-            } else {
-                (
-                    "",
-                    format!(
-                        "<form method=post action=/sessions/end><input type=hidden name=fingerprint value={fp}><button>Log out</button></form>",
-                        fp = info.fingerprint
-                    ),
-                )
+        self.render(session, token, |s| {
+            let Some(user) = s.user().map(str::to_owned) else {
+                return Reply::text(404, "not available in this mode\n");
             };
-            rows.push_str(&format!(
-                "<tr><td>{device}{marker}</td><td><code>{fp}</code></td>\
-                 <td class=when title=\"{created}\">{created_ago}</td>\
-                 <td class=when title=\"{seen}\">{seen_ago}</td><td>{action}</td></tr>\n",
-                device = escape(
-                    &info
-                        .device
-                        .as_deref()
-                        .map_or_else(|| "-".into(), device::display)
-                ),
-                fp = info.fingerprint,
-                created = info.created_at,
-                created_ago = ago(now, info.created_at),
-                seen = info.last_seen,
-                seen_ago = ago(now, info.last_seen),
-            ));
-        }
-        let body = format!(
-            "<p>{n} live session(s) for <b>{user}</b>.</p>
+            let list = match server.sessions_of(&user) {
+                Ok(l) => l,
+                Err(e) => return self.failure(&e),
+            };
+            let flashes = flashes_html(&s.take_flashes());
+            let mut rows = String::new();
+            // Two sessions of one browser share a device label: the
+            // fingerprint and the times tell them apart, and the current one
+            // says so.
+            for info in &list {
+                let this = info.fingerprint == s.fingerprint();
+                let (marker, action) = if this {
+                    (" <span class=this>(this browser)</span>", String::new())
+                } else {
+                    (
+                        "",
+                        format!(
+                            "<form method=post action=/sessions/end>{csrf}<input type=hidden name=fingerprint value={fp}><button>Log out</button></form>",
+                            csrf = csrf_input(&s.csrf_token()),
+                            fp = info.fingerprint
+                        ),
+                    )
+                };
+                rows.push_str(&format!(
+                    "<tr><td>{device}{marker}</td><td><code>{fp}</code></td>\
+                     <td class=when title=\"{created}\">{created_ago}</td>\
+                     <td class=when title=\"{seen}\">{seen_ago}</td><td>{action}</td></tr>\n",
+                    device = escape(
+                        &info
+                            .device
+                            .as_deref()
+                            .map_or_else(|| "-".into(), device::display)
+                    ),
+                    fp = info.fingerprint,
+                    created = info.created_at,
+                    created_ago = ago(now, info.created_at),
+                    seen = info.last_seen,
+                    seen_ago = ago(now, info.last_seen),
+                ));
+            }
+            let body = format!(
+                "{flashes}<p>{n} live session(s) for <b>{user}</b>.</p>
 <table class=sessions>
 <tr><th>device</th><th>session fingerprint</th><th>started</th><th>last seen</th><th></th></tr>
 {rows}</table>
-<form method=post action=/sessions/others><button>Log out everywhere else</button></form>
+<form method=post action=/sessions/others>{csrf}<button>Log out everywhere else</button></form>
 <p><a href=/>Back</a></p>",
-            n = list.len(),
-            user = escape(user),
-        );
-        Reply::html(200, self.page_with_footer("Your sessions", &body))
+                n = list.len(),
+                user = escape(&user),
+                csrf = csrf_input(&s.csrf_token()),
+            );
+            Reply::html(200, self.page_with_footer("Your sessions", &body))
+        })
     }
 
     fn page_with_footer(&self, title: &str, body: &str) -> String {
@@ -844,11 +1414,32 @@ fn me(s: &Session) -> Reply {
     Reply::text(
         200,
         format!(
-            "user={}\nrole={role}\nfingerprint={}\n",
+            "user={}\nrole={role}\nfingerprint={}\nremembered={}\n",
             s.user().unwrap_or(""),
-            s.fingerprint()
+            s.fingerprint(),
+            if remembered(s) { "yes" } else { "no" },
         ),
     )
+}
+
+/// The hidden field that carries a CSRF token (86 characters of
+/// base64url: nothing in it needs escaping).
+fn csrf_input(token: &str) -> String {
+    format!("<input type=hidden name={CSRF_FIELD} value=\"{token}\">")
+}
+
+/// Flash messages, once each: the caller took them from the session.
+fn flashes_html(flashes: &[Flash]) -> String {
+    flashes
+        .iter()
+        .map(|f| {
+            format!(
+                "<p class=\"flash {}\" role=status>{}</p>\n",
+                escape(f.kind()),
+                escape(f.message())
+            )
+        })
+        .collect()
 }
 
 /// Refuses a POST another site made the browser send. SameSite=Lax already
@@ -970,7 +1561,8 @@ table{{border-collapse:collapse;max-width:100%;margin-bottom:1em}}
 th,td{{text-align:left;vertical-align:top;padding:.25em .75em .25em 0}}
 td{{overflow-wrap:anywhere}} .sessions td,.sessions th{{border-bottom:1px solid #ddd}}
 button{{white-space:nowrap}} td.when,.this{{overflow-wrap:normal}} form{{display:inline}} .this{{color:#070}}
-.hint{{color:#555}} .warn{{color:#a40}} .notice{{background:#fec;padding:.5em}}</style></head>
+.hint{{color:#555}} .warn{{color:#a40}} .notice{{background:#fec;padding:.5em}}
+.flash{{background:#e3f4e6;padding:.5em}} .flash.error{{background:#fde3e3}}</style></head>
 <body><h1>{title}</h1>
 {body}
 </body></html>
@@ -1097,6 +1689,7 @@ fn run(opts: Options) -> Result<(), BoxError> {
         backend,
         cookies,
         clock: SystemClock,
+        reauth_after: opts.reauth_after,
     });
     if let Some(server_side) = app.backend.server_side.clone() {
         // Ended and expired records are kept until their retention passes
@@ -1133,14 +1726,18 @@ mod tests {
     use super::*;
 
     fn app() -> App {
+        let cookies = CookieConfig::danger_insecure_http();
         App {
             backend: store_backend(
-                Box::new(MemoryStore::new()),
+                Arc::new(MemoryStore::new()),
                 Policy::default(),
                 "memory".into(),
-            ),
-            cookies: CookieConfig::danger_insecure_http(),
+                &cookies,
+            )
+            .unwrap(),
+            cookies,
             clock: SystemClock,
+            reauth_after: REAUTH_AFTER,
         }
     }
 
@@ -1160,7 +1757,7 @@ mod tests {
         let issued = manager
             .create(NewSession::new().with_user("alice"))
             .unwrap();
-        let stale = manager.load(issued.token()).unwrap().session;
+        let mut stale = manager.load(issued.token()).unwrap().session;
         // Someone else saves first: `stale` is now an old version.
         let mut other = manager.load(issued.token()).unwrap().session;
         other.insert("theme", "dark").unwrap();
@@ -1168,7 +1765,7 @@ mod tests {
 
         let mut attempts = 0;
         let admin = app
-            .with_retries(stale, issued.token(), |s| {
+            .with_retries(&mut stale, issued.token(), |s| {
                 attempts += 1;
                 s.insert("role", "admin")?;
                 manager.change_privilege(s)
@@ -1188,9 +1785,9 @@ mod tests {
     fn retries_are_bounded() {
         let app = app();
         let issued = app.backend.manager.create(NewSession::new()).unwrap();
-        let session = app.backend.manager.load(issued.token()).unwrap().session;
+        let mut session = app.backend.manager.load(issued.token()).unwrap().session;
         let mut attempts = 0;
-        let result = app.with_retries(session, issued.token(), |_| {
+        let result = app.with_retries(&mut session, issued.token(), |_| -> Result<(), _> {
             attempts += 1;
             Err(Error::Conflict)
         });

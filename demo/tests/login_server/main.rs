@@ -10,6 +10,7 @@
 //! `cargo test -p latchkey-demo` (or `--workspace`) always runs the demo as
 //! built from the current source.
 
+mod features;
 mod http;
 
 use std::io::{BufRead as _, BufReader, Read as _};
@@ -122,6 +123,65 @@ impl Demo {
         assert_eq!(r.status, 303, "login: {r:?}");
         r.cookie_pair()
     }
+
+    /// A CSRF token from the session page, as a browser finds it in the
+    /// page's forms. `cookies` (a `Cookie` header) takes any cookie the
+    /// page sets: with tickets, the save that keeps the new CSRF secret
+    /// issues a new ticket.
+    fn csrf(&self, cookies: &mut String) -> String {
+        let page = self.get("/", Some(cookies));
+        assert_eq!(page.status, 200, "the session page: {page:?}");
+        assert!(page.body.contains("session fingerprint"), "{}", page.body);
+        *cookies = with_set_cookies(cookies, &page);
+        csrf_in(&page.body)
+    }
+
+    /// Posts a form of the session as a browser would: with the CSRF token
+    /// of a page it just loaded, then `fields`.
+    fn submit(&self, path: &str, cookies: &mut String, fields: &str) -> HttpResponse {
+        let token = self.csrf(cookies);
+        let body = match fields {
+            "" => format!("csrf_token={token}"),
+            _ => format!("csrf_token={token}&{fields}"),
+        };
+        self.post(path, Some(cookies), &body)
+    }
+}
+
+/// The CSRF token in the first form of `page`.
+fn csrf_in(page: &str) -> String {
+    let marker = "name=csrf_token value=\"";
+    let start = page
+        .find(marker)
+        .unwrap_or_else(|| panic!("no CSRF token in {page}"))
+        + marker.len();
+    let token: String = page[start..].chars().take_while(|&c| c != '"').collect();
+    assert_eq!(token.len(), 86, "{token:?}");
+    token
+}
+
+/// `cookies` (a `Cookie` header) after the browser applied `r`'s
+/// `Set-Cookie` headers: set ones replace, cleared ones go.
+fn with_set_cookies(cookies: &str, r: &HttpResponse) -> String {
+    let mut jar: Vec<(String, String)> = cookies
+        .split("; ")
+        .filter_map(|c| c.split_once('='))
+        .map(|(n, v)| (n.to_owned(), v.to_owned()))
+        .collect();
+    for set in r.set_cookies() {
+        let pair = set.split(';').next().unwrap_or_default();
+        let Some((name, value)) = pair.split_once('=') else {
+            continue;
+        };
+        jar.retain(|(n, _)| n != name);
+        if !set.contains("Max-Age=0") {
+            jar.push((name.to_owned(), value.to_owned()));
+        }
+    }
+    jar.iter()
+        .map(|(n, v)| format!("{n}={v}"))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 impl Drop for Demo {
@@ -222,12 +282,12 @@ fn privilege_change_rotates_and_refuses_the_old_cookie_even_in_flight() {
     // Default 30 s grace: a routine rotation's old cookie would still
     // resolve; a privilege change's never reaches the new privileges.
     let demo = Demo::start(&["--store", "memory"]);
-    let old = demo.login("alice");
+    let mut old = demo.login("alice");
     let old_fp = demo
         .get("/me", Some(&old))
         .field("fingerprint")
         .map(str::to_owned);
-    let r = demo.post("/admin", Some(&old), "");
+    let r = demo.submit("/admin", &mut old, "");
     assert_eq!(r.status, 303);
     let new = r.cookie_pair();
     assert_ne!(new, old, "a privilege change issues a new token");
@@ -249,8 +309,8 @@ fn privilege_change_rotates_and_refuses_the_old_cookie_even_in_flight() {
 #[test]
 fn old_cookie_is_refused_after_the_grace_window_and_its_successor_revoked() {
     let demo = Demo::start(&["--store", "memory", "--rotation-grace-ms", "200"]);
-    let old = demo.login("alice");
-    let new = demo.post("/admin", Some(&old), "").cookie_pair();
+    let mut old = demo.login("alice");
+    let new = demo.submit("/admin", &mut old, "").cookie_pair();
     assert_eq!(demo.get("/me", Some(&new)).status, 200);
     // Past the window: no assertion on speed, only that it has passed.
     std::thread::sleep(Duration::from_millis(600));
@@ -271,8 +331,8 @@ fn old_cookie_is_refused_after_the_grace_window_and_its_successor_revoked() {
 #[test]
 fn logout_clears_the_cookie_and_the_token_is_refused_afterwards() {
     let demo = Demo::start(&["--store", "memory"]);
-    let cookie = demo.login("alice");
-    let r = demo.post("/logout", Some(&cookie), "");
+    let mut cookie = demo.login("alice");
+    let r = demo.submit("/logout", &mut cookie, "");
     assert_eq!(r.status, 303);
     assert_eq!(
         r.set_cookies(),
@@ -289,14 +349,14 @@ fn logout_clears_the_cookie_and_the_token_is_refused_afterwards() {
 #[test]
 fn log_out_everywhere_else_ends_only_the_users_other_sessions() {
     let demo = Demo::start(&["--store", "memory"]);
-    let laptop = demo.login("alice");
+    let mut laptop = demo.login("alice");
     let phone = demo.login("alice");
     let bob = demo.login("bob");
     let list = demo.get("/sessions", Some(&laptop));
     assert_eq!(list.status, 200);
     assert!(list.body.contains("2 live session(s)"), "{}", list.body);
 
-    let r = demo.post("/sessions/others", Some(&laptop), "");
+    let r = demo.submit("/sessions/others", &mut laptop, "");
     assert_eq!(r.status, 303);
     assert_eq!(demo.get("/me", Some(&laptop)).status, 200);
     assert_eq!(
@@ -318,7 +378,7 @@ fn log_out_everywhere_else_ends_only_the_users_other_sessions() {
 #[test]
 fn ending_one_session_by_fingerprint_cannot_reach_another_user() {
     let demo = Demo::start(&["--store", "memory"]);
-    let alice = demo.login("alice");
+    let mut alice = demo.login("alice");
     let alice2 = demo.login("alice");
     let bob = demo.login("bob");
     let bob_fp = demo
@@ -332,17 +392,15 @@ fn ending_one_session_by_fingerprint_cannot_reach_another_user() {
         .unwrap()
         .to_owned();
 
-    demo.post(
+    let r = demo.submit(
         "/sessions/end",
-        Some(&alice),
+        &mut alice,
         &format!("fingerprint={bob_fp}"),
     );
+    assert_eq!(r.status, 303);
     assert_eq!(demo.get("/me", Some(&bob)).status, 200);
-    demo.post(
-        "/sessions/end",
-        Some(&alice),
-        &format!("fingerprint={a2_fp}"),
-    );
+    let r = demo.submit("/sessions/end", &mut alice, &format!("fingerprint={a2_fp}"));
+    assert_eq!(r.status, 303);
     assert_eq!(demo.get("/me", Some(&alice2)).status, 401);
     assert_eq!(demo.get("/me", Some(&alice)).status, 200);
 }
@@ -519,12 +577,14 @@ fn tickets_mode_logs_in_rotates_and_logs_out_without_server_side_sessions() {
         "--rotation-grace-ms",
         "200",
     ]);
-    let old = demo.login("alice");
+    let mut old = demo.login("alice");
     let ticket = old.split_once('=').unwrap().1;
     assert!(ticket.len() > 43, "a signed ticket, not a bare session ID");
     assert_eq!(demo.get("/me", Some(&old)).field("user"), Some("alice"));
 
-    let new = demo.post("/admin", Some(&old), "").cookie_pair();
+    // The page's CSRF secret travels in the ticket: `old` is the ticket
+    // that carries it, and the one the privilege change retires.
+    let new = demo.submit("/admin", &mut old, "").cookie_pair();
     assert_ne!(new, old);
     assert_eq!(demo.get("/me", Some(&new)).field("role"), Some("admin"));
     std::thread::sleep(Duration::from_millis(600));
@@ -539,9 +599,9 @@ fn tickets_mode_logs_in_rotates_and_logs_out_without_server_side_sessions() {
 
     // No per-session state: no session list. Logout still ends the ticket,
     // through the revocation store.
-    let new = demo.login("alice");
+    let mut new = demo.login("alice");
     assert_eq!(demo.get("/sessions", Some(&new)).status, 404);
-    demo.post("/logout", Some(&new), "");
+    assert_eq!(demo.submit("/logout", &mut new, "").status, 303);
     assert_eq!(
         demo.get("/me", Some(&new)).field("rejected"),
         Some("terminated")
@@ -601,9 +661,9 @@ fn two_instances_share_sessions_through_redis() {
     let store = redis.store_arg();
     let a = Demo::start(&["--store", &store]);
     let b = Demo::start(&["--store", &store]);
-    let cookie = a.login("alice");
+    let mut cookie = a.login("alice");
     assert_eq!(b.get("/me", Some(&cookie)).field("user"), Some("alice"));
-    assert_eq!(b.post("/logout", Some(&cookie), "").status, 303);
+    assert_eq!(b.submit("/logout", &mut cookie, "").status, 303);
     assert_eq!(
         a.get("/me", Some(&cookie)).field("rejected"),
         Some("terminated")
@@ -675,17 +735,22 @@ fn two_instances_sharing_a_file_store_need_no_sticky_sessions() {
     let a = Demo::start(&["--store", &store]);
     let b = Demo::start(&["--store", &store]);
 
-    let cookie = a.login("alice");
+    let mut cookie = a.login("alice");
     let on_b = b.get("/me", Some(&cookie));
     assert_eq!(on_b.status, 200, "{}", on_b.body);
     assert_eq!(on_b.field("user"), Some("alice"));
 
-    // A privilege change on B is visible on A, under the new cookie.
-    let admin = b.post("/admin", Some(&cookie), "").cookie_pair();
+    // A privilege change on B is visible on A, under the new cookie; the
+    // CSRF token of a page A rendered is good on B.
+    let token = a.csrf(&mut cookie);
+    let admin = b
+        .post("/admin", Some(&cookie), &format!("csrf_token={token}"))
+        .cookie_pair();
     assert_eq!(a.get("/me", Some(&admin)).field("role"), Some("admin"));
 
     // Logout on B ends it for A too.
-    assert_eq!(b.post("/logout", Some(&admin), "").status, 303);
+    let mut admin = admin;
+    assert_eq!(b.submit("/logout", &mut admin, "").status, 303);
     let on_a = a.get("/me", Some(&admin));
     assert_eq!(on_a.status, 401);
     assert_eq!(on_a.field("rejected"), Some("terminated"));
@@ -698,14 +763,14 @@ fn log_out_everywhere_else_reaches_sessions_made_by_another_instance() {
     let store = dir.store_arg();
     let a = Demo::start(&["--store", &store]);
     let b = Demo::start(&["--store", &store]);
-    let laptop = a.login("alice");
+    let mut laptop = a.login("alice");
     let phone = b.login("alice");
     assert!(
         a.get("/sessions", Some(&laptop))
             .body
             .contains("2 live session(s)")
     );
-    a.post("/sessions/others", Some(&laptop), "");
+    assert_eq!(a.submit("/sessions/others", &mut laptop, "").status, 303);
     assert_eq!(
         b.get("/me", Some(&phone)).field("rejected"),
         Some("terminated")
@@ -775,14 +840,16 @@ fn a_double_clicked_privilege_change_on_two_instances_is_never_a_500() {
     let a = Demo::start(&["--store", &store]);
     let b = Demo::start(&["--store", &store]);
     for round in 0..20 {
-        let cookie = a.login("alice");
+        let mut cookie = a.login("alice");
+        // Both clicks come from one page, with one token.
+        let form = format!("csrf_token={}", a.csrf(&mut cookie));
         let both_clicked = Barrier::new(2);
         let answers = std::thread::scope(|scope| {
             let clicks = [&a, &b].map(|demo| {
-                let (cookie, both_clicked) = (&cookie, &both_clicked);
+                let (cookie, form, both_clicked) = (&cookie, &form, &both_clicked);
                 scope.spawn(move || {
                     both_clicked.wait();
-                    demo.post("/admin", Some(cookie), "")
+                    demo.post("/admin", Some(cookie), form)
                 })
             });
             clicks.map(|c| c.join().expect("the click thread"))
