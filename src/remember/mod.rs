@@ -1121,7 +1121,9 @@ impl RememberMe {
     /// account), with one cutoff record; it does not end sessions (that is
     /// [`SessionManager::terminate_all`]). A token issued at `now` itself,
     /// or later, is not affected, so a request may forget all and then
-    /// issue a token for the device it runs on.
+    /// issue a token for the device it runs on; a password login on another
+    /// device in the same millisecond counts as one just after, as it would
+    /// a moment later.
     ///
     /// # Errors
     /// Store errors; [`Error::Conflict`] if the cutoff record kept changing
