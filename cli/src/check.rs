@@ -340,8 +340,28 @@ fn print_findings(findings: &[Finding]) {
     }
 }
 
+/// Whether `check`'s argument is a Redis URL (or `--store`'s `redis:URL`)
+/// rather than a directory: the check reads a file store's files, and a
+/// Redis store has none. Its "cannot open the file store" message would
+/// quote the URL, and with it any password, so it is refused first (unless
+/// a directory of that name exists).
+fn is_redis_url(root: &Path) -> bool {
+    let text = root.to_string_lossy();
+    ["redis:", "rediss:", "redis+unix:"]
+        .iter()
+        .any(|scheme| text.starts_with(scheme))
+        && !root.is_dir()
+}
+
 /// `latchkey check`.
 pub(crate) fn run(root: &Path, repair: bool, json: bool) -> Result<u8, Failure> {
+    if is_redis_url(root) {
+        // The URL is not quoted: it may carry a password.
+        return Err(Failure::Usage(
+            "`check` reads a file store's directory (check DIR); a Redis store has no files to check"
+                .into(),
+        ));
+    }
     let before = findings(root, &scan::walk(root)?);
     if !repair {
         let problems = before
