@@ -105,13 +105,18 @@
 //! keeps them in a directory that survives restarts and crashes, that
 //! several processes on one host may share, and that an operator can read
 //! with `cat` (layout in [`store::file`]). `RedisStore` (feature `redis`)
-//! serves many app servers.
+//! and `PostgresStore` (feature `postgres`) serve many app servers.
 //!
 //! ## Cargo features
 //!
 //! - `redis` (off by default): `RedisStore`, sessions in Redis shared by many
 //!   app servers, on the `redis` crate's synchronous client (see
 //!   `latchkey::store::redis`).
+//! - `redis-tls` (off by default): `rediss://` URLs and
+//!   `RedisStore::open_tls` for a private CA, over rustls (no OpenSSL).
+//! - `postgres` (off by default): `PostgresStore`, sessions in one
+//!   PostgreSQL table, on the synchronous `postgres` client (see
+//!   `latchkey::store::postgres`).
 //! - `test-util` (off by default): `latchkey::store::conformance` and
 //!   `store_conformance!`, the store conformance suite, for the tests of a
 //!   store of your own.
@@ -166,6 +171,8 @@ pub use crate::resume::{Checkpoint, MAX_CHECKPOINT_NAME_LEN, MAX_CHECKPOINTS, Re
 #[cfg(unix)]
 pub use crate::store::file::{Durability, FileStore};
 pub use crate::store::memory::MemoryStore;
+#[cfg(feature = "postgres")]
+pub use crate::store::postgres::PostgresStore;
 #[cfg(feature = "redis")]
 pub use crate::store::redis::RedisStore;
 // What a store implementer also needs (`Record`, `RecordState`,

@@ -91,6 +91,8 @@ pub mod conformance;
 #[cfg(unix)]
 pub mod file;
 pub mod memory;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 #[cfg(feature = "redis")]
 pub mod redis;
 

@@ -95,8 +95,10 @@
 //! One Redis (6.0 or later), optionally with replicas and Sentinel in
 //! front. Redis Cluster is not supported: a rotation writes two session keys
 //! and a user set in one script, which Cluster allows only within one hash
-//! slot. The client is the `redis` crate's synchronous one, without TLS:
-//! reach a remote Redis over a private network or a local TLS tunnel.
+//! slot. The client is the `redis` crate's synchronous one; with the
+//! `redis-tls` feature it speaks TLS (rustls) to a `rediss://` URL, see
+//! [TLS](RedisStore#tls). Without it, reach a remote Redis over a private
+//! network or a local TLS tunnel.
 
 use std::fmt::{self, Write as _};
 use std::sync::Arc;
@@ -242,6 +244,25 @@ impl Scripts {
 /// the cleaning of user sets are compare-and-delete steps that a retry
 /// repeats harmlessly; only their counts may come out lower.
 ///
+/// # TLS
+///
+/// With the `redis-tls` feature (rustls, no OpenSSL), a `rediss://` URL
+/// connects over TLS and checks the server's certificate, for the host in
+/// the URL, against the system's root certificates:
+/// `RedisStore::open("rediss://:password@my-redis.example.com:6380/")`
+/// reaches a managed, TLS-only Redis whose certificate a public CA signed.
+/// For a server whose certificate a private CA signed, pass that CA's PEM
+/// to `RedisStore::open_tls` (feature `redis-tls`); it is then the only CA trusted. A failed
+/// handshake (an unknown CA, a certificate for another host, a server
+/// without TLS) is a connection failure like any other: a backend failure,
+/// [`StoreError::Unavailable`], never a fallback to plaintext. A
+/// `redis://` URL never uses TLS, and a `#insecure` URL (no checks) is
+/// refused. Client certificates (mutual TLS) are not supported. The
+/// handshake counts against the connect timeout, and pooled connections
+/// keep their TLS session, so it is paid once per connection. If the
+/// application has not installed a rustls crypto provider by the first
+/// TLS connection, the store installs `ring` as the process default.
+///
 /// # Example
 /// ```no_run
 /// use std::time::Duration;
@@ -278,11 +299,30 @@ impl fmt::Debug for RedisStore {
         f.debug_struct("RedisStore")
             .field("addr", &info.addr().to_string())
             .field("db", &info.redis_settings().db())
+            .field("tls", &self.is_tls())
             .field("prefix", &self.prefix)
             .field("connect_timeout", &self.connect_timeout)
             .field("io_timeout", &self.io_timeout)
             .field("idle_connections", &self.idle.lock().len())
             .finish_non_exhaustive()
+    }
+}
+
+/// Gives rustls a process-wide crypto provider (`ring`) if the
+/// application has not installed one: the `redis` crate builds its TLS
+/// configuration with rustls's process default, and without one rustls
+/// panics. Called before each TLS connection rather than at `open`, so an
+/// application that installs its own provider at startup keeps it.
+#[cfg(feature = "redis-tls")]
+fn ensure_crypto_provider() {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        // rustls 0.23.48 deprecates its ring provider for lacking
+        // post-quantum key exchange, yet picks it itself when `ring` is its
+        // only backend (as here): aws-lc-rs would add a large C build.
+        #[allow(deprecated)]
+        let provider = rustls::crypto::ring::default_provider();
+        // Err means another thread installed one first: that one is used.
+        let _ = provider.install_default();
     }
 }
 
@@ -458,11 +498,15 @@ impl RedisStore {
     /// the system clock. Nothing is connected yet (see [`RedisStore::ping`]).
     ///
     /// `url` is `redis://[[user]:password@]host[:port][/db]` or
-    /// `redis+unix:///path/to/socket[?db=N]`.
+    /// `redis+unix:///path/to/socket[?db=N]`; with the `redis-tls` feature
+    /// also `rediss://…`, TLS verified against the system's root
+    /// certificates (see [TLS](RedisStore#tls); `RedisStore::open_tls`
+    /// trusts a private CA instead).
     ///
     /// # Errors
     /// [`StoreError::Unavailable`] if `url` is not a Redis URL this build
-    /// supports (`rediss://` needs TLS, which it leaves out).
+    /// supports: `rediss://` needs the `redis-tls` feature, and a
+    /// `rediss://…#insecure` URL (no certificate check) is always refused.
     ///
     /// # Example
     /// ```
@@ -476,6 +520,83 @@ impl RedisStore {
     /// ```
     pub fn open(url: &str) -> Result<RedisStore, StoreError> {
         let client = Client::open(url).map_err(unavailable)?;
+        RedisStore::from_client(client)
+    }
+
+    /// A store for the Redis at a `rediss://` `url`, over TLS, trusting
+    /// the CA certificates in `root_ca_pem` (PEM, one or more) instead of
+    /// the system's roots when it is `Some` (feature `redis-tls`). Nothing is
+    /// connected yet (see [`RedisStore::ping`]).
+    ///
+    /// Use it for a Redis whose certificate a private CA signed (a
+    /// self-managed server, many managed services); for a certificate from
+    /// a public CA, `RedisStore::open("rediss://…")` or `None` here is
+    /// enough. Either way the server's certificate must be valid for the
+    /// host in `url` (a name or an IP address in its subject alternative
+    /// names), or no connection is made.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] if `url` is not a `rediss://` URL, asks
+    /// for `#insecure`, or `root_ca_pem` holds no certificate or one that
+    /// does not parse: never a connection without TLS or without checks.
+    ///
+    /// # Example
+    /// ```no_run
+    /// use latchkey::RedisStore;
+    ///
+    /// let ca = std::fs::read("/etc/myapp/redis-ca.pem")?;
+    /// let store = RedisStore::open_tls("rediss://:secret@redis.internal:6380/", Some(&ca))?;
+    /// store.ping()?; // fails (a backend error) if the certificate does not check out
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[cfg(feature = "redis-tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis-tls")))]
+    pub fn open_tls(url: &str, root_ca_pem: Option<&[u8]>) -> Result<RedisStore, StoreError> {
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject as _;
+
+        if let Some(pem) = root_ca_pem {
+            // An empty or garbled file would otherwise make an empty trust
+            // store, and every connection fail later with a less clear error.
+            let mut certs = 0usize;
+            for cert in CertificateDer::pem_slice_iter(pem) {
+                cert.map_err(|e| {
+                    unavailable(RedisError::from((
+                        ErrorKind::InvalidClientConfig,
+                        "the root CA PEM does not parse",
+                        e.to_string(),
+                    )))
+                })?;
+                certs += 1;
+            }
+            if certs == 0 {
+                return Err(unavailable(RedisError::from((
+                    ErrorKind::InvalidClientConfig,
+                    "the root CA PEM holds no certificate",
+                ))));
+            }
+        }
+        let certificates = redis::TlsCertificates {
+            client_tls: None,
+            root_cert: root_ca_pem.map(<[u8]>::to_vec),
+        };
+        // Refuses a URL that is not `rediss://`: TLS was asked for.
+        let client = Client::build_with_tls(url, certificates).map_err(unavailable)?;
+        RedisStore::from_client(client)
+    }
+
+    fn from_client(client: Client) -> Result<RedisStore, StoreError> {
+        if let redis::ConnectionAddr::TcpTls { insecure: true, .. } =
+            client.get_connection_info().addr()
+        {
+            // `#insecure` turns off certificate checks: anyone on the path
+            // could read and forge sessions. Refused here rather than at the
+            // first call.
+            return Err(unavailable(RedisError::from((
+                ErrorKind::InvalidClientConfig,
+                "a rediss:// URL with #insecure (no certificate check) is refused",
+            ))));
+        }
         Ok(RedisStore {
             client,
             prefix: DEFAULT_PREFIX.to_owned(),
@@ -642,12 +763,24 @@ impl RedisStore {
     }
 
     fn connect(&self) -> Result<Connection, RedisError> {
+        #[cfg(feature = "redis-tls")]
+        if self.is_tls() {
+            ensure_crypto_provider();
+        }
         let con = self
             .client
             .get_connection_with_timeout(self.connect_timeout)?;
         con.set_read_timeout(Some(self.io_timeout))?;
         con.set_write_timeout(Some(self.io_timeout))?;
         Ok(con)
+    }
+
+    /// Whether connections use TLS (a `rediss://` URL).
+    fn is_tls(&self) -> bool {
+        matches!(
+            self.client.get_connection_info().addr(),
+            redis::ConnectionAddr::TcpTls { .. }
+        )
     }
 
     fn release(&self, con: Connection) {

@@ -1,0 +1,905 @@
+//! [`PostgresStore`]: sessions in one PostgreSQL table, one session space for
+//! many app servers (feature `postgres`).
+//!
+//! Put several app servers behind a load balancer, point them all at one
+//! database, and a user stays logged in whichever server answers. Each
+//! record is one row; the version column makes every write a
+//! compare-and-set, so two servers writing the same session cannot both
+//! win, and a rotation writes both of its rows in one transaction.
+//!
+//! # Schema
+//!
+//! Nothing is created behind your back: run [`PostgresStore::migrate`] once
+//! (at deploy time, from one process), or apply [`MIGRATION_SQL`] with your
+//! own migration tool. For the default table it is:
+//!
+//! ```sql
+//! CREATE TABLE IF NOT EXISTS "latchkey_sessions" (
+//!     key        bytea  PRIMARY KEY CHECK (octet_length(key) = 32),
+//!     version    bigint NOT NULL,
+//!     expires_at bigint NOT NULL,
+//!     last_seen  bigint NULL,
+//!     user_name  bytea  NULL,
+//!     record     text   NOT NULL
+//! );
+//! CREATE INDEX IF NOT EXISTS "latchkey_sessions_user_name"
+//!     ON "latchkey_sessions" (user_name) WHERE user_name IS NOT NULL;
+//! CREATE INDEX IF NOT EXISTS "latchkey_sessions_expires_at"
+//!     ON "latchkey_sessions" (expires_at);
+//! ```
+//!
+//! [`PostgresStore::with_table`] names another table (the indexes are named
+//! after it); [`PostgresStore::migration_sql`] gives its SQL.
+//!
+//! - `key` is the [`StoreKey`] (SHA-256 of the session ID), never the
+//!   token: a dump of the table cannot be replayed as cookies. A log line's
+//!   [`Fingerprint`](crate::Fingerprint) is its first 12 hex digits:
+//!   `SELECT * FROM latchkey_sessions WHERE encode(key, 'hex') LIKE '<fingerprint>%'`.
+//! - `record` is the [`Record`] as JSON, the same text
+//!   [`FileStore`](crate::FileStore) and `RedisStore` hold, e.g.
+//!   `{"version":1,"expires_at":…,"state":{"live":{…}}}`. It is `text`, not
+//!   `jsonb`, so it comes back byte for byte (`jsonb` would reorder keys and
+//!   round numbers past 2^53 in some clients). A record over
+//!   [`MAX_RECORD_BYTES`] is refused when written
+//!   ([`StoreError::RecordTooLarge`]) so that everything written reads back.
+//! - `version`, `expires_at` and `last_seen` are copies the SQL compares:
+//!   the row's values win over the JSON's on every read, so that `touch`
+//!   is one `UPDATE` that rewrites no JSON. Times are Unix milliseconds;
+//!   `last_seen` is `NULL` exactly when the record is not live. A time past
+//!   `i64::MAX` ms (a "never" deadline) is stored as `i64::MAX` and read
+//!   back from the JSON. A version is stored as the `bigint` with the same
+//!   bits (versions are only compared for equality).
+//! - `user_name` is the UTF-8 bytes of the user bound to a live record, for
+//!   [`Store::sessions_of`]. It is `bytea` rather than `text` because a
+//!   user name is data from outside and may hold a NUL, which `text`
+//!   refuses: `WHERE user_name = convert_to('alice', 'UTF8')`.
+//!
+//! # Expiry
+//!
+//! PostgreSQL has no native expiry: a row stays until
+//! [`Store::purge_expired`] deletes it (`DELETE … WHERE expires_at <= $1`,
+//! on the `expires_at` index). The manager never accepts an expired record,
+//! so purging only reclaims space: run it from a timer every few minutes.
+//!
+//! # Atomicity
+//!
+//! Every write is one transaction at `READ COMMITTED`:
+//!
+//! - `insert`: `INSERT … ON CONFLICT (key) DO NOTHING`; no row inserted is
+//!   [`StoreError::Exists`].
+//! - `replace`: `UPDATE … WHERE key = $1 AND version = $2`. The row lock
+//!   makes a concurrent writer wait and then re-check the version, so of
+//!   two writers from the same version exactly one wins. No row updated:
+//!   a `SELECT` in the same transaction tells [`StoreError::Conflict`]
+//!   from [`StoreError::NotFound`].
+//! - `touch`: `UPDATE … SET last_seen = GREATEST(last_seen, $2),
+//!   expires_at = GREATEST(expires_at, $3)` on a live row, without a
+//!   version bump, so a busy session's loads never make its saves
+//!   conflict.
+//! - `rotate`: the versioned `UPDATE` of `old` and the `INSERT` of `new`
+//!   in one transaction, rolled back unless both succeed: readers see the
+//!   old record and no new one, or the retired record and the new one.
+//! - `remove` and `purge_expired`: `DELETE`.
+//!
+//! # The connection
+//!
+//! The client is the `postgres` crate's synchronous one, which fits a store
+//! whose calls block: it is a thin wrapper over `tokio-postgres` that gives
+//! each connection its own current-thread tokio runtime (I/O and timer
+//! drivers, no worker threads) and drives it only while a call on that
+//! connection blocks. No thread runs in the background and nothing async
+//! appears in this API. What the feature adds to a build: `postgres`,
+//! `tokio-postgres`, `tokio` (`rt`, `net`, `time`, `io-util`),
+//! `futures-util` and friends, `postgres-protocol` with its SCRAM and MD5
+//! authentication (`md-5`, `stringprep`; `hmac`, `sha2` and `rand` are the
+//! versions latchkey already uses), `socket2`, `whoami`, `phf`, `log`, and
+//! older copies of `base64` (0.22) and `parking_lot` (0.12);
+//! none of it enters a build without the feature. One caveat from the
+//! crate: opening a connection panics if the OS refuses the runtime its
+//! epoll instance (out of file descriptors). Connections are plain TCP or
+//! Unix sockets (`NoTls`): reach a remote server over a private network or
+//! a local TLS tunnel.
+//!
+//! The store keeps up to [`DEFAULT_MAX_IDLE_CONNECTIONS`] idle connections
+//! in a pool (a mutex around a `Vec`, held only to take or return one);
+//! each call takes one out, so calls run in parallel, and a call that finds
+//! none opens one. A connection is returned only after a call succeeded.
+
+mod sql;
+
+use std::fmt;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use postgres::error::SqlState;
+use postgres::types::{ToSql, Type};
+use postgres::{Client, Config, IsolationLevel, NoTls, Row, Transaction};
+
+use self::sql::Sql;
+pub use self::sql::{DEFAULT_TABLE, MIGRATION_SQL};
+use crate::clock::Timestamp;
+use crate::id::StoreKey;
+use crate::store::{Record, RecordState, Store, StoreError};
+
+/// How long a [`PostgresStore`] waits to connect, unless the connection
+/// parameters say otherwise (`connect_timeout`).
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How long one statement may run on the server (`statement_timeout`), and
+/// how long sent data may go unacknowledged before the connection is
+/// dropped (`tcp_user_timeout`), unless told otherwise.
+pub const DEFAULT_IO_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How many idle connections a [`PostgresStore`] keeps, unless told
+/// otherwise.
+pub const DEFAULT_MAX_IDLE_CONNECTIONS: usize = 16;
+
+/// The largest record, as JSON, that a [`PostgresStore`] writes and reads
+/// back: 1 MiB.
+pub const MAX_RECORD_BYTES: usize = 1024 * 1024;
+
+/// How many times a transaction the server rolled back as a serialization
+/// failure or a deadlock is run in all before the call reports
+/// [`StoreError::Conflict`].
+const ATTEMPTS: usize = 3;
+
+/// A [`Store`] in a PostgreSQL table, shared by every process that opens
+/// the same database and table.
+///
+/// See the [module docs](self) for the schema, expiry and atomicity.
+///
+/// # Faults
+///
+/// Every write runs in an explicit transaction, so it takes effect
+/// entirely or not at all, and never twice. What a failed call leaves for
+/// the caller to assume depends on when it failed:
+///
+/// - **The server cannot be reached** (connection refused, connect
+///   timeout, authentication refused): [`StoreError::Unavailable`].
+///   Nothing was sent, nothing changed.
+/// - **The server answers with an error** (the table is missing, a
+///   statement ran past `statement_timeout`, the server is shutting down):
+///   `Unavailable`. The transaction was rolled back: nothing changed.
+/// - **Serialization failure or deadlock** (SQLSTATE `40001`, `40P01`):
+///   the server rolled the transaction back, so it is run again on the same
+///   connection, up to three attempts in all; then
+///   [`StoreError::Conflict`]. The store's own statements at
+///   `READ COMMITTED` do not raise them; a server whose triggers or
+///   settings do will see them retried.
+/// - **The connection drops before `COMMIT` was sent** (the server
+///   restarted or was killed, an idle pooled connection was closed by the
+///   server or a proxy): the open transaction dies with the connection and
+///   nothing changed. If the connection came from the pool, the pool is
+///   emptied (its siblings died too) and the call runs once more, at once,
+///   on a fresh connection; so the first call after a server restart
+///   succeeds. Otherwise, or if the retry fails too, `Unavailable`.
+/// - **A lost reply to `COMMIT`**: the connection dropped, was reset or
+///   timed out after `COMMIT` was sent and before its answer arrived, or
+///   the server answered it with anything but a serialization failure.
+///   PostgreSQL may or may not have committed, so the call reports
+///   [`StoreError::OutcomeUnknown`] and never retries. This is the only
+///   case of `OutcomeUnknown`; reads never report it.
+/// - **The server restarts**: connections open across the restart are
+///   dropped connections, as above, and the next call reconnects. What the
+///   new server holds is PostgreSQL's durability: every committed write,
+///   unless `synchronous_commit` or `fsync` was turned off.
+///
+/// After `OutcomeUnknown` the record is in exactly one of two states,
+/// never a mix, and the caller must allow for both:
+///
+/// | write | as before | as written |
+/// |---|---|---|
+/// | `insert` | no row | the row (a session no client holds a token for yet; it expires) |
+/// | `replace` | the row at `expected` | the new row |
+/// | `rotate` | `old` at `expected`, no `new` | `old` retired, `new` written |
+/// | `remove` | the row | no row |
+/// | `touch` | activity not recorded | recorded |
+///
+/// [`StoreManager`](crate::StoreManager) passes it on as
+/// [`Error::Store`](crate::Error::Store), a backend failure: answer 503
+/// and keep the cookie. Every failure above is a backend failure
+/// ([`Error::is_backend_failure`](crate::Error::is_backend_failure)),
+/// never a rejection that would log the user out.
+///
+/// **Timeouts.** Connecting waits at most the connect timeout; a statement
+/// runs at most the I/O timeout on the server (`statement_timeout`); and a
+/// connection whose sent data goes unacknowledged that long is dropped
+/// (`tcp_user_timeout`, Linux). The synchronous client has no timeout for
+/// a reply, so a server that accepts a request and then never answers
+/// (stopped with `SIGSTOP`, say) blocks the call until the server resumes
+/// or the connection breaks.
+///
+/// # Example
+/// ```no_run
+/// use latchkey::{NewSession, PostgresStore, SessionManager, StoreManager};
+///
+/// let store = PostgresStore::connect("host=127.0.0.1 user=app dbname=app")?;
+/// store.migrate()?; // once, at deploy time; or apply MIGRATION_SQL yourself
+/// let manager = StoreManager::new(store);
+/// let issued = manager.create(NewSession::new().with_user("alice"))?;
+/// // Any other app server with the same database can load it.
+/// assert!(manager.load(issued.token()).is_ok());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct PostgresStore {
+    config: Config,
+    table: String,
+    sql: Sql,
+    io_timeout: Duration,
+    max_idle: usize,
+    /// Idle connections. A connection is taken out for one call and put
+    /// back only if the call succeeded, so a connection left mid-reply or
+    /// mid-transaction is never reused.
+    idle: Mutex<Vec<Client>>,
+}
+
+impl fmt::Debug for PostgresStore {
+    /// Shows where the store points, never the password.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresStore")
+            .field("hosts", &self.config.get_hosts())
+            .field("ports", &self.config.get_ports())
+            .field("dbname", &self.config.get_dbname())
+            .field("table", &self.table)
+            .field("connect_timeout", &self.config.get_connect_timeout())
+            .field("io_timeout", &self.io_timeout)
+            .field("idle_connections", &self.idle.lock().len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a call's work on one connection failed, and whether it got as far
+/// as sending `COMMIT` (which decides whether the outcome is known).
+struct Fault {
+    error: postgres::Error,
+    committing: bool,
+}
+
+impl From<postgres::Error> for Fault {
+    fn from(error: postgres::Error) -> Fault {
+        Fault {
+            error,
+            committing: false,
+        }
+    }
+}
+
+impl Fault {
+    /// Whether the server rolled the transaction back as a serialization
+    /// failure or deadlock: running it again is safe and may succeed.
+    fn retryable(&self) -> bool {
+        matches!(
+            self.error.code(),
+            Some(c) if *c == SqlState::T_R_SERIALIZATION_FAILURE || *c == SqlState::T_R_DEADLOCK_DETECTED
+        )
+    }
+}
+
+/// Starts a write's transaction.
+fn begin(client: &mut Client) -> Result<Transaction<'_>, postgres::Error> {
+    client
+        .build_transaction()
+        .isolation_level(IsolationLevel::ReadCommitted)
+        .start()
+}
+
+/// Commits, marking a failure as one whose outcome may be unknown.
+fn commit(tx: Transaction<'_>) -> Result<(), Fault> {
+    tx.commit().map_err(|error| Fault {
+        error,
+        committing: true,
+    })
+}
+
+fn unavailable(e: postgres::Error) -> StoreError {
+    StoreError::Unavailable(Box::new(e))
+}
+
+/// Why a stored row is not a record; reported as [`StoreError::Corrupt`]
+/// for that session.
+#[derive(Debug, thiserror::Error)]
+enum DecodeError {
+    #[error("the stored record is {0} bytes, more than a record can be")]
+    TooLarge(usize),
+    #[error("the stored value is not a valid record")]
+    Body(#[source] serde_json::Error),
+    #[error("a column of the row has an unexpected type or value")]
+    Column(#[source] postgres::Error),
+    #[error("a time column holds {0}, before 1970")]
+    Negative(i64),
+}
+
+fn corrupt(key: &StoreKey, why: DecodeError) -> StoreError {
+    StoreError::Corrupt {
+        key: key.fingerprint(),
+        source: Box::new(why),
+    }
+}
+
+/// A version as the `bigint` with the same bits: versions are only
+/// compared for equality, and this keeps every `u64` (the conformance
+/// suite writes `u64::MAX - 1`).
+fn version_column(version: u64) -> i64 {
+    i64::from_ne_bytes(version.to_ne_bytes())
+}
+
+fn column_version(column: i64) -> u64 {
+    u64::from_ne_bytes(column.to_ne_bytes())
+}
+
+/// A time as the `bigint` SQL compares: past `i64::MAX` ms (292 million
+/// years) it saturates, and [`column_time`] reads the JSON's value.
+fn time_column(t: Timestamp) -> i64 {
+    i64::try_from(t.as_unix_millis()).unwrap_or(i64::MAX)
+}
+
+fn column_time(column: i64, written: Timestamp) -> Result<Timestamp, DecodeError> {
+    let millis = u64::try_from(column).map_err(|_| DecodeError::Negative(column))?;
+    let t = Timestamp::from_unix_millis(millis);
+    Ok(if column == i64::MAX {
+        t.max(written)
+    } else {
+        t
+    })
+}
+
+/// A record's row values, encoded and size-checked.
+struct RowValues {
+    version: i64,
+    expires_at: i64,
+    last_seen: Option<i64>,
+    user: Option<Vec<u8>>,
+    json: String,
+}
+
+impl RowValues {
+    fn of(key: &StoreKey, record: &Record) -> Result<RowValues, StoreError> {
+        let json = serde_json::to_string(record).map_err(|e| StoreError::Corrupt {
+            key: key.fingerprint(),
+            source: Box::new(e),
+        })?;
+        if json.len() > MAX_RECORD_BYTES {
+            return Err(StoreError::RecordTooLarge {
+                size: json.len(),
+                limit: MAX_RECORD_BYTES,
+            });
+        }
+        let last_seen = match &record.state {
+            RecordState::Live(live) => Some(time_column(live.last_seen)),
+            _ => None,
+        };
+        Ok(RowValues {
+            version: version_column(record.version),
+            expires_at: time_column(record.expires_at),
+            last_seen,
+            user: record.user().map(|u| u.as_bytes().to_vec()),
+            json,
+        })
+    }
+}
+
+/// The key of a row selected as `key, version, expires_at, last_seen,
+/// record`. A key that is not 32 bytes cannot be named by any caller (the
+/// schema's CHECK keeps them out): a listing skips it.
+fn row_key(row: &Row) -> Option<StoreKey> {
+    let key: &[u8] = row.try_get(0).ok()?;
+    Some(StoreKey::from_bytes(key.try_into().ok()?))
+}
+
+/// Decodes a row selected as `key, version, expires_at, last_seen, record`:
+/// the JSON, then the columns SQL writes over it (see "Schema").
+fn decode_row(row: &Row) -> Result<Record, DecodeError> {
+    let version: i64 = row.try_get(1).map_err(DecodeError::Column)?;
+    let expires_at: i64 = row.try_get(2).map_err(DecodeError::Column)?;
+    let last_seen: Option<i64> = row.try_get(3).map_err(DecodeError::Column)?;
+    let json: &str = row.try_get(4).map_err(DecodeError::Column)?;
+    if json.len() > MAX_RECORD_BYTES {
+        return Err(DecodeError::TooLarge(json.len()));
+    }
+    let mut record: Record = serde_json::from_str(json).map_err(DecodeError::Body)?;
+    record.version = column_version(version);
+    record.expires_at = column_time(expires_at, record.expires_at)?;
+    if let (RecordState::Live(live), Some(seen)) = (&mut record.state, last_seen) {
+        live.last_seen = column_time(seen, live.last_seen)?;
+    }
+    Ok(record)
+}
+
+impl PostgresStore {
+    /// Opens a store on the database that `params` names, and connects once
+    /// to fail fast if it cannot be reached (that connection is kept for
+    /// the first call).
+    ///
+    /// `params` is a libpq-style connection string, `key=value` pairs
+    /// (`host=127.0.0.1 port=5432 user=app dbname=app`) or a URL
+    /// (`postgresql://app@127.0.0.1/app`). Unless it sets them, the connect
+    /// timeout is [`DEFAULT_CONNECT_TIMEOUT`] and `tcp_user_timeout` the
+    /// I/O timeout. The table is [`DEFAULT_TABLE`]; nothing is created
+    /// until [`migrate`](Self::migrate).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] if `params` does not parse or the server
+    /// cannot be reached or refuses the login.
+    pub fn connect(params: &str) -> Result<PostgresStore, StoreError> {
+        let config: Config = params.parse().map_err(unavailable)?;
+        let store = PostgresStore::with_config(config);
+        let client = store.open_connection().map_err(unavailable)?;
+        store.idle.lock().push(client);
+        Ok(store)
+    }
+
+    /// A store on `config`, not yet connected.
+    fn with_config(mut config: Config) -> PostgresStore {
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(DEFAULT_CONNECT_TIMEOUT);
+        }
+        let mut store = PostgresStore {
+            config,
+            table: DEFAULT_TABLE.to_owned(),
+            sql: Sql::new(DEFAULT_TABLE),
+            io_timeout: DEFAULT_IO_TIMEOUT,
+            max_idle: DEFAULT_MAX_IDLE_CONNECTIONS,
+            idle: Mutex::new(Vec::new()),
+        };
+        store.set_tcp_user_timeout();
+        store
+    }
+
+    fn set_tcp_user_timeout(&mut self) {
+        self.config.tcp_user_timeout(self.io_timeout);
+    }
+
+    /// Uses the table `name` instead of [`DEFAULT_TABLE`], for instance to
+    /// give each application its own, or to put it in a schema of its own
+    /// (`"sessions"` in the connection's `search_path`). The name is one
+    /// identifier, quoted in every statement: `my.table` is a table with a
+    /// dot in its name, not a table in schema `my`.
+    #[must_use]
+    pub fn with_table(mut self, name: &str) -> PostgresStore {
+        self.table = name.to_owned();
+        self.sql = Sql::new(name);
+        self
+    }
+
+    /// How long a statement may run on the server and sent data may go
+    /// unacknowledged (see Faults). A zero timeout means the default.
+    /// Connections opened before are closed.
+    #[must_use]
+    pub fn with_io_timeout(mut self, timeout: Duration) -> PostgresStore {
+        // Zero would mean "no timeout" to PostgreSQL: the opposite.
+        self.io_timeout = if timeout.is_zero() {
+            DEFAULT_IO_TIMEOUT
+        } else {
+            timeout
+        };
+        self.set_tcp_user_timeout();
+        self.idle.get_mut().clear();
+        self
+    }
+
+    /// How long to wait for a connection. A zero timeout means the default.
+    /// Connections opened before are kept.
+    #[must_use]
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> PostgresStore {
+        self.config.connect_timeout(if timeout.is_zero() {
+            DEFAULT_CONNECT_TIMEOUT
+        } else {
+            timeout
+        });
+        self
+    }
+
+    /// Keeps at most `max` idle connections (0: a new connection per
+    /// call).
+    #[must_use]
+    pub fn with_max_idle_connections(mut self, max: usize) -> PostgresStore {
+        self.max_idle = max;
+        self.idle.get_mut().truncate(max);
+        self
+    }
+
+    /// The table this store uses.
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// The SQL that [`migrate`](Self::migrate) runs for this store's table:
+    /// [`MIGRATION_SQL`] with the table's name.
+    ///
+    /// # Example
+    /// ```no_run
+    /// # use latchkey::PostgresStore;
+    /// let store = PostgresStore::connect("host=127.0.0.1 dbname=app")?.with_table("app_sessions");
+    /// assert!(store.migration_sql().contains("CREATE TABLE IF NOT EXISTS \"app_sessions\""));
+    /// # Ok::<(), latchkey::StoreError>(())
+    /// ```
+    pub fn migration_sql(&self) -> &str {
+        &self.sql.migrate
+    }
+
+    /// Creates the table and its indexes if they do not exist, in one
+    /// transaction. Run it once, at deploy time, from one process: two
+    /// processes creating the same table at once can fail with a unique
+    /// violation from the catalog.
+    ///
+    /// # Errors
+    /// Backend errors, as for the writes (see Faults).
+    pub fn migrate(&self) -> Result<(), StoreError> {
+        self.call(|c| {
+            let mut tx = begin(c)?;
+            tx.batch_execute(&self.sql.migrate)?;
+            commit(tx)
+        })
+    }
+
+    /// Checks that the server answers (`SELECT 1`).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    pub fn ping(&self) -> Result<(), StoreError> {
+        self.call(|c| Ok(c.batch_execute("SELECT 1")?))
+    }
+
+    fn open_connection(&self) -> Result<Client, postgres::Error> {
+        let mut client = self.config.connect(NoTls)?;
+        let ms = self.io_timeout.as_millis().clamp(1, i32::MAX as u128);
+        client.batch_execute(&format!("SET statement_timeout = {ms}"))?;
+        Ok(client)
+    }
+
+    fn release(&self, client: Client) {
+        let mut idle = self.idle.lock();
+        if idle.len() < self.max_idle && !client.is_closed() {
+            idle.push(client);
+        }
+    }
+
+    /// Runs `op` on a connection, with the retries and the error mapping
+    /// that "Faults" on [`PostgresStore`] describes.
+    fn call<T>(
+        &self,
+        mut op: impl FnMut(&mut Client) -> Result<T, Fault>,
+    ) -> Result<T, StoreError> {
+        let mut attempts = 0;
+        let mut reconnected = false;
+        loop {
+            let pooled = self.idle.lock().pop();
+            let (mut client, from_pool) = match pooled {
+                Some(c) => (c, true),
+                None => (self.open_connection().map_err(unavailable)?, false),
+            };
+            attempts += 1;
+            let fault = match op(&mut client) {
+                Ok(v) => {
+                    self.release(client);
+                    return Ok(v);
+                }
+                Err(f) => f,
+            };
+            if fault.retryable() {
+                // Rolled back by the server, the connection still good.
+                if attempts < ATTEMPTS {
+                    self.release(client);
+                    continue;
+                }
+                return Err(StoreError::Conflict);
+            }
+            if fault.committing {
+                // COMMIT left: whatever came back, if anything, does not
+                // prove that it did not commit.
+                return Err(StoreError::OutcomeUnknown(Box::new(fault.error)));
+            }
+            let connection_lost = fault.error.as_db_error().is_none() || client.is_closed();
+            drop(client);
+            if connection_lost {
+                // Whatever closed this connection (a restart, an idle
+                // timeout) closed its siblings too.
+                self.idle.lock().clear();
+                // Nothing was committed: the transaction died with the
+                // connection. A pooled connection may just have been
+                // stale, so one fresh try.
+                if from_pool && !reconnected {
+                    reconnected = true;
+                    continue;
+                }
+            }
+            return Err(unavailable(fault.error));
+        }
+    }
+
+    /// The `NotFound` or `Conflict` of a versioned write that changed no
+    /// row, asked inside its transaction.
+    fn missing_or_conflict(
+        &self,
+        tx: &mut Transaction<'_>,
+        key: &[u8],
+    ) -> Result<StoreError, Fault> {
+        let exists = tx
+            .query_typed_opt(&self.sql.exists, &[(&key, Type::BYTEA)])?
+            .is_some();
+        Ok(if exists {
+            StoreError::Conflict
+        } else {
+            StoreError::NotFound
+        })
+    }
+}
+
+/// The parameters of an insert of `v` under `key`, as the statement
+/// numbers them.
+fn insert_params<'a>(key: &'a &[u8], v: &'a RowValues) -> [(&'a (dyn ToSql + Sync), Type); 6] {
+    [
+        (key, Type::BYTEA),
+        (&v.version, Type::INT8),
+        (&v.expires_at, Type::INT8),
+        (&v.last_seen, Type::INT8),
+        (&v.user, Type::BYTEA),
+        (&v.json, Type::TEXT),
+    ]
+}
+
+impl Store for PostgresStore {
+    fn insert(&self, key: &StoreKey, record: &Record) -> Result<(), StoreError> {
+        let values = RowValues::of(key, record)?;
+        let k: &[u8] = key.as_bytes();
+        let inserted = self.call(|c| {
+            let mut tx = begin(c)?;
+            let n = tx.execute_typed(&self.sql.insert, &insert_params(&k, &values))?;
+            if n == 1 {
+                commit(tx)?;
+            } else {
+                tx.rollback()?;
+            }
+            Ok(n == 1)
+        })?;
+        if inserted {
+            Ok(())
+        } else {
+            Err(StoreError::Exists)
+        }
+    }
+
+    fn get(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
+        let k: &[u8] = key.as_bytes();
+        let row = self.call(|c| Ok(c.query_typed_opt(&self.sql.get, &[(&k, Type::BYTEA)])?))?;
+        row.map(|row| decode_row(&row).map_err(|e| corrupt(key, e)))
+            .transpose()
+    }
+
+    fn replace(&self, key: &StoreKey, expected: u64, record: &Record) -> Result<(), StoreError> {
+        let v = RowValues::of(key, record)?;
+        let k: &[u8] = key.as_bytes();
+        let expected = version_column(expected);
+        self.call(|c| {
+            let mut tx = begin(c)?;
+            let n = tx.execute_typed(
+                &self.sql.replace,
+                &[
+                    (&k, Type::BYTEA),
+                    (&expected, Type::INT8),
+                    (&v.version, Type::INT8),
+                    (&v.expires_at, Type::INT8),
+                    (&v.last_seen, Type::INT8),
+                    (&v.user, Type::BYTEA),
+                    (&v.json, Type::TEXT),
+                ],
+            )?;
+            if n == 1 {
+                commit(tx)?;
+                return Ok(Ok(()));
+            }
+            let why = self.missing_or_conflict(&mut tx, k)?;
+            tx.rollback()?;
+            Ok(Err(why))
+        })?
+    }
+
+    fn touch(
+        &self,
+        key: &StoreKey,
+        last_seen: Timestamp,
+        expires_at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let k: &[u8] = key.as_bytes();
+        let (seen, expires) = (time_column(last_seen), time_column(expires_at));
+        self.call(|c| {
+            let mut tx = begin(c)?;
+            let n = tx.execute_typed(
+                &self.sql.touch,
+                &[
+                    (&k, Type::BYTEA),
+                    (&seen, Type::INT8),
+                    (&expires, Type::INT8),
+                ],
+            )?;
+            if n == 1 {
+                commit(tx)?;
+            } else {
+                tx.rollback()?;
+            }
+            Ok(n == 1)
+        })
+    }
+
+    fn rotate(
+        &self,
+        old: &StoreKey,
+        expected: u64,
+        retired: &Record,
+        new: &StoreKey,
+        record: &Record,
+    ) -> Result<(), StoreError> {
+        let r = RowValues::of(old, retired)?;
+        let v = RowValues::of(new, record)?;
+        let (old_k, new_k): (&[u8], &[u8]) = (old.as_bytes(), new.as_bytes());
+        let expected = version_column(expected);
+        self.call(|c| {
+            let mut tx = begin(c)?;
+            // `old` first, as the contract orders the checks; its row lock
+            // holds off every other writer of it until the commit.
+            let n = tx.execute_typed(
+                &self.sql.replace,
+                &[
+                    (&old_k, Type::BYTEA),
+                    (&expected, Type::INT8),
+                    (&r.version, Type::INT8),
+                    (&r.expires_at, Type::INT8),
+                    (&r.last_seen, Type::INT8),
+                    (&r.user, Type::BYTEA),
+                    (&r.json, Type::TEXT),
+                ],
+            )?;
+            if n != 1 {
+                let why = self.missing_or_conflict(&mut tx, old_k)?;
+                tx.rollback()?;
+                return Ok(Err(why));
+            }
+            if tx.execute_typed(&self.sql.insert, &insert_params(&new_k, &v))? != 1 {
+                // Rolled back: `old` is as it was.
+                tx.rollback()?;
+                return Ok(Err(StoreError::Exists));
+            }
+            commit(tx)?;
+            Ok(Ok(()))
+        })?
+    }
+
+    fn remove(&self, key: &StoreKey) -> Result<bool, StoreError> {
+        let k: &[u8] = key.as_bytes();
+        self.call(|c| {
+            let mut tx = begin(c)?;
+            let n = tx.execute_typed(&self.sql.remove, &[(&k, Type::BYTEA)])?;
+            if n > 0 {
+                commit(tx)?;
+            } else {
+                tx.rollback()?;
+            }
+            Ok(n > 0)
+        })
+    }
+
+    fn sessions_of(&self, user: &str) -> Result<Vec<(StoreKey, Record)>, StoreError> {
+        let name: &[u8] = user.as_bytes();
+        let rows =
+            self.call(|c| Ok(c.query_typed(&self.sql.sessions_of, &[(&name, Type::BYTEA)])?))?;
+        // A corrupt row is that session's problem (a load of it says so):
+        // the others are listed.
+        Ok(rows
+            .iter()
+            .filter_map(|row| Some((row_key(row)?, decode_row(row).ok()?)))
+            .filter(|(_, r)| r.user() == Some(user))
+            .collect())
+    }
+
+    fn purge_expired(&self, now: Timestamp) -> Result<usize, StoreError> {
+        let now = time_column(now);
+        let n = self.call(|c| {
+            let mut tx = begin(c)?;
+            let n = tx.execute_typed(&self.sql.purge, &[(&now, Type::INT8)])?;
+            commit(tx)?;
+            Ok(n)
+        })?;
+        Ok(usize::try_from(n).unwrap_or(usize::MAX))
+    }
+
+    /// Always `true`: every call is a network round trip.
+    fn may_block(&self) -> bool {
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_module_docs_show_exactly_the_migration_sql() {
+        let docs: String = include_str!("mod.rs")
+            .lines()
+            .filter_map(|l| l.strip_prefix("//! ").or(l.strip_prefix("//!")))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert!(docs.contains(MIGRATION_SQL), "{MIGRATION_SQL}");
+    }
+
+    #[test]
+    fn debug_does_not_leak_the_password() {
+        let config: Config = "postgresql://admin:hunter2@db.internal:6543/app"
+            .parse()
+            .unwrap();
+        let dbg = format!("{:?}", PostgresStore::with_config(config));
+        assert!(!dbg.contains("hunter2"), "{dbg}");
+        assert!(dbg.contains("db.internal"), "{dbg}");
+        assert!(dbg.contains("6543"), "{dbg}");
+    }
+
+    #[test]
+    fn versions_keep_every_u64_through_a_bigint() {
+        for v in [
+            0,
+            1,
+            i64::MAX as u64,
+            i64::MAX as u64 + 1,
+            u64::MAX - 1,
+            u64::MAX,
+        ] {
+            assert_eq!(column_version(version_column(v)), v);
+        }
+    }
+
+    #[test]
+    fn far_future_times_saturate_in_sql_and_read_back_exactly() {
+        let never = Timestamp::from_unix_millis(u64::MAX - 1);
+        assert_eq!(time_column(never), i64::MAX);
+        assert_eq!(column_time(i64::MAX, never).unwrap(), never);
+        let t = Timestamp::from_unix_millis(1_800_000_000_000);
+        assert_eq!(time_column(t), 1_800_000_000_000);
+        // The column wins: a touch raised it past what the JSON says.
+        assert_eq!(
+            column_time(1_800_000_000_500, t).unwrap(),
+            Timestamp::from_unix_millis(1_800_000_000_500)
+        );
+        assert!(matches!(column_time(-1, t), Err(DecodeError::Negative(-1))));
+    }
+
+    #[test]
+    fn a_record_too_large_to_read_back_is_refused_when_written() {
+        use crate::data::SessionData;
+        use crate::store::LiveSession;
+        let t = Timestamp::from_unix_millis(1);
+        let mut m = serde_json::Map::new();
+        m.insert("blob".into(), "x".repeat(MAX_RECORD_BYTES).into());
+        let record = Record {
+            version: 1,
+            expires_at: t,
+            state: RecordState::Live(LiveSession {
+                created_at: t,
+                last_seen: t,
+                auth_at: None,
+                absolute_deadline: t,
+                user: None,
+                device: None,
+                data: SessionData::from_map(m),
+            }),
+        };
+        let key = StoreKey::from_bytes([7; 32]);
+        assert!(matches!(
+            RowValues::of(&key, &record),
+            Err(StoreError::RecordTooLarge {
+                limit: MAX_RECORD_BYTES,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn a_zero_io_timeout_means_the_default_not_none() {
+        let config: Config = "host=127.0.0.1".parse().unwrap();
+        let store = PostgresStore::with_config(config).with_io_timeout(Duration::ZERO);
+        assert_eq!(store.io_timeout, DEFAULT_IO_TIMEOUT);
+        assert_eq!(
+            store.config.get_tcp_user_timeout(),
+            Some(&DEFAULT_IO_TIMEOUT)
+        );
+    }
+}

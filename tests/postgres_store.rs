@@ -1,0 +1,397 @@
+//! PostgresStore against the shared store conformance suite, the manager
+//! conformance suite and a real PostgreSQL server, plus its own
+//! behaviours: the row an operator sees with `psql`, lost updates between
+//! two clients, and what happens when the server goes away and comes back.
+//!
+//! Every test that needs a server is `#[ignore]`d with the reason, so
+//! `cargo test --features postgres` on a machine without PostgreSQL says
+//! "ignored" instead of passing them against something else. To run them,
+//! point `LATCHKEY_POSTGRES_URL` at a database you can scribble on and ask
+//! for them:
+//!
+//! ```text
+//! LATCHKEY_POSTGRES_URL='host=127.0.0.1 port=5432 user=postgres dbname=latchkey_test' \
+//!   cargo test --features postgres --test postgres_store -- --include-ignored --skip restart
+//! ```
+//!
+//! Every test works in a table of its own, `latchkey_test_<12 hex>`, made
+//! by `PostgresStore::migrate`, so tests run in parallel against one
+//! database; the tables are left behind (`.ci/postgres` throws the whole
+//! cluster away). Asked for without the URL they fail.
+//!
+//! The restart test stops and starts the server with the command in
+//! `LATCHKEY_POSTGRES_CTL` (a `pg_ctl -D DIR` command line, to which it
+//! appends `stop` or `start`), so it must run alone: `.ci/postgres` runs it
+//! after the others, and it fails if asked for without that variable.
+#![cfg(feature = "postgres")]
+
+mod conformance;
+mod manager_suite;
+
+use std::net::TcpListener;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::Duration;
+
+use conformance::store_conformance;
+use latchkey::store::{LiveSession, Record, RecordState};
+use latchkey::{
+    Clock, Error, ManualClock, NewSession, PostgresStore, SessionData, SessionId, SessionManager,
+    Store, StoreError, StoreKey, StoreManager, Timestamp,
+};
+use manager_suite::{Kind, manager_conformance};
+
+const URL_VAR: &str = "LATCHKEY_POSTGRES_URL";
+const CTL_VAR: &str = "LATCHKEY_POSTGRES_CTL";
+
+/// The database these tests run against. They are `#[ignore]`d unless
+/// asked for (`--include-ignored`), so a run without a server skips them
+/// openly instead of passing them against something else; asked for
+/// without a URL, they fail.
+fn postgres_url() -> String {
+    match std::env::var(URL_VAR) {
+        Ok(url) if !url.is_empty() => url,
+        _ => {
+            panic!("{URL_VAR} is unset: the PostgreSQL tests need a server (see this file's docs)")
+        }
+    }
+}
+
+/// A table no other test (or earlier run) uses.
+fn unique_table() -> String {
+    format!("latchkey_test_{}", SessionId::generate().fingerprint())
+}
+
+/// A store on a fresh table of its own, made by `migrate`.
+fn fresh_store(url: &str) -> PostgresStore {
+    let store = PostgresStore::connect(url)
+        .unwrap()
+        .with_table(&unique_table());
+    store.migrate().unwrap();
+    store
+}
+
+/// A second client (its own connections) on the same table as `store`.
+fn same_table(url: &str, store: &PostgresStore) -> PostgresStore {
+    PostgresStore::connect(url)
+        .unwrap()
+        .with_table(store.table())
+}
+
+// The store keeps no clock: every time it compares comes in through the
+// call (`purge_expired(now)`, the records' deadlines).
+store_conformance!(
+    #[ignore = "needs PostgreSQL: set LATCHKEY_POSTGRES_URL and pass --include-ignored (.ci/postgres does)"]
+    postgres_server,
+    |_clock: &ManualClock| fresh_store(&postgres_url())
+);
+
+// Both managers over PostgreSQL, against the manager conformance suite:
+// the server-side manager keeping sessions there, and tickets keeping
+// their revocations there.
+manager_conformance!(
+    #[ignore = "needs PostgreSQL: set LATCHKEY_POSTGRES_URL and pass --include-ignored (.ci/postgres does)"]
+    store_manager_postgres,
+    |clock: &ManualClock, policy: latchkey::Policy| {
+        let store = fresh_store(&postgres_url());
+        let m = StoreManager::new(store)
+            .with_policy(policy)
+            .with_clock(Arc::new(clock.clone()));
+        (Arc::new(m) as Arc<dyn SessionManager>, Kind::Server)
+    }
+);
+
+manager_conformance!(
+    #[ignore = "needs PostgreSQL: set LATCHKEY_POSTGRES_URL and pass --include-ignored (.ci/postgres does)"]
+    ticket_manager_revocation_in_postgres,
+    |clock: &ManualClock, policy: latchkey::Policy| {
+        let store = fresh_store(&postgres_url());
+        let m = latchkey::TicketManager::new(
+            "session",
+            latchkey::KeyRing::new(1, latchkey::TicketKey::generate()),
+        )
+        .unwrap()
+        .with_policy(policy)
+        .with_clock(Arc::new(clock.clone()))
+        .with_revocation(store);
+        (
+            Arc::new(m) as Arc<dyn SessionManager>,
+            Kind::RevocableTickets,
+        )
+    }
+);
+
+fn live(user: Option<&str>, version: u64, now: Timestamp) -> Record {
+    let mut data = serde_json::Map::new();
+    data.insert("big".into(), serde_json::json!(u64::MAX));
+    data.insert("text".into(), serde_json::json!("\"quoted\" ☃ \n \u{0}"));
+    Record {
+        version,
+        expires_at: now.saturating_add(Duration::from_secs(600)),
+        state: RecordState::Live(LiveSession {
+            created_at: now,
+            last_seen: now,
+            auth_at: None,
+            absolute_deadline: now.saturating_add(Duration::from_secs(3600)),
+            user: user.map(str::to_owned),
+            device: None,
+            data: SessionData::from_map(data),
+        }),
+    }
+}
+
+fn key() -> StoreKey {
+    SessionId::generate().store_key()
+}
+
+fn now() -> Timestamp {
+    ManualClock::starting_now().now()
+}
+
+#[test]
+#[ignore = "needs PostgreSQL: set LATCHKEY_POSTGRES_URL and pass --include-ignored (.ci/postgres does)"]
+fn two_clients_replacing_from_one_version_admit_exactly_one() {
+    let url = postgres_url();
+    let a = fresh_store(&url);
+    let b = same_table(&url, &a);
+    let now = now();
+    for round in 0..20 {
+        let k = key();
+        a.insert(&k, &live(Some("alice"), 1, now)).unwrap();
+        let (wins, conflicts) = (AtomicUsize::new(0), AtomicUsize::new(0));
+        let start = Barrier::new(2);
+        thread::scope(|scope| {
+            for (store, tag) in [(&a, "a"), (&b, "b")] {
+                let (wins, conflicts, start, k) = (&wins, &conflicts, &start, &k);
+                scope.spawn(move || {
+                    let mut mine = live(Some(tag), 2, now);
+                    mine.expires_at = now.saturating_add(Duration::from_secs(900));
+                    start.wait();
+                    match store.replace(k, 1, &mine) {
+                        Ok(()) => wins.fetch_add(1, Ordering::SeqCst),
+                        Err(StoreError::Conflict) => conflicts.fetch_add(1, Ordering::SeqCst),
+                        Err(e) => panic!("round {round}: unexpected {e:?}"),
+                    };
+                });
+            }
+        });
+        assert_eq!(
+            (wins.into_inner(), conflicts.into_inner()),
+            (1, 1),
+            "round {round}"
+        );
+        // The winner's record, whole: no mix of the two writes.
+        let stored = b.get(&k).unwrap().unwrap();
+        assert_eq!(stored.version, 2);
+        let winner = stored.user().unwrap().to_owned();
+        assert_eq!(stored, live(Some(&winner), 2, now).with_expiry(now, 900));
+    }
+}
+
+trait WithExpiry {
+    fn with_expiry(self, now: Timestamp, secs: u64) -> Record;
+}
+
+impl WithExpiry for Record {
+    fn with_expiry(mut self, now: Timestamp, secs: u64) -> Record {
+        self.expires_at = now.saturating_add(Duration::from_secs(secs));
+        self
+    }
+}
+
+#[test]
+#[ignore = "needs PostgreSQL: set LATCHKEY_POSTGRES_URL and pass --include-ignored (.ci/postgres does)"]
+fn concurrent_rotations_from_one_version_admit_exactly_one() {
+    let url = postgres_url();
+    let store = fresh_store(&url);
+    let other = same_table(&url, &store);
+    let now = now();
+    let old = key();
+    store.insert(&old, &live(Some("alice"), 1, now)).unwrap();
+    let news: Vec<StoreKey> = (0..4).map(|_| key()).collect();
+    let wins = AtomicUsize::new(0);
+    thread::scope(|scope| {
+        for (i, n) in news.iter().enumerate() {
+            let s = if i % 2 == 0 { &store } else { &other };
+            let wins = &wins;
+            scope.spawn(move || {
+                let retired = Record {
+                    version: 2,
+                    expires_at: now,
+                    state: RecordState::Ended {
+                        reason: latchkey::EndReason::Replaced,
+                        at: now,
+                    },
+                };
+                match s.rotate(&old, 1, &retired, n, &live(Some("alice"), 1, now)) {
+                    Ok(()) => {
+                        wins.fetch_add(1, Ordering::SeqCst);
+                    }
+                    Err(StoreError::Conflict) => {}
+                    Err(e) => panic!("unexpected {e:?}"),
+                }
+            });
+        }
+    });
+    assert_eq!(wins.into_inner(), 1);
+    let created = news
+        .iter()
+        .filter(|n| store.get(n).unwrap().is_some())
+        .count();
+    assert_eq!(created, 1);
+    assert_eq!(store.sessions_of("alice").unwrap().len(), 1);
+}
+
+#[test]
+#[ignore = "needs PostgreSQL: set LATCHKEY_POSTGRES_URL and pass --include-ignored (.ci/postgres does)"]
+fn touch_raises_activity_in_place_without_a_version_bump() {
+    let store = fresh_store(&postgres_url());
+    let now = now();
+    let k = key();
+    let r = live(Some("alice"), 4, now);
+    store.insert(&k, &r).unwrap();
+    let later = now.saturating_add(Duration::from_secs(5));
+    let deadline = now.saturating_add(Duration::from_secs(1200));
+    assert!(store.touch(&k, later, deadline).unwrap());
+    // Lower values never move it back.
+    assert!(store.touch(&k, now, now).unwrap());
+    let mut want = r.clone();
+    want.touch(later, deadline);
+    assert_eq!(store.get(&k).unwrap(), Some(want));
+    // A replace from the version read still lands: touch did not bump it.
+    store.replace(&k, 4, &live(Some("alice"), 5, now)).unwrap();
+}
+
+#[test]
+#[ignore = "needs PostgreSQL: set LATCHKEY_POSTGRES_URL and pass --include-ignored (.ci/postgres does)"]
+fn a_corrupt_row_is_an_error_for_that_session_only() {
+    let url = postgres_url();
+    let store = fresh_store(&url);
+    let now = now();
+    let (bad, good) = (key(), key());
+    store.insert(&bad, &live(Some("alice"), 1, now)).unwrap();
+    store.insert(&good, &live(Some("alice"), 1, now)).unwrap();
+    let mut raw = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    raw.execute(
+        &format!(
+            "UPDATE \"{}\" SET record = 'not json' WHERE key = $1",
+            store.table()
+        ),
+        &[&&bad.as_bytes()[..]],
+    )
+    .unwrap();
+    let err = store.get(&bad).unwrap_err();
+    assert!(err.is_corrupt(), "{err:?}");
+    assert!(store.get(&good).unwrap().is_some());
+    let listed: Vec<StoreKey> = store
+        .sessions_of("alice")
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(listed, vec![good]);
+}
+
+/// A port nothing listens on right now.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn an_unreachable_server_is_a_backend_failure_never_a_rejection() {
+    let port = free_port();
+    let err = PostgresStore::connect(&format!(
+        "host=127.0.0.1 port={port} user=nobody connect_timeout=1"
+    ))
+    .unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    assert!(Error::Store(err).is_backend_failure());
+}
+
+/// Runs the `pg_ctl` command line from `LATCHKEY_POSTGRES_CTL` with `args`.
+fn pg_ctl(args: &[&str]) {
+    let line = std::env::var(CTL_VAR).unwrap_or_default();
+    let mut words = line.split_whitespace();
+    let program = words.next().unwrap_or_else(|| {
+        panic!("{CTL_VAR} is unset: the restart test needs a pg_ctl command line (see this file's docs)")
+    });
+    let status = Command::new(program)
+        .args(words)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "{line} {args:?}: {status}");
+}
+
+#[test]
+#[ignore = "stops the server: set LATCHKEY_POSTGRES_URL and LATCHKEY_POSTGRES_CTL, run it alone (.ci/postgres does)"]
+fn restart_mid_run_is_a_backend_failure_and_service_resumes() {
+    let url = postgres_url();
+    // Checked first: a missing variable must not leave the server down.
+    assert!(
+        std::env::var(CTL_VAR).is_ok_and(|v| !v.is_empty()),
+        "{CTL_VAR} is unset"
+    );
+    let store = fresh_store(&url).with_connect_timeout(Duration::from_millis(500));
+    let m = StoreManager::new(store);
+    // Several sessions through several threads, so the pool holds more
+    // than one connection when the server goes.
+    let before: Vec<_> = thread::scope(|scope| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| scope.spawn(|| m.create(NewSession::new().with_user("alice")).unwrap()))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for t in &before {
+        assert!(m.load(t.token()).is_ok());
+    }
+
+    pg_ctl(&["stop", "-m", "fast", "-w"]);
+    for t in &before {
+        let err = m.load(t.token()).unwrap_err();
+        assert!(err.is_backend_failure(), "{err:?}");
+        assert!(!err.is_rejection(), "{err:?}");
+    }
+    let err = m.create(NewSession::new()).unwrap_err();
+    assert!(err.is_backend_failure(), "{err:?}");
+    assert!(!err.is_rejection(), "{err:?}");
+    assert!(m.sessions_of("alice").unwrap_err().is_backend_failure());
+    let k = key();
+    for e in [
+        m.store().insert(&k, &live(None, 1, now())).unwrap_err(),
+        m.store().remove(&k).unwrap_err(),
+        m.store().purge_expired(now()).unwrap_err(),
+    ] {
+        // Refused before anything was sent: never "outcome unknown".
+        assert!(matches!(e, StoreError::Unavailable(_)), "{e:?}");
+    }
+
+    pg_ctl(&["start", "-w"]);
+    // Committed sessions survived; the next call reconnects by itself.
+    for t in &before {
+        assert!(m.load(t.token()).is_ok());
+    }
+    let after = m.create(NewSession::new().with_user("alice")).unwrap();
+    assert!(m.load(after.token()).is_ok());
+    assert_eq!(m.sessions_of("alice").unwrap().len(), 5);
+
+    // A restart with no call in between: every pooled connection is dead,
+    // and the first call still succeeds, on a fresh one.
+    thread::scope(|scope| {
+        for t in &before {
+            let m = &m;
+            scope.spawn(move || assert!(m.load(t.token()).is_ok()));
+        }
+    });
+    pg_ctl(&["restart", "-m", "fast", "-w"]);
+    assert!(m.load(after.token()).is_ok());
+    m.create(NewSession::new()).unwrap();
+}
