@@ -190,6 +190,7 @@ pub use crate::event::{Event, ExpiryKind, Observer, RejectKind};
 // Stateless signed tickets.
 pub use crate::ticket::{
     KeyRing, MAX_TICKET_LEN, TicketConfigError, TicketError, TicketKey, TicketManager,
+    UnverifiedTicket,
 };
 // Remember-me: a long-lived login token beside the session.
 pub use crate::remember::{

@@ -9,14 +9,11 @@ use std::io::Read as _;
 use std::path::Path;
 use std::time::Duration;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use latchkey::{
-    Clock as _, Error, KeyRing, MAX_TICKET_LEN, Policy, RESERVED_PREFIX, SessionId, StoreKey,
-    SystemClock, TicketError, TicketManager, Timestamp, TokenError,
+    Clock as _, Error, KeyRing, Policy, RESERVED_PREFIX, SessionId, SystemClock, TicketManager,
+    Timestamp, TokenError, UnverifiedTicket,
 };
 use serde_json::{Value, json};
-use sha2::{Digest as _, Sha256};
 
 use crate::error::Failure;
 use crate::exit;
@@ -144,118 +141,6 @@ fn inspect_token(text: &str, had_keys: bool, json: bool) -> u8 {
     }
 }
 
-/// A ticket's payload, decoded by `docs/TICKET_FORMAT.md` and not verified.
-#[derive(Debug)]
-struct Decoded {
-    version: u8,
-    purpose_id: [u8; 4],
-    key_id: u32,
-    flags: u8,
-    created_at: Timestamp,
-    issued_at: Timestamp,
-    auth_at: Option<Timestamp>,
-    idle_deadline: Timestamp,
-    absolute_deadline: Timestamp,
-    session_key: StoreKey,
-    user: Option<String>,
-    device: Option<String>,
-    data: String,
-}
-
-const PREFIX: &str = "lk1.";
-const HEADER_LEN: usize = 88;
-const TAG_LEN: usize = 32;
-/// The prefix plus the base64 of a header and a tag: 4 + 160.
-const MIN_TICKET_LEN: usize = PREFIX.len() + (HEADER_LEN + TAG_LEN).div_ceil(3) * 4;
-const FLAG_AUTH: u8 = 0b001;
-const FLAG_USER: u8 = 0b010;
-const FLAG_DEVICE: u8 = 0b100;
-
-/// Decodes a version-1 ticket as strictly as a verifier does (steps 1–3 of
-/// the format's "Verifying"), without a key.
-fn decode(ticket: &str) -> Result<Decoded, TicketError> {
-    let len = ticket.len();
-    if len > MAX_TICKET_LEN {
-        return Err(TicketError::TooLong {
-            len,
-            limit: MAX_TICKET_LEN,
-        });
-    }
-    if len < MIN_TICKET_LEN {
-        return Err(TicketError::TooShort(len));
-    }
-    let b64 = ticket
-        .strip_prefix(PREFIX)
-        .ok_or(TicketError::WrongPrefix)?;
-    // The scalar engine refuses padding, foreign characters and non-zero
-    // trailing bits: one spelling per ticket.
-    let bin = URL_SAFE_NO_PAD
-        .decode(b64)
-        .map_err(|_| TicketError::NotBase64)?;
-    if bin.len() < HEADER_LEN + TAG_LEN {
-        return Err(TicketError::TooShort(len));
-    }
-    if bin[0] != 1 {
-        return Err(TicketError::UnsupportedVersion(bin[0]));
-    }
-    let u16_at = |at: usize| usize::from(u16::from_be_bytes([bin[at], bin[at + 1]]));
-    let u64_at = |at: usize| {
-        let mut b = [0u8; 8];
-        b.copy_from_slice(&bin[at..at + 8]);
-        u64::from_be_bytes(b)
-    };
-    let flags = bin[9];
-    let auth_raw = u64_at(26);
-    let (user_len, device_len, data_len) = (u16_at(82), u16_at(84), u16_at(86));
-    if flags & !(FLAG_AUTH | FLAG_USER | FLAG_DEVICE) != 0
-        || (flags & FLAG_AUTH == 0 && auth_raw != 0)
-        || (flags & FLAG_USER == 0 && user_len != 0)
-        || (flags & FLAG_DEVICE == 0 && device_len != 0)
-    {
-        return Err(TicketError::BadFlags);
-    }
-    let body_len = HEADER_LEN + user_len + device_len + data_len;
-    if body_len + TAG_LEN != bin.len() {
-        return Err(TicketError::BadLength);
-    }
-    let text = |from: usize, n: usize| {
-        std::str::from_utf8(&bin[from..from + n])
-            .map(str::to_owned)
-            .map_err(|_| TicketError::NotUtf8)
-    };
-    let user = text(HEADER_LEN, user_len)?;
-    let device = text(HEADER_LEN + user_len, device_len)?;
-    let data = text(HEADER_LEN + user_len + device_len, data_len)?;
-    let mut session_key = [0u8; 32];
-    session_key.copy_from_slice(&bin[50..82]);
-    let ts = |at| Timestamp::from_unix_millis(u64_at(at));
-    Ok(Decoded {
-        version: bin[0],
-        purpose_id: [bin[1], bin[2], bin[3], bin[4]],
-        key_id: u32::from_be_bytes([bin[5], bin[6], bin[7], bin[8]]),
-        flags,
-        created_at: ts(10),
-        issued_at: ts(18),
-        auth_at: (flags & FLAG_AUTH != 0).then(|| ts(26)),
-        idle_deadline: ts(34),
-        absolute_deadline: ts(42),
-        session_key: StoreKey::from_bytes(session_key),
-        user: (flags & FLAG_USER != 0).then_some(user),
-        device: (flags & FLAG_DEVICE != 0).then_some(device),
-        data,
-    })
-}
-
-/// The 4-byte id a purpose is named by in a ticket's header.
-fn purpose_id(purpose: &str) -> [u8; 4] {
-    let digest: [u8; 32] = Sha256::new()
-        .chain_update(b"latchkey/v1/ticket-purpose\0")
-        .chain_update(purpose.as_bytes())
-        .finalize()
-        .into();
-    [digest[0], digest[1], digest[2], digest[3]]
-}
-
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -288,7 +173,7 @@ fn lenient_policy() -> Result<Policy, Failure> {
 
 fn verify(
     ticket: &str,
-    decoded: &Decoded,
+    decoded: &UnverifiedTicket,
     keys: &[FileKey],
     purpose: &str,
     now: Timestamp,
@@ -300,7 +185,7 @@ fn verify(
         reason: Some(reason),
         message,
     };
-    if purpose_id(purpose) != decoded.purpose_id {
+    if !decoded.is_for_purpose(purpose) {
         return Ok(fail(
             "wrong_purpose",
             format!(
@@ -312,7 +197,7 @@ fn verify(
     // Keys under the ticket's id first, then bare keys (which carry no id).
     let candidates: Vec<&FileKey> = keys
         .iter()
-        .filter(|k| k.id == Some(decoded.key_id))
+        .filter(|k| k.id == Some(decoded.key_id()))
         .chain(keys.iter().filter(|k| k.id.is_none()))
         .collect();
     if candidates.is_empty() {
@@ -320,30 +205,30 @@ fn verify(
             "unknown_key",
             format!(
                 "the key file has no key with id {} (and no bare key to try)",
-                decoded.key_id
+                decoded.key_id()
             ),
         ));
     }
     let policy = lenient_policy()?;
     for candidate in candidates {
-        let ring = KeyRing::new(decoded.key_id, candidate.key.clone());
+        let ring = KeyRing::new(decoded.key_id(), candidate.key.clone());
         let manager = TicketManager::new(purpose, ring)
             .map_err(|e| Failure::Usage(format!("--purpose: {e}")))?
             .with_policy(policy.clone());
         // Loaded at its own issue instant: the library checks structure,
         // purpose, key and MAC; expiry is judged below against `now`.
-        match manager.load_at(ticket, decoded.issued_at) {
+        match manager.load_at(ticket, decoded.issued_at()) {
             Ok(_) | Err(Error::IdleExpired { .. } | Error::AbsoluteExpired { .. }) => {
-                let expired = if now >= decoded.absolute_deadline {
+                let expired = if now >= decoded.absolute_deadline() {
                     Some(("absolute_expired", "its absolute deadline has passed"))
-                } else if now >= decoded.idle_deadline {
+                } else if now >= decoded.idle_deadline() {
                     Some(("idle_expired", "its idle deadline has passed"))
                 } else {
                     None
                 };
                 let which = match candidate.id {
                     Some(id) => format!("key id {id}"),
-                    None => format!("the bare key tried as key id {}", decoded.key_id),
+                    None => format!("the bare key tried as key id {}", decoded.key_id()),
                 };
                 return Ok(match expired {
                     None => Verification {
@@ -376,7 +261,7 @@ fn verify(
         "bad_signature",
         format!(
             "the signature does not match any key tried for key id {}",
-            decoded.key_id
+            decoded.key_id()
         ),
     ))
 }
@@ -415,7 +300,7 @@ fn inspect_ticket(
     show_data: bool,
     json: bool,
 ) -> Result<u8, Failure> {
-    let decoded = match decode(ticket) {
+    let decoded = match UnverifiedTicket::parse(ticket) {
         Ok(d) => d,
         Err(e) => {
             if json {
@@ -438,15 +323,15 @@ fn inspect_ticket(
         .map(|keys| verify(ticket, &decoded, keys, purpose, now))
         .transpose()?;
     let verified = verification.as_ref().is_some_and(|v| v.verified);
-    let purpose_matches = purpose_id(purpose) == decoded.purpose_id;
-    let (data_keys, data_values) = data_view(&decoded.data, show_data);
-    let fp = decoded.session_key.fingerprint().to_string();
+    let purpose_matches = decoded.is_for_purpose(purpose);
+    let (data_keys, data_values) = data_view(decoded.data(), show_data);
+    let fp = decoded.session_key().fingerprint().to_string();
     if json {
         let verification = verification.as_ref().map(|v| {
             json!({
                 "verified": v.verified,
                 "signature_valid": v.signature_valid,
-                "key_id": v.signature_valid.then_some(decoded.key_id),
+                "key_id": v.signature_valid.then_some(decoded.key_id()),
                 "key_file_line": v.line,
                 "reason": v.reason,
                 "message": v.message,
@@ -455,16 +340,16 @@ fn inspect_ticket(
         let mut claims = json!({
             "unverified": !verified,
             "fingerprint": fp,
-            "session_key": decoded.session_key.to_hex(),
-            "created_at": output::time(decoded.created_at),
-            "issued_at": output::time(decoded.issued_at),
-            "authenticated_at": decoded.auth_at.map(output::time),
-            "idle_deadline": output::time(decoded.idle_deadline),
-            "absolute_deadline": output::time(decoded.absolute_deadline),
-            "expired": now >= decoded.idle_deadline.min(decoded.absolute_deadline),
-            "user": decoded.user,
-            "device": decoded.device,
-            "data_bytes": decoded.data.len(),
+            "session_key": decoded.session_key().to_hex(),
+            "created_at": output::time(decoded.created_at()),
+            "issued_at": output::time(decoded.issued_at()),
+            "authenticated_at": decoded.authenticated_at().map(output::time),
+            "idle_deadline": output::time(decoded.idle_deadline()),
+            "absolute_deadline": output::time(decoded.absolute_deadline()),
+            "expired": now >= decoded.idle_deadline().min(decoded.absolute_deadline()),
+            "user": decoded.user(),
+            "device": decoded.device(),
+            "data_bytes": decoded.data().len(),
             "data_keys": data_keys,
         });
         if let (Some(values), Some(obj)) = (data_values, claims.as_object_mut()) {
@@ -474,11 +359,14 @@ fn inspect_ticket(
             "kind": "ticket",
             "well_formed": true,
             "header": {
-                "version": decoded.version,
-                "purpose_id": hex(&decoded.purpose_id),
+                "version": decoded.version(),
+                "purpose_id": hex(&decoded.purpose_id()),
                 "purpose_matches": purpose_matches,
-                "key_id": decoded.key_id,
-                "flags": decoded.flags,
+                "key_id": decoded.key_id(),
+                // The header's flags byte, as the format defines it.
+                "flags": u8::from(decoded.authenticated_at().is_some())
+                    | u8::from(decoded.user().is_some()) << 1
+                    | u8::from(decoded.device().is_some()) << 2,
             },
             "claims": claims,
             "verification": verification,
@@ -491,11 +379,11 @@ fn inspect_ticket(
                 output::time(t)
             }
         };
-        let text = |v: &Option<String>| v.as_deref().map_or_else(|| "-".to_owned(), safe);
+        let text = |v: Option<&str>| v.map_or_else(|| "-".to_owned(), safe);
         let mut pairs = vec![
             (
                 "kind",
-                format!("ticket (format version {})", decoded.version),
+                format!("ticket (format version {})", decoded.version()),
             ),
             (
                 "claims",
@@ -505,30 +393,33 @@ fn inspect_ticket(
                     "UNVERIFIED: decoded without checking the signature".to_owned()
                 },
             ),
-            ("key id", decoded.key_id.to_string()),
+            ("key id", decoded.key_id().to_string()),
             (
                 "purpose id",
                 format!(
                     "{} ({} {:?})",
-                    hex(&decoded.purpose_id),
+                    hex(&decoded.purpose_id()),
                     if purpose_matches { "is" } else { "is not" },
                     safe(purpose)
                 ),
             ),
             ("fingerprint", fp),
-            ("session key", decoded.session_key.to_hex()),
-            ("user", text(&decoded.user)),
-            ("device", text(&decoded.device)),
-            ("created", output::time(decoded.created_at)),
-            ("issued", output::time(decoded.issued_at)),
-            ("authenticated", output::opt_time(decoded.auth_at)),
-            ("idle deadline", passed(decoded.idle_deadline)),
-            ("absolute deadline", passed(decoded.absolute_deadline)),
+            ("session key", decoded.session_key().to_hex()),
+            ("user", text(decoded.user())),
+            ("device", text(decoded.device())),
+            ("created", output::time(decoded.created_at())),
+            ("issued", output::time(decoded.issued_at())),
+            (
+                "authenticated",
+                output::opt_time(decoded.authenticated_at()),
+            ),
+            ("idle deadline", passed(decoded.idle_deadline())),
+            ("absolute deadline", passed(decoded.absolute_deadline())),
             (
                 "data",
                 format!(
                     "{} bytes; keys: {}",
-                    decoded.data.len(),
+                    decoded.data().len(),
                     if data_keys.is_empty() {
                         "-".to_owned()
                     } else {

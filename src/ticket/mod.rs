@@ -32,9 +32,11 @@ mod keyring;
 mod mac;
 mod manager;
 mod revocation;
+mod unverified;
 #[cfg(test)]
 mod vectors;
 
 pub use self::format::{MAX_TICKET_LEN, TicketError};
 pub use self::keyring::{KeyRing, TicketConfigError, TicketKey};
 pub use self::manager::TicketManager;
+pub use self::unverified::UnverifiedTicket;
