@@ -273,15 +273,14 @@ fn a_corrupt_row_is_an_error_for_that_session_only() {
     let (bad, good) = (key(), key());
     store.insert(&bad, &live(Some("alice"), 1, now)).unwrap();
     store.insert(&good, &live(Some("alice"), 1, now)).unwrap();
-    let mut raw = postgres::Client::connect(&url, postgres::NoTls).unwrap();
-    raw.execute(
+    raw_execute(
+        &url,
         &format!(
-            "UPDATE \"{}\" SET record = 'not json' WHERE key = $1",
-            store.table()
+            "UPDATE \"{}\" SET record = 'not json' WHERE key = decode('{}', 'hex')",
+            store.table(),
+            hex(bad.as_bytes())
         ),
-        &[&&bad.as_bytes()[..]],
-    )
-    .unwrap();
+    );
     let err = store.get(&bad).unwrap_err();
     assert!(err.is_corrupt(), "{err:?}");
     assert!(store.get(&good).unwrap().is_some());
@@ -292,6 +291,25 @@ fn a_corrupt_row_is_an_error_for_that_session_only() {
         .map(|(k, _)| k)
         .collect();
     assert_eq!(listed, vec![good]);
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Runs `sql` on a connection of its own, as an operator's `psql` would.
+fn raw_execute(url: &str, sql: &str) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        client.batch_execute(sql).await.unwrap();
+    });
 }
 
 /// A port nothing listens on right now.
