@@ -83,22 +83,23 @@
 //!
 //! # The connection
 //!
-//! The client is the `postgres` crate's synchronous one, which fits a store
-//! whose calls block: it is a thin wrapper over `tokio-postgres` that gives
-//! each connection its own current-thread tokio runtime (I/O and timer
-//! drivers, no worker threads) and drives it only while a call on that
-//! connection blocks. No thread runs in the background and nothing async
-//! appears in this API. What the feature adds to a build: `postgres`,
-//! `tokio-postgres`, `tokio` (`rt`, `net`, `time`, `io-util`),
-//! `futures-util` and friends, `postgres-protocol` with its SCRAM and MD5
-//! authentication (`md-5`, `stringprep`; `hmac`, `sha2` and `rand` are the
-//! versions latchkey already uses), `socket2`, `whoami`, `phf`, `log`, and
-//! older copies of `base64` (0.22) and `parking_lot` (0.12);
-//! none of it enters a build without the feature. One caveat from the
-//! crate: opening a connection panics if the OS refuses the runtime its
-//! epoll instance (out of file descriptors). Connections are plain TCP or
-//! Unix sockets (`NoTls`): reach a remote server over a private network or
-//! a local TLS tunnel.
+//! The client is `tokio-postgres`, driven by the store itself so that its
+//! calls block like every other store's and every wait has a deadline:
+//! each connection has its own current-thread tokio runtime (I/O and timer
+//! drivers, no worker threads), which runs only while a call on that
+//! connection blocks, under `tokio::time::timeout`. This is what the
+//! synchronous `postgres` crate does too, minus the timeout it lacks. No
+//! thread runs in the background and nothing async appears in this API;
+//! the one thread tokio may start is its blocking pool's, to resolve a
+//! host name while connecting (not for an IP address or a Unix socket).
+//! What the feature adds to a build: `tokio-postgres`, `tokio` (`rt`,
+//! `net`, `time`), `futures-util` and friends, `postgres-protocol` with its
+//! SCRAM and MD5 authentication (`md-5`, `stringprep`; `hmac`, `sha2` and
+//! `rand` are the versions latchkey already uses), `socket2`, `whoami`,
+//! `phf`, `log`, and older copies of `base64` (0.22) and `parking_lot`
+//! (0.12); none of it enters a build without the feature. Connections are
+//! plain TCP or Unix sockets (`NoTls`): reach a remote server over a
+//! private network or a local TLS tunnel.
 //!
 //! The store keeps up to [`DEFAULT_MAX_IDLE_CONNECTIONS`] idle connections
 //! in a pool (a mutex around a `Vec`, held only to take or return one);
@@ -175,8 +176,13 @@ const ATTEMPTS: usize = 3;
 ///   emptied (its siblings died too) and the call runs once more, at once,
 ///   on a fresh connection; so the first call after a server restart
 ///   succeeds. Otherwise, or if the retry fails too, `Unavailable`.
+/// - **No answer within the I/O timeout, before `COMMIT` was sent** (the
+///   server or the network stalled): the connection is closed, so the
+///   open transaction dies with it and nothing changed:
+///   [`StoreError::Unavailable`], without a retry (the stall holds every
+///   connection). A read that times out is `Unavailable` too.
 /// - **A lost reply to `COMMIT`**: the connection dropped, was reset or
-///   timed out after `COMMIT` was sent and before its answer arrived, or
+///   timed out (no answer within the I/O timeout) after `COMMIT` was sent and before its answer arrived, or
 ///   the server answered it with anything but a serialization failure.
 ///   PostgreSQL may or may not have committed, so the call reports
 ///   [`StoreError::OutcomeUnknown`] and never retries. This is the only
@@ -203,13 +209,29 @@ const ATTEMPTS: usize = 3;
 /// ([`Error::is_backend_failure`](crate::Error::is_backend_failure)),
 /// never a rejection that would log the user out.
 ///
-/// **Timeouts.** Connecting waits at most the connect timeout; a statement
-/// runs at most the I/O timeout on the server (`statement_timeout`); and a
-/// connection whose sent data goes unacknowledged that long is dropped
-/// (`tcp_user_timeout`, Linux). The synchronous client has no timeout for
-/// a reply, so a server that accepts a request and then never answers
-/// (stopped with `SIGSTOP`, say) blocks the call until the server resumes
-/// or the connection breaks.
+/// **Timeouts.** No call waits for the server without a deadline:
+///
+/// - Opening a connection (TCP, authentication, session setup) waits at
+///   most the connect timeout ([`DEFAULT_CONNECT_TIMEOUT`], 1 s, or
+///   [`with_connect_timeout`](PostgresStore::with_connect_timeout)) for
+///   each host the parameters name.
+/// - Once connected, a call's statements, `COMMIT` or `ROLLBACK` included,
+///   get at most the I/O timeout together ([`DEFAULT_IO_TIMEOUT`], 2 s, or
+///   [`with_io_timeout`](PostgresStore::with_io_timeout)). The same value
+///   is the server's `statement_timeout` and the socket's
+///   `tcp_user_timeout` (Linux).
+///
+/// So a call that finds a pooled connection returns within the I/O
+/// timeout, and one that must connect within the connect timeout plus the
+/// I/O timeout (a stale pooled connection that fails at once adds nothing
+/// to speak of; a serialization failure's retry gets a fresh I/O timeout).
+/// A server that accepts a request and never answers (stopped with
+/// `SIGSTOP`, a partition that drops packets, a hung proxy) is a timeout:
+/// before `COMMIT` was sent it is `Unavailable` (the transaction dies with
+/// the connection); waiting for `COMMIT`'s answer it is `OutcomeUnknown`,
+/// as above. Either way the connection is closed, never reused, and the
+/// pool is emptied, so the next call connects afresh (and, while the
+/// server stays silent, fails within the connect timeout).
 ///
 /// # Example
 /// ```no_run
@@ -358,10 +380,10 @@ impl Driver {
         deadline: Instant,
         work: impl Future<Output = Result<R, tokio_postgres::Error>>,
     ) -> Result<R, Cause> {
-        let runtime = self
-            .0
-            .as_ref()
-            .expect("a driver's runtime is taken only when dropped");
+        // Taken only by `drop`: a live driver always has its runtime.
+        let Some(runtime) = self.0.as_ref() else {
+            return Err(Cause::TimedOut);
+        };
         // The timer is made inside the runtime: it needs its time driver.
         match runtime.block_on(async { tokio::time::timeout_at(deadline, work).await }) {
             Ok(Ok(r)) => Ok(r),
