@@ -711,3 +711,24 @@ fn a_lost_commit_answer_is_outcome_unknown_and_a_reload_sees_the_write() {
     proxy.wait_commit_answered();
     assert_eq!(m.sessions_of("bob").unwrap().len(), 1);
 }
+
+#[test]
+fn a_server_that_never_answers_is_unavailable_within_the_connect_timeout() {
+    // Accepted by the kernel (the backlog), never answered: a stopped
+    // server looks like this from the client.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let err = bounded("connect", || {
+        PostgresStore::connect(&format!(
+            "host=127.0.0.1 port={port} user=nobody connect_timeout=1"
+        ))
+    })
+    .unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    let why = std::error::Error::source(&err).map(ToString::to_string);
+    assert!(
+        why.as_deref().is_some_and(|w| w.contains("did not answer")),
+        "{why:?}"
+    );
+    drop(silent);
+}
