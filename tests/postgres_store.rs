@@ -1,7 +1,10 @@
 //! PostgresStore against the shared store conformance suite, the manager
 //! conformance suite and a real PostgreSQL server, plus its own
 //! behaviours: the row an operator sees with `psql`, lost updates between
-//! two clients, and what happens when the server goes away and comes back.
+//! two clients, and what happens when the server goes away and comes back,
+//! stalls (a proxy on loopback that stops forwarding, as a server stopped
+//! with `SIGSTOP` would), or commits a write whose answer never arrives
+//! (the same proxy, swallowing one `COMMIT`'s answer).
 //!
 //! Every test that needs a server is `#[ignore]`d with the reason, so
 //! `cargo test --features postgres` on a machine without PostgreSQL says

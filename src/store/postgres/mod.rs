@@ -157,8 +157,9 @@ const ATTEMPTS: usize = 3;
 /// entirely or not at all, and never twice. What a failed call leaves for
 /// the caller to assume depends on when it failed:
 ///
-/// - **The server cannot be reached** (connection refused, connect
-///   timeout, authentication refused): [`StoreError::Unavailable`].
+/// - **The server cannot be reached** (connection refused, no answer
+///   within the connect timeout, authentication refused):
+///   [`StoreError::Unavailable`].
 ///   Nothing was sent, nothing changed.
 /// - **The server answers with an error** (the table is missing, a
 ///   statement ran past `statement_timeout`, the server is shutting down):
@@ -182,8 +183,9 @@ const ATTEMPTS: usize = 3;
 ///   [`StoreError::Unavailable`], without a retry (the stall holds every
 ///   connection). A read that times out is `Unavailable` too.
 /// - **A lost reply to `COMMIT`**: the connection dropped, was reset or
-///   timed out (no answer within the I/O timeout) after `COMMIT` was sent and before its answer arrived, or
-///   the server answered it with anything but a serialization failure.
+///   timed out (no answer within the I/O timeout) after `COMMIT` was sent
+///   and before its answer arrived, or the server answered it with
+///   anything but a serialization failure.
 ///   PostgreSQL may or may not have committed, so the call reports
 ///   [`StoreError::OutcomeUnknown`] and never retries. This is the only
 ///   case of `OutcomeUnknown`; reads never report it.
