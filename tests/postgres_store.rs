@@ -735,3 +735,23 @@ fn a_server_that_never_answers_is_unavailable_within_the_connect_timeout() {
     );
     drop(silent);
 }
+
+#[test]
+fn a_call_on_an_async_runtime_thread_is_an_error_not_a_panic() {
+    // An async caller that forgot `spawn_blocking`: tokio refuses to block
+    // a thread that runs a runtime, and the store says so.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let port = free_port();
+    let err = runtime
+        .block_on(async { PostgresStore::connect(&format!("host=127.0.0.1 port={port}")) })
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    let why = std::error::Error::source(&err).map(ToString::to_string);
+    assert!(
+        why.as_deref().is_some_and(|w| w.contains("spawn_blocking")),
+        "{why:?}"
+    );
+}

@@ -92,6 +92,10 @@
 //! thread runs in the background and nothing async appears in this API;
 //! the one thread tokio may start is its blocking pool's, to resolve a
 //! host name while connecting (not for an IP address or a Unix socket).
+//! Like every store whose [`Store::may_block`] is true, an async server
+//! calls it through `spawn_blocking` (`latchkey-tower` does): tokio does
+//! not let a thread that runs a runtime block on another, and a call made
+//! there is [`StoreError::Unavailable`], saying so.
 //! What the feature adds to a build: `tokio-postgres`, `tokio` (`rt`,
 //! `net`, `time`), `futures-util` and friends, `postgres-protocol` with its
 //! SCRAM and MD5 authentication (`md-5`, `stringprep`; `hmac`, `sha2` and
@@ -281,6 +285,9 @@ enum Cause {
     Pg(tokio_postgres::Error),
     /// No answer within the I/O timeout.
     TimedOut,
+    /// The runtime or the client panicked: most likely the call was made
+    /// on a thread that runs an async runtime.
+    Panicked,
 }
 
 /// Why a call's work on one connection failed, and whether it got as far
@@ -324,8 +331,17 @@ fn fault_error(cause: Cause, timeout: Duration) -> Box<dyn std::error::Error + S
     match cause {
         Cause::Pg(e) => Box::new(e),
         Cause::TimedOut => Box::new(TimedOut(timeout)),
+        Cause::Panicked => Box::new(Panicked),
     }
 }
+
+/// A call that could not run: see [`Cause::Panicked`].
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the PostgreSQL client panicked; a PostgresStore blocks, so an async caller \
+     must call it through spawn_blocking, never on the runtime's own threads"
+)]
+struct Panicked;
 
 /// A call or connection attempt that got no answer in time.
 #[derive(Debug, thiserror::Error)]
@@ -387,10 +403,17 @@ impl Driver {
             return Err(Cause::TimedOut);
         };
         // The timer is made inside the runtime: it needs its time driver.
-        match runtime.block_on(async { tokio::time::timeout_at(deadline, work).await }) {
-            Ok(Ok(r)) => Ok(r),
-            Ok(Err(e)) => Err(Cause::Pg(e)),
-            Err(_) => Err(Cause::TimedOut),
+        // tokio panics if this thread already runs an async runtime (an
+        // async caller that did not use `spawn_blocking`): that panic, or
+        // any from the client, becomes an error for this call.
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            runtime.block_on(async { tokio::time::timeout_at(deadline, work).await })
+        }));
+        match outcome {
+            Ok(Ok(Ok(r))) => Ok(r),
+            Ok(Ok(Err(e))) => Err(Cause::Pg(e)),
+            Ok(Err(_)) => Err(Cause::TimedOut),
+            Err(_) => Err(Cause::Panicked),
         }
     }
 }
@@ -792,6 +815,8 @@ impl PostgresStore {
             let lost = match &fault.cause {
                 Cause::Pg(e) => e.as_db_error().is_none() || connection.client.is_closed(),
                 Cause::TimedOut => true,
+                // Not the connection's fault: it is dropped all the same.
+                Cause::Panicked => false,
             };
             let stale = matches!(fault.cause, Cause::Pg(_));
             // Dropping it closes the socket: an open transaction dies with
