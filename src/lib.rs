@@ -115,8 +115,8 @@
 //! - `redis-tls` (off by default): `rediss://` URLs and
 //!   `RedisStore::open_tls` for a private CA, over rustls (no OpenSSL).
 //! - `postgres` (off by default): `PostgresStore`, sessions in one
-//!   PostgreSQL table, on the synchronous `postgres` client (see
-//!   `latchkey::store::postgres`).
+//!   PostgreSQL table, over `tokio-postgres` driven by the store with a
+//!   timeout on every wait (see `latchkey::store::postgres`).
 //! - `test-util` (off by default): `latchkey::store::conformance` and
 //!   `store_conformance!`, the store conformance suite, for the tests of a
 //!   store of your own.

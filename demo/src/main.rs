@@ -17,7 +17,8 @@
 //! restart keeps everyone logged in, and two instances started on two ports
 //! with the same `--store file:DIR` serve one browser interchangeably (what
 //! a load balancer without sticky sessions needs). `--store memory` forgets
-//! on restart; `--store redis:URL` (built with `--features redis`) shares
+//! on restart; `--store redis:URL` (built with `--features redis`) and
+//! `--store postgres:PARAMS` (built with `--features postgres`) share
 //! sessions across machines; `--tickets` keeps sessions in signed cookies and
 //! uses the store only for revocations. The file store is Unix-only: on other
 //! systems the demo says so at startup and keeps sessions in memory.
@@ -169,6 +170,12 @@ usage: login_server [options]
   --store redis:URL        sessions in Redis, e.g. redis:redis://127.0.0.1:6379/0
                            (build with: cargo run -p latchkey-demo
                            --features redis -- --store redis:URL)
+  --store postgres:PARAMS  sessions in a PostgreSQL table, e.g.
+                           postgres:postgresql://app@127.0.0.1/app or
+                           postgres:'host=127.0.0.1 user=app dbname=app';
+                           the table is created if missing (build with:
+                           cargo run -p latchkey-demo --features postgres
+                           -- --store postgres:PARAMS)
   --tickets                stateless signed tickets instead of server-side
                            sessions (the store then keeps only revocations);
                            the signing key comes from $LATCHKEY_DEMO_TICKET_KEY
@@ -201,6 +208,13 @@ enum StoreChoice {
     /// A Redis URL; needs `--features redis`.
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     Redis(String),
+    /// PostgreSQL connection parameters (a URL or `key=value` pairs);
+    /// needs `--features postgres`.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    Postgres(String),
+    // A store of another kind is one more variant here, one more prefix in
+    // `parse_store` (matched before any prefix it starts with), and one
+    // more arm in `open_backend`, behind its feature.
 }
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Options, String> {
@@ -264,6 +278,18 @@ fn parse_store(v: &str) -> Result<StoreChoice, String> {
                 url
             };
             Ok(StoreChoice::Redis(url.to_owned()))
+        }
+        url if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            Ok(StoreChoice::Postgres(url.to_owned()))
+        }
+        _ if v.starts_with("postgres:") => {
+            let params = &v["postgres:".len()..];
+            if params.trim().is_empty() {
+                return Err("--store postgres: needs connection parameters, e.g. \
+                     postgres:postgresql://app@127.0.0.1/app"
+                    .into());
+            }
+            Ok(StoreChoice::Postgres(params.to_owned()))
         }
         other => Err(format!("unknown store {other:?}")),
     }
@@ -369,6 +395,28 @@ fn open_backend(opts: &Options, cookies: &CookieConfig) -> Result<Backend, BoxEr
             return Err(
                 "the Redis store needs the demo built with its `redis` feature: \
                  cargo run -p latchkey-demo --features redis -- --store redis:URL"
+                    .into(),
+            );
+        }
+        // The parameters may hold a password: they are never printed, and
+        // the label names only the table.
+        #[cfg(feature = "postgres")]
+        StoreChoice::Postgres(params) => {
+            let store = latchkey::PostgresStore::connect(params)?;
+            // A demo creates its own table; a deployment runs the migration
+            // once, at deploy time (see `PostgresStore::migrate`).
+            store.migrate()?;
+            let label = format!(
+                "postgres, table {} (shared by every instance using it)",
+                store.table()
+            );
+            (Arc::new(store), label)
+        }
+        #[cfg(not(feature = "postgres"))]
+        StoreChoice::Postgres(_) => {
+            return Err(
+                "the PostgreSQL store needs the demo built with its `postgres` feature: \
+                 cargo run -p latchkey-demo --features postgres -- --store postgres:PARAMS"
                     .into(),
             );
         }
@@ -1779,6 +1827,26 @@ mod tests {
             Some("dark"),
             "the other change is kept, not overwritten"
         );
+    }
+
+    #[test]
+    fn a_postgres_store_takes_a_url_or_key_value_pairs() {
+        for (arg, params) in [
+            ("postgres:host=/run/pg user=app", "host=/run/pg user=app"),
+            (
+                "postgres:postgresql://app@db/app",
+                "postgresql://app@db/app",
+            ),
+            ("postgresql://app@db/app", "postgresql://app@db/app"),
+            ("postgres://app@db/app", "postgres://app@db/app"),
+        ] {
+            match parse_store(arg) {
+                Ok(StoreChoice::Postgres(p)) => assert_eq!(p, params, "{arg}"),
+                other => panic!("{arg}: {other:?}"),
+            }
+        }
+        assert!(parse_store("postgres:").is_err());
+        assert!(parse_store("postgres: ").is_err());
     }
 
     #[test]

@@ -12,6 +12,8 @@
 
 mod features;
 mod http;
+#[cfg(all(unix, feature = "postgres"))]
+mod postgres;
 
 use std::io::{BufRead as _, BufReader, Read as _};
 use std::net::{SocketAddr, TcpListener};
@@ -808,6 +810,14 @@ fn run_to_exit(args: &[&str]) -> (ExitStatus, String) {
         .read_to_string(&mut stderr)
         .expect("stderr is readable");
     (status, stderr)
+}
+
+#[cfg(not(feature = "postgres"))]
+#[test]
+fn the_postgres_store_without_its_feature_says_how_to_build_it() {
+    let (status, stderr) = run_to_exit(&["--port", "0", "--store", "postgres:host=127.0.0.1"]);
+    assert!(!status.success(), "{status}: {stderr}");
+    assert!(stderr.contains("--features postgres"), "{stderr}");
 }
 
 #[test]

@@ -83,22 +83,27 @@
 //!
 //! # The connection
 //!
-//! The client is the `postgres` crate's synchronous one, which fits a store
-//! whose calls block: it is a thin wrapper over `tokio-postgres` that gives
-//! each connection its own current-thread tokio runtime (I/O and timer
-//! drivers, no worker threads) and drives it only while a call on that
-//! connection blocks. No thread runs in the background and nothing async
-//! appears in this API. What the feature adds to a build: `postgres`,
-//! `tokio-postgres`, `tokio` (`rt`, `net`, `time`, `io-util`),
-//! `futures-util` and friends, `postgres-protocol` with its SCRAM and MD5
-//! authentication (`md-5`, `stringprep`; `hmac`, `sha2` and `rand` are the
-//! versions latchkey already uses), `socket2`, `whoami`, `phf`, `log`, and
-//! older copies of `base64` (0.22) and `parking_lot` (0.12);
-//! none of it enters a build without the feature. One caveat from the
-//! crate: opening a connection panics if the OS refuses the runtime its
-//! epoll instance (out of file descriptors). Connections are plain TCP or
-//! Unix sockets (`NoTls`): reach a remote server over a private network or
-//! a local TLS tunnel.
+//! The client is `tokio-postgres`, driven by the store itself so that its
+//! calls block like every other store's and every wait has a deadline:
+//! each connection has its own current-thread tokio runtime (I/O and timer
+//! drivers, no worker threads), which runs only while a call on that
+//! connection blocks, under `tokio::time::timeout`. This is what the
+//! synchronous `postgres` crate does too, minus the timeout it lacks. No
+//! thread runs in the background and nothing async appears in this API;
+//! the one thread tokio may start is its blocking pool's, to resolve a
+//! host name while connecting (not for an IP address or a Unix socket).
+//! Like every store whose [`Store::may_block`] is true, an async server
+//! calls it through `spawn_blocking` (`latchkey-tower` does): tokio does
+//! not let a thread that runs a runtime block on another, and a call made
+//! there is [`StoreError::Unavailable`], saying so.
+//! What the feature adds to a build: `tokio-postgres`, `tokio` (`rt`,
+//! `net`, `time`), `futures-util` and friends, `postgres-protocol` with its
+//! SCRAM and MD5 authentication (`md-5`, `stringprep`; `hmac`, `sha2` and
+//! `rand` are the versions latchkey already uses), `socket2`, `whoami`,
+//! `phf`, `log`, and older copies of `base64` (0.22) and `parking_lot`
+//! (0.12); none of it enters a build without the feature. Connections are
+//! plain TCP or Unix sockets (`NoTls`): reach a remote server over a
+//! private network or a local TLS tunnel.
 //!
 //! The store keeps up to [`DEFAULT_MAX_IDLE_CONNECTIONS`] idle connections
 //! in a pool (a mutex around a `Vec`, held only to take or return one);
@@ -111,9 +116,11 @@ use std::fmt;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use postgres::error::SqlState;
-use postgres::types::{ToSql, Type};
-use postgres::{Client, Config, IsolationLevel, NoTls, Row, Transaction};
+use tokio::runtime::Runtime;
+use tokio::time::Instant;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::{Client, Config, NoTls, Row};
 
 use self::sql::Sql;
 pub use self::sql::{DEFAULT_TABLE, MIGRATION_SQL};
@@ -154,8 +161,9 @@ const ATTEMPTS: usize = 3;
 /// entirely or not at all, and never twice. What a failed call leaves for
 /// the caller to assume depends on when it failed:
 ///
-/// - **The server cannot be reached** (connection refused, connect
-///   timeout, authentication refused): [`StoreError::Unavailable`].
+/// - **The server cannot be reached** (connection refused, no answer
+///   within the connect timeout, authentication refused):
+///   [`StoreError::Unavailable`].
 ///   Nothing was sent, nothing changed.
 /// - **The server answers with an error** (the table is missing, a
 ///   statement ran past `statement_timeout`, the server is shutting down):
@@ -173,9 +181,15 @@ const ATTEMPTS: usize = 3;
 ///   emptied (its siblings died too) and the call runs once more, at once,
 ///   on a fresh connection; so the first call after a server restart
 ///   succeeds. Otherwise, or if the retry fails too, `Unavailable`.
+/// - **No answer within the I/O timeout, before `COMMIT` was sent** (the
+///   server or the network stalled): the connection is closed, so the
+///   open transaction dies with it and nothing changed:
+///   [`StoreError::Unavailable`], without a retry (the stall holds every
+///   connection). A read that times out is `Unavailable` too.
 /// - **A lost reply to `COMMIT`**: the connection dropped, was reset or
-///   timed out after `COMMIT` was sent and before its answer arrived, or
-///   the server answered it with anything but a serialization failure.
+///   timed out (no answer within the I/O timeout) after `COMMIT` was sent
+///   and before its answer arrived, or the server answered it with
+///   anything but a serialization failure.
 ///   PostgreSQL may or may not have committed, so the call reports
 ///   [`StoreError::OutcomeUnknown`] and never retries. This is the only
 ///   case of `OutcomeUnknown`; reads never report it.
@@ -201,13 +215,29 @@ const ATTEMPTS: usize = 3;
 /// ([`Error::is_backend_failure`](crate::Error::is_backend_failure)),
 /// never a rejection that would log the user out.
 ///
-/// **Timeouts.** Connecting waits at most the connect timeout; a statement
-/// runs at most the I/O timeout on the server (`statement_timeout`); and a
-/// connection whose sent data goes unacknowledged that long is dropped
-/// (`tcp_user_timeout`, Linux). The synchronous client has no timeout for
-/// a reply, so a server that accepts a request and then never answers
-/// (stopped with `SIGSTOP`, say) blocks the call until the server resumes
-/// or the connection breaks.
+/// **Timeouts.** No call waits for the server without a deadline:
+///
+/// - Opening a connection (TCP, authentication, session setup) waits at
+///   most the connect timeout ([`DEFAULT_CONNECT_TIMEOUT`], 1 s, or
+///   [`with_connect_timeout`](PostgresStore::with_connect_timeout)) for
+///   each host the parameters name.
+/// - Once connected, a call's statements, `COMMIT` or `ROLLBACK` included,
+///   get at most the I/O timeout together ([`DEFAULT_IO_TIMEOUT`], 2 s, or
+///   [`with_io_timeout`](PostgresStore::with_io_timeout)). The same value
+///   is the server's `statement_timeout` and the socket's
+///   `tcp_user_timeout` (Linux).
+///
+/// So a call that finds a pooled connection returns within the I/O
+/// timeout, and one that must connect within the connect timeout plus the
+/// I/O timeout (a stale pooled connection that fails at once adds nothing
+/// to speak of; a serialization failure's retry gets a fresh I/O timeout).
+/// A server that accepts a request and never answers (stopped with
+/// `SIGSTOP`, a partition that drops packets, a hung proxy) is a timeout:
+/// before `COMMIT` was sent it is `Unavailable` (the transaction dies with
+/// the connection); waiting for `COMMIT`'s answer it is `OutcomeUnknown`,
+/// as above. Either way the connection is closed, never reused, and the
+/// pool is emptied, so the next call connects afresh (and, while the
+/// server stays silent, fails within the connect timeout).
 ///
 /// # Example
 /// ```no_run
@@ -225,12 +255,13 @@ pub struct PostgresStore {
     config: Config,
     table: String,
     sql: Sql,
+    connect_timeout: Duration,
     io_timeout: Duration,
     max_idle: usize,
     /// Idle connections. A connection is taken out for one call and put
     /// back only if the call succeeded, so a connection left mid-reply or
     /// mid-transaction is never reused.
-    idle: Mutex<Vec<Client>>,
+    idle: Mutex<Vec<Connection>>,
 }
 
 impl fmt::Debug for PostgresStore {
@@ -241,57 +272,163 @@ impl fmt::Debug for PostgresStore {
             .field("ports", &self.config.get_ports())
             .field("dbname", &self.config.get_dbname())
             .field("table", &self.table)
-            .field("connect_timeout", &self.config.get_connect_timeout())
+            .field("connect_timeout", &self.connect_timeout)
             .field("io_timeout", &self.io_timeout)
             .field("idle_connections", &self.idle.lock().len())
             .finish_non_exhaustive()
     }
 }
 
+/// What went wrong on one connection.
+enum Cause {
+    /// The client or the server reported an error.
+    Pg(tokio_postgres::Error),
+    /// No answer within the I/O timeout.
+    TimedOut,
+    /// The runtime or the client panicked: most likely the call was made
+    /// on a thread that runs an async runtime.
+    Panicked,
+}
+
 /// Why a call's work on one connection failed, and whether it got as far
 /// as sending `COMMIT` (which decides whether the outcome is known).
 struct Fault {
-    error: postgres::Error,
+    cause: Cause,
     committing: bool,
 }
 
-impl From<postgres::Error> for Fault {
-    fn from(error: postgres::Error) -> Fault {
+impl Fault {
+    fn before_commit(cause: Cause) -> Fault {
         Fault {
-            error,
+            cause,
             committing: false,
         }
     }
-}
 
-impl Fault {
+    fn in_commit(cause: Cause) -> Fault {
+        Fault {
+            cause,
+            committing: true,
+        }
+    }
+
     /// Whether the server rolled the transaction back as a serialization
     /// failure or deadlock: running it again is safe and may succeed.
     fn retryable(&self) -> bool {
         matches!(
-            self.error.code(),
-            Some(c) if *c == SqlState::T_R_SERIALIZATION_FAILURE || *c == SqlState::T_R_DEADLOCK_DETECTED
+            &self.cause,
+            Cause::Pg(e) if matches!(
+                e.code(),
+                Some(c) if *c == SqlState::T_R_SERIALIZATION_FAILURE || *c == SqlState::T_R_DEADLOCK_DETECTED
+            )
         )
     }
 }
 
-/// Starts a write's transaction.
-fn begin(client: &mut Client) -> Result<Transaction<'_>, postgres::Error> {
-    client
-        .build_transaction()
-        .isolation_level(IsolationLevel::ReadCommitted)
-        .start()
+/// The error a caller sees for a fault: the server's or client's, or
+/// [`TimedOut`].
+fn fault_error(cause: Cause, timeout: Duration) -> Box<dyn std::error::Error + Send + Sync> {
+    match cause {
+        Cause::Pg(e) => Box::new(e),
+        Cause::TimedOut => Box::new(TimedOut(timeout)),
+        Cause::Panicked => Box::new(Panicked),
+    }
 }
 
-/// Commits, marking a failure as one whose outcome may be unknown.
-fn commit(tx: Transaction<'_>) -> Result<(), Fault> {
-    tx.commit().map_err(|error| Fault {
-        error,
-        committing: true,
-    })
+/// A call that could not run: see [`Cause::Panicked`].
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the PostgreSQL client panicked; a PostgresStore blocks, so an async caller \
+     must call it through spawn_blocking, never on the runtime's own threads"
+)]
+struct Panicked;
+
+/// A call or connection attempt that got no answer in time.
+#[derive(Debug, thiserror::Error)]
+#[error("PostgreSQL did not answer within {0:?}")]
+struct TimedOut(Duration);
+
+/// What an operation leaves to do with the transaction it opened, if any.
+enum Step<T> {
+    /// No transaction is open (a read): `T` is the answer.
+    Done(T),
+    /// `COMMIT`, then `T` is the answer.
+    Commit(T),
+    /// `ROLLBACK`: nothing was written, `T` is the answer.
+    Rollback(T),
 }
 
-fn unavailable(e: postgres::Error) -> StoreError {
+/// The statement that starts a write's transaction.
+const BEGIN: &str = "BEGIN ISOLATION LEVEL READ COMMITTED";
+
+/// One connection: the client and the current-thread runtime that drives
+/// it. The connection's socket task lives on that runtime and runs only
+/// while a call on this connection blocks in [`Connection::run`].
+struct Connection {
+    client: Client,
+    runtime: Driver,
+}
+
+/// A runtime shut down without waiting when dropped: a host name lookup
+/// cut off by the connect timeout may still hold a thread of its blocking
+/// pool, which is left to finish on its own.
+struct Driver(Option<Runtime>);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+impl Driver {
+    fn new() -> std::io::Result<Driver> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .enable_time()
+            .build()?;
+        Ok(Driver(Some(runtime)))
+    }
+
+    /// Drives `work` (and the connection's socket task) until it is done
+    /// or `deadline` passes.
+    fn run<R>(
+        &self,
+        deadline: Instant,
+        work: impl Future<Output = Result<R, tokio_postgres::Error>>,
+    ) -> Result<R, Cause> {
+        // Taken only by `drop`: a live driver always has its runtime.
+        let Some(runtime) = self.0.as_ref() else {
+            return Err(Cause::TimedOut);
+        };
+        // The timer is made inside the runtime: it needs its time driver.
+        // tokio panics if this thread already runs an async runtime (an
+        // async caller that did not use `spawn_blocking`): that panic, or
+        // any from the client, becomes an error for this call.
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            runtime.block_on(async { tokio::time::timeout_at(deadline, work).await })
+        }));
+        match outcome {
+            Ok(Ok(Ok(r))) => Ok(r),
+            Ok(Ok(Err(e))) => Err(Cause::Pg(e)),
+            Ok(Err(_)) => Err(Cause::TimedOut),
+            Err(_) => Err(Cause::Panicked),
+        }
+    }
+}
+
+impl Connection {
+    fn run<R>(
+        &self,
+        deadline: Instant,
+        work: impl Future<Output = Result<R, tokio_postgres::Error>>,
+    ) -> Result<R, Cause> {
+        self.runtime.run(deadline, work)
+    }
+}
+
+fn unavailable(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
     StoreError::Unavailable(Box::new(e))
 }
 
@@ -304,7 +441,7 @@ enum DecodeError {
     #[error("the stored value is not a valid record")]
     Body(#[source] serde_json::Error),
     #[error("a column of the row has an unexpected type or value")]
-    Column(#[source] postgres::Error),
+    Column(#[source] tokio_postgres::Error),
     #[error("a time column holds {0}, before 1970")]
     Negative(i64),
 }
@@ -412,31 +549,34 @@ impl PostgresStore {
     ///
     /// `params` is a libpq-style connection string, `key=value` pairs
     /// (`host=127.0.0.1 port=5432 user=app dbname=app`) or a URL
-    /// (`postgresql://app@127.0.0.1/app`). Unless it sets them, the connect
-    /// timeout is [`DEFAULT_CONNECT_TIMEOUT`] and `tcp_user_timeout` the
-    /// I/O timeout. The table is [`DEFAULT_TABLE`]; nothing is created
-    /// until [`migrate`](Self::migrate).
+    /// (`postgresql://app@127.0.0.1/app`). Unless it sets `connect_timeout`,
+    /// the connect timeout is [`DEFAULT_CONNECT_TIMEOUT`]; the I/O timeout
+    /// is [`DEFAULT_IO_TIMEOUT`] (see "Faults"). The table is
+    /// [`DEFAULT_TABLE`]; nothing is created until [`migrate`](Self::migrate).
     ///
     /// # Errors
     /// [`StoreError::Unavailable`] if `params` does not parse or the server
-    /// cannot be reached or refuses the login.
+    /// cannot be reached, refuses the login or does not answer in time.
     pub fn connect(params: &str) -> Result<PostgresStore, StoreError> {
         let config: Config = params.parse().map_err(unavailable)?;
         let store = PostgresStore::with_config(config);
-        let client = store.open_connection().map_err(unavailable)?;
-        store.idle.lock().push(client);
+        let connection = store.open_connection()?;
+        store.idle.lock().push(connection);
         Ok(store)
     }
 
     /// A store on `config`, not yet connected.
     fn with_config(mut config: Config) -> PostgresStore {
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(DEFAULT_CONNECT_TIMEOUT);
-        }
+        let connect_timeout = config
+            .get_connect_timeout()
+            .copied()
+            .unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+        config.connect_timeout(connect_timeout);
         let mut store = PostgresStore {
             config,
             table: DEFAULT_TABLE.to_owned(),
             sql: Sql::new(DEFAULT_TABLE),
+            connect_timeout,
             io_timeout: DEFAULT_IO_TIMEOUT,
             max_idle: DEFAULT_MAX_IDLE_CONNECTIONS,
             idle: Mutex::new(Vec::new()),
@@ -461,9 +601,20 @@ impl PostgresStore {
         self
     }
 
-    /// How long a statement may run on the server and sent data may go
-    /// unacknowledged (see Faults). A zero timeout means the default.
-    /// Connections opened before are closed.
+    /// How long a call may wait for the server once connected: its
+    /// statements, `COMMIT` included, together (see "Faults"); also the
+    /// server's `statement_timeout` and the socket's `tcp_user_timeout`. A
+    /// zero timeout means the default. Connections opened before are
+    /// closed.
+    ///
+    /// # Example
+    /// ```no_run
+    /// # use latchkey::PostgresStore;
+    /// use std::time::Duration;
+    /// let store = PostgresStore::connect("host=127.0.0.1 dbname=app")?
+    ///     .with_io_timeout(Duration::from_millis(500));
+    /// # Ok::<(), latchkey::StoreError>(())
+    /// ```
     #[must_use]
     pub fn with_io_timeout(mut self, timeout: Duration) -> PostgresStore {
         // Zero would mean "no timeout" to PostgreSQL: the opposite.
@@ -477,15 +628,26 @@ impl PostgresStore {
         self
     }
 
-    /// How long to wait for a connection. A zero timeout means the default.
-    /// Connections opened before are kept.
+    /// How long opening a connection may take, per host the connection
+    /// parameters name: TCP, authentication and session setup. A zero
+    /// timeout means the default. Connections opened before are kept.
+    ///
+    /// # Example
+    /// ```no_run
+    /// # use latchkey::PostgresStore;
+    /// use std::time::Duration;
+    /// let store = PostgresStore::connect("host=127.0.0.1 dbname=app")?
+    ///     .with_connect_timeout(Duration::from_secs(3));
+    /// # Ok::<(), latchkey::StoreError>(())
+    /// ```
     #[must_use]
     pub fn with_connect_timeout(mut self, timeout: Duration) -> PostgresStore {
-        self.config.connect_timeout(if timeout.is_zero() {
+        self.connect_timeout = if timeout.is_zero() {
             DEFAULT_CONNECT_TIMEOUT
         } else {
             timeout
-        });
+        };
+        self.config.connect_timeout(self.connect_timeout);
         self
     }
 
@@ -525,10 +687,10 @@ impl PostgresStore {
     /// # Errors
     /// Backend errors, as for the writes (see Faults).
     pub fn migrate(&self) -> Result<(), StoreError> {
-        self.call(|c| {
-            let mut tx = begin(c)?;
-            tx.batch_execute(&self.sql.migrate)?;
-            commit(tx)
+        self.call(async |c| {
+            c.batch_execute(BEGIN).await?;
+            c.batch_execute(&self.sql.migrate).await?;
+            Ok(Step::Commit(()))
         })
     }
 
@@ -537,85 +699,163 @@ impl PostgresStore {
     /// # Errors
     /// [`StoreError::Unavailable`].
     pub fn ping(&self) -> Result<(), StoreError> {
-        self.call(|c| Ok(c.batch_execute("SELECT 1")?))
+        self.call(async |c| {
+            c.batch_execute("SELECT 1").await?;
+            Ok(Step::Done(()))
+        })
     }
 
-    fn open_connection(&self) -> Result<Client, postgres::Error> {
-        let mut client = self.config.connect(NoTls)?;
+    /// How long opening one connection may take in all: the connect
+    /// timeout for each host the parameters name, so that a dead first
+    /// host leaves time for the next.
+    fn connect_budget(&self) -> Duration {
+        let hosts = u32::try_from(self.config.get_hosts().len().max(1)).unwrap_or(u32::MAX);
+        self.connect_timeout.saturating_mul(hosts)
+    }
+
+    fn open_connection(&self) -> Result<Connection, StoreError> {
+        let runtime = Driver::new().map_err(unavailable)?;
+        let budget = self.connect_budget();
+        let deadline = Instant::now() + budget;
         let ms = self.io_timeout.as_millis().clamp(1, i32::MAX as u128);
-        client.batch_execute(&format!("SET statement_timeout = {ms}"))?;
-        Ok(client)
+        let client = runtime
+            .run(deadline, async {
+                let (client, connection) = self.config.connect(NoTls).await?;
+                // The socket's task, on this connection's runtime: it runs
+                // whenever a call blocks on it, and ends with it.
+                tokio::spawn(connection);
+                client
+                    .batch_execute(&format!("SET statement_timeout = {ms}"))
+                    .await?;
+                Ok(client)
+            })
+            .map_err(|cause| StoreError::Unavailable(fault_error(cause, budget)))?;
+        Ok(Connection { client, runtime })
     }
 
-    fn release(&self, client: Client) {
+    fn release(&self, connection: Connection) {
         let mut idle = self.idle.lock();
-        if idle.len() < self.max_idle && !client.is_closed() {
-            idle.push(client);
+        if idle.len() < self.max_idle && !connection.client.is_closed() {
+            idle.push(connection);
         }
     }
 
-    /// Runs `op` on a connection, with the retries and the error mapping
-    /// that "Faults" on [`PostgresStore`] describes.
+    /// Runs `op` once on `connection`, then the `COMMIT` or `ROLLBACK` it
+    /// asks for, all within one I/O timeout. The flag says whether the
+    /// connection may be reused.
+    fn attempt<T>(
+        &self,
+        connection: &Connection,
+        op: &impl AsyncFn(&Client) -> Result<Step<T>, tokio_postgres::Error>,
+    ) -> Result<(T, bool), Fault> {
+        let deadline = Instant::now() + self.io_timeout;
+        let client = &connection.client;
+        match connection
+            .run(deadline, op(client))
+            .map_err(Fault::before_commit)?
+        {
+            Step::Done(v) => Ok((v, true)),
+            Step::Rollback(v) => {
+                // Nothing was written either way: if the ROLLBACK is lost,
+                // the transaction dies with the connection.
+                let clean = connection
+                    .run(deadline, client.batch_execute("ROLLBACK"))
+                    .is_ok();
+                Ok((v, clean))
+            }
+            Step::Commit(v) => {
+                connection
+                    .run(deadline, client.batch_execute("COMMIT"))
+                    .map_err(Fault::in_commit)?;
+                Ok((v, true))
+            }
+        }
+    }
+
+    /// Runs `op` on a connection, with the timeouts, retries and error
+    /// mapping that "Faults" on [`PostgresStore`] describes. `op` starts
+    /// its transaction itself (with [`BEGIN`]) and says how to end it.
     fn call<T>(
         &self,
-        mut op: impl FnMut(&mut Client) -> Result<T, Fault>,
+        op: impl AsyncFn(&Client) -> Result<Step<T>, tokio_postgres::Error>,
     ) -> Result<T, StoreError> {
         let mut attempts = 0;
         let mut reconnected = false;
         loop {
             let pooled = self.idle.lock().pop();
-            let (mut client, from_pool) = match pooled {
+            let (connection, from_pool) = match pooled {
                 Some(c) => (c, true),
-                None => (self.open_connection().map_err(unavailable)?, false),
+                None => (self.open_connection()?, false),
             };
             attempts += 1;
-            let fault = match op(&mut client) {
-                Ok(v) => {
-                    self.release(client);
+            let fault = match self.attempt(&connection, &op) {
+                Ok((v, reusable)) => {
+                    if reusable {
+                        self.release(connection);
+                    }
                     return Ok(v);
                 }
                 Err(f) => f,
             };
             if fault.retryable() {
-                // Rolled back by the server, the connection still good.
+                // Rolled back by the server, the connection still good
+                // once out of the failed transaction.
+                let deadline = Instant::now() + self.io_timeout;
+                let clean = connection
+                    .run(deadline, connection.client.batch_execute("ROLLBACK"))
+                    .is_ok();
                 if attempts < ATTEMPTS {
-                    self.release(client);
+                    if clean {
+                        self.release(connection);
+                    }
                     continue;
                 }
                 return Err(StoreError::Conflict);
             }
+            let lost = match &fault.cause {
+                Cause::Pg(e) => e.as_db_error().is_none() || connection.client.is_closed(),
+                Cause::TimedOut => true,
+                // Not the connection's fault: it is dropped all the same.
+                Cause::Panicked => false,
+            };
+            let stale = matches!(fault.cause, Cause::Pg(_));
+            // Dropping it closes the socket: an open transaction dies with
+            // it, and a late answer is never read as another call's.
+            drop(connection);
+            if lost {
+                // Whatever closed or stalled this connection (a restart, an
+                // idle timeout, a stopped server) holds its siblings too:
+                // the next call connects afresh.
+                self.idle.lock().clear();
+            }
+            let error = fault_error(fault.cause, self.io_timeout);
             if fault.committing {
                 // COMMIT left: whatever came back, if anything, does not
                 // prove that it did not commit.
-                return Err(StoreError::OutcomeUnknown(Box::new(fault.error)));
+                return Err(StoreError::OutcomeUnknown(error));
             }
-            let connection_lost = fault.error.as_db_error().is_none() || client.is_closed();
-            drop(client);
-            if connection_lost {
-                // Whatever closed this connection (a restart, an idle
-                // timeout) closed its siblings too.
-                self.idle.lock().clear();
-                // Nothing was committed: the transaction died with the
-                // connection. A pooled connection may just have been
-                // stale, so one fresh try.
-                if from_pool && !reconnected {
-                    reconnected = true;
-                    continue;
-                }
+            // Nothing was committed: the transaction died with the
+            // connection or was refused. A pooled connection that broke
+            // (not one that timed out) may just have been stale, so one
+            // fresh try.
+            if lost && stale && from_pool && !reconnected {
+                reconnected = true;
+                continue;
             }
-            return Err(unavailable(fault.error));
+            return Err(StoreError::Unavailable(error));
         }
     }
 
     /// The `NotFound` or `Conflict` of a versioned write that changed no
     /// row, asked inside its transaction.
-    fn missing_or_conflict(
+    async fn missing_or_conflict(
         &self,
-        tx: &mut Transaction<'_>,
+        c: &Client,
         key: &[u8],
-    ) -> Result<StoreError, Fault> {
-        let exists = tx
-            .query_typed_opt(&self.sql.exists, &[(&key, Type::BYTEA)])?
+    ) -> Result<StoreError, tokio_postgres::Error> {
+        let exists = c
+            .query_typed_opt(&self.sql.exists, &[(&key, Type::BYTEA)])
+            .await?
             .is_some();
         Ok(if exists {
             StoreError::Conflict
@@ -638,19 +878,37 @@ fn insert_params<'a>(key: &'a &[u8], v: &'a RowValues) -> [(&'a (dyn ToSql + Syn
     ]
 }
 
+/// The parameters of a versioned update of `key` from `expected` to `v`.
+fn replace_params<'a>(
+    key: &'a &[u8],
+    expected: &'a i64,
+    v: &'a RowValues,
+) -> [(&'a (dyn ToSql + Sync), Type); 7] {
+    [
+        (key, Type::BYTEA),
+        (expected, Type::INT8),
+        (&v.version, Type::INT8),
+        (&v.expires_at, Type::INT8),
+        (&v.last_seen, Type::INT8),
+        (&v.user, Type::BYTEA),
+        (&v.json, Type::TEXT),
+    ]
+}
+
 impl Store for PostgresStore {
     fn insert(&self, key: &StoreKey, record: &Record) -> Result<(), StoreError> {
         let values = RowValues::of(key, record)?;
         let k: &[u8] = key.as_bytes();
-        let inserted = self.call(|c| {
-            let mut tx = begin(c)?;
-            let n = tx.execute_typed(&self.sql.insert, &insert_params(&k, &values))?;
-            if n == 1 {
-                commit(tx)?;
+        let inserted = self.call(async |c| {
+            c.batch_execute(BEGIN).await?;
+            let n = c
+                .execute_typed(&self.sql.insert, &insert_params(&k, &values))
+                .await?;
+            Ok(if n == 1 {
+                Step::Commit(true)
             } else {
-                tx.rollback()?;
-            }
-            Ok(n == 1)
+                Step::Rollback(false)
+            })
         })?;
         if inserted {
             Ok(())
@@ -661,7 +919,12 @@ impl Store for PostgresStore {
 
     fn get(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
         let k: &[u8] = key.as_bytes();
-        let row = self.call(|c| Ok(c.query_typed_opt(&self.sql.get, &[(&k, Type::BYTEA)])?))?;
+        let row = self.call(async |c| {
+            Ok(Step::Done(
+                c.query_typed_opt(&self.sql.get, &[(&k, Type::BYTEA)])
+                    .await?,
+            ))
+        })?;
         row.map(|row| decode_row(&row).map_err(|e| corrupt(key, e)))
             .transpose()
     }
@@ -670,27 +933,15 @@ impl Store for PostgresStore {
         let v = RowValues::of(key, record)?;
         let k: &[u8] = key.as_bytes();
         let expected = version_column(expected);
-        self.call(|c| {
-            let mut tx = begin(c)?;
-            let n = tx.execute_typed(
-                &self.sql.replace,
-                &[
-                    (&k, Type::BYTEA),
-                    (&expected, Type::INT8),
-                    (&v.version, Type::INT8),
-                    (&v.expires_at, Type::INT8),
-                    (&v.last_seen, Type::INT8),
-                    (&v.user, Type::BYTEA),
-                    (&v.json, Type::TEXT),
-                ],
-            )?;
+        self.call(async |c| {
+            c.batch_execute(BEGIN).await?;
+            let n = c
+                .execute_typed(&self.sql.replace, &replace_params(&k, &expected, &v))
+                .await?;
             if n == 1 {
-                commit(tx)?;
-                return Ok(Ok(()));
+                return Ok(Step::Commit(Ok(())));
             }
-            let why = self.missing_or_conflict(&mut tx, k)?;
-            tx.rollback()?;
-            Ok(Err(why))
+            Ok(Step::Rollback(Err(self.missing_or_conflict(c, k).await?)))
         })?
     }
 
@@ -702,22 +953,23 @@ impl Store for PostgresStore {
     ) -> Result<bool, StoreError> {
         let k: &[u8] = key.as_bytes();
         let (seen, expires) = (time_column(last_seen), time_column(expires_at));
-        self.call(|c| {
-            let mut tx = begin(c)?;
-            let n = tx.execute_typed(
-                &self.sql.touch,
-                &[
-                    (&k, Type::BYTEA),
-                    (&seen, Type::INT8),
-                    (&expires, Type::INT8),
-                ],
-            )?;
-            if n == 1 {
-                commit(tx)?;
+        self.call(async |c| {
+            c.batch_execute(BEGIN).await?;
+            let n = c
+                .execute_typed(
+                    &self.sql.touch,
+                    &[
+                        (&k, Type::BYTEA),
+                        (&seen, Type::INT8),
+                        (&expires, Type::INT8),
+                    ],
+                )
+                .await?;
+            Ok(if n == 1 {
+                Step::Commit(true)
             } else {
-                tx.rollback()?;
-            }
-            Ok(n == 1)
+                Step::Rollback(false)
+            })
         })
     }
 
@@ -733,55 +985,52 @@ impl Store for PostgresStore {
         let v = RowValues::of(new, record)?;
         let (old_k, new_k): (&[u8], &[u8]) = (old.as_bytes(), new.as_bytes());
         let expected = version_column(expected);
-        self.call(|c| {
-            let mut tx = begin(c)?;
+        self.call(async |c| {
+            c.batch_execute(BEGIN).await?;
             // `old` first, as the contract orders the checks; its row lock
             // holds off every other writer of it until the commit.
-            let n = tx.execute_typed(
-                &self.sql.replace,
-                &[
-                    (&old_k, Type::BYTEA),
-                    (&expected, Type::INT8),
-                    (&r.version, Type::INT8),
-                    (&r.expires_at, Type::INT8),
-                    (&r.last_seen, Type::INT8),
-                    (&r.user, Type::BYTEA),
-                    (&r.json, Type::TEXT),
-                ],
-            )?;
+            let n = c
+                .execute_typed(&self.sql.replace, &replace_params(&old_k, &expected, &r))
+                .await?;
             if n != 1 {
-                let why = self.missing_or_conflict(&mut tx, old_k)?;
-                tx.rollback()?;
-                return Ok(Err(why));
+                return Ok(Step::Rollback(Err(self
+                    .missing_or_conflict(c, old_k)
+                    .await?)));
             }
-            if tx.execute_typed(&self.sql.insert, &insert_params(&new_k, &v))? != 1 {
+            if c.execute_typed(&self.sql.insert, &insert_params(&new_k, &v))
+                .await?
+                != 1
+            {
                 // Rolled back: `old` is as it was.
-                tx.rollback()?;
-                return Ok(Err(StoreError::Exists));
+                return Ok(Step::Rollback(Err(StoreError::Exists)));
             }
-            commit(tx)?;
-            Ok(Ok(()))
+            Ok(Step::Commit(Ok(())))
         })?
     }
 
     fn remove(&self, key: &StoreKey) -> Result<bool, StoreError> {
         let k: &[u8] = key.as_bytes();
-        self.call(|c| {
-            let mut tx = begin(c)?;
-            let n = tx.execute_typed(&self.sql.remove, &[(&k, Type::BYTEA)])?;
-            if n > 0 {
-                commit(tx)?;
+        self.call(async |c| {
+            c.batch_execute(BEGIN).await?;
+            let n = c
+                .execute_typed(&self.sql.remove, &[(&k, Type::BYTEA)])
+                .await?;
+            Ok(if n > 0 {
+                Step::Commit(true)
             } else {
-                tx.rollback()?;
-            }
-            Ok(n > 0)
+                Step::Rollback(false)
+            })
         })
     }
 
     fn sessions_of(&self, user: &str) -> Result<Vec<(StoreKey, Record)>, StoreError> {
         let name: &[u8] = user.as_bytes();
-        let rows =
-            self.call(|c| Ok(c.query_typed(&self.sql.sessions_of, &[(&name, Type::BYTEA)])?))?;
+        let rows = self.call(async |c| {
+            Ok(Step::Done(
+                c.query_typed(&self.sql.sessions_of, &[(&name, Type::BYTEA)])
+                    .await?,
+            ))
+        })?;
         // A corrupt row is that session's problem (a load of it says so):
         // the others are listed.
         Ok(rows
@@ -793,11 +1042,12 @@ impl Store for PostgresStore {
 
     fn purge_expired(&self, now: Timestamp) -> Result<usize, StoreError> {
         let now = time_column(now);
-        let n = self.call(|c| {
-            let mut tx = begin(c)?;
-            let n = tx.execute_typed(&self.sql.purge, &[(&now, Type::INT8)])?;
-            commit(tx)?;
-            Ok(n)
+        let n = self.call(async |c| {
+            c.batch_execute(BEGIN).await?;
+            let n = c
+                .execute_typed(&self.sql.purge, &[(&now, Type::INT8)])
+                .await?;
+            Ok(Step::Commit(n))
         })?;
         Ok(usize::try_from(n).unwrap_or(usize::MAX))
     }
