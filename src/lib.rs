@@ -156,6 +156,9 @@ pub use crate::policy::{Policy, PolicyBuilder, PolicyError, ReuseResponse, UserL
 // Sessions and what managers hand back.
 pub use crate::session::{Issued, Loaded, NewSession, Session, SessionData};
 // Managers.
+#[cfg(feature = "async")]
+#[cfg_attr(docsrs, doc(cfg(feature = "async")))]
+pub use crate::manager::{AsyncSessionManager, AsyncStoreManager, BoxFuture};
 pub use crate::manager::{SessionInfo, SessionManager, StoreManager};
 
 // Is a state-changing request from our own pages (login CSRF)?
@@ -178,6 +181,9 @@ pub use crate::store::redis::RedisStore;
 // What a store implementer also needs (`Record`, `RecordState`,
 // `LiveSession`, `Peek`, `LiveRef`, `DataRef`, `SealedId`) stays in
 // `latchkey::store`.
+#[cfg(feature = "async")]
+#[cfg_attr(docsrs, doc(cfg(feature = "async")))]
+pub use crate::store::asynchronous::AsyncStore;
 pub use crate::store::{EndReason, Store, StoreError};
 // Cookies: rendering Set-Cookie, finding the token in a Cookie header.
 pub use crate::cookie::{
