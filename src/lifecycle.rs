@@ -7,6 +7,13 @@
 //! (`tests/manager_conformance.rs`) runs the same tests of this table
 //! against both, over every store.
 //!
+//! The store manager's side (every store call, interleaved with these
+//! decisions) is written once too, as async code over a store's
+//! operations: `StoreManager` completes it in one poll over a synchronous
+//! [`Store`](crate::Store), and `AsyncStoreManager` (feature `async`)
+//! awaits it over an `AsyncStore`. So everything below holds for both
+//! drivers, and the suite runs against both (`tests/async_manager.rs`).
+//!
 //! # States
 //!
 //! A token names one of these (a ticket's state is its signed claims plus,

@@ -5,6 +5,8 @@ use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+#[cfg(doc)]
+use latchkey::SessionManager;
 use latchkey::{CsrfError, Error, Flash, Issued, Loaded, NewSession, RememberError, Session};
 
 use crate::dispatch::{self, Write};

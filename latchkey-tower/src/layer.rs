@@ -95,7 +95,8 @@ impl fmt::Debug for Shared {
 ///    session or carrying a `Set-Cookie`.
 ///
 /// Manager calls run in place when [`SessionManager::may_block`] is false
-/// and on tokio's blocking pool otherwise, so the layer needs a tokio
+/// and on tokio's blocking pool otherwise (an async manager's, given to
+/// [`from_async`](Self::from_async), are awaited in place), so the layer needs a tokio
 /// runtime (axum's), with the time driver on for the backoff between
 /// retries of a conflicting save (`#[tokio::main]` enables it).
 ///
