@@ -245,62 +245,84 @@ impl<D: Driver> Engine<D> {
         self.core.expiry(s.absolute_deadline, s.last_seen, now)
     }
 
-    /// The load, reading the time from `now` once the key is known.
+    /// The load, reading the time from `now` once the key is known: the
+    /// token parsed ([`Self::parse`]), the record shown by the store
+    /// ([`Self::shown`]), and unless that settled it, the record resolved
+    /// ([`Self::load_resolved`]). The synchronous manager composes the same
+    /// steps around its store's own `peek` (`StoreManager::load_at`), so
+    /// that its common case runs without a future.
     #[inline]
     pub(crate) async fn load_when(
         &self,
         token: &str,
         now: impl FnOnce() -> Timestamp,
     ) -> Result<Loaded, Error> {
-        let id = match SessionId::parse(token) {
-            Ok(id) => id,
-            Err(e) => {
-                self.core.emit(Event::Rejected {
-                    kind: RejectKind::Malformed,
-                    session: None,
-                });
-                return Err(e.into());
-            }
-        };
-        // The common case, a live session needing no touch, is built from
-        // its record where the store keeps it (`Store::peek`), straight into
-        // the result. Everything else (rotations, ends, touches) takes
-        // `resolve`, which copies the record out first: `None` below.
+        let id = self.parse(token)?;
         let key = id.store_key();
         let now = now();
         let shown = self
             .store
-            .peek(&key, |seen| match seen {
-                Ok(Peek::Live(live)) => self.load_live(&id, key, live, now),
-                Ok(Peek::Missing) => Some(Err(Error::Unknown)),
-                Ok(Peek::NotLive) => None,
-                Err(e) => Some(Err(e.into())),
-            })
+            .peek(&key, |seen| self.shown(&id, key, now, seen))
             .await;
-        // Taken apart by value: the common case's `Loaded` (352 bytes) then
-        // moves once, into the result. Bound to a name first and returned
-        // after the error check, it took one more copy, which cost a load
-        // at 100k live sessions about 80 ns (BENCHMARKS.md, "The result's
-        // moves").
         match shown {
             None => self.load_resolved(id, key, now).await,
-            Some(Err(err)) => {
-                match &err {
-                    // Strict mode: an ID we did not issue is refused, never
-                    // adopted.
-                    Error::Unknown => self.core.emit(Event::Rejected {
-                        kind: RejectKind::Unknown,
-                        session: Some(key.fingerprint()),
-                    }),
-                    Error::AbsoluteExpired { .. } | Error::IdleExpired { .. } => {
-                        self.core.report_expired(&key, &err);
-                    }
-                    _ => {}
-                }
-                Err(err)
-            }
+            Some(Err(err)) => Err(self.refused(&key, err)),
             Some(Ok(loaded)) => Ok(loaded),
         }
+    }
+
+    /// A load's first step: the token as an ID; a malformed one is
+    /// reported and refused before any store is asked.
+    #[inline]
+    pub(crate) fn parse(&self, token: &str) -> Result<SessionId, Error> {
+        SessionId::parse(token).map_err(|e| {
+            self.core.emit(Event::Rejected {
+                kind: RejectKind::Malformed,
+                session: None,
+            });
+            e.into()
+        })
+    }
+
+    /// What a load makes of what the store shows of `key` (runs under the
+    /// store's lock, so it only reads and builds).
+    ///
+    /// The common case, a live session needing no touch, is built from
+    /// its record where the store keeps it (`Store::peek`), straight into
+    /// the result. Everything else (rotations, ends, touches) takes
+    /// `resolve`, which copies the record out first: `None`.
+    #[inline]
+    pub(crate) fn shown(
+        &self,
+        id: &SessionId,
+        key: StoreKey,
+        now: Timestamp,
+        seen: Result<Peek<'_>, StoreError>,
+    ) -> Option<Result<Loaded, Error>> {
+        match seen {
+            Ok(Peek::Live(live)) => self.load_live(id, key, live, now),
+            Ok(Peek::Missing) => Some(Err(Error::Unknown)),
+            Ok(Peek::NotLive) => None,
+            Err(e) => Some(Err(e.into())),
+        }
+    }
+
+    /// Reports a refusal [`Self::shown`] found, and hands it back.
+    #[cold]
+    pub(crate) fn refused(&self, key: &StoreKey, err: Error) -> Error {
+        match &err {
+            // Strict mode: an ID we did not issue is refused, never
+            // adopted.
+            Error::Unknown => self.core.emit(Event::Rejected {
+                kind: RejectKind::Unknown,
+                session: Some(key.fingerprint()),
+            }),
+            Error::AbsoluteExpired { .. } | Error::IdleExpired { .. } => {
+                self.core.report_expired(key, &err);
+            }
+            _ => {}
+        }
+        err
     }
 
     /// A load's common case: the live session shown by the store, built in
@@ -346,7 +368,7 @@ impl<D: Driver> Engine<D> {
     }
 
     /// The load by way of [`Self::resolve`]; `key` is `id`'s.
-    async fn load_resolved(
+    pub(crate) async fn load_resolved(
         &self,
         id: SessionId,
         key: StoreKey,

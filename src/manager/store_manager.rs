@@ -184,7 +184,33 @@ impl<S: Store> StoreManager<S> {
     /// ```
     #[inline]
     pub fn load_at(&self, token: &str, now: Timestamp) -> Result<Loaded, Error> {
-        run(self.engine.load_when(token, || now))
+        self.load_when(token, || now)
+    }
+
+    /// The engine's `load_when`, its steps composed around the store's own
+    /// `peek`: the common case (a live session needing no touch) is built
+    /// where the store keeps it and returned without a future; the rest
+    /// runs the engine's resolve.
+    #[inline]
+    fn load_when(&self, token: &str, now: impl FnOnce() -> Timestamp) -> Result<Loaded, Error> {
+        let engine = &self.engine;
+        let id = engine.parse(token)?;
+        let key = id.store_key();
+        let now = now();
+        let shown = engine
+            .store
+            .0
+            .peek(&key, |seen| engine.shown(&id, key, now, seen));
+        // Taken apart by value: the common case's `Loaded` (352 bytes) then
+        // moves once, into the result. Bound to a name first and returned
+        // after the error check, it took one more copy, which cost a load
+        // at 100k live sessions about 80 ns (BENCHMARKS.md, "The result's
+        // moves").
+        match shown {
+            None => run(engine.load_resolved(id, key, now)),
+            Some(Err(err)) => Err(engine.refused(&key, err)),
+            Some(Ok(loaded)) => Ok(loaded),
+        }
     }
 
     /// [`SessionManager::save`] at an explicit instant.
@@ -459,7 +485,7 @@ impl<S: Store> SessionManager for StoreManager<S> {
 
     #[inline]
     fn load(&self, token: &str) -> Result<Loaded, Error> {
-        run(self.engine.load_when(token, || self.engine.core.now()))
+        self.load_when(token, || self.engine.core.now())
     }
 
     fn save(&self, session: &mut Session) -> Result<Option<Issued>, Error> {
