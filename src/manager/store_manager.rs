@@ -18,10 +18,13 @@ use crate::store::driver::{self, Ready};
 /// Runs one operation of the lifecycle (`manager::engine`) over a
 /// synchronous store: every store call's future is ready, so one poll
 /// completes it. One that did not complete would be a bug in the driver;
-/// it is a typed error, never a panic or a hang.
-#[inline]
-fn run<T>(operation: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {
-    driver::now_or_never(operation).unwrap_or_else(|| Err(driver::not_ready().into()))
+/// it is a typed error, never a panic or a hang. A macro, so that the
+/// operation's future is pinned where it is made, not moved (it is large).
+macro_rules! run {
+    ($operation:expr) => {
+        driver::poll_once(std::pin::pin!($operation))
+            .unwrap_or_else(|| Err(driver::not_ready().into()))
+    };
 }
 
 /// Server-side sessions: the token is a random ID, the state lives in a
@@ -161,7 +164,7 @@ impl<S: Store> StoreManager<S> {
     /// # Ok::<(), latchkey::Error>(())
     /// ```
     pub fn create_at(&self, new: NewSession, now: Timestamp) -> Result<Issued, Error> {
-        run(self.engine.create_at(new, now))
+        run!(self.engine.create_at(new, now))
     }
 
     /// [`SessionManager::load`] at an explicit instant.
@@ -207,7 +210,7 @@ impl<S: Store> StoreManager<S> {
         // at 100k live sessions about 80 ns (BENCHMARKS.md, "The result's
         // moves").
         match shown {
-            None => run(engine.load_resolved(id, key, now)),
+            None => run!(engine.load_resolved(id, key, now)),
             Some(Err(err)) => Err(engine.refused(&key, err)),
             Some(Ok(loaded)) => Ok(loaded),
         }
@@ -233,7 +236,7 @@ impl<S: Store> StoreManager<S> {
     /// # Ok::<(), latchkey::Error>(())
     /// ```
     pub fn save_at(&self, session: &mut Session, now: Timestamp) -> Result<Option<Issued>, Error> {
-        run(self.engine.save_at(session, now))
+        run!(self.engine.save_at(session, now))
     }
 
     /// [`SessionManager::rotate`] at an explicit instant.
@@ -257,9 +260,10 @@ impl<S: Store> StoreManager<S> {
     /// # Ok::<(), latchkey::Error>(())
     /// ```
     pub fn rotate_at(&self, session: &mut Session, now: Timestamp) -> Result<Issued, Error> {
-        run(self
-            .engine
-            .rotate_and_report(session, now, Rotation::Routine))
+        run!(
+            self.engine
+                .rotate_and_report(session, now, Rotation::Routine)
+        )
     }
 
     /// [`SessionManager::change_privilege`] at an explicit instant.
@@ -287,9 +291,10 @@ impl<S: Store> StoreManager<S> {
         session: &mut Session,
         now: Timestamp,
     ) -> Result<Issued, Error> {
-        run(self
-            .engine
-            .rotate_and_report(session, now, Rotation::Privilege))
+        run!(
+            self.engine
+                .rotate_and_report(session, now, Rotation::Privilege)
+        )
     }
 
     /// [`SessionManager::login`] at an explicit instant.
@@ -318,7 +323,7 @@ impl<S: Store> StoreManager<S> {
         user: &str,
         now: Timestamp,
     ) -> Result<Issued, Error> {
-        run(self.engine.login_at(session, user, now))
+        run!(self.engine.login_at(session, user, now))
     }
 
     /// [`SessionManager::reauthenticate`] at an explicit instant: the
@@ -356,7 +361,7 @@ impl<S: Store> StoreManager<S> {
         session: &mut Session,
         now: Timestamp,
     ) -> Result<Issued, Error> {
-        run(self.engine.reauthenticate_at(session, now))
+        run!(self.engine.reauthenticate_at(session, now))
     }
 
     /// [`SessionManager::terminate`] at an explicit instant.
@@ -378,7 +383,7 @@ impl<S: Store> StoreManager<S> {
     /// # Ok::<(), latchkey::Error>(())
     /// ```
     pub fn terminate_at(&self, session: &Session, now: Timestamp) -> Result<(), Error> {
-        run(self.engine.terminate_at(session, now))
+        run!(self.engine.terminate_at(session, now))
     }
 
     /// Loads, applies `f`, saves; on a version conflict, waits, loads again
@@ -413,7 +418,7 @@ impl<S: Store> StoreManager<S> {
     where
         F: FnMut(&mut Session) -> R,
     {
-        run(self.engine.update(token, f))
+        run!(self.engine.update(token, f))
     }
 
     /// The user's live sessions, oldest first.
@@ -431,7 +436,7 @@ impl<S: Store> StoreManager<S> {
     /// # Ok::<(), latchkey::Error>(())
     /// ```
     pub fn sessions_of(&self, user: &str) -> Result<Vec<SessionInfo>, Error> {
-        run(self.engine.sessions_of(user))
+        run!(self.engine.sessions_of(user))
     }
 
     /// Ends one of the user's sessions named by fingerprint (a "log out that
@@ -457,7 +462,7 @@ impl<S: Store> StoreManager<S> {
         user: &str,
         fingerprint: Fingerprint,
     ) -> Result<bool, Error> {
-        run(self.engine.terminate_by_fingerprint(user, fingerprint))
+        run!(self.engine.terminate_by_fingerprint(user, fingerprint))
     }
 
     /// Deletes every record whose retention has passed; returns how many.
@@ -474,7 +479,7 @@ impl<S: Store> StoreManager<S> {
     /// # Ok::<(), latchkey::Error>(())
     /// ```
     pub fn purge_expired(&self) -> Result<usize, Error> {
-        run(self.engine.purge_expired())
+        run!(self.engine.purge_expired())
     }
 }
 
@@ -517,9 +522,10 @@ impl<S: Store> SessionManager for StoreManager<S> {
     }
 
     fn terminate_all(&self, user: &str, except: Option<&Session>) -> Result<Option<usize>, Error> {
-        run(self
-            .engine
-            .terminate_all_at(user, except, self.engine.core.now()))
+        run!(
+            self.engine
+                .terminate_all_at(user, except, self.engine.core.now())
+        )
     }
 
     fn may_block(&self) -> bool {

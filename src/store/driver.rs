@@ -7,7 +7,7 @@
 //! manager awaits them.
 
 use std::future::{Future, ready};
-use std::pin::pin;
+use std::pin::{Pin, pin};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
@@ -201,6 +201,18 @@ pub(crate) fn now_or_never<F: Future>(future: F) -> Option<F::Output> {
         .as_mut()
         .poll(&mut Context::from_waker(Waker::noop()))
     {
+        Poll::Ready(out) => Some(out),
+        Poll::Pending => None,
+    }
+}
+
+/// [`now_or_never`] for a future pinned where it was made (`pin!` at the
+/// call): a future of the lifecycle is large (a kilobyte or two, for the
+/// rare paths it may take), and a move into a function argument copies
+/// all of it.
+#[inline]
+pub(crate) fn poll_once<F: Future + ?Sized>(future: Pin<&mut F>) -> Option<F::Output> {
+    match future.poll(&mut Context::from_waker(Waker::noop())) {
         Poll::Ready(out) => Some(out),
         Poll::Pending => None,
     }
