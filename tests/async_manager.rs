@@ -6,7 +6,9 @@
 //! operation really suspends between its store calls. Two stores: one
 //! forwarding to a memory store's atomic `rotate`, and one that leaves
 //! `rotate` to `AsyncStore`'s provided single-key protocol.
-#![cfg(feature = "async")]
+//!
+//! Needs feature `async` (`required-features` in Cargo.toml):
+//! `cargo test -p latchkey --features async --test async_manager`.
 
 mod conformance;
 mod manager_suite;
