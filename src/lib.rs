@@ -91,13 +91,53 @@
 //! Hold an `Arc<dyn SessionManager>`. Map [`Error::is_rejection`] to 401
 //! (and clear the cookie if [`Error::clears_cookie`]); map [`Error::is_backend_failure`] to 503 and keep it.
 //! When a call returns an [`Issued`] (or [`Loaded::reissue`] is `Some`), set
-//! the cookie to its token. Store calls block: on an async executor run them
-//! on a blocking pool.
+//! the cookie to its token. A synchronous manager's store calls may block
+//! ([`SessionManager::may_block`]): on an async executor run those on a
+//! blocking pool, or use the async manager (next section).
 //!
 //! [`CookieConfig`] renders the hardened `Set-Cookie` and finds the token in
 //! a `Cookie` header. The [`framework`] module is the full guide: which
 //! errors mean 401 and clear the cookie, which mean 503, how to apply a
 //! reissue hint, and `Cache-Control: no-store` on authenticated responses.
+//!
+//! ## Sync or async
+//!
+//! The lifecycle ([`lifecycle`]) is written once, as async code over a
+//! store's operations, and driven two ways:
+//!
+//! - [`StoreManager`] over a [`Store`], whose calls return when done: each
+//!   store call's future is ready when it is made, so one poll runs an
+//!   operation to its end, on the calling thread, with no runtime. This is
+//!   the default build, and a [`MemoryStore`] load costs what it did before
+//!   the async driver existed (`benches/manager.rs`).
+//! - `AsyncStoreManager` over an `AsyncStore` (feature `async`): the same
+//!   operations as `async fn`s, every store call awaited. No runtime is
+//!   named (plain `Send` futures), so the feature adds no dependency.
+//!   Frameworks hold it as `Arc<dyn AsyncSessionManager>` and await its
+//!   calls in place: no thread hop to a blocking pool per request
+//!   (`latchkey_tower::SessionLayer::from_async`).
+//!
+//! Both run the same code: the same decisions, the same store calls in the
+//! same order, the same events; the manager conformance suite passes
+//! against both. Pick the driver your store's client has: a synchronous
+//! client (the memory and file stores, `RedisStore`, `PostgresStore`)
+//! with [`StoreManager`], an async one with `AsyncStoreManager`.
+//!
+//! A store call of the async driver (a sketch; the feature's docs have
+//! complete examples) reads the same as the synchronous one with `.await`:
+//!
+//! ```
+//! use latchkey::{MemoryStore, NewSession, SessionManager, StoreManager};
+//!
+//! let manager = StoreManager::new(MemoryStore::new());
+//! let issued = manager.create(NewSession::new().with_user("alice"))?;
+//! let loaded = manager.load(issued.token())?;
+//! // With feature `async`, over an async store:
+//! //     let manager = AsyncStoreManager::new(store).with_sleep(tokio::time::sleep);
+//! //     let loaded = manager.load(issued.token()).await?;
+//! assert_eq!(loaded.session.user(), Some("alice"));
+//! # Ok::<(), latchkey::Error>(())
+//! ```
 //!
 //! ## Stores
 //!
@@ -117,9 +157,14 @@
 //! - `postgres` (off by default): `PostgresStore`, sessions in one
 //!   PostgreSQL table, over `tokio-postgres` driven by the store with a
 //!   timeout on every wait (see `latchkey::store::postgres`).
+//! - `async` (off by default): `AsyncStore`, `AsyncStoreManager` and
+//!   `AsyncSessionManager`: the same lifecycle, awaited on an async store
+//!   (see "Sync or async" above). No dependency.
 //! - `test-util` (off by default): `latchkey::store::conformance` and
 //!   `store_conformance!`, the store conformance suite, for the tests of a
-//!   store of your own.
+//!   store of your own; with `async`, `store::asynchronous::PendingOnce`
+//!   (an async store over any store, yielding before every call) and a
+//!   minimal `block_on`.
 #![forbid(unsafe_code)]
 // On docs.rs: mark each feature-gated item with the feature it needs.
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -156,6 +201,9 @@ pub use crate::policy::{Policy, PolicyBuilder, PolicyError, ReuseResponse, UserL
 // Sessions and what managers hand back.
 pub use crate::session::{Issued, Loaded, NewSession, Session, SessionData};
 // Managers.
+#[cfg(feature = "async")]
+#[cfg_attr(docsrs, doc(cfg(feature = "async")))]
+pub use crate::manager::{AsyncSessionManager, AsyncStoreManager, BoxFuture};
 pub use crate::manager::{SessionInfo, SessionManager, StoreManager};
 
 // Is a state-changing request from our own pages (login CSRF)?
@@ -178,6 +226,9 @@ pub use crate::store::redis::RedisStore;
 // What a store implementer also needs (`Record`, `RecordState`,
 // `LiveSession`, `Peek`, `LiveRef`, `DataRef`, `SealedId`) stays in
 // `latchkey::store`.
+#[cfg(feature = "async")]
+#[cfg_attr(docsrs, doc(cfg(feature = "async")))]
+pub use crate::store::asynchronous::AsyncStore;
 pub use crate::store::{EndReason, Store, StoreError};
 // Cookies: rendering Set-Cookie, finding the token in a Cookie header.
 pub use crate::cookie::{

@@ -7,6 +7,13 @@
 //! (`tests/manager_conformance.rs`) runs the same tests of this table
 //! against both, over every store.
 //!
+//! The store manager's side (every store call, interleaved with these
+//! decisions) is written once too, as async code over a store's
+//! operations: `StoreManager` completes it in one poll over a synchronous
+//! [`Store`](crate::Store), and `AsyncStoreManager` (feature `async`)
+//! awaits it over an `AsyncStore`. So everything below holds for both
+//! drivers, and the suite runs against both (`tests/async_manager.rs`).
+//!
 //! # States
 //!
 //! A token names one of these (a ticket's state is its signed claims plus,
@@ -199,6 +206,7 @@
 //! ```
 
 use std::fmt;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -427,10 +435,25 @@ impl Core {
         now: Timestamp,
         rotate: impl FnOnce(&mut Session) -> Result<T, Error>,
     ) -> Result<T, Error> {
-        let before = (session.user.clone(), session.auth_at);
+        let before = self.bind(session, user, now);
+        let result = rotate(session);
+        if result.is_err() {
+            before.restore(session);
+        }
+        result
+    }
+
+    /// The first half of [`Self::bind_then`], for a rotation that is
+    /// awaited: binds `user` and stamps the time, and returns what to put
+    /// back if the rotation fails.
+    pub(crate) fn bind(&self, session: &mut Session, user: &str, now: Timestamp) -> Unbound {
+        let before = Unbound {
+            user: session.user.clone(),
+            auth_at: session.auth_at,
+        };
         session.user = Some(user.into());
         session.auth_at = Some(now);
-        rotate(session).inspect_err(|_| (session.user, session.auth_at) = before)
+        before
     }
 
     /// The table's `reauthenticate` rule for `session` at `now`, decided
@@ -621,6 +644,22 @@ pub(crate) enum Verdict {
     Ended(EndReason),
 }
 
+/// A session's binding before [`Core::bind`]: put back when the rotation
+/// that was to follow fails, so a failed login leaves the copy as it was.
+#[derive(Debug)]
+pub(crate) struct Unbound {
+    user: Option<String>,
+    auth_at: Option<Timestamp>,
+}
+
+impl Unbound {
+    /// Puts the binding back.
+    pub(crate) fn restore(self, session: &mut Session) {
+        session.user = self.user;
+        session.auth_at = self.auth_at;
+    }
+}
+
 /// How a login goes: see [`Core::login_of`].
 #[derive(Debug)]
 pub(crate) enum Login {
@@ -642,6 +681,22 @@ pub(crate) enum Link {
     Done,
 }
 
+/// The two steps of ending a rotation chain, as [`end_chain`] drives them:
+/// `end_link(key, retire)` ends a live tip and returns a retired link's
+/// successor, rewriting the link as ended only if `retire`; `after_link`
+/// looks at a successor again once its link is written.
+pub(crate) trait ChainEnd {
+    fn end_link(
+        &mut self,
+        key: StoreKey,
+        retire: bool,
+    ) -> impl Future<Output = Result<Link, Error>> + Send;
+    fn after_link(
+        &mut self,
+        successor: StoreKey,
+    ) -> impl Future<Output = Result<bool, Error>> + Send;
+}
+
 /// Ends the rotation chain through `key`, both managers' way: walk to the
 /// tip reading only (`end_link(key, false)` ends a live tip and returns a
 /// retired link's successor untouched), then rewrite the retired links as
@@ -654,10 +709,9 @@ pub(crate) enum Link {
 /// everything after it has ended; and a link is ended before its successor
 /// is looked at again (`after_link`), which closes the race with a
 /// rotation made of single-key writes (see [`crate::store::Store::rotate`]).
-pub(crate) fn end_chain(
+pub(crate) async fn end_chain_with(
     key: StoreKey,
-    mut end_link: impl FnMut(&StoreKey, bool) -> Result<Link, Error>,
-    mut after_link: impl FnMut(StoreKey) -> Result<bool, Error>,
+    steps: &mut impl ChainEnd,
 ) -> Result<bool, Error> {
     let mut links = Vec::new();
     let mut key = key;
@@ -666,7 +720,7 @@ pub(crate) fn end_chain(
         if links.len() >= MAX_CHAIN_WALK {
             return Err(Error::Conflict);
         }
-        match end_link(&key, false)? {
+        match steps.end_link(key, false).await? {
             Link::Tip => {
                 ended = true;
                 break;
@@ -679,11 +733,42 @@ pub(crate) fn end_chain(
         }
     }
     while let Some(link) = links.pop() {
-        if let Link::Rotated(successor) = end_link(&link, true)? {
-            ended |= after_link(successor)?;
+        if let Link::Rotated(successor) = steps.end_link(link, true).await? {
+            ended |= steps.after_link(successor).await?;
         }
     }
     Ok(ended)
+}
+
+/// [`end_chain_with`] over synchronous steps (the ticket manager's
+/// revocation store), completed in one poll.
+pub(crate) fn end_chain(
+    key: StoreKey,
+    end_link: impl FnMut(&StoreKey, bool) -> Result<Link, Error>,
+    after_link: impl FnMut(StoreKey) -> Result<bool, Error>,
+) -> Result<bool, Error> {
+    struct Steps<A, B>(A, B);
+    impl<A, B> ChainEnd for Steps<A, B>
+    where
+        A: FnMut(&StoreKey, bool) -> Result<Link, Error>,
+        B: FnMut(StoreKey) -> Result<bool, Error>,
+    {
+        fn end_link(
+            &mut self,
+            key: StoreKey,
+            retire: bool,
+        ) -> impl Future<Output = Result<Link, Error>> + Send {
+            std::future::ready((self.0)(&key, retire))
+        }
+        fn after_link(
+            &mut self,
+            successor: StoreKey,
+        ) -> impl Future<Output = Result<bool, Error>> + Send {
+            std::future::ready((self.1)(successor))
+        }
+    }
+    crate::store::driver::now_or_never(end_chain_with(key, &mut Steps(end_link, after_link)))
+        .unwrap_or_else(|| Err(crate::store::driver::not_ready().into()))
 }
 
 #[cfg(test)]

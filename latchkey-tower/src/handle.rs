@@ -5,11 +5,11 @@ use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use latchkey::{
-    CsrfError, Error, Flash, Issued, Loaded, NewSession, RememberError, Session, SessionManager,
-};
+#[cfg(doc)]
+use latchkey::SessionManager;
+use latchkey::{CsrfError, Error, Flash, Issued, Loaded, NewSession, RememberError, Session};
 
-use crate::dispatch;
+use crate::dispatch::{self, Write};
 use crate::error::SessionError;
 use crate::layer::Shared;
 
@@ -245,15 +245,17 @@ impl SessionHandle {
             }
         };
         let r = Arc::clone(&remember);
-        let resumed = dispatch::call(self.manager(), move |m| {
-            let (issued, replacement) = r.log_in(m, &token)?;
-            // The token is spent: whatever the load says, both new cookies
-            // must reach the client, or its next visit presents a used
-            // token (a theft alarm once the grace window has passed).
-            let loaded = m.load(issued.token());
-            Ok((issued, replacement, loaded))
-        })
-        .await;
+        let resumed = self
+            .manager()
+            .blocking(move |m| {
+                let (issued, replacement) = r.log_in(m, &token)?;
+                // The token is spent: whatever the load says, both new cookies
+                // must reach the client, or its next visit presents a used
+                // token (a theft alarm once the grace window has passed).
+                let loaded = m.load(issued.token());
+                Ok((issued, replacement, loaded))
+            })
+            .await;
         match resumed {
             Ok((issued, replacement, loaded)) => {
                 // A remember-me token always renders (68 cookie octets).
@@ -317,7 +319,7 @@ impl SessionHandle {
         session.verify_csrf(&token).map_err(SessionError::Csrf)
     }
 
-    fn manager(&self) -> &Arc<dyn SessionManager> {
+    fn manager(&self) -> &dispatch::Manager {
         &self.0.shared.manager
     }
 
@@ -387,9 +389,7 @@ impl SessionHandle {
         if self.session().is_none() {
             return self.create(NewSession::new().with_user(user)).await;
         }
-        let ((), session) = self
-            .retrying(unchanged, move |m, s| m.login(s, &user).map(Some))
-            .await?;
+        let ((), session) = self.retrying(unchanged, Write::Login(user)).await?;
         Ok(session)
     }
 
@@ -421,9 +421,7 @@ impl SessionHandle {
         F: FnMut(&mut Session) -> Result<R, Error> + Send,
         R: Send,
     {
-        let (r, _) = self
-            .retrying(change, |m, s| m.change_privilege(s).map(Some))
-            .await?;
+        let (r, _) = self.retrying(change, Write::ChangePrivilege).await?;
         Ok(r)
     }
 
@@ -448,8 +446,7 @@ impl SessionHandle {
     /// let app: Router = Router::new().route("/refresh", post(refresh));
     /// ```
     pub async fn rotate(&self) -> Result<(), SessionError> {
-        self.retrying(unchanged, |m, s| m.rotate(s).map(Some))
-            .await?;
+        self.retrying(unchanged, Write::Rotate).await?;
         Ok(())
     }
 
@@ -485,7 +482,7 @@ impl SessionHandle {
         F: FnMut(&mut Session) -> Result<R, Error> + Send,
         R: Send,
     {
-        let (r, _) = self.retrying(change, |m, s| m.save(s)).await?;
+        let (r, _) = self.retrying(change, Write::Save).await?;
         Ok(r)
     }
 
@@ -525,7 +522,7 @@ impl SessionHandle {
             self.forget_remember_token().await?;
         }
         if let Some(session) = self.session() {
-            let ended = dispatch::call(self.manager(), move |m| m.terminate(&session)).await;
+            let ended = self.manager().terminate(session).await;
             match ended {
                 Ok(()) => {}
                 // Ended already (elsewhere, or expired): the goal is reached.
@@ -588,7 +585,7 @@ impl SessionHandle {
             }
         }
         let (token, _) = self
-            .retrying(|s| Ok::<_, Error>(s.csrf_token()), |m, s| m.save(s))
+            .retrying(|s| Ok::<_, Error>(s.csrf_token()), Write::Save)
             .await?;
         Ok(token)
     }
@@ -662,7 +659,7 @@ impl SessionHandle {
     pub async fn flash(&self, kind: &str, message: &str) -> Result<(), SessionError> {
         self.ensure_session().await?;
         let (kind, message) = (kind.to_owned(), message.to_owned());
-        self.retrying(move |s| s.flash(&kind, &message), |m, s| m.save(s))
+        self.retrying(move |s| s.flash(&kind, &message), Write::Save)
             .await?;
         Ok(())
     }
@@ -695,7 +692,7 @@ impl SessionHandle {
             _ => return Ok(Vec::new()),
         }
         let (shown, _) = self
-            .retrying(|s| Ok::<_, Error>(s.take_flashes()), |m, s| m.save(s))
+            .retrying(|s| Ok::<_, Error>(s.take_flashes()), Write::Save)
             .await?;
         Ok(shown)
     }
@@ -729,11 +726,10 @@ impl SessionHandle {
     /// ```
     pub async fn require_recent_auth(&self, max_age: Duration) -> Result<(), SessionError> {
         let session = self.session().ok_or(SessionError::NoSession)?;
-        dispatch::call(self.manager(), move |m| {
-            m.require_recent_auth(&session, max_age)
-        })
-        .await
-        .map_err(|e| self.fail(e))
+        self.manager()
+            .require_recent_auth(session, max_age)
+            .await
+            .map_err(|e| self.fail(e))
     }
 
     /// Records that the user has just proved who they are again, **after
@@ -761,8 +757,7 @@ impl SessionHandle {
     /// let app: Router = Router::new().route("/confirm-password", post(confirm_password));
     /// ```
     pub async fn reauthenticate(&self) -> Result<(), SessionError> {
-        self.retrying(unchanged, |m, s| m.reauthenticate(s).map(Some))
-            .await?;
+        self.retrying(unchanged, Write::Reauthenticate).await?;
         Ok(())
     }
 
@@ -806,16 +801,18 @@ impl SessionHandle {
         let user = self.user().ok_or(SessionError::NotLoggedIn)?;
         let previous = lock(&self.0.state).remember_token.clone();
         let r = Arc::clone(&remember);
-        let issued = dispatch::call(self.manager(), move |_| {
-            if let Some(previous) = previous {
-                // Best effort: a token left behind is one nobody holds
-                // once the cookie is replaced, and it expires.
-                let _ = r.forget(&previous);
-            }
-            r.issue(&user)
-        })
-        .await
-        .map_err(SessionError::Latchkey)?;
+        let issued = self
+            .manager()
+            .beside(remember.may_block(), move || {
+                if let Some(previous) = previous {
+                    // Best effort: a token left behind is one nobody holds
+                    // once the cookie is replaced, and it expires.
+                    let _ = r.forget(&previous);
+                }
+                r.issue(&user)
+            })
+            .await
+            .map_err(SessionError::Latchkey)?;
         let cookie = remember
             .set_cookie(&issued)
             .map_err(SessionError::SetCookie)?;
@@ -863,7 +860,11 @@ impl SessionHandle {
         let token = lock(&self.0.state).remember_token.clone();
         if let Some(token) = token {
             let r = Arc::clone(&remember);
-            match dispatch::call(self.manager(), move |_| r.forget(&token)).await {
+            match self
+                .manager()
+                .beside(remember.may_block(), move || r.forget(&token))
+                .await
+            {
                 // Forgotten, or nothing live to forget.
                 Ok(_) => {}
                 // A malformed token: nothing to forget.
@@ -879,12 +880,7 @@ impl SessionHandle {
 
     /// Creates a session from `new`; the response carries its cookie.
     async fn create(&self, new: NewSession) -> Result<Session, SessionError> {
-        let created = dispatch::call(self.manager(), move |m| {
-            let issued = m.create(new)?;
-            let Loaded { session, .. } = m.load(issued.token())?;
-            Ok((session, issued))
-        })
-        .await;
+        let created = self.manager().create(new).await;
         let (session, issued) = created.map_err(|e| self.fail(e))?;
         self.commit(&session, Some(issued));
         Ok(session)
@@ -907,31 +903,22 @@ impl SessionHandle {
 
     /// Applies `change` and runs `op` on the handle's copy of the session,
     /// reloading and re-applying on a version conflict (see the type docs).
-    async fn retrying<R, E, F, Op>(
+    async fn retrying<R, E, F>(
         &self,
         mut change: F,
-        op: Op,
+        write: Write,
     ) -> Result<(R, Session), SessionError>
     where
         F: FnMut(&mut Session) -> Result<R, E> + Send,
         SessionError: From<E>,
         R: Send,
-        Op: Fn(&dyn SessionManager, &mut Session) -> Result<Option<Issued>, Error>
-            + Clone
-            + Send
-            + 'static,
     {
         let mut session = self.session().ok_or(SessionError::NoSession)?;
         let attempts = self.0.shared.max_attempts;
         let mut attempt = 1;
         loop {
             let r = change(&mut session)?;
-            let op = op.clone();
-            let ran = dispatch::call(self.manager(), move |m| {
-                let result = op(m, &mut session);
-                Ok((session, result))
-            })
-            .await;
+            let ran = self.manager().write(write.clone(), session).await;
             let (back, result) = ran.map_err(|e| self.fail(e))?;
             session = back;
             match result {
@@ -955,7 +942,7 @@ impl SessionHandle {
             .token
             .clone()
             .ok_or(SessionError::NoSession)?;
-        let loaded = dispatch::call(self.manager(), move |m| m.load(&token)).await;
+        let loaded = self.manager().load(token).await;
         let Loaded {
             session, reissue, ..
         } = loaded.map_err(|e| self.fail(e))?;

@@ -11,7 +11,8 @@ use http::header::{
 };
 use http::{Method, Request, Response};
 use latchkey::{
-    CookieConfig, CrossSiteRequest, FetchHeaders, Loaded, RememberMe, SessionManager, check_origin,
+    AsyncSessionManager, CookieConfig, CrossSiteRequest, FetchHeaders, Loaded, RememberMe,
+    SessionManager, check_origin,
 };
 use tower_layer::Layer;
 use tower_service::Service;
@@ -29,7 +30,7 @@ const DEFAULT_MAX_ATTEMPTS: u32 = 8;
 /// What every request of one layer shares.
 #[derive(Clone)]
 pub(crate) struct Shared {
-    pub(crate) manager: Arc<dyn SessionManager>,
+    pub(crate) manager: dispatch::Manager,
     pub(crate) cookies: CookieConfig,
     pub(crate) max_attempts: u32,
     /// `None`: the origin check is off
@@ -94,7 +95,8 @@ impl fmt::Debug for Shared {
 ///    session or carrying a `Set-Cookie`.
 ///
 /// Manager calls run in place when [`SessionManager::may_block`] is false
-/// and on tokio's blocking pool otherwise, so the layer needs a tokio
+/// and on tokio's blocking pool otherwise (an async manager's, given to
+/// [`from_async`](Self::from_async), are awaited in place), so the layer needs a tokio
 /// runtime (axum's), with the time driver on for the backoff between
 /// retries of a conflicting save (`#[tokio::main]` enables it).
 ///
@@ -148,6 +150,52 @@ impl SessionLayer {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn new(manager: Arc<dyn SessionManager>, cookies: CookieConfig) -> SessionLayer {
+        SessionLayer::with_manager(dispatch::Manager::Sync(manager), cookies)
+    }
+
+    /// A layer for sessions from an async `manager`
+    /// ([`latchkey::AsyncStoreManager`] over an async store), otherwise as
+    /// [`new`](Self::new): the same steps, answers and cookies. Every
+    /// manager call is awaited in place, on the request's task: no thread
+    /// hop to the blocking pool, whatever the store.
+    ///
+    /// Remember-me's calls are the exception: [`RememberMe`] speaks to a
+    /// synchronous manager, so logging a request in with a remember-me
+    /// cookie runs on the blocking pool, driving the async manager there;
+    /// issuing and forgetting tokens run where its own store says
+    /// ([`RememberMe::may_block`]).
+    ///
+    /// # Example
+    /// ```
+    /// use std::sync::Arc;
+    /// use axum::{Router, routing::get};
+    /// use latchkey::{AsyncStoreManager, CookieConfig, MemoryStore};
+    /// use latchkey::store::asynchronous::PendingOnce;
+    /// use latchkey_tower::{SessionHandle, SessionLayer};
+    ///
+    /// async fn visits(handle: SessionHandle) -> String {
+    ///     let n = handle.update(|s| {
+    ///         let n = s.get::<u64>("visits")?.unwrap_or(0) + 1;
+    ///         s.insert("visits", &n)?;
+    ///         Ok::<_, latchkey::Error>(n)
+    ///     }).await;
+    ///     format!("{n:?}")
+    /// }
+    ///
+    /// // Any `AsyncStore`: an async Redis store, or this test wrapper.
+    /// let store = PendingOnce::new(MemoryStore::new());
+    /// let manager = AsyncStoreManager::new(store);
+    /// let sessions = SessionLayer::from_async(Arc::new(manager), CookieConfig::default());
+    /// let app: Router = Router::new().route("/", get(visits)).layer(sessions);
+    /// ```
+    pub fn from_async(
+        manager: Arc<dyn AsyncSessionManager>,
+        cookies: CookieConfig,
+    ) -> SessionLayer {
+        SessionLayer::with_manager(dispatch::Manager::Async(manager), cookies)
+    }
+
+    fn with_manager(manager: dispatch::Manager, cookies: CookieConfig) -> SessionLayer {
         SessionLayer {
             shared: Arc::new(Shared {
                 manager,
@@ -473,7 +521,7 @@ where
                 let mut loaded = None;
                 if let Some(token) = token {
                     let presented = token.clone();
-                    match dispatch::call(&shared.manager, move |m| m.load(&token)).await {
+                    match shared.manager.load(token).await {
                         Ok(Loaded {
                             session, reissue, ..
                         }) => {

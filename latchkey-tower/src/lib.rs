@@ -134,6 +134,13 @@
 //! server-side sessions ([`latchkey::StoreManager`]) or stateless tickets
 //! ([`latchkey::TicketManager`]).
 //!
+//! **Async stores.** [`SessionLayer::from_async`] takes an
+//! `Arc<dyn AsyncSessionManager>` ([`latchkey::AsyncStoreManager`] over an
+//! async store, such as an async Redis client): the same lifecycle, every
+//! call awaited in place on the request's task, so a networked store costs
+//! no trip to the blocking pool. Behaviour, answers and cookies are the
+//! same as with a synchronous manager.
+//!
 //! ## Without axum
 //!
 //! [`SessionLayer`] is a plain [`tower_layer::Layer`] over

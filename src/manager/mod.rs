@@ -9,8 +9,13 @@ use crate::error::Error;
 use crate::id::Fingerprint;
 use crate::session::{Issued, Loaded, NewSession, Session};
 
+#[cfg(feature = "async")]
+mod asynchronous;
+pub(crate) mod engine;
 mod store_manager;
 
+#[cfg(feature = "async")]
+pub use self::asynchronous::{AsyncSessionManager, AsyncStoreManager, BoxFuture};
 pub use self::store_manager::StoreManager;
 
 /// The session lifecycle, as a framework sees it.

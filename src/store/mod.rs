@@ -85,9 +85,16 @@ use crate::data::SessionData;
 pub use crate::id::SealedId;
 use crate::id::{Fingerprint, StoreKey};
 
+#[cfg(feature = "async")]
+#[cfg_attr(docsrs, doc(cfg(feature = "async")))]
+pub mod asynchronous;
 #[cfg(feature = "test-util")]
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub mod conformance;
+pub(crate) mod driver;
+#[cfg(feature = "async")]
+#[cfg_attr(docsrs, doc(cfg(feature = "async")))]
+pub use self::asynchronous::AsyncStore;
 #[cfg(unix)]
 pub mod file;
 pub mod memory;
@@ -686,15 +693,7 @@ pub trait Store: fmt::Debug + Send + Sync {
             Ok(record) => record,
             Err(e) => return f(Err(e)),
         };
-        f(Ok(match &record {
-            None => Peek::Missing,
-            Some(Record {
-                version,
-                state: RecordState::Live(live),
-                ..
-            }) => Peek::Live(LiveRef::new(*version, live)),
-            Some(_) => Peek::NotLive,
-        }))
+        f(Ok(driver::shown(record.as_ref())))
     }
 
     /// Replaces the record under `key` if its version is `expected`.
@@ -745,31 +744,17 @@ pub trait Store: fmt::Debug + Send + Sync {
         new: &StoreKey,
         record: &Record,
     ) -> Result<(), StoreError> {
-        // The checks an atomic store makes, in its order, before anything
-        // is written: `old` at `expected`, then `new` free (a successor key
-        // that exists already is a broken RNG). `replace` checks `old`
-        // again, atomically.
-        match self.get(old)? {
-            None => return Err(StoreError::NotFound),
-            Some(r) if r.version != expected => return Err(StoreError::Conflict),
-            Some(_) => {}
-        }
-        if self.get(new)?.is_some() {
-            return Err(StoreError::Exists);
-        }
-        let mut intent = retired.clone();
-        if let RecordState::Rotated { pending, .. } = &mut intent.state {
-            *pending = Some(Box::new(record.clone()));
-        }
-        self.replace(old, expected, &intent)?;
-        // On an error from here on `old` stays retired with its successor
-        // pending, as after a crash: putting `old` back live could race a
-        // load that rolled the rotation forward and leave two live records.
-        if complete_rotation(self, old, intent.version, new, record)? {
-            Ok(())
-        } else {
-            Err(StoreError::Conflict)
-        }
+        // The protocol is written once, for this trait and `AsyncStore`;
+        // over a synchronous store its one poll completes it.
+        driver::now_or_never(driver::rotate_by_single_writes(
+            &driver::Ready(self),
+            old,
+            expected,
+            retired,
+            new,
+            record,
+        ))
+        .unwrap_or_else(|| Err(driver::not_ready()))
     }
 
     /// Deletes the record under `key`; returns whether there was one.
@@ -809,38 +794,6 @@ pub trait Store: fmt::Debug + Send + Sync {
     }
 }
 
-/// The second half of a rotation made from single-key writes: inserts the
-/// successor `record` under `new`, then checks that `old` is still the
-/// retired record written at `retired_version`. Returns whether the
-/// rotation stands.
-///
-/// The check closes the race with a logout that follows the chain: the
-/// logout writes the end of `old` and then reads `new`; this writes `new`
-/// and then reads `old`. One of the two sees the other's write, so either
-/// the logout ends the successor or this removes it again, and no session
-/// outlives a logout that returned. An `Exists` on insert means the
-/// successor was already written (a load rolled the rotation forward), and
-/// counts as written.
-pub(crate) fn complete_rotation<S: Store + ?Sized>(
-    store: &S,
-    old: &StoreKey,
-    retired_version: u64,
-    new: &StoreKey,
-    record: &Record,
-) -> Result<bool, StoreError> {
-    match store.insert(new, record) {
-        Ok(()) | Err(StoreError::Exists) => {}
-        Err(e) => return Err(e),
-    }
-    let stands = store
-        .get(old)?
-        .is_some_and(|r| r.version == retired_version);
-    if !stands {
-        store.remove(new)?;
-    }
-    Ok(stands)
-}
-
 macro_rules! forward_store {
     ($($ptr:ty),*) => {$(
         impl<S: Store + ?Sized> Store for $ptr {
@@ -876,5 +829,5 @@ macro_rules! forward_store {
 }
 
 // `peek` is generic, so these keep its default (which calls `get`): a
-// store reached through a box or an `Arc` is read by copy.
-forward_store!(Box<S>, Arc<S>);
+// store reached through a reference, a box or an `Arc` is read by copy.
+forward_store!(&S, Box<S>, Arc<S>);

@@ -1,6 +1,7 @@
 //! The layer end to end through `tower::ServiceExt::oneshot`: no network,
 //! no sleeps.
 
+mod asynchronous;
 mod concurrency;
 mod csrf;
 mod dispatch;
