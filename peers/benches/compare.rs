@@ -357,7 +357,7 @@ fn stateless(c: &mut Criterion) {
             let loaded = tickets.load(&ticket);
             assert!(matches!(loaded, Ok(ref l) if l.reissue.is_none() && !l.session.is_modified()));
             // Kept by reference and dropped in place, as every load case's
-            // result is (`benches/support`): returned, the 352-byte result
+            // result is (`latchkey-bench-support`): returned, the 352-byte result
             // would be moved once more by the harness.
             black_box(&loaded);
         })

@@ -51,10 +51,12 @@
 //! - the user index is a superset of the truth: a key is added to the index
 //!   before its record is written and removed only after, and listings
 //!   check each record, so a stale entry is filtered, never a missed one;
-//! - [`Store::rotate`] is the trait's provided protocol of single-key
+//! - [`Store::rotate`] follows the trait's provided protocol of single-key
 //!   writes: the old record is first rewritten as retired, carrying its
 //!   successor's record (a write-ahead intent), and the successor is
-//!   written second. A crash between the two leaves the old token retired
+//!   written second. Between the two, one write of the user index adds the
+//!   successor's key and drops the old one (the provided protocol's
+//!   `replace` then `insert` would write it twice). A crash between the two leaves the old token retired
 //!   and the successor missing; the next load of the old token within the
 //!   grace window writes the successor from the intent (rolls forward), and
 //!   a logout ends the retired record so nothing can roll forward after it.
@@ -164,7 +166,7 @@ use self::format::MAX_FILE_BYTES;
 pub use self::format::{DecodeError, SESSION_HEADER, decode, encode};
 pub use self::purge::{PurgeEntry, PurgeReport, PurgeSkip, SkipReason};
 use crate::id::{StoreKey, hex};
-use crate::store::{Record, RecordState, Store, StoreError};
+use crate::store::{Record, RecordState, Store, StoreError, complete_rotation};
 
 const INDEX_HEADER: &str = "latchkey-user-index 1\n";
 
@@ -1060,11 +1062,100 @@ impl Store for FileStore {
         Ok(true)
     }
 
-    // `rotate` is the provided one, made of `replace` and `insert`: each
-    // is crash-safe on its own (temp file, fsync, rename), and the
-    // retired record carries its successor, so a crash between them is
-    // rolled forward on the next load (see `crate::lifecycle`). The two
-    // files cannot be renamed into place atomically together.
+    /// The provided protocol's steps (the old record rewritten as retired,
+    /// carrying its successor; then the successor written), with the user
+    /// index changed once instead of twice: three durable writes where
+    /// `replace` then `insert` make four for a session bound to a user.
+    ///
+    /// 1. `old` becomes the retired intent. Its index entry stays: the
+    ///    index may list a key that is no longer live (a superset), never
+    ///    miss a live one.
+    /// 2. One index write adds `new` and drops `old` (one user's index,
+    ///    the usual case: rotation keeps the user).
+    /// 3. `new` is written. It is live only from here, its index entry
+    ///    already durable.
+    ///
+    /// A crash after 1 or 2 leaves `old` retired with its successor
+    /// pending, as the provided protocol does between its two writes; the
+    /// next load of `old` rolls forward through [`Store::insert`], which
+    /// indexes `new` if step 2 did not land. The two record files cannot
+    /// be renamed into place together, so a crash-free rotation still
+    /// needs both.
+    fn rotate(
+        &self,
+        old: &StoreKey,
+        expected: u64,
+        retired: &Record,
+        new: &StoreKey,
+        record: &Record,
+    ) -> Result<(), StoreError> {
+        match self.get(old)? {
+            None => return Err(StoreError::NotFound),
+            Some(r) if r.version != expected => return Err(StoreError::Conflict),
+            Some(_) => {}
+        }
+        if self.get(new)?.is_some() {
+            return Err(StoreError::Exists);
+        }
+        let mut intent = retired.clone();
+        if let RecordState::Rotated { pending, .. } = &mut intent.state {
+            *pending = Some(Box::new(record.clone()));
+        }
+        if intent.user().is_some() {
+            // A retired record that names a user (no caller in this crate
+            // makes one) takes the general path: `replace` indexes it.
+            self.replace(old, expected, &intent)?;
+            return match complete_rotation(self, old, intent.version, new, record)? {
+                true => Ok(()),
+                false => Err(StoreError::Conflict),
+            };
+        }
+        // 1. The retired intent, checked and written under `old`'s lock.
+        let before = {
+            let _guard = self.session_locks.lock(Self::lock_of(old))?;
+            let current = self.read(old)?.ok_or(StoreError::NotFound)?;
+            if current.version != expected {
+                return Err(StoreError::Conflict);
+            }
+            self.write_record(old, &intent, true)?;
+            current.user().map(str::to_owned)
+        };
+        // On an error from here on `old` stays retired with its successor
+        // pending, as after a crash: putting `old` back live could race a
+        // load that rolled the rotation forward and leave two live records.
+        let after = record.user();
+        let moved = before.is_some() && before.as_deref() == after;
+        // 2. The index: `new` in before its record exists.
+        if let Some(user) = after {
+            if moved {
+                self.update_index(user, |keys| {
+                    let added = keys.insert(*new);
+                    keys.remove(old) || added
+                })?;
+            } else {
+                self.index_add(Some(user), new)?;
+            }
+        }
+        // 3. The successor, unless a load rolled the rotation forward
+        // first (as `complete_rotation` allows).
+        {
+            let _guard = self.session_locks.lock(Self::lock_of(new))?;
+            if fs::symlink_metadata(self.session_path(new)).is_err() {
+                self.write_record(new, record, true)?;
+            }
+        }
+        if !moved {
+            // Clean-up of `old`'s entry in another user's index, best
+            // effort as in `replace`.
+            let _ = self.index_remove(before.as_deref(), old);
+        }
+        let stands = self.get(old)?.is_some_and(|r| r.version == intent.version);
+        if !stands {
+            self.remove(new)?;
+            return Err(StoreError::Conflict);
+        }
+        Ok(())
+    }
 
     fn remove(&self, key: &StoreKey) -> Result<bool, StoreError> {
         let _guard = self.session_locks.lock(Self::lock_of(key))?;

@@ -1063,7 +1063,7 @@ impl Store for MemoryStore {
         };
         // One call, so that `f` is compiled in here: a second, for a lost
         // shard, made every load take 130–170 ns more at 100k and 1M
-        // (`load_timing`, 21:52 UTC).
+        // (`timing -- load`).
         f(seen)
     }
 
