@@ -16,7 +16,7 @@
 //! server and the machine more than a memory-bound loop's does.
 
 use std::str::FromStr as _;
-use std::sync::Arc;
+use std::sync::{Arc, Barrier};
 use std::time::Instant;
 
 use latchkey::{RedisStore, SessionManager as _, StoreManager};
@@ -162,21 +162,29 @@ pub(crate) fn run(opts: &Opts) {
             })
         }),
         Case::new("latchkey 16 clients", ops, move |r| {
+            // The threads start before the time does, and wait for it.
+            let go = Barrier::new(CLIENTS + 1);
             std::thread::scope(|s| {
+                let go = &go;
+                let clients: Vec<_> = (0..CLIENTS)
+                    .map(|c| {
+                        s.spawn(move || {
+                            let mut w = Walk::new(n, seed_for((r * CLIENTS + c) as u64 + 1000));
+                            go.wait();
+                            for _ in 0..ops / CLIENTS as u64 {
+                                let loaded = m.load(t.get(w.next_index()));
+                                assert!(loaded.is_ok(), "load failed");
+                            }
+                        })
+                    })
+                    .collect();
+                go.wait();
                 let start = Instant::now();
-                for c in 0..CLIENTS {
-                    s.spawn(move || {
-                        let mut w = Walk::new(n, seed_for((r * CLIENTS + c) as u64 + 1000));
-                        for _ in 0..ops / CLIENTS as u64 {
-                            let loaded = m.load(t.get(w.next_index()));
-                            assert!(loaded.is_ok(), "load failed");
-                        }
-                    });
+                for c in clients {
+                    or_die(c.join().map_err(|_| "panicked"), "a client thread");
                 }
-                // The scope joins every client before it returns.
-                start
+                start.elapsed()
             })
-            .elapsed()
         }),
         Case::new("tower 16 clients", ops, move |r| {
             rt_ref.block_on(async {
