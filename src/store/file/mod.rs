@@ -669,8 +669,9 @@ impl FileStore {
     /// a removal, which is best effort (a stale index entry is harmless:
     /// listings check each record, and
     /// [`purge_expired_report`](Self::purge_expired_report) prunes it). A
-    /// `rotate` is two such writes, and [`Store::rotate`] says what an
-    /// error after the first leaves. Reads take no file lock (in this
+    /// `rotate` is such a write of the old record, then the user index's
+    /// and the successor's, and [`Store::rotate`] says what an error after
+    /// the first leaves. Reads take no file lock (in this
     /// process they may wait behind a write of their shard, which the
     /// timeout bounds). A purge skips what a held lock guards and reports
     /// it. `Duration::ZERO` tries each lock once; `Duration::MAX` waits
@@ -1318,6 +1319,54 @@ mod tests {
         assert!(p.ends_with(
             "users/2b/2bd806c97f0e00af1a1fc3328fa763a9269723c8db8fac4f93af71db186d6e90.user"
         ));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_rotation_moves_the_users_index_entry_in_one_write() {
+        let dir = std::env::temp_dir().join(format!("latchkey-unit-rotate-{}", std::process::id()));
+        let store = FileStore::open(&dir).unwrap();
+        let (old, new) = (
+            SessionId::generate().store_key(),
+            SessionId::generate().store_key(),
+        );
+        store.insert(&old, &sample(Some("alice"))).unwrap();
+        let at = Timestamp::from_unix_millis(3_000);
+        let retired = Record {
+            version: 8,
+            expires_at: Timestamp::from_unix_millis(4_000),
+            state: RecordState::Rotated {
+                successor: new,
+                sealed_successor: None,
+                at,
+                grace_until: at,
+                privilege_change: false,
+                pending: None,
+            },
+        };
+        let mut successor = sample(Some("alice"));
+        successor.version = 1;
+        store.rotate(&old, 7, &retired, &new, &successor).unwrap();
+        // The index lists the successor only: the old key left it in the
+        // same write that added the new one.
+        let index = store.read_index("alice", &user_hash("alice")).unwrap();
+        assert_eq!(index, BTreeSet::from([new]));
+        assert_eq!(store.get(&new).unwrap(), Some(successor.clone()));
+        // The retired record carries its successor, as the provided
+        // protocol's intent does, for a roll-forward after a crash.
+        match store.get(&old).unwrap().map(|r| r.state) {
+            Some(RecordState::Rotated {
+                pending: Some(p), ..
+            }) => assert_eq!(*p, successor),
+            other => panic!("the old record is not the retired intent: {other:?}"),
+        }
+        // A rotation from a stale version changes nothing.
+        let newer = SessionId::generate().store_key();
+        assert!(matches!(
+            store.rotate(&old, 7, &retired, &newer, &successor),
+            Err(StoreError::Conflict)
+        ));
+        assert_eq!(store.get(&newer).unwrap(), None);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
