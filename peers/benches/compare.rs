@@ -1,4 +1,7 @@
-//! latchkey beside its peers and the floors, in one criterion run.
+//! latchkey beside its peers and the floors, in one criterion run: the
+//! same comparisons as the `timing` binary's, with criterion's statistics
+//! and HTML plots (`target/criterion/report/`). BENCHMARKS.md's table comes
+//! from `timing`, whose interleaved rounds a shared machine disturbs less.
 //!
 //! ```text
 //! cargo bench -p latchkey-peers --bench compare

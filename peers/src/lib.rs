@@ -137,7 +137,7 @@ pub fn floor_load_with(map: &FloorMap, id: &[u8; 32], between: impl FnOnce()) ->
 /// Left free, the scheduler sometimes keeps both threads of a fresh pair on
 /// one CPU for the whole sample, where they take turns, and a pair then
 /// measures where the threads were put rather than how the store shares
-/// (BENCHMARKS.md, "Two threads on the timer, and the scheduler"). Where the
+/// (the history of BENCHMARKS.md in git tells how that was found). Where the
 /// CPUs cannot be listed or set, the thread stays where it is.
 pub fn pin_to_cpu(index: usize) {
     if let Some(cpus) = core_affinity::get_core_ids()
