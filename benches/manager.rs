@@ -5,7 +5,7 @@
 //! cargo bench -p latchkey --bench manager -- --warm-up-time 1 --measurement-time 3 'load_100k/'
 //! ```
 //!
-//! Every session holds the shared three-entry payload (`support::payload`);
+//! Every session holds the shared three-entry payload (`latchkey_bench_support::payload`);
 //! every case asserts its result inside the timed loop.
 //!
 //! Cases (`group/case`):
@@ -26,8 +26,9 @@
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use latchkey::{SessionManager as _, Store as _};
 
-mod support;
-use support::{Walk, load_next, load_two_threads, new_session, seed_latchkey, thread_walks};
+use latchkey_bench_support::{
+    Walk, load_next, load_two_threads, new_session, seed_latchkey, thread_walks,
+};
 
 fn load(c: &mut Criterion, label: &str, n: usize) {
     let mut g = c.benchmark_group(format!("load_{label}"));

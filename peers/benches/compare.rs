@@ -1,4 +1,7 @@
-//! latchkey beside its peers and the floors, in one criterion run.
+//! latchkey beside its peers and the floors, in one criterion run: the
+//! same comparisons as the `timing` binary's, with criterion's statistics
+//! and HTML plots (`target/criterion/report/`). BENCHMARKS.md's table comes
+//! from `timing`, whose interleaved rounds a shared machine disturbs less.
 //!
 //! ```text
 //! cargo bench -p latchkey-peers --bench compare
@@ -357,7 +360,7 @@ fn stateless(c: &mut Criterion) {
             let loaded = tickets.load(&ticket);
             assert!(matches!(loaded, Ok(ref l) if l.reissue.is_none() && !l.session.is_modified()));
             // Kept by reference and dropped in place, as every load case's
-            // result is (`benches/support`): returned, the 352-byte result
+            // result is (`latchkey-bench-support`): returned, the 352-byte result
             // would be moved once more by the harness.
             black_box(&loaded);
         })

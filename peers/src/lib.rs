@@ -1,20 +1,21 @@
 //! Fixtures for the peer benchmarks (`benches/compare.rs`), the memory
-//! census (`src/bin/memory.rs`), the interleaved timers
-//! (`src/bin/load_timing.rs`, `src/bin/ticket_timing.rs`) and the load's
-//! steps above its floor (`src/bin/load_steps.rs`).
+//! census (`src/bin/memory.rs`) and the interleaved timer
+//! (`src/bin/timing/`), with the harness it runs on ([`harness`]) and the
+//! results file the `report` binary reads ([`results`]).
 //!
-//! latchkey's side comes from `benches/support` of the latchkey package,
-//! included by path, so both packages measure latchkey the same way; this
-//! file adds tower-sessions' side with the same payload, and the load floor.
+//! latchkey's side comes from `latchkey-bench-support` (re-exported here),
+//! which latchkey's own benches use too, so both packages measure latchkey
+//! the same way; this file adds tower-sessions' side with the same
+//! payload, and the load floor.
 //!
 //! This package is a workspace member for measurement only. The `latchkey`
 //! library never depends on it, so nothing here reaches a user's build.
 #![deny(missing_docs)]
 
-#[path = "../../benches/support/mod.rs"]
-mod support;
+pub use latchkey_bench_support::*;
 
-pub use support::*;
+pub mod harness;
+pub mod results;
 
 use time::OffsetDateTime;
 use tower_sessions_core::SessionStore as _;
@@ -136,7 +137,7 @@ pub fn floor_load_with(map: &FloorMap, id: &[u8; 32], between: impl FnOnce()) ->
 /// Left free, the scheduler sometimes keeps both threads of a fresh pair on
 /// one CPU for the whole sample, where they take turns, and a pair then
 /// measures where the threads were put rather than how the store shares
-/// (BENCHMARKS.md, "Two threads on the timer, and the scheduler"). Where the
+/// (the history of BENCHMARKS.md in git tells how that was found). Where the
 /// CPUs cannot be listed or set, the thread stays where it is.
 pub fn pin_to_cpu(index: usize) {
     if let Some(cpus) = core_affinity::get_core_ids()
@@ -146,8 +147,6 @@ pub fn pin_to_cpu(index: usize) {
     }
 }
 
-/// The two-thread harness's helpers from `benches/support` (tested here:
-/// the benches that include it build without test functions).
 /// A load timer's command line, `[SIZE [ROUNDS]]`: one size of store if
 /// given, else 100k and 1M live sessions; `default_rounds` rounds unless
 /// given. An argument that is not a number counts as absent.
@@ -168,7 +167,7 @@ pub fn sizes_and_rounds(
 
 #[cfg(test)]
 mod tests {
-    use super::support::*;
+    use super::*;
 
     #[test]
     fn timer_arguments_default_to_both_sizes_and_the_given_rounds() {
@@ -191,61 +190,6 @@ mod tests {
             super::sizes_and_rounds(args(&["x", "y"]), 5),
             (vec![100_000, 1_000_000], 5)
         );
-    }
-
-    /// A `stat` line for a thread named `name` on CPU `cpu`.
-    fn stat_line(name: &str, cpu: u32) -> String {
-        // Fields 3 to 38, then the processor, then two more.
-        let middle: Vec<String> = (3..=38).map(|i| i.to_string()).collect();
-        format!("4242 ({name}) {} {cpu} 0 0\n", middle.join(" "))
-    }
-
-    #[test]
-    fn the_cpu_is_read_after_the_command_name() {
-        assert_eq!(cpu_in_stat(&stat_line("load_timing", 1)), Some(1));
-        // A name with spaces and parentheses does not shift the fields.
-        assert_eq!(cpu_in_stat(&stat_line("a) (b c", 7)), Some(7));
-        assert_eq!(cpu_in_stat("4242 (cut short) R 1"), None);
-        assert_eq!(cpu_in_stat("no name at all"), None);
-    }
-
-    #[cfg(target_os = "linux")]
-    #[test]
-    fn this_thread_has_a_cpu() {
-        assert!(current_cpu().is_some());
-    }
-
-    #[test]
-    fn a_pair_shares_a_cpu_when_seen_together_at_either_end() {
-        let at = |start, end| Placement { start, end };
-        assert!(!Placement::shared([
-            at(Some(0), Some(1)),
-            at(Some(1), Some(0))
-        ]));
-        assert!(Placement::shared([
-            at(Some(0), Some(1)),
-            at(Some(0), Some(0))
-        ]));
-        assert!(Placement::shared([
-            at(Some(1), Some(0)),
-            at(Some(0), Some(0))
-        ]));
-        // Unknown is never the same as unknown.
-        assert!(!Placement::shared([at(None, None), at(None, None)]));
-    }
-
-    #[test]
-    fn each_thread_of_a_pair_runs_its_own_state() {
-        let mut states = [Apart(0u64), Apart(10u64)];
-        let [(_, a), (_, b)] = two_threads_placed(&mut states, 5, &|_| {}, |s, iters| *s += iters);
-        assert_eq!(states.map(|Apart(s)| s), [5, 15]);
-        if cfg!(target_os = "linux") {
-            assert!(a.start.is_some() && b.end.is_some());
-        }
-        // The unplaced pair, criterion's, runs them the same way.
-        let mut states = [Apart(0u64), Apart(10u64)];
-        two_threads(&mut states, 3, &|_| {}, |s, iters| *s += iters);
-        assert_eq!(states.map(|Apart(s)| s), [3, 13]);
     }
 
     #[test]

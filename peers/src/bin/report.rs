@@ -1,421 +1,341 @@
-//! Turns the last `cargo bench -p latchkey-peers --bench compare` run into
-//! the Markdown tables of BENCHMARKS.md: each latchkey figure with its ratio
-//! to its peer and to its floor, and the issue's goal beside it.
+//! BENCHMARKS.md's table, from the goals (`peers/goals.json`) and the
+//! figures of the last runs (the results file, see
+//! `latchkey_peers::results`): one row per case, latchkey beside its peer
+//! and its floor, the ratios, the goal, and whether it is met.
 //!
 //! ```text
-//! cargo run -p latchkey-peers --bin report                # the last run
-//! cargo run -p latchkey-peers --bin report -- r1 r2 r3    # best of saved baselines
-//! cargo run -p latchkey-peers --bin report -- --svg docs/benchmarks.svg r1 r2 r3
+//! cargo run -p latchkey-peers --bin report                          # print the table
+//! cargo run -p latchkey-peers --bin report -- --write BENCHMARKS.md # replace its table
 //! ```
 //!
-//! It reads criterion's `estimates.json` (the median, in nanoseconds per
-//! iteration) for each case from `target/criterion` (or `$CRITERION_DIR`).
-//! Given baseline names (runs made with `-- --save-baseline NAME`), it takes
-//! for each case the lowest median across them: on a shared machine other
-//! processes only ever add time, so the best run is the least disturbed one.
-//! The `*_2t` cases do one operation on each of two threads per iteration,
-//! so their rate is two operations per iteration.
-//!
-//! With `--svg PATH` it also draws the same figures as bar charts (each
-//! case's bars on its own scale, so a case's bars compare with each other,
-//! not with another case's) into one SVG file, for BENCHMARKS.md.
+//! `--write FILE` replaces what lies between the lines
+//! `<!-- report:begin -->` and `<!-- report:end -->` of FILE. Rows whose
+//! case has no figure yet are listed under the table with the command
+//! that measures them.
 
-use std::path::{Path, PathBuf};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 
-/// The lowest median time per iteration of `group/case` across
-/// `baselines`, in nanoseconds.
-fn median_ns(dir: &Path, baselines: &[String], id: &str) -> Option<f64> {
-    baselines
-        .iter()
-        .filter_map(|b| {
-            let path = dir.join(id).join(b).join("estimates.json");
-            let text = std::fs::read_to_string(path).ok()?;
-            let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-            v["median"]["point_estimate"].as_f64()
-        })
-        .min_by(f64::total_cmp)
+use latchkey_peers::results::{self, Figure};
+use serde::Deserialize;
+
+const BEGIN: &str = "<!-- report:begin -->";
+const END: &str = "<!-- report:end -->";
+
+/// The goals file.
+#[derive(Debug, Deserialize)]
+struct Goals {
+    rows: Vec<Row>,
 }
 
-/// Operations per second of a case (two per iteration for `_2t`).
-fn rate(id: &str, ns: f64) -> f64 {
-    let ops = if id.ends_with("_2t") { 2.0 } else { 1.0 };
-    ops * 1e9 / ns
+/// One row of the table.
+#[derive(Debug, Deserialize)]
+struct Row {
+    case: String,
+    label: String,
+    unit: String,
+    #[serde(default)]
+    peer: Option<String>,
+    #[serde(default)]
+    floor: Option<String>,
+    #[serde(default)]
+    goals: Vec<Goal>,
+    command: String,
 }
 
-fn time(ns: f64) -> String {
-    if ns >= 1000.0 {
-        format!("{:.2} µs", ns / 1000.0)
-    } else {
-        format!("{ns:.0} ns")
+/// latchkey's figure ÷ the peer's, the floor's or 1 (`vs: "value"`), at
+/// most or at least a limit.
+#[derive(Debug, Deserialize)]
+struct Goal {
+    vs: String,
+    #[serde(default)]
+    at_most: Option<f64>,
+    #[serde(default)]
+    at_least: Option<f64>,
+}
+
+/// A value in its unit, as a person reads it.
+fn show(unit: &str, v: f64) -> String {
+    match unit {
+        "ns" => latchkey_peers::harness::show_ns(v),
+        "ops/s" if v >= 1e6 => format!("{:.2} M/s", v / 1e6),
+        "ops/s" => format!("{:.1} k/s", v / 1e3),
+        "x" => format!("{v:.2}×"),
+        "bytes" => format!("{v:.0} B"),
+        _ => format!("{v}"),
     }
 }
 
-fn ops(r: f64) -> String {
-    if r >= 1e6 {
-        format!("{:.2} M/s", r / 1e6)
-    } else {
-        format!("{:.0} k/s", r / 1e3)
-    }
-}
-
-fn verdict(ratio: f64, limit: f64, at_most: bool) -> &'static str {
-    let ok = if at_most {
-        ratio <= limit
-    } else {
-        ratio >= limit
+/// The ratio cell, the goal cell and the verdict of `row` given `f`.
+fn judge(row: &Row, f: &Figure) -> (String, String, &'static str) {
+    let Some(ours) = f.latchkey else {
+        return ("–".into(), "–".into(), "–");
     };
-    if ok { "met" } else { "**not met**" }
+    let mut ratios = Vec::new();
+    let mut goals = Vec::new();
+    let mut met = None;
+    // The ratios shown: against the peer and the floor (when measured),
+    // and for a ratio row its own value.
+    for (name, base) in [("peer", f.peer), ("floor", f.floor)] {
+        if let Some(b) = base
+            && row.unit != "x"
+            && b > 0.0
+        {
+            ratios.push(format!("{:.2}× {name}", ours / b));
+        }
+    }
+    for g in &row.goals {
+        let base = match g.vs.as_str() {
+            "peer" => f.peer,
+            "floor" => f.floor,
+            _ => Some(1.0),
+        };
+        let against = if g.vs == "value" {
+            String::new()
+        } else {
+            format!(" {}", g.vs)
+        };
+        let limit = |v: f64| match row.unit.as_str() {
+            "bytes" | "count" if g.vs == "value" => show(&row.unit, v),
+            _ => format!("{v}×"),
+        };
+        let (text, ok) = match (g.at_most, g.at_least, base) {
+            (Some(l), _, Some(b)) => (format!("≤ {}{against}", limit(l)), ours / b <= l),
+            (_, Some(l), Some(b)) => (format!("≥ {}{against}", limit(l)), ours / b >= l),
+            (Some(l), _, None) => (format!("≤ {}{against}", limit(l)), false),
+            (_, Some(l), None) => (format!("≥ {}{against}", limit(l)), false),
+            _ => continue,
+        };
+        goals.push(text);
+        met = Some(met.unwrap_or(true) && ok && base.is_some());
+    }
+    let ratio = if ratios.is_empty() {
+        "–".into()
+    } else {
+        ratios.join(", ")
+    };
+    let goal = if goals.is_empty() {
+        "–".into()
+    } else {
+        goals.join(", ")
+    };
+    let verdict = match met {
+        None => "–",
+        Some(true) => "yes",
+        Some(false) => "**no**",
+    };
+    (ratio, goal, verdict)
+}
+
+/// The table and its header lines, as Markdown.
+fn render(goals: &Goals, figures: &BTreeMap<String, Figure>) -> String {
+    let mut out = String::new();
+    let mut at = BTreeSet::new();
+    let mut commits = BTreeSet::new();
+    let mut machines = BTreeSet::new();
+    let mut missing = Vec::new();
+    let mut rows = String::new();
+    for row in &goals.rows {
+        let Some(f) = figures.get(&row.case) else {
+            missing.push(format!("{} (`{}`)", row.label, row.command));
+            continue;
+        };
+        at.insert(f.at.clone());
+        commits.insert(f.commit.clone());
+        machines.insert(f.machine.clone());
+        let cell = |v: Option<f64>, name: &Option<String>| match (v, name) {
+            (Some(v), Some(n)) => format!("{} ({n})", show(&row.unit, v)),
+            (Some(v), None) => show(&row.unit, v),
+            (None, _) => "–".into(),
+        };
+        let (ratio, goal, met) = judge(row, f);
+        rows += &format!(
+            "| {} | {} | {} | {} | {ratio} | {goal} | {met} |\n",
+            row.label,
+            f.latchkey.map_or("–".into(), |v| show(&row.unit, v)),
+            cell(f.peer, &row.peer),
+            cell(f.floor, &row.floor),
+        );
+    }
+    let join = |s: &BTreeSet<String>| s.iter().cloned().collect::<Vec<_>>().join(", ");
+    let when = match (at.first(), at.last()) {
+        (Some(a), Some(b)) if a != b => format!("{a} to {b}"),
+        (Some(a), _) => a.clone(),
+        _ => "never".into(),
+    };
+    out += &format!(
+        "Measured {when}, commit {}, on {}.\n\n",
+        join(&commits),
+        join(&machines)
+    );
+    out += "| case | latchkey | peer | floor | ratio | goal | met |\n";
+    out += "|---|---|---|---|---|---|---|\n";
+    out += &rows;
+    if !missing.is_empty() {
+        out += &format!("\nNot measured in this run: {}.\n", missing.join("; "));
+    }
+    out
+}
+
+/// `doc` with the text between its markers replaced by `table`.
+fn splice(doc: &str, table: &str) -> Result<String, String> {
+    let (Some(b), Some(e)) = (doc.find(BEGIN), doc.find(END)) else {
+        return Err(format!("the file has no {BEGIN} … {END} lines"));
+    };
+    if e < b {
+        return Err(format!("{END} comes before {BEGIN}"));
+    }
+    Ok(format!("{}{BEGIN}\n{table}{}", &doc[..b], &doc[e..]))
 }
 
 fn main() {
-    let dir: PathBuf = std::env::var_os("CRITERION_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("target/criterion"));
-    let mut args: Vec<String> = std::env::args().skip(1).collect();
-    let svg_path = match args.iter().position(|a| a == "--svg") {
-        Some(i) if i + 1 < args.len() => {
-            let path = args.remove(i + 1);
-            args.remove(i);
-            Some(PathBuf::from(path))
-        }
-        Some(_) => {
-            eprintln!("--svg needs a path");
-            std::process::exit(2);
-        }
-        None => None,
-    };
-    let mut baselines = args;
-    if baselines.is_empty() {
-        baselines.push("new".into());
-    }
-    let get = |id: &str| median_ns(&dir, &baselines, id);
-    let mut chart = Chart::default();
-
-    println!("### Time per operation (median), with ratios\n");
-    println!("| case | latchkey | peer | floor | ÷ peer | ÷ floor | goal |");
-    println!("|---|---|---|---|---|---|---|");
-    let rows: &[(&str, &str, &str, &str, &str)] = &[
-        (
-            "load, 100k live, 1 thread",
-            "load_100k/latchkey_1t",
-            "load_100k/tower_sessions_1t",
-            "load_100k/floor_1t",
-            "≤ 0.5× peer, ≤ 1.5× floor",
-        ),
-        (
-            "load, 1M live, 1 thread",
-            "load_1m/latchkey_1t",
-            "load_1m/tower_sessions_1t",
-            "load_1m/floor_1t",
-            "≤ 0.5× peer, ≤ 1.5× floor",
-        ),
-        (
-            "save, 100k live, 1 thread",
-            "save_100k/latchkey_1t",
-            "save_100k/tower_sessions_1t",
-            "",
-            "",
-        ),
-        (
-            "ticket verify (vs JWT decode)",
-            "stateless/latchkey_ticket_verify",
-            "stateless/jwt_hs256_decode",
-            "stateless/floor_b64url_hmac",
-            "≤ 0.35× peer, ≤ 1.3× floor",
-        ),
-        (
-            "ticket issue (vs JWT encode)",
-            "stateless/latchkey_ticket_issue",
-            "stateless/jwt_hs256_encode",
-            "",
-            "≤ 0.6× peer",
-        ),
-        (
-            "ticket verify (vs cookie SignedJar add+get)",
-            "stateless/latchkey_ticket_verify",
-            "stateless/cookie_signed_add_get",
-            "",
-            "",
-        ),
-        (
-            "ID generate + encode",
-            "id/latchkey_generate_encode",
-            "",
-            "id/floor_threadrng_b64url",
-            "≤ 1.5× floor",
-        ),
-    ];
-    for (name, ours, peer, floor, goal) in rows {
-        let Some(o) = get(ours) else {
-            println!("| {name} | (not run) | | | | | {goal} |");
-            continue;
-        };
-        let p = if peer.is_empty() { None } else { get(peer) };
-        let f = if floor.is_empty() { None } else { get(floor) };
-        let cell = |x: Option<f64>| x.map(time).unwrap_or_else(|| "–".into());
-        let ratio = |x: Option<f64>| {
-            x.map(|x| format!("{:.2}×", o / x))
-                .unwrap_or_else(|| "–".into())
-        };
-        let mut bars = vec![("latchkey".to_string(), o, time(o))];
-        if let Some(x) = p {
-            bars.push((
-                peer_name(peer),
-                x,
-                format!("{} (latchkey ÷ this: {:.2}×)", time(x), o / x),
-            ));
-        }
-        if let Some(x) = f {
-            bars.push((
-                "floor".into(),
-                x,
-                format!("{} (latchkey ÷ this: {:.2}×)", time(x), o / x),
-            ));
-        }
-        let mut marks = Vec::new();
-        let mut verdicts = Vec::new();
-        for part in goal.split(", ").filter(|g| !g.is_empty()) {
-            let (limit, against) = part
-                .trim_start_matches("≤ ")
-                .split_once("× ")
-                .unwrap_or(("0", ""));
-            let limit: f64 = limit.parse().unwrap_or(0.0);
-            let base = if against == "peer" { p } else { f };
-            if let Some(b) = base {
-                verdicts.push(format!("{part}: {}", verdict(o / b, limit, true)));
-                marks.push((limit * b, format!("goal {part}")));
+    let mut args = std::env::args().skip(1);
+    let mut write = None;
+    let mut goals_path = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/goals.json"));
+    while let Some(a) = args.next() {
+        match (a.as_str(), args.next()) {
+            ("--write", Some(p)) => write = Some(PathBuf::from(p)),
+            ("--goals", Some(p)) => goals_path = PathBuf::from(p),
+            _ => {
+                eprintln!("usage: report [--write FILE] [--goals FILE]");
+                std::process::exit(2);
             }
         }
-        chart.group(&format!("{name}: time per operation"), &bars, &marks);
-        println!(
-            "| {name} | {} | {} | {} | {} | {} | {} |",
-            time(o),
-            cell(p),
-            cell(f),
-            ratio(p),
-            ratio(f),
-            verdicts.join("; ")
-        );
     }
-
-    println!("\n### Two threads sharing one store (aggregate operations per second)\n");
-    println!("| case | 1 thread | 2 threads | 2 ÷ 1 | goal |");
-    println!("|---|---|---|---|---|");
-    for (op, n) in [("load", "100k"), ("load", "1m"), ("save", "100k")] {
-        let size = if n == "1m" { "1M" } else { n };
-        // Only load has a two-thread goal.
-        let has_goal = op == "load";
-        let mut bars = Vec::new();
-        for (who, goal) in [
-            ("latchkey", if has_goal { "≥ 1.6×" } else { "" }),
-            ("tower_sessions", ""),
-            ("floor", ""),
-        ] {
-            let one = format!("{op}_{n}/{who}_1t");
-            let two = format!("{op}_{n}/{who}_2t");
-            let (Some(a), Some(b)) = (get(&one), get(&two)) else {
-                continue;
-            };
-            let (ra, rb) = (rate(&one, a), rate(&two, b));
-            let scale = rb / ra;
-            bars.push((who.replace('_', "-"), scale, format!("{scale:.2}×")));
-            let v = if goal.is_empty() {
-                String::new()
-            } else {
-                format!("{goal}: {}", verdict(scale, 1.6, false))
-            };
-            println!(
-                "| {op} {size}, {} | {} | {} | {:.2}× | {v} |",
-                who.replace('_', "-"),
-                ops(ra),
-                ops(rb),
-                scale
-            );
-        }
-        let (goal, marks) = if has_goal {
-            (
-                " (goal ≥ 1.6× for latchkey)",
-                vec![(1.6, "goal ≥ 1.6×".to_string())],
-            )
-        } else {
-            ("", Vec::new())
-        };
-        chart.group(
-            &format!("{op}, {size} live: two threads' rate ÷ one thread's{goal}"),
-            &bars,
-            &marks,
-        );
-    }
-
-    if let Some(path) = svg_path {
-        let title = format!(
-            "latchkey beside its peers and floors (criterion medians, best of: {})",
-            baselines.join(", ")
-        );
-        if let Err(e) = std::fs::write(&path, chart.render(&title)) {
-            eprintln!("cannot write {}: {e}", path.display());
+    let goals: Goals = match std::fs::read_to_string(&goals_path)
+        .map_err(|e| e.to_string())
+        .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()))
+    {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("{}: {e}", goals_path.display());
             std::process::exit(1);
         }
-        eprintln!("wrote {}", path.display());
-    }
-}
-
-/// A peer's name for a chart, from its case id.
-fn peer_name(id: &str) -> String {
-    let case = id.rsplit('/').next().unwrap_or(id);
-    match case {
-        c if c.starts_with("tower_sessions") => "tower-sessions".into(),
-        "jwt_hs256_decode" => "jsonwebtoken decode".into(),
-        "jwt_hs256_encode" => "jsonwebtoken encode".into(),
-        "cookie_signed_add_get" => "cookie SignedJar".into(),
-        other => other.replace('_', " "),
-    }
-}
-
-/// One bar: its label, its value (sets the length) and the value as text.
-type Bar = (String, f64, String);
-
-/// Horizontal bar charts, one group per case, stacked in one SVG.
-#[derive(Default)]
-struct Chart {
-    groups: Vec<Group>,
-}
-
-/// One case's bars, with its goals drawn as lines (value, label).
-struct Group {
-    title: String,
-    bars: Vec<Bar>,
-    marks: Vec<(f64, String)>,
-}
-
-impl Chart {
-    const WIDTH: f64 = 760.0;
-    const LABEL: f64 = 170.0;
-    const BAR: f64 = 18.0;
-    const GAP: f64 = 6.0;
-
-    fn group(&mut self, title: &str, bars: &[Bar], marks: &[(f64, String)]) {
-        if !bars.is_empty() {
-            self.groups.push(Group {
-                title: title.to_string(),
-                bars: bars.to_vec(),
-                marks: marks.to_vec(),
-            });
+    };
+    let figures = match results::load() {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(1);
         }
+    };
+    let table = render(&goals, &figures);
+    let Some(path) = write else {
+        print!("{table}");
+        return;
+    };
+    let done = std::fs::read_to_string(&path)
+        .map_err(|e| e.to_string())
+        .and_then(|doc| splice(&doc, &table))
+        .and_then(|doc| std::fs::write(&path, doc).map_err(|e| e.to_string()));
+    if let Err(e) = done {
+        eprintln!("{}: {e}", path.display());
+        std::process::exit(1);
     }
-
-    fn render(&self, title: &str) -> String {
-        let esc = |t: &str| {
-            t.replace('&', "&amp;")
-                .replace('<', "&lt;")
-                .replace('>', "&gt;")
-        };
-        let mut body = String::new();
-        let mut y = 40.0;
-        for Group {
-            title: heading,
-            bars,
-            marks,
-        } in &self.groups
-        {
-            body += &format!(
-                "<text x=\"10\" y=\"{y:.0}\" font-weight=\"bold\">{}</text>\n",
-                esc(heading)
-            );
-            y += 8.0;
-            let max = bars
-                .iter()
-                .map(|b| b.1)
-                .chain(marks.iter().map(|m| m.0))
-                .fold(0.0_f64, f64::max);
-            let top = y;
-            // Room on the right for the value's text.
-            let span = Self::WIDTH - Self::LABEL - 230.0;
-            for (label, value, text) in bars {
-                let w = if max > 0.0 { value / max * span } else { 0.0 };
-                let fill = match label.as_str() {
-                    "latchkey" => "#2b6cb0",
-                    "floor" => "#68a063",
-                    _ => "#a0a0a0",
-                };
-                body += &format!(
-                    "<text x=\"{:.0}\" y=\"{:.0}\" text-anchor=\"end\">{}</text>\
-                     <rect x=\"{:.0}\" y=\"{y:.0}\" width=\"{w:.1}\" height=\"{:.0}\" fill=\"{fill}\"/>\
-                     <text x=\"{:.1}\" y=\"{:.0}\">{}</text>\n",
-                    Self::LABEL - 8.0,
-                    y + Self::BAR - 5.0,
-                    esc(label),
-                    Self::LABEL,
-                    Self::BAR,
-                    Self::LABEL + w + 6.0,
-                    y + Self::BAR - 5.0,
-                    esc(text),
-                );
-                y += Self::BAR + Self::GAP;
-            }
-            // Goal lines: dashed, across the group's bars, labelled below.
-            for (i, (value, label)) in marks.iter().enumerate() {
-                let x = Self::LABEL + if max > 0.0 { value / max * span } else { 0.0 };
-                body += &format!(
-                    "<line x1=\"{x:.1}\" y1=\"{:.0}\" x2=\"{x:.1}\" y2=\"{y:.0}\" \
-                     stroke=\"#c53030\" stroke-dasharray=\"4 3\"/>\
-                     <text x=\"{x:.1}\" y=\"{:.0}\" font-size=\"11\" fill=\"#c53030\">{}</text>\n",
-                    top - 2.0,
-                    y + 10.0 + 12.0 * i as f64,
-                    esc(label),
-                );
-            }
-            y += 22.0 + 12.0 * marks.len() as f64;
-        }
-        format!(
-            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w:.0}\" height=\"{y:.0}\" \
-             font-family=\"sans-serif\" font-size=\"13\">\n\
-             <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
-             <text x=\"10\" y=\"20\" font-size=\"15\">{}</text>\n{body}</svg>\n",
-            esc(title),
-            w = Self::WIDTH,
-        )
-    }
+    eprintln!("wrote the table into {}", path.display());
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn bars_share_their_group_scale_and_text_is_escaped() {
-        let mut chart = Chart::default();
-        let bar = |label: &str, v: f64| (label.to_string(), v, format!("{v}"));
-        chart.group(
-            "a <b> & c",
-            &[bar("latchkey", 100.0), bar("peer", 200.0)],
-            &[],
-        );
-        chart.group(
-            "goal",
-            &[bar("latchkey", 10.0)],
-            &[(40.0, "goal ≤ 4×".into())],
-        );
-        let svg = chart.render("t");
-        let span = Chart::WIDTH - Chart::LABEL - 230.0;
-        assert!(svg.contains("a &lt;b&gt; &amp; c"));
-        assert!(!svg.contains("<b>"));
-        // The longest bar of a group spans the whole width, the others in proportion.
-        assert!(svg.contains(&format!("width=\"{:.1}\"", span)));
-        assert!(svg.contains(&format!("width=\"{:.1}\"", span / 2.0)));
-        // A goal beyond every bar sets the scale: the bar is a quarter of it.
-        assert!(svg.contains(&format!("width=\"{:.1}\"", span / 4.0)));
-        assert!(svg.contains("goal ≤ 4×"));
-        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+    fn goals() -> Goals {
+        let text = include_str!("../../goals.json");
+        match serde_json::from_str(text) {
+            Ok(g) => g,
+            Err(e) => panic!("goals.json: {e}"),
+        }
     }
 
     #[test]
-    fn peers_are_named_for_readers() {
-        assert_eq!(peer_name("load_1m/tower_sessions_1t"), "tower-sessions");
+    fn the_goals_file_parses_and_names_each_case_once() {
+        let g = goals();
+        let cases: BTreeSet<_> = g.rows.iter().map(|r| &r.case).collect();
+        assert_eq!(cases.len(), g.rows.len());
+        for r in &g.rows {
+            assert!(
+                ["ns", "ops/s", "x", "bytes", "count"].contains(&r.unit.as_str()),
+                "{}",
+                r.case
+            );
+            for goal in &r.goals {
+                assert!(
+                    ["peer", "floor", "value"].contains(&goal.vs.as_str()),
+                    "{}",
+                    r.case
+                );
+                assert!(
+                    goal.at_most.is_some() != goal.at_least.is_some(),
+                    "{}",
+                    r.case
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_row_is_judged_against_each_goal() {
+        let g = goals();
+        let row = |c: &str| match g.rows.iter().find(|r| r.case == c) {
+            Some(r) => r,
+            None => panic!("no row {c}"),
+        };
+        let f = |l, p, fl| Figure {
+            latchkey: Some(l),
+            peer: p,
+            floor: fl,
+            ..Figure::default()
+        };
+        let load = row("load_100k");
         assert_eq!(
-            peer_name("stateless/jwt_hs256_decode"),
-            "jsonwebtoken decode"
+            judge(load, &f(300.0, Some(800.0), Some(220.0))),
+            (
+                "0.38× peer, 1.36× floor".into(),
+                "≤ 0.5× peer, ≤ 1.5× floor".into(),
+                "yes"
+            )
         );
-        assert_eq!(peer_name("x/some_case"), "some case");
+        assert_eq!(judge(load, &f(400.0, Some(800.0), Some(220.0))).2, "**no**");
+        // A goal whose base was not measured is not met.
+        assert_eq!(judge(load, &f(300.0, Some(800.0), None)).2, "**no**");
+        assert_eq!(judge(row("load_1m_2t"), &f(2.1, None, Some(1.7))).2, "yes");
+        assert_eq!(judge(row("redis_16"), &f(9e4, Some(1e5), None)).2, "**no**");
+        assert_eq!(
+            judge(row("memory_1m"), &f(250.0, Some(489.0), None)).1,
+            "≤ 300 B"
+        );
+        assert_eq!(judge(row("e2e_axum_rps"), &f(1.0, Some(1.0), None)).2, "–");
+    }
+
+    #[test]
+    fn the_table_lists_measured_rows_and_names_the_rest() {
+        let mut figures = BTreeMap::new();
+        figures.insert(
+            "id".to_string(),
+            Figure {
+                latchkey: Some(46.0),
+                floor: Some(61.0),
+                at: "2026-12-07 04:00 UTC".into(),
+                commit: "abc1234".into(),
+                machine: "2 CPUs, X".into(),
+                ..Figure::default()
+            },
+        );
+        let t = render(&goals(), &figures);
+        assert!(t.starts_with("Measured 2026-12-07 04:00 UTC, commit abc1234, on 2 CPUs, X."));
+        assert!(t.contains(
+            "| ID generate + encode | 46.0 ns | – | 61.0 ns (ThreadRng + base64url) | 0.75× floor | ≤ 1.5× floor | yes |"
+        ));
+        assert!(t.contains("Not measured in this run: memory load, 100k live (`timing -- load`)"));
+    }
+
+    #[test]
+    fn the_table_replaces_only_what_lies_between_the_markers() {
+        let doc = format!("a\n{BEGIN}\nold\n{END}\nb\n");
+        assert_eq!(
+            splice(&doc, "new\n"),
+            Ok(format!("a\n{BEGIN}\nnew\n{END}\nb\n"))
+        );
+        assert!(splice("no markers", "x").is_err());
     }
 }

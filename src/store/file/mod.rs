@@ -51,10 +51,12 @@
 //! - the user index is a superset of the truth: a key is added to the index
 //!   before its record is written and removed only after, and listings
 //!   check each record, so a stale entry is filtered, never a missed one;
-//! - [`Store::rotate`] is the trait's provided protocol of single-key
+//! - [`Store::rotate`] follows the trait's provided protocol of single-key
 //!   writes: the old record is first rewritten as retired, carrying its
 //!   successor's record (a write-ahead intent), and the successor is
-//!   written second. A crash between the two leaves the old token retired
+//!   written second. Between the two, one write of the user index adds the
+//!   successor's key and drops the old one (the provided protocol's
+//!   `replace` then `insert` would write it twice). A crash between the two leaves the old token retired
 //!   and the successor missing; the next load of the old token within the
 //!   grace window writes the successor from the intent (rolls forward), and
 //!   a logout ends the retired record so nothing can roll forward after it.
@@ -164,7 +166,7 @@ use self::format::MAX_FILE_BYTES;
 pub use self::format::{DecodeError, SESSION_HEADER, decode, encode};
 pub use self::purge::{PurgeEntry, PurgeReport, PurgeSkip, SkipReason};
 use crate::id::{StoreKey, hex};
-use crate::store::{Record, RecordState, Store, StoreError};
+use crate::store::{Record, RecordState, Store, StoreError, complete_rotation};
 
 const INDEX_HEADER: &str = "latchkey-user-index 1\n";
 
@@ -667,8 +669,9 @@ impl FileStore {
     /// a removal, which is best effort (a stale index entry is harmless:
     /// listings check each record, and
     /// [`purge_expired_report`](Self::purge_expired_report) prunes it). A
-    /// `rotate` is two such writes, and [`Store::rotate`] says what an
-    /// error after the first leaves. Reads take no file lock (in this
+    /// `rotate` is such a write of the old record, then the user index's
+    /// and the successor's, and [`Store::rotate`] says what an error after
+    /// the first leaves. Reads take no file lock (in this
     /// process they may wait behind a write of their shard, which the
     /// timeout bounds). A purge skips what a held lock guards and reports
     /// it. `Duration::ZERO` tries each lock once; `Duration::MAX` waits
@@ -1060,11 +1063,100 @@ impl Store for FileStore {
         Ok(true)
     }
 
-    // `rotate` is the provided one, made of `replace` and `insert`: each
-    // is crash-safe on its own (temp file, fsync, rename), and the
-    // retired record carries its successor, so a crash between them is
-    // rolled forward on the next load (see `crate::lifecycle`). The two
-    // files cannot be renamed into place atomically together.
+    /// The provided protocol's steps (the old record rewritten as retired,
+    /// carrying its successor; then the successor written), with the user
+    /// index changed once instead of twice: three durable writes where
+    /// `replace` then `insert` make four for a session bound to a user.
+    ///
+    /// 1. `old` becomes the retired intent. Its index entry stays: the
+    ///    index may list a key that is no longer live (a superset), never
+    ///    miss a live one.
+    /// 2. One index write adds `new` and drops `old` (one user's index,
+    ///    the usual case: rotation keeps the user).
+    /// 3. `new` is written. It is live only from here, its index entry
+    ///    already durable.
+    ///
+    /// A crash after 1 or 2 leaves `old` retired with its successor
+    /// pending, as the provided protocol does between its two writes; the
+    /// next load of `old` rolls forward through [`Store::insert`], which
+    /// indexes `new` if step 2 did not land. The two record files cannot
+    /// be renamed into place together, so a crash-free rotation still
+    /// needs both.
+    fn rotate(
+        &self,
+        old: &StoreKey,
+        expected: u64,
+        retired: &Record,
+        new: &StoreKey,
+        record: &Record,
+    ) -> Result<(), StoreError> {
+        match self.get(old)? {
+            None => return Err(StoreError::NotFound),
+            Some(r) if r.version != expected => return Err(StoreError::Conflict),
+            Some(_) => {}
+        }
+        if self.get(new)?.is_some() {
+            return Err(StoreError::Exists);
+        }
+        let mut intent = retired.clone();
+        if let RecordState::Rotated { pending, .. } = &mut intent.state {
+            *pending = Some(Box::new(record.clone()));
+        }
+        if intent.user().is_some() {
+            // A retired record that names a user (no caller in this crate
+            // makes one) takes the general path: `replace` indexes it.
+            self.replace(old, expected, &intent)?;
+            return match complete_rotation(self, old, intent.version, new, record)? {
+                true => Ok(()),
+                false => Err(StoreError::Conflict),
+            };
+        }
+        // 1. The retired intent, checked and written under `old`'s lock.
+        let before = {
+            let _guard = self.session_locks.lock(Self::lock_of(old))?;
+            let current = self.read(old)?.ok_or(StoreError::NotFound)?;
+            if current.version != expected {
+                return Err(StoreError::Conflict);
+            }
+            self.write_record(old, &intent, true)?;
+            current.user().map(str::to_owned)
+        };
+        // On an error from here on `old` stays retired with its successor
+        // pending, as after a crash: putting `old` back live could race a
+        // load that rolled the rotation forward and leave two live records.
+        let after = record.user();
+        let moved = before.is_some() && before.as_deref() == after;
+        // 2. The index: `new` in before its record exists.
+        if let Some(user) = after {
+            if moved {
+                self.update_index(user, |keys| {
+                    let added = keys.insert(*new);
+                    keys.remove(old) || added
+                })?;
+            } else {
+                self.index_add(Some(user), new)?;
+            }
+        }
+        // 3. The successor, unless a load rolled the rotation forward
+        // first (as `complete_rotation` allows).
+        {
+            let _guard = self.session_locks.lock(Self::lock_of(new))?;
+            if fs::symlink_metadata(self.session_path(new)).is_err() {
+                self.write_record(new, record, true)?;
+            }
+        }
+        if !moved {
+            // Clean-up of `old`'s entry in another user's index, best
+            // effort as in `replace`.
+            let _ = self.index_remove(before.as_deref(), old);
+        }
+        let stands = self.get(old)?.is_some_and(|r| r.version == intent.version);
+        if !stands {
+            self.remove(new)?;
+            return Err(StoreError::Conflict);
+        }
+        Ok(())
+    }
 
     fn remove(&self, key: &StoreKey) -> Result<bool, StoreError> {
         let _guard = self.session_locks.lock(Self::lock_of(key))?;
@@ -1227,6 +1319,54 @@ mod tests {
         assert!(p.ends_with(
             "users/2b/2bd806c97f0e00af1a1fc3328fa763a9269723c8db8fac4f93af71db186d6e90.user"
         ));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_rotation_moves_the_users_index_entry_in_one_write() {
+        let dir = std::env::temp_dir().join(format!("latchkey-unit-rotate-{}", std::process::id()));
+        let store = FileStore::open(&dir).unwrap();
+        let (old, new) = (
+            SessionId::generate().store_key(),
+            SessionId::generate().store_key(),
+        );
+        store.insert(&old, &sample(Some("alice"))).unwrap();
+        let at = Timestamp::from_unix_millis(3_000);
+        let retired = Record {
+            version: 8,
+            expires_at: Timestamp::from_unix_millis(4_000),
+            state: RecordState::Rotated {
+                successor: new,
+                sealed_successor: None,
+                at,
+                grace_until: at,
+                privilege_change: false,
+                pending: None,
+            },
+        };
+        let mut successor = sample(Some("alice"));
+        successor.version = 1;
+        store.rotate(&old, 7, &retired, &new, &successor).unwrap();
+        // The index lists the successor only: the old key left it in the
+        // same write that added the new one.
+        let index = store.read_index("alice", &user_hash("alice")).unwrap();
+        assert_eq!(index, BTreeSet::from([new]));
+        assert_eq!(store.get(&new).unwrap(), Some(successor.clone()));
+        // The retired record carries its successor, as the provided
+        // protocol's intent does, for a roll-forward after a crash.
+        match store.get(&old).unwrap().map(|r| r.state) {
+            Some(RecordState::Rotated {
+                pending: Some(p), ..
+            }) => assert_eq!(*p, successor),
+            other => panic!("the old record is not the retired intent: {other:?}"),
+        }
+        // A rotation from a stale version changes nothing.
+        let newer = SessionId::generate().store_key();
+        assert!(matches!(
+            store.rotate(&old, 7, &retired, &newer, &successor),
+            Err(StoreError::Conflict)
+        ));
+        assert_eq!(store.get(&newer).unwrap(), None);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

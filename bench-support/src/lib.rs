@@ -1,13 +1,14 @@
-//! Fixtures shared by latchkey's benches and the peer benches
-//! (`peers/`, which includes this file by path so both measure latchkey
-//! the same way).
+//! Fixtures shared by latchkey's benches (`benches/`, a dev-dependency of
+//! the `latchkey` package) and the peer benchmarks (`peers/`), so both
+//! measure latchkey the same way. Not published; nothing here reaches a
+//! user's build.
 //!
 //! Every benchmark gets the same payload, a three-entry data map
 //! ([`payload`]), and the same access pattern: live sessions seeded up
 //! front, then loads at pseudo-random positions ([`Walk`]) so that a run over
 //! a million sessions misses the CPU caches the way a real server does,
 //! instead of hitting the same few records.
-#![allow(dead_code)]
+#![deny(missing_docs)]
 
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
@@ -278,7 +279,7 @@ pub struct Apart<T>(pub T);
 ///
 /// Each thread first calls `pin` with its index (0 or 1), before the two
 /// wait for each other and outside the time: a pair pinned to a CPU each
-/// (`peers`' `pin_to_cpu`) measures the code rather than where the
+/// (`latchkey_peers::pin_to_cpu`) measures the code rather than where the
 /// scheduler put its threads. Left free (`&|_| {}`), the scheduler
 /// sometimes keeps both threads on one CPU, where they take turns (see
 /// [`Placement`]).
@@ -389,4 +390,64 @@ where
             Err(_) => panic!("bench thread panicked"),
         })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A `stat` line for a thread named `name` on CPU `cpu`.
+    fn stat_line(name: &str, cpu: u32) -> String {
+        // Fields 3 to 38, then the processor, then two more.
+        let middle: Vec<String> = (3..=38).map(|i| i.to_string()).collect();
+        format!("4242 ({name}) {} {cpu} 0 0\n", middle.join(" "))
+    }
+
+    #[test]
+    fn the_cpu_is_read_after_the_command_name() {
+        assert_eq!(cpu_in_stat(&stat_line("timing", 1)), Some(1));
+        // A name with spaces and parentheses does not shift the fields.
+        assert_eq!(cpu_in_stat(&stat_line("a) (b c", 7)), Some(7));
+        assert_eq!(cpu_in_stat("4242 (cut short) R 1"), None);
+        assert_eq!(cpu_in_stat("no name at all"), None);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn this_thread_has_a_cpu() {
+        assert!(current_cpu().is_some());
+    }
+
+    #[test]
+    fn a_pair_shares_a_cpu_when_seen_together_at_either_end() {
+        let at = |start, end| Placement { start, end };
+        assert!(!Placement::shared([
+            at(Some(0), Some(1)),
+            at(Some(1), Some(0))
+        ]));
+        assert!(Placement::shared([
+            at(Some(0), Some(1)),
+            at(Some(0), Some(0))
+        ]));
+        assert!(Placement::shared([
+            at(Some(1), Some(0)),
+            at(Some(0), Some(0))
+        ]));
+        // Unknown is never the same as unknown.
+        assert!(!Placement::shared([at(None, None), at(None, None)]));
+    }
+
+    #[test]
+    fn each_thread_of_a_pair_runs_its_own_state() {
+        let mut states = [Apart(0u64), Apart(10u64)];
+        let [(_, a), (_, b)] = two_threads_placed(&mut states, 5, &|_| {}, |s, iters| *s += iters);
+        assert_eq!(states.map(|Apart(s)| s), [5, 15]);
+        if cfg!(target_os = "linux") {
+            assert!(a.start.is_some() && b.end.is_some());
+        }
+        // The unplaced pair, criterion's, runs them the same way.
+        let mut states = [Apart(0u64), Apart(10u64)];
+        two_threads(&mut states, 3, &|_| {}, |s, iters| *s += iters);
+        assert_eq!(states.map(|Apart(s)| s), [3, 13]);
+    }
 }

@@ -2,8 +2,8 @@
 //! the cache cold and warm.
 //!
 //! ```text
-//! cargo run --release -p latchkey-peers --bin load_steps             # 100k and 1M, 5 rounds
-//! cargo run --release -p latchkey-peers --bin load_steps -- 100000 9 # one size, 9 rounds
+//! cargo run --release -p latchkey-peers --bin timing -- steps                         # 100k and 1M, 5 rounds
+//! cargo run --release -p latchkey-peers --bin timing -- steps --size 100000 --rounds 9
 //! ```
 //!
 //! The floor of the `load_*` goals hashes a raw 32-byte ID and copies a
@@ -35,20 +35,19 @@
 //!   in criterion's loop, which runs one case for seconds.
 //!
 //! No goal is set against the steps: they show where the time between the
-//! floor and a session load goes (BENCHMARKS.md, "What the floor leaves
-//! out").
+//! floor and a session load goes. Nothing is recorded for the report.
 
+use std::cell::RefCell;
 use std::hint::black_box;
-use std::time::{Duration, Instant};
 
 use latchkey::{Clock as _, MemoryStore, SessionId, StoreManager, SystemClock};
+use latchkey_peers::harness::{Case, interleaved, seed_for, timed};
 use latchkey_peers::{
     FirstBytes, FloorMap, Tokens, Walk, floor_load, floor_load_with, load_next, seed_floor,
-    seed_latchkey, sizes_and_rounds,
+    seed_latchkey,
 };
 
-/// Loads per case per pass.
-const OPS: usize = 100_000;
+use crate::Opts;
 
 /// Bytes written over before each cold pass: four times a 32 MiB L3.
 const FLUSH_BYTES: usize = 128 << 20;
@@ -144,10 +143,6 @@ fn each(walk: &mut Walk, ops: usize, mut load: impl FnMut(usize) -> u64) {
     }
 }
 
-fn per_op(d: Duration) -> f64 {
-    d.as_nanos() as f64 / OPS as f64
-}
-
 /// Every case's store, with `n` sessions each.
 fn seed(n: usize) -> Fixture {
     let (floor, ids) = seed_floor(n);
@@ -167,58 +162,70 @@ fn seed(n: usize) -> Fixture {
     }
 }
 
-fn run(n: usize, rounds: usize) {
-    let f = seed(n);
-    let mut flush = vec![0u8; FLUSH_BYTES];
-    // [regime][case]: cold, then warm.
-    let mut best = [[Duration::MAX; CASES]; 2];
-    let mut walks: Vec<Walk> = (0..CASES as u64)
-        .map(|c| {
-            Walk::new(
-                n,
-                0x9E37_79B9_7F4A_7C15 ^ (c + 1).wrapping_mul(0xBF58_476D_1CE4_E5B9),
-            )
-        })
-        .collect();
-    for round in 0..rounds {
-        // A different case goes first each round.
-        for k in 0..CASES {
-            let case = (k + round) % CASES;
-            for x in flush.iter_mut() {
-                *x = x.wrapping_add(1);
-            }
-            black_box(&flush);
-            let start = Instant::now();
-            pass(&f, case, &mut walks[case], OPS);
-            best[0][case] = best[0][case].min(start.elapsed());
+pub(crate) fn run(opts: &Opts) {
+    let ops = opts.ops(100_000) as usize;
+    let rounds = opts.rounds(5);
+    for n in opts.sizes(&[100_000, 1_000_000]) {
+        let f = seed(n);
+        let flush = RefCell::new(vec![0u8; if opts.quick { 1 << 16 } else { FLUSH_BYTES }]);
+        let (f, flush) = (&f, &flush);
+        let mut cases = Vec::new();
+        for (case, name) in NAMES.iter().enumerate() {
+            let walk = move |round: usize, warm: u64| {
+                Walk::new(n, seed_for(round as u64 * 16 + 2 * case as u64 + warm))
+            };
+            // Cold: the caches written over first, so the pass finds none
+            // of its store cached.
+            cases.push(Case::new(COLD[case], ops as u64, move |r| {
+                let mut flush = flush.borrow_mut();
+                for x in flush.iter_mut() {
+                    *x = x.wrapping_add(1);
+                }
+                black_box(&*flush);
+                let mut w = walk(r, 0);
+                timed(|| pass(f, case, &mut w, ops))
+            }));
+            // Warm: an untimed pass of the same case first.
+            cases.push(Case::new(WARM[case], ops as u64, move |r| {
+                pass(f, case, &mut walk(r, 1), ops);
+                let mut w = walk(r, 1);
+                timed(|| pass(f, case, &mut w, ops))
+            }));
+            let _ = name;
         }
-        for k in 0..CASES {
-            let case = (k + round) % CASES;
-            pass(&f, case, &mut walks[case], OPS);
-            let start = Instant::now();
-            pass(&f, case, &mut walks[case], OPS);
-            best[1][case] = best[1][case].min(start.elapsed());
-        }
-    }
-    println!("{n} live, fastest of {rounds} rounds of {OPS} loads, plain walk:");
-    println!("  {:<22} {:>12} {:>12}", "", "cold", "warm");
-    for (case, name) in NAMES.iter().enumerate() {
-        let (cold, warm) = (per_op(best[0][case]), per_op(best[1][case]));
-        let (fc, fw) = (per_op(best[0][0]), per_op(best[1][0]));
+        let t = interleaved(rounds, &mut cases);
+        println!("{n} live, fastest of {rounds} rounds of {ops} loads, plain walk:");
         println!(
-            "  {name:<22} {cold:>6.1} ns {:>4.2}x {warm:>6.1} ns {:>4.2}x",
-            cold / fc,
-            warm / fw
+            "  {:<22} {:>16} {:>16}",
+            "", "cold (÷ floor)", "warm (÷ floor)"
         );
+        let (fc, fw) = (t.fastest(COLD[0]), t.fastest(WARM[0]));
+        for (case, name) in NAMES.iter().enumerate() {
+            let (cold, warm) = (t.fastest(COLD[case]), t.fastest(WARM[case]));
+            println!(
+                "  {name:<22} {cold:>7.1} ns {:>5.2}x {warm:>7.1} ns {:>5.2}x",
+                cold / fc,
+                warm / fw
+            );
+        }
     }
 }
 
-fn main() {
-    let (sizes, rounds) = sizes_and_rounds(std::env::args().skip(1), 5);
-    for n in sizes {
-        run(n, rounds);
-    }
-}
+/// The cases' names, cold and warm.
+const COLD: [&str; CASES] = [
+    "floor, cold",
+    "+ clock, cold",
+    "+ token parse, cold",
+    "+ record of our size, cold",
+    "latchkey, cold",
+];
+const WARM: [&str; CASES] = [
+    "floor, warm",
+    "+ clock, warm",
+    "+ token parse, warm",
+    "+ record of our size, warm",
+    "latchkey, warm",
+];
 
 #[cfg(test)]
 mod tests {
