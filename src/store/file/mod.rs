@@ -166,7 +166,8 @@ use self::format::MAX_FILE_BYTES;
 pub use self::format::{DecodeError, SESSION_HEADER, decode, encode};
 pub use self::purge::{PurgeEntry, PurgeReport, PurgeSkip, SkipReason};
 use crate::id::{StoreKey, hex};
-use crate::store::{Record, RecordState, Store, StoreError, complete_rotation};
+use crate::store::driver::{self, Ready};
+use crate::store::{Record, RecordState, Store, StoreError};
 
 const INDEX_HEADER: &str = "latchkey-user-index 1\n";
 
@@ -1106,7 +1107,15 @@ impl Store for FileStore {
             // A retired record that names a user (no caller in this crate
             // makes one) takes the general path: `replace` indexes it.
             self.replace(old, expected, &intent)?;
-            return match complete_rotation(self, old, intent.version, new, record)? {
+            let completed = driver::now_or_never(driver::complete_rotation(
+                &Ready(self),
+                old,
+                intent.version,
+                new,
+                record,
+            ))
+            .unwrap_or_else(|| Err(driver::not_ready()));
+            return match completed? {
                 true => Ok(()),
                 false => Err(StoreError::Conflict),
             };
