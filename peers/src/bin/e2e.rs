@@ -746,7 +746,7 @@ fn summarize_one(stack: Stack, store: Store, rounds: Vec<OneCookieRound>) -> One
 }
 
 fn order(round: usize) -> [Stack; 2] {
-    if round % 2 == 0 {
+    if round.is_multiple_of(2) {
         [Stack::Latchkey, Stack::TowerSessions]
     } else {
         [Stack::TowerSessions, Stack::Latchkey]
