@@ -20,14 +20,17 @@
 //! Flags (all optional): `--quick`, `--duration SECS` (5), `--warmup SECS`
 //! (1), `--rounds N` (3), `--sessions N` (1000), `--connections N` (64),
 //! `--one-cookie N` (requests per connection in the one-cookie test, 20),
-//! `--stores memory,redis`, `--ops increment,read`, `--port P` (the
+//! `--stores memory,redis`, `--ops increment,read`,
+//! `--stacks latchkey,tower-sessions`, `--port P` (the
 //! server's port on 127.0.0.1; 0, the default, lets the system choose),
 //! `--server-cpu I` (0) and `--client-cpu I` (1) (indexes among the CPUs
 //! this process may use; `--server-cpu none` leaves both unpinned),
 //! `--workers N` (the server's tokio worker threads, 1),
 //! `--one-cookie-workers N` (the same for the one-cookie test, 2),
 //! `--max-attempts N` (latchkey's attempts for a conflicting save; its
-//! default, 8, unless given), `--out PATH` (the JSON file; default
+//! default, 8, unless given), `--latchkey-redis-idle N` (latchkey's
+//! `RedisStore::with_max_idle_connections`; its default, 16, unless given),
+//! `--out PATH` (the JSON file; default
 //! `$CARGO_TARGET_DIR/e2e.json`, else `target/e2e.json`).
 //!
 //! # What it does
@@ -89,6 +92,11 @@
 //!   CPU busy throughout); for the client too, so a saturated client shows.
 //! - **RSS**: the server's `VmRSS` at the end of the window, and `VmHWM`
 //!   (its peak), in KiB, 1000 sessions live.
+//! - **switches/req**: context switches (voluntary and involuntary) of
+//!   the server's threads over the window, per request
+//!   (`/proc/<pid>/task/*/status`; threads that exit in the window are not
+//!   counted), and **threads**: how many the server has at the end (tokio's
+//!   blocking pool grows with the store calls in flight).
 //! - **non-200**: responses of another status, and requests without a
 //!   response (status `0`: a broken connection, a response this client
 //!   cannot read), summed over rounds; a case with any is suspect.
@@ -103,7 +111,8 @@
 //!   (`"memory"` | `"redis"`), `op` (`"increment"` | `"read"`), `median`
 //!   {`rps`, `p50_us`, `p99_us`, `cpu_us_per_req`, `server_cpu_util`,
 //!   `rss_kib`, `hwm_kib`, `redis_cpu_us_per_req` (null without Redis or
-//!   its pid), `client_cpu_util`}, `non_200` (summed over rounds), and
+//!   its pid), `client_cpu_util`, `switches_per_req`, `threads`}, `non_200`
+//!   (summed over rounds), and
 //!   `rounds[]` with the same figures for each round plus `requests`,
 //!   `seconds` and `statuses` (a map from status, as a string, to count).
 //! - `one_cookie[]`: `stack`, `store`, summed over rounds: `requests`,
@@ -161,12 +170,15 @@ struct Config {
     stores: Vec<Store>,
     #[serde(skip)]
     ops: Vec<Op>,
+    #[serde(skip)]
+    stacks: Vec<Stack>,
     port: u16,
     server_cpu: Option<usize>,
     client_cpu: Option<usize>,
     server_workers: usize,
     one_cookie_workers: usize,
     max_attempts: Option<u32>,
+    latchkey_redis_idle: Option<usize>,
     redis: bool,
     #[serde(skip)]
     redis_url: Option<String>,
@@ -194,12 +206,14 @@ impl Config {
             one_cookie_per_connection: 20,
             stores: vec![Store::Memory, Store::Redis],
             ops: vec![Op::Increment, Op::Read],
+            stacks: vec![Stack::Latchkey, Stack::TowerSessions],
             port: 0,
             server_cpu: Some(0),
             client_cpu: Some(1),
             server_workers: 1,
             one_cookie_workers: 2,
             max_attempts: None,
+            latchkey_redis_idle: None,
             redis: false,
             redis_url: std::env::var("LATCHKEY_REDIS_URL")
                 .ok()
@@ -245,11 +259,18 @@ impl Config {
                 "--max-attempts" => {
                     c.max_attempts = Some(u32::try_from(num(value)).unwrap_or_else(|_| bad()))
                 }
+                "--latchkey-redis-idle" => c.latchkey_redis_idle = Some(num(value)),
                 "--out" => c.out = PathBuf::from(value),
                 "--stores" => {
                     c.stores = value
                         .split(',')
                         .map(|s| Store::parse(s).unwrap_or_else(|| bad()))
+                        .collect();
+                }
+                "--stacks" => {
+                    c.stacks = value
+                        .split(',')
+                        .map(|s| Stack::parse(s).unwrap_or_else(|| bad()))
                         .collect();
                 }
                 "--ops" => {
@@ -290,6 +311,8 @@ struct CaseRound {
     hwm_kib: u64,
     redis_cpu_us_per_req: Option<f64>,
     client_cpu_util: f64,
+    switches_per_req: f64,
+    threads: u64,
     requests: u64,
     seconds: f64,
     statuses: BTreeMap<String, u64>,
@@ -307,6 +330,8 @@ struct Median {
     hwm_kib: f64,
     redis_cpu_us_per_req: Option<f64>,
     client_cpu_util: f64,
+    switches_per_req: f64,
+    threads: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -391,6 +416,9 @@ impl Server {
         if let Some(n) = c.max_attempts {
             cmd.args(["--max-attempts", &n.to_string()]);
         }
+        if let Some(n) = c.latchkey_redis_idle {
+            cmd.args(["--redis-idle", &n.to_string()]);
+        }
         let mut child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start the server: {e}"));
@@ -465,6 +493,28 @@ fn memory_kib(pid: u32) -> (u64, u64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
+/// Context switches (voluntary and not) of every live thread of process
+/// `pid`, and how many threads it has.
+fn switches(pid: u32) -> (u64, u64) {
+    let mut total = 0;
+    let mut threads = 0;
+    if let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for task in dir.flatten() {
+            threads += 1;
+            let status = std::fs::read_to_string(task.path().join("status")).unwrap_or_default();
+            for line in status.lines() {
+                if let Some(v) = line
+                    .strip_prefix("voluntary_ctxt_switches:")
+                    .or_else(|| line.strip_prefix("nonvoluntary_ctxt_switches:"))
+                {
+                    total += v.trim().parse::<u64>().unwrap_or(0);
+                }
+            }
+        }
+    }
+    (total, threads)
+}
+
 /// redis-server's pid, from `INFO server` over a plain connection to the
 /// URL's host and port; `None` if that does not work (a password, TLS).
 fn redis_pid(url: &str) -> Option<u32> {
@@ -517,6 +567,7 @@ fn client_runtime() -> tokio::runtime::Runtime {
 #[derive(Clone, Copy)]
 struct Cpu {
     server: Option<Duration>,
+    switches: u64,
     redis: Option<Duration>,
     client: Option<Duration>,
 }
@@ -524,6 +575,7 @@ struct Cpu {
 fn cpu_now(server: u32, redis: Option<u32>) -> Cpu {
     Cpu {
         server: cpu_time(server),
+        switches: switches(server).0,
         redis: redis.and_then(cpu_time),
         client: cpu_time(std::process::id()),
     }
@@ -590,6 +642,7 @@ fn run_case(
         .await
     });
     let (rss_kib, hwm_kib) = memory_kib(pid);
+    let threads = switches(pid).1;
     drop(server);
     let requests = tally.requests();
     CaseRound {
@@ -603,6 +656,9 @@ fn run_case(
         hwm_kib,
         redis_cpu_us_per_req: per_req_us(start.redis, end.redis, requests),
         client_cpu_util: util(start.client, end.client, wall),
+        switches_per_req: end.switches.saturating_sub(start.switches) as f64
+            / requests.max(1) as f64,
+        threads,
         requests,
         seconds: wall.as_secs_f64(),
         statuses: statuses(&tally),
@@ -718,6 +774,8 @@ fn summarize(stack: Stack, store: Store, op: Op, rounds: Vec<CaseRound>) -> Case
             hwm_kib: m(|r| r.hwm_kib as f64),
             redis_cpu_us_per_req: (!redis.is_empty()).then(|| median(redis)),
             client_cpu_util: m(|r| r.client_cpu_util),
+            switches_per_req: m(|r| r.switches_per_req),
+            threads: m(|r| r.threads as f64),
         },
         non_200: rounds
             .iter()
@@ -893,7 +951,7 @@ fn main() {
         for (si, &store) in c.stores.iter().enumerate() {
             let redis = redis.filter(|_| store == Store::Redis);
             for (oi, &op) in c.ops.iter().enumerate() {
-                for stack in order(round) {
+                for stack in order(round).into_iter().filter(|s| c.stacks.contains(s)) {
                     let r = run_case(&c, &rt, stack, store, op, round, redis);
                     eprintln!(
                         "round {}/{} {} {} {}: {} req/s, p50 {} ms, p99 {} ms, {:.1} µs CPU/req, RSS {} KiB, non-200 {}",
@@ -918,7 +976,7 @@ fn main() {
         }
         if c.one_cookie_per_connection > 0 {
             for (si, &store) in c.stores.iter().enumerate() {
-                for stack in order(round) {
+                for stack in order(round).into_iter().filter(|s| c.stacks.contains(s)) {
                     let r = run_one_cookie(&c, &rt, stack, store, round);
                     eprintln!(
                         "round {}/{} {} one cookie {}: {} requests, {} ok, {} 409, {} other, counter {}, lost {}",

@@ -102,6 +102,9 @@ pub struct ServeArgs {
     pub redis_url: Option<String>,
     /// latchkey's attempts for a conflicting save (`None`: its default).
     pub max_attempts: Option<u32>,
+    /// latchkey's `RedisStore::with_max_idle_connections` (`None`: its
+    /// default).
+    pub redis_idle: Option<usize>,
     /// latchkey's Redis key prefix (unique per run, so runs never meet).
     pub prefix: String,
 }
@@ -117,6 +120,7 @@ impl ServeArgs {
             workers: 1,
             redis_url: std::env::var("LATCHKEY_REDIS_URL").ok(),
             max_attempts: None,
+            redis_idle: None,
             prefix: "latchkey-e2e:".into(),
         };
         let mut it = args.iter();
@@ -130,6 +134,7 @@ impl ServeArgs {
                 "--cpu" => out.cpu = Some(value.parse().map_err(|_| bad())?),
                 "--workers" => out.workers = value.parse().map_err(|_| bad())?,
                 "--max-attempts" => out.max_attempts = Some(value.parse().map_err(|_| bad())?),
+                "--redis-idle" => out.redis_idle = Some(value.parse().map_err(|_| bad())?),
                 "--prefix" => out.prefix.clone_from(value),
                 _ => return Err(format!("unknown serve flag {flag}")),
             }
@@ -218,7 +223,13 @@ fn latchkey_app(args: &ServeArgs) -> Router {
         Store::Redis => {
             let url = redis_url(args);
             match RedisStore::open(&url) {
-                Ok(store) => Arc::new(StoreManager::new(store.with_prefix(args.prefix.clone()))),
+                Ok(store) => {
+                    let mut store = store.with_prefix(args.prefix.clone());
+                    if let Some(n) = args.redis_idle {
+                        store = store.with_max_idle_connections(n);
+                    }
+                    Arc::new(StoreManager::new(store))
+                }
                 Err(e) => fail(&format!("latchkey RedisStore: {e}")),
             }
         }
