@@ -12,6 +12,12 @@
 //! cargo run --release -p latchkey-peers --features e2e --bin e2e -- --quick
 //! ```
 //!
+//! To see where a server's time goes, run it under a profiler:
+//! `E2E_SERVER_WRAPPER="valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.%p"`
+//! with `--quick --rounds 1 --stacks latchkey --stores memory --ops
+//! increment --one-cookie 0` (the figures printed are then the profiler's,
+//! not the server's; the profile is what counts).
+//!
 //! Without `LATCHKEY_REDIS_URL` the Redis cases are skipped with a notice.
 //! With it, both stacks use that Redis (latchkey's keys under a prefix of
 //! their own per case; tower-sessions' keys are bare session IDs); nothing
@@ -398,7 +404,18 @@ impl Server {
             (c.server_workers, c.server_cpu)
         };
         let exe = std::env::current_exe().unwrap_or_else(|e| usage(&format!("where am I? {e}")));
-        let mut cmd = Command::new(exe);
+        // E2E_SERVER_WRAPPER: a command to run the server under, e.g.
+        // `valgrind --tool=callgrind` (words split on spaces).
+        let wrapper = std::env::var("E2E_SERVER_WRAPPER").unwrap_or_default();
+        let mut words = wrapper.split_whitespace();
+        let mut cmd = match words.next() {
+            Some(program) => {
+                let mut cmd = Command::new(program);
+                cmd.args(words).arg(exe);
+                cmd
+            }
+            None => Command::new(exe),
+        };
         cmd.arg("serve")
             .args(["--stack", stack.name(), "--store", store.name()])
             .args(["--port", &c.port.to_string()])
