@@ -867,10 +867,6 @@ fn print_tables(r: &Results) {
         c.server_cpu
             .map_or(", unpinned".into(), |i| format!(", pinned to CPU {i}"))
     );
-    println!(
-        "| store | op | latchkey req/s | tower-sessions req/s | ratio | latchkey p50 / p99 ms | tower-sessions p50 / p99 ms | p99 ratio | CPU µs/req (ours / theirs) | redis CPU µs/req | RSS MiB | non-200 |"
-    );
-    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let find = |stack: &str, store: Store, op: Op| {
         r.cases
             .iter()
