@@ -64,16 +64,16 @@
 //! The **one-cookie test** logs one user in, opens `--connections`
 //! connections, and has each send `--one-cookie` increments back to back
 //! on that one cookie, all starting together; then it reads the counter.
-//! Its server runs `--one-cookie-workers` worker threads (2), unpinned: on
-//! one worker thread a memory-store request never yields between loading
-//! and saving the session, so no two can race, which would hide a lost
-//! update that any multi-core server shows (Redis round trips interleave
-//! requests even on one thread).
 //! Every 200 answered an increment that should have landed: `lost` = 200s
 //! minus the final counter. latchkey answers 409 when a save still
 //! conflicts after its attempts (the client then knows it did not land);
 //! tower-sessions has no versions, so its concurrent saves overwrite each
-//! other and increments are lost silently.
+//! other and increments are lost silently. This test's server runs
+//! `--one-cookie-workers` worker threads (2), unpinned: on one worker
+//! thread a memory-store request never yields between loading and saving
+//! the session, so no two can race, which would hide the lost updates any
+//! multi-core server shows (Redis round trips interleave requests even on
+//! one thread).
 //!
 //! Rounds interleave the stacks: within each round every case runs once for
 //! each stack, back to back, latchkey first in even rounds and
@@ -113,9 +113,15 @@
 //!
 //! # The JSON file
 //!
-//! One object: `"harness": "e2e"`, `"format": 1`, `"config"` (the flags
-//! above as numbers, `"redis"`: whether the Redis cases ran),
-//! `"cases"` and `"one_cookie"`.
+//! Written anew by each run. One object: `"harness": "e2e"`, `"format": 1`,
+//! `"config"`, `"cases"` and `"one_cookie"`. A figure that could not be
+//! measured is `null`.
+//!
+//! - `config`: `duration_s`, `warmup_s`, `rounds`, `sessions`,
+//!   `connections`, `one_cookie_per_connection`, `port`, `server_cpu`,
+//!   `client_cpu` (null: unpinned), `server_workers`, `one_cookie_workers`,
+//!   `max_attempts`, `latchkey_redis_idle` (null: latchkey's defaults), and
+//!   `redis` (whether the Redis cases ran).
 //!
 //! - `cases[]`: `stack` (`"latchkey"` | `"tower-sessions"`), `store`
 //!   (`"memory"` | `"redis"`), `op` (`"increment"` | `"read"`), `median`
