@@ -54,25 +54,38 @@
 //! back. Otherwise the SREM, and so C's second GET, came after W's SET,
 //! so that GET sees R as W wrote it (or as a later write left it): if R is
 //! still live for U, C adds the member back; if a later write changed R,
-//! the member is that write's business, by the same argument. No client
-//! holds a new session's token until `insert` returns, so a process that
-//! dies between the SET and the second SADD of an insert leaves an orphan
-//! record that no one can present, which expires by itself. The first SADD
-//! covers a `replace` that binds a user to a session a client already
-//! holds: the member is in the set before the record says so. (It can be
-//! missing only if the writing process dies between its SET and its second
-//! SADD while a cleaner for that very user removes the member in that
-//! window: the next login of the user writes it again.) Members are
-//! removed only by the cleaner; a logout or an expiry leaves them to it.
+//! the member is that write's business, by the same argument. (If the
+//! second GET fails, the cleaner adds the member back unchecked and
+//! reports the error: a stale member is harmless, a missing one is not.)
+//!
+//! No client holds a new session's token until `insert` returns, so a
+//! process that dies between the SET and the second SADD of an insert
+//! leaves an orphan record that no one can present, which expires by
+//! itself. The first SADD covers a `replace` that binds a user to a
+//! session a client already holds: the member is in the set before the
+//! record says so.
+//!
+//! What the protocol does not cover is a process dying in the middle of
+//! it while the other side works on the same member of the same user's
+//! set: a writer dying between its SET and its second SADD after a
+//! cleaner removed the member between the writer's first SADD and its SET,
+//! or a cleaner dying between its SREM
+//! and its second GET after a writer completed in between its first GET
+//! and its SREM. Either leaves a live session out of its user's index, so
+//! `terminate_all` would miss it; it still expires by its deadlines. Both
+//! need a crash inside a window of one round trip, during a concurrent
+//! write and cleaning of that very session. Members are removed only by
+//! the cleaner; a logout or an expiry leaves them to it.
 //!
 //! # Costs
 //!
 //! - `get`, `touch` and `remove`: one round trip, as with one Redis.
 //! - A write that binds a user (`insert` or `replace` of a live session
-//!   with a user): three round trips (add, write, add), possibly to three
-//!   masters; without a user, one.
+//!   with a user): three round trips (add, write, add), to the masters of
+//!   two slots; without a user, one.
 //! - `rotate`: two reads, then a `replace`, an `insert` (three round trips
-//!   with a user) and a read: six or seven round trips instead of one.
+//!   with a user) and a read: seven round trips with a user, five without,
+//!   instead of one.
 //! - `sessions_of`: one for the set, then one pipelined batch of GETs
 //!   (the cluster client groups them by master), plus two or three per
 //!   stale member it cleans.
@@ -758,10 +771,24 @@ impl RedisClusterStore {
         keep: &impl Fn(&Record) -> bool,
     ) -> Result<Option<Record>, StoreError> {
         let rkey = self.record_key(key);
-        let raw: Option<Vec<u8>> = self.with_con(Access::Read, |con| {
-            redis::cmd("SREM").arg(set).arg(member).query::<i64>(con)?;
-            redis::cmd("GET").arg(&rkey).query(con)
+        self.with_con(Access::Read, |con| {
+            redis::cmd("SREM").arg(set).arg(member).query::<i64>(con)
         })?;
+        let raw: Option<Vec<u8>> =
+            match self.with_con(Access::Read, |con| redis::cmd("GET").arg(&rkey).query(con)) {
+                Ok(raw) => raw,
+                Err(e) => {
+                    // Unchecked, the removal might have dropped the member
+                    // of a record a write just bound: put it back (a stale
+                    // member is harmless, a missing one is not). No expiry
+                    // is set, in case the removal emptied the set: the
+                    // next binding write or cleaning sets one again.
+                    let _ = self.with_con(Access::Read, |con| {
+                        redis::cmd("SADD").arg(set).arg(member).query::<i64>(con)
+                    });
+                    return Err(e);
+                }
+            };
         let Some(Ok(record)) = raw.as_deref().map(decode) else {
             return Ok(None);
         };
