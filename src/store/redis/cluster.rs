@@ -301,7 +301,7 @@ fn attempt_may_have_run(e: &RedisError) -> bool {
 /// How long to wait before sending again a command that did not run, or
 /// `None` if the error is not one the cluster recovers from by itself.
 fn retry_wait(e: &RedisError, attempt: u32) -> Option<Duration> {
-    let backoff = Duration::from_millis(50u64 << attempt.min(4));
+    let backoff = Duration::from_millis(25u64 << attempt.min(4));
     match e.kind() {
         // A fresh slot map says where to go: no wait.
         ErrorKind::Server(ServerErrorKind::Moved) => Some(Duration::ZERO),
@@ -1069,6 +1069,11 @@ mod tests {
             assert!(!attempt_may_have_run(&reply(kind)));
         }
         assert_eq!(retry_wait(&reply(ServerErrorKind::ResponseError), 1), None);
+        // As MAX_ATTEMPTS's docs say: the waits between attempts.
+        let waits: Duration = (1..MAX_ATTEMPTS)
+            .filter_map(|a| retry_wait(&reply(ServerErrorKind::ClusterDown), a))
+            .sum();
+        assert_eq!(waits, Duration::from_millis(350));
         let refused = RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
         assert!(!attempt_may_have_run(&refused));
         assert!(retry_wait(&refused, 1).is_some());
