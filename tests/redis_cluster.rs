@@ -12,12 +12,14 @@
 //!
 //! ```text
 //! LATCHKEY_REDIS_CLUSTER_URLS=redis://127.0.0.1:7000/,redis://127.0.0.1:7001/ \
-//!   cargo test --features redis-cluster --test redis_cluster -- --include-ignored --skip failover
+//!   cargo test --features redis-cluster --test redis_cluster -- --include-ignored \
+//!     --skip failover --skip a_slot_moved
 //! ```
 //!
-//! Asked for without the URLs they fail. The failover test SIGKILLs one
-//! master, so it runs alone and last, and only against a cluster whose
-//! processes the caller started: it needs `LATCHKEY_REDIS_CLUSTER_PID_DIR`,
+//! Asked for without the URLs they fail. The resharding test
+//! (`a_slot_moved_…`) moves a slot between masters, so it runs alone. The
+//! failover test SIGKILLs one master, so it runs alone and last, and only
+//! against a cluster whose processes the caller started: it needs `LATCHKEY_REDIS_CLUSTER_PID_DIR`,
 //! a directory holding `<port>.pid` for every node (the `--pidfile` of each
 //! `redis-server`), and a replica for every master. `.ci/redis-cluster`
 //! starts such a cluster (three masters, three replicas, a 2 s
@@ -365,12 +367,15 @@ fn a_plain_redis_store_on_a_cluster_node_fails_as_a_backend_error() {
     assert!(failures > 0, "every key landed on the one node");
 }
 
-/// The `pid` of the node on `port`, from the pid files of the processes
-/// the caller started.
-fn pid_of(port: u16) -> String {
-    let dir = std::env::var(PID_DIR_VAR).unwrap_or_else(|_| {
+/// The directory of the pid files of the nodes the caller started.
+fn pid_dir() -> String {
+    std::env::var(PID_DIR_VAR).unwrap_or_else(|_| {
         panic!("{PID_DIR_VAR} is unset: the failover test kills a master it must know the pid of (see this file's docs)")
-    });
+    })
+}
+
+/// The `pid` of the node on `port`, from its pid file in `dir`.
+fn pid_of(dir: &str, port: u16) -> String {
     std::fs::read_to_string(format!("{dir}/{port}.pid"))
         .unwrap_or_else(|e| panic!("no pid file for the node on port {port} in {dir}: {e}"))
         .trim()
@@ -416,6 +421,7 @@ fn port_of(url: &str) -> u16 {
 #[ignore = "needs a Redis Cluster with replicas whose pids it may kill: LATCHKEY_REDIS_CLUSTER_URLS and LATCHKEY_REDIS_CLUSTER_PID_DIR (.ci/redis-cluster runs it alone)"]
 fn failover_is_a_backend_failure_then_the_same_sessions_load() {
     let urls = cluster_urls();
+    let pid_dir = pid_dir();
     let store = RedisClusterStore::open(&urls)
         .unwrap()
         .with_prefix(unique_prefix())
@@ -439,7 +445,7 @@ fn failover_is_a_backend_failure_then_the_same_sessions_load() {
         &format!("{prefix}session:{{{}}}", first_key.to_hex()),
     );
     let victim = master_of(&urls[0], first_slot).expect("a master for the slot");
-    let pid = pid_of(victim);
+    let pid = pid_of(&pid_dir, victim);
     // Every write so far is on a replica too, so the failover loses none.
     let _: redis::Value = redis::cmd("WAIT").arg(1).arg(5000).query(&mut con).unwrap();
     drop(con);
@@ -517,4 +523,111 @@ fn failover_is_a_backend_failure_then_the_same_sessions_load() {
         .unwrap();
     assert!(manager.load(fresh.token()).is_ok());
     assert!(manager.sessions_of("user0").unwrap().len() >= 7);
+}
+
+/// A plain connection to the node at 127.0.0.1:`port`.
+fn node(port: u16) -> redis::Connection {
+    redis::Client::open(format!("redis://127.0.0.1:{port}/"))
+        .unwrap()
+        .get_connection()
+        .unwrap()
+}
+
+/// The ports of the masters, asked of the node at `url`.
+fn master_ports(url: &str) -> BTreeSet<u16> {
+    let mut con = redis::Client::open(url).unwrap().get_connection().unwrap();
+    let ranges: Vec<redis::Value> = redis::cmd("CLUSTER").arg("SLOTS").query(&mut con).unwrap();
+    ranges
+        .into_iter()
+        .map(|range| {
+            let redis::Value::Array(parts) = range else {
+                panic!("a CLUSTER SLOTS range: {range:?}")
+            };
+            let redis::Value::Array(master) = parts[2].clone() else {
+                panic!("a CLUSTER SLOTS master: {parts:?}")
+            };
+            redis::from_redis_value(master[1].clone()).unwrap()
+        })
+        .collect()
+}
+
+#[test]
+#[ignore = "needs a Redis Cluster it may reshard: LATCHKEY_REDIS_CLUSTER_URLS (.ci/redis-cluster runs it alone)"]
+fn a_slot_moved_to_another_master_is_followed() {
+    // A resharding moves a session's slot while the store holds pooled
+    // connections with the old slot map: mid-migration a call is retried
+    // or fails as a backend error (ASK), never a rejection; afterwards the
+    // store follows MOVED to the new master.
+    let urls = cluster_urls();
+    let store = RedisClusterStore::open(&urls)
+        .unwrap()
+        .with_prefix(unique_prefix());
+    let prefix = store.prefix().to_owned();
+    let manager = StoreManager::new(store);
+    let issued = manager.create(NewSession::new().with_user("erin")).unwrap();
+    let key = SessionId::parse(issued.token()).unwrap().store_key();
+    let name = format!("{prefix}session:{{{}}}", key.to_hex());
+    let mut con = raw();
+    let s = slot(&mut con, &name);
+    let from = master_of(&urls[0], s).unwrap();
+    let to = *master_ports(&urls[0]).iter().find(|&&p| p != from).unwrap();
+    assert!(manager.load(issued.token()).is_ok());
+    let id = |port: u16| -> String {
+        redis::cmd("CLUSTER")
+            .arg("MYID")
+            .query(&mut node(port))
+            .unwrap()
+    };
+    let (from_id, to_id) = (id(from), id(to));
+    let setslot = |port: u16, how: &str, node_id: &str| {
+        let _: () = redis::cmd("CLUSTER")
+            .arg("SETSLOT")
+            .arg(s)
+            .arg(how)
+            .arg(node_id)
+            .query(&mut node(port))
+            .unwrap();
+    };
+    setslot(to, "IMPORTING", &from_id);
+    setslot(from, "MIGRATING", &to_id);
+    let keys: Vec<String> = redis::cmd("CLUSTER")
+        .arg("GETKEYSINSLOT")
+        .arg(s)
+        .arg(1000)
+        .query(&mut node(from))
+        .unwrap();
+    assert!(keys.contains(&name), "{keys:?}");
+    let _: () = redis::cmd("MIGRATE")
+        .arg("127.0.0.1")
+        .arg(to)
+        .arg("")
+        .arg(0)
+        .arg(5000)
+        .arg("KEYS")
+        .arg(&keys)
+        .query(&mut node(from))
+        .unwrap();
+    // Mid-migration: the key is on the target, the slot still the
+    // source's, which answers ASK.
+    match manager.load(issued.token()) {
+        Ok(_) => {}
+        Err(e) => {
+            assert!(e.is_backend_failure(), "{e}");
+            assert!(!e.is_rejection(), "{e}");
+        }
+    }
+    // The slot is the target's, everywhere.
+    setslot(to, "NODE", &to_id);
+    setslot(from, "NODE", &to_id);
+    for port in master_ports(&urls[0]) {
+        if port != to && port != from {
+            setslot(port, "NODE", &to_id);
+        }
+    }
+    let loaded = manager.load(issued.token()).expect("MOVED is followed");
+    let mut session = loaded.session;
+    session.insert("moved", &true).unwrap();
+    manager.save(&mut session).unwrap();
+    assert_eq!(master_of(&urls[0], s), Some(to));
+    assert_eq!(manager.sessions_of("erin").unwrap().len(), 1);
 }
