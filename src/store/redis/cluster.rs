@@ -100,14 +100,21 @@
 //! The store's client follows the cluster: a `MOVED` reply (slots moved,
 //! or a replica promoted) or a `READONLY` one (a write that reached a
 //! demoted master) makes it read the slot map again and send the command
-//! where the map now says; `ASK` (a slot being migrated), `TRYAGAIN`,
+//! where the map now says; an `ASK` reply (a slot being migrated) makes it
+//! send the command once to the node named, behind `ASKING`; `TRYAGAIN`,
 //! `CLUSTERDOWN`, `MASTERDOWN`, `LOADING` and a refused connection make it
 //! wait briefly and try again, with a fresh slot map. A command that
 //! received an error reply did not run, so these retries are safe; after
 //! [`MAX_ATTEMPTS`] the call fails with [`StoreError::Unavailable`] (nothing
-//! changed). A connection that drops after a command was sent is handled as
-//! by [`RedisStore`](crate::RedisStore) (see its Faults): retried once on
-//! a fresh connection, writes made safe by their receipts (kept in the
+//! changed). While a slot migrates, reads of its sessions follow `ASK`, but
+//! writes with a receipt (insert, replace, remove) touch two keys, one of
+//! them new, which neither node accepts until the slot has moved
+//! (`TRYAGAIN`): they wait out the retries and then fail as `Unavailable`
+//! if the migration of that slot takes longer.
+//!
+//! A connection that drops after a command was sent is handled as by
+//! [`RedisStore`](crate::RedisStore) (see its Faults): retried once on a
+//! fresh connection, writes made safe by their receipts (kept in the
 //! record's slot, so a receipt and its write replicate together), and a
 //! write whose fate stays unknown is [`StoreError::OutcomeUnknown`]. A
 //! timeout is not retried. Nothing is ever a rejection and nothing panics.
@@ -184,6 +191,32 @@ use crate::store::{Record, Store, StoreError};
 /// between them add up to 350 ms.
 pub const MAX_ATTEMPTS: u32 = 4;
 
+/// A cluster connection as one attempt of a call uses it: commands go
+/// where the slot map says, or, after an `ASK` reply (a slot being
+/// migrated), to the node that reply named, each behind `ASKING`.
+struct Con<'a> {
+    inner: &'a mut ClusterConnection,
+    ask: Option<&'a (String, u16)>,
+}
+
+impl Con<'_> {
+    fn query<T: FromRedisValue>(&mut self, cmd: &redis::Cmd) -> RedisResult<T> {
+        let Some((host, port)) = self.ask else {
+            return cmd.query(self.inner);
+        };
+        let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+            host: host.clone(),
+            port: *port,
+        });
+        // The same node, so the same connection: ASKING applies to the
+        // command right after it.
+        self.inner
+            .route_command(&redis::cmd("ASKING"), route.clone())?;
+        let v = self.inner.route_command(cmd, route)?;
+        Ok(redis::from_redis_value(v)?)
+    }
+}
+
 /// A script as the cluster store sends it: `EVALSHA`, and `EVAL` with the
 /// source when the node does not know it yet (a fresh node, a promoted
 /// replica), to the node of the first key's slot only. (The `redis`
@@ -203,7 +236,7 @@ impl Lua {
 
     fn call<T: FromRedisValue>(
         &self,
-        con: &mut ClusterConnection,
+        con: &mut Con<'_>,
         keys: &[&str],
         args: &[&str],
     ) -> RedisResult<T> {
@@ -212,9 +245,9 @@ impl Lua {
             c.arg(script).arg(keys.len()).arg(keys).arg(args);
             c
         };
-        match cmd("EVALSHA", &self.hash).query(con) {
+        match con.query(&cmd("EVALSHA", &self.hash)) {
             Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-                cmd("EVAL", &self.source).query(con)
+                con.query(&cmd("EVAL", &self.source))
             }
             other => other,
         }
@@ -303,11 +336,10 @@ fn attempt_may_have_run(e: &RedisError) -> bool {
 fn retry_wait(e: &RedisError, attempt: u32) -> Option<Duration> {
     let backoff = Duration::from_millis(25u64 << attempt.min(4));
     match e.kind() {
-        // A fresh slot map says where to go: no wait.
-        ErrorKind::Server(ServerErrorKind::Moved) => Some(Duration::ZERO),
+        // A fresh slot map, or the ASK reply, says where to go: no wait.
+        ErrorKind::Server(ServerErrorKind::Moved | ServerErrorKind::Ask) => Some(Duration::ZERO),
         ErrorKind::Server(
-            ServerErrorKind::Ask
-            | ServerErrorKind::ReadOnly
+            ServerErrorKind::ReadOnly
             | ServerErrorKind::TryAgain
             | ServerErrorKind::ClusterDown
             | ServerErrorKind::MasterDown
@@ -316,6 +348,16 @@ fn retry_wait(e: &RedisError, attempt: u32) -> Option<Duration> {
         _ if e.is_connection_refusal() => Some(backoff),
         _ => None,
     }
+}
+
+/// The node an `ASK` reply sends the call to: `ASK <slot> <host>:<port>`.
+fn asked_node(e: &RedisError) -> Option<(String, u16)> {
+    if e.kind() != ErrorKind::Server(ServerErrorKind::Ask) {
+        return None;
+    }
+    let (addr, _slot) = e.redirect_node()?;
+    let (host, port) = addr.rsplit_once(':')?;
+    Some((host.to_owned(), port.parse().ok()?))
 }
 
 /// Reads the masters from a `CLUSTER SLOTS` reply: `[[start, end, [host,
@@ -588,7 +630,7 @@ impl RedisClusterStore {
     /// ```
     pub fn ping(&self) -> Result<(), StoreError> {
         // PING goes to every master.
-        self.with_con(Access::Read, |con| redis::cmd("PING").query::<()>(con))
+        self.with_con(Access::Read, |con| con.query::<()>(&redis::cmd("PING")))
     }
 
     fn connect(&self) -> Result<ClusterConnection, RedisError> {
@@ -628,7 +670,7 @@ impl RedisClusterStore {
     fn with_con<T>(
         &self,
         access: Access,
-        mut op: impl FnMut(&mut ClusterConnection) -> Result<T, RedisError>,
+        mut op: impl FnMut(&mut Con<'_>) -> Result<T, RedisError>,
     ) -> Result<T, StoreError> {
         // The first attempt that may have run, if any: after it, a failure
         // of a write is `OutcomeUnknown` whatever the later attempts say.
@@ -637,6 +679,8 @@ impl RedisClusterStore {
             (Access::Write, Some(first)) => StoreError::OutcomeUnknown(Box::new(first)),
             _ => unavailable(e),
         };
+        // Where the last `ASK` reply sent the call.
+        let mut ask: Option<(String, u16)> = None;
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -649,7 +693,11 @@ impl RedisClusterStore {
                     Err(e) => return Err(fail(lost, e)),
                 },
             };
-            let e = match op(&mut con) {
+            let outcome = op(&mut Con {
+                inner: &mut con,
+                ask: ask.as_ref(),
+            });
+            let e = match outcome {
                 Ok(v) => {
                     self.release(con);
                     return Ok(v);
@@ -673,6 +721,9 @@ impl RedisClusterStore {
                 lost = Some(e);
                 continue;
             }
+            // Only the call right after an ASK goes where it said; any
+            // other answer sends the next one by the slot map again.
+            ask = asked_node(&e);
             match retry_wait(&e, attempt) {
                 Some(wait) if attempt < MAX_ATTEMPTS => thread::sleep(wait),
                 _ => return Err(fail(lost, e)),
@@ -711,7 +762,7 @@ impl RedisClusterStore {
         keep: impl Fn(&Record) -> bool,
     ) -> Result<Vec<(StoreKey, Record)>, StoreError> {
         let members: Vec<String> = self.with_con(Access::Read, |con| {
-            redis::cmd("SMEMBERS").arg(set).query(con)
+            con.query(redis::cmd("SMEMBERS").arg(set))
         })?;
         let (keys, odd): (Vec<_>, Vec<_>) = members
             .into_iter()
@@ -731,7 +782,7 @@ impl RedisClusterStore {
                 for (k, _) in chunk {
                     pipe.cmd("GET").arg(self.record_key(k));
                 }
-                pipe.query(con)
+                pipe.query(con.inner)
             })?;
             values.extend(got);
         }
@@ -754,7 +805,7 @@ impl RedisClusterStore {
             // Not written by this store: nothing can ever match them.
             let odd: Vec<String> = odd.into_iter().map(|(_, m)| m).collect();
             self.with_con(Access::Read, |con| {
-                redis::cmd("SREM").arg(set).arg(&odd).query::<i64>(con)
+                con.query::<i64>(redis::cmd("SREM").arg(set).arg(&odd))
             })?;
         }
         Ok(out)
@@ -772,10 +823,10 @@ impl RedisClusterStore {
     ) -> Result<Option<Record>, StoreError> {
         let rkey = self.record_key(key);
         self.with_con(Access::Read, |con| {
-            redis::cmd("SREM").arg(set).arg(member).query::<i64>(con)
+            con.query::<i64>(redis::cmd("SREM").arg(set).arg(member))
         })?;
         let raw: Option<Vec<u8>> =
-            match self.with_con(Access::Read, |con| redis::cmd("GET").arg(&rkey).query(con)) {
+            match self.with_con(Access::Read, |con| con.query(redis::cmd("GET").arg(&rkey))) {
                 Ok(raw) => raw,
                 Err(e) => {
                     // Unchecked, the removal might have dropped the member
@@ -784,7 +835,7 @@ impl RedisClusterStore {
                     // is set, in case the removal emptied the set: the
                     // next binding write or cleaning sets one again.
                     let _ = self.with_con(Access::Read, |con| {
-                        redis::cmd("SADD").arg(set).arg(member).query::<i64>(con)
+                        con.query::<i64>(redis::cmd("SADD").arg(set).arg(member))
                     });
                     return Err(e);
                 }
@@ -805,7 +856,7 @@ impl RedisClusterStore {
     /// The masters that serve slots, from `CLUSTER SLOTS`.
     fn masters(&self) -> Result<BTreeSet<(String, u16)>, StoreError> {
         self.with_con(Access::Read, |con| {
-            let reply: Value = redis::cmd("CLUSTER").arg("SLOTS").query(con)?;
+            let reply: Value = con.query(redis::cmd("CLUSTER").arg("SLOTS"))?;
             masters_of(reply)
         })
     }
@@ -832,7 +883,7 @@ impl RedisClusterStore {
                         .arg(&pattern)
                         .arg("COUNT")
                         .arg(BATCH);
-                    let v = con.route_command(&cmd, route.clone())?;
+                    let v = con.inner.route_command(&cmd, route.clone())?;
                     Ok(redis::from_redis_value(v)?)
                 })?;
                 if !keys.is_empty() {
@@ -914,7 +965,7 @@ impl Store for RedisClusterStore {
     fn get(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
         let rkey = self.record_key(key);
         let raw: Option<Vec<u8>> =
-            self.with_con(Access::Read, |con| redis::cmd("GET").arg(&rkey).query(con))?;
+            self.with_con(Access::Read, |con| con.query(redis::cmd("GET").arg(&rkey)))?;
         raw.map(|raw| decode_for(key, &raw)).transpose()
     }
 
@@ -1079,6 +1130,22 @@ mod tests {
         assert!(retry_wait(&refused, 1).is_some());
         let reset = RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
         assert!(attempt_may_have_run(&reset));
+    }
+
+    #[test]
+    fn an_ask_reply_names_the_node_to_ask() {
+        let ask = RedisError::from((
+            ErrorKind::Server(ServerErrorKind::Ask),
+            "An error was signalled by the server",
+            "3999 127.0.0.1:27001".to_owned(),
+        ));
+        assert_eq!(asked_node(&ask), Some(("127.0.0.1".to_owned(), 27001)));
+        let moved = RedisError::from((
+            ErrorKind::Server(ServerErrorKind::Moved),
+            "An error was signalled by the server",
+            "3999 127.0.0.1:27001".to_owned(),
+        ));
+        assert_eq!(asked_node(&moved), None);
     }
 
     #[test]
