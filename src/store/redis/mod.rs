@@ -102,14 +102,14 @@
 //!
 //! One Redis (6.0 or later), optionally with replicas and Sentinel in
 //! front. For Redis Cluster use `RedisClusterStore` (feature
-//! `redis-cluster`): a `RedisStore` pointed at one node of
-//! a cluster fails (a backend error, never a rejection) on every key that
-//! node does not serve, and its rotation writes two session keys and a user
-//! set in one script, which a cluster allows only within one hash slot. The
-//! client is the `redis` crate's synchronous one; with the
-//! `redis-tls` feature it speaks TLS (rustls) to a `rediss://` URL, see
-//! [TLS](RedisStore#tls). Without it, reach a remote Redis over a private
-//! network or a local TLS tunnel.
+//! `redis-cluster`): a `RedisStore` pointed at one node of a cluster fails
+//! (a backend error, never a rejection) on every key that node does not
+//! serve, and its rotation writes two session keys and a user set in one
+//! script, which a cluster allows only within one hash slot. The client is
+//! the `redis` crate's synchronous one; with the `redis-tls` feature it
+//! speaks TLS (rustls) to a `rediss://` URL, see [TLS](RedisStore#tls).
+//! Without it, reach a remote Redis over a private network or a local TLS
+//! tunnel.
 
 use std::fmt::{self, Write as _};
 use std::sync::Arc;
@@ -214,9 +214,9 @@ impl Scripts {
 ///   the network reset it): the command may or may not have run. The call
 ///   is retried once, at once, on a fresh connection. A read simply runs
 ///   again. A write carries a random receipt id: the script that applies it
-///   also writes `{prefix}op:{id}` holding its answer, in the same atomic
-///   step, and a script that finds its receipt returns that answer instead
-///   of running again. So the retry reports what happened, exactly once: `Ok`
+///   also writes `{prefix}op:{<record hex>}:<id>` holding its answer, in
+///   the same atomic step, and a script that finds its receipt returns that
+///   answer instead of running again. So the retry reports what happened, exactly once: `Ok`
 ///   if either attempt applied the write, and [`StoreError::Conflict`],
 ///   [`StoreError::NotFound`] or [`StoreError::Exists`] only if neither
 ///   did (those answers are final: versions only grow, and a key removed or
