@@ -303,9 +303,9 @@ pub struct RedisClusterStore {
     io_timeout: Duration,
     max_idle: usize,
     /// Idle cluster connections. As with `RedisStore`, one is taken out
-    /// for one operation and put back only if it succeeded; after a
-    /// redirect or an I/O failure all are dropped, since they share a slot
-    /// map that is now stale.
+    /// for one operation and put back only if it succeeded; after any
+    /// failed attempt (most often a redirect or a failed node) all are
+    /// dropped, since they may share a slot map that is now stale.
     idle: Mutex<Vec<ClusterConnection>>,
     clock: Arc<dyn Clock>,
     scripts: Scripts,
