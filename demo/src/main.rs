@@ -17,9 +17,10 @@
 //! restart keeps everyone logged in, and two instances started on two ports
 //! with the same `--store file:DIR` serve one browser interchangeably (what
 //! a load balancer without sticky sessions needs). `--store memory` forgets
-//! on restart; `--store redis:URL` (built with `--features redis`) and
-//! `--store postgres:PARAMS` (built with `--features postgres`) share
-//! sessions across machines; `--tickets` keeps sessions in signed cookies and
+//! on restart; `--store redis:URL` (built with `--features redis`),
+//! `--store redis-cluster:URL,URL,…` (`--features redis-cluster`) and
+//! `--store postgres:PARAMS` (`--features postgres`) share sessions across
+//! machines; `--tickets` keeps sessions in signed cookies and
 //! uses the store only for revocations. The file store is Unix-only: on other
 //! systems the demo says so at startup and keeps sessions in memory.
 //!
@@ -170,6 +171,12 @@ usage: login_server [options]
   --store redis:URL        sessions in Redis, e.g. redis:redis://127.0.0.1:6379/0
                            (build with: cargo run -p latchkey-demo
                            --features redis -- --store redis:URL)
+  --store redis-cluster:URL,URL,...
+                           sessions in a Redis Cluster, given a few of its
+                           nodes, e.g. redis-cluster:redis://127.0.0.1:7000/,
+                           redis://127.0.0.1:7001/ (build with: cargo run -p
+                           latchkey-demo --features redis-cluster -- --store
+                           redis-cluster:URL,URL)
   --store postgres:PARAMS  sessions in a PostgreSQL table, e.g.
                            postgres:postgresql://app@127.0.0.1/app or
                            postgres:'host=127.0.0.1 user=app dbname=app';
@@ -208,6 +215,9 @@ enum StoreChoice {
     /// A Redis URL; needs `--features redis`.
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     Redis(String),
+    /// Seed node URLs of a Redis Cluster; needs `--features redis-cluster`.
+    #[cfg_attr(not(feature = "redis-cluster"), allow(dead_code))]
+    RedisCluster(Vec<String>),
     /// PostgreSQL connection parameters (a URL or `key=value` pairs);
     /// needs `--features postgres`.
     #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
@@ -266,6 +276,23 @@ fn parse_store(v: &str) -> Result<StoreChoice, String> {
         "file" => Ok(StoreChoice::File(PathBuf::from(DEFAULT_FILE_DIR))),
         _ if v.starts_with("file:") && v.len() > "file:".len() => {
             Ok(StoreChoice::File(PathBuf::from(&v["file:".len()..])))
+        }
+        _ if v.starts_with("redis-cluster:") => {
+            let nodes: Vec<String> = v["redis-cluster:".len()..]
+                .split(',')
+                .map(str::trim)
+                .filter(|n| !n.is_empty())
+                .map(str::to_owned)
+                .collect();
+            if nodes.is_empty() {
+                return Err(
+                    "--store redis-cluster: needs the URLs of one or more of the \
+                     cluster's nodes, comma-separated, e.g. \
+                     redis-cluster:redis://127.0.0.1:7000/,redis://127.0.0.1:7001/"
+                        .into(),
+                );
+            }
+            Ok(StoreChoice::RedisCluster(nodes))
         }
         url if url.starts_with("redis://") || url.starts_with("rediss://") => {
             Ok(StoreChoice::Redis(url.to_owned()))
@@ -395,6 +422,31 @@ fn open_backend(opts: &Options, cookies: &CookieConfig) -> Result<Backend, BoxEr
             return Err(
                 "the Redis store needs the demo built with its `redis` feature: \
                  cargo run -p latchkey-demo --features redis -- --store redis:URL"
+                    .into(),
+            );
+        }
+        // A node URL may hold a password: the URLs are never printed, and
+        // the label gives only how many there are. `ping` reaches every
+        // master now, so a wrong address ends the start with a sentence
+        // rather than failing the first request.
+        #[cfg(feature = "redis-cluster")]
+        StoreChoice::RedisCluster(nodes) => {
+            let store = latchkey::RedisClusterStore::open(nodes)?;
+            store.ping()?;
+            let label = format!(
+                "redis-cluster, {} seed node{}, keys under {} (shared by every instance using it)",
+                nodes.len(),
+                if nodes.len() == 1 { "" } else { "s" },
+                store.prefix()
+            );
+            (Arc::new(store), label)
+        }
+        #[cfg(not(feature = "redis-cluster"))]
+        StoreChoice::RedisCluster(_) => {
+            return Err(
+                "the Redis Cluster store needs the demo built with its `redis-cluster` feature: \
+                 cargo run -p latchkey-demo --features redis-cluster -- \
+                 --store redis-cluster:URL,URL"
                     .into(),
             );
         }
@@ -1827,6 +1879,48 @@ mod tests {
             Some("dark"),
             "the other change is kept, not overwritten"
         );
+    }
+
+    #[test]
+    fn a_redis_cluster_store_takes_comma_separated_node_urls() {
+        let cases: [(&str, &[&str]); 4] = [
+            ("redis-cluster:redis://a:7000/", &["redis://a:7000/"]),
+            (
+                "redis-cluster:redis://a:7000/,redis://b:7001/",
+                &["redis://a:7000/", "redis://b:7001/"],
+            ),
+            // Spaces and stray commas are forgiven.
+            (
+                "redis-cluster: redis://a:7000/ , redis://b:7001/,",
+                &["redis://a:7000/", "redis://b:7001/"],
+            ),
+            (
+                "redis-cluster:rediss://:pw@a:7000/",
+                &["rediss://:pw@a:7000/"],
+            ),
+        ];
+        for (arg, nodes) in cases {
+            match parse_store(arg) {
+                Ok(StoreChoice::RedisCluster(n)) => assert_eq!(n, nodes, "{arg}"),
+                other => panic!("{arg}: {other:?}"),
+            }
+        }
+        for empty in ["redis-cluster:", "redis-cluster: ", "redis-cluster:,,"] {
+            let e = parse_store(empty).unwrap_err();
+            assert!(e.contains("redis-cluster:redis://"), "{empty}: {e}");
+        }
+        // Not the single-node store, whichever is matched first.
+        assert!(matches!(
+            parse_store("redis:redis://a:6379/"),
+            Ok(StoreChoice::Redis(_))
+        ));
+        let opts = parse_args(
+            ["--store", "redis-cluster:redis://a:7000/,redis://b:7001/"]
+                .into_iter()
+                .map(String::from),
+        )
+        .unwrap();
+        assert!(matches!(opts.store, StoreChoice::RedisCluster(n) if n.len() == 2));
     }
 
     #[test]

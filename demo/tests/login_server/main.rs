@@ -14,6 +14,8 @@ mod features;
 mod http;
 #[cfg(all(unix, feature = "postgres"))]
 mod postgres;
+#[cfg(feature = "redis-cluster")]
+mod redis_cluster;
 
 use std::io::{BufRead as _, BufReader, Read as _};
 use std::net::{SocketAddr, TcpListener};
@@ -669,6 +671,22 @@ fn two_instances_share_sessions_through_redis() {
     assert_eq!(
         a.get("/me", Some(&cookie)).field("rejected"),
         Some("terminated")
+    );
+}
+
+#[cfg(not(feature = "redis-cluster"))]
+#[test]
+fn without_its_feature_the_redis_cluster_store_says_how_to_build_it() {
+    let (status, stderr) = run_to_exit(&[
+        "--port",
+        "0",
+        "--store",
+        "redis-cluster:redis://127.0.0.1:1/",
+    ]);
+    assert!(!status.success(), "{status}: {stderr}");
+    assert!(
+        stderr.contains("--features redis-cluster -- --store redis-cluster:"),
+        "{stderr}"
     );
 }
 
