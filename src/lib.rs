@@ -104,8 +104,9 @@
 //! [`MemoryStore`] keeps sessions in one process. [`FileStore`] (Unix)
 //! keeps them in a directory that survives restarts and crashes, that
 //! several processes on one host may share, and that an operator can read
-//! with `cat` (layout in [`store::file`]). `RedisStore` (feature `redis`)
-//! and `PostgresStore` (feature `postgres`) serve many app servers.
+//! with `cat` (layout in [`store::file`]). `RedisStore` (feature `redis`),
+//! `RedisClusterStore` (feature `redis-cluster`) and `PostgresStore`
+//! (feature `postgres`) serve many app servers.
 //!
 //! ## Cargo features
 //!
@@ -114,6 +115,9 @@
 //!   `latchkey::store::redis`).
 //! - `redis-tls` (off by default): `rediss://` URLs and
 //!   `RedisStore::open_tls` for a private CA, over rustls (no OpenSSL).
+//! - `redis-cluster` (off by default, implies `redis`): `RedisClusterStore`,
+//!   the same sessions in a Redis Cluster (see
+//!   `latchkey::store::redis::cluster`).
 //! - `postgres` (off by default): `PostgresStore`, sessions in one
 //!   PostgreSQL table, over `tokio-postgres` driven by the store with a
 //!   timeout on every wait (see `latchkey::store::postgres`).
@@ -175,6 +179,8 @@ pub use crate::store::memory::MemoryStore;
 pub use crate::store::postgres::PostgresStore;
 #[cfg(feature = "redis")]
 pub use crate::store::redis::RedisStore;
+#[cfg(feature = "redis-cluster")]
+pub use crate::store::redis::cluster::RedisClusterStore;
 // What a store implementer also needs (`Record`, `RecordState`,
 // `LiveSession`, `Peek`, `LiveRef`, `DataRef`, `SealedId`) stays in
 // `latchkey::store`.

@@ -146,7 +146,7 @@ fn redis_cli_get_shows_the_record_as_json_under_the_hashed_key() {
     let r = live(Some("alice"), 1, clock.now());
     store.insert(&k, &r).unwrap();
     let mut con = raw(&url);
-    let name = format!("{}session:{}", store.prefix(), k.to_hex());
+    let name = format!("{}session:{{{}}}", store.prefix(), k.to_hex());
     assert_eq!(store.record_key(&k), name);
     let json: String = redis::cmd("GET").arg(&name).query(&mut con).unwrap();
     assert_eq!(serde_json::from_str::<Record>(&json).unwrap(), r);

@@ -14,24 +14,32 @@
 //!
 //! | key | type | value |
 //! |---|---|---|
-//! | `{prefix}session:{64 hex}` | string | the [`Record`] as JSON, e.g. `{"version":1,"expires_at":…,"state":{"live":{…}}}` |
-//! | `{prefix}user:{64 hex}` | set | the hex store keys of the user's sessions |
-//! | `{prefix}op:{32 hex}` | string | a write's receipt: its answer, for a minute or so (see [Faults](RedisStore#faults)) |
+//! | `{prefix}session:{<64 hex>}` | string | the [`Record`] as JSON, e.g. `{"version":1,"expires_at":…,"state":{"live":{…}}}` |
+//! | `{prefix}user:{<64 hex>}` | set | the hex store keys of the user's sessions |
+//! | `{prefix}op:{<64 hex>}:<32 hex>` | string | a write's receipt: its answer, for a minute or so (see [Faults](RedisStore#faults)); the first hex is the record's |
+//!
+//! The braces are part of the names: the hex inside them is a Redis Cluster
+//! hash tag, so a record and the receipts of its writes share a hash slot.
+//! One Redis ignores them; `RedisClusterStore` (feature `redis-cluster`)
+//! relies on them.
 //!
 //! - The hex in a session key is the [`StoreKey`] (SHA-256 of the session
 //!   ID), never the token: a dump of Redis cannot be replayed as cookies. A
 //!   log line's [`Fingerprint`](crate::Fingerprint) is its first 12 digits,
-//!   so `redis-cli --scan --pattern 'latchkey:session:<fingerprint>*'` finds
+//!   so `redis-cli --scan --pattern 'latchkey:session:{<fingerprint>*'` finds
 //!   the record.
 //! - The hex in a user key is SHA-256 of the user name's UTF-8 bytes
-//!   (`printf %s alice | sha256sum`). User names are not secret, but they
-//!   are data from outside: hashing keeps every key short, fixed-format and
-//!   free of the bytes (`*`, `?`, newlines, a huge name) that would make key
-//!   names a second parser of untrusted input. The set's members are
-//!   checked against the user name on every read, so a hash collision could
-//!   at worst add work, never show one user another's sessions.
+//!   (`printf %s alice | sha256sum`), so `redis-cli SMEMBERS
+//!   'latchkey:user:{<that hex>}'` lists alice's session keys. User names
+//!   are not secret, but they are data from outside: hashing keeps every
+//!   key short, fixed-format and free of the bytes (`*`, `?`, newlines, a
+//!   huge name) that would make key names a second parser of untrusted
+//!   input. The set's members are checked against the user name on every
+//!   read, so a hash collision could at worst add work, never show one user
+//!   another's sessions.
 //! - The prefix (default [`DEFAULT_PREFIX`], `latchkey:`) lets several
-//!   applications, or several test runs, share one Redis.
+//!   applications, or several test runs, share one Redis. It must not
+//!   contain `{` or `}` ([`RedisStore::with_prefix`]).
 //!
 //! # Expiry
 //!
@@ -93,12 +101,15 @@
 //! # Deployment
 //!
 //! One Redis (6.0 or later), optionally with replicas and Sentinel in
-//! front. Redis Cluster is not supported: a rotation writes two session keys
-//! and a user set in one script, which Cluster allows only within one hash
-//! slot. The client is the `redis` crate's synchronous one; with the
-//! `redis-tls` feature it speaks TLS (rustls) to a `rediss://` URL, see
-//! [TLS](RedisStore#tls). Without it, reach a remote Redis over a private
-//! network or a local TLS tunnel.
+//! front. For Redis Cluster use `RedisClusterStore` (feature
+//! `redis-cluster`): a `RedisStore` pointed at one node of a cluster fails
+//! (a backend error, never a rejection) on every key that node does not
+//! serve, and its rotation writes two session keys and a user set in one
+//! script, which a cluster allows only within one hash slot. The client is
+//! the `redis` crate's synchronous one; with the `redis-tls` feature it
+//! speaks TLS (rustls) to a `rediss://` URL, see [TLS](RedisStore#tls).
+//! Without it, reach a remote Redis over a private network or a local TLS
+//! tunnel.
 
 use std::fmt::{self, Write as _};
 use std::sync::Arc;
@@ -140,6 +151,9 @@ const MAX_TTL_MS: u64 = 10 * 365 * 24 * 60 * 60 * 1_000;
 /// for long.
 const BATCH: usize = 500;
 
+#[cfg(feature = "redis-cluster")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis-cluster")))]
+pub mod cluster;
 mod scripts;
 
 use self::scripts::{
@@ -158,9 +172,14 @@ struct Scripts {
     unindex: Script,
 }
 
+/// The source of a script: the shared Lua, then its body.
+fn script_source(body: &str) -> String {
+    format!("{LUA_COMMON}{body}")
+}
+
 impl Scripts {
     fn new() -> Scripts {
-        let with_common = |body: &str| Script::new(&format!("{LUA_COMMON}{body}"));
+        let with_common = |body: &str| Script::new(&script_source(body));
         Scripts {
             insert: with_common(LUA_INSERT),
             replace: with_common(LUA_REPLACE),
@@ -195,9 +214,9 @@ impl Scripts {
 ///   the network reset it): the command may or may not have run. The call
 ///   is retried once, at once, on a fresh connection. A read simply runs
 ///   again. A write carries a random receipt id: the script that applies it
-///   also writes `{prefix}op:{id}` holding its answer, in the same atomic
-///   step, and a script that finds its receipt returns that answer instead
-///   of running again. So the retry reports what happened, exactly once: `Ok`
+///   also writes `{prefix}op:{<record hex>}:<id>` holding its answer, in
+///   the same atomic step, and a script that finds its receipt returns that
+///   answer instead of running again. So the retry reports what happened, exactly once: `Ok`
 ///   if either attempt applied the write, and [`StoreError::Conflict`],
 ///   [`StoreError::NotFound`] or [`StoreError::Exists`] only if neither
 ///   did (those answers are final: versions only grow, and a key removed or
@@ -612,6 +631,12 @@ impl RedisStore {
     /// Puts every key under `prefix` instead of [`DEFAULT_PREFIX`]. Stores
     /// with different prefixes on one Redis never see each other's sessions.
     ///
+    /// # Panics
+    /// If `prefix` contains `{` or `}`: key names carry a hash tag in braces
+    /// (see the [module docs](self)), which a brace in the prefix would
+    /// displace. [`RedisStore::try_with_prefix`] returns an error instead,
+    /// for a prefix read from configuration.
+    ///
     /// # Example
     /// ```
     /// # use latchkey::RedisStore;
@@ -620,9 +645,33 @@ impl RedisStore {
     /// # Ok::<(), latchkey::StoreError>(())
     /// ```
     #[must_use]
-    pub fn with_prefix(mut self, prefix: impl Into<String>) -> RedisStore {
-        self.prefix = prefix.into();
-        self
+    pub fn with_prefix(self, prefix: impl Into<String>) -> RedisStore {
+        match self.try_with_prefix(prefix) {
+            Ok(store) => store,
+            Err(_) => panic!("a Redis key prefix must not contain '{{' or '}}'"),
+        }
+    }
+
+    /// Puts every key under `prefix` instead of [`DEFAULT_PREFIX`], as
+    /// [`RedisStore::with_prefix`] does.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] (a configuration error) if `prefix`
+    /// contains `{` or `}`.
+    ///
+    /// # Example
+    /// ```
+    /// # use latchkey::RedisStore;
+    /// let store = RedisStore::open("redis://127.0.0.1/")?.try_with_prefix("shop:")?;
+    /// assert_eq!(store.prefix(), "shop:");
+    /// assert!(RedisStore::open("redis://127.0.0.1/")?.try_with_prefix("{shop}:").is_err());
+    /// # Ok::<(), latchkey::StoreError>(())
+    /// ```
+    pub fn try_with_prefix(mut self, prefix: impl Into<String>) -> Result<RedisStore, StoreError> {
+        let prefix = prefix.into();
+        check_prefix(&prefix)?;
+        self.prefix = prefix;
+        Ok(self)
     }
 
     /// Waits at most `timeout` to connect (default
@@ -723,27 +772,33 @@ impl RedisStore {
     /// # use latchkey::{RedisStore, SessionId};
     /// let store = RedisStore::open("redis://127.0.0.1/")?;
     /// let key = SessionId::generate().store_key();
-    /// assert_eq!(store.record_key(&key), format!("latchkey:session:{}", key.to_hex()));
+    /// assert_eq!(store.record_key(&key), format!("latchkey:session:{{{}}}", key.to_hex()));
     /// # Ok::<(), latchkey::StoreError>(())
     /// ```
     pub fn record_key(&self, key: &StoreKey) -> String {
-        format!("{}session:{}", self.prefix, key.to_hex())
+        record_key(&self.prefix, key)
     }
 
     /// The Redis key of `user`'s index set: the prefix, `user:`, and the hex
-    /// SHA-256 of the name.
+    /// SHA-256 of the name in braces (a Redis Cluster hash tag).
     ///
     /// # Example
     /// ```
     /// # use latchkey::RedisStore;
     /// let store = RedisStore::open("redis://127.0.0.1/")?;
     /// let set = store.user_key("alice");
-    /// assert!(set.starts_with("latchkey:user:"));
-    /// assert_eq!(set.len(), "latchkey:user:".len() + 64);
+    /// assert!(set.starts_with("latchkey:user:{"));
+    /// assert_eq!(set.len(), "latchkey:user:{}".len() + 64);
     /// # Ok::<(), latchkey::StoreError>(())
     /// ```
     pub fn user_key(&self, user: &str) -> String {
-        format!("{}user:{}", self.prefix, user_hash(user))
+        user_key(&self.prefix, user)
+    }
+
+    /// A fresh receipt key for one write to the record under `key` (see
+    /// Faults on [`RedisStore`]): see [`receipt_key`].
+    fn receipt(&self, key: &StoreKey) -> String {
+        receipt_key(&self.prefix, key)
     }
 
     /// Checks that Redis answers, connecting if needed.
@@ -851,30 +906,9 @@ impl RedisStore {
         }
     }
 
-    /// A fresh receipt key for one write (see Faults on [`RedisStore`]):
-    /// 128 random bits, so no other write, here or in another process,
-    /// ever finds it.
-    fn receipt(&self) -> String {
-        let mut id = [0u8; 16];
-        rand::rng().fill_bytes(&mut id);
-        let mut key = String::with_capacity(self.prefix.len() + 3 + 2 * id.len());
-        key.push_str(&self.prefix);
-        key.push_str("op:");
-        for b in id {
-            // `write!` to a String cannot fail.
-            let _ = write!(key, "{b:02x}");
-        }
-        key
-    }
-
-    /// How long a receipt lives, in milliseconds: a minute past the
-    /// longest the retry of its write can take (within what Redis accepts).
+    /// How long a receipt lives, in milliseconds: see [`receipt_ttl`].
     fn receipt_ttl(&self) -> u64 {
-        let retry = self.connect_timeout.saturating_add(self.io_timeout);
-        let retry_ms = u64::try_from(retry.as_millis()).unwrap_or(u64::MAX);
-        RECEIPT_TTL_MS
-            .saturating_add(retry_ms.saturating_mul(2))
-            .min(MAX_TTL_MS)
+        receipt_ttl(self.connect_timeout, self.io_timeout)
     }
 
     fn now(&self) -> Timestamp {
@@ -883,22 +917,12 @@ impl RedisStore {
 
     /// The native time to live for a record that dies at `deadline`.
     fn ttl(&self, deadline: Timestamp, now: Timestamp) -> u64 {
-        deadline
-            .as_unix_millis()
-            .saturating_sub(now.as_unix_millis())
-            .clamp(MIN_TTL_MS, MAX_TTL_MS)
+        ttl(deadline, now)
     }
 
-    /// The user set a record belongs in, and how long that set must live:
-    /// until the later of the record's expiry and, for a live record, its
-    /// absolute deadline, which no touch can pass.
+    /// The user set a record belongs in: see [`index_entry`].
     fn index_entry(&self, record: &Record, now: Timestamp) -> Option<(String, u64)> {
-        let RecordState::Live(live) = &record.state else {
-            return None;
-        };
-        let user = live.user.as_deref()?;
-        let until = record.expires_at.max(live.absolute_deadline);
-        Some((self.user_key(user), self.ttl(until, now)))
+        index_entry(&self.prefix, record, now)
     }
 
     /// The live records in `set` that `keep` accepts; removes the members
@@ -1005,13 +1029,97 @@ fn user_hash(user: &str) -> String {
     StoreKey::from_bytes(Sha256::digest(user.as_bytes()).into()).to_hex()
 }
 
+// The key names, shared by every Redis store. Each carries the hex of the
+// thing it belongs to in braces, a Redis Cluster hash tag: a record and
+// the receipts of its writes hash to one slot, so every script touches one
+// slot (see the module docs). The prefix holds no brace ([`check_prefix`]),
+// so the first `{` of a name is always the tag's.
+
+/// `{prefix}session:{<64 hex>}`: the record under `key`.
+fn record_key(prefix: &str, key: &StoreKey) -> String {
+    format!("{prefix}session:{{{}}}", key.to_hex())
+}
+
+/// `{prefix}user:{<64 hex>}`: `user`'s index set.
+fn user_key(prefix: &str, user: &str) -> String {
+    format!("{prefix}user:{{{}}}", user_hash(user))
+}
+
+/// The user hash in a user set's name, if it is one under `prefix`.
+fn set_user_hash<'a>(prefix: &str, set: &'a str) -> Option<&'a str> {
+    set.strip_prefix(prefix)?
+        .strip_prefix("user:{")?
+        .strip_suffix('}')
+}
+
+/// `{prefix}op:{<record hex>}:<32 hex>`: a fresh receipt key for one write
+/// to the record under `key` (see Faults on [`RedisStore`]), in that
+/// record's slot. 128 random bits, so no other write, here or in another
+/// process, ever finds it.
+fn receipt_key(prefix: &str, key: &StoreKey) -> String {
+    let mut id = [0u8; 16];
+    rand::rng().fill_bytes(&mut id);
+    let mut name = String::with_capacity(prefix.len() + 3 + 66 + 1 + 2 * id.len());
+    name.push_str(prefix);
+    name.push_str("op:{");
+    name.push_str(&key.to_hex());
+    name.push_str("}:");
+    for b in id {
+        // `write!` to a String cannot fail.
+        let _ = write!(name, "{b:02x}");
+    }
+    name
+}
+
+/// Why a prefix is refused: it holds a brace, which would move the Redis
+/// Cluster hash tag out of the key's hex.
+fn check_prefix(prefix: &str) -> Result<(), StoreError> {
+    if prefix.contains(['{', '}']) {
+        return Err(unavailable(RedisError::from((
+            ErrorKind::InvalidClientConfig,
+            "a key prefix must not contain '{' or '}'",
+        ))));
+    }
+    Ok(())
+}
+
+/// How long a receipt lives, in milliseconds: a minute past the longest the
+/// retry of its write can take (within what Redis accepts).
+fn receipt_ttl(connect_timeout: Duration, io_timeout: Duration) -> u64 {
+    let retry = connect_timeout.saturating_add(io_timeout);
+    let retry_ms = u64::try_from(retry.as_millis()).unwrap_or(u64::MAX);
+    RECEIPT_TTL_MS
+        .saturating_add(retry_ms.saturating_mul(2))
+        .min(MAX_TTL_MS)
+}
+
+/// The native time to live for a record that dies at `deadline`.
+fn ttl(deadline: Timestamp, now: Timestamp) -> u64 {
+    deadline
+        .as_unix_millis()
+        .saturating_sub(now.as_unix_millis())
+        .clamp(MIN_TTL_MS, MAX_TTL_MS)
+}
+
+/// The user set a record belongs in, and how long that set must live:
+/// until the later of the record's expiry and, for a live record, its
+/// absolute deadline, which no touch can pass.
+fn index_entry(prefix: &str, record: &Record, now: Timestamp) -> Option<(String, u64)> {
+    let RecordState::Live(live) = &record.state else {
+        return None;
+    };
+    let user = live.user.as_deref()?;
+    let until = record.expires_at.max(live.absolute_deadline);
+    Some((user_key(prefix, user), ttl(until, now)))
+}
+
 impl Store for RedisStore {
     fn insert(&self, key: &StoreKey, record: &Record) -> Result<(), StoreError> {
         let now = self.now();
         let (rkey, json) = (self.record_key(key), encode_for(key, record)?);
         let ttl = self.ttl(record.expires_at, now);
         let index = self.index_entry(record, now);
-        let (receipt, receipt_ttl) = (self.receipt(), self.receipt_ttl());
+        let (receipt, receipt_ttl) = (self.receipt(key), self.receipt_ttl());
         let code: i64 = self.with_con(Access::Write, |con| {
             let mut inv = self.scripts.insert.prepare_invoke();
             inv.key(&receipt).arg(receipt_ttl);
@@ -1039,7 +1147,7 @@ impl Store for RedisStore {
         let (rkey, json) = (self.record_key(key), encode_for(key, record)?);
         let ttl = self.ttl(record.expires_at, now);
         let index = self.index_entry(record, now);
-        let (receipt, receipt_ttl) = (self.receipt(), self.receipt_ttl());
+        let (receipt, receipt_ttl) = (self.receipt(key), self.receipt_ttl());
         let code: i64 = self.with_con(Access::Write, |con| {
             let mut inv = self.scripts.replace.prepare_invoke();
             inv.key(&receipt).arg(receipt_ttl);
@@ -1102,7 +1210,7 @@ impl Store for RedisStore {
             self.index_entry(retired, now).map(|e| (e, old.to_hex())),
             self.index_entry(record, now).map(|e| (e, new.to_hex())),
         ];
-        let (receipt, receipt_ttl) = (self.receipt(), self.receipt_ttl());
+        let (receipt, receipt_ttl) = (self.receipt(old), self.receipt_ttl());
         let code: i64 = self.with_con(Access::Write, |con| {
             let mut inv = self.scripts.rotate.prepare_invoke();
             inv.key(&receipt).arg(receipt_ttl);
@@ -1130,7 +1238,7 @@ impl Store for RedisStore {
     fn remove(&self, key: &StoreKey) -> Result<bool, StoreError> {
         // The user set keeps the member until the next read cleans it.
         let rkey = self.record_key(key);
-        let (receipt, receipt_ttl) = (self.receipt(), self.receipt_ttl());
+        let (receipt, receipt_ttl) = (self.receipt(key), self.receipt_ttl());
         let n: i64 = self.with_con(Access::Write, |con| {
             self.scripts
                 .remove
@@ -1166,10 +1274,9 @@ impl Store for RedisStore {
             purged += usize::try_from(n).unwrap_or(0);
             Ok(())
         })?;
-        let set_prefix = format!("{}user:", self.prefix);
         self.scan("user:", |sets| {
             for set in sets {
-                let Some(hash) = set.strip_prefix(&set_prefix) else {
+                let Some(hash) = set_user_hash(&self.prefix, &set) else {
                     continue;
                 };
                 let hash = hash.to_owned();
@@ -1295,17 +1402,53 @@ mod tests {
     }
 
     #[test]
-    fn receipts_are_fresh_fixed_format_keys_under_the_prefix() {
+    fn receipts_are_fresh_fixed_format_keys_in_their_records_slot() {
         let store = RedisStore::open("redis://127.0.0.1/")
             .unwrap()
             .with_prefix("app:");
-        let (a, b) = (store.receipt(), store.receipt());
+        let k = SessionId::generate().store_key();
+        let (a, b) = (store.receipt(&k), store.receipt(&k));
         assert_ne!(a, b);
+        let tag = format!("{{{}}}", k.to_hex());
+        assert!(store.record_key(&k).contains(&tag));
         for r in [&a, &b] {
-            let id = r.strip_prefix("app:op:").unwrap();
+            let rest = r.strip_prefix("app:op:").unwrap();
+            let id = rest.strip_prefix(&format!("{tag}:")).unwrap();
             assert_eq!(id.len(), 32, "{r}");
             assert!(id.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')));
         }
+    }
+
+    #[test]
+    fn every_key_has_its_hex_as_the_first_braced_hash_tag() {
+        let k = SessionId::generate().store_key();
+        let tag = |name: &str| {
+            let open = name.find('{').unwrap();
+            let close = open + name[open..].find('}').unwrap();
+            name[open + 1..close].to_owned()
+        };
+        assert_eq!(tag(&record_key("p:", &k)), k.to_hex());
+        assert_eq!(tag(&receipt_key("p:", &k)), k.to_hex());
+        assert_eq!(tag(&user_key("p:", "alice")), user_hash("alice"));
+        assert_eq!(
+            set_user_hash("p:", &user_key("p:", "alice")),
+            Some(user_hash("alice").as_str())
+        );
+        assert_eq!(set_user_hash("q:", &user_key("p:", "alice")), None);
+    }
+
+    #[test]
+    fn a_prefix_with_a_brace_is_refused() {
+        let open = || RedisStore::open("redis://127.0.0.1/").unwrap();
+        for bad in ["{app}:", "app}", "a{"] {
+            assert!(
+                matches!(open().try_with_prefix(bad), Err(StoreError::Unavailable(_))),
+                "{bad}"
+            );
+            let caught = std::panic::catch_unwind(|| open().with_prefix(bad));
+            assert!(caught.is_err(), "{bad}");
+        }
+        assert_eq!(open().try_with_prefix("app:").unwrap().prefix(), "app:");
     }
 
     #[test]
@@ -1359,9 +1502,9 @@ mod tests {
         let long = "x".repeat(100_000);
         for name in ["alice", "*", "a\nb\r\n", "../..", long.as_str(), ""] {
             let k = store.user_key(name);
-            assert_eq!(k.len(), "latchkey:user:".len() + 64, "{name:.20}");
+            assert_eq!(k.len(), "latchkey:user:{}".len() + 64, "{name:.20}");
             assert!(
-                k["latchkey:user:".len()..]
+                k["latchkey:user:{".len()..k.len() - 1]
                     .bytes()
                     .all(|b| b.is_ascii_hexdigit())
             );
@@ -1385,7 +1528,7 @@ mod tests {
         let id = SessionId::generate();
         let k = store.record_key(&id.store_key());
         assert!(!k.contains(&id.to_token()));
-        assert!(k.ends_with(&id.store_key().to_hex()));
+        assert!(k.ends_with(&format!("{{{}}}", id.store_key().to_hex())));
     }
 
     #[test]

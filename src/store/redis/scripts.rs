@@ -2,6 +2,9 @@
 //! operations: each runs in one Redis call, so no other client sees a
 //! half-done write. Every script touches the record key(s) and user sets
 //! it is given; see the module docs of `store::redis` for the layout.
+//! `RedisClusterStore` runs the same insert, replace, touch, remove and
+//! purge scripts with one record (and its receipt, in its slot) and no
+//! sets, plus `LUA_INDEX` on a set alone: each call touches one slot.
 
 /// Lua shared by the scripts. `gt` compares two decimal strings without
 /// leading zeros exactly (Lua numbers are doubles and would round a u64).
@@ -125,6 +128,14 @@ local seen = replay()
 if seen then return seen end
 if redis.call('DEL', KEYS[2]) == 0 then return 0 end
 return applied(1)
+"#;
+
+/// KEYS: set. ARGV: member, set ttl. Adds the member (and raises the
+/// set's expiry) on its own: the cluster store's index step, since there a
+/// user set lives in another slot than the record.
+pub(super) const LUA_INDEX: &str = r#"
+index(1, 0)
+return 1
 "#;
 
 /// KEYS: records. ARGV: now. Deletes those whose expires_at <= now and
