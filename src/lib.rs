@@ -114,6 +114,11 @@
 //!   `latchkey::store::redis`).
 //! - `redis-tls` (off by default): `rediss://` URLs and
 //!   `RedisStore::open_tls` for a private CA, over rustls (no OpenSSL).
+//! - `async` (off by default, no dependency): the `AsyncStore` trait, the
+//!   store contract with futures.
+//! - `redis-async` (off by default): `AsyncRedisStore`, the same keys,
+//!   scripts and records as `RedisStore` over one multiplexed connection
+//!   on Tokio, so async and blocking servers share one Redis.
 //! - `postgres` (off by default): `PostgresStore`, sessions in one
 //!   PostgreSQL table, on the synchronous `postgres` client (see
 //!   `latchkey::store::postgres`).
@@ -168,6 +173,8 @@ pub use crate::flash::{
 // Sessions across reconnects: checkpoints and sequence numbers.
 pub use crate::resume::{Checkpoint, MAX_CHECKPOINT_NAME_LEN, MAX_CHECKPOINTS, ResumeError};
 // Storage.
+#[cfg(feature = "async")]
+pub use crate::store::AsyncStore;
 #[cfg(unix)]
 pub use crate::store::file::{Durability, FileStore};
 pub use crate::store::memory::MemoryStore;
@@ -175,6 +182,8 @@ pub use crate::store::memory::MemoryStore;
 pub use crate::store::postgres::PostgresStore;
 #[cfg(feature = "redis")]
 pub use crate::store::redis::RedisStore;
+#[cfg(feature = "redis-async")]
+pub use crate::store::redis::aio::AsyncRedisStore;
 // What a store implementer also needs (`Record`, `RecordState`,
 // `LiveSession`, `Peek`, `LiveRef`, `DataRef`, `SealedId`) stays in
 // `latchkey::store`.

@@ -1,6 +1,6 @@
 //! RedisStore against the shared store conformance suite and a real
 //! `redis-server`, plus its own behaviours: the layout operators see with
-//! `redis-cli`, native expiry, the per-user sets, and what happens when
+//! `redis-cli`, native expiry, the per-user indexes, and what happens when
 //! Redis goes away and comes back.
 //!
 //! Every test that needs a server is `#[ignore]`d with the reason, so
@@ -236,7 +236,7 @@ fn touch_rewrites_activity_and_keeps_every_other_byte() {
 
 #[test]
 #[ignore = "needs a Redis server: set LATCHKEY_REDIS_URL and pass --include-ignored (.ci/run does)"]
-fn user_sets_are_hashed_and_cleaned_of_stale_members() {
+fn user_indexes_are_hashed_and_cleaned_of_stale_members() {
     let url = redis_url();
     let clock = clock();
     let store = store_at(&url, &clock);
@@ -249,7 +249,7 @@ fn user_sets_are_hashed_and_cleaned_of_stale_members() {
     let set = store.user_key(user);
     assert!(!set.contains("weird"), "{set}");
     let members = |con: &mut redis::Connection| -> Vec<String> {
-        let mut m: Vec<String> = redis::cmd("SMEMBERS").arg(&set).query(con).unwrap();
+        let mut m: Vec<String> = redis::cmd("HKEYS").arg(&set).query(con).unwrap();
         m.sort();
         m
     };
@@ -265,9 +265,10 @@ fn user_sets_are_hashed_and_cleaned_of_stale_members() {
     assert_eq!(listed[0].0, c);
     assert_eq!(members(&mut con), vec![c.to_hex()]);
     // A member planted by hand that is not a store key is dropped too.
-    let _: i64 = redis::cmd("SADD")
+    let _: i64 = redis::cmd("HSET")
         .arg(&set)
         .arg("not-a-key")
+        .arg("")
         .query(&mut con)
         .unwrap();
     assert_eq!(store.sessions_of(user).unwrap().len(), 1);
@@ -276,7 +277,7 @@ fn user_sets_are_hashed_and_cleaned_of_stale_members() {
 
 #[test]
 #[ignore = "needs a Redis server: set LATCHKEY_REDIS_URL and pass --include-ignored (.ci/run does)"]
-fn purge_expired_cleans_user_sets_and_spares_other_prefixes() {
+fn purge_expired_cleans_user_indexes_and_spares_other_prefixes() {
     let url = redis_url();
     let clock = clock();
     // A prefix with glob characters must be matched literally: the other
@@ -303,7 +304,7 @@ fn purge_expired_cleans_user_sets_and_spares_other_prefixes() {
     assert!(star.get(&k2).unwrap().is_some());
     assert!(other.get(&k3).unwrap().is_some());
     let mut con = raw(&url);
-    let members: Vec<String> = redis::cmd("SMEMBERS")
+    let members: Vec<String> = redis::cmd("HKEYS")
         .arg(star.user_key("alice"))
         .query(&mut con)
         .unwrap();
@@ -416,6 +417,69 @@ fn concurrent_rotations_from_one_version_admit_exactly_one() {
         .count();
     assert_eq!(created, 1);
     assert_eq!(store.sessions_of("alice").unwrap().len(), 1);
+}
+
+#[test]
+#[ignore = "needs a Redis server: set LATCHKEY_REDIS_URL and pass --include-ignored (.ci/run does)"]
+fn a_save_that_keeps_the_binding_does_not_write_the_user_index() {
+    let url = redis_url();
+    let clock = clock();
+    let store = store_at(&url, &clock);
+    let mut con = raw(&url);
+    let members = |con: &mut redis::Connection, user: &str| -> Vec<String> {
+        redis::cmd("HKEYS")
+            .arg(store.user_key(user))
+            .query(con)
+            .unwrap()
+    };
+    let now = clock.now();
+    let k = key();
+    store.insert(&k, &live(Some("alice"), 1, now)).unwrap();
+    assert_eq!(members(&mut con, "alice"), vec![k.to_hex()]);
+    // Take the member out by hand: only a write to the index puts it back.
+    let _: i64 = redis::cmd("HDEL")
+        .arg(store.user_key("alice"))
+        .arg(k.to_hex())
+        .query(&mut con)
+        .unwrap();
+    // Same user, same absolute deadline, new data and activity: no write.
+    let mut same = live(Some("alice"), 2, now);
+    same.expires_at = now.saturating_add(Duration::from_secs(900));
+    if let RecordState::Live(l) = &mut same.state {
+        l.last_seen = now.saturating_add(Duration::from_secs(300));
+        l.data = SessionData::default();
+    }
+    store.replace(&k, 1, &same).unwrap();
+    assert!(members(&mut con, "alice").is_empty());
+    // Another absolute deadline is another binding: indexed again.
+    let mut moved = live(Some("alice"), 3, now);
+    if let RecordState::Live(l) = &mut moved.state {
+        l.absolute_deadline = now.saturating_add(Duration::from_secs(7200));
+    }
+    store.replace(&k, 2, &moved).unwrap();
+    assert_eq!(members(&mut con, "alice"), vec![k.to_hex()]);
+    // Another user: indexed under the new user.
+    store.replace(&k, 3, &live(Some("bob"), 4, now)).unwrap();
+    assert_eq!(members(&mut con, "bob"), vec![k.to_hex()]);
+    // From a record that is not live (ended), back to live for bob:
+    // indexed again even though bob's index already has the member.
+    let _: i64 = redis::cmd("DEL")
+        .arg(store.user_key("bob"))
+        .query(&mut con)
+        .unwrap();
+    let ended = Record {
+        version: 5,
+        expires_at: now.saturating_add(Duration::from_secs(60)),
+        state: RecordState::Ended {
+            reason: latchkey::EndReason::Logout,
+            at: now,
+        },
+    };
+    store.replace(&k, 4, &ended).unwrap();
+    store.replace(&k, 5, &live(Some("bob"), 6, now)).unwrap();
+    assert_eq!(members(&mut con, "bob"), vec![k.to_hex()]);
+    assert_eq!(store.sessions_of("bob").unwrap().len(), 1);
+    assert!(store.sessions_of("alice").unwrap().is_empty());
 }
 
 /// A port nothing listens on right now.
