@@ -105,7 +105,7 @@ fn connections(url: &str, threads: usize, seconds: u64, think: Duration) {
     let calls = calls.into_inner();
     println!(
         "connections: {threads} threads, {elapsed:.1} s, {think:?} between load and save: {calls} calls ({:.0}/s), {} errors, \
-         {} new connections (one of them this program's INFO)",
+         Redis accepted {} new connections meanwhile",
         calls as f64 / elapsed,
         errors.into_inner(),
         after - before,

@@ -645,6 +645,62 @@ fn service_resumes_after_redis_stops_and_restarts() {
     assert_eq!(m.sessions_of("alice").unwrap().len(), 1);
 }
 
+#[test]
+#[ignore = "needs redis-server on PATH (or LATCHKEY_REDIS_SERVER): pass --include-ignored (.ci/run does)"]
+fn the_pool_keeps_the_connections_its_concurrency_needs() {
+    let bin = Server::binary()
+        .expect("no redis-server on PATH (or LATCHKEY_REDIS_SERVER): this test needs one");
+    let mut server = Server {
+        bin,
+        port: free_port(),
+        child: None,
+    };
+    server.start();
+    let url = format!("redis://127.0.0.1:{}/", server.port);
+    let accepted = |con: &mut redis::Connection| -> u64 {
+        let info: String = redis::cmd("INFO").arg("stats").query(con).unwrap();
+        info.lines()
+            .find_map(|l| l.strip_prefix("total_connections_received:"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let mut con = raw(&url);
+    let before = accepted(&mut con);
+    let clock = clock();
+    let store = store_at(&url, &clock);
+    const THREADS: usize = 32;
+    thread::scope(|scope| {
+        for _ in 0..THREADS {
+            scope.spawn(|| {
+                let k = key();
+                store
+                    .insert(&k, &live(Some("alice"), 1, clock.now()))
+                    .unwrap();
+                for v in 1..40 {
+                    assert!(store.get(&k).unwrap().is_some());
+                    // Work between calls, off the store: the connection
+                    // goes back to the pool meanwhile.
+                    thread::sleep(Duration::from_millis(1));
+                    store
+                        .replace(&k, v, &live(Some("alice"), v + 1, clock.now()))
+                        .unwrap();
+                }
+            });
+        }
+    });
+    // A connection is made only when none is idle, and none is closed
+    // while the load lasts: never more than one per thread. (With the
+    // earlier limit of 16 idle connections this made over a hundred.)
+    let made = accepted(&mut con) - before;
+    assert!(
+        made <= THREADS as u64,
+        "{made} connections for {THREADS} threads"
+    );
+    assert!(format!("{store:?}").contains(&format!("idle_connections: {made}")));
+}
+
 mod model {
     //! Random operation sequences applied to a RedisStore and to a
     //! MemoryStore (the reference): every result and every final record
