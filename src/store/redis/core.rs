@@ -584,7 +584,7 @@ pub(super) fn scan_cmd(pattern: &str, cursor: u64) -> Cmd {
     cmd
 }
 
-/// The bytes a stored live record has right after `"auth_at":…,` when it
+/// The bytes a stored live record has right after `"a":…,` when it
 /// has the same absolute deadline and user as `record`, or `None` if a
 /// save of `record` must always index it. The replace script compares
 /// them with the stored record's head: a record that matches is already
@@ -603,7 +603,7 @@ fn binding_marker(record: &Record) -> Option<String> {
     // this binding.
     let user_json = serde_json::to_string(user).ok()?;
     Some(format!(
-        r#""absolute_deadline":{},"user":{user_json},"#,
+        r#""d":{},"u":{user_json},"#,
         live.absolute_deadline.as_unix_millis()
     ))
 }
@@ -687,7 +687,7 @@ mod tests {
         };
         let json = encode(&record).unwrap();
         let marker = binding_marker(&record).unwrap();
-        let after_auth = json.split_once(r#""auth_at":null,"#).unwrap().1;
+        let after_auth = json.split_once(r#""a":null,"#).unwrap().1;
         assert!(after_auth.starts_with(&marker), "{json} / {marker}");
         // Anonymous, or expiring after its absolute deadline: always index.
         let mut anon = record.clone();

@@ -10,7 +10,8 @@
 /// keys from `first` on are indexes, and ARGV from `base` holds a (member,
 /// ttl) pair for each; an index's expiry is only ever raised. `bound`
 /// tells whether a stored value is a live record whose bytes after
-/// `"auth_at":…,` start with `marker` (its absolute deadline and user).
+/// `"a":…,` (auth_at) start with `marker` (its absolute deadline and
+/// user).
 ///
 /// The receipted writes (replace, rotate, remove) take their receipt key
 /// as KEYS[1] and its time to live as ARGV[1]. `replay` returns the answer
@@ -42,8 +43,8 @@ local function applied(code)
   redis.call('SET', KEYS[1], code, 'PX', ARGV[1])
   return code
 end
-local HEAD = '^{"version":(%d+),"expires_at":(%d+),'
-local LIVE = '^{"version":%d+,"expires_at":%d+,"state":{"live":{"created_at":%d+,"last_seen":%d+,"auth_at":[%dnul]+,'
+local HEAD = '^{"v":(%d+),"e":(%d+),'
+local LIVE = '^{"v":%d+,"e":%d+,"s":{"live":{"c":%d+,"l":%d+,"a":[%dnul]+,'
 local function bound(raw, marker)
   local _, e = string.find(raw, LIVE)
   return e ~= nil and string.sub(raw, e + 1, e + #marker) == marker
@@ -98,17 +99,17 @@ pub(super) const LUA_TOUCH: &str = r#"
 local raw = redis.call('GET', KEYS[1])
 if not raw then return 0 end
 local _, e, ver, exp, created, seen = string.find(raw,
-  '^{"version":(%d+),"expires_at":(%d+),"state":{"live":{"created_at":(%d+),"last_seen":(%d+),')
+  '^{"v":(%d+),"e":(%d+),"s":{"live":{"c":(%d+),"l":(%d+),')
 if not e then
-  if string.find(raw, '^{"version":%d+,"expires_at":%d+,"state":{"') then return 0 end
+  if string.find(raw, '^{"v":%d+,"e":%d+,"s":{"') then return 0 end
   return -2
 end
 local seen_up, exp_up = gt(ARGV[1], seen), gt(ARGV[2], exp)
 if not seen_up and not exp_up then return 1 end
 if seen_up then seen = ARGV[1] end
 if exp_up then exp = ARGV[2] end
-local out = '{"version":' .. ver .. ',"expires_at":' .. exp ..
-  ',"state":{"live":{"created_at":' .. created .. ',"last_seen":' .. seen .. ',' ..
+local out = '{"v":' .. ver .. ',"e":' .. exp ..
+  ',"s":{"live":{"c":' .. created .. ',"l":' .. seen .. ',' ..
   string.sub(raw, e + 1)
 if exp_up then
   redis.call('SET', KEYS[1], out, 'PX', ARGV[3])
