@@ -5,6 +5,7 @@
 //! LATCHKEY_REDIS_URL=redis://127.0.0.1:6379/ cargo run --release --features redis --example redis_costs
 //! LATCHKEY_REDIS_URL=redis://127.0.0.1:6379/ cargo run --release --features redis --example redis_costs -- connections 64 5 200
 //! LATCHKEY_REDIS_URL=redis://127.0.0.1:6379/ cargo run --release --features redis --example redis_costs -- memory 1000
+//! LATCHKEY_REDIS_URL=redis://127.0.0.1:6379/ cargo run --release --features redis-async --example redis_costs -- async 64 5 200
 //! ```
 //!
 //! - `connections THREADS SECONDS THINK_US` (default 64 threads, 5 s,
@@ -14,6 +15,11 @@
 //!   `THINK_US` microseconds between the load and the save, off the
 //!   store, as a request handler would. Prints the calls made and how many connections Redis
 //!   accepted meanwhile (`INFO stats` `total_connections_received`).
+//! - `async TASKS SECONDS THINK_US` (feature `redis-async`; default 64
+//!   tasks, 5 s, 200 µs): the same load through one `AsyncRedisStore` on
+//!   a single-threaded Tokio runtime, at the store level (a `get`, the
+//!   pause, a versioned `replace`, as a load and a save do), so every
+//!   task shares its one multiplexed connection.
 //! - `memory N` (default 1000): creates N sessions, each bound to its own
 //!   user with the data `{"user_id":…,"theme":"dark","csrf":"<22 chars>"}`,
 //!   and prints Redis's `used_memory` growth per 1000 sessions, then
@@ -111,6 +117,94 @@ fn connections(url: &str, threads: usize, seconds: u64, think: Duration) {
         after - before,
     );
     println!("store after the run: {:?}", m.store());
+}
+
+#[cfg(feature = "redis-async")]
+fn async_load(url: &str, tasks: usize, seconds: u64, think: Duration) {
+    use latchkey::store::{LiveSession, Record, RecordState};
+    use latchkey::{AsyncRedisStore, AsyncStore, Clock, SessionData, SystemClock};
+    use std::sync::Arc;
+
+    let record = |version: u64, user: u64| -> Record {
+        let now = SystemClock.now();
+        let mut data = serde_json::Map::new();
+        data.insert("user_id".into(), serde_json::json!(user));
+        data.insert("theme".into(), serde_json::json!("dark"));
+        data.insert("csrf".into(), serde_json::json!("3q2-7w8AAAAAAAAAAAAAAA"));
+        Record {
+            version,
+            expires_at: now.saturating_add(Duration::from_secs(1800)),
+            state: RecordState::Live(LiveSession {
+                created_at: now,
+                last_seen: now,
+                auth_at: Some(now),
+                absolute_deadline: now.saturating_add(Duration::from_secs(8 * 3600)),
+                user: Some(format!("user-{user}")),
+                device: None,
+                data: SessionData::from_map(data),
+            }),
+        }
+    };
+    let fingerprint = SessionId::generate().fingerprint().to_string();
+    let store = Arc::new(
+        AsyncRedisStore::open(url)
+            .expect("bad LATCHKEY_REDIS_URL")
+            .with_prefix(format!("lk{}:", &fingerprint[..6])),
+    );
+    let mut con = redis::Client::open(url)
+        .and_then(|c| c.get_connection())
+        .expect("connect");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a Tokio runtime");
+    rt.block_on(store.ping()).expect("ping");
+    let before = info_field(&mut con, "stats", "total_connections_received");
+    let (calls, errors) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let start = Instant::now();
+    rt.block_on(async {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds);
+        let mut set = tokio::task::JoinSet::new();
+        for i in 0..tasks as u64 {
+            let (store, calls, errors) = (store.clone(), calls.clone(), errors.clone());
+            set.spawn(async move {
+                let key = SessionId::generate().store_key();
+                store
+                    .insert(&key, &record(1, 4_200_000 + i))
+                    .await
+                    .expect("insert");
+                let mut version = 1;
+                while tokio::time::Instant::now() < deadline {
+                    let ok = async {
+                        store.get(&key).await?;
+                        tokio::time::sleep(think).await;
+                        store
+                            .replace(&key, version, &record(version + 1, 4_200_000 + i))
+                            .await
+                    }
+                    .await;
+                    match ok {
+                        Ok(()) => {
+                            version += 1;
+                            calls.fetch_add(2, Ordering::Relaxed)
+                        }
+                        Err(_) => errors.fetch_add(1, Ordering::Relaxed),
+                    };
+                }
+            });
+        }
+        while set.join_next().await.is_some() {}
+    });
+    let elapsed = start.elapsed().as_secs_f64();
+    let after = info_field(&mut con, "stats", "total_connections_received");
+    let calls = calls.load(Ordering::Relaxed);
+    println!(
+        "async: {tasks} tasks, {elapsed:.1} s, {think:?} between get and replace: {calls} calls \
+         ({:.0}/s), {} errors, Redis accepted {} new connections meanwhile",
+        calls as f64 / elapsed,
+        errors.load(Ordering::Relaxed),
+        after - before,
+    );
 }
 
 fn memory(url: &str, n: u64) {
@@ -219,12 +313,21 @@ fn main() {
             Duration::from_micros(num(3, 200)),
         ),
         Some("memory") => memory(&url, num(1, 1000)),
+        #[cfg(feature = "redis-async")]
+        Some("async") => async_load(
+            &url,
+            num(1, 64) as usize,
+            num(2, 5),
+            Duration::from_micros(num(3, 200)),
+        ),
         None => {
             memory(&url, 1000);
             connections(&url, 64, 5, Duration::from_micros(200));
         }
         Some(other) => {
-            eprintln!("unknown mode {other}: connections [THREADS SECONDS THINK_US] | memory [N]");
+            eprintln!(
+                "unknown mode {other}: connections [THREADS SECONDS THINK_US] | async [TASKS SECONDS THINK_US] | memory [N]"
+            );
             std::process::exit(2);
         }
     }
