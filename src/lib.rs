@@ -119,6 +119,9 @@
 //! - `redis-async` (off by default): `AsyncRedisStore`, the same keys,
 //!   scripts and records as `RedisStore` over one multiplexed connection
 //!   on Tokio, so async and blocking servers share one Redis.
+//! - `redis-async-tls` (off by default): `AsyncRedisStore` over TLS. It
+//!   is `redis-async` plus `redis-tls`, and what to turn on when both are
+//!   wanted: the two alone do not build together.
 //! - `postgres` (off by default): `PostgresStore`, sessions in one
 //!   PostgreSQL table, on the synchronous `postgres` client (see
 //!   `latchkey::store::postgres`).

@@ -21,7 +21,9 @@
 //!
 //! The futures need a Tokio runtime: polled outside one, a call fails
 //! with [`StoreError::Unavailable`] rather than panicking. TLS
-//! (`rediss://`) is not supported by this store yet.
+//! (`rediss://`, and `open_tls` for a private CA) needs the feature
+//! `redis-async-tls`, and then checks certificates exactly as
+//! [`RedisStore`'s TLS](super::RedisStore#tls) does.
 //!
 //! # Faults
 //!
@@ -105,8 +107,10 @@ impl AsyncRedisStore {
     /// yet (see [`AsyncRedisStore::ping`]).
     ///
     /// # Errors
-    /// [`StoreError::Unavailable`] if `url` is not a Redis URL, or asks for
-    /// TLS (`rediss://`), which this store does not support yet.
+    /// [`StoreError::Unavailable`] if `url` is not a Redis URL this build
+    /// supports: `rediss://` (TLS, checked against the system's roots)
+    /// needs the feature `redis-async-tls`, and `#insecure` is always
+    /// refused.
     ///
     /// # Example
     /// ```
@@ -118,13 +122,41 @@ impl AsyncRedisStore {
     /// # Ok::<(), latchkey::StoreError>(())
     /// ```
     pub fn open(url: &str) -> Result<AsyncRedisStore, StoreError> {
-        let client = Client::open(url).map_err(unavailable)?;
-        if let redis::ConnectionAddr::TcpTls { .. } = client.get_connection_info().addr() {
+        AsyncRedisStore::from_client(Client::open(url).map_err(unavailable)?)
+    }
+
+    /// A store for the Redis at a `rediss://` `url`, over TLS, trusting
+    /// the CA certificates in `root_ca_pem` instead of the system's roots
+    /// when it is `Some` (feature `redis-async-tls`): the same checks as
+    /// [`RedisStore::open_tls`](super::RedisStore::open_tls).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] if `url` is not a `rediss://` URL, asks
+    /// for `#insecure`, or `root_ca_pem` holds no certificate or one that
+    /// does not parse.
+    ///
+    /// # Example
+    /// ```no_run
+    /// use latchkey::AsyncRedisStore;
+    ///
+    /// let ca = std::fs::read("/etc/myapp/redis-ca.pem")?;
+    /// let store = AsyncRedisStore::open_tls("rediss://:secret@redis.internal:6380/", Some(&ca))?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[cfg(feature = "redis-async-tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis-async-tls")))]
+    pub fn open_tls(url: &str, root_ca_pem: Option<&[u8]>) -> Result<AsyncRedisStore, StoreError> {
+        AsyncRedisStore::from_client(super::tls_client(url, root_ca_pem)?)
+    }
+
+    fn from_client(client: Client) -> Result<AsyncRedisStore, StoreError> {
+        if !cfg!(feature = "redis-async-tls") && is_tls(&client) {
             return Err(unavailable(RedisError::from((
                 ErrorKind::InvalidClientConfig,
-                "AsyncRedisStore does not support rediss:// (TLS) yet",
+                "AsyncRedisStore speaks TLS (rediss://) only with the feature redis-async-tls",
             ))));
         }
+        super::refuse_insecure(&client)?;
         Ok(AsyncRedisStore {
             client,
             core: Core::new(),
@@ -281,6 +313,10 @@ impl AsyncRedisStore {
         if let Some(current) = self.slot.lock().clone() {
             return Ok(current);
         }
+        #[cfg(feature = "redis-async-tls")]
+        if is_tls(&self.client) {
+            super::ensure_crypto_provider();
+        }
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(self.core.connect_timeout))
             .set_response_timeout(Some(self.core.io_timeout));
@@ -428,6 +464,14 @@ impl AsyncRedisStore {
     }
 }
 
+/// Whether `client` connects with TLS (a `rediss://` URL).
+fn is_tls(client: &Client) -> bool {
+    matches!(
+        client.get_connection_info().addr(),
+        redis::ConnectionAddr::TcpTls { .. }
+    )
+}
+
 impl AsyncStore for AsyncRedisStore {
     async fn insert(&self, key: &StoreKey, record: &Record) -> Result<(), StoreError> {
         let call = self.core.insert_call(key, record)?;
@@ -535,9 +579,20 @@ mod tests {
     }
 
     #[test]
-    fn tls_urls_are_refused_not_downgraded() {
-        let err = AsyncRedisStore::open("rediss://127.0.0.1/").unwrap_err();
-        assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    fn insecure_tls_urls_are_refused_not_downgraded() {
+        for url in [
+            "rediss://127.0.0.1/#insecure",
+            "redis://127.0.0.1/#insecure",
+        ] {
+            let Err(err) = AsyncRedisStore::open(url) else {
+                // A plain URL ignores the fragment: no TLS to weaken.
+                assert!(url.starts_with("redis://"), "{url}");
+                continue;
+            };
+            assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+        }
+        #[cfg(not(feature = "redis-async-tls"))]
+        assert!(AsyncRedisStore::open("rediss://127.0.0.1/").is_err());
     }
 
     #[test]

@@ -361,6 +361,58 @@ impl fmt::Debug for RedisStore {
     }
 }
 
+/// Refuses a client for a `rediss://…#insecure` URL: `#insecure` turns
+/// off certificate checks, and anyone on the path could read and forge
+/// sessions. Refused when the store is made rather than at the first call.
+fn refuse_insecure(client: &Client) -> Result<(), StoreError> {
+    if let redis::ConnectionAddr::TcpTls { insecure: true, .. } =
+        client.get_connection_info().addr()
+    {
+        return Err(unavailable(RedisError::from((
+            ErrorKind::InvalidClientConfig,
+            "a rediss:// URL with #insecure (no certificate check) is refused",
+        ))));
+    }
+    Ok(())
+}
+
+/// A client for a `rediss://` `url` trusting the CAs in `root_ca_pem` if
+/// given (else the system's roots), checked as `RedisStore::open_tls`
+/// documents.
+#[cfg(feature = "redis-tls")]
+fn tls_client(url: &str, root_ca_pem: Option<&[u8]>) -> Result<Client, StoreError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject as _;
+
+    if let Some(pem) = root_ca_pem {
+        // An empty or garbled file would otherwise make an empty trust
+        // store, and every connection fail later with a less clear error.
+        let mut certs = 0usize;
+        for cert in CertificateDer::pem_slice_iter(pem) {
+            cert.map_err(|e| {
+                unavailable(RedisError::from((
+                    ErrorKind::InvalidClientConfig,
+                    "the root CA PEM does not parse",
+                    e.to_string(),
+                )))
+            })?;
+            certs += 1;
+        }
+        if certs == 0 {
+            return Err(unavailable(RedisError::from((
+                ErrorKind::InvalidClientConfig,
+                "the root CA PEM holds no certificate",
+            ))));
+        }
+    }
+    let certificates = redis::TlsCertificates {
+        client_tls: None,
+        root_cert: root_ca_pem.map(<[u8]>::to_vec),
+    };
+    // Refuses a URL that is not `rediss://`: TLS was asked for.
+    Client::build_with_tls(url, certificates).map_err(unavailable)
+}
+
 /// Gives rustls a process-wide crypto provider (`ring`) if the
 /// application has not installed one: the `redis` crate builds its TLS
 /// configuration with rustls's process default, and without one rustls
@@ -540,51 +592,11 @@ impl RedisStore {
     #[cfg(feature = "redis-tls")]
     #[cfg_attr(docsrs, doc(cfg(feature = "redis-tls")))]
     pub fn open_tls(url: &str, root_ca_pem: Option<&[u8]>) -> Result<RedisStore, StoreError> {
-        use rustls::pki_types::CertificateDer;
-        use rustls::pki_types::pem::PemObject as _;
-
-        if let Some(pem) = root_ca_pem {
-            // An empty or garbled file would otherwise make an empty trust
-            // store, and every connection fail later with a less clear error.
-            let mut certs = 0usize;
-            for cert in CertificateDer::pem_slice_iter(pem) {
-                cert.map_err(|e| {
-                    unavailable(RedisError::from((
-                        ErrorKind::InvalidClientConfig,
-                        "the root CA PEM does not parse",
-                        e.to_string(),
-                    )))
-                })?;
-                certs += 1;
-            }
-            if certs == 0 {
-                return Err(unavailable(RedisError::from((
-                    ErrorKind::InvalidClientConfig,
-                    "the root CA PEM holds no certificate",
-                ))));
-            }
-        }
-        let certificates = redis::TlsCertificates {
-            client_tls: None,
-            root_cert: root_ca_pem.map(<[u8]>::to_vec),
-        };
-        // Refuses a URL that is not `rediss://`: TLS was asked for.
-        let client = Client::build_with_tls(url, certificates).map_err(unavailable)?;
-        RedisStore::from_client(client)
+        RedisStore::from_client(tls_client(url, root_ca_pem)?)
     }
 
     fn from_client(client: Client) -> Result<RedisStore, StoreError> {
-        if let redis::ConnectionAddr::TcpTls { insecure: true, .. } =
-            client.get_connection_info().addr()
-        {
-            // `#insecure` turns off certificate checks: anyone on the path
-            // could read and forge sessions. Refused here rather than at the
-            // first call.
-            return Err(unavailable(RedisError::from((
-                ErrorKind::InvalidClientConfig,
-                "a rediss:// URL with #insecure (no certificate check) is refused",
-            ))));
-        }
+        refuse_insecure(&client)?;
         Ok(RedisStore {
             client,
             core: Core::new(),
