@@ -42,6 +42,12 @@
 //! - The prefix (default [`DEFAULT_PREFIX`], `latchkey:`) lets several
 //!   applications, or several test runs, share one Redis.
 //!
+//! A typical session (three small values, bound to a user of its own)
+//! costs Redis about 580 bytes by `MEMORY USAGE`: 360 for the record and
+//! its key, 216 for the user's index. Receipts add about 90 bytes per
+//! save for their few seconds. The `redis_costs` example in the
+//! repository measures it on your Redis.
+//!
 //! # Expiry
 //!
 //! Every write sets the key's native expiry to the record's
