@@ -85,6 +85,12 @@ use crate::data::SessionData;
 pub use crate::id::SealedId;
 use crate::id::{Fingerprint, StoreKey};
 
+#[cfg(feature = "async")]
+#[cfg_attr(docsrs, doc(cfg(feature = "async")))]
+pub use self::asynchronous::AsyncStore;
+
+#[cfg(feature = "async")]
+mod asynchronous;
 #[cfg(feature = "test-util")]
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub mod conformance;
