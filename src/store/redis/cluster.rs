@@ -411,7 +411,8 @@ impl RedisClusterStore {
         })
     }
 
-    /// Puts every key under `prefix` instead of [`DEFAULT_PREFIX`], as
+    /// Puts every key under `prefix` instead of
+    /// [`DEFAULT_PREFIX`](super::DEFAULT_PREFIX), as
     /// [`RedisStore::with_prefix`](crate::RedisStore::with_prefix) does.
     ///
     /// # Panics
@@ -434,7 +435,8 @@ impl RedisClusterStore {
         }
     }
 
-    /// Puts every key under `prefix` instead of [`DEFAULT_PREFIX`].
+    /// Puts every key under `prefix` instead of
+    /// [`DEFAULT_PREFIX`](super::DEFAULT_PREFIX).
     ///
     /// # Errors
     /// [`StoreError::Unavailable`] (a configuration error) if `prefix`
@@ -457,7 +459,8 @@ impl RedisClusterStore {
     }
 
     /// Waits at most `timeout` to connect to a node (default
-    /// [`DEFAULT_CONNECT_TIMEOUT`]). A zero duration means the default.
+    /// [`DEFAULT_CONNECT_TIMEOUT`](super::DEFAULT_CONNECT_TIMEOUT)). A zero
+    /// duration means the default.
     ///
     /// # Example
     /// ```
@@ -474,7 +477,8 @@ impl RedisClusterStore {
     }
 
     /// Waits at most `timeout` for each read and each write on a connection
-    /// (default [`DEFAULT_IO_TIMEOUT`]). A zero duration means the default.
+    /// (default [`DEFAULT_IO_TIMEOUT`](super::DEFAULT_IO_TIMEOUT)). A zero
+    /// duration means the default.
     ///
     /// # Example
     /// ```

@@ -818,6 +818,49 @@ mod tests {
     }
 
     #[test]
+    fn without_the_index_in_scripts_every_write_touches_one_slot() {
+        let t = Timestamp::from_unix_millis(1_800_000_000_000);
+        let record = Record {
+            version: 1,
+            expires_at: t,
+            state: RecordState::Live(LiveSession {
+                created_at: t,
+                last_seen: t,
+                auth_at: None,
+                absolute_deadline: t,
+                user: Some("alice".into()),
+                device: None,
+                data: SessionData::default(),
+            }),
+        };
+        let key = crate::id::SessionId::generate().store_key();
+        let tag = format!("{{{}}}", key.to_hex());
+        let (one, cluster) = (Core::new(), Core::without_index_in_scripts());
+        // One Redis: the index rides along; a cluster: the record (and
+        // its receipt) only.
+        assert_eq!(one.insert_call(&key, &record).unwrap().keys.len(), 2);
+        let calls = [
+            cluster.insert_call(&key, &record).unwrap(),
+            cluster.replace_call(&key, 1, &record).unwrap(),
+            cluster.remove_call(&key),
+            cluster.touch_call(&key, t, t),
+        ];
+        for call in &calls {
+            assert!(
+                call.keys.iter().all(|k| k.contains(&tag)),
+                "{:?}",
+                call.keys
+            );
+        }
+        assert_eq!(calls[0].keys.len(), 1);
+        // EVALSHA sha numkeys keys... args..., the retry flag in place.
+        let args = calls[0].cmd(false, true).args_iter().count();
+        assert_eq!(args, 3 + calls[0].keys.len() + calls[0].args.len());
+        let index = cluster.index_call(&cluster.user_key("alice"), &key.to_hex(), 5);
+        assert_eq!(index.keys, [cluster.user_key("alice")]);
+    }
+
+    #[test]
     fn only_the_retry_of_an_insert_says_so() {
         let core = Core::new();
         let key = crate::id::SessionId::generate().store_key();
