@@ -158,6 +158,12 @@
 //! - `redis-cluster` (off by default, implies `redis`): `RedisClusterStore`,
 //!   the same sessions in a Redis Cluster (see
 //!   `latchkey::store::redis::cluster`).
+//! - `redis-async` (off by default): `AsyncRedisStore`, the same keys,
+//!   scripts and records as `RedisStore` over one multiplexed connection
+//!   on Tokio, so async and blocking servers share one Redis.
+//! - `redis-async-tls` (off by default): `AsyncRedisStore` over TLS. It
+//!   is `redis-async` plus `redis-tls`, and what to turn on when both are
+//!   wanted: the two alone do not build together.
 //! - `postgres` (off by default): `PostgresStore`, sessions in one
 //!   PostgreSQL table, over `tokio-postgres` driven by the store with a
 //!   timeout on every wait (see `latchkey::store::postgres`).
@@ -227,6 +233,8 @@ pub use crate::store::memory::MemoryStore;
 pub use crate::store::postgres::PostgresStore;
 #[cfg(feature = "redis")]
 pub use crate::store::redis::RedisStore;
+#[cfg(feature = "redis-async")]
+pub use crate::store::redis::aio::AsyncRedisStore;
 #[cfg(feature = "redis-cluster")]
 pub use crate::store::redis::cluster::RedisClusterStore;
 // What a store implementer also needs (`Record`, `RecordState`,

@@ -713,3 +713,109 @@ fn a_write_redis_refuses_is_unavailable_and_changed_nothing() {
     assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
     assert_eq!(stored(&rig, &k), written(&bob));
 }
+
+// ---- The async store: the same faults, the same answers. ----
+
+#[cfg(feature = "redis-async")]
+mod async_store {
+    use super::*;
+    use latchkey::{AsyncRedisStore, AsyncStore};
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    /// An async store with the rig's prefix and clock, through the proxy.
+    fn store(rig: &Rig) -> AsyncRedisStore {
+        AsyncRedisStore::open(&rig.proxied_url)
+            .unwrap()
+            .with_prefix(rig.direct.prefix())
+            .with_clock(Arc::new(rig.clock.clone()))
+    }
+
+    #[test]
+    #[ignore = "needs a Redis server: set LATCHKEY_REDIS_URL and pass --include-ignored (.ci/run does)"]
+    fn an_async_replace_whose_reply_is_lost_is_retried_and_reported_applied() {
+        let (rig, rt) = (Rig::new(), rt());
+        let store = store(&rig);
+        let (k, now) = (key(), rig.clock.now());
+        rig.direct.insert(&k, &live(1, now, "before")).unwrap();
+        // The shared connection is open: the lost reply is on it.
+        assert!(rt.block_on(store.get(&k)).unwrap().is_some());
+        rig.proxy.arm(Fault::LoseReply, b"\"after\"", Then::Serve);
+        rt.block_on(store.replace(&k, 1, &live(2, now, "after")))
+            .unwrap();
+        assert_eq!(rig.proxy.fired(), 1);
+        assert_eq!(stored(&rig, &k), written(&live(2, now, "after")));
+    }
+
+    #[test]
+    #[ignore = "needs a Redis server: set LATCHKEY_REDIS_URL and pass --include-ignored (.ci/run does)"]
+    fn an_async_insert_whose_reply_is_lost_is_retried_and_reported_inserted() {
+        let (rig, rt) = (Rig::new(), rt());
+        let store = store(&rig);
+        let (k, now) = (key(), rig.clock.now());
+        rig.proxy.arm(Fault::LoseReply, b"\"fresh\"", Then::Serve);
+        rt.block_on(store.insert(&k, &live(1, now, "fresh")))
+            .unwrap();
+        assert_eq!(rig.proxy.fired(), 1);
+        assert_eq!(stored(&rig, &k), written(&live(1, now, "fresh")));
+        // A second insert of the very same record is still refused.
+        assert!(matches!(
+            rt.block_on(store.insert(&k, &live(1, now, "fresh"))),
+            Err(StoreError::Exists)
+        ));
+    }
+
+    #[test]
+    #[ignore = "needs a Redis server: set LATCHKEY_REDIS_URL and pass --include-ignored (.ci/run does)"]
+    fn an_async_rotation_that_cannot_be_retried_is_outcome_unknown_and_landed_whole() {
+        let (rig, rt) = (Rig::new(), rt());
+        let store = store(&rig);
+        let (old, new, now) = (key(), key(), rig.clock.now());
+        rig.direct.insert(&old, &live(1, now, "before")).unwrap();
+        rig.proxy
+            .arm(Fault::LoseReply, b"\"successor\"", Then::GoDown);
+        let retired = ended(2, now);
+        let err = rt
+            .block_on(store.rotate(&old, 1, &retired, &new, &live(1, now, "successor")))
+            .unwrap_err();
+        assert!(is_outcome_unknown(&err), "{err:?}");
+        assert_eq!(stored(&rig, &old), written(&retired));
+        assert_eq!(stored(&rig, &new), written(&live(1, now, "successor")));
+        // Once Redis is back, the store reconnects by itself.
+        rig.proxy.restore();
+        assert!(rt.block_on(store.get(&new)).unwrap().is_some());
+    }
+
+    #[test]
+    #[ignore = "needs a Redis server: set LATCHKEY_REDIS_URL and pass --include-ignored (.ci/run does)"]
+    fn an_async_write_that_times_out_is_outcome_unknown_and_a_read_unavailable() {
+        let (rig, rt) = (Rig::new(), rt());
+        let store = store(&rig).with_io_timeout(Duration::from_millis(200));
+        let (k, now) = (key(), rig.clock.now());
+        rig.direct.insert(&k, &live(1, now, "before")).unwrap();
+        rig.proxy.arm(Fault::HoldReply, b"\"after\"", Then::Serve);
+        let err = rt
+            .block_on(store.replace(&k, 1, &live(2, now, "after")))
+            .unwrap_err();
+        assert!(is_outcome_unknown(&err), "{err:?}");
+        rig.proxy.wait_fired(1);
+        assert_eq!(stored(&rig, &k), written(&live(2, now, "after")));
+        rig.proxy.arm(
+            Fault::HoldReply,
+            rig.direct.record_key(&k).as_bytes(),
+            Then::Serve,
+        );
+        let err = rt.block_on(store.get(&k)).unwrap_err();
+        assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+        // Later calls get their own answers, on a fresh connection.
+        assert_eq!(
+            rt.block_on(store.get(&k)).unwrap(),
+            Some(live(2, now, "after"))
+        );
+    }
+}

@@ -198,3 +198,67 @@ fn a_rediss_url_opens_without_connecting_and_debug_hides_the_password() {
     let plain = RedisStore::open("redis://127.0.0.1:6379/").unwrap();
     assert!(format!("{plain:?}").contains("tls: false"));
 }
+
+/// AsyncRedisStore over the same TLS server (feature `redis-async-tls`;
+/// `.ci/redis-tls` runs these with `--features redis-async-tls`).
+#[cfg(feature = "redis-async-tls")]
+mod async_tls {
+    use super::*;
+    use latchkey::{AsyncRedisStore, AsyncStore};
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    #[ignore = "needs a TLS redis-server: .ci/redis-tls runs it"]
+    fn an_async_store_shares_sessions_over_tls_with_a_private_ca() {
+        let clock = ManualClock::new(latchkey::Timestamp::from_unix_millis(1_800_000_000_000));
+        let sync = tls_store(&clock);
+        let store = AsyncRedisStore::open_tls(&tls_url(), Some(&pem(CA_VAR)))
+            .unwrap()
+            .with_prefix(sync.prefix())
+            .with_clock(Arc::new(clock.clone()));
+        let rt = rt();
+        rt.block_on(store.ping()).unwrap();
+        let m = StoreManager::new(sync).with_clock(Arc::new(clock));
+        let issued = m.create(NewSession::new().with_user("alice")).unwrap();
+        let listed = rt.block_on(store.sessions_of("alice")).unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(
+            listed[0].0,
+            SessionId::parse(issued.token()).unwrap().store_key()
+        );
+    }
+
+    #[test]
+    #[ignore = "needs a TLS redis-server: .ci/redis-tls runs it"]
+    fn an_unrelated_ca_is_refused_by_the_async_store_too() {
+        let store = AsyncRedisStore::open_tls(&tls_url(), Some(&pem(WRONG_CA_VAR)))
+            .unwrap()
+            .with_connect_timeout(Duration::from_secs(2));
+        let err = rt().block_on(store.ping()).unwrap_err();
+        let why = std::error::Error::source(&err).map(ToString::to_string);
+        assert!(
+            why.as_deref().is_some_and(|w| w.contains("certificate")),
+            "expected a certificate error, got {err:?}"
+        );
+        assert_unavailable(Err(err), "async ping with the wrong CA");
+        // The system roots do not trust the private CA either.
+        let store = AsyncRedisStore::open(&tls_url())
+            .unwrap()
+            .with_connect_timeout(Duration::from_secs(2));
+        assert_unavailable(rt().block_on(store.ping()), "async ping, system roots");
+    }
+
+    #[test]
+    fn an_insecure_url_is_refused_by_the_async_store() {
+        let err = AsyncRedisStore::open("rediss://127.0.0.1:6380/#insecure").unwrap_err();
+        assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+        assert!(AsyncRedisStore::open_tls("redis://127.0.0.1:6380/", None).is_err());
+        assert!(AsyncRedisStore::open_tls("rediss://127.0.0.1:6380/", Some(b"no pem")).is_err());
+    }
+}

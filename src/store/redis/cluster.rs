@@ -1,8 +1,10 @@
 //! [`RedisClusterStore`]: the Redis store's sessions in a Redis Cluster
 //! (feature `redis-cluster`).
 //!
-//! The keys, the record encoding and the Lua scripts are
-//! [`RedisStore`](crate::RedisStore)'s (see the [parent module](super)),
+//! The keys, the record encoding (the short JSON names), the Lua scripts
+//! and the reading of their answers are
+//! [`RedisStore`](crate::RedisStore)'s, from the code both share (see the
+//! [parent module](super)),
 //! so an operator reads a cluster as they read one Redis, node by node:
 //! `redis-cli -c --scan --pattern 'latchkey:session:*'` on each master.
 //! What changes is which writes can be atomic: a cluster runs a script only
@@ -13,9 +15,9 @@
 //!
 //! | operation | keys it touches | one slot because |
 //! |---|---|---|
-//! | `insert`, `replace`, `remove` | the record and the write's receipt | the receipt `op:{<record hex>}:…` is tagged with the record's hex |
-//! | `touch`, `get` | the record | |
-//! | adding to a user set | the set | the set alone |
+//! | `replace`, `remove` | the record and the write's receipt | the receipt `op:{<record hex>}:…` is tagged with the record's hex |
+//! | `insert`, `touch`, `get` | the record | |
+//! | adding to a user index | the index | the index alone |
 //! | `rotate` | two records, each in its own call | [`Store::rotate`]'s provided method (below) |
 //! | `sessions_of`, `purge_expired` | one key per command | |
 //!
@@ -28,13 +30,15 @@
 //!
 //! # The per-user index across slots
 //!
-//! A user's set lives in the slot of the user's hash, not in the slot of
-//! any of their sessions, so it cannot be updated in the script that
+//! A user's index (a hash whose fields are the user's session keys, as
+//! with one Redis) lives in the slot of the user's hash, not in the slot
+//! of any of their sessions, so it cannot be updated in the script that
 //! writes a record. The protocol that keeps it exact without a
 //! cross-slot transaction:
 //!
 //! - **A write that binds a record to a user** (an `insert` or `replace` of
-//!   a live record with a user) adds the record to the set, writes the
+//!   a live record with a user) adds the record to the index (`HSET`, in a
+//!   one-key script that also raises the index's expiry), writes the
 //!   record, and adds it again, and returns `Ok` only after the second
 //!   add. `insert` adds it again on [`StoreError::Exists`] too: a
 //!   rotation's roll-forward may find the successor already written by
@@ -42,16 +46,16 @@
 //! - **The cleaner** (in `sessions_of` and `purge_expired`) never removes
 //!   the member of a record it would return: it reads the record, and only
 //!   if the record is missing, not live, or bound to someone else does it
-//!   remove the member (SREM), then read the record again; if the record is
-//!   *now* live and bound to the user, it adds the member back and returns
-//!   the record.
+//!   remove the member (`HDEL`), then read the record again; if the record
+//!   is *now* live and bound to the user, it adds the member back and
+//!   returns the record.
 //!
 //! Why no write that returned loses its member: take a write W that made
-//! record R live for user U and a cleaner C that removes R from U's set.
-//! W's SET of R was acknowledged before W sent its second SADD, and C's
-//! SREM was acknowledged before C sent its second GET. If the SREM came
-//! before W's second SADD in the set's order, that SADD puts the member
-//! back. Otherwise the SREM, and so C's second GET, came after W's SET,
+//! record R live for user U and a cleaner C that removes R from U's index.
+//! W's SET of R was acknowledged before W sent its second add, and C's
+//! HDEL was acknowledged before C sent its second GET. If the HDEL came
+//! before W's second add in the index's order, that add puts the member
+//! back. Otherwise the HDEL, and so C's second GET, came after W's SET,
 //! so that GET sees R as W wrote it (or as a later write left it): if R is
 //! still live for U, C adds the member back; if a later write changed R,
 //! the member is that write's business, by the same argument. (If the
@@ -59,38 +63,50 @@
 //! reports the error: a stale member is harmless, a missing one is not.)
 //!
 //! No client holds a new session's token until `insert` returns, so a
-//! process that dies between the SET and the second SADD of an insert
+//! process that dies between the SET and the second add of an insert
 //! leaves an orphan record that no one can present, which expires by
-//! itself. The first SADD covers a `replace` that binds a user to a
-//! session a client already holds: the member is in the set before the
+//! itself. The first add covers a `replace` that binds a user to a
+//! session a client already holds: the member is in the index before the
 //! record says so.
+//!
+//! One Redis skips the index write of a `replace` that keeps the stored
+//! record's user and absolute deadline (see "The per-user index" in the
+//! [parent module](super)). This store does not: every binding write makes
+//! both adds. The skip would keep the argument above while every process
+//! completes the protocol, but each binding save is also what puts back
+//! a member lost to a crash in the windows below; with the skip, such a
+//! session would stay out of its user's index until it is rotated.
 //!
 //! What the protocol does not cover is a process dying in the middle of
 //! it while the other side works on the same member of the same user's
-//! set: a writer dying between its SET and its second SADD after a
-//! cleaner removed the member between the writer's first SADD and its SET,
-//! or a cleaner dying between its SREM
-//! and its second GET after a writer completed in between its first GET
-//! and its SREM. Either leaves a live session out of its user's index, so
-//! `terminate_all` would miss it; it still expires by its deadlines. Both
-//! need a crash inside a window of one round trip, during a concurrent
-//! write and cleaning of that very session. Members are removed only by
-//! the cleaner; a logout or an expiry leaves them to it.
+//! index: a writer dying between its SET and its second add after a
+//! cleaner removed the member between the writer's first add and its SET,
+//! or a cleaner dying between its HDEL and its second GET after a writer
+//! completed in between its first GET and its HDEL. Either leaves a live
+//! session out of its user's index, so `terminate_all` would miss it; it
+//! still expires by its deadlines. Both need a crash inside a window of
+//! one round trip, during a concurrent write and cleaning of that very
+//! session. Members are removed only by the cleaner; a logout or an
+//! expiry leaves them to it. The cleaner keeps a member while its record
+//! is live and bound to the user, by the rule of one Redis, so
+//! `purge_expired` drops the members of the records it deletes on its
+//! pass over the indexes.
 //!
 //! # Costs
 //!
 //! - `get`, `touch` and `remove`: one round trip, as with one Redis.
 //! - A write that binds a user (`insert` or `replace` of a live session
 //!   with a user): three round trips (add, write, add), to the masters of
-//!   two slots; without a user, one.
+//!   two slots; without a user, one. Like one Redis, an `insert` writes no
+//!   receipt: its retry after a lost reply takes its own bytes as proof.
 //! - `rotate`: two reads, then a `replace`, an `insert` (three round trips
 //!   with a user) and a read: seven round trips with a user, five without,
 //!   instead of one.
-//! - `sessions_of`: one for the set, then one pipelined batch of GETs
+//! - `sessions_of`: one for the index, then one pipelined batch of GETs
 //!   (the cluster client groups them by master), plus two or three per
 //!   stale member it cleans.
 //! - `purge_expired`: a SCAN of every master, one script call per session
-//!   key, then the cleaning of every user set. With native expiry in
+//!   key, then the cleaning of every user index. With native expiry in
 //!   place it is optional, as with one Redis.
 //! - Connections: the store keeps a pool of cluster connections, each
 //!   holding one connection to every node that serves slots.
@@ -107,7 +123,7 @@
 //! received an error reply did not run, so these retries are safe; after
 //! [`MAX_ATTEMPTS`] the call fails with [`StoreError::Unavailable`] (nothing
 //! changed). While a slot migrates, reads of its sessions follow `ASK`, but
-//! writes with a receipt (insert, replace, remove) touch two keys, one of
+//! writes with a receipt (replace, remove) touch two keys, one of
 //! them new, which neither node accepts until the slot has moved
 //! (`TRYAGAIN`): they wait out the retries and then fail as `Unavailable`
 //! if the migration of that slot takes longer.
@@ -171,18 +187,16 @@ use parking_lot::Mutex;
 use redis::cluster::{ClusterClientBuilder, ClusterConnection, cluster_pipe};
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::{
-    ConnectionInfo, ErrorKind, FromRedisValue, IntoConnectionInfo, RedisError, RedisResult, Script,
+    ConnectionInfo, ErrorKind, FromRedisValue, IntoConnectionInfo, RedisError, RedisResult,
     ServerErrorKind, Value,
 };
 
-use super::scripts::{LUA_INDEX, LUA_INSERT, LUA_PURGE, LUA_REMOVE, LUA_REPLACE, LUA_TOUCH};
-use super::{
-    Access, BATCH, DEFAULT_CONNECT_TIMEOUT, DEFAULT_IO_TIMEOUT, DEFAULT_MAX_IDLE_CONNECTIONS,
-    DEFAULT_PREFIX, DecodeError, check_prefix, corrupt, decode, decode_for, encode_for,
-    glob_escape, index_entry, may_have_run, receipt_key, receipt_ttl, record_key, script_source,
-    set_user_hash, ttl, unavailable, user_hash, user_key,
+use super::core::{
+    Access, Call, Core, KeyKind, decode_for, insert_answer, keeps_member, may_have_run,
+    remove_answer, replace_answer, scan_cmd, touch_answer, unavailable,
 };
-use crate::clock::{Clock, SystemClock, Timestamp};
+use super::{BATCH, DEFAULT_MAX_IDLE_CONNECTIONS, decode};
+use crate::clock::{Clock, Timestamp};
 use crate::id::StoreKey;
 use crate::store::{Record, Store, StoreError};
 
@@ -217,64 +231,18 @@ impl Con<'_> {
     }
 }
 
-/// A script as the cluster store sends it: `EVALSHA`, and `EVAL` with the
-/// source when the node does not know it yet (a fresh node, a promoted
-/// replica), to the node of the first key's slot only. (The `redis`
-/// crate's own fallback loads the script on every node, and so fails
-/// while any node is down.)
-struct Lua {
-    source: String,
-    hash: String,
-}
-
-impl Lua {
-    fn new(body: &str) -> Lua {
-        let source = script_source(body);
-        let hash = Script::new(&source).get_hash().to_owned();
-        Lua { source, hash }
-    }
-
-    fn call<T: FromRedisValue>(
-        &self,
-        con: &mut Con<'_>,
-        keys: &[&str],
-        args: &[&str],
-    ) -> RedisResult<T> {
-        let cmd = |verb: &str, script: &str| {
-            let mut c = redis::cmd(verb);
-            c.arg(script).arg(keys.len()).arg(keys).arg(args);
-            c
-        };
-        match con.query(&cmd("EVALSHA", &self.hash)) {
-            Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-                con.query(&cmd("EVAL", &self.source))
-            }
-            other => other,
+/// Sends a script call as `EVALSHA`, and `EVAL` with the source when the
+/// node does not know it yet (a fresh node, a promoted replica), to the
+/// node of the first key's slot only. (The `redis` crate's own fallback
+/// loads the script on every node, and so fails while any node is down.)
+/// `retry` says an earlier attempt of the call may have run (see
+/// `LUA_INSERT`).
+fn run(con: &mut Con<'_>, call: &Call<'_>, retry: bool) -> RedisResult<i64> {
+    match con.query(&call.cmd(false, retry)) {
+        Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+            con.query(&call.cmd(true, retry))
         }
-    }
-}
-
-/// The scripts, shared with [`RedisStore`](crate::RedisStore) (the same
-/// sources, so the same SHA-1s), each called with keys of one slot.
-struct Scripts {
-    insert: Lua,
-    replace: Lua,
-    touch: Lua,
-    remove: Lua,
-    purge: Lua,
-    index: Lua,
-}
-
-impl Scripts {
-    fn new() -> Scripts {
-        Scripts {
-            insert: Lua::new(LUA_INSERT),
-            replace: Lua::new(LUA_REPLACE),
-            touch: Lua::new(LUA_TOUCH),
-            remove: Lua::new(LUA_REMOVE),
-            purge: Lua::new(LUA_PURGE),
-            index: Lua::new(LUA_INDEX),
-        }
+        other => other,
     }
 }
 
@@ -298,17 +266,15 @@ impl Scripts {
 /// ```
 pub struct RedisClusterStore {
     nodes: Vec<ConnectionInfo>,
-    prefix: String,
-    connect_timeout: Duration,
-    io_timeout: Duration,
+    /// Key names, records, scripts and answers: `RedisStore`'s, with the
+    /// user index left out of the write scripts.
+    core: Core,
     max_idle: usize,
     /// Idle cluster connections. As with `RedisStore`, one is taken out
     /// for one operation and put back only if it succeeded; after any
     /// failed attempt (most often a redirect or a failed node) all are
     /// dropped, since they may share a slot map that is now stale.
     idle: Mutex<Vec<ClusterConnection>>,
-    clock: Arc<dyn Clock>,
-    scripts: Scripts,
 }
 
 impl fmt::Debug for RedisClusterStore {
@@ -317,9 +283,9 @@ impl fmt::Debug for RedisClusterStore {
         let nodes: Vec<String> = self.nodes.iter().map(|n| n.addr().to_string()).collect();
         f.debug_struct("RedisClusterStore")
             .field("nodes", &nodes)
-            .field("prefix", &self.prefix)
-            .field("connect_timeout", &self.connect_timeout)
-            .field("io_timeout", &self.io_timeout)
+            .field("prefix", &self.core.prefix)
+            .field("connect_timeout", &self.core.connect_timeout)
+            .field("io_timeout", &self.core.io_timeout)
             .field("idle_connections", &self.idle.lock().len())
             .finish_non_exhaustive()
     }
@@ -439,17 +405,14 @@ impl RedisClusterStore {
             .map_err(unavailable)?;
         Ok(RedisClusterStore {
             nodes,
-            prefix: DEFAULT_PREFIX.to_owned(),
-            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
-            io_timeout: DEFAULT_IO_TIMEOUT,
+            core: Core::without_index_in_scripts(),
             max_idle: DEFAULT_MAX_IDLE_CONNECTIONS,
             idle: Mutex::new(Vec::new()),
-            clock: Arc::new(SystemClock),
-            scripts: Scripts::new(),
         })
     }
 
-    /// Puts every key under `prefix` instead of [`DEFAULT_PREFIX`], as
+    /// Puts every key under `prefix` instead of
+    /// [`DEFAULT_PREFIX`](super::DEFAULT_PREFIX), as
     /// [`RedisStore::with_prefix`](crate::RedisStore::with_prefix) does.
     ///
     /// # Panics
@@ -472,7 +435,8 @@ impl RedisClusterStore {
         }
     }
 
-    /// Puts every key under `prefix` instead of [`DEFAULT_PREFIX`].
+    /// Puts every key under `prefix` instead of
+    /// [`DEFAULT_PREFIX`](super::DEFAULT_PREFIX).
     ///
     /// # Errors
     /// [`StoreError::Unavailable`] (a configuration error) if `prefix`
@@ -490,14 +454,13 @@ impl RedisClusterStore {
         mut self,
         prefix: impl Into<String>,
     ) -> Result<RedisClusterStore, StoreError> {
-        let prefix = prefix.into();
-        check_prefix(&prefix)?;
-        self.prefix = prefix;
+        self.core.set_prefix(prefix.into())?;
         Ok(self)
     }
 
     /// Waits at most `timeout` to connect to a node (default
-    /// [`DEFAULT_CONNECT_TIMEOUT`]). A zero duration means the default.
+    /// [`DEFAULT_CONNECT_TIMEOUT`](super::DEFAULT_CONNECT_TIMEOUT)). A zero
+    /// duration means the default.
     ///
     /// # Example
     /// ```
@@ -509,16 +472,13 @@ impl RedisClusterStore {
     /// ```
     #[must_use]
     pub fn with_connect_timeout(mut self, timeout: Duration) -> RedisClusterStore {
-        self.connect_timeout = if timeout.is_zero() {
-            DEFAULT_CONNECT_TIMEOUT
-        } else {
-            timeout
-        };
+        self.core.set_connect_timeout(timeout);
         self
     }
 
     /// Waits at most `timeout` for each read and each write on a connection
-    /// (default [`DEFAULT_IO_TIMEOUT`]). A zero duration means the default.
+    /// (default [`DEFAULT_IO_TIMEOUT`](super::DEFAULT_IO_TIMEOUT)). A zero
+    /// duration means the default.
     ///
     /// # Example
     /// ```
@@ -530,11 +490,7 @@ impl RedisClusterStore {
     /// ```
     #[must_use]
     pub fn with_io_timeout(mut self, timeout: Duration) -> RedisClusterStore {
-        self.io_timeout = if timeout.is_zero() {
-            DEFAULT_IO_TIMEOUT
-        } else {
-            timeout
-        };
+        self.core.set_io_timeout(timeout);
         self
     }
 
@@ -570,7 +526,7 @@ impl RedisClusterStore {
     /// ```
     #[must_use]
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> RedisClusterStore {
-        self.clock = clock;
+        self.core.clock = clock;
         self
     }
 
@@ -583,7 +539,7 @@ impl RedisClusterStore {
     /// # Ok::<(), latchkey::StoreError>(())
     /// ```
     pub fn prefix(&self) -> &str {
-        &self.prefix
+        &self.core.prefix
     }
 
     /// The Redis key holding the record under `key`, the same name
@@ -598,10 +554,10 @@ impl RedisClusterStore {
     /// # Ok::<(), latchkey::StoreError>(())
     /// ```
     pub fn record_key(&self, key: &StoreKey) -> String {
-        record_key(&self.prefix, key)
+        self.core.record_key(key)
     }
 
-    /// The Redis key of `user`'s index set, the same name
+    /// The Redis key of `user`'s index, the same name
     /// [`RedisStore::user_key`](crate::RedisStore::user_key) gives.
     ///
     /// # Example
@@ -612,7 +568,7 @@ impl RedisClusterStore {
     /// # Ok::<(), latchkey::StoreError>(())
     /// ```
     pub fn user_key(&self, user: &str) -> String {
-        user_key(&self.prefix, user)
+        self.core.user_key(user)
     }
 
     /// Checks that every master answers, connecting if needed.
@@ -630,7 +586,7 @@ impl RedisClusterStore {
     /// ```
     pub fn ping(&self) -> Result<(), StoreError> {
         // PING goes to every master.
-        self.with_con(Access::Read, |con| con.query::<()>(&redis::cmd("PING")))
+        self.with_con(Access::Read, |con, _| con.query::<()>(&redis::cmd("PING")))
     }
 
     fn connect(&self) -> Result<ClusterConnection, RedisError> {
@@ -645,12 +601,12 @@ impl RedisClusterStore {
         // No retries in the client: `with_con` retries, so that it knows
         // of every attempt whether it may have run.
         let client = ClusterClientBuilder::new(self.nodes.clone())
-            .connection_timeout(self.connect_timeout)
-            .response_timeout(self.io_timeout)
+            .connection_timeout(self.core.connect_timeout)
+            .response_timeout(self.core.io_timeout)
             .retries(0)
             .build()?;
         let con = client.get_connection()?;
-        con.set_write_timeout(Some(self.io_timeout))?;
+        con.set_write_timeout(Some(self.core.io_timeout))?;
         Ok(con)
     }
 
@@ -666,11 +622,13 @@ impl RedisClusterStore {
     /// connection) is sent again on a fresh connection, up to
     /// [`MAX_ATTEMPTS`]; one whose connection dropped after sending is
     /// retried once, as by `RedisStore`. So `op` may run more than once: a
-    /// write must carry a receipt or be idempotent.
+    /// write must carry a receipt or be idempotent. Its second argument
+    /// says whether an earlier attempt may have run (an insert's retry
+    /// then accepts its own bytes).
     fn with_con<T>(
         &self,
         access: Access,
-        mut op: impl FnMut(&mut Con<'_>) -> Result<T, RedisError>,
+        mut op: impl FnMut(&mut Con<'_>, bool) -> Result<T, RedisError>,
     ) -> Result<T, StoreError> {
         // The first attempt that may have run, if any: after it, a failure
         // of a write is `OutcomeUnknown` whatever the later attempts say.
@@ -693,10 +651,13 @@ impl RedisClusterStore {
                     Err(e) => return Err(fail(lost, e)),
                 },
             };
-            let outcome = op(&mut Con {
-                inner: &mut con,
-                ask: ask.as_ref(),
-            });
+            let outcome = op(
+                &mut Con {
+                    inner: &mut con,
+                    ask: ask.as_ref(),
+                },
+                lost.is_some(),
+            );
             let e = match outcome {
                 Ok(v) => {
                     self.release(con);
@@ -731,10 +692,6 @@ impl RedisClusterStore {
         }
     }
 
-    fn now(&self) -> Timestamp {
-        self.clock.now()
-    }
-
     /// Adds `member` to `set`, raising the set's expiry to `set_ttl`.
     fn add_member(
         &self,
@@ -743,13 +700,9 @@ impl RedisClusterStore {
         member: &str,
         set_ttl: u64,
     ) -> Result<(), StoreError> {
-        let set_ttl = set_ttl.to_string();
-        self.with_con(access, |con| {
-            self.scripts
-                .index
-                .call::<i64>(con, &[set], &[member, &set_ttl])
-        })
-        .map(drop)
+        let call = self.core.index_call(set, member, set_ttl);
+        self.with_con(access, |con, retry| run(con, &call, retry))
+            .map(drop)
     }
 
     /// The live records in `set` that `keep` accepts; removes the members
@@ -761,51 +714,42 @@ impl RedisClusterStore {
         set: &str,
         keep: impl Fn(&Record) -> bool,
     ) -> Result<Vec<(StoreKey, Record)>, StoreError> {
-        let members: Vec<String> = self.with_con(Access::Read, |con| {
-            con.query(redis::cmd("SMEMBERS").arg(set))
-        })?;
-        let (keys, odd): (Vec<_>, Vec<_>) = members
-            .into_iter()
-            .map(|m| (StoreKey::from_hex(&m), m))
-            .partition(|(k, _)| k.is_some());
-        let keys: Vec<(StoreKey, String)> = keys
-            .into_iter()
-            .filter_map(|(k, m)| Some((k?, m)))
+        let members_cmd = self.core.members_cmd(set);
+        let members: Vec<String> = self.with_con(Access::Read, |con, _| con.query(&members_cmd))?;
+        let keys: Vec<StoreKey> = members
+            .iter()
+            .filter_map(|m| StoreKey::from_hex(m))
             .collect();
         let mut values: Vec<Option<Vec<u8>>> = Vec::with_capacity(keys.len());
         for chunk in keys.chunks(BATCH) {
             // One GET per record, pipelined by master (never an MGET, which
             // a cluster refuses across slots). Bytes, not strings: a value
             // that is not UTF-8 is one corrupt record, not a failed call.
-            let got: Vec<Option<Vec<u8>>> = self.with_con(Access::Read, |con| {
+            let got: Vec<Option<Vec<u8>>> = self.with_con(Access::Read, |con, _| {
                 let mut pipe = cluster_pipe();
-                for (k, _) in chunk {
-                    pipe.cmd("GET").arg(self.record_key(k));
+                for k in chunk {
+                    pipe.cmd("GET").arg(self.core.record_key(k));
                 }
                 pipe.query(con.inner)
             })?;
             values.extend(got);
         }
-        let mut out = Vec::new();
-        for ((key, member), raw) in keys.into_iter().zip(values) {
-            match raw.as_deref().map(decode) {
-                Some(Ok(record)) if keep(&record) => {
-                    out.push((key, record));
-                    continue;
+        let (mut out, stale) = self.core.sort_index(members, values, &keep);
+        let mut odd = Vec::new();
+        for (member, key, _seen) in stale {
+            match key {
+                Some(key) => {
+                    if let Some(record) = self.unindex(set, &key, &member, &keep)? {
+                        out.push((key, record));
+                    }
                 }
-                // Not this store's: left alone, as by RedisStore.
-                Some(Err(_)) => continue,
-                None | Some(Ok(_)) => {}
-            }
-            if let Some(record) = self.unindex(set, &key, &member, &keep)? {
-                out.push((key, record));
+                None => odd.push(member),
             }
         }
         if !odd.is_empty() {
             // Not written by this store: nothing can ever match them.
-            let odd: Vec<String> = odd.into_iter().map(|(_, m)| m).collect();
-            self.with_con(Access::Read, |con| {
-                con.query::<i64>(redis::cmd("SREM").arg(set).arg(&odd))
+            self.with_con(Access::Read, |con, _| {
+                con.query::<i64>(redis::cmd("HDEL").arg(set).arg(&odd))
             })?;
         }
         Ok(out)
@@ -821,54 +765,55 @@ impl RedisClusterStore {
         member: &str,
         keep: &impl Fn(&Record) -> bool,
     ) -> Result<Option<Record>, StoreError> {
-        let rkey = self.record_key(key);
-        self.with_con(Access::Read, |con| {
-            con.query::<i64>(redis::cmd("SREM").arg(set).arg(member))
+        let get = self.core.get_cmd(key);
+        self.with_con(Access::Read, |con, _| {
+            con.query::<i64>(redis::cmd("HDEL").arg(set).arg(member))
         })?;
-        let raw: Option<Vec<u8>> =
-            match self.with_con(Access::Read, |con| con.query(redis::cmd("GET").arg(&rkey))) {
-                Ok(raw) => raw,
-                Err(e) => {
-                    // Unchecked, the removal might have dropped the member
-                    // of a record a write just bound: put it back (a stale
-                    // member is harmless, a missing one is not). No expiry
-                    // is set, in case the removal emptied the set: the
-                    // next binding write or cleaning sets one again.
-                    let _ = self.with_con(Access::Read, |con| {
-                        con.query::<i64>(redis::cmd("SADD").arg(set).arg(member))
-                    });
-                    return Err(e);
-                }
-            };
+        let raw: Option<Vec<u8>> = match self.with_con(Access::Read, |con, _| con.query(&get)) {
+            Ok(raw) => raw,
+            Err(e) => {
+                // Unchecked, the removal might have dropped the member
+                // of a record a write just bound: put it back (a stale
+                // member is harmless, a missing one is not). No expiry
+                // is set, in case the removal emptied the index: the
+                // next binding write or cleaning sets one again.
+                let _ = self.with_con(Access::Read, |con, _| {
+                    con.query::<i64>(redis::cmd("HSET").arg(set).arg(member).arg(""))
+                });
+                return Err(e);
+            }
+        };
         let Some(Ok(record)) = raw.as_deref().map(decode) else {
             return Ok(None);
         };
         if !keep(&record) {
             return Ok(None);
         }
-        let now = self.now();
-        let set_ttl = index_entry(&self.prefix, &record, now)
-            .map_or_else(|| ttl(record.expires_at, now), |(_, t)| t);
+        let now = self.core.now();
+        let set_ttl = self
+            .core
+            .index_entry(&record, now)
+            .map_or_else(|| self.core.ttl(record.expires_at, now), |(_, t)| t);
         self.add_member(Access::Read, set, member, set_ttl)?;
         Ok(Some(record))
     }
 
     /// The masters that serve slots, from `CLUSTER SLOTS`.
     fn masters(&self) -> Result<BTreeSet<(String, u16)>, StoreError> {
-        self.with_con(Access::Read, |con| {
+        self.with_con(Access::Read, |con, _| {
             let reply: Value = con.query(redis::cmd("CLUSTER").arg("SLOTS"))?;
             masters_of(reply)
         })
     }
 
-    /// One SCAN pass over the keys under the prefix followed by `rest` on
-    /// every master, handing each batch of names to `f`.
+    /// One SCAN pass over the keys of `kind` on every master, handing each
+    /// batch of names to `f`.
     fn scan(
         &self,
-        rest: &str,
+        kind: KeyKind,
         mut f: impl FnMut(Vec<String>) -> Result<(), StoreError>,
     ) -> Result<(), StoreError> {
-        let pattern = format!("{}{rest}*", glob_escape(&self.prefix));
+        let pattern = self.core.scan_pattern(kind);
         for (host, port) in self.masters()? {
             let route = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
                 host: host.clone(),
@@ -876,14 +821,10 @@ impl RedisClusterStore {
             });
             let mut cursor: u64 = 0;
             loop {
-                let (next, keys): (u64, Vec<String>) = self.with_con(Access::Read, |con| {
-                    let mut cmd = redis::cmd("SCAN");
-                    cmd.arg(cursor)
-                        .arg("MATCH")
-                        .arg(&pattern)
-                        .arg("COUNT")
-                        .arg(BATCH);
-                    let v = con.inner.route_command(&cmd, route.clone())?;
+                let (next, keys): (u64, Vec<String>) = self.with_con(Access::Read, |con, _| {
+                    let v = con
+                        .inner
+                        .route_command(&scan_cmd(&pattern, cursor), route.clone())?;
                     Ok(redis::from_redis_value(v)?)
                 })?;
                 if !keys.is_empty() {
@@ -898,37 +839,25 @@ impl RedisClusterStore {
         Ok(())
     }
 
-    /// A receipted write script (insert, replace) of `record` under `key`,
-    /// between the two adds to the user's set if the record binds one
-    /// (see the [module docs](self)). `done` says which answers wrote the
-    /// record, `again` which ones still need the second add.
+    /// A write script call (insert, replace) of `record` under `key`,
+    /// between the two adds to the user's index if the record binds one
+    /// (see the [module docs](self)). `again` says which answers still
+    /// need the second add.
     fn bound_write(
         &self,
         key: &StoreKey,
         record: &Record,
-        script: &Lua,
-        args: impl Fn(&str, &str, &str) -> Vec<String>,
+        call: &Call<'_>,
         again: impl Fn(i64) -> bool,
     ) -> Result<i64, StoreError> {
-        let now = self.now();
-        let (rkey, json) = (self.record_key(key), encode_for(key, record)?);
-        let record_ttl = ttl(record.expires_at, now).to_string();
-        let index = index_entry(&self.prefix, record, now);
+        let index = self.core.index_entry(record, self.core.now());
         let member = key.to_hex();
-        let (receipt, receipt_ttl) = (
-            receipt_key(&self.prefix, key),
-            receipt_ttl(self.connect_timeout, self.io_timeout).to_string(),
-        );
         if let Some((set, set_ttl)) = &index {
             // A member whose record is not (yet) bound is invisible to
             // readers, so a failure here leaves nothing to allow for.
             self.add_member(Access::Read, set, &member, *set_ttl)?;
         }
-        let args = args(&receipt_ttl, &json, &record_ttl);
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let code: i64 = self.with_con(Access::Write, |con| {
-            script.call(con, &[&receipt, &rkey], &args)
-        })?;
+        let code = self.with_con(Access::Write, |con, retry| run(con, call, retry))?;
         if let Some((set, set_ttl)) = &index
             && again(code)
         {
@@ -947,50 +876,25 @@ impl RedisClusterStore {
 
 impl Store for RedisClusterStore {
     fn insert(&self, key: &StoreKey, record: &Record) -> Result<(), StoreError> {
-        // Exists (0) adds again too: a rotation's roll-forward may find the
-        // successor written by the rotation it completes.
-        let code = self.bound_write(
-            key,
-            record,
-            &self.scripts.insert,
-            |receipt_ttl, json, ttl| vec![receipt_ttl.into(), json.into(), ttl.into()],
-            |code| code == 1 || code == 0,
-        )?;
-        match code {
-            1 => Ok(()),
-            _ => Err(StoreError::Exists),
-        }
+        // No receipt, as with one Redis: the retry after a lost reply
+        // takes its own bytes as proof (see `LUA_INSERT`). Exists (0) adds
+        // again too: a rotation's roll-forward may find the successor
+        // written by the rotation it completes.
+        let call = self.core.insert_call(key, record)?;
+        let code = self.bound_write(key, record, &call, |code| code == 1 || code == 0)?;
+        insert_answer(code)
     }
 
     fn get(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
-        let rkey = self.record_key(key);
-        let raw: Option<Vec<u8>> =
-            self.with_con(Access::Read, |con| con.query(redis::cmd("GET").arg(&rkey)))?;
+        let cmd = self.core.get_cmd(key);
+        let raw: Option<Vec<u8>> = self.with_con(Access::Read, |con, _| con.query(&cmd))?;
         raw.map(|raw| decode_for(key, &raw)).transpose()
     }
 
     fn replace(&self, key: &StoreKey, expected: u64, record: &Record) -> Result<(), StoreError> {
-        let expected = expected.to_string();
-        let code = self.bound_write(
-            key,
-            record,
-            &self.scripts.replace,
-            |receipt_ttl, json, ttl| {
-                vec![
-                    receipt_ttl.into(),
-                    expected.clone(),
-                    json.into(),
-                    ttl.into(),
-                ]
-            },
-            |code| code == 1,
-        )?;
-        match code {
-            1 => Ok(()),
-            0 => Err(StoreError::NotFound),
-            -1 => Err(StoreError::Conflict),
-            _ => Err(corrupt(key, DecodeError::Head)),
-        }
+        let call = self.core.replace_call(key, expected, record)?;
+        let code = self.bound_write(key, record, &call, |code| code == 1)?;
+        replace_answer(key, code)
     }
 
     fn touch(
@@ -999,39 +903,21 @@ impl Store for RedisClusterStore {
         last_seen: Timestamp,
         expires_at: Timestamp,
     ) -> Result<bool, StoreError> {
-        let rkey = self.record_key(key);
-        let args = [
-            last_seen.as_unix_millis().to_string(),
-            expires_at.as_unix_millis().to_string(),
-            ttl(expires_at, self.now()).to_string(),
-        ];
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         // No receipt: a touch only raises deadlines, so a retry that runs
         // it again changes nothing more.
-        let code: i64 = self.with_con(Access::Write, |con| {
-            self.scripts.touch.call(con, &[&rkey], &args)
-        })?;
-        match code {
-            1 => Ok(true),
-            0 => Ok(false),
-            _ => Err(corrupt(key, DecodeError::Head)),
-        }
+        let call = self.core.touch_call(key, last_seen, expires_at);
+        let code = self.with_con(Access::Write, |con, retry| run(con, &call, retry))?;
+        touch_answer(key, code)
     }
 
     // `rotate`: the provided method. The old and new records hash to
     // different slots, so no script may write both (module docs).
 
     fn remove(&self, key: &StoreKey) -> Result<bool, StoreError> {
-        // The user set keeps the member until a cleaner finds it stale.
-        let rkey = self.record_key(key);
-        let receipt = receipt_key(&self.prefix, key);
-        let receipt_ttl = receipt_ttl(self.connect_timeout, self.io_timeout).to_string();
-        let n: i64 = self.with_con(Access::Write, |con| {
-            self.scripts
-                .remove
-                .call(con, &[&receipt, &rkey], &[&receipt_ttl])
-        })?;
-        Ok(n > 0)
+        // The user index keeps the member until a cleaner finds it stale.
+        let call = self.core.remove_call(key);
+        let n = self.with_con(Access::Write, |con, retry| run(con, &call, retry))?;
+        Ok(remove_answer(n))
     }
 
     fn sessions_of(&self, user: &str) -> Result<Vec<(StoreKey, Record)>, StoreError> {
@@ -1040,30 +926,28 @@ impl Store for RedisClusterStore {
 
     /// Deletes the records with `expires_at <= now` on every master (Redis's
     /// native expiry already dropped most of them), one compare-and-delete
-    /// script per record, then cleans every user set. It costs time in
-    /// proportion to the number of sessions: with native expiry in place,
-    /// calling it is optional.
+    /// script per record, then cleans every user index by the rule of
+    /// `RedisStore` (a member stays while its record is live and bound to
+    /// the user). It costs time in proportion to the number of sessions:
+    /// with native expiry in place, calling it is optional.
     fn purge_expired(&self, now: Timestamp) -> Result<usize, StoreError> {
-        let now_arg = now.as_unix_millis().to_string();
         let mut purged = 0usize;
-        self.scan("session:", |keys| {
-            for k in &keys {
-                let n: i64 = self.with_con(Access::Write, |con| {
-                    self.scripts.purge.call(con, &[k], &[&now_arg])
-                })?;
+        self.scan(KeyKind::Session, |keys| {
+            for k in keys {
+                // One key per call: records of one SCAN batch are in
+                // different slots.
+                let call = self.core.purge_call(vec![k], now);
+                let n = self.with_con(Access::Write, |con, retry| run(con, &call, retry))?;
                 purged += usize::try_from(n).unwrap_or(0);
             }
             Ok(())
         })?;
-        self.scan("user:", |sets| {
+        self.scan(KeyKind::User, |sets| {
             for set in sets {
-                let Some(hash) = set_user_hash(&self.prefix, &set) else {
+                let Some(hash) = self.core.index_owner(&set).map(str::to_owned) else {
                     continue;
                 };
-                let hash = hash.to_owned();
-                self.read_index(&set, |r| {
-                    r.expires_at > now && r.user().is_some_and(|u| user_hash(u) == hash)
-                })?;
+                self.read_index(&set, |r| keeps_member(r, &hash))?;
             }
             Ok(())
         })?;

@@ -1,24 +1,28 @@
 //! The Lua scripts behind [`RedisStore`](super::RedisStore)'s atomic
 //! operations: each runs in one Redis call, so no other client sees a
-//! half-done write. Every script touches the record key(s) and user sets
-//! it is given; see the module docs of `store::redis` for the layout.
+//! half-done write. Every script touches the record key(s) and user
+//! indexes it is given; see the module docs of `store::redis` for the layout.
 //! `RedisClusterStore` runs the same insert, replace, touch, remove and
 //! purge scripts with one record (and its receipt, in its slot) and no
-//! sets, plus `LUA_INDEX` on a set alone: each call touches one slot.
+//! index, plus `LUA_INDEX` on an index alone: each call touches one slot.
 
 /// Lua shared by the scripts. `gt` compares two decimal strings without
 /// leading zeros exactly (Lua numbers are doubles and would round a u64).
-/// `index` adds the record(s) to user sets: the keys from `first` on are
-/// sets, and ARGV from `base` holds a (member, ttl) pair for each; a set's
-/// expiry is only ever raised.
+/// `index` adds the record(s) to user indexes (hashes whose fields are
+/// the members, with empty values: small ones are stored compactly): the
+/// keys from `first` on are indexes, and ARGV from `base` holds a (member,
+/// ttl) pair for each; an index's expiry is only ever raised. `bound`
+/// tells whether a stored value is a live record whose bytes after
+/// `"a":…,` (auth_at) start with `marker` (its absolute deadline and
+/// user).
 ///
-/// The receipted writes (insert, replace, rotate, remove) take their
-/// receipt key as KEYS[1] and its time to live as ARGV[1]. `replay`
-/// returns the answer a write already gave under that receipt (the caller
-/// is retrying after a lost reply), `applied` leaves the receipt with the
-/// answer, in the same atomic step as the write. Every write calls
-/// `index` (SADD, which fails on a key of another type) before its first
-/// SET, so a script that fails has written nothing.
+/// The receipted writes (replace, rotate, remove) take their receipt key
+/// as KEYS[1] and its time to live as ARGV[1]. `replay` returns the answer
+/// a write already gave under that receipt (the caller is retrying after a
+/// lost reply), `applied` leaves the receipt with the answer, in the same
+/// atomic step as the write. Every write calls `index` (HSET, which fails
+/// on a key of another type) before its first SET, so a script that fails
+/// has written nothing.
 pub(super) const LUA_COMMON: &str = r#"
 local function gt(a, b)
   if #a ~= #b then return #a > #b end
@@ -27,7 +31,7 @@ end
 local function index(first, base)
   for j = 1, #KEYS - first + 1 do
     local set, member, ttl = KEYS[first + j - 1], ARGV[base + 2 * j - 1], ARGV[base + 2 * j]
-    redis.call('SADD', set, member)
+    redis.call('HSET', set, member, '')
     if redis.call('PTTL', set) < tonumber(ttl) then
       redis.call('PEXPIRE', set, ttl)
     end
@@ -42,23 +46,40 @@ local function applied(code)
   redis.call('SET', KEYS[1], code, 'PX', ARGV[1])
   return code
 end
-local HEAD = '^{"version":(%d+),"expires_at":(%d+),'
+local HEAD = '^{"v":(%d+),"e":(%d+),'
+local LIVE = '^{"v":%d+,"e":%d+,"s":{"live":{"c":%d+,"l":%d+,"a":[%dnul]+,'
+local function bound(raw, marker)
+  local _, e = string.find(raw, LIVE)
+  return e ~= nil and string.sub(raw, e + 1, e + #marker) == marker
+end
 "#;
 
-/// KEYS: receipt, record, sets... ARGV: receipt ttl, json, ttl, (member,
-/// set ttl)... Returns 1 if inserted, 0 if the key exists.
+/// KEYS: record, indexes... ARGV: json, ttl, retry ("1" on the retry
+/// after a lost reply, else "0"), (member, index ttl)... Returns 1 if
+/// inserted, 0 if the key exists.
+///
+/// No receipt: the key is fresh and random, so a retry that finds the
+/// very bytes it sends was preceded by its own first attempt (or by a
+/// rotation's roll-forward writing the same successor, which counts as
+/// written too). A first attempt that finds them is an insert twice, and
+/// `Exists` like any other. This saves a receipt key per new session.
 pub(super) const LUA_INSERT: &str = r#"
-local seen = replay()
-if seen then return seen end
-if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
-index(3, 3)
-redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
-return applied(1)
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  if ARGV[3] == '1' and cur == ARGV[1] then return 1 end
+  return 0
+end
+index(2, 3)
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
 "#;
 
-/// KEYS: receipt, record, sets... ARGV: receipt ttl, expected version,
-/// json, ttl, (member, set ttl)... Returns 1 done, 0 missing, -1 conflict,
-/// -2 unreadable stored record.
+/// KEYS: receipt, record, index? ARGV: receipt ttl, expected version,
+/// json, ttl, (member, index ttl, binding)? Returns 1 done, 0 missing, -1
+/// conflict, -2 unreadable stored record. The index is written only if
+/// the binding is empty or the stored record does not show it: a save
+/// that keeps a session's user and absolute deadline leaves the index
+/// alone (see "The per-user index" in the module docs of `store::redis`).
 pub(super) const LUA_REPLACE: &str = r#"
 local seen = replay()
 if seen then return seen end
@@ -67,7 +88,7 @@ if not raw then return 0 end
 local ver = string.match(raw, HEAD)
 if not ver then return -2 end
 if ver ~= ARGV[2] then return -1 end
-index(3, 4)
+if not (KEYS[3] and ARGV[7] ~= '' and bound(raw, ARGV[7])) then index(3, 4) end
 redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[4])
 return applied(1)
 "#;
@@ -81,17 +102,17 @@ pub(super) const LUA_TOUCH: &str = r#"
 local raw = redis.call('GET', KEYS[1])
 if not raw then return 0 end
 local _, e, ver, exp, created, seen = string.find(raw,
-  '^{"version":(%d+),"expires_at":(%d+),"state":{"live":{"created_at":(%d+),"last_seen":(%d+),')
+  '^{"v":(%d+),"e":(%d+),"s":{"live":{"c":(%d+),"l":(%d+),')
 if not e then
-  if string.find(raw, '^{"version":%d+,"expires_at":%d+,"state":{"') then return 0 end
+  if string.find(raw, '^{"v":%d+,"e":%d+,"s":{"') then return 0 end
   return -2
 end
 local seen_up, exp_up = gt(ARGV[1], seen), gt(ARGV[2], exp)
 if not seen_up and not exp_up then return 1 end
 if seen_up then seen = ARGV[1] end
 if exp_up then exp = ARGV[2] end
-local out = '{"version":' .. ver .. ',"expires_at":' .. exp ..
-  ',"state":{"live":{"created_at":' .. created .. ',"last_seen":' .. seen .. ',' ..
+local out = '{"v":' .. ver .. ',"e":' .. exp ..
+  ',"s":{"live":{"c":' .. created .. ',"l":' .. seen .. ',' ..
   string.sub(raw, e + 1)
 if exp_up then
   redis.call('SET', KEYS[1], out, 'PX', ARGV[3])
@@ -101,8 +122,8 @@ end
 return 1
 "#;
 
-/// KEYS: receipt, old, new, sets... ARGV: receipt ttl, expected, retired
-/// json, ttl, record json, ttl, (member, set ttl)... Returns 1 done, 0 old
+/// KEYS: receipt, old, new, indexes... ARGV: receipt ttl, expected,
+/// retired json, ttl, record json, ttl, (member, index ttl)... Returns 1 done, 0 old
 /// missing, -1 conflict, -2 unreadable old record, -3 new exists. Nothing
 /// is written unless all checks pass.
 pub(super) const LUA_ROTATE: &str = r#"
@@ -130,9 +151,9 @@ if redis.call('DEL', KEYS[2]) == 0 then return 0 end
 return applied(1)
 "#;
 
-/// KEYS: set. ARGV: member, set ttl. Adds the member (and raises the
-/// set's expiry) on its own: the cluster store's index step, since there a
-/// user set lives in another slot than the record.
+/// KEYS: index. ARGV: member, index ttl. Adds the member (and raises the
+/// index's expiry) on its own: the cluster store's index step, since there
+/// a user index lives in another slot than the record.
 pub(super) const LUA_INDEX: &str = r#"
 index(1, 0)
 return 1
@@ -155,7 +176,7 @@ end
 return n
 "#;
 
-/// KEYS: set, records... ARGV: (member, value seen or '' for missing)...
+/// KEYS: index, records... ARGV: (member, value seen or '' for missing)...
 /// Removes each member whose record still has the value seen, so a
 /// concurrent write is never undone. Returns how many were removed.
 pub(super) const LUA_UNINDEX: &str = r#"
@@ -163,7 +184,7 @@ local n = 0
 for i = 2, #KEYS do
   local cur = redis.call('GET', KEYS[i]) or ''
   if cur == ARGV[2 * i - 2] then
-    n = n + redis.call('SREM', KEYS[1], ARGV[2 * i - 3])
+    n = n + redis.call('HDEL', KEYS[1], ARGV[2 * i - 3])
   end
 end
 return n
