@@ -21,7 +21,8 @@ use std::time::Duration;
 use conformance::store_conformance;
 use latchkey::store::{LiveSession, Record, RecordState};
 use latchkey::{
-    AsyncRedisStore, AsyncStore, Clock, EndReason, ManualClock, RedisStore, SessionData, SessionId,
+    AsyncRedisStore, AsyncSessionManager, AsyncStore, AsyncStoreManager, Clock, EndReason, Error,
+    Issued, Loaded, ManualClock, NewSession, RedisStore, Session, SessionData, SessionId,
     SessionManager, Store, StoreError, StoreKey, StoreManager, Timestamp,
 };
 use manager_suite::{Kind, manager_conformance};
@@ -103,6 +104,54 @@ impl Store for Bridge {
     }
     fn purge_expired(&self, now: Timestamp) -> Result<usize, StoreError> {
         self.rt.block_on(self.store.purge_expired(now))
+    }
+}
+
+/// An [`AsyncStoreManager`] behind the synchronous trait the manager suite
+/// drives, through `dyn AsyncSessionManager`: each call runs to completion
+/// on a runtime of its own, so the async driver's lifecycle is what runs
+/// against Redis.
+struct AsyncManagerBridge {
+    rt: tokio::runtime::Runtime,
+    manager: Arc<dyn AsyncSessionManager>,
+}
+
+impl std::fmt::Debug for AsyncManagerBridge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.manager.fmt(f)
+    }
+}
+
+impl SessionManager for AsyncManagerBridge {
+    fn create(&self, new: NewSession) -> Result<Issued, Error> {
+        self.rt.block_on(self.manager.create(new))
+    }
+    fn load(&self, token: &str) -> Result<Loaded, Error> {
+        self.rt.block_on(self.manager.load(token))
+    }
+    fn save(&self, session: &mut Session) -> Result<Option<Issued>, Error> {
+        self.rt.block_on(self.manager.save(session))
+    }
+    fn rotate(&self, session: &mut Session) -> Result<Issued, Error> {
+        self.rt.block_on(self.manager.rotate(session))
+    }
+    fn change_privilege(&self, session: &mut Session) -> Result<Issued, Error> {
+        self.rt.block_on(self.manager.change_privilege(session))
+    }
+    fn login(&self, session: &mut Session, user: &str) -> Result<Issued, Error> {
+        self.rt.block_on(self.manager.login(session, user))
+    }
+    fn reauthenticate(&self, session: &mut Session) -> Result<Issued, Error> {
+        self.rt.block_on(self.manager.reauthenticate(session))
+    }
+    fn require_recent_auth(&self, session: &Session, max_age: Duration) -> Result<(), Error> {
+        self.manager.require_recent_auth(session, max_age)
+    }
+    fn terminate(&self, session: &Session) -> Result<(), Error> {
+        self.rt.block_on(self.manager.terminate(session))
+    }
+    fn terminate_all(&self, user: &str, except: Option<&Session>) -> Result<Option<usize>, Error> {
+        self.rt.block_on(self.manager.terminate_all(user, except))
     }
 }
 
@@ -290,3 +339,24 @@ fn an_unreachable_redis_is_unavailable_and_nothing_panics() {
         Err(StoreError::Unavailable(_))
     ));
 }
+
+manager_conformance!(
+    #[ignore = "needs a Redis server: set LATCHKEY_REDIS_URL and pass --include-ignored (.ci/run does)"]
+    async_manager_async_redis,
+    |clock: &ManualClock, policy: latchkey::Policy| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let store = async_store(&redis_url(), &unique_prefix(), clock);
+        let manager = AsyncStoreManager::new(store)
+            .with_policy(policy)
+            .with_clock(Arc::new(clock.clone()))
+            .with_sleep(tokio::time::sleep);
+        let bridge = AsyncManagerBridge {
+            rt,
+            manager: Arc::new(manager),
+        };
+        (Arc::new(bridge) as Arc<dyn SessionManager>, Kind::Server)
+    }
+);
