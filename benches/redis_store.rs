@@ -12,6 +12,9 @@
 //! - `redis_manager/load`: `StoreManager::load` of a token: parse, hash,
 //!   GET, policy checks (within the touch interval, so no write).
 //! - `redis_manager/save`: `StoreManager::save` of a changed session.
+//! - `redis_manager/rotate`: `SessionManager::rotate` of a session bound to
+//!   a user (one script that retires the old record and writes the new
+//!   one), to compare with `benches/redis_cluster_store.rs`.
 //!
 //! Every iteration checks its result. Without `LATCHKEY_REDIS_URL` the
 //! bench prints a notice and measures nothing.
@@ -110,6 +113,13 @@ fn manager_cases(c: &mut Criterion, url: &str) {
             n += 1;
             session.insert("n", &n).unwrap();
             m.save(&mut session).unwrap();
+        })
+    });
+    // Each rotation leaves a retired record, as in production.
+    g.bench_function("rotate", |b| {
+        b.iter(|| {
+            let issued = m.rotate(&mut session).unwrap();
+            assert_eq!(issued.token().len(), 43);
         })
     });
     g.finish();
