@@ -70,6 +70,60 @@ impl Raw {
     }
 }
 
+/// `map` encoded: in place when it fits in [`INLINE`] bytes, else as text.
+fn encode(map: &Map<String, Value>) -> Raw {
+    let mut out = InPlaceWriter {
+        buf: [0; INLINE],
+        len: 0,
+    };
+    // Serializing a map of JSON values cannot fail but for want of room,
+    // which stops the writing at the first byte past the buffer.
+    if serde_json::to_writer(&mut out, map).is_ok()
+        && let Ok(len) = u8::try_from(out.len)
+    {
+        return Raw::Inline {
+            buf: out.buf,
+            start: 0,
+            len,
+        };
+    }
+    Raw::Text(
+        serde_json::to_string(map)
+            .unwrap_or_else(|_| "{}".into())
+            .into(),
+    )
+}
+
+/// Writes into a buffer of [`INLINE`] bytes, refusing what does not fit.
+struct InPlaceWriter {
+    buf: [u8; INLINE],
+    len: usize,
+}
+
+impl std::io::Write for InPlaceWriter {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.write_all(bytes).map(|()| bytes.len())
+    }
+
+    #[inline]
+    fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        let end = self.len + bytes.len();
+        match self.buf.get_mut(self.len..end) {
+            Some(to) => {
+                to.copy_from_slice(bytes);
+                self.len = end;
+                Ok(())
+            }
+            None => Err(std::io::ErrorKind::WriteZero.into()),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// The `len` bytes at `start` of a buffer kept in place, as text: `None`
 /// if they lie outside it or are not UTF-8.
 #[inline]
@@ -147,6 +201,24 @@ impl SessionData {
         self.raw.text().into()
     }
 
+    /// The current encoding's bytes, as [`encoded_text`](Self::encoded_text)
+    /// but with bytes in place handed over unchecked: a memory store copies
+    /// them into a record in place, where they are checked when read.
+    pub(crate) fn encoded_bytes(&self) -> Cow<'_, [u8]> {
+        match (&self.raw, self.dirty) {
+            (Raw::Inline { buf, start, len }, false) => {
+                let start = usize::from(*start);
+                buf.get(start..start + usize::from(*len))
+                    .unwrap_or_default()
+                    .into()
+            }
+            _ => match self.encoded_text() {
+                Cow::Borrowed(text) => text.as_bytes().into(),
+                Cow::Owned(text) => text.into_bytes().into(),
+            },
+        }
+    }
+
     /// The encoded JSON object.
     ///
     /// # Example
@@ -161,18 +233,29 @@ impl SessionData {
         }
     }
 
-    /// Clean data with the same content, holding only its encoding: what a
-    /// manager hands to a store.
-    pub(crate) fn to_stored(&self) -> SessionData {
-        if !self.dirty {
-            return SessionData {
-                raw: self.raw.clone(),
-                map: OnceLock::new(),
-                dirty: false,
-            };
+    /// The length of the current encoding, without checking bytes in place
+    /// as UTF-8 (bytes that are not would read as empty text: this is the
+    /// larger figure, so a size check on it is never the laxer one).
+    pub(crate) fn encoded_len(&self) -> usize {
+        match (&self.raw, self.dirty) {
+            (Raw::Text(text), false) => text.len(),
+            (Raw::Inline { len, .. }, false) => usize::from(*len),
+            _ => self.encoded_text().len(),
         }
+    }
+
+    /// Clean data with the same content, holding only its encoding: what a
+    /// manager hands to a store. Changes are encoded straight into a
+    /// buffer in place when they fit, as a memory store's record keeps
+    /// them, so a save of small data allocates nothing (and the session,
+    /// which keeps this encoding after the save, frees nothing).
+    pub(crate) fn to_stored(&self) -> SessionData {
+        let raw = match (self.dirty, self.map.get()) {
+            (true, Some(map)) => encode(map),
+            _ => self.raw.clone(),
+        };
         SessionData {
-            raw: Raw::Text(self.encoded()),
+            raw,
             map: OnceLock::new(),
             dirty: false,
         }
