@@ -411,6 +411,52 @@ mod tests {
     }
 
     #[test]
+    fn changed_data_is_stored_in_place_when_it_fits_and_as_text_when_not() {
+        // `{"k":"…"}` is the value's length plus 8.
+        for (n, in_place) in [
+            (0, true),
+            (INLINE - 8, true),
+            (INLINE - 7, false),
+            (4096, false),
+        ] {
+            let mut data = SessionData::from_encoded(Arc::from(r#"{"a":1}"#));
+            data.map_mut().remove("a");
+            data.map_mut().insert("k".into(), "x".repeat(n).into());
+            let want = serde_json::to_string(data.map()).unwrap();
+            assert_eq!(data.encoded_len(), want.len());
+            let stored = data.to_stored();
+            assert_eq!(matches!(stored.raw, Raw::Inline { .. }), in_place, "{n}");
+            assert_eq!(stored.encoded_text(), want);
+            assert_eq!(stored.encoded_bytes().as_ref(), want.as_bytes());
+            assert_eq!(stored.encoded_len(), want.len());
+            assert_eq!(stored, data);
+        }
+    }
+
+    #[test]
+    fn encoded_bytes_are_the_encoded_text_in_every_form() {
+        let text = r#"{"theme":"dark"}"#;
+        let mut changed = SessionData::from_encoded(Arc::from(r#"{}"#));
+        changed.map_mut().insert("theme".into(), "dark".into());
+        for data in [
+            SessionData::from_encoded(Arc::from(text)),
+            in_place(text, 9),
+            changed,
+        ] {
+            assert_eq!(data.encoded_bytes().as_ref(), text.as_bytes());
+            assert_eq!(data.encoded_len(), text.len());
+        }
+        // Bounds outside the buffer give no bytes rather than a panic.
+        let mut buf = [b' '; INLINE];
+        buf[..2].copy_from_slice(b"{}");
+        assert!(
+            SessionData::from_inline(buf, 99, 7)
+                .encoded_bytes()
+                .is_empty()
+        );
+    }
+
+    #[test]
     fn data_in_place_that_is_not_utf8_reads_as_empty_instead_of_panicking() {
         let mut buf = [b' '; INLINE];
         buf[..7].copy_from_slice(b"{\"a\":1}");
