@@ -58,6 +58,14 @@ impl Default for Raw {
 }
 
 impl Raw {
+    /// The encoding's length (bytes in place unchecked).
+    fn len(&self) -> usize {
+        match self {
+            Raw::Text(text) => text.len(),
+            Raw::Inline { len, .. } => usize::from(*len),
+        }
+    }
+
     /// The encoding. A memory store's bytes are always the UTF-8 it copied
     /// in from a `&str`, and nothing else writes them, so the empty text
     /// in the fallback needs memory corruption to be reached; it is there
@@ -71,7 +79,16 @@ impl Raw {
 }
 
 /// `map` encoded: in place when it fits in [`INLINE`] bytes, else as text.
-fn encode(map: &Map<String, Value>) -> Raw {
+/// `before` is the length of its last encoding: data that was far too
+/// large for the buffer goes straight to text, without a first try.
+fn encode(map: &Map<String, Value>, before: usize) -> Raw {
+    if before > 2 * INLINE {
+        return Raw::Text(
+            serde_json::to_string(map)
+                .unwrap_or_else(|_| "{}".into())
+                .into(),
+        );
+    }
     let mut out = InPlaceWriter {
         buf: [0; INLINE],
         len: 0,
@@ -237,10 +254,10 @@ impl SessionData {
     /// as UTF-8 (bytes that are not would read as empty text: this is the
     /// larger figure, so a size check on it is never the laxer one).
     pub(crate) fn encoded_len(&self) -> usize {
-        match (&self.raw, self.dirty) {
-            (Raw::Text(text), false) => text.len(),
-            (Raw::Inline { len, .. }, false) => usize::from(*len),
-            _ => self.encoded_text().len(),
+        if self.dirty {
+            self.encoded_text().len()
+        } else {
+            self.raw.len()
         }
     }
 
@@ -251,7 +268,7 @@ impl SessionData {
     /// which keeps this encoding after the save, frees nothing).
     pub(crate) fn to_stored(&self) -> SessionData {
         let raw = match (self.dirty, self.map.get()) {
-            (true, Some(map)) => encode(map),
+            (true, Some(map)) => encode(map, self.raw.len()),
             _ => self.raw.clone(),
         };
         SessionData {
@@ -431,6 +448,23 @@ mod tests {
             assert_eq!(stored.encoded_len(), want.len());
             assert_eq!(stored, data);
         }
+    }
+
+    #[test]
+    fn data_that_was_large_and_shrank_is_stored_as_text_and_reads_the_same() {
+        let mut data = SessionData::default();
+        data.map_mut()
+            .insert("k".into(), "x".repeat(4 * INLINE).into());
+        let mut stored = data.to_stored();
+        data.saved_as(stored);
+        data.map_mut().insert("k".into(), "small".into());
+        stored = data.to_stored();
+        assert_eq!(stored.encoded_text(), r#"{"k":"small"}"#);
+        data.saved_as(stored);
+        data.map_mut().insert("k".into(), "again".into());
+        // Now small, the next encoding is in place.
+        assert!(matches!(data.to_stored().raw, Raw::Inline { .. }));
+        assert_eq!(data.to_stored().encoded_text(), r#"{"k":"again"}"#);
     }
 
     #[test]
