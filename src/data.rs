@@ -283,6 +283,7 @@ impl SessionData {
     /// encoding becomes the stored one and the parsed map, which that
     /// encoding was made from, is kept, so a session read or changed again
     /// after a save parses nothing and frees nothing.
+    #[inline]
     pub(crate) fn saved_as(&mut self, stored: SessionData) {
         self.raw = stored.raw;
         self.dirty = false;

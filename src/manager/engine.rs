@@ -102,6 +102,7 @@ impl<D: Driver> ChainEnd for EndSteps<'_, D> {
 /// The data of a live record this engine just wrote, taken back for the
 /// session (which keeps the stored encoding) instead of cloned before the
 /// write. Every record `live_record` builds is live.
+#[inline]
 fn written_data(record: Record) -> SessionData {
     match record.state {
         RecordState::Live(live) => live.data,
