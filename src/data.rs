@@ -58,6 +58,14 @@ impl Default for Raw {
 }
 
 impl Raw {
+    /// The encoding's length (bytes in place unchecked).
+    fn len(&self) -> usize {
+        match self {
+            Raw::Text(text) => text.len(),
+            Raw::Inline { len, .. } => usize::from(*len),
+        }
+    }
+
     /// The encoding. A memory store's bytes are always the UTF-8 it copied
     /// in from a `&str`, and nothing else writes them, so the empty text
     /// in the fallback needs memory corruption to be reached; it is there
@@ -67,6 +75,69 @@ impl Raw {
             Raw::Text(text) => text,
             Raw::Inline { buf, start, len } => in_place_text(buf, *start, *len).unwrap_or_default(),
         }
+    }
+}
+
+/// `map` encoded: in place when it fits in [`INLINE`] bytes, else as text.
+/// `before` is the length of its last encoding: data that was far too
+/// large for the buffer goes straight to text, without a first try.
+fn encode(map: &Map<String, Value>, before: usize) -> Raw {
+    if before > 2 * INLINE {
+        return Raw::Text(
+            serde_json::to_string(map)
+                .unwrap_or_else(|_| "{}".into())
+                .into(),
+        );
+    }
+    let mut out = InPlaceWriter {
+        buf: [0; INLINE],
+        len: 0,
+    };
+    // Serializing a map of JSON values cannot fail but for want of room,
+    // which stops the writing at the first byte past the buffer.
+    if serde_json::to_writer(&mut out, map).is_ok()
+        && let Ok(len) = u8::try_from(out.len)
+    {
+        return Raw::Inline {
+            buf: out.buf,
+            start: 0,
+            len,
+        };
+    }
+    Raw::Text(
+        serde_json::to_string(map)
+            .unwrap_or_else(|_| "{}".into())
+            .into(),
+    )
+}
+
+/// Writes into a buffer of [`INLINE`] bytes, refusing what does not fit.
+struct InPlaceWriter {
+    buf: [u8; INLINE],
+    len: usize,
+}
+
+impl std::io::Write for InPlaceWriter {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.write_all(bytes).map(|()| bytes.len())
+    }
+
+    #[inline]
+    fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        let end = self.len + bytes.len();
+        match self.buf.get_mut(self.len..end) {
+            Some(to) => {
+                to.copy_from_slice(bytes);
+                self.len = end;
+                Ok(())
+            }
+            None => Err(std::io::ErrorKind::WriteZero.into()),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -147,6 +218,24 @@ impl SessionData {
         self.raw.text().into()
     }
 
+    /// The current encoding's bytes, as [`encoded_text`](Self::encoded_text)
+    /// but with bytes in place handed over unchecked: a memory store copies
+    /// them into a record in place, where they are checked when read.
+    pub(crate) fn encoded_bytes(&self) -> Cow<'_, [u8]> {
+        match (&self.raw, self.dirty) {
+            (Raw::Inline { buf, start, len }, false) => {
+                let start = usize::from(*start);
+                buf.get(start..start + usize::from(*len))
+                    .unwrap_or_default()
+                    .into()
+            }
+            _ => match self.encoded_text() {
+                Cow::Borrowed(text) => text.as_bytes().into(),
+                Cow::Owned(text) => text.into_bytes().into(),
+            },
+        }
+    }
+
     /// The encoded JSON object.
     ///
     /// # Example
@@ -161,18 +250,29 @@ impl SessionData {
         }
     }
 
-    /// Clean data with the same content, holding only its encoding: what a
-    /// manager hands to a store.
-    pub(crate) fn to_stored(&self) -> SessionData {
-        if !self.dirty {
-            return SessionData {
-                raw: self.raw.clone(),
-                map: OnceLock::new(),
-                dirty: false,
-            };
+    /// The length of the current encoding, without checking bytes in place
+    /// as UTF-8 (bytes that are not would read as empty text: this is the
+    /// larger figure, so a size check on it is never the laxer one).
+    pub(crate) fn encoded_len(&self) -> usize {
+        if self.dirty {
+            self.encoded_text().len()
+        } else {
+            self.raw.len()
         }
+    }
+
+    /// Clean data with the same content, holding only its encoding: what a
+    /// manager hands to a store. Changes are encoded straight into a
+    /// buffer in place when they fit, as a memory store's record keeps
+    /// them, so a save of small data allocates nothing (and the session,
+    /// which keeps this encoding after the save, frees nothing).
+    pub(crate) fn to_stored(&self) -> SessionData {
+        let raw = match (self.dirty, self.map.get()) {
+            (true, Some(map)) => encode(map, self.raw.len()),
+            _ => self.raw.clone(),
+        };
         SessionData {
-            raw: Raw::Text(self.encoded()),
+            raw,
             map: OnceLock::new(),
             dirty: false,
         }
@@ -183,6 +283,7 @@ impl SessionData {
     /// encoding becomes the stored one and the parsed map, which that
     /// encoding was made from, is kept, so a session read or changed again
     /// after a save parses nothing and frees nothing.
+    #[inline]
     pub(crate) fn saved_as(&mut self, stored: SessionData) {
         self.raw = stored.raw;
         self.dirty = false;
@@ -325,6 +426,69 @@ mod tests {
             assert_eq!(data, SessionData::from_encoded(Arc::from(text.as_str())));
             assert_eq!(data.encoded().as_ref(), text.as_str());
         }
+    }
+
+    #[test]
+    fn changed_data_is_stored_in_place_when_it_fits_and_as_text_when_not() {
+        // `{"k":"…"}` is the value's length plus 8.
+        for (n, in_place) in [
+            (0, true),
+            (INLINE - 8, true),
+            (INLINE - 7, false),
+            (4096, false),
+        ] {
+            let mut data = SessionData::from_encoded(Arc::from(r#"{"a":1}"#));
+            data.map_mut().remove("a");
+            data.map_mut().insert("k".into(), "x".repeat(n).into());
+            let want = serde_json::to_string(data.map()).unwrap();
+            assert_eq!(data.encoded_len(), want.len());
+            let stored = data.to_stored();
+            assert_eq!(matches!(stored.raw, Raw::Inline { .. }), in_place, "{n}");
+            assert_eq!(stored.encoded_text(), want);
+            assert_eq!(stored.encoded_bytes().as_ref(), want.as_bytes());
+            assert_eq!(stored.encoded_len(), want.len());
+            assert_eq!(stored, data);
+        }
+    }
+
+    #[test]
+    fn data_that_was_large_and_shrank_is_stored_as_text_and_reads_the_same() {
+        let mut data = SessionData::default();
+        data.map_mut()
+            .insert("k".into(), "x".repeat(4 * INLINE).into());
+        let mut stored = data.to_stored();
+        data.saved_as(stored);
+        data.map_mut().insert("k".into(), "small".into());
+        stored = data.to_stored();
+        assert_eq!(stored.encoded_text(), r#"{"k":"small"}"#);
+        data.saved_as(stored);
+        data.map_mut().insert("k".into(), "again".into());
+        // Now small, the next encoding is in place.
+        assert!(matches!(data.to_stored().raw, Raw::Inline { .. }));
+        assert_eq!(data.to_stored().encoded_text(), r#"{"k":"again"}"#);
+    }
+
+    #[test]
+    fn encoded_bytes_are_the_encoded_text_in_every_form() {
+        let text = r#"{"theme":"dark"}"#;
+        let mut changed = SessionData::from_encoded(Arc::from(r#"{}"#));
+        changed.map_mut().insert("theme".into(), "dark".into());
+        for data in [
+            SessionData::from_encoded(Arc::from(text)),
+            in_place(text, 9),
+            changed,
+        ] {
+            assert_eq!(data.encoded_bytes().as_ref(), text.as_bytes());
+            assert_eq!(data.encoded_len(), text.len());
+        }
+        // Bounds outside the buffer give no bytes rather than a panic.
+        let mut buf = [b' '; INLINE];
+        buf[..2].copy_from_slice(b"{}");
+        assert!(
+            SessionData::from_inline(buf, 99, 7)
+                .encoded_bytes()
+                .is_empty()
+        );
     }
 
     #[test]

@@ -497,7 +497,14 @@ impl Session {
             key: key.into(),
             source,
         })?;
-        self.data.map_mut().insert(key.into(), v);
+        // A key already there keeps its string: only the value changes.
+        let map = self.data.map_mut();
+        match map.get_mut(key) {
+            Some(slot) => *slot = v,
+            None => {
+                map.insert(key.into(), v);
+            }
+        }
         Ok(())
     }
 

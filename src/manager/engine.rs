@@ -99,10 +99,21 @@ impl<D: Driver> ChainEnd for EndSteps<'_, D> {
     }
 }
 
+/// The data of a live record this engine just wrote, taken back for the
+/// session (which keeps the stored encoding) instead of cloned before the
+/// write. Every record `live_record` builds is live.
+#[inline]
+fn written_data(record: Record) -> SessionData {
+    match record.state {
+        RecordState::Live(live) => live.data,
+        _ => unreachable!("live_record builds live records"),
+    }
+}
+
 impl<D: Driver> Engine<D> {
     fn check_size(&self, data: &SessionData) -> Result<(), Error> {
         // Borrowed: a clean encoding, as a store is handed, is not copied.
-        self.core.check_size(data.encoded_text().len())
+        self.core.check_size(data.encoded_len())
     }
 
     fn live_record(&self, version: u64, live: LiveSession) -> Record {
@@ -570,7 +581,6 @@ impl<D: Driver> Engine<D> {
         self.check_live(session, now)?;
         let live = self.live_from(session, now);
         self.check_size(&live.data)?;
-        let data = live.data.clone();
         let record = self.live_record(session.version + 1, live);
         if let Err(e) = self
             .store
@@ -582,7 +592,7 @@ impl<D: Driver> Engine<D> {
         session.version += 1;
         session.last_seen = now;
         session.idle_deadline = self.core.idle_deadline(now, session.absolute_deadline);
-        session.data.saved_as(data);
+        session.data.saved_as(written_data(record));
         Ok(None)
     }
 
@@ -603,7 +613,6 @@ impl<D: Driver> Engine<D> {
             rotation.successor_times(live.auth_at, live.absolute_deadline);
         let (auth_at, absolute) = (live.auth_at, live.absolute_deadline);
         self.check_size(&live.data)?;
-        let data = live.data.clone();
         let record = self.live_record(1, live);
         let new_id = SessionId::generate();
         let new_key = new_id.store_key();
@@ -647,7 +656,7 @@ impl<D: Driver> Engine<D> {
         session.auth_at = auth_at;
         session.absolute_deadline = absolute;
         session.idle_deadline = self.core.idle_deadline(now, absolute);
-        session.data.saved_as(data);
+        session.data.saved_as(written_data(record));
         Ok(new_id)
     }
 

@@ -126,15 +126,25 @@ enum Tail {
 }
 
 impl Tail {
-    /// A live tail holding copies of `user`, `device` and `data`.
-    fn live(user: Option<&str>, device: Option<&str>, data: &str) -> Tail {
+    /// A live tail holding copies of `user`, `device` and `data`: the
+    /// bytes of the data's encoding, copied in place unchecked (they are
+    /// checked as UTF-8 when read, as every tail in place is) and checked
+    /// here only when they spill to the heap as text.
+    fn live(user: Option<&str>, device: Option<&str>, data: &[u8]) -> Tail {
         let (u, d) = (user.map_or(0, str::len), device.map_or(0, str::len));
         let len = u + d + data.len();
         if len <= INLINE {
             let mut buf = [0u8; INLINE];
             let mut at = 0;
-            for part in [user, device, Some(data)].into_iter().flatten() {
-                buf[at..at + part.len()].copy_from_slice(part.as_bytes());
+            for part in [
+                user.map(str::as_bytes),
+                device.map(str::as_bytes),
+                Some(data),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                buf[at..at + part.len()].copy_from_slice(part);
                 at += part.len();
             }
             // `len <= INLINE < NONE`, so every length fits a u8 and no
@@ -150,7 +160,9 @@ impl Tail {
             Tail::Spilled {
                 user: user.map(Box::from),
                 device: device.map(Box::from),
-                data: Box::from(data),
+                // Bytes that are not UTF-8 (memory corruption of a
+                // session's copy) read as empty data, as they would there.
+                data: Box::from(std::str::from_utf8(data).unwrap_or_default()),
             }
         }
     }
@@ -251,7 +263,7 @@ impl Slot {
                 slot.tail = Tail::live(
                     s.user.as_deref(),
                     s.device.as_deref(),
-                    &s.data.encoded_text(),
+                    &s.data.encoded_bytes(),
                 );
             }
             RecordState::Rotated {
