@@ -15,6 +15,8 @@
 //!   hash, `SELECT`, policy checks (within the touch interval, so no
 //!   write).
 //! - `postgres_manager/save`: `StoreManager::save` of a changed session.
+//! - `postgres_manager/rotate`: `SessionManager::rotate` of a session
+//!   bound to a user (one transaction).
 //!
 //! Each run works in a table of its own (`latchkey_bench_<12 hex>`, made
 //! by `migrate` and left behind). What a write costs depends on the
@@ -22,104 +24,17 @@
 //! number. Every iteration checks its result. Without
 //! `LATCHKEY_POSTGRES_URL` the bench prints a notice and measures nothing.
 
-use std::hint::black_box;
-use std::sync::Arc;
-use std::time::Duration;
-
 use criterion::Criterion;
-use latchkey::store::{LiveSession, Record, RecordState};
-use latchkey::{
-    Clock, ManualClock, NewSession, PostgresStore, SessionData, SessionId, SessionManager, Store,
-    StoreManager, SystemClock,
-};
-
-fn record(version: u64, now: latchkey::Timestamp) -> Record {
-    let mut data = serde_json::Map::new();
-    data.insert("cart".into(), serde_json::json!(["book", "lamp", "pen"]));
-    data.insert("csrf".into(), serde_json::json!("3q2+7w8AAAAAAAAAAAAAAA"));
-    Record {
-        version,
-        expires_at: now.saturating_add(Duration::from_secs(1800)),
-        state: RecordState::Live(LiveSession {
-            created_at: now,
-            last_seen: now,
-            auth_at: Some(now),
-            absolute_deadline: now.saturating_add(Duration::from_secs(8 * 3600)),
-            user: Some("alice@example.com".into()),
-            device: Some("Firefox on Linux".into()),
-            data: SessionData::from_map(data),
-        }),
-    }
-}
+use latchkey::{ManualClock, PostgresStore};
+use latchkey_bench_support::remote::{manager_cases, run_tag, store_cases};
 
 fn store(url: &str) -> PostgresStore {
-    let table = format!("latchkey_bench_{}", SessionId::generate().fingerprint());
     let store = match PostgresStore::connect(url) {
-        Ok(s) => s.with_table(&table),
+        Ok(s) => s.with_table(&format!("latchkey_bench_{}", run_tag())),
         Err(e) => panic!("bad LATCHKEY_POSTGRES_URL: {e}"),
     };
     store.migrate().unwrap();
     store
-}
-
-fn store_cases(c: &mut Criterion, url: &str) {
-    let s = store(url);
-    let now = SystemClock.now();
-    let key = SessionId::generate().store_key();
-    s.insert(&key, &record(1, now)).unwrap();
-    let mut g = c.benchmark_group("postgres_store");
-    g.bench_function("get", |b| {
-        b.iter(|| {
-            let r = s.get(black_box(&key)).unwrap();
-            assert!(r.is_some());
-        })
-    });
-    let mut version = 1;
-    g.bench_function("replace", |b| {
-        b.iter(|| {
-            s.replace(&key, version, &record(version + 1, now)).unwrap();
-            version += 1;
-        })
-    });
-    let mut t = now;
-    g.bench_function("touch", |b| {
-        b.iter(|| {
-            t = t.saturating_add(Duration::from_millis(1));
-            let exp = t.saturating_add(Duration::from_secs(1800));
-            assert!(s.touch(&key, t, exp).unwrap());
-        })
-    });
-    g.finish();
-}
-
-fn manager_cases(c: &mut Criterion, url: &str) {
-    let clock = ManualClock::starting_now();
-    let m = StoreManager::new(store(url)).with_clock(Arc::new(clock.clone()));
-    let issued = m
-        .create(
-            NewSession::new()
-                .with_user("alice@example.com")
-                .with_value("cart", &["book", "lamp", "pen"])
-                .unwrap(),
-        )
-        .unwrap();
-    let mut g = c.benchmark_group("postgres_manager");
-    g.bench_function("load", |b| {
-        b.iter(|| {
-            let loaded = m.load(black_box(issued.token())).unwrap();
-            assert!(loaded.reissue.is_none());
-        })
-    });
-    let mut session = m.load(issued.token()).unwrap().session;
-    let mut n = 0u64;
-    g.bench_function("save", |b| {
-        b.iter(|| {
-            n += 1;
-            session.insert("n", &n).unwrap();
-            m.save(&mut session).unwrap();
-        })
-    });
-    g.finish();
 }
 
 fn main() {
@@ -135,7 +50,12 @@ fn main() {
         }
     };
     let mut c = Criterion::default().configure_from_args();
-    store_cases(&mut c, &url);
-    manager_cases(&mut c, &url);
+    store_cases(&mut c, "postgres_store", &store(&url));
+    manager_cases(
+        &mut c,
+        "postgres_manager",
+        store(&url),
+        &ManualClock::starting_now(),
+    );
     c.final_summary();
 }

@@ -10,6 +10,8 @@
 //! instead of hitting the same few records.
 #![deny(missing_docs)]
 
+pub mod remote;
+
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
