@@ -62,6 +62,7 @@ fn show(unit: &str, v: f64) -> String {
         "ops/s" => format!("{:.1} k/s", v / 1e3),
         "x" => format!("{v:.2}×"),
         "bytes" => format!("{v:.0} B"),
+        "%" => format!("{v:.2}%"),
         _ => format!("{v}"),
     }
 }
@@ -96,7 +97,7 @@ fn judge(row: &Row, f: &Figure) -> (String, String, &'static str) {
             format!(" {}", g.vs)
         };
         let limit = |v: f64| match row.unit.as_str() {
-            "bytes" | "count" if g.vs == "value" => show(&row.unit, v),
+            "bytes" | "count" | "%" if g.vs == "value" => show(&row.unit, v),
             _ => format!("{v}×"),
         };
         let (text, ok) = match (g.at_most, g.at_least, base) {
@@ -254,7 +255,7 @@ mod tests {
         assert_eq!(cases.len(), g.rows.len());
         for r in &g.rows {
             assert!(
-                ["ns", "ops/s", "x", "bytes", "count"].contains(&r.unit.as_str()),
+                ["ns", "ops/s", "x", "bytes", "count", "%"].contains(&r.unit.as_str()),
                 "{}",
                 r.case
             );
