@@ -305,7 +305,20 @@ mod tests {
             judge(row("memory_1m"), &f(250.0, Some(489.0), None)).1,
             "≤ 300 B"
         );
-        assert_eq!(judge(row("e2e_axum_rps"), &f(1.0, Some(1.0), None)).2, "–");
+        // A row without goals has no verdict.
+        assert_eq!(
+            judge(row("e2e_axum_rps_redis_sync"), &f(1.0, Some(1.0), None)).2,
+            "–"
+        );
+        // A share against a value: 0.5% meets "≤ 1%", 5% does not.
+        let share = row("e2e_axum_409_redis");
+        assert_eq!(judge(share, &f(0.5, Some(0.0), None)).1, "≤ 1.00%");
+        assert_eq!(judge(share, &f(0.5, Some(0.0), None)).2, "yes");
+        assert_eq!(judge(share, &f(5.0, Some(0.0), None)).2, "**no**");
+        assert_eq!(
+            judge(row("e2e_axum_lost_redis"), &f(0.0, Some(9.0), None)).2,
+            "yes"
+        );
     }
 
     #[test]
