@@ -287,10 +287,10 @@ fn backend_failure(what: &'static str) -> Error {
     Error::Store(StoreError::Unavailable(what.into()))
 }
 
-/// The most a backoff waits before the `attempt`-th retry (1-based): 2 ms,
-/// doubling, at most 32 ms.
+/// The most a backoff waits before the `attempt`-th retry (1-based): 1 ms,
+/// doubling, at most 32 ms (as the core's `update` waits).
 pub(crate) fn backoff_ceiling(attempt: u32) -> Duration {
-    Duration::from_millis(1 << attempt.clamp(1, 5))
+    Duration::from_millis(1 << attempt.clamp(1, 6).saturating_sub(1))
 }
 
 /// Waits a random time up to [`backoff_ceiling`] ("full jitter"). Requests
@@ -318,8 +318,8 @@ mod tests {
     #[test]
     fn backoff_ceiling_doubles_and_stays_short() {
         let ms: Vec<u128> = (1..=8).map(|a| backoff_ceiling(a).as_millis()).collect();
-        assert_eq!(ms, [2, 4, 8, 16, 32, 32, 32, 32]);
-        assert_eq!(backoff_ceiling(0).as_millis(), 2);
+        assert_eq!(ms, [1, 2, 4, 8, 16, 32, 32, 32]);
+        assert_eq!(backoff_ceiling(0).as_millis(), 1);
     }
 
     #[test]

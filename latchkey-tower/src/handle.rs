@@ -137,8 +137,8 @@ struct Inner {
 /// lose that write. `update`, `change_privilege`, `rotate` and `login` then
 /// reload the session, apply the closure again to the fresh copy and retry,
 /// up to [`SessionLayer::with_max_attempts`](crate::SessionLayer::with_max_attempts)
-/// attempts in all (8 by default), before answering 409. Between attempts
-/// they wait a short random time (up to 2 ms, doubling to at most 32 ms):
+/// attempts in all (12 by default), before answering 409. Between attempts
+/// they wait a short random time (up to 1 ms, doubling to at most 32 ms):
 /// requests that conflicted were released together, and retried at once
 /// they meet again. Measured on Redis, immediate retries left 60% of 64
 /// concurrent requests on one session failing. Each conflict means another

@@ -25,7 +25,10 @@ use crate::handle::{CookieChange, Outcome, SessionHandle, Start};
 const SEC_FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site");
 
 /// The default of [`SessionLayer::with_max_attempts`].
-const DEFAULT_MAX_ATTEMPTS: u32 = 8;
+/// 12, as the core's `update`: with the backoff between attempts, enough
+/// that 64 concurrent increments of one session over Redis all land
+/// (peers' `e2e` one-cookie test).
+const DEFAULT_MAX_ATTEMPTS: u32 = 12;
 
 /// What every request of one layer shares.
 #[derive(Clone)]
@@ -129,7 +132,7 @@ impl fmt::Debug for SessionLayer {
 
 impl SessionLayer {
     /// A layer for sessions from `manager`, carried in the cookie `cookies`
-    /// describes, with the origin check on and up to 8 attempts for a
+    /// describes, with the origin check on and up to 12 attempts for a
     /// conflicting save.
     ///
     /// With stateless tickets, give the `TicketManager` the same config
@@ -269,7 +272,7 @@ impl SessionLayer {
 
     /// How many times an operation that hits a version conflict is tried
     /// in all (reloading the session and applying the change again in
-    /// between) before it answers 409. At least 1 (no retry); 8 by
+    /// between) before it answers 409. At least 1 (no retry); 12 by
     /// default. See [`SessionHandle`] on conflicts.
     ///
     /// # Example

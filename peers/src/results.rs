@@ -38,7 +38,8 @@ pub struct Figure {
     /// had changes); filled in by [`record`].
     #[serde(default)]
     pub commit: String,
-    /// The machine (see [`machine`]); filled in by [`record`].
+    /// The machine (see [`machine`]); filled in by [`record`] unless
+    /// given (a harness that pins itself to one CPU takes it before).
     #[serde(default)]
     pub machine: String,
 }
@@ -80,7 +81,9 @@ pub fn record(case: &str, mut figure: Figure) {
     };
     figure.at = now_utc();
     figure.commit = commit();
-    figure.machine = machine();
+    if figure.machine.is_empty() {
+        figure.machine = machine();
+    }
     all.insert(case.to_owned(), figure);
     let p = path();
     if let Some(dir) = p.parent() {

@@ -5,12 +5,20 @@
 //! # Running
 //!
 //! ```sh
-//! # every case, 3 interleaved rounds (~2.5 min with Redis, ~1.5 min without):
+//! # every case, 3 interleaved rounds (~4 min with Redis, ~1.5 min without);
+//! # records its headline figures for BENCHMARKS.md (see below):
 //! LATCHKEY_REDIS_URL=redis://127.0.0.1:6379/ \
 //!   cargo run --release -p latchkey-peers --features e2e --bin e2e
 //! # a few seconds: one round of 1 s per case, a small one-cookie burst
+//! # (records nothing)
 //! cargo run --release -p latchkey-peers --features e2e --bin e2e -- --quick
 //! ```
+//!
+//! Three stacks: **latchkey** (latchkey-tower; over Redis the async driver,
+//! `SessionLayer::from_async` on `AsyncStoreManager<AsyncRedisStore>`),
+//! **latchkey-sync** (Redis only: `SessionLayer::new` on
+//! `StoreManager<RedisStore>`, its calls on tokio's blocking pool, kept for
+//! comparison) and **tower-sessions**.
 //!
 //! To see where a server's time goes, run it under a profiler:
 //! `E2E_SERVER_WRAPPER="valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.%p"`
@@ -27,15 +35,15 @@
 //! (1), `--rounds N` (3), `--sessions N` (1000), `--connections N` (64),
 //! `--one-cookie N` (requests per connection in the one-cookie test, 20),
 //! `--stores memory,redis`, `--ops increment,read`,
-//! `--stacks latchkey,tower-sessions`, `--port P` (the
+//! `--stacks latchkey,latchkey-sync,tower-sessions`, `--port P` (the
 //! server's port on 127.0.0.1; 0, the default, lets the system choose),
 //! `--server-cpu I` (0) and `--client-cpu I` (1) (indexes among the CPUs
 //! this process may use; `--server-cpu none` leaves both unpinned),
 //! `--workers N` (the server's tokio worker threads, 1),
 //! `--one-cookie-workers N` (the same for the one-cookie test, 2),
 //! `--max-attempts N` (latchkey's attempts for a conflicting save; its
-//! default, 8, unless given), `--latchkey-redis-idle N` (latchkey's
-//! `RedisStore::with_max_idle_connections`; its default, 16, unless given),
+//! default unless given), `--latchkey-redis-idle N` (latchkey-sync's
+//! `RedisStore::with_max_idle_connections`; its default unless given),
 //! `--out PATH` (the JSON file; default
 //! `$CARGO_TARGET_DIR/e2e.json`, else `target/e2e.json`).
 //!
@@ -76,8 +84,9 @@
 //! one thread).
 //!
 //! Rounds interleave the stacks: within each round every case runs once for
-//! each stack, back to back, latchkey first in even rounds and
-//! tower-sessions first in odd ones, so a slow spell of the shared machine
+//! each stack, back to back, the stacks' order rotating by one each round
+//! (latchkey first in round 1, latchkey-sync in round 2, tower-sessions in
+//! round 3), so a slow spell of the shared machine
 //! falls on both. Each figure reported is the median over rounds, taken per
 //! figure (one-cookie counts are summed over rounds).
 //!
@@ -111,6 +120,16 @@
 //!   response (status `0`: a broken connection, a response this client
 //!   cannot read), summed over rounds; a case with any is suspect.
 //!
+//! # The results file
+//!
+//! A full run (not `--quick`) records through `latchkey_peers::results`
+//! (BENCHMARKS.md's table, `report`): `e2e_axum_rps_{memory,redis}` and
+//! `e2e_axum_p99_{memory,redis}` (the increment case, latchkey beside
+//! tower-sessions), `e2e_axum_rps_redis_sync` (latchkey-sync beside
+//! tower-sessions), and from the one-cookie test
+//! `e2e_axum_lost_{memory,redis}` and `e2e_axum_409_{memory,redis}` (409s
+//! per 100 requests).
+//!
 //! # The JSON file
 //!
 //! Written anew by each run. One object: `"harness": "e2e"`, `"format": 1`,
@@ -123,7 +142,8 @@
 //!   `max_attempts`, `latchkey_redis_idle` (null: latchkey's defaults), and
 //!   `redis` (whether the Redis cases ran).
 //!
-//! - `cases[]`: `stack` (`"latchkey"` | `"tower-sessions"`), `store`
+//! - `cases[]`: `stack` (`"latchkey"` | `"latchkey-sync"` |
+//!   `"tower-sessions"`), `store`
 //!   (`"memory"` | `"redis"`), `op` (`"increment"` | `"read"`), `median`
 //!   {`rps`, `p50_us`, `p99_us`, `cpu_us_per_req`, `server_cpu_util`,
 //!   `rss_kib`, `hwm_kib`, `redis_cpu_us_per_req` (null without Redis or
@@ -200,6 +220,12 @@ struct Config {
     redis_url: Option<String>,
     #[serde(skip)]
     out: PathBuf,
+    /// Whether to record the headline figures (not after `--quick`).
+    #[serde(skip)]
+    record: bool,
+    /// The machine, as recorded (taken before the driver pins itself).
+    #[serde(skip)]
+    machine: String,
 }
 
 fn usage(message: &str) -> ! {
@@ -222,7 +248,7 @@ impl Config {
             one_cookie_per_connection: 20,
             stores: vec![Store::Memory, Store::Redis],
             ops: vec![Op::Increment, Op::Read],
-            stacks: vec![Stack::Latchkey, Stack::TowerSessions],
+            stacks: Stack::ALL.to_vec(),
             port: 0,
             server_cpu: Some(0),
             client_cpu: Some(1),
@@ -235,6 +261,8 @@ impl Config {
                 .ok()
                 .filter(|u| !u.is_empty()),
             out,
+            record: true,
+            machine: latchkey_peers::results::machine(),
         };
         let mut it = args.iter();
         while let Some(flag) = it.next() {
@@ -243,6 +271,7 @@ impl Config {
                 c.warmup_s = 0.3;
                 c.rounds = 1;
                 c.one_cookie_per_connection = 4;
+                c.record = false;
                 continue;
             }
             let Some(value) = it.next() else {
@@ -830,12 +859,12 @@ fn summarize_one(stack: Stack, store: Store, rounds: Vec<OneCookieRound>) -> One
     }
 }
 
-fn order(round: usize) -> [Stack; 2] {
-    if round.is_multiple_of(2) {
-        [Stack::Latchkey, Stack::TowerSessions]
-    } else {
-        [Stack::TowerSessions, Stack::Latchkey]
-    }
+/// The stacks in round `round`'s order: each round starts one further
+/// along, so over 3 rounds each stack runs once in each place.
+fn order(round: usize) -> [Stack; 3] {
+    let mut all = Stack::ALL;
+    all.rotate_left(round % Stack::ALL.len());
+    all
 }
 
 fn k(x: f64) -> String {
@@ -892,24 +921,24 @@ fn print_tables(r: &Results) {
     let mut rows = Vec::new();
     for &store in &c.stores {
         for &op in &c.ops {
-            let (a, b) = (
-                find("latchkey", store, op),
-                find("tower-sessions", store, op),
-            );
-            if a.is_some() || b.is_some() {
-                rows.push((store, op, a, b));
+            for ours in ["latchkey", "latchkey-sync"] {
+                let (a, b) = (find(ours, store, op), find("tower-sessions", store, op));
+                if a.is_some() || (ours == "latchkey" && b.is_some()) {
+                    rows.push((store, op, ours, a, b));
+                }
             }
         }
     }
     println!(
-        "| store | op | req/s (latchkey / tower-sessions) | ratio | p50 ms | p99 ms | p99 ratio | server CPU µs/req | redis CPU µs/req | RSS MiB | non-200 |"
+        "| store | op | ours | req/s (ours / tower-sessions) | ratio | p50 ms | p99 ms | p99 ratio | server CPU µs/req | redis CPU µs/req | RSS MiB | non-200 |"
     );
-    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for &(store, op, a, b) in &rows {
+    println!("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for &(store, op, ours, a, b) in &rows {
         println!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             store.name(),
             op.name(),
+            ours,
             pair(a, b, &|x| k(x.median.rps)),
             ratio(a, b, |m| m.rps),
             pair(a, b, &|x| ms(x.median.p50_us)),
@@ -923,16 +952,19 @@ fn print_tables(r: &Results) {
     }
     println!(
         "
-The server's side (latchkey / tower-sessions, medians):
+The server's side (ours / tower-sessions, medians):
 "
     );
-    println!("| store | op | server CPU util | context switches/req | threads | client CPU util |");
-    println!("|---|---|---:|---:|---:|---:|");
-    for &(store, op, a, b) in &rows {
+    println!(
+        "| store | op | ours | server CPU util | context switches/req | threads | client CPU util |"
+    );
+    println!("|---|---|---|---:|---:|---:|---:|");
+    for &(store, op, ours, a, b) in &rows {
         println!(
-            "| {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} |",
             store.name(),
             op.name(),
+            ours,
             pair(a, b, &|x| format!("{:.2}", x.median.server_cpu_util)),
             pair(a, b, &|x| format!("{:.1}", x.median.switches_per_req)),
             pair(a, b, &|x| format!("{:.0}", x.median.threads)),
@@ -958,6 +990,74 @@ The server's side (latchkey / tower-sessions, medians):
                 o.landed,
                 o.lost,
                 o.conflict_pct
+            );
+        }
+    }
+}
+
+/// Records the headline figures in the results file
+/// (`latchkey_peers::results`), for BENCHMARKS.md's table: per store, the
+/// increment case's req/s and p99 (latchkey, the async driver over Redis,
+/// beside tower-sessions; the sync driver's req/s as a row of its own), and
+/// the one-cookie test's lost increments and 409 share.
+fn record_figures(r: &Results) {
+    use latchkey_peers::results::{Figure, record};
+    let c = &r.config;
+    let how = format!(
+        "median of {} interleaved rounds of {} s, {} connections, {} sessions, server on 1 pinned CPU",
+        c.rounds, c.duration_s, c.connections, c.sessions
+    );
+    let case = |stack: &str, store: &str| {
+        r.cases
+            .iter()
+            .find(|x| x.stack == stack && x.store == store && x.op == "increment")
+    };
+    let figure = |ours: Option<f64>, peer: Option<f64>, how: &str| Figure {
+        latchkey: ours.filter(|v| v.is_finite()),
+        peer: peer.filter(|v| v.is_finite()),
+        how: how.to_owned(),
+        machine: c.machine.clone(),
+        ..Figure::default()
+    };
+    for store in ["memory", "redis"] {
+        let (ours, theirs) = (case("latchkey", store), case("tower-sessions", store));
+        if let (Some(a), Some(b)) = (ours, theirs) {
+            let (a, b) = (&a.median, &b.median);
+            record(
+                &format!("e2e_axum_rps_{store}"),
+                figure(Some(a.rps), Some(b.rps), &how),
+            );
+            record(
+                &format!("e2e_axum_p99_{store}"),
+                figure(Some(a.p99_us * 1e3), Some(b.p99_us * 1e3), &how),
+            );
+        }
+        if store == "redis"
+            && let (Some(a), Some(b)) = (case("latchkey-sync", store), theirs)
+        {
+            record(
+                "e2e_axum_rps_redis_sync",
+                figure(Some(a.median.rps), Some(b.median.rps), &how),
+            );
+        }
+        let one = |stack: &str| {
+            r.one_cookie
+                .iter()
+                .find(|o| o.stack == stack && o.store == store)
+        };
+        if let Some(a) = one("latchkey") {
+            let how = format!(
+                "{} connections × {} increments on one cookie, summed over {} rounds, server on {} unpinned workers",
+                c.connections, c.one_cookie_per_connection, c.rounds, c.one_cookie_workers
+            );
+            let peer = one("tower-sessions");
+            record(
+                &format!("e2e_axum_lost_{store}"),
+                figure(Some(a.lost as f64), peer.map(|p| p.lost as f64), &how),
+            );
+            record(
+                &format!("e2e_axum_409_{store}"),
+                figure(Some(a.conflict_pct), peer.map(|p| p.conflict_pct), &how),
             );
         }
     }
@@ -990,12 +1090,15 @@ fn main() {
     let rt = client_runtime();
     let mut cases: BTreeMap<(usize, usize, usize), Vec<CaseRound>> = BTreeMap::new();
     let mut ones: BTreeMap<(usize, usize), Vec<OneCookieRound>> = BTreeMap::new();
-    let stack_index = |s: Stack| usize::from(s == Stack::TowerSessions);
+    let stack_index = |s: Stack| Stack::ALL.iter().position(|x| *x == s).unwrap_or(0);
     for round in 0..c.rounds {
         for (si, &store) in c.stores.iter().enumerate() {
             let redis = redis.filter(|_| store == Store::Redis);
             for (oi, &op) in c.ops.iter().enumerate() {
-                for stack in order(round).into_iter().filter(|s| c.stacks.contains(s)) {
+                for stack in order(round)
+                    .into_iter()
+                    .filter(|s| c.stacks.contains(s) && s.runs_on(store))
+                {
                     let r = run_case(&c, &rt, stack, store, op, round, redis);
                     eprintln!(
                         "round {}/{} {} {} {}: {} req/s, p50 {} ms, p99 {} ms, {:.1} µs CPU/req, RSS {} KiB, non-200 {}",
@@ -1020,7 +1123,10 @@ fn main() {
         }
         if c.one_cookie_per_connection > 0 {
             for (si, &store) in c.stores.iter().enumerate() {
-                for stack in order(round).into_iter().filter(|s| c.stacks.contains(s)) {
+                for stack in order(round)
+                    .into_iter()
+                    .filter(|s| c.stacks.contains(s) && s.runs_on(store))
+                {
                     let r = run_one_cookie(&c, &rt, stack, store, round);
                     eprintln!(
                         "round {}/{} {} one cookie {}: {} requests, {} ok, {} 409, {} other, counter {}, lost {}",
@@ -1040,7 +1146,7 @@ fn main() {
             }
         }
     }
-    let stacks = [Stack::Latchkey, Stack::TowerSessions];
+    let stacks = Stack::ALL;
     let results = Results {
         harness: "e2e",
         format: 1,
@@ -1055,6 +1161,9 @@ fn main() {
         config: c,
     };
     print_tables(&results);
+    if results.config.record {
+        record_figures(&results);
+    }
     let out = &results.config.out;
     if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
         let _ = std::fs::create_dir_all(dir);

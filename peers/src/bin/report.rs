@@ -62,6 +62,7 @@ fn show(unit: &str, v: f64) -> String {
         "ops/s" => format!("{:.1} k/s", v / 1e3),
         "x" => format!("{v:.2}×"),
         "bytes" => format!("{v:.0} B"),
+        "%" => format!("{v:.2}%"),
         _ => format!("{v}"),
     }
 }
@@ -96,7 +97,7 @@ fn judge(row: &Row, f: &Figure) -> (String, String, &'static str) {
             format!(" {}", g.vs)
         };
         let limit = |v: f64| match row.unit.as_str() {
-            "bytes" | "count" if g.vs == "value" => show(&row.unit, v),
+            "bytes" | "count" | "%" if g.vs == "value" => show(&row.unit, v),
             _ => format!("{v}×"),
         };
         let (text, ok) = match (g.at_most, g.at_least, base) {
@@ -254,7 +255,7 @@ mod tests {
         assert_eq!(cases.len(), g.rows.len());
         for r in &g.rows {
             assert!(
-                ["ns", "ops/s", "x", "bytes", "count"].contains(&r.unit.as_str()),
+                ["ns", "ops/s", "x", "bytes", "count", "%"].contains(&r.unit.as_str()),
                 "{}",
                 r.case
             );
@@ -304,7 +305,20 @@ mod tests {
             judge(row("memory_1m"), &f(250.0, Some(489.0), None)).1,
             "≤ 300 B"
         );
-        assert_eq!(judge(row("e2e_axum_rps"), &f(1.0, Some(1.0), None)).2, "–");
+        // A row without goals has no verdict.
+        assert_eq!(
+            judge(row("e2e_axum_rps_redis_sync"), &f(1.0, Some(1.0), None)).2,
+            "–"
+        );
+        // A share against a value: 0.5% meets "≤ 1%", 5% does not.
+        let share = row("e2e_axum_409_redis");
+        assert_eq!(judge(share, &f(0.5, Some(0.0), None)).1, "≤ 1.00%");
+        assert_eq!(judge(share, &f(0.5, Some(0.0), None)).2, "yes");
+        assert_eq!(judge(share, &f(5.0, Some(0.0), None)).2, "**no**");
+        assert_eq!(
+            judge(row("e2e_axum_lost_redis"), &f(0.0, Some(9.0), None)).2,
+            "yes"
+        );
     }
 
     #[test]

@@ -11,9 +11,15 @@
 //! | `POST /counter` | adds 1 to the counter, saves, answers the new value | 401 |
 //!
 //! - **latchkey**: [`latchkey_tower::SessionLayer`] over a
-//!   `StoreManager<MemoryStore>` or `StoreManager<RedisStore>` (default
-//!   policy, default cookie, default attempts unless `--max-attempts`); the
+//!   `StoreManager<MemoryStore>`, or over Redis `SessionLayer::from_async`
+//!   on an `AsyncStoreManager<AsyncRedisStore>` (one multiplexed
+//!   connection, `.with_sleep(tokio::time::sleep)`); default policy,
+//!   default cookie, default attempts unless `--max-attempts`. The
 //!   handlers take `Authenticated` and call `SessionHandle::update`.
+//! - **latchkey-sync** (Redis only): the same handlers through
+//!   `SessionLayer::new` on a `StoreManager<RedisStore>` (its pool of
+//!   blocking connections, each call on tokio's blocking pool), for
+//!   comparison with the async driver.
 //! - **tower-sessions**: `SessionManagerLayer` over its `MemoryStore`
 //!   (tower-sessions 0.15) or `tower-sessions-redis-store` on a fred pool of
 //!   6 connections, as that store's docs set it up (tower-sessions 0.14, the
@@ -34,28 +40,41 @@ const COUNTER: &str = "counter";
 const USER: &str = "user";
 
 /// Which session library.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Stack {
-    /// latchkey-tower.
+    /// latchkey-tower; over Redis through `SessionLayer::from_async` on an
+    /// `AsyncStoreManager<AsyncRedisStore>` (awaited in place).
     Latchkey,
+    /// latchkey-tower's synchronous path over Redis: `SessionLayer::new` on
+    /// a `StoreManager<RedisStore>` (a pool of blocking connections, each
+    /// call on tokio's blocking pool). Redis only: over memory it is
+    /// [`Stack::Latchkey`].
+    LatchkeySync,
     /// tower-sessions.
     TowerSessions,
 }
 
 impl Stack {
+    /// Every stack, in the order of results.
+    pub const ALL: [Stack; 3] = [Stack::Latchkey, Stack::LatchkeySync, Stack::TowerSessions];
+
     /// The name on the command line and in results.
     pub fn name(self) -> &'static str {
         match self {
             Stack::Latchkey => "latchkey",
+            Stack::LatchkeySync => "latchkey-sync",
             Stack::TowerSessions => "tower-sessions",
         }
     }
 
     /// The stack named `s`.
     pub fn parse(s: &str) -> Option<Stack> {
-        [Stack::Latchkey, Stack::TowerSessions]
-            .into_iter()
-            .find(|k| k.name() == s)
+        Stack::ALL.into_iter().find(|k| k.name() == s)
+    }
+
+    /// Whether this stack runs over `store`.
+    pub fn runs_on(self, store: Store) -> bool {
+        self != Stack::LatchkeySync || store == Store::Redis
     }
 }
 
@@ -167,7 +186,7 @@ pub fn serve(args: ServeArgs) -> ! {
     };
     rt.block_on(async move {
         let app = match args.stack {
-            Stack::Latchkey => latchkey_app(&args),
+            Stack::Latchkey | Stack::LatchkeySync => latchkey_app(&args),
             Stack::TowerSessions => tower_app(&args).await,
         };
         let listener = match tokio::net::TcpListener::bind(("127.0.0.1", args.port)).await {
@@ -192,7 +211,10 @@ fn fail(message: &str) -> ! {
 }
 
 fn latchkey_app(args: &ServeArgs) -> Router {
-    use latchkey::{CookieConfig, MemoryStore, RedisStore, SessionManager, StoreManager};
+    use latchkey::{
+        AsyncRedisStore, AsyncStoreManager, CookieConfig, MemoryStore, RedisStore, SessionManager,
+        StoreManager,
+    };
     use latchkey_tower::{Authenticated, SessionError, SessionHandle, SessionLayer};
 
     async fn login(
@@ -218,9 +240,12 @@ fn latchkey_app(args: &ServeArgs) -> Router {
         Ok(n.to_string())
     }
 
-    let manager: Arc<dyn SessionManager> = match args.store {
-        Store::Memory => Arc::new(StoreManager::new(MemoryStore::new())),
-        Store::Redis => {
+    let mut layer = match (args.store, args.stack) {
+        (Store::Memory, _) => {
+            let manager: Arc<dyn SessionManager> = Arc::new(StoreManager::new(MemoryStore::new()));
+            SessionLayer::new(manager, CookieConfig::default())
+        }
+        (Store::Redis, Stack::LatchkeySync) => {
             let url = redis_url(args);
             match RedisStore::open(&url) {
                 Ok(store) => {
@@ -228,13 +253,24 @@ fn latchkey_app(args: &ServeArgs) -> Router {
                     if let Some(n) = args.redis_idle {
                         store = store.with_max_idle_connections(n);
                     }
-                    Arc::new(StoreManager::new(store))
+                    let manager: Arc<dyn SessionManager> = Arc::new(StoreManager::new(store));
+                    SessionLayer::new(manager, CookieConfig::default())
                 }
                 Err(e) => fail(&format!("latchkey RedisStore: {e}")),
             }
         }
+        (Store::Redis, _) => {
+            let url = redis_url(args);
+            match AsyncRedisStore::open(&url) {
+                Ok(store) => {
+                    let store = store.with_prefix(args.prefix.clone());
+                    let manager = AsyncStoreManager::new(store).with_sleep(tokio::time::sleep);
+                    SessionLayer::from_async(Arc::new(manager), CookieConfig::default())
+                }
+                Err(e) => fail(&format!("latchkey AsyncRedisStore: {e}")),
+            }
+        }
     };
-    let mut layer = SessionLayer::new(manager, CookieConfig::default());
     if let Some(n) = args.max_attempts {
         layer = layer.with_max_attempts(n);
     }

@@ -10,7 +10,11 @@
 //!   threads sharing one manager, whose store keeps a pool of synchronous
 //!   connections (16 idle at most); tower-sessions from 16 tasks on a
 //!   multi-threaded tokio runtime (a worker per CPU) sharing one fred
-//!   client, which multiplexes every command over one connection.
+//!   client, which multiplexes every command over one connection; and
+//!   latchkey's `AsyncRedisStore` the same way: 16 tasks on that runtime
+//!   sharing one `AsyncStoreManager`, whose store multiplexes every command
+//!   over one connection too (the same keys as the `RedisStore`, so the
+//!   same sessions).
 //!
 //! Each figure is the median round: a round trip's time varies with the
 //! server and the machine more than a memory-bound loop's does.
@@ -19,7 +23,7 @@ use std::str::FromStr as _;
 use std::sync::{Arc, Barrier};
 use std::time::Instant;
 
-use latchkey::{RedisStore, SessionManager as _, StoreManager};
+use latchkey::{AsyncRedisStore, AsyncStoreManager, RedisStore, SessionManager as _, StoreManager};
 use latchkey_peers::harness::{Case, interleaved, seed_for, timed};
 use latchkey_peers::results::{Figure, record};
 use latchkey_peers::{Tokens, Walk, new_session, tower_record};
@@ -96,6 +100,20 @@ pub(crate) fn run(opts: &Opts) {
         TowerRedis::new(client)
     });
     let tower = Arc::new(tower);
+    // The async store reads the sync store's keys: the same sessions.
+    let async_manager = Arc::new(
+        AsyncStoreManager::new(
+            or_die(AsyncRedisStore::open(&url), "AsyncRedisStore").with_prefix("latchkey-bench:"),
+        )
+        .with_sleep(tokio::time::sleep),
+    );
+    rt.block_on(async {
+        let loaded = async_manager.load(tokens.get(0)).await;
+        assert!(
+            loaded.is_ok(),
+            "AsyncRedisStore cannot load RedisStore's session"
+        );
+    });
     let mut tower_ids = Vec::with_capacity(n);
     rt.block_on(async {
         for _ in 0..n {
@@ -110,6 +128,7 @@ pub(crate) fn run(opts: &Opts) {
     let counter = std::cell::Cell::new(0u64);
 
     let (m, t, rt_ref, tw, ids, counter) = (&manager, &tokens, &rt, &tower, &tower_ids, &counter);
+    let am = &async_manager;
     let mut cases = [
         Case::new("latchkey load", ops, move |r| {
             let mut w = Walk::new(n, seed_for(r as u64 * 8));
@@ -186,6 +205,27 @@ pub(crate) fn run(opts: &Opts) {
                 start.elapsed()
             })
         }),
+        Case::new("latchkey async 16 clients", ops, move |r| {
+            rt_ref.block_on(async {
+                let start = Instant::now();
+                let tasks: Vec<_> = (0..CLIENTS)
+                    .map(|c| {
+                        let (am, t) = (Arc::clone(am), Arc::clone(t));
+                        tokio::spawn(async move {
+                            let mut w = Walk::new(n, seed_for((r * CLIENTS + c) as u64 + 9000));
+                            for _ in 0..ops / CLIENTS as u64 {
+                                let loaded = am.load(t.get(w.next_index())).await;
+                                assert!(loaded.is_ok(), "load failed");
+                            }
+                        })
+                    })
+                    .collect();
+                for task in tasks {
+                    or_die(task.await, "a client task");
+                }
+                start.elapsed()
+            })
+        }),
         Case::new("tower 16 clients", ops, move |r| {
             rt_ref.block_on(async {
                 let start = Instant::now();
@@ -214,10 +254,11 @@ pub(crate) fn run(opts: &Opts) {
     let med = |c: &str| timings.median(c);
     let rate = |c: &str| 1e9 / med(c);
     println!(
-        "  load ÷ tower {:.2}x, save ÷ tower {:.2}x, 16 clients' rate ÷ tower's {:.2}x",
+        "  load ÷ tower {:.2}x, save ÷ tower {:.2}x, 16 clients' rate ÷ tower's {:.2}x (sync pool), {:.2}x (async store)",
         med("latchkey load") / med("tower load"),
         med("latchkey save") / med("tower save"),
         rate("latchkey 16 clients") / rate("tower 16 clients"),
+        rate("latchkey async 16 clients") / rate("tower 16 clients"),
     );
     if opts.record {
         let how = format!("median of {rounds} interleaved rounds of {ops}");
@@ -227,6 +268,11 @@ pub(crate) fn run(opts: &Opts) {
             (
                 "redis_16",
                 rate("latchkey 16 clients"),
+                rate("tower 16 clients"),
+            ),
+            (
+                "redis_16_async",
+                rate("latchkey async 16 clients"),
                 rate("tower 16 clients"),
             ),
         ] {
