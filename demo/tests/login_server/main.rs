@@ -153,6 +153,52 @@ impl Demo {
 }
 
 /// The CSRF token in the first form of `page`.
+/// The walk every shared store's two-instance test takes (`postgres.rs`,
+/// `redis_cluster.rs`): a login on one instance is a session on the other,
+/// a privilege change and its CSRF token cross over, both list the user's
+/// sessions, a logout on one ends the session for the other while the
+/// user's other session lives on, and a restarted instance still knows it.
+/// Returns the restarted instance, the other one, and that other session's
+/// cookie, for the store's own checks.
+#[cfg(any(all(unix, feature = "postgres"), feature = "redis-cluster"))]
+fn two_instances_share_sessions(store: &str) -> (Demo, Demo, String) {
+    let a = Demo::start(&["--store", store]);
+    let b = Demo::start(&["--store", store]);
+    // A login on A is a session on B.
+    let mut cookie = a.login("alice");
+    let on_b = b.get("/me", Some(&cookie));
+    assert_eq!(on_b.status, 200, "{}", on_b.body);
+    assert_eq!(on_b.field("user"), Some("alice"));
+
+    // A privilege change on B is seen on A, under the new cookie; the CSRF
+    // token of a page A rendered is good on B.
+    let token = a.csrf(&mut cookie);
+    let mut admin = b
+        .post("/admin", Some(&cookie), &format!("csrf_token={token}"))
+        .cookie_pair();
+    assert_eq!(a.get("/me", Some(&admin)).field("role"), Some("admin"));
+
+    // Both instances list the user's sessions from the one store.
+    let other = b.login("alice");
+    for demo in [&a, &b] {
+        let page = demo.get("/sessions", Some(&admin));
+        assert_eq!(page.status, 200, "{}", page.body);
+    }
+
+    // Logout on B ends it for A too; the other session lives on.
+    assert_eq!(b.submit("/logout", &mut admin, "").status, 303);
+    let on_a = a.get("/me", Some(&admin));
+    assert_eq!(on_a.status, 401);
+    assert_eq!(on_a.field("rejected"), Some("terminated"));
+    assert_eq!(a.get("/me", Some(&other)).field("user"), Some("alice"));
+
+    // A restarted instance still knows every live session.
+    drop(a);
+    let a = Demo::start(&["--store", store]);
+    assert_eq!(a.get("/me", Some(&other)).field("user"), Some("alice"));
+    (a, b, other)
+}
+
 fn csrf_in(page: &str) -> String {
     let marker = "name=csrf_token value=\"";
     let start = page

@@ -13,7 +13,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use super::Demo;
+use super::two_instances_share_sessions;
 
 const URL_VAR: &str = "LATCHKEY_POSTGRES_URL";
 
@@ -191,40 +191,7 @@ fn postgres_store() -> (String, Option<Cluster>) {
 #[ignore = "needs PostgreSQL: its server binaries or LATCHKEY_POSTGRES_URL; pass --include-ignored (.ci/postgres does)"]
 fn two_instances_share_sessions_through_postgres() {
     let (store, _cluster) = postgres_store();
-    let a = Demo::start(&["--store", &store]);
-    let b = Demo::start(&["--store", &store]);
-    // A login on A is a session on B.
-    let mut cookie = a.login("alice");
-    let on_b = b.get("/me", Some(&cookie));
-    assert_eq!(on_b.status, 200, "{}", on_b.body);
-    assert_eq!(on_b.field("user"), Some("alice"));
-
-    // A privilege change on B is seen on A, under the new cookie; the CSRF
-    // token of a page A rendered is good on B.
-    let token = a.csrf(&mut cookie);
-    let mut admin = b
-        .post("/admin", Some(&cookie), &format!("csrf_token={token}"))
-        .cookie_pair();
-    assert_eq!(a.get("/me", Some(&admin)).field("role"), Some("admin"));
-
-    // Both instances list the user's sessions from the one table.
-    let other = b.login("alice");
-    for demo in [&a, &b] {
-        let page = demo.get("/sessions", Some(&admin));
-        assert_eq!(page.status, 200, "{}", page.body);
-    }
-
-    // Logout on B ends it for A too; the other session lives on.
-    assert_eq!(b.submit("/logout", &mut admin, "").status, 303);
-    let on_a = a.get("/me", Some(&admin));
-    assert_eq!(on_a.status, 401);
-    assert_eq!(on_a.field("rejected"), Some("terminated"));
-    assert_eq!(a.get("/me", Some(&other)).field("user"), Some("alice"));
-
-    // A restarted instance still knows every live session.
-    drop(a);
-    let a = Demo::start(&["--store", &store]);
-    assert_eq!(a.get("/me", Some(&other)).field("user"), Some("alice"));
+    let (a, b, other) = two_instances_share_sessions(&store);
 
     // The log and the footer name the store, never its parameters.
     let page = a.get("/", Some(&other)).body;

@@ -7,7 +7,7 @@
 //! so, without them. `.ci/redis-cluster` starts a six-node cluster and runs
 //! it.
 
-use super::Demo;
+use super::two_instances_share_sessions;
 
 const URLS_VAR: &str = "LATCHKEY_REDIS_CLUSTER_URLS";
 
@@ -27,41 +27,7 @@ fn cluster_store() -> String {
 #[ignore = "needs a Redis Cluster in LATCHKEY_REDIS_CLUSTER_URLS; pass --include-ignored (.ci/redis-cluster does)"]
 fn two_instances_share_sessions_through_a_redis_cluster() {
     let store = cluster_store();
-    let a = Demo::start(&["--store", &store]);
-    let b = Demo::start(&["--store", &store]);
-    // A login on A is a session on B.
-    let mut cookie = a.login("alice");
-    let on_b = b.get("/me", Some(&cookie));
-    assert_eq!(on_b.status, 200, "{}", on_b.body);
-    assert_eq!(on_b.field("user"), Some("alice"));
-
-    // A privilege change on B is seen on A, under the new cookie; the CSRF
-    // token of a page A rendered is good on B.
-    let token = a.csrf(&mut cookie);
-    let mut admin = b
-        .post("/admin", Some(&cookie), &format!("csrf_token={token}"))
-        .cookie_pair();
-    assert_eq!(a.get("/me", Some(&admin)).field("role"), Some("admin"));
-
-    // Both instances list the user's sessions from the cluster (the user's
-    // index lives in another slot than the sessions themselves).
-    let other = b.login("alice");
-    for demo in [&a, &b] {
-        let page = demo.get("/sessions", Some(&admin));
-        assert_eq!(page.status, 200, "{}", page.body);
-    }
-
-    // Logout on B ends it for A too; the other session lives on.
-    assert_eq!(b.submit("/logout", &mut admin, "").status, 303);
-    let on_a = a.get("/me", Some(&admin));
-    assert_eq!(on_a.status, 401);
-    assert_eq!(on_a.field("rejected"), Some("terminated"));
-    assert_eq!(a.get("/me", Some(&other)).field("user"), Some("alice"));
-
-    // A restarted instance still knows every live session.
-    drop(a);
-    let a = Demo::start(&["--store", &store]);
-    assert_eq!(a.get("/me", Some(&other)).field("user"), Some("alice"));
+    let (a, b, other) = two_instances_share_sessions(&store);
 
     // The log and the footer name the store, never the nodes' URLs.
     let page = a.get("/", Some(&other)).body;
