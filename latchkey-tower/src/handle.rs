@@ -12,6 +12,7 @@ use latchkey::{CsrfError, Error, Flash, Issued, Loaded, NewSession, RememberErro
 use crate::dispatch::{self, Write};
 use crate::error::SessionError;
 use crate::layer::Shared;
+use crate::writers::Place;
 
 /// What the response must do to the session cookie. At most one
 /// `Set-Cookie` for it goes out, so each change replaces the previous one:
@@ -79,6 +80,10 @@ struct State {
 struct Inner {
     shared: Arc<Shared>,
     state: Mutex<State>,
+    /// The loaded session counted among the layer's writers' sessions, so
+    /// a write of this request starts from another's newer save (see
+    /// `writers`).
+    _watch: Option<Place>,
 }
 
 /// The current request's session, and the operations that change it.
@@ -134,7 +139,18 @@ struct Inner {
 ///
 /// Saves are versioned: when another request saved the same session since
 /// this one loaded it, the store answers [`Error::Conflict`] rather than
-/// lose that write. `update`, `change_privilege`, `rotate` and `login` then
+/// lose that write.
+///
+/// Within one layer (one process), writes to one session take turns
+/// instead: `update`, `change_privilege`, `rotate`, `login`, `flash`,
+/// `csrf_token`, `take_flashes` and `reauthenticate` wait until the
+/// session's previous writer in this layer is done, and start from the copy
+/// it saved when that is newer than the one the request loaded. So
+/// requests of one server on one cookie neither lose an update nor
+/// conflict; reads never wait.
+///
+/// Writers in other processes (or other layers) still meet as conflicts.
+/// `update`, `change_privilege`, `rotate` and `login` then
 /// reload the session, apply the closure again to the fresh copy and retry,
 /// up to [`SessionLayer::with_max_attempts`](crate::SessionLayer::with_max_attempts)
 /// attempts in all (12 by default), before answering 409. Between attempts
@@ -201,7 +217,11 @@ impl SessionHandle {
     pub(crate) fn new(shared: Arc<Shared>, start: Start) -> SessionHandle {
         let involved = start.loaded.is_some();
         let (session, token) = start.loaded.unzip();
+        let watch = session
+            .as_ref()
+            .map(|s| shared.writers.watch(*s.store_key()));
         SessionHandle(Arc::new(Inner {
+            _watch: watch,
             shared,
             state: Mutex::new(State {
                 session,
@@ -913,7 +933,11 @@ impl SessionHandle {
         SessionError: From<E>,
         R: Send,
     {
-        let mut session = self.session().ok_or(SessionError::NoSession)?;
+        let own = self.session().ok_or(SessionError::NoSession)?;
+        // Queue behind this layer's other writers of the session, and start
+        // from the copy the last of them saved (see `writers`).
+        let mut turn = self.0.shared.writers.turn(*own.store_key()).await;
+        let mut session = turn.newest(own);
         let attempts = self.0.shared.max_attempts;
         let mut attempt = 1;
         loop {
@@ -923,6 +947,7 @@ impl SessionHandle {
             session = back;
             match result {
                 Ok(issued) => {
+                    turn.saved(&session);
                     self.commit(&session, issued);
                     return Ok((r, session));
                 }

@@ -20,6 +20,7 @@ use tower_service::Service;
 use crate::dispatch;
 use crate::error::SessionError;
 use crate::handle::{CookieChange, Outcome, SessionHandle, Start};
+use crate::writers::Writers;
 
 /// `Sec-Fetch-Site` (not among `http`'s named headers).
 const SEC_FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site");
@@ -44,6 +45,8 @@ pub(crate) struct Shared {
     csrf_header: Option<HeaderName>,
     /// Remember-me ([`SessionLayer::with_remember_me`]).
     pub(crate) remember: Option<Arc<RememberMe>>,
+    /// The sessions this layer's requests are writing, one writer each.
+    pub(crate) writers: Arc<Writers>,
 }
 
 impl fmt::Debug for Shared {
@@ -207,6 +210,7 @@ impl SessionLayer {
                 allowed_origins: Some(Vec::new()),
                 csrf_header: None,
                 remember: None,
+                writers: Arc::default(),
             }),
         }
     }

@@ -168,6 +168,7 @@ mod error;
 mod extract;
 mod handle;
 mod layer;
+mod writers;
 
 // The layer, and the service and future it makes.
 pub use crate::layer::{ResponseFuture, SessionLayer, SessionService};

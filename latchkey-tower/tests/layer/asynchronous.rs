@@ -130,13 +130,23 @@ async fn concurrent_increments_on_one_cookie_all_land_over_an_async_manager() {
             increment(handle).await
         }
     };
-    let layer = SessionLayer::from_async(Arc::new(manager), CookieConfig::default())
-        .with_max_attempts(N as u32);
-    let app = routes().route("/together", post(together)).layer(layer);
+    // One layer per request, as if in as many processes: within one layer
+    // the writes would queue instead of conflicting.
+    let manager = Arc::new(manager);
+    let apps: Vec<Router> = (0..N)
+        .map(|_| {
+            let layer = SessionLayer::from_async(manager.clone(), CookieConfig::default())
+                .with_max_attempts(N as u32);
+            routes()
+                .route("/together", post(together.clone()))
+                .layer(layer)
+        })
+        .collect();
+    let app = apps[0].clone();
     let cookie = login_as(&app, "alice").await;
     let tasks: Vec<_> = (0..N)
-        .map(|_| {
-            let (app, cookie) = (app.clone(), cookie.clone());
+        .map(|i| {
+            let (app, cookie) = (apps[i].clone(), cookie.clone());
             tokio::spawn(async move {
                 let res = send_post(&app, "/together", Some(&cookie)).await;
                 assert_eq!(res.status(), StatusCode::OK);

@@ -1,0 +1,188 @@
+//! One writer per session at a time, within one layer: the requests of
+//! this process that change the same session queue for it instead of
+//! racing each other to the store.
+//!
+//! Versioned saves already keep concurrent writes from being lost: the
+//! loser conflicts, reloads and tries again. But each conflict costs a
+//! store round trip and a backoff, and 64 requests on one cookie can run
+//! out of attempts. Within one process that race is avoidable: a write
+//! waits for the session's current writer, then starts from the copy the
+//! last writer saved (when it is newer than the one the request loaded), so
+//! it does not conflict at all. That copy is kept while any request that
+//! loaded the session is in flight. Writers in other processes still meet as conflicts and
+//! are retried as before.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use latchkey::{Session, StoreKey};
+use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
+
+/// The latest copy of a session that a writer of this layer saved, if any:
+/// what the next writer in line starts from.
+type Slot = AsyncMutex<Option<Session>>;
+
+/// The sessions being written by this layer's requests: each one's queue,
+/// and how many requests hold or wait for it. An entry lives while that
+/// count is above zero.
+#[derive(Debug, Default)]
+pub(crate) struct Writers {
+    slots: Mutex<HashMap<StoreKey, (Arc<Slot>, usize)>>,
+}
+
+impl Writers {
+    fn slots(&self) -> MutexGuard<'_, HashMap<StoreKey, (Arc<Slot>, usize)>> {
+        // The map is consistent at every unlock: a panic elsewhere leaves
+        // nothing half-done.
+        self.slots.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Counts a request that loaded the session stored under `key` until
+    /// the returned place is dropped: while any does, the copy the last
+    /// writer saved is kept, so a request that loaded before that save
+    /// and writes after it starts from the saved copy, not its own stale
+    /// one.
+    pub(crate) fn watch(self: &Arc<Self>, key: StoreKey) -> Place {
+        self.slot(key).1
+    }
+
+    /// Waits until no other request of this layer is writing the session
+    /// stored under `key`, and returns the turn, which ends when dropped.
+    /// A request dropped while it waits leaves the queue as well.
+    pub(crate) async fn turn(self: &Arc<Self>, key: StoreKey) -> Turn {
+        let (slot, place) = self.slot(key);
+        let guard = slot.lock_owned().await;
+        Turn { guard, place }
+    }
+
+    fn slot(self: &Arc<Self>, key: StoreKey) -> (Arc<Slot>, Place) {
+        let slot = {
+            let mut slots = self.slots();
+            let (slot, users) = slots.entry(key).or_default();
+            *users += 1;
+            Arc::clone(slot)
+        };
+        let place = Place {
+            writers: Arc::clone(self),
+            key,
+        };
+        (slot, place)
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.slots().len()
+    }
+}
+
+/// A request counted in a session's entry until dropped (see
+/// [`Writers::watch`]).
+pub(crate) struct Place {
+    writers: Arc<Writers>,
+    key: StoreKey,
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        let mut slots = self.writers.slots();
+        if let Some((_, users)) = slots.get_mut(&self.key) {
+            *users -= 1;
+            if *users == 0 {
+                slots.remove(&self.key);
+            }
+        }
+    }
+}
+
+/// One request's turn at writing a session (see [`Writers::turn`]).
+pub(crate) struct Turn {
+    // Dropped first: the next writer is let in before the place goes.
+    guard: OwnedMutexGuard<Option<Session>>,
+    place: Place,
+}
+
+impl std::fmt::Debug for Turn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Turn").finish_non_exhaustive()
+    }
+}
+
+impl Turn {
+    /// The copy to start from: the last one a writer of this layer saved,
+    /// if it is newer than `own` (the same record, a later version), else
+    /// `own`.
+    pub(crate) fn newest(&self, own: Session) -> Session {
+        match &*self.guard {
+            Some(saved)
+                if saved.store_key() == own.store_key() && saved.version() > own.version() =>
+            {
+                saved.clone()
+            }
+            _ => own,
+        }
+    }
+
+    /// Records what this writer leaves behind: `session` if it is still
+    /// stored under the turn's key, else nothing (after a rotation the
+    /// record under the key is retired, and the next writer learns that
+    /// from the store).
+    pub(crate) fn saved(&mut self, session: &Session) {
+        *self.guard = (*session.store_key() == self.place.key).then(|| session.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(b: u8) -> StoreKey {
+        StoreKey::from_hex(&format!("{b:02x}").repeat(32)).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_second_writer_of_one_session_waits_for_the_first() {
+        let writers = Arc::new(Writers::default());
+        let first = writers.turn(key(1)).await;
+        let w = Arc::clone(&writers);
+        let second = tokio::spawn(async move { w.turn(key(1)).await });
+        tokio::task::yield_now().await;
+        assert!(!second.is_finished());
+        // Another session is not held up.
+        drop(writers.turn(key(2)).await);
+        drop(first);
+        drop(second.await.unwrap());
+        assert_eq!(writers.len(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_writer_dropped_while_it_waits_leaves_no_entry() {
+        let writers = Arc::new(Writers::default());
+        let first = writers.turn(key(1)).await;
+        let w = Arc::clone(&writers);
+        let waiting = tokio::spawn(async move { w.turn(key(1)).await });
+        tokio::task::yield_now().await;
+        waiting.abort();
+        assert!(waiting.await.unwrap_err().is_cancelled());
+        drop(first);
+        assert_eq!(writers.len(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_saved_copy_is_kept_while_a_request_watches() {
+        let writers = Arc::new(Writers::default());
+        let watching = writers.watch(key(1));
+        drop(writers.turn(key(1)).await);
+        assert_eq!(writers.len(), 1);
+        drop(watching);
+        assert_eq!(writers.len(), 0);
+    }
+
+    #[tokio::test]
+    async fn entries_go_when_the_last_turn_ends() {
+        let writers = Arc::new(Writers::default());
+        let a = writers.turn(key(1)).await;
+        assert_eq!(writers.len(), 1);
+        drop(a);
+        assert_eq!(writers.len(), 0);
+    }
+}
