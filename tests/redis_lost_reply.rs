@@ -26,7 +26,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::Duration;
 
-use latchkey::store::redis::encode;
+use latchkey::store::redis::decode;
 use latchkey::store::{EndReason, LiveSession, Record, RecordState};
 use latchkey::{
     Clock, Error, ManualClock, NewSession, RedisStore, SessionData, SessionId, SessionManager,
@@ -75,6 +75,9 @@ struct ProxyState {
     /// How many faults fired (each armed fault fires once).
     fired: usize,
     down: bool,
+    /// Run when the armed fault fires, before the client's connection is
+    /// closed: another client's write that lands before the store's retry.
+    hook: Option<Box<dyn FnOnce() + Send>>,
 }
 
 /// A TCP proxy on loopback in front of Redis that breaks one chosen
@@ -158,6 +161,10 @@ impl Proxy {
                 tail = window[window.len() - keep..].to_vec();
                 match fault {
                     Some(Fault::LoseRequest) => {
+                        let hook = req_state.0.lock().unwrap().hook.take();
+                        if let Some(hook) = hook {
+                            hook();
+                        }
                         let _ = c_for_req.shutdown(Shutdown::Both);
                         let _ = s_out.shutdown(Shutdown::Both);
                         let mut st = req_state.0.lock().unwrap();
@@ -185,6 +192,10 @@ impl Proxy {
                 match fault {
                     Some(Fault::LoseReply) => {
                         // Redis has run the command: its reply is here.
+                        let hook = state.0.lock().unwrap().hook.take();
+                        if let Some(hook) = hook {
+                            hook();
+                        }
                         let _ = c_out.shutdown(Shutdown::Both);
                         let _ = s_in.shutdown(Shutdown::Both);
                         let mut st = state.0.lock().unwrap();
@@ -215,6 +226,14 @@ impl Proxy {
     fn arm(&self, fault: Fault, pattern: &[u8], then: Then) {
         let mut st = self.state.0.lock().unwrap();
         st.armed = Some((fault, pattern.to_vec(), then));
+    }
+
+    /// Like [`Proxy::arm`] with [`Then::Serve`], and runs `hook` when the
+    /// fault fires, before the client hears of it.
+    fn arm_with(&self, fault: Fault, pattern: &[u8], hook: impl FnOnce() + Send + 'static) {
+        let mut st = self.state.0.lock().unwrap();
+        st.armed = Some((fault, pattern.to_vec(), Then::Serve));
+        st.hook = Some(Box::new(hook));
     }
 
     /// Waits until `n` faults have fired (a bounded wait: the fault fires
@@ -298,6 +317,14 @@ impl Rig {
             .with_clock(Arc::new(self.clock.clone()))
     }
 
+    /// Another store like [`Rig::direct`]: a second client, for a hook.
+    fn direct_clone(&self) -> RedisStore {
+        RedisStore::open(&redis_url())
+            .unwrap()
+            .with_prefix(self.direct.prefix())
+            .with_clock(Arc::new(self.clock.clone()))
+    }
+
     /// A manager over [`Rig::store`].
     fn manager(&self) -> StoreManager<RedisStore> {
         StoreManager::new(self.store()).with_clock(Arc::new(self.clock.clone()))
@@ -359,21 +386,22 @@ fn ended(version: u64, now: Timestamp) -> Record {
     }
 }
 
-/// Exactly what Redis holds for `key`, read directly.
-fn stored(rig: &Rig, key: &StoreKey) -> Option<String> {
+/// What Redis holds for `key`, read directly and decoded whole.
+fn stored(rig: &Rig, key: &StoreKey) -> Option<Record> {
     let mut con = redis::Client::open(redis_url().as_str())
         .unwrap()
         .get_connection()
         .unwrap();
-    redis::cmd("GET")
+    let raw: Option<Vec<u8>> = redis::cmd("GET")
         .arg(rig.direct.record_key(key))
         .query(&mut con)
-        .unwrap()
+        .unwrap();
+    raw.map(|raw| decode(&raw).unwrap())
 }
 
-/// What the store writes for `record`.
-fn written(record: &Record) -> Option<String> {
-    Some(encode(record).unwrap())
+/// What [`stored`] reads after the store wrote `record`.
+fn written(record: &Record) -> Option<Record> {
+    Some(record.clone())
 }
 
 fn is_outcome_unknown(e: &StoreError) -> bool {
@@ -457,7 +485,68 @@ fn a_request_lost_before_redis_saw_it_is_retried_and_applied_once() {
     assert_eq!(stored(&rig, &k), written(&live(2, now, "after")));
 }
 
+#[test]
+#[ignore = "needs a Redis server: set LATCHKEY_REDIS_URL and pass --include-ignored (.ci/run does)"]
+fn a_replace_whose_reply_is_lost_and_then_touched_is_still_reported_applied() {
+    let rig = Rig::new();
+    let store = rig.store();
+    let (k, now) = (key(), rig.clock.now());
+    rig.direct.insert(&k, &live(1, now, "before")).unwrap();
+    let other = rig.direct_clone();
+    let later = now.saturating_add(Duration::from_secs(5));
+    let until = later.saturating_add(Duration::from_secs(600));
+    rig.proxy.arm_with(Fault::LoseReply, b"\"after\"", move || {
+        assert!(other.touch(&k, later, until).unwrap());
+    });
+    store.replace(&k, 1, &live(2, now, "after")).unwrap();
+    // The write and the touch are both there.
+    let mut want = live(2, now, "after");
+    want.expires_at = until;
+    if let RecordState::Live(s) = &mut want.state {
+        s.last_seen = later;
+    }
+    assert_eq!(stored(&rig, &k), Some(want));
+}
+
+#[test]
+#[ignore = "needs a Redis server: set LATCHKEY_REDIS_URL and pass --include-ignored (.ci/run does)"]
+fn a_replace_lost_before_redis_saw_it_and_beaten_by_another_write_is_a_conflict() {
+    let rig = Rig::new();
+    let store = rig.store();
+    let (k, now) = (key(), rig.clock.now());
+    rig.direct.insert(&k, &live(1, now, "before")).unwrap();
+    let other = rig.direct_clone();
+    rig.proxy
+        .arm_with(Fault::LoseRequest, b"\"after\"", move || {
+            other.replace(&k, 1, &live(2, now, "other")).unwrap();
+        });
+    // The retry finds version 2 written by another: the first attempt
+    // never ran, so this write did not land. That is final.
+    let e = store.replace(&k, 1, &live(2, now, "after")).unwrap_err();
+    assert!(matches!(e, StoreError::Conflict), "{e:?}");
+    assert_eq!(stored(&rig, &k), written(&live(2, now, "other")));
+}
+
 // ---- The store: what it cannot settle is OutcomeUnknown, never torn. ----
+
+#[test]
+#[ignore = "needs a Redis server: set LATCHKEY_REDIS_URL and pass --include-ignored (.ci/run does)"]
+fn a_replace_whose_reply_is_lost_and_then_overwritten_is_outcome_unknown() {
+    let rig = Rig::new();
+    let store = rig.store();
+    let (k, now) = (key(), rig.clock.now());
+    rig.direct.insert(&k, &live(1, now, "before")).unwrap();
+    let other = rig.direct_clone();
+    rig.proxy.arm_with(Fault::LoseReply, b"\"after\"", move || {
+        other.replace(&k, 2, &live(3, now, "other")).unwrap();
+    });
+    // The first attempt landed, then another write replaced it: the retry
+    // sees only a later version, which it cannot tell from one written
+    // instead of it.
+    let e = store.replace(&k, 1, &live(2, now, "after")).unwrap_err();
+    assert!(is_outcome_unknown(&e), "{e:?}");
+    assert_eq!(stored(&rig, &k), written(&live(3, now, "other")));
+}
 
 #[test]
 #[ignore = "needs a Redis server: set LATCHKEY_REDIS_URL and pass --include-ignored (.ci/run does)"]

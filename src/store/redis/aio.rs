@@ -30,7 +30,7 @@
 //! As for `RedisStore` (see [Faults](super::RedisStore#faults)), decided
 //! by the same code: an error reply or a failed connect is `Unavailable`
 //! (nothing changed); a dropped connection is retried once on a fresh
-//! one, a write under its receipt, so it is applied at most once and
+//! one, a write under its receipt or mark, so it is applied at most once and
 //! reported exactly; a timeout, or a retry that fails too, leaves a read
 //! `Unavailable` and a write [`StoreError::OutcomeUnknown`]. After a
 //! timeout or an I/O error on the shared connection, new calls go to a

@@ -15,8 +15,8 @@
 //!
 //! | operation | keys it touches | one slot because |
 //! |---|---|---|
-//! | `replace`, `remove` | the record and the write's receipt | the receipt `op:{<record hex>}:…` is tagged with the record's hex |
-//! | `insert`, `touch`, `get` | the record | |
+//! | `remove` | the record and the write's receipt | the receipt `op:{<record hex>}:…` is tagged with the record's hex |
+//! | `insert`, `replace`, `touch`, `get` | the record | |
 //! | adding to a user index | the index | the index alone |
 //! | `rotate` | two records, each in its own call | [`Store::rotate`]'s provided method (below) |
 //! | `sessions_of`, `purge_expired` | one key per command | |
@@ -98,7 +98,8 @@
 //! - A write that binds a user (`insert` or `replace` of a live session
 //!   with a user): three round trips (add, write, add), to the masters of
 //!   two slots; without a user, one. Like one Redis, an `insert` writes no
-//!   receipt: its retry after a lost reply takes its own bytes as proof.
+//!   receipt (its retry after a lost reply takes its own bytes as proof),
+//!   nor does a `replace` (its record carries its mark).
 //! - `rotate`: two reads, then a `replace`, an `insert` (three round trips
 //!   with a user) and a read: seven round trips with a user, five without,
 //!   instead of one.
@@ -123,15 +124,16 @@
 //! received an error reply did not run, so these retries are safe; after
 //! [`MAX_ATTEMPTS`] the call fails with [`StoreError::Unavailable`] (nothing
 //! changed). While a slot migrates, reads of its sessions follow `ASK`, but
-//! writes with a receipt (replace, remove) touch two keys, one of
+//! a remove, which writes a receipt, touches two keys, one of
 //! them new, which neither node accepts until the slot has moved
-//! (`TRYAGAIN`): they wait out the retries and then fail as `Unavailable`
+//! (`TRYAGAIN`): it waits out the retries and then fails as `Unavailable`
 //! if the migration of that slot takes longer.
 //!
 //! A connection that drops after a command was sent is handled as by
 //! [`RedisStore`](crate::RedisStore) (see its Faults): retried once on a
 //! fresh connection, writes made safe by their receipts (kept in the
-//! record's slot, so a receipt and its write replicate together), and a
+//! record's slot, so a receipt and its write replicate together) or marks,
+//! and a
 //! write whose fate stays unknown is [`StoreError::OutcomeUnknown`]. A
 //! timeout is not retried. Nothing is ever a rejection and nothing panics.
 //!

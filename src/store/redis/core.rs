@@ -468,8 +468,10 @@ impl Core {
         })
     }
 
-    /// KEYS: receipt, record, index? ARGV: receipt ttl, expected, json,
-    /// ttl, (member, index ttl, binding)?
+    /// KEYS: record, index? ARGV: expected, json, ttl, retry, mark, the
+    /// version written, (member, index ttl, binding)? No receipt: the
+    /// record carries a random mark that its retry looks for (see
+    /// `LUA_REPLACE`).
     pub(super) fn replace_call(
         &self,
         key: &StoreKey,
@@ -477,13 +479,27 @@ impl Core {
         record: &Record,
     ) -> Result<Call<'_>, StoreError> {
         let now = self.now();
-        let receipt = self.receipt(key);
-        let mut keys = vec![receipt, self.record_key(key)];
+        let json = serde_json::to_string(&super::wire::RecordOut::marked(
+            record,
+            rand::rng().next_u64(),
+        ))
+        .map_err(|e| StoreError::Corrupt {
+            key: key.fingerprint(),
+            source: Box::new(e),
+        })?;
+        // `,"w":<digits>}`: the serializer writes the mark last.
+        let mark = json
+            .rfind(r#","w":"#)
+            .map(|at| json[at..].to_owned())
+            .unwrap_or_default();
+        let mut keys = vec![self.record_key(key)];
         let mut args = vec![
-            self.receipt_ttl().to_string(),
             expected.to_string(),
-            encode_for(key, record)?,
+            json,
             self.ttl(record.expires_at, now).to_string(),
+            String::new(),
+            mark,
+            record.version.to_string(),
         ];
         if let Some((set, set_ttl)) = self.scripted_index_entry(record, now) {
             keys.push(set);
@@ -496,7 +512,7 @@ impl Core {
             script: &self.scripts.replace,
             keys,
             args: bytes(args),
-            retry_arg: None,
+            retry_arg: Some(3),
         })
     }
 
@@ -749,12 +765,19 @@ pub(super) fn insert_answer(code: i64) -> Result<(), StoreError> {
     }
 }
 
-/// `replace`: 1 done, 0 missing, -1 conflict, -2 unreadable.
+/// `replace`: 1 done, 0 missing, -1 conflict, -2 unreadable, -4 a retry
+/// that found a later write and cannot tell whether its first attempt
+/// landed before it.
 pub(super) fn replace_answer(key: &StoreKey, code: i64) -> Result<(), StoreError> {
     match code {
         1 => Ok(()),
         0 => Err(StoreError::NotFound),
         -1 => Err(StoreError::Conflict),
+        -4 => Err(StoreError::OutcomeUnknown(
+            "the reply was lost, and before the retry another write replaced the record: \
+             whether this one landed first cannot be told"
+                .into(),
+        )),
         _ => Err(corrupt(key, DecodeError::Head)),
     }
 }
@@ -815,6 +838,41 @@ mod tests {
         let mut late = record;
         late.expires_at = Timestamp::from_unix_millis(1_800_003_600_001);
         assert_eq!(binding_marker(&late), None);
+    }
+
+    #[test]
+    fn a_replace_writes_its_mark_last_and_reads_back_the_same_record() {
+        let t = Timestamp::from_unix_millis(1_800_000_000_000);
+        let record = Record {
+            version: 7,
+            expires_at: t,
+            state: RecordState::Live(LiveSession {
+                created_at: t,
+                last_seen: t,
+                auth_at: None,
+                absolute_deadline: t,
+                user: Some("alice".into()),
+                device: None,
+                data: SessionData::default(),
+            }),
+        };
+        let key = crate::id::SessionId::generate().store_key();
+        let core = Core::new();
+        let (a, b) = (
+            core.replace_call(&key, 6, &record).unwrap(),
+            core.replace_call(&key, 6, &record).unwrap(),
+        );
+        let (json, mark) = (&a.args[1], &a.args[4]);
+        assert!(mark.starts_with(br#","w":"#) && json.ends_with(mark));
+        assert_ne!(mark, &b.args[4], "each write has a mark of its own");
+        assert_eq!(&a.args[5], b"7");
+        // The mark changes nothing a reader sees, and a touch keeps it.
+        assert_eq!(decode(json).unwrap(), record);
+        let plain = encode(&record).unwrap();
+        assert_eq!(
+            &json[..plain.len() - 1],
+            &plain.as_bytes()[..plain.len() - 1]
+        );
     }
 
     #[test]

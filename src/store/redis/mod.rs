@@ -16,7 +16,7 @@
 //! |---|---|---|
 //! | `{prefix}session:{<64 hex>}` | string | the [`Record`] as JSON with short names (below), e.g. `{"v":1,"e":…,"s":{"live":{"c":…,"l":…,"a":…,"d":…,"u":"alice","data":{…}}}}` |
 //! | `{prefix}user:{<64 hex>}` | hash | the user's index: the hex store keys of the user's sessions as fields, with empty values (`redis-cli HKEYS`) |
-//! | `{prefix}op:{<64 hex>}:<32 hex>` | string | a write's receipt: its answer, for some seconds (see [Faults](RedisStore#faults)); the first hex is the record's |
+//! | `{prefix}op:{<64 hex>}:<32 hex>` | string | a `rotate`'s or `remove`'s receipt: its answer, for some seconds (see [Faults](RedisStore#faults)); the first hex is the record's |
 //!
 //! The braces are part of the names: the hex inside them is a Redis Cluster
 //! hash tag, so a record and the receipts of its writes share a hash slot.
@@ -43,7 +43,9 @@
 //!   Redis's allocation for it from 320 bytes to 224): `v` version, `e`
 //!   expires_at, `s` state; in a live state `c` created_at, `l` last_seen,
 //!   `a` auth_at, `d` absolute_deadline, `u` user, `dv` device (left out
-//!   when there is none) and `data`. Rotated and ended states keep their
+//!   when there is none) and `data`; last, `w`, the random mark of the
+//!   `replace` that wrote it (see [Faults](RedisStore#faults)), on records
+//!   written by one. Rotated and ended states keep their
 //!   long names: they live for a grace window or until expiry, not for a
 //!   session's life.
 //! - The prefix (default [`DEFAULT_PREFIX`], `latchkey:`) lets several
@@ -52,8 +54,9 @@
 //!
 //! A typical session (three small values, bound to a user of its own)
 //! costs Redis about 580 bytes by `MEMORY USAGE`: 360 for the record and
-//! its key, 216 for the user's index. Receipts add about 90 bytes per
-//! save for their few seconds. The `redis_costs` example in the
+//! its key, 216 for the user's index (a saved record's mark adds about
+//! 25). Receipts add about 90 bytes per rotation or logout for their few
+//! seconds; saves leave none. The `redis_costs` example in the
 //! repository measures it on your Redis.
 //!
 //! # Expiry
@@ -237,18 +240,25 @@ pub mod aio;
 ///   killed, its `timeout` setting closed a pooled connection, a proxy or
 ///   the network reset it): the command may or may not have run. The call
 ///   is retried once, at once, on a fresh connection. A read simply runs
-///   again. A write carries a random receipt id: the script that applies it
-///   also writes `{prefix}op:{<record hex>}:<id>` holding its answer, in the same atomic
-///   step, and a script that finds its receipt returns that answer instead
-///   of running again. An `insert` needs none: its key is fresh and
-///   random, so its retry, told it is one, takes a record holding exactly
-///   the bytes it sends for its own first attempt's. So the retry reports what happened, exactly once: `Ok`
-///   if either attempt applied the write, and [`StoreError::Conflict`],
-///   [`StoreError::NotFound`] or [`StoreError::Exists`] only if neither
-///   did (those answers are final: versions only grow, and a key removed or
-///   taken stays so). If the retry gets no answer either, or Redis answers it
-///   with an error while the first attempt may still be queued: a read is
-///   `Unavailable`, a write [`StoreError::OutcomeUnknown`].
+///   again. A `rotate` or `remove` carries a random receipt id: the script
+///   that applies it also writes `{prefix}op:{<record hex>}:<id>` holding
+///   its answer, in the same atomic step, and a script that finds its
+///   receipt returns that answer instead of running again. A `replace`
+///   writes no receipt: its record ends with a random mark (`"w"`), which a
+///   touch keeps, and its retry, told it is one, takes a record still
+///   carrying its own mark as its first attempt's. An `insert` needs
+///   neither: its key is fresh and random, so its retry takes a record
+///   holding exactly the bytes it sends as its own. So the retry reports
+///   what happened, exactly once: `Ok` if either attempt applied the write,
+///   and [`StoreError::Conflict`], [`StoreError::NotFound`] or
+///   [`StoreError::Exists`] only if neither did (those answers are final:
+///   versions only grow, and a key removed or taken stays so). One case
+///   stays open: a `replace` whose retry finds that another write already
+///   followed (a version above its own) cannot tell whether its first
+///   attempt landed before that one, and is `OutcomeUnknown`. If the retry
+///   gets no answer either, or Redis answers it with an error while the
+///   first attempt may still be queued: a read is `Unavailable`, a write
+///   [`StoreError::OutcomeUnknown`].
 /// - **No reply within the I/O timeout** (Redis stalled, paused or
 ///   swamped): no retry, since the command may still be queued and the
 ///   caller should hear at once that Redis is slow. A read is
@@ -259,8 +269,8 @@ pub mod aio;
 ///   durability: without persistence every session is gone (loads are
 ///   [`Error::Unknown`](crate::Error::Unknown), writes `NotFound`); with
 ///   RDB snapshots or AOF short of `appendfsync always`, writes from the
-///   last moments may be gone although they returned `Ok`. A receipt is
-///   kept, or lost, with its write.
+///   last moments may be gone although they returned `Ok`. A receipt or a
+///   mark is kept, or lost, with its write.
 /// - **Failover to a replica**: replication is asynchronous, so the same
 ///   holds for writes the old primary had not passed on. A write and its
 ///   receipt replicate as one transaction: a retry against the new primary
@@ -272,7 +282,7 @@ pub mod aio;
 /// | write | as before | as written |
 /// |---|---|---|
 /// | `insert` | no record | the record (a session no client holds a token for yet; it expires by itself) |
-/// | `replace` | the record at `expected` | the new record |
+/// | `replace` | the record at `expected` | the new record, or a later write that followed it |
 /// | `rotate` | `old` at `expected`, no `new` | `old` retired, `new` written |
 /// | `remove` | the record | no record |
 /// | `touch` | activity not recorded | recorded (it only raises deadlines, so it needs no receipt) |
@@ -283,7 +293,7 @@ pub mod aio;
 /// applied again by `update`; a rotation that did land is reached through
 /// the old cookie's grace window, like one whose response was lost.
 ///
-/// A receipt costs one short key per `replace`, `rotate` and `remove`,
+/// A receipt costs one short key per `rotate` and `remove`,
 /// dropped by Redis after ten seconds plus twice the connect and I/O
 /// timeouts (16 s by default): past the longest the retry can take, twice
 /// over. A late copy of the first attempt that arrives after its receipt
@@ -860,7 +870,7 @@ impl RedisStore {
     /// fresh one if the connection dropped; see Faults on [`RedisStore`]
     /// for what each failure becomes. `op` may therefore run twice (its
     /// second argument says whether this is the retry): a write must carry
-    /// a receipt or be idempotent.
+    /// a receipt or a mark, or be idempotent.
     fn with_con<T>(
         &self,
         access: Access,

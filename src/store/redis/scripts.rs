@@ -3,7 +3,7 @@
 //! half-done write. Every script touches the record key(s) and user
 //! indexes it is given; see the module docs of `store::redis` for the layout.
 //! `RedisClusterStore` runs the same insert, replace, touch, remove and
-//! purge scripts with one record (and its receipt, in its slot) and no
+//! purge scripts with one record (and a remove's receipt, in its slot) and no
 //! index, plus `LUA_INDEX` on an index alone: each call touches one slot.
 
 /// Lua shared by the scripts. `gt` compares two decimal strings without
@@ -16,7 +16,7 @@
 /// `"a":…,` (auth_at) start with `marker` (its absolute deadline and
 /// user).
 ///
-/// The receipted writes (replace, rotate, remove) take their receipt key
+/// The receipted writes (rotate, remove) take their receipt key
 /// as KEYS[1] and its time to live as ARGV[1]. `replay` returns the answer
 /// a write already gave under that receipt (the caller is retrying after a
 /// lost reply), `applied` leaves the receipt with the answer, in the same
@@ -74,23 +74,37 @@ redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1
 "#;
 
-/// KEYS: receipt, record, index? ARGV: receipt ttl, expected version,
-/// json, ttl, (member, index ttl, binding)? Returns 1 done, 0 missing, -1
-/// conflict, -2 unreadable stored record. The index is written only if
-/// the binding is empty or the stored record does not show it: a save
-/// that keeps a session's user and absolute deadline leaves the index
-/// alone (see "The per-user index" in the module docs of `store::redis`).
+/// KEYS: record, index? ARGV: expected version, json, ttl, retry ("1" on
+/// the retry after a lost reply, else "0"), mark, the version written,
+/// (member, index ttl, binding)? Returns 1 done, 0 missing, -1 conflict,
+/// -2 unreadable stored record, -4 unsettled (a retry that cannot tell
+/// whether its first attempt landed). The index is written only if the
+/// binding is empty or the stored record does not show it: a save that
+/// keeps a session's user and absolute deadline leaves the index alone
+/// (see "The per-user index" in the module docs of `store::redis`).
+///
+/// No receipt: the json ends with `mark`, `,"w":<64 random bits>}`, which
+/// names this write, and a touch keeps it. A retry that finds a version
+/// other than `expected` looks at the stored record: its own mark means
+/// its first attempt landed and nothing has been written since (1). Else,
+/// since every write raises the version, a version not above the one it
+/// writes means the first attempt did not land (-1); a higher one may
+/// have been written after it (-4).
 pub(super) const LUA_REPLACE: &str = r#"
-local seen = replay()
-if seen then return seen end
-local raw = redis.call('GET', KEYS[2])
+local raw = redis.call('GET', KEYS[1])
 if not raw then return 0 end
 local ver = string.match(raw, HEAD)
 if not ver then return -2 end
-if ver ~= ARGV[2] then return -1 end
-if not (KEYS[3] and ARGV[7] ~= '' and bound(raw, ARGV[7])) then index(3, 4) end
-redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[4])
-return applied(1)
+if ver ~= ARGV[1] then
+  if ARGV[4] == '1' then
+    if string.sub(raw, -#ARGV[5]) == ARGV[5] then return 1 end
+    if gt(ver, ARGV[6]) then return -4 end
+  end
+  return -1
+end
+if not (KEYS[2] and ARGV[9] ~= '' and bound(raw, ARGV[9])) then index(2, 6) end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+return 1
 "#;
 
 /// KEYS: record. ARGV: last_seen, expires_at, ttl for that expires_at.

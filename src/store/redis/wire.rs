@@ -19,6 +19,10 @@ pub(super) struct RecordOut<'a> {
     v: u64,
     e: Timestamp,
     s: StateOut<'a>,
+    /// The mark of the `replace` that wrote the record (see `LUA_REPLACE`):
+    /// last, so a touch, which rewrites the head, keeps it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    w: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -89,6 +93,15 @@ impl<'a> RecordOut<'a> {
             v: record.version,
             e: record.expires_at,
             s,
+            w: None,
+        }
+    }
+
+    /// The record as a `replace` marked `mark` writes it.
+    pub(super) fn marked(record: &'a Record, mark: u64) -> RecordOut<'a> {
+        RecordOut {
+            w: Some(mark),
+            ..RecordOut::new(record)
         }
     }
 }
@@ -101,6 +114,9 @@ pub(super) struct RecordIn {
     v: u64,
     e: Timestamp,
     s: StateIn,
+    /// A `replace`'s mark: only its retry reads it, in Redis.
+    #[serde(default, rename = "w")]
+    _w: Option<u64>,
 }
 
 #[derive(Deserialize)]
