@@ -122,12 +122,21 @@ impl Turn {
         }
     }
 
-    /// Records what this writer leaves behind: `session` if it is still
-    /// stored under the turn's key, else nothing (after a rotation the
-    /// record under the key is retired, and the next writer learns that
-    /// from the store).
+    /// Records what this writer leaves behind for the next: `session` if it
+    /// is still stored under the turn's key, else nothing (after a rotation
+    /// the record under the key is retired, and the next writer learns that
+    /// from the store). Nothing either when no other request of the layer
+    /// holds the session: one that loads it later reads this save from the
+    /// store, so the copy is not worth its clone.
     pub(crate) fn saved(&mut self, session: &Session) {
-        *self.guard = (*session.store_key() == self.place.key).then(|| session.clone());
+        let keep = *session.store_key() == self.place.key
+            && self
+                .place
+                .writers
+                .slots()
+                .get(&self.place.key)
+                .is_some_and(|(_, users)| *users > 1);
+        *self.guard = keep.then(|| session.clone());
     }
 }
 
