@@ -13,6 +13,7 @@
 //! are retried as before.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use latchkey::{Session, StoreKey};
@@ -22,16 +23,37 @@ use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 /// what the next writer in line starts from.
 type Slot = AsyncMutex<Option<Session>>;
 
+/// Hashes a [`StoreKey`] by its last eight bytes: it is a SHA-256 digest,
+/// already uniform, so hashing it again would only cost time.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        // A key hashes as its length, then its 32 bytes: the last write
+        // wins.
+        if let Some(last) = bytes.last_chunk::<8>() {
+            self.0 = u64::from_le_bytes(*last);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type SlotMap = HashMap<StoreKey, (Arc<Slot>, usize), BuildHasherDefault<KeyHasher>>;
+
 /// The sessions being written by this layer's requests: each one's queue,
 /// and how many requests hold or wait for it. An entry lives while that
 /// count is above zero.
 #[derive(Debug, Default)]
 pub(crate) struct Writers {
-    slots: Mutex<HashMap<StoreKey, (Arc<Slot>, usize)>>,
+    slots: Mutex<SlotMap>,
 }
 
 impl Writers {
-    fn slots(&self) -> MutexGuard<'_, HashMap<StoreKey, (Arc<Slot>, usize)>> {
+    fn slots(&self) -> MutexGuard<'_, SlotMap> {
         // The map is consistent at every unlock: a panic elsewhere leaves
         // nothing half-done.
         self.slots.lock().unwrap_or_else(PoisonError::into_inner)
@@ -184,6 +206,46 @@ mod tests {
         assert_eq!(writers.len(), 1);
         drop(watching);
         assert_eq!(writers.len(), 0);
+    }
+
+    /// A session saved once: the copy loaded before the save, and the one
+    /// after it.
+    fn before_and_after() -> (Session, Session) {
+        use latchkey::{MemoryStore, NewSession, SessionManager, StoreManager};
+        let manager = StoreManager::new(MemoryStore::new());
+        let issued = manager.create(NewSession::new()).unwrap();
+        let before = manager.load(issued.token()).unwrap().session;
+        let mut after = before.clone();
+        after.insert("n", &1).unwrap();
+        manager.save(&mut after).unwrap();
+        (before, after)
+    }
+
+    #[tokio::test]
+    async fn the_next_writer_starts_from_the_last_save_while_others_hold_the_session() {
+        let (before, after) = before_and_after();
+        let key = *before.store_key();
+        let writers = Arc::new(Writers::default());
+        // Another request loaded the session too.
+        let other = writers.watch(key);
+        let mut turn = writers.turn(key).await;
+        assert_eq!(turn.newest(before.clone()).version(), before.version());
+        turn.saved(&after);
+        drop(turn);
+        let turn = writers.turn(key).await;
+        assert_eq!(turn.newest(before.clone()).version(), after.version());
+        drop((turn, other));
+        assert_eq!(writers.len(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_lone_writer_keeps_no_copy() {
+        let (before, after) = before_and_after();
+        let key = *before.store_key();
+        let writers = Arc::new(Writers::default());
+        let mut turn = writers.turn(key).await;
+        turn.saved(&after);
+        assert!(turn.guard.is_none());
     }
 
     #[tokio::test]
