@@ -83,7 +83,7 @@ struct Inner {
     /// The loaded session counted among the layer's writers' sessions, so
     /// a write of this request starts from another's newer save (see
     /// `writers`).
-    _watch: Option<Place>,
+    watch: Option<Place>,
 }
 
 /// The current request's session, and the operations that change it.
@@ -221,7 +221,7 @@ impl SessionHandle {
             .as_ref()
             .map(|s| shared.writers.watch(*s.store_key()));
         SessionHandle(Arc::new(Inner {
-            _watch: watch,
+            watch,
             shared,
             state: Mutex::new(State {
                 session,
@@ -936,7 +936,8 @@ impl SessionHandle {
         let own = self.session().ok_or(SessionError::NoSession)?;
         // Queue behind this layer's other writers of the session, and start
         // from the copy the last of them saved (see `writers`).
-        let mut turn = self.0.shared.writers.turn(*own.store_key()).await;
+        let key = *own.store_key();
+        let mut turn = self.0.shared.writers.turn(key, self.0.watch.as_ref()).await;
         let mut session = turn.newest(own);
         let attempts = self.0.shared.max_attempts;
         let mut attempt = 1;

@@ -42,11 +42,11 @@ impl Hasher for KeyHasher {
     }
 }
 
-type SlotMap = HashMap<StoreKey, (Arc<Slot>, usize), BuildHasherDefault<KeyHasher>>;
+type SlotMap = HashMap<StoreKey, (Option<Arc<Slot>>, usize), BuildHasherDefault<KeyHasher>>;
 
-/// The sessions being written by this layer's requests: each one's queue,
-/// and how many requests hold or wait for it. An entry lives while that
-/// count is above zero.
+/// The sessions this layer's requests hold: each one's queue (made by the
+/// first writer), and how many requests hold it, loaded or writing. An
+/// entry lives while that count is above zero.
 #[derive(Debug, Default)]
 pub(crate) struct Writers {
     slots: Mutex<SlotMap>,
@@ -65,30 +65,41 @@ impl Writers {
     /// and writes after it starts from the saved copy, not its own stale
     /// one.
     pub(crate) fn watch(self: &Arc<Self>, key: StoreKey) -> Place {
-        self.slot(key).1
+        self.slots().entry(key).or_default().1 += 1;
+        self.place(key)
     }
 
     /// Waits until no other request of this layer is writing the session
     /// stored under `key`, and returns the turn, which ends when dropped.
-    /// A request dropped while it waits leaves the queue as well.
-    pub(crate) async fn turn(self: &Arc<Self>, key: StoreKey) -> Turn {
-        let (slot, place) = self.slot(key);
-        let guard = slot.lock_owned().await;
-        Turn { guard, place }
-    }
-
-    fn slot(self: &Arc<Self>, key: StoreKey) -> (Arc<Slot>, Place) {
+    /// A request dropped while it waits leaves the queue as well. `watched`
+    /// is the request's own [`watch`](Self::watch) of `key`, if it has one:
+    /// the request is then counted once.
+    pub(crate) async fn turn(self: &Arc<Self>, key: StoreKey, watched: Option<&Place>) -> Turn {
+        let counted = watched.is_some_and(|p| p.key == key);
         let slot = {
             let mut slots = self.slots();
             let (slot, users) = slots.entry(key).or_default();
-            *users += 1;
-            Arc::clone(slot)
+            if !counted {
+                *users += 1;
+            }
+            Arc::clone(slot.get_or_insert_default())
         };
-        let place = Place {
+        let place = (!counted).then(|| self.place(key));
+        let guard = slot.lock_owned().await;
+        Turn {
+            guard,
+            key,
+            writers: Arc::clone(self),
+            _place: place,
+        }
+    }
+
+    /// The place of a request just counted under `key`.
+    fn place(self: &Arc<Self>, key: StoreKey) -> Place {
+        Place {
             writers: Arc::clone(self),
             key,
-        };
-        (slot, place)
+        }
     }
 
     #[cfg(test)]
@@ -120,7 +131,10 @@ impl Drop for Place {
 pub(crate) struct Turn {
     // Dropped first: the next writer is let in before the place goes.
     guard: OwnedMutexGuard<Option<Session>>,
-    place: Place,
+    key: StoreKey,
+    writers: Arc<Writers>,
+    /// The request's count in the entry, unless its watch is.
+    _place: Option<Place>,
 }
 
 impl std::fmt::Debug for Turn {
@@ -151,12 +165,11 @@ impl Turn {
     /// holds the session: one that loads it later reads this save from the
     /// store, so the copy is not worth its clone.
     pub(crate) fn saved(&mut self, session: &Session) {
-        let keep = *session.store_key() == self.place.key
+        let keep = *session.store_key() == self.key
             && self
-                .place
                 .writers
                 .slots()
-                .get(&self.place.key)
+                .get(&self.key)
                 .is_some_and(|(_, users)| *users > 1);
         *self.guard = keep.then(|| session.clone());
     }
@@ -173,13 +186,13 @@ mod tests {
     #[tokio::test]
     async fn a_second_writer_of_one_session_waits_for_the_first() {
         let writers = Arc::new(Writers::default());
-        let first = writers.turn(key(1)).await;
+        let first = writers.turn(key(1), None).await;
         let w = Arc::clone(&writers);
-        let second = tokio::spawn(async move { w.turn(key(1)).await });
+        let second = tokio::spawn(async move { w.turn(key(1), None).await });
         tokio::task::yield_now().await;
         assert!(!second.is_finished());
         // Another session is not held up.
-        drop(writers.turn(key(2)).await);
+        drop(writers.turn(key(2), None).await);
         drop(first);
         drop(second.await.unwrap());
         assert_eq!(writers.len(), 0);
@@ -188,9 +201,9 @@ mod tests {
     #[tokio::test]
     async fn a_writer_dropped_while_it_waits_leaves_no_entry() {
         let writers = Arc::new(Writers::default());
-        let first = writers.turn(key(1)).await;
+        let first = writers.turn(key(1), None).await;
         let w = Arc::clone(&writers);
-        let waiting = tokio::spawn(async move { w.turn(key(1)).await });
+        let waiting = tokio::spawn(async move { w.turn(key(1), None).await });
         tokio::task::yield_now().await;
         waiting.abort();
         assert!(waiting.await.unwrap_err().is_cancelled());
@@ -202,7 +215,7 @@ mod tests {
     async fn a_saved_copy_is_kept_while_a_request_watches() {
         let writers = Arc::new(Writers::default());
         let watching = writers.watch(key(1));
-        drop(writers.turn(key(1)).await);
+        drop(writers.turn(key(1), None).await);
         assert_eq!(writers.len(), 1);
         drop(watching);
         assert_eq!(writers.len(), 0);
@@ -228,11 +241,11 @@ mod tests {
         let writers = Arc::new(Writers::default());
         // Another request loaded the session too.
         let other = writers.watch(key);
-        let mut turn = writers.turn(key).await;
+        let mut turn = writers.turn(key, None).await;
         assert_eq!(turn.newest(before.clone()).version(), before.version());
         turn.saved(&after);
         drop(turn);
-        let turn = writers.turn(key).await;
+        let turn = writers.turn(key, None).await;
         assert_eq!(turn.newest(before.clone()).version(), after.version());
         drop((turn, other));
         assert_eq!(writers.len(), 0);
@@ -243,15 +256,23 @@ mod tests {
         let (before, after) = before_and_after();
         let key = *before.store_key();
         let writers = Arc::new(Writers::default());
-        let mut turn = writers.turn(key).await;
+        let mut turn = writers.turn(key, None).await;
         turn.saved(&after);
         assert!(turn.guard.is_none());
+        drop(turn);
+        // Its own watch of the session counts it once, not twice.
+        let mine = writers.watch(key);
+        let mut turn = writers.turn(key, Some(&mine)).await;
+        turn.saved(&after);
+        assert!(turn.guard.is_none());
+        drop((turn, mine));
+        assert_eq!(writers.len(), 0);
     }
 
     #[tokio::test]
     async fn entries_go_when_the_last_turn_ends() {
         let writers = Arc::new(Writers::default());
-        let a = writers.turn(key(1)).await;
+        let a = writers.turn(key(1), None).await;
         assert_eq!(writers.len(), 1);
         drop(a);
         assert_eq!(writers.len(), 0);
