@@ -22,7 +22,7 @@
 //!   task shares its one multiplexed connection.
 //! - `memory N` (default 1000): creates N sessions, each bound to its own
 //!   user with the data `{"user_id":…,"theme":"dark","csrf":"<22 chars>"}`,
-//!   and prints Redis's `used_memory` growth per 1000 sessions, then
+//!   saves each once (`theme` changed), and prints Redis's `used_memory` growth per 1000 sessions, then
 //!   `MEMORY USAGE` summed over the keys of each kind (records, user sets,
 //!   receipts).
 //!
@@ -216,7 +216,12 @@ fn memory(url: &str, n: u64) {
     drop(m.create(NewSession::new()));
     let before = info_field(&mut con, "memory", "used_memory");
     for i in 0..n {
-        m.create(typical(4_200_000 + i)).expect("create");
+        let issued = m.create(typical(4_200_000 + i)).expect("create");
+        // Saved once, as a session in use is: its record then carries the
+        // save's mark.
+        let mut session = m.load(issued.token()).expect("load").session;
+        session.insert("theme", "light").expect("insert");
+        m.save(&mut session).expect("save");
     }
     let after = info_field(&mut con, "memory", "used_memory");
     println!(

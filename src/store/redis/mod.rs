@@ -52,12 +52,12 @@
 //!   applications, or several test runs, share one Redis. It must not
 //!   contain `{` or `}` ([`RedisStore::with_prefix`]).
 //!
-//! A typical session (three small values, bound to a user of its own)
-//! costs Redis about 580 bytes by `MEMORY USAGE`: 360 for the record and
-//! its key, 216 for the user's index (a saved record's mark adds about
-//! 25). Receipts add about 90 bytes per rotation or logout for their few
-//! seconds; saves leave none. The `redis_costs` example in the
-//! repository measures it on your Redis.
+//! A typical session (three small values, bound to a user of its own,
+//! saved once) costs Redis about 610 bytes by `MEMORY USAGE`: 390 for the
+//! record (230 bytes of JSON, 25 of them the save's mark) and its key,
+//! 216 for the user's index. Receipts add about 90 bytes per rotation or
+//! logout for their few seconds; saves leave none. The `redis_costs`
+//! example in the repository measures it on your Redis.
 //!
 //! # Expiry
 //!
