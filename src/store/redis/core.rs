@@ -840,11 +840,11 @@ mod tests {
         assert_eq!(binding_marker(&late), None);
     }
 
-    #[test]
-    fn a_replace_writes_its_mark_last_and_reads_back_the_same_record() {
+    /// A live record of alice's at `version`, every time the same instant.
+    fn alice(version: u64) -> Record {
         let t = Timestamp::from_unix_millis(1_800_000_000_000);
-        let record = Record {
-            version: 7,
+        Record {
+            version,
             expires_at: t,
             state: RecordState::Live(LiveSession {
                 created_at: t,
@@ -855,7 +855,12 @@ mod tests {
                 device: None,
                 data: SessionData::default(),
             }),
-        };
+        }
+    }
+
+    #[test]
+    fn a_replace_writes_its_mark_last_and_reads_back_the_same_record() {
+        let record = alice(7);
         let key = crate::id::SessionId::generate().store_key();
         let core = Core::new();
         let (a, b) = (
@@ -866,7 +871,8 @@ mod tests {
         assert!(mark.starts_with(br#","w":"#) && json.ends_with(mark));
         assert_ne!(mark, &b.args[4], "each write has a mark of its own");
         assert_eq!(&a.args[5], b"7");
-        // The mark changes nothing a reader sees, and a touch keeps it.
+        // The mark changes nothing a reader sees: the JSON is the plain
+        // encoding with the mark before its closing brace.
         assert_eq!(decode(json).unwrap(), record);
         let plain = encode(&record).unwrap();
         assert_eq!(
@@ -878,19 +884,7 @@ mod tests {
     #[test]
     fn without_the_index_in_scripts_every_write_touches_one_slot() {
         let t = Timestamp::from_unix_millis(1_800_000_000_000);
-        let record = Record {
-            version: 1,
-            expires_at: t,
-            state: RecordState::Live(LiveSession {
-                created_at: t,
-                last_seen: t,
-                auth_at: None,
-                absolute_deadline: t,
-                user: Some("alice".into()),
-                device: None,
-                data: SessionData::default(),
-            }),
-        };
+        let record = alice(1);
         let key = crate::id::SessionId::generate().store_key();
         let tag = format!("{{{}}}", key.to_hex());
         let (one, cluster) = (Core::new(), Core::without_index_in_scripts());
