@@ -69,9 +69,9 @@
 //! |---|---|
 //! | **cookie** | found in every `Cookie` header with [`CookieConfig::find_token_in`](latchkey::CookieConfig::find_token_in); a missing, refused or crowded-out cookie runs the request logged out (never a 400). At most one `Set-Cookie` per response: the newest token, or the clearing cookie, never both |
 //! | **reissue** | a token rotated moments ago (within the grace window) loads, and the response carries its successor |
-//! | **errors** | rejections 401 (the cookie cleared, except a superseded token's); store failures 503 (the cookie kept); version conflicts retried with a reload, then 409; a stale login for a sensitive action 401 `reauthentication_required` (the cookie kept); bodies are the stable [`reason`](SessionError::reason) code, never a token ([`SessionError`]) |
+//! | **errors** | rejections 401 (the cookie cleared, except a superseded token's); store failures 503 (the cookie kept); one request at a time writes a session within the middleware (shared by all workers), so its requests on one cookie do not conflict; conflicts with other processes retried with a reload (12 attempts, a random wait of up to 1 ms doubling to 32 ms), then 409; a stale login for a sensitive action 401 `reauthentication_required` (the cookie kept); bodies are the stable [`reason`](SessionError::reason) code, never a token ([`SessionError`]) |
 //! | **caching** | `Cache-Control: no-store` on every response a session took part in or that sets a cookie |
-//! | **blocking** | manager calls run in place when [`may_block`](latchkey::SessionManager::may_block) is false (memory store, tickets), else on the blocking pool; a panicking or cancelled call is a 503 |
+//! | **blocking** | manager calls run in place when [`may_block`](latchkey::SessionManager::may_block) is false (memory store, tickets), else on the blocking pool; an async manager's ([`SessionMiddleware::from_async`]) awaited in place on the worker; a panicking or cancelled call is a 503 |
 //! | **CSRF** | state-changing requests from other sites are refused 403 before the handler ([`latchkey::check_origin`]); on by default. Opt-in: a CSRF token in a header on state-changing requests with a session ([`with_csrf_header`](SessionMiddleware::with_csrf_header)), 403 `csrf_*` without it, the cookie kept |
 //! | **remember-me** | opt-in ([`with_remember_me`](SessionMiddleware::with_remember_me)): a request with no usable session but a remember-me cookie is logged in through it, both cookies rotated; a refused one is cleared, a stolen one clears both |
 //!
@@ -133,7 +133,9 @@
 //! ## Cargo features
 //!
 //! None. The crate needs actix-web with no default features, so the
-//! application chooses compression, HTTP/2, TLS and macros.
+//! application chooses compression, HTTP/2, TLS and macros. It turns on
+//! latchkey's `async` feature (no dependency) for
+//! [`SessionMiddleware::from_async`].
 #![forbid(unsafe_code)]
 // Document ALL THE THINGS!
 #![deny(missing_docs)]
@@ -144,6 +146,7 @@ mod dispatch;
 mod error;
 mod handle;
 mod middleware;
+mod writers;
 
 // The middleware, and the service it wraps around an application's.
 pub use crate::middleware::{SessionMiddleware, SessionService};

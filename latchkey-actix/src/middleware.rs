@@ -13,19 +13,26 @@ use actix_web::http::Method;
 use actix_web::http::header::{
     CACHE_CONTROL, COOKIE, HOST, HeaderMap, HeaderName, HeaderValue, ORIGIN, SET_COOKIE,
 };
-use latchkey::{CookieConfig, CrossSiteRequest, FetchHeaders, Loaded, RememberMe, SessionManager};
+use latchkey::{
+    AsyncSessionManager, CookieConfig, CrossSiteRequest, FetchHeaders, Loaded, RememberMe,
+    SessionManager,
+};
 
 use crate::dispatch;
 use crate::error::SessionError;
 use crate::handle::{CookieChange, Outcome, SessionHandle, Start};
+use crate::writers::Writers;
 
-/// How many times a write that keeps conflicting is tried by default.
-const DEFAULT_MAX_ATTEMPTS: u32 = 8;
+/// The default of [`SessionMiddleware::with_max_attempts`].
+/// 12, as the core's `update`: with the backoff between attempts, enough
+/// that 64 concurrent increments of one session over Redis all land
+/// (peers' `e2e` one-cookie test).
+const DEFAULT_MAX_ATTEMPTS: u32 = 12;
 
 /// What every request of one application shares.
 #[derive(Clone)]
 pub(crate) struct Shared {
-    pub(crate) manager: Arc<dyn SessionManager>,
+    pub(crate) manager: dispatch::Manager,
     pub(crate) cookies: CookieConfig,
     /// Origins accepted besides the request's own `Host`.
     allowed_origins: Vec<String>,
@@ -36,6 +43,9 @@ pub(crate) struct Shared {
     csrf_header: Option<HeaderName>,
     /// Remember-me ([`SessionMiddleware::with_remember_me`]).
     pub(crate) remember: Option<Arc<RememberMe>>,
+    /// The sessions this middleware's requests are writing, one writer
+    /// each: shared by every clone, so by all the server's workers.
+    pub(crate) writers: Arc<Writers>,
 }
 
 impl Shared {
@@ -115,7 +125,7 @@ impl Shared {
     /// Loads the session of the cookie's `token` into `start`.
     async fn load(&self, token: String, start: &mut Start) -> Result<(), SessionError> {
         let presented = token.clone();
-        match dispatch::call(&self.manager, move |m| m.load(&presented)).await {
+        match self.manager.load(presented).await {
             Ok(Loaded {
                 session, reissue, ..
             }) => {
@@ -242,7 +252,8 @@ fn finish(handle: &SessionHandle, cookies: &CookieConfig, headers: &mut HeaderMa
 ///    or crowded-out cookie means the request runs logged out, never a
 ///    400;
 /// 2. loads the session, in place or on the blocking pool as
-///    [`SessionManager::may_block`] says, and gives handlers a
+///    [`SessionManager::may_block`] says (an async manager's awaited in
+///    place, [`from_async`](Self::from_async)), and gives handlers a
 ///    [`SessionHandle`] (request extensions) and the
 ///    [`Authenticated`](crate::Authenticated) extractor;
 /// 3. with [`with_remember_me`](Self::with_remember_me), logs a request
@@ -304,10 +315,13 @@ impl SessionMiddleware {
     /// [`StoreManager`](latchkey::StoreManager), or stateless
     /// [`TicketManager`](latchkey::TicketManager) tickets), carried in
     /// cookies shaped by `cookies`. The origin check is on; a write that
-    /// keeps conflicting is tried 8 times.
+    /// keeps conflicting is tried 12 times.
     ///
     /// Build it once and clone it into the `HttpServer` factory: clones
-    /// share the manager.
+    /// share the manager, and the queue that lets one request at a time
+    /// write a session (see
+    /// [Version conflicts](SessionHandle#version-conflicts)), so the
+    /// server's workers take turns too.
     ///
     /// # Example
     /// ```no_run
@@ -334,6 +348,58 @@ impl SessionMiddleware {
     /// # }
     /// ```
     pub fn new(manager: Arc<dyn SessionManager>, cookies: CookieConfig) -> SessionMiddleware {
+        SessionMiddleware::with_manager(dispatch::Manager::Sync(manager), cookies)
+    }
+
+    /// Sessions from an async `manager` ([`latchkey::AsyncStoreManager`]
+    /// over an async store), otherwise as [`new`](Self::new): the same
+    /// steps, answers and cookies. Every manager call is awaited in place,
+    /// on the actix worker that serves the request: no thread hop to the
+    /// blocking pool, whatever the store. A call that panics is a backend
+    /// failure (503), as with a synchronous manager.
+    ///
+    /// Remember-me's calls are the exception: [`RememberMe`] speaks to a
+    /// synchronous manager, so logging a request in with a remember-me
+    /// cookie runs on the blocking pool, driving the async manager there;
+    /// issuing and forgetting tokens run where its own store says
+    /// ([`RememberMe::may_block`]).
+    ///
+    /// # Example
+    /// ```
+    /// use std::sync::Arc;
+    /// use actix_web::{App, web};
+    /// use latchkey::store::asynchronous::PendingOnce;
+    /// use latchkey::{AsyncStoreManager, CookieConfig, MemoryStore};
+    /// use latchkey_actix::{SessionError, SessionHandle, SessionMiddleware};
+    ///
+    /// async fn visits(handle: SessionHandle) -> Result<String, SessionError> {
+    ///     let n = handle
+    ///         .update(|s| {
+    ///             let n = s.get::<u64>("visits")?.unwrap_or(0) + 1;
+    ///             s.insert("visits", &n)?;
+    ///             Ok(n)
+    ///         })
+    ///         .await?;
+    ///     Ok(format!("visit {n}"))
+    /// }
+    ///
+    /// // Any `AsyncStore`: an async Redis store (latchkey's `redis-async`),
+    /// // or this test wrapper of the memory store.
+    /// let store = PendingOnce::new(MemoryStore::new());
+    /// let manager = AsyncStoreManager::new(store);
+    /// let sessions = SessionMiddleware::from_async(Arc::new(manager), CookieConfig::default());
+    /// let app = App::new()
+    ///     .wrap(sessions)
+    ///     .route("/", web::post().to(visits));
+    /// ```
+    pub fn from_async(
+        manager: Arc<dyn AsyncSessionManager>,
+        cookies: CookieConfig,
+    ) -> SessionMiddleware {
+        SessionMiddleware::with_manager(dispatch::Manager::Async(manager), cookies)
+    }
+
+    fn with_manager(manager: dispatch::Manager, cookies: CookieConfig) -> SessionMiddleware {
         SessionMiddleware {
             shared: Shared {
                 manager,
@@ -343,6 +409,7 @@ impl SessionMiddleware {
                 max_attempts: DEFAULT_MAX_ATTEMPTS,
                 csrf_header: None,
                 remember: None,
+                writers: Arc::default(),
             },
         }
     }
@@ -403,9 +470,11 @@ impl SessionMiddleware {
     /// How many times an operation that writes the session is tried when
     /// it keeps meeting a version conflict (another request saved the
     /// session in between): each retry reloads the session and applies the
-    /// handler's closure again, after a random wait of up to 2 ms, then 4,
-    /// 8, 16 and 32 ms. Then it fails with [`latchkey::Error::Conflict`]
-    /// (409). At least 1 (no retry); 8 by default.
+    /// handler's closure again, after a random wait of up to 1 ms, then 2,
+    /// 4, 8, 16 and 32 ms. Then it fails with [`latchkey::Error::Conflict`]
+    /// (409). At least 1 (no retry); 12 by default. Requests of this
+    /// middleware on one session take turns instead of conflicting; see
+    /// [Version conflicts](SessionHandle#version-conflicts).
     ///
     /// The wait matters: requests that conflicted were released together,
     /// and retried at once they collide again; against Redis, immediate
@@ -499,9 +568,12 @@ impl SessionMiddleware {
     ///
     /// Not over a session cookie superseded moments ago (the login that
     /// superseded it is sending the successor), nor over a `Cookie` header
-    /// too crowded to read. Its calls run where the manager's do: in place
-    /// when [`SessionManager::may_block`] is false, else on the blocking
-    /// pool (`RememberMe` does not say on its own; hence the same store).
+    /// too crowded to read. With a synchronous manager its calls run where
+    /// the manager's do: in place when [`SessionManager::may_block`] is
+    /// false, else on the blocking pool. With an async manager
+    /// ([`from_async`](Self::from_async)) the log-in runs on the blocking
+    /// pool, driving the manager there, and issuing and forgetting tokens
+    /// run where [`RememberMe::may_block`] says.
     /// The whole design is in latchkey's guide,
     /// [Remember-me](latchkey::framework#remember-me).
     ///
@@ -526,6 +598,7 @@ impl SessionMiddleware {
 impl fmt::Debug for SessionMiddleware {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SessionMiddleware")
+            .field("manager", &self.shared.manager)
             .field("cookies", &self.shared.cookies)
             .field("check_origin", &self.shared.check_origin)
             .field("allowed_origins", &self.shared.allowed_origins)

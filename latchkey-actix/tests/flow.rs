@@ -693,25 +693,6 @@ async fn concurrent_saves_on_one_cookie_lose_no_update() {
 }
 
 #[actix_web::test]
-async fn without_retries_the_same_saves_conflict_with_409() {
-    // Proves the gate makes the saves conflict: with one attempt, every
-    // request but the first is refused.
-    let store = Watched::new(false);
-    let (statuses, total) = concurrent_increments!(sessions(&store).with_max_attempts(1), 8);
-    assert_eq!(
-        statuses.iter().filter(|s| **s == 200).count(),
-        1,
-        "{statuses:?}"
-    );
-    assert_eq!(
-        statuses.iter().filter(|s| **s == 409).count(),
-        7,
-        "{statuses:?}"
-    );
-    assert_eq!(total, "1");
-}
-
-#[actix_web::test]
 async fn a_store_that_cannot_block_is_called_on_the_request_thread() {
     // The test runtime runs the service on this thread.
     let here = thread::current().id();
