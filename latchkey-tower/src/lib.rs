@@ -127,7 +127,8 @@
 //! store a network round trip). The layer asks the manager
 //! ([`latchkey::SessionManager::may_block`]): calls that cannot block (a
 //! `MemoryStore`) run in place on the executor; the others run on tokio's
-//! blocking pool ([`tokio::task::spawn_blocking`]). A call that panics is a
+//! blocking pool (`tokio::task::spawn_blocking`, as
+//! [`latchkey_adapter::Manager`] dispatches). A call that panics is a
 //! backend failure (503), never a rejection.
 //!
 //! The layer works with any manager behind `Arc<dyn SessionManager>`:
@@ -162,13 +163,11 @@
 #![warn(missing_debug_implementations, unreachable_pub)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
-mod dispatch;
 mod error;
 #[cfg(feature = "axum")]
 mod extract;
 mod handle;
 mod layer;
-mod writers;
 
 // The layer, and the service and future it makes.
 pub use crate::layer::{ResponseFuture, SessionLayer, SessionService};
