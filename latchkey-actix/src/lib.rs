@@ -142,11 +142,9 @@
 #![warn(missing_debug_implementations, unreachable_pub)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
-mod dispatch;
 mod error;
 mod handle;
 mod middleware;
-mod writers;
 
 // The middleware, and the service it wraps around an application's.
 pub use crate::middleware::{SessionMiddleware, SessionService};
