@@ -8,7 +8,10 @@
 //! re-authentication for sensitive actions and remember-me included.
 //!
 //! The layer follows latchkey's guide for framework authors
-//! ([`latchkey::framework`]) so that applications do not have to.
+//! ([`latchkey::framework`]) so that applications do not have to. Its
+//! framework-agnostic half (where a manager call runs, the retry backoff,
+//! the queue of one session's writers) is [`latchkey_adapter`], shared with
+//! latchkey-actix.
 //!
 //! ## Quick start
 //!
