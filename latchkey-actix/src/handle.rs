@@ -10,11 +10,10 @@ use actix_web::{FromRequest, HttpMessage as _, HttpRequest};
 #[cfg(doc)]
 use latchkey::SessionManager;
 use latchkey::{CsrfError, Error, Flash, Issued, Loaded, NewSession, RememberError, Session};
+use latchkey_adapter::{Manager, Place, Write, backoff};
 
-use crate::dispatch::{self, Write};
 use crate::error::SessionError;
 use crate::middleware::Shared;
-use crate::writers::Place;
 
 /// What the response must do to the session cookie. A new token replaces a
 /// clearing cookie and the other way round, so a response never carries
@@ -88,7 +87,7 @@ struct Inner {
     state: Mutex<State>,
     /// The loaded session counted among the middleware's writers'
     /// sessions, so a write of this request starts from another's newer
-    /// save (see `writers`).
+    /// save (see [`Writers`](latchkey_adapter::Writers)).
     watch: Option<Place>,
 }
 
@@ -370,7 +369,7 @@ impl SessionHandle {
         session.verify_csrf(&token).map_err(SessionError::Csrf)
     }
 
-    fn manager(&self) -> &dispatch::Manager {
+    fn manager(&self) -> &Manager {
         &self.0.shared.manager
     }
 
@@ -979,7 +978,7 @@ impl SessionHandle {
     {
         let own = self.session().ok_or(SessionError::NoSession)?;
         // Queue behind this middleware's other writers of the session, and
-        // start from the copy the last of them saved (see `writers`).
+        // start from the copy the last of them saved (see `latchkey_adapter::Writers`).
         let key = *own.store_key();
         let mut turn = self.0.shared.writers.turn(key, self.0.watch.as_ref()).await;
         let mut session = turn.newest(own);
@@ -997,7 +996,7 @@ impl SessionHandle {
                     return Ok((r, session));
                 }
                 Err(Error::Conflict) if attempt < attempts => {
-                    dispatch::backoff(attempt).await;
+                    backoff(attempt).await;
                     attempt += 1;
                     session = self.reload().await?;
                 }

@@ -13,7 +13,9 @@
 //! ([`latchkey::framework`]) to the letter: which errors mean 401, 503 or
 //! 409, when the cookie is cleared and when it is kept, reissue hints,
 //! `Cache-Control: no-store`, blocking stores off the worker thread, and a
-//! cross-site check against login CSRF.
+//! cross-site check against login CSRF. Its framework-agnostic half (where
+//! a manager call runs, the retry backoff, the queue of one session's
+//! writers) is [`latchkey_adapter`], shared with latchkey-tower.
 //!
 //! ## Quick start
 //!
@@ -142,11 +144,9 @@
 #![warn(missing_debug_implementations, unreachable_pub)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
-mod dispatch;
 mod error;
 mod handle;
 mod middleware;
-mod writers;
 
 // The middleware, and the service it wraps around an application's.
 pub use crate::middleware::{SessionMiddleware, SessionService};

@@ -17,22 +17,15 @@ use latchkey::{
     AsyncSessionManager, CookieConfig, CrossSiteRequest, FetchHeaders, Loaded, RememberMe,
     SessionManager,
 };
+use latchkey_adapter::{DEFAULT_MAX_ATTEMPTS, Manager, Writers};
 
-use crate::dispatch;
 use crate::error::SessionError;
 use crate::handle::{CookieChange, Outcome, SessionHandle, Start};
-use crate::writers::Writers;
-
-/// The default of [`SessionMiddleware::with_max_attempts`].
-/// 12, as the core's `update`: with the backoff between attempts, enough
-/// that 64 concurrent increments of one session over Redis all land
-/// (peers' `e2e` one-cookie test).
-const DEFAULT_MAX_ATTEMPTS: u32 = 12;
 
 /// What every request of one application shares.
 #[derive(Clone)]
 pub(crate) struct Shared {
-    pub(crate) manager: dispatch::Manager,
+    pub(crate) manager: Manager,
     pub(crate) cookies: CookieConfig,
     /// Origins accepted besides the request's own `Host`.
     allowed_origins: Vec<String>,
@@ -348,7 +341,7 @@ impl SessionMiddleware {
     /// # }
     /// ```
     pub fn new(manager: Arc<dyn SessionManager>, cookies: CookieConfig) -> SessionMiddleware {
-        SessionMiddleware::with_manager(dispatch::Manager::Sync(manager), cookies)
+        SessionMiddleware::with_manager(Manager::Sync(manager), cookies)
     }
 
     /// Sessions from an async `manager` ([`latchkey::AsyncStoreManager`]
@@ -396,10 +389,10 @@ impl SessionMiddleware {
         manager: Arc<dyn AsyncSessionManager>,
         cookies: CookieConfig,
     ) -> SessionMiddleware {
-        SessionMiddleware::with_manager(dispatch::Manager::Async(manager), cookies)
+        SessionMiddleware::with_manager(Manager::Async(manager), cookies)
     }
 
-    fn with_manager(manager: dispatch::Manager, cookies: CookieConfig) -> SessionMiddleware {
+    fn with_manager(manager: Manager, cookies: CookieConfig) -> SessionMiddleware {
         SessionMiddleware {
             shared: Shared {
                 manager,

@@ -8,11 +8,10 @@ use std::time::Duration;
 #[cfg(doc)]
 use latchkey::SessionManager;
 use latchkey::{CsrfError, Error, Flash, Issued, Loaded, NewSession, RememberError, Session};
+use latchkey_adapter::{Manager, Place, Write, backoff};
 
-use crate::dispatch::{self, Write};
 use crate::error::SessionError;
 use crate::layer::Shared;
-use crate::writers::Place;
 
 /// What the response must do to the session cookie. At most one
 /// `Set-Cookie` for it goes out, so each change replaces the previous one:
@@ -82,7 +81,7 @@ struct Inner {
     state: Mutex<State>,
     /// The loaded session counted among the layer's writers' sessions, so
     /// a write of this request starts from another's newer save (see
-    /// `writers`).
+    /// [`Writers`](latchkey_adapter::Writers)).
     watch: Option<Place>,
 }
 
@@ -339,7 +338,7 @@ impl SessionHandle {
         session.verify_csrf(&token).map_err(SessionError::Csrf)
     }
 
-    fn manager(&self) -> &dispatch::Manager {
+    fn manager(&self) -> &Manager {
         &self.0.shared.manager
     }
 
@@ -935,7 +934,7 @@ impl SessionHandle {
     {
         let own = self.session().ok_or(SessionError::NoSession)?;
         // Queue behind this layer's other writers of the session, and start
-        // from the copy the last of them saved (see `writers`).
+        // from the copy the last of them saved (see `latchkey_adapter::Writers`).
         let key = *own.store_key();
         let mut turn = self.0.shared.writers.turn(key, self.0.watch.as_ref()).await;
         let mut session = turn.newest(own);
@@ -953,7 +952,7 @@ impl SessionHandle {
                     return Ok((r, session));
                 }
                 Err(Error::Conflict) if attempt < attempts => {
-                    dispatch::backoff(attempt).await;
+                    backoff(attempt).await;
                     attempt += 1;
                     session = self.reload().await?;
                 }

@@ -14,27 +14,20 @@ use latchkey::{
     AsyncSessionManager, CookieConfig, CrossSiteRequest, FetchHeaders, Loaded, RememberMe,
     SessionManager, check_origin,
 };
+use latchkey_adapter::{DEFAULT_MAX_ATTEMPTS, Manager, Writers};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::dispatch;
 use crate::error::SessionError;
 use crate::handle::{CookieChange, Outcome, SessionHandle, Start};
-use crate::writers::Writers;
 
 /// `Sec-Fetch-Site` (not among `http`'s named headers).
 const SEC_FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site");
 
-/// The default of [`SessionLayer::with_max_attempts`].
-/// 12, as the core's `update`: with the backoff between attempts, enough
-/// that 64 concurrent increments of one session over Redis all land
-/// (peers' `e2e` one-cookie test).
-const DEFAULT_MAX_ATTEMPTS: u32 = 12;
-
 /// What every request of one layer shares.
 #[derive(Clone)]
 pub(crate) struct Shared {
-    pub(crate) manager: dispatch::Manager,
+    pub(crate) manager: Manager,
     pub(crate) cookies: CookieConfig,
     pub(crate) max_attempts: u32,
     /// `None`: the origin check is off
@@ -156,7 +149,7 @@ impl SessionLayer {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn new(manager: Arc<dyn SessionManager>, cookies: CookieConfig) -> SessionLayer {
-        SessionLayer::with_manager(dispatch::Manager::Sync(manager), cookies)
+        SessionLayer::with_manager(Manager::Sync(manager), cookies)
     }
 
     /// A layer for sessions from an async `manager`
@@ -198,10 +191,10 @@ impl SessionLayer {
         manager: Arc<dyn AsyncSessionManager>,
         cookies: CookieConfig,
     ) -> SessionLayer {
-        SessionLayer::with_manager(dispatch::Manager::Async(manager), cookies)
+        SessionLayer::with_manager(Manager::Async(manager), cookies)
     }
 
-    fn with_manager(manager: dispatch::Manager, cookies: CookieConfig) -> SessionLayer {
+    fn with_manager(manager: Manager, cookies: CookieConfig) -> SessionLayer {
         SessionLayer {
             shared: Arc::new(Shared {
                 manager,

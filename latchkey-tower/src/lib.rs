@@ -8,7 +8,10 @@
 //! re-authentication for sensitive actions and remember-me included.
 //!
 //! The layer follows latchkey's guide for framework authors
-//! ([`latchkey::framework`]) so that applications do not have to.
+//! ([`latchkey::framework`]) so that applications do not have to. Its
+//! framework-agnostic half (where a manager call runs, the retry backoff,
+//! the queue of one session's writers) is [`latchkey_adapter`], shared with
+//! latchkey-actix.
 //!
 //! ## Quick start
 //!
@@ -127,7 +130,8 @@
 //! store a network round trip). The layer asks the manager
 //! ([`latchkey::SessionManager::may_block`]): calls that cannot block (a
 //! `MemoryStore`) run in place on the executor; the others run on tokio's
-//! blocking pool ([`tokio::task::spawn_blocking`]). A call that panics is a
+//! blocking pool (`tokio::task::spawn_blocking`, as
+//! [`latchkey_adapter::Manager`] dispatches). A call that panics is a
 //! backend failure (503), never a rejection.
 //!
 //! The layer works with any manager behind `Arc<dyn SessionManager>`:
@@ -162,13 +166,11 @@
 #![warn(missing_debug_implementations, unreachable_pub)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
-mod dispatch;
 mod error;
 #[cfg(feature = "axum")]
 mod extract;
 mod handle;
 mod layer;
-mod writers;
 
 // The layer, and the service and future it makes.
 pub use crate::layer::{ResponseFuture, SessionLayer, SessionService};

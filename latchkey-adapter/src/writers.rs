@@ -1,6 +1,7 @@
-//! One writer per session at a time, within one layer: the requests of
-//! this process that change the same session queue for it instead of
-//! racing each other to the store.
+//! One writer per session at a time, within one adapter (a layer, a
+//! middleware: every worker that shares it): the requests of this process
+//! that change the same session queue for it instead of racing each other
+//! to the store.
 //!
 //! Versioned saves already keep concurrent writes from being lost: the
 //! loser conflicts, reloads and tries again. But each conflict costs a
@@ -9,18 +10,23 @@
 //! waits for the session's current writer, then starts from the copy the
 //! last writer saved (when it is newer than the one the request loaded), so
 //! it does not conflict at all. That copy is kept while any request that
-//! loaded the session is in flight. Writers in other processes still meet as conflicts and
-//! are retried as before.
+//! loaded the session is in flight. Writers in other processes still meet
+//! as conflicts and are retried as before.
+//!
+//! The queue is a tokio mutex: it works across separate runtimes (actix-web
+//! runs one per worker), and a request dropped while it waits leaves the
+//! queue.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use latchkey::{Session, StoreKey};
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
-/// The latest copy of a session that a writer of this layer saved, if any:
-/// what the next writer in line starts from.
+/// The latest copy of a session that a writer of this adapter saved, if
+/// any: what the next writer in line starts from.
 type Slot = AsyncMutex<Option<Session>>;
 
 /// Hashes a [`StoreKey`] by its last eight bytes: it is a SHA-256 digest,
@@ -44,12 +50,55 @@ impl Hasher for KeyHasher {
 
 type SlotMap = HashMap<StoreKey, (Option<Arc<Slot>>, usize), BuildHasherDefault<KeyHasher>>;
 
-/// The sessions this layer's requests hold: each one's queue (made by the
-/// first writer), and how many requests hold it, loaded or writing. An
-/// entry lives while that count is above zero.
-#[derive(Debug, Default)]
-pub(crate) struct Writers {
+/// The sessions an adapter's requests hold: each one's queue of writers
+/// (made by the first writer), and how many requests hold it, loaded or
+/// writing. An entry lives while that count is above zero.
+///
+/// One per adapter instance, shared (in an [`Arc`]) by all its requests: a
+/// request [`watch`](Writers::watch)es the session it loaded, and takes a
+/// [`turn`](Writers::turn) around each write, retries included. Its `Debug`
+/// shows no session keys.
+///
+/// # Example
+/// ```
+/// use std::sync::Arc;
+/// use latchkey::{MemoryStore, NewSession, SessionManager, StoreManager};
+/// use latchkey_adapter::Writers;
+///
+/// #[tokio::main(flavor = "current_thread")]
+/// async fn main() -> Result<(), latchkey::Error> {
+///     let manager = StoreManager::new(MemoryStore::new());
+///     let issued = manager.create(NewSession::new())?;
+///     let writers = Arc::new(Writers::default());
+///
+///     // A request loads the session, and is counted while it runs.
+///     let loaded = manager.load(issued.token())?.session;
+///     let watch = writers.watch(*loaded.store_key());
+///
+///     // Its write: wait for the session's other writers of this adapter,
+///     // start from the newest copy, save, and leave that copy behind.
+///     let mut turn = writers.turn(*loaded.store_key(), Some(&watch)).await;
+///     let mut session = turn.newest(loaded);
+///     session.insert("theme", "dark")?;
+///     manager.save(&mut session)?;
+///     turn.saved(&session);
+///     drop(turn);
+///     drop(watch);
+///     Ok(())
+/// }
+/// ```
+#[derive(Default)]
+pub struct Writers {
     slots: Mutex<SlotMap>,
+}
+
+impl fmt::Debug for Writers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The keys identify sessions: only how many there are.
+        f.debug_struct("Writers")
+            .field("sessions", &self.slots().len())
+            .finish()
+    }
 }
 
 impl Writers {
@@ -64,17 +113,49 @@ impl Writers {
     /// writer saved is kept, so a request that loaded before that save
     /// and writes after it starts from the saved copy, not its own stale
     /// one.
-    pub(crate) fn watch(self: &Arc<Self>, key: StoreKey) -> Place {
+    ///
+    /// # Example
+    /// ```
+    /// use std::sync::Arc;
+    /// use latchkey::SessionId;
+    /// use latchkey_adapter::Writers;
+    /// let writers = Arc::new(Writers::default());
+    /// let key = SessionId::generate().store_key();
+    /// // Held for as long as the request runs.
+    /// let place = writers.watch(key);
+    /// drop(place);
+    /// ```
+    #[must_use = "the request is counted only while the place lives"]
+    pub fn watch(self: &Arc<Self>, key: StoreKey) -> Place {
         self.slots().entry(key).or_default().1 += 1;
         self.place(key)
     }
 
-    /// Waits until no other request of this layer is writing the session
+    /// Waits until no other request of this adapter is writing the session
     /// stored under `key`, and returns the turn, which ends when dropped.
     /// A request dropped while it waits leaves the queue as well. `watched`
     /// is the request's own [`watch`](Self::watch) of `key`, if it has one:
     /// the request is then counted once.
-    pub(crate) async fn turn(self: &Arc<Self>, key: StoreKey, watched: Option<&Place>) -> Turn {
+    ///
+    /// # Example
+    /// ```
+    /// use std::sync::Arc;
+    /// use latchkey::SessionId;
+    /// use latchkey_adapter::Writers;
+    ///
+    /// #[tokio::main(flavor = "current_thread")]
+    /// async fn main() {
+    ///     let writers = Arc::new(Writers::default());
+    ///     let (a, b) = (SessionId::generate().store_key(), SessionId::generate().store_key());
+    ///     let first = writers.turn(a, None).await;
+    ///     // Another session's writer does not wait for it.
+    ///     let other = writers.turn(b, None).await;
+    ///     drop((first, other));
+    ///     // The first session's next writer gets its turn once it ended.
+    ///     let _next = writers.turn(a, None).await;
+    /// }
+    /// ```
+    pub async fn turn(self: &Arc<Self>, key: StoreKey, watched: Option<&Place>) -> Turn {
         let counted = watched.is_some_and(|p| p.key == key);
         let slot = {
             let mut slots = self.slots();
@@ -109,10 +190,26 @@ impl Writers {
 }
 
 /// A request counted in a session's entry until dropped (see
-/// [`Writers::watch`]).
-pub(crate) struct Place {
+/// [`Writers::watch`]). Its `Debug` shows no session key.
+///
+/// # Example
+/// ```
+/// use std::sync::Arc;
+/// use latchkey::SessionId;
+/// use latchkey_adapter::{Place, Writers};
+/// let writers = Arc::new(Writers::default());
+/// let place: Place = writers.watch(SessionId::generate().store_key());
+/// assert_eq!(format!("{place:?}"), "Place { .. }");
+/// ```
+pub struct Place {
     writers: Arc<Writers>,
     key: StoreKey,
+}
+
+impl fmt::Debug for Place {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Place").finish_non_exhaustive()
+    }
 }
 
 impl Drop for Place {
@@ -127,8 +224,24 @@ impl Drop for Place {
     }
 }
 
-/// One request's turn at writing a session (see [`Writers::turn`]).
-pub(crate) struct Turn {
+/// One request's turn at writing a session (see [`Writers::turn`]); the
+/// next writer of the session gets its turn when this one is dropped. Its
+/// `Debug` shows neither the key nor the session.
+///
+/// # Example
+/// ```
+/// use std::sync::Arc;
+/// use latchkey::SessionId;
+/// use latchkey_adapter::{Turn, Writers};
+///
+/// #[tokio::main(flavor = "current_thread")]
+/// async fn main() {
+///     let writers = Arc::new(Writers::default());
+///     let turn: Turn = writers.turn(SessionId::generate().store_key(), None).await;
+///     assert_eq!(format!("{turn:?}"), "Turn { .. }");
+/// }
+/// ```
+pub struct Turn {
     // Dropped first: the next writer is let in before the place goes.
     guard: OwnedMutexGuard<Option<Session>>,
     key: StoreKey,
@@ -137,17 +250,48 @@ pub(crate) struct Turn {
     _place: Option<Place>,
 }
 
-impl std::fmt::Debug for Turn {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl fmt::Debug for Turn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Turn").finish_non_exhaustive()
     }
 }
 
 impl Turn {
-    /// The copy to start from: the last one a writer of this layer saved,
+    /// The copy to start from: the last one a writer of this adapter saved,
     /// if it is newer than `own` (the same record, a later version), else
     /// `own`.
-    pub(crate) fn newest(&self, own: Session) -> Session {
+    ///
+    /// # Example
+    /// ```
+    /// use std::sync::Arc;
+    /// use latchkey::{MemoryStore, NewSession, SessionManager, StoreManager};
+    /// use latchkey_adapter::Writers;
+    ///
+    /// #[tokio::main(flavor = "current_thread")]
+    /// async fn main() -> Result<(), latchkey::Error> {
+    ///     let manager = StoreManager::new(MemoryStore::new());
+    ///     let issued = manager.create(NewSession::new())?;
+    ///     let writers = Arc::new(Writers::default());
+    ///     // Two requests loaded the same copy.
+    ///     let stale = manager.load(issued.token())?.session;
+    ///     let key = *stale.store_key();
+    ///     let (a, b) = (writers.watch(key), writers.watch(key));
+    ///
+    ///     let mut turn = writers.turn(key, Some(&a)).await;
+    ///     let mut session = turn.newest(stale.clone());
+    ///     session.insert("n", &1)?;
+    ///     manager.save(&mut session)?;
+    ///     turn.saved(&session);
+    ///     drop(turn);
+    ///
+    ///     // The second starts from the first one's save, not its stale copy.
+    ///     let turn = writers.turn(key, Some(&b)).await;
+    ///     assert_eq!(turn.newest(stale).get::<i32>("n")?, Some(1));
+    ///     Ok(())
+    /// }
+    /// ```
+    #[must_use]
+    pub fn newest(&self, own: Session) -> Session {
         match &*self.guard {
             Some(saved)
                 if saved.store_key() == own.store_key() && saved.version() > own.version() =>
@@ -161,10 +305,31 @@ impl Turn {
     /// Records what this writer leaves behind for the next: `session` if it
     /// is still stored under the turn's key, else nothing (after a rotation
     /// the record under the key is retired, and the next writer learns that
-    /// from the store). Nothing either when no other request of the layer
+    /// from the store). Nothing either when no other request of the adapter
     /// holds the session: one that loads it later reads this save from the
     /// store, so the copy is not worth its clone.
-    pub(crate) fn saved(&mut self, session: &Session) {
+    ///
+    /// # Example
+    /// ```
+    /// use std::sync::Arc;
+    /// use latchkey::{MemoryStore, NewSession, SessionManager, StoreManager};
+    /// use latchkey_adapter::Writers;
+    ///
+    /// #[tokio::main(flavor = "current_thread")]
+    /// async fn main() -> Result<(), latchkey::Error> {
+    ///     let manager = StoreManager::new(MemoryStore::new());
+    ///     let issued = manager.create(NewSession::new())?;
+    ///     let mut session = manager.load(issued.token())?.session;
+    ///     let writers = Arc::new(Writers::default());
+    ///     let mut turn = writers.turn(*session.store_key(), None).await;
+    ///     session.insert("n", &1)?;
+    ///     manager.save(&mut session)?;
+    ///     // After every successful write of the turn, retries included.
+    ///     turn.saved(&session);
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn saved(&mut self, session: &Session) {
         let keep = *session.store_key() == self.key
             && self
                 .writers
@@ -276,5 +441,13 @@ mod tests {
         assert_eq!(writers.len(), 1);
         drop(a);
         assert_eq!(writers.len(), 0);
+    }
+
+    #[test]
+    fn debug_shows_no_keys() {
+        let writers = Arc::new(Writers::default());
+        let place = writers.watch(key(0xab));
+        let shown = format!("{writers:?} {place:?}");
+        assert_eq!(shown, "Writers { sessions: 1 } Place { .. }");
     }
 }
