@@ -203,7 +203,11 @@ impl Manager {
     ) -> Result<(), Error> {
         match self {
             Manager::Sync(m) => call(m, move |m| m.require_recent_auth(&session, max_age)).await,
-            Manager::Async(m) => m.require_recent_auth(&session, max_age),
+            // Synchronous on both traits; a panic in it is a 503 here too.
+            Manager::Async(m) => catch_unwind(AssertUnwindSafe(|| {
+                m.require_recent_auth(&session, max_age)
+            }))
+            .unwrap_or_else(|_| Err(backend_failure("a session manager call panicked"))),
         }
     }
 
