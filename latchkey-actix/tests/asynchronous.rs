@@ -217,7 +217,7 @@ async fn remember_me_logs_in_over_an_async_manager() {
     let out = send(&app, post("/login/alice/remember", None).to_request()).await;
     assert_eq!(out.status, 200, "{out:?}");
     assert_eq!(out.set_cookies.len(), 2, "{out:?}");
-    let old_session = out.cookie();
+    let old_session = out.session_cookie();
     let remembered = out
         .set_cookies
         .iter()
@@ -231,7 +231,7 @@ async fn remember_me_logs_in_over_an_async_manager() {
     assert_eq!(out.status, 200, "{out:?}");
     assert_eq!(out.set_cookies.len(), 2, "both cookies rotate: {out:?}");
     assert_eq!(out.body, "user=alice role=user count=0");
-    let session = out.cookie();
+    let session = out.session_cookie();
     assert_ne!(session, old_session);
 
     // Logout forgets the token and ends the session.

@@ -2,23 +2,22 @@
 //! the middleware, end to end with `actix_web::test`, on a manual clock: no
 //! network, no sleeps.
 
+#[macro_use]
+mod support;
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use actix_web::body::MessageBody;
-use actix_web::dev::{Service, ServiceResponse};
-use actix_web::http::header::{CACHE_CONTROL, COOKIE, SET_COOKIE};
-use actix_web::test::{self, TestRequest};
-use actix_web::{App, HttpResponse, web};
-use latchkey::store::Record;
+use actix_web::test::TestRequest;
+use actix_web::{HttpResponse, web};
 use latchkey::{
     CSRF_TOKEN_LEN, CookieConfig, KeyRing, MAX_FLASH_MESSAGE_LEN, MAX_FLASHES, ManualClock,
-    MemoryStore, Policy, RememberMe, SessionManager, Store, StoreError, StoreKey, StoreManager,
-    TicketKey, TicketManager, Timestamp,
+    MemoryStore, Policy, RememberMe, SessionManager, StoreManager, TicketKey, TicketManager,
 };
 use latchkey_actix::{Authenticated, SessionError, SessionHandle, SessionMiddleware};
+
+use support::*;
 
 const CLEAR: &str = "__Host-session=; Max-Age=0; Path=/; Secure; HttpOnly; SameSite=Lax";
 const CLEAR_REMEMBER: &str = "__Host-remember=; Max-Age=0; Path=/; Secure; HttpOnly; SameSite=Lax";
@@ -30,49 +29,11 @@ const SUDO: Duration = Duration::from_secs(10 * 60);
 // ---- The application.
 
 async fn me(auth: Authenticated) -> String {
-    let n = auth.session().get::<u64>("n").ok().flatten().unwrap_or(0);
-    format!("user={} n={n}", auth.user())
+    format!("user={} n={}", auth.user(), count_of(auth.session()))
 }
 
 async fn home(handle: SessionHandle) -> String {
     handle.user().unwrap_or_else(|| "anonymous".into())
-}
-
-async fn login(handle: SessionHandle, user: web::Path<String>) -> Result<String, SessionError> {
-    handle.login(&user).await?;
-    Ok(format!("user={user}"))
-}
-
-async fn login_remembered(
-    handle: SessionHandle,
-    user: web::Path<String>,
-) -> Result<String, SessionError> {
-    handle.login(&user).await?;
-    handle.remember().await?;
-    Ok(format!("user={user}"))
-}
-
-async fn admin(auth: Authenticated) -> Result<&'static str, SessionError> {
-    auth.handle()
-        .change_privilege(|s| s.insert("role", "admin"))
-        .await?;
-    Ok("admin")
-}
-
-async fn count(handle: SessionHandle) -> Result<String, SessionError> {
-    let n = handle
-        .update(|s| {
-            let n = s.get::<u64>("n")?.unwrap_or(0) + 1;
-            s.insert("n", &n)?;
-            Ok(n)
-        })
-        .await?;
-    Ok(n.to_string())
-}
-
-async fn logout(handle: SessionHandle) -> Result<&'static str, SessionError> {
-    handle.logout().await?;
-    Ok("bye")
 }
 
 async fn csrf_form(handle: SessionHandle) -> Result<String, SessionError> {
@@ -125,7 +86,7 @@ fn routes(cfg: &mut web::ServiceConfig) {
         .route("/login/{user}", web::post().to(login))
         .route("/login/{user}/remember", web::post().to(login_remembered))
         .route("/admin", web::post().to(admin))
-        .route("/count", web::post().to(count))
+        .route("/count", web::post().to(increment))
         .route("/logout", web::post().to(logout))
         .route("/api", web::post().to(|| async { "changed" }))
         .route("/form", web::get().to(csrf_form))
@@ -154,96 +115,13 @@ fn setup() -> (Arc<ManualClock>, SessionMiddleware, Arc<dyn SessionManager>) {
     (clock, sessions, manager)
 }
 
-macro_rules! app {
-    ($middleware:expr) => {
-        test::init_service(App::new().wrap($middleware).configure(routes)).await
-    };
-}
-
-// ---- Requests and responses.
-
-#[derive(Debug)]
-struct Out {
-    status: u16,
-    set_cookies: Vec<String>,
-    cache_control: Option<String>,
-    body: String,
-}
-
-impl Out {
-    /// The `name=value` pair of the only Set-Cookie.
-    fn cookie(&self) -> String {
-        assert_eq!(self.set_cookies.len(), 1, "{:?}", self.set_cookies);
-        self.set_cookies[0].split(';').next().unwrap().to_owned()
-    }
-
-    fn sorted_cookies(&self) -> Vec<String> {
-        let mut all = self.set_cookies.clone();
-        all.sort();
-        all
-    }
-}
-
-async fn send<S, R, B>(app: &S, req: R) -> Out
-where
-    S: Service<R, Response = ServiceResponse<B>, Error = actix_web::Error>,
-    B: MessageBody,
-{
-    let res = test::call_service(app, req).await;
-    let set_cookies = res
-        .headers()
-        .get_all(SET_COOKIE)
-        .map(|v| v.to_str().unwrap().to_owned())
-        .collect();
-    let cache_control = res
-        .headers()
-        .get(CACHE_CONTROL)
-        .map(|v| v.to_str().unwrap().to_owned());
-    let status = res.status().as_u16();
-    let body = String::from_utf8(test::read_body(res).await.to_vec()).unwrap();
-    Out {
-        status,
-        set_cookies,
-        cache_control,
-        body,
-    }
-}
-
-fn with_cookie(req: TestRequest, cookie: Option<&str>) -> TestRequest {
-    match cookie {
-        Some(c) => req.insert_header((COOKIE, c)),
-        None => req,
-    }
-}
-
-fn get(path: &str, cookie: Option<&str>) -> TestRequest {
-    with_cookie(TestRequest::get().uri(path), cookie)
-}
-
-/// A POST from our own page.
-fn post(path: &str, cookie: Option<&str>) -> TestRequest {
-    with_cookie(
-        TestRequest::post()
-            .uri(path)
-            .insert_header(("Sec-Fetch-Site", "same-origin")),
-        cookie,
-    )
-}
+// ---- Requests.
 
 /// A form post from our own page.
 fn post_form(path: &str, cookie: Option<&str>, body: &str) -> TestRequest {
     post(path, cookie)
         .insert_header(("Content-Type", "application/x-www-form-urlencoded"))
         .set_payload(body.to_owned())
-}
-
-/// Logs `user` in and returns the cookie pair.
-macro_rules! login_as {
-    ($app:expr, $user:expr) => {{
-        let out = send($app, post(&format!("/login/{}", $user), None).to_request()).await;
-        assert_eq!(out.status, 200, "{out:?}");
-        out.cookie()
-    }};
 }
 
 /// A token for the session behind `cookie`, from the page that renders it.
@@ -828,70 +706,9 @@ async fn with_tickets_a_flash_and_a_csrf_secret_travel_in_a_new_ticket() {
     assert_eq!(out.body, "");
 }
 
-/// A memory store that may block, and can be switched down.
-#[derive(Debug, Default)]
-struct Switched {
-    inner: MemoryStore,
-    down: AtomicBool,
-}
-
-impl Switched {
-    fn enter(&self) -> Result<(), StoreError> {
-        if self.down.load(Ordering::SeqCst) {
-            return Err(StoreError::Unavailable("connection refused".into()));
-        }
-        Ok(())
-    }
-}
-
-impl Store for Switched {
-    fn insert(&self, key: &StoreKey, record: &Record) -> Result<(), StoreError> {
-        self.enter()?;
-        self.inner.insert(key, record)
-    }
-    fn get(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
-        self.enter()?;
-        self.inner.get(key)
-    }
-    fn replace(&self, key: &StoreKey, expected: u64, record: &Record) -> Result<(), StoreError> {
-        self.enter()?;
-        self.inner.replace(key, expected, record)
-    }
-    fn touch(&self, key: &StoreKey, seen: Timestamp, exp: Timestamp) -> Result<bool, StoreError> {
-        self.enter()?;
-        self.inner.touch(key, seen, exp)
-    }
-    fn rotate(
-        &self,
-        old: &StoreKey,
-        expected: u64,
-        retired: &Record,
-        new: &StoreKey,
-        record: &Record,
-    ) -> Result<(), StoreError> {
-        self.enter()?;
-        self.inner.rotate(old, expected, retired, new, record)
-    }
-    fn remove(&self, key: &StoreKey) -> Result<bool, StoreError> {
-        self.enter()?;
-        self.inner.remove(key)
-    }
-    fn sessions_of(&self, user: &str) -> Result<Vec<(StoreKey, Record)>, StoreError> {
-        self.enter()?;
-        self.inner.sessions_of(user)
-    }
-    fn purge_expired(&self, now: Timestamp) -> Result<usize, StoreError> {
-        self.enter()?;
-        self.inner.purge_expired(now)
-    }
-    fn may_block(&self) -> bool {
-        true
-    }
-}
-
 #[actix_web::test]
 async fn on_a_store_that_may_block_an_outage_is_503_and_keeps_both_cookies() {
-    let store = Arc::new(Switched::default());
+    let store = Watched::new(true);
     let manager = Arc::new(StoreManager::new(store.clone()));
     let remember = RememberMe::new(store.clone(), Policy::default());
     let app =
@@ -899,13 +716,13 @@ async fn on_a_store_that_may_block_an_outage_is_503_and_keeps_both_cookies() {
     let mut jar = remembered!(&app);
     jar.remove(SESSION);
 
-    store.down.store(true, Ordering::SeqCst);
+    store.set(Mode::Down);
     let out = browse!(&app, jar, get, "/me");
     assert_eq!((out.status, out.body.as_str()), (503, "backend"));
     assert!(out.set_cookies.is_empty(), "{out:?}");
 
     // Back up: the same token still logs in.
-    store.down.store(false, Ordering::SeqCst);
+    store.set(Mode::Up);
     let out = browse!(&app, jar, get, "/me");
     assert_eq!(out.status, 200);
     assert_eq!(out.set_cookies.len(), 2);

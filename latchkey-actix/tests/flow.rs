@@ -1,137 +1,23 @@
 //! The middleware end to end through `actix_web::test`: no network, no
 //! sleeps in the tests (the library's own retry backoff waits a few ms).
 
-use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::{self, ThreadId};
+#[macro_use]
+mod support;
 
-use actix_web::body::MessageBody;
-use actix_web::dev::{Service, ServiceResponse};
-use actix_web::http::header::{CACHE_CONTROL, COOKIE, HOST, ORIGIN, SET_COOKIE};
-use actix_web::rt::task::yield_now;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::thread;
+
+use actix_web::http::header::{COOKIE, HOST, ORIGIN};
 use actix_web::test::{self, TestRequest};
 use actix_web::{App, HttpResponse, web};
-use latchkey::store::Record;
-use latchkey::{
-    CookieConfig, KeyRing, MemoryStore, SessionManager, Store, StoreError, StoreKey, StoreManager,
-    TicketKey, TicketManager, Timestamp,
-};
+use latchkey::{CookieConfig, KeyRing, SessionManager, StoreManager, TicketKey, TicketManager};
 use latchkey_actix::{Authenticated, SessionError, SessionHandle, SessionMiddleware};
+use tokio::sync::Barrier;
+
+use support::*;
 
 const CLEAR: &str = "__Host-session=; Max-Age=0; Path=/; Secure; HttpOnly; SameSite=Lax";
-
-/// A store that records which threads called it, can be switched down (an
-/// outage) or made to panic, and says whether its calls may block.
-#[derive(Debug, Default)]
-struct Watched {
-    inner: MemoryStore,
-    callers: Mutex<Vec<ThreadId>>,
-    down: AtomicBool,
-    writes_down: AtomicBool,
-    panics: AtomicBool,
-    blocks: bool,
-}
-
-impl Watched {
-    fn new(blocks: bool) -> Arc<Watched> {
-        Arc::new(Watched {
-            blocks,
-            ..Watched::default()
-        })
-    }
-
-    fn enter(&self) -> Result<(), StoreError> {
-        self.enter_write(false)
-    }
-
-    fn enter_write(&self, write: bool) -> Result<(), StoreError> {
-        if write && self.writes_down.load(Ordering::SeqCst) {
-            self.callers.lock().unwrap().push(thread::current().id());
-            return Err(StoreError::Unavailable("read-only replica".into()));
-        }
-        self.callers.lock().unwrap().push(thread::current().id());
-        if self.panics.load(Ordering::SeqCst) {
-            panic!("the store's client library hit a bug");
-        }
-        if self.down.load(Ordering::SeqCst) {
-            return Err(StoreError::Unavailable("connection refused".into()));
-        }
-        Ok(())
-    }
-
-    fn calls(&self) -> usize {
-        self.callers.lock().unwrap().len()
-    }
-}
-
-impl Store for Watched {
-    fn insert(&self, key: &StoreKey, record: &Record) -> Result<(), StoreError> {
-        self.enter_write(true)?;
-        self.inner.insert(key, record)
-    }
-    fn get(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
-        self.enter()?;
-        self.inner.get(key)
-    }
-    fn replace(&self, key: &StoreKey, expected: u64, record: &Record) -> Result<(), StoreError> {
-        self.enter_write(true)?;
-        self.inner.replace(key, expected, record)
-    }
-    fn touch(&self, key: &StoreKey, seen: Timestamp, exp: Timestamp) -> Result<bool, StoreError> {
-        self.enter()?;
-        self.inner.touch(key, seen, exp)
-    }
-    fn rotate(
-        &self,
-        old: &StoreKey,
-        expected: u64,
-        retired: &Record,
-        new: &StoreKey,
-        record: &Record,
-    ) -> Result<(), StoreError> {
-        self.enter_write(true)?;
-        self.inner.rotate(old, expected, retired, new, record)
-    }
-    fn remove(&self, key: &StoreKey) -> Result<bool, StoreError> {
-        self.enter_write(true)?;
-        self.inner.remove(key)
-    }
-    fn sessions_of(&self, user: &str) -> Result<Vec<(StoreKey, Record)>, StoreError> {
-        self.enter()?;
-        self.inner.sessions_of(user)
-    }
-    fn purge_expired(&self, now: Timestamp) -> Result<usize, StoreError> {
-        self.enter()?;
-        self.inner.purge_expired(now)
-    }
-    fn may_block(&self) -> bool {
-        self.blocks
-    }
-}
-
-/// Holds every request at the gate until `expected` have arrived, so all
-/// of them loaded the same version of the session before any saves.
-struct Gate {
-    arrived: AtomicUsize,
-    expected: usize,
-}
-
-impl Gate {
-    async fn pass(&self) {
-        self.arrived.fetch_add(1, Ordering::SeqCst);
-        while self.arrived.load(Ordering::SeqCst) < self.expected {
-            yield_now().await;
-        }
-    }
-}
-
-fn role(s: &latchkey::Session) -> String {
-    s.get::<String>("role")
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| "user".into())
-}
 
 async fn home(handle: SessionHandle) -> String {
     match handle.user() {
@@ -166,47 +52,8 @@ async fn login_after_end(
     Ok(session.user().unwrap_or_default().to_owned())
 }
 
-async fn admin(auth: Authenticated) -> Result<&'static str, SessionError> {
-    auth.handle()
-        .change_privilege(|s| s.insert("role", "admin"))
-        .await?;
-    Ok("admin")
-}
-
-async fn rotate(handle: SessionHandle) -> Result<&'static str, SessionError> {
-    handle.rotate().await?;
-    Ok("rotated")
-}
-
-async fn logout(handle: SessionHandle) -> Result<&'static str, SessionError> {
-    handle.logout().await?;
-    Ok("bye")
-}
-
-async fn count(
-    handle: SessionHandle,
-    gate: Option<web::Data<Gate>>,
-) -> Result<String, SessionError> {
-    if let Some(gate) = gate {
-        gate.pass().await;
-    }
-    let n = handle
-        .update(|s| {
-            let n = s.get::<u64>("n")?.unwrap_or(0) + 1;
-            s.insert("n", &n)?;
-            Ok(n)
-        })
-        .await?;
-    Ok(n.to_string())
-}
-
 async fn read_count(auth: Authenticated) -> String {
-    auth.session()
-        .get::<u64>("n")
-        .ok()
-        .flatten()
-        .unwrap_or(0)
-        .to_string()
+    count_of(auth.session()).to_string()
 }
 
 async fn debug(handle: SessionHandle, auth: Option<Authenticated>) -> String {
@@ -220,8 +67,9 @@ fn routes(cfg: &mut web::ServiceConfig) {
         .route("/admin", web::post().to(admin))
         .route("/rotate", web::post().to(rotate))
         .route("/logout", web::post().to(logout))
-        .route("/count", web::post().to(count))
+        .route("/count", web::post().to(increment))
         .route("/count", web::get().to(read_count))
+        .route("/together", web::post().to(together))
         .route("/debug", web::get().to(debug))
         .route("/login-after-end", web::post().to(login_after_end));
 }
@@ -229,89 +77,6 @@ fn routes(cfg: &mut web::ServiceConfig) {
 fn sessions(store: &Arc<Watched>) -> SessionMiddleware {
     let manager: Arc<dyn SessionManager> = Arc::new(StoreManager::new(Arc::clone(store)));
     SessionMiddleware::new(manager, CookieConfig::default())
-}
-
-/// What a test looks at in a response.
-#[derive(Debug)]
-struct Out {
-    status: u16,
-    set_cookies: Vec<String>,
-    cache_control: Option<String>,
-    body: String,
-}
-
-impl Out {
-    /// The `name=value` pair of the only Set-Cookie.
-    fn cookie(&self) -> String {
-        assert_eq!(self.set_cookies.len(), 1, "{:?}", self.set_cookies);
-        self.set_cookies[0].split(';').next().unwrap().to_owned()
-    }
-
-    fn no_store(&self) -> bool {
-        self.cache_control.as_deref() == Some("no-store")
-    }
-}
-
-async fn send<S, R, B>(app: &S, req: R) -> Out
-where
-    S: Service<R, Response = ServiceResponse<B>, Error = actix_web::Error>,
-    B: MessageBody,
-{
-    let res = test::call_service(app, req).await;
-    let set_cookies = res
-        .headers()
-        .get_all(SET_COOKIE)
-        .map(|v| v.to_str().unwrap().to_owned())
-        .collect();
-    let cache_control = res
-        .headers()
-        .get(CACHE_CONTROL)
-        .map(|v| v.to_str().unwrap().to_owned());
-    let status = res.status().as_u16();
-    let body = String::from_utf8(test::read_body(res).await.to_vec()).unwrap();
-    Out {
-        status,
-        set_cookies,
-        cache_control,
-        body,
-    }
-}
-
-fn get(path: &str, cookie: Option<&str>) -> TestRequest {
-    with_cookie(TestRequest::get().uri(path), cookie)
-}
-
-fn post(path: &str, cookie: Option<&str>) -> TestRequest {
-    // Our own page, as a current browser says so.
-    with_cookie(
-        TestRequest::post()
-            .uri(path)
-            .insert_header(("Sec-Fetch-Site", "same-origin")),
-        cookie,
-    )
-}
-
-fn with_cookie(req: TestRequest, cookie: Option<&str>) -> TestRequest {
-    match cookie {
-        Some(c) => req.insert_header((COOKIE, c)),
-        None => req,
-    }
-}
-
-/// Logs `user` in and returns the cookie pair.
-macro_rules! login_as {
-    ($app:expr, $user:expr) => {{
-        let out = send($app, post(&format!("/login/{}", $user), None).to_request()).await;
-        assert_eq!(out.status, 303, "{out:?}");
-        out.cookie()
-    }};
-}
-
-/// An application of `routes` behind `$middleware`.
-macro_rules! app {
-    ($middleware:expr) => {
-        test::init_service(App::new().wrap($middleware).configure(routes)).await
-    };
 }
 
 #[actix_web::test]
@@ -362,7 +127,7 @@ async fn the_whole_story_from_anonymous_to_logout() {
 async fn a_privilege_change_changes_the_cookie_and_refuses_the_old_one_without_clearing() {
     let store = Watched::new(false);
     let app = app!(sessions(&store));
-    let old = login_as!(&app, "alice");
+    let old = login_as!(&app, "alice", 303);
 
     let out = send(&app, post("/admin", Some(&old)).to_request()).await;
     assert_eq!(out.status, 200, "{out:?}");
@@ -385,7 +150,7 @@ async fn a_privilege_change_changes_the_cookie_and_refuses_the_old_one_without_c
 async fn a_token_rotated_moments_ago_is_reissued_its_successor() {
     let store = Watched::new(false);
     let app = app!(sessions(&store));
-    let old = login_as!(&app, "alice");
+    let old = login_as!(&app, "alice", 303);
     let out = send(&app, post("/rotate", Some(&old)).to_request()).await;
     let new = out.cookie();
     assert_ne!(new, old);
@@ -405,7 +170,7 @@ async fn a_token_rotated_moments_ago_is_reissued_its_successor() {
 async fn the_handlers_newer_token_wins_over_a_reissue_hint() {
     let store = Watched::new(false);
     let app = app!(sessions(&store));
-    let first = login_as!(&app, "alice");
+    let first = login_as!(&app, "alice", 303);
     let second = send(&app, post("/rotate", Some(&first)).to_request())
         .await
         .cookie();
@@ -436,7 +201,7 @@ async fn a_rejected_cookie_runs_logged_out_and_is_cleared() {
     assert!(out.no_store(), "a response setting a cookie");
 
     // Two different session cookies (cookie tossing): refused and cleared.
-    let cookie = login_as!(&app, "alice");
+    let cookie = login_as!(&app, "alice", 303);
     let tossed = format!("__Host-session=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA; {cookie}");
     let out = send(&app, get("/me", Some(&tossed)).to_request()).await;
     assert_eq!(out.status, 401);
@@ -457,7 +222,7 @@ async fn a_rejected_cookie_runs_logged_out_and_is_cleared() {
 async fn a_cookie_header_crowded_past_the_scan_limit_runs_logged_out_and_keeps_the_cookie() {
     let store = Watched::new(false);
     let app = app!(sessions(&store));
-    let cookie = login_as!(&app, "alice");
+    let cookie = login_as!(&app, "alice", 303);
     let mut crowded = cookie.clone();
     let mut i = 0;
     while crowded.len() <= 64 * 1024 {
@@ -484,9 +249,9 @@ async fn a_cookie_header_crowded_past_the_scan_limit_runs_logged_out_and_keeps_t
 async fn a_store_outage_is_503_and_keeps_the_cookie() {
     let store = Watched::new(false);
     let app = app!(sessions(&store));
-    let cookie = login_as!(&app, "alice");
+    let cookie = login_as!(&app, "alice", 303);
 
-    store.down.store(true, Ordering::SeqCst);
+    store.set(Mode::Down);
     let out = send(&app, get("/me", Some(&cookie)).to_request()).await;
     assert_eq!((out.status, out.body.as_str()), (503, "backend"));
     assert!(
@@ -498,7 +263,7 @@ async fn a_store_outage_is_503_and_keeps_the_cookie() {
     assert_eq!(out.status, 503);
     assert!(out.set_cookies.is_empty());
 
-    store.down.store(false, Ordering::SeqCst);
+    store.set(Mode::Up);
     let out = send(&app, get("/me", Some(&cookie)).to_request()).await;
     assert_eq!(out.status, 200);
 }
@@ -507,17 +272,17 @@ async fn a_store_outage_is_503_and_keeps_the_cookie() {
 async fn an_outage_during_an_operation_is_503_and_keeps_the_cookie() {
     let store = Watched::new(true);
     let app = app!(sessions(&store));
-    let cookie = login_as!(&app, "alice");
+    let cookie = login_as!(&app, "alice", 303);
     // Reads pass, writes fail: the handler runs, its save and its logout
     // do not.
-    store.writes_down.store(true, Ordering::SeqCst);
+    store.set(Mode::WritesDown);
     for path in ["/count", "/logout", "/admin"] {
         let out = send(&app, post(path, Some(&cookie)).to_request()).await;
         assert_eq!((out.status, out.body.as_str()), (503, "backend"), "{path}");
         assert!(out.set_cookies.is_empty(), "{path}: {:?}", out.set_cookies);
         assert!(out.no_store(), "{path}: a session took part");
     }
-    store.writes_down.store(false, Ordering::SeqCst);
+    store.set(Mode::Up);
     let out = send(&app, get("/me", Some(&cookie)).to_request()).await;
     assert_eq!(
         (out.status, out.body.as_str()),
@@ -530,8 +295,8 @@ async fn a_panicking_store_call_is_a_503_never_a_rejection() {
     for blocks in [false, true] {
         let store = Watched::new(blocks);
         let app = app!(sessions(&store));
-        let cookie = login_as!(&app, "alice");
-        store.panics.store(true, Ordering::SeqCst);
+        let cookie = login_as!(&app, "alice", 303);
+        store.set(Mode::Panic);
         let out = send(&app, get("/me", Some(&cookie)).to_request()).await;
         assert_eq!(
             (out.status, out.body.as_str()),
@@ -539,7 +304,7 @@ async fn a_panicking_store_call_is_a_503_never_a_rejection() {
             "blocks={blocks}"
         );
         assert!(out.set_cookies.is_empty(), "blocks={blocks}");
-        store.panics.store(false, Ordering::SeqCst);
+        store.set(Mode::Up);
         let out = send(&app, get("/me", Some(&cookie)).to_request()).await;
         assert_eq!(out.status, 200, "blocks={blocks}");
     }
@@ -575,7 +340,7 @@ async fn cross_site_posts_are_refused_before_the_handler_and_the_store() {
     assert_eq!(store.calls(), 0, "no session was read or written");
 
     // A logged-in user's cookie on a forged request: refused, untouched.
-    let cookie = login_as!(&app, "alice");
+    let cookie = login_as!(&app, "alice", 303);
     let before = store.calls();
     let req = TestRequest::post()
         .uri("/logout")
@@ -644,29 +409,26 @@ async fn the_origin_check_can_allow_origins_or_be_disabled() {
 }
 
 /// Runs `n` increments on one cookie at once, every request holding at the
-/// gate until all loaded the same version; returns the statuses and the
+/// barrier until all loaded the same version; returns the statuses and the
 /// final count.
 macro_rules! concurrent_increments {
     ($middleware:expr, $n:expr) => {{
         let n: usize = $n;
-        let gate = web::Data::new(Gate {
-            arrived: AtomicUsize::new(0),
-            expected: n,
-        });
+        let barrier = web::Data::new(Barrier::new(n));
         let app = Rc::new(
             test::init_service(
                 App::new()
-                    .app_data(gate)
+                    .app_data(barrier)
                     .wrap($middleware)
                     .configure(routes),
             )
             .await,
         );
-        let cookie = login_as!(&*app, "alice");
+        let cookie = login_as!(&*app, "alice", 303);
         let tasks: Vec<_> = (0..n)
             .map(|_| {
                 let app = Rc::clone(&app);
-                let req = post("/count", Some(&cookie)).to_request();
+                let req = post("/together", Some(&cookie)).to_request();
                 actix_web::rt::spawn(async move { send(&*app, req).await })
             })
             .collect();
@@ -698,7 +460,7 @@ async fn a_store_that_cannot_block_is_called_on_the_request_thread() {
     let here = thread::current().id();
     let store = Watched::new(false);
     let app = app!(sessions(&store));
-    let cookie = login_as!(&app, "alice");
+    let cookie = login_as!(&app, "alice", 303);
     let cookie = send(&app, post("/admin", Some(&cookie)).to_request())
         .await
         .cookie();
@@ -714,7 +476,7 @@ async fn a_store_that_may_block_is_never_called_on_the_request_thread() {
     let here = thread::current().id();
     let store = Watched::new(true);
     let app = app!(sessions(&store));
-    let cookie = login_as!(&app, "alice");
+    let cookie = login_as!(&app, "alice", 303);
     let cookie = send(&app, post("/admin", Some(&cookie)).to_request())
         .await
         .cookie();
@@ -735,7 +497,7 @@ async fn stateless_tickets_work_through_the_same_middleware() {
     let manager: Arc<dyn SessionManager> = Arc::new(tickets);
     let app = app!(SessionMiddleware::new(manager, cookies));
 
-    let ticket = login_as!(&app, "alice");
+    let ticket = login_as!(&app, "alice", 303);
     let out = send(&app, get("/me", Some(&ticket)).to_request()).await;
     assert_eq!(
         (out.status, out.body.as_str()),
@@ -783,7 +545,7 @@ async fn debug_output_never_shows_the_token() {
     let middleware = sessions(&store);
     assert!(format!("{middleware:?}").contains("__Host-session"));
     let app = app!(middleware);
-    let old = login_as!(&app, "alice");
+    let old = login_as!(&app, "alice", 303);
     let new = send(&app, post("/rotate", Some(&old)).to_request())
         .await
         .cookie();
@@ -810,7 +572,7 @@ async fn login_on_a_session_ended_meanwhile_starts_a_fresh_one() {
             .configure(routes),
     )
     .await;
-    let old = login_as!(&app, "alice");
+    let old = login_as!(&app, "alice", 303);
     let out = send(&app, post("/login-after-end", Some(&old)).to_request()).await;
     assert_eq!((out.status, out.body.as_str()), (200, "alice"), "{out:?}");
     let new = out.cookie();

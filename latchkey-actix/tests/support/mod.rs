@@ -1,5 +1,5 @@
-//! What the concurrency and async-manager tests share: a store that can be
-//! watched and switched down, the test application, and request helpers.
+//! What the integration tests share: a store that can be watched and
+//! switched down, handlers, the test application, and request helpers.
 
 // Each test crate uses a part of this module.
 #![allow(dead_code)]
@@ -10,7 +10,7 @@ use std::thread::{self, ThreadId};
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{Service, ServiceResponse};
-use actix_web::http::header::{COOKIE, SET_COOKIE};
+use actix_web::http::header::{CACHE_CONTROL, COOKIE, SET_COOKIE};
 use actix_web::test::{self, TestRequest};
 use actix_web::{HttpResponse, web};
 use latchkey::store::Record;
@@ -28,6 +28,8 @@ pub enum Mode {
     Panic,
     /// Reads work; every save panics.
     SavesPanic,
+    /// Reads work; every write fails as on a read-only replica.
+    WritesDown,
 }
 
 /// A memory store that records which threads call it, counts version
@@ -61,21 +63,36 @@ impl Watched {
         self.conflicts.load(Ordering::SeqCst)
     }
 
+    /// How many store calls were made.
+    pub fn calls(&self) -> usize {
+        self.callers.lock().unwrap().len()
+    }
+
     fn enter(&self) -> Result<(), StoreError> {
         self.callers.lock().unwrap().push(thread::current().id());
         let mode = *self.mode.lock().unwrap();
         match mode {
-            Mode::Up | Mode::SavesPanic => Ok(()),
+            Mode::Up | Mode::SavesPanic | Mode::WritesDown => Ok(()),
             Mode::Down => Err(StoreError::Unavailable("connection refused".into())),
             Mode::Panic => panic!("the store panicked (on purpose, in a test)"),
         }
     }
 
+    /// A call that writes (insert, save, rotate, remove).
+    fn enter_write(&self) -> Result<(), StoreError> {
+        self.enter()?;
+        if *self.mode.lock().unwrap() == Mode::WritesDown {
+            return Err(StoreError::Unavailable("read-only replica".into()));
+        }
+        Ok(())
+    }
+
+    /// A call that saves a session (replace, rotate).
     fn enter_save(&self) -> Result<(), StoreError> {
         if *self.mode.lock().unwrap() == Mode::SavesPanic {
             panic!("the store panicked on a save (on purpose, in a test)");
         }
-        self.enter()
+        self.enter_write()
     }
 
     fn count<T>(&self, r: Result<T, StoreError>) -> Result<T, StoreError> {
@@ -88,7 +105,7 @@ impl Watched {
 
 impl Store for Watched {
     fn insert(&self, key: &StoreKey, record: &Record) -> Result<(), StoreError> {
-        self.enter()?;
+        self.enter_write()?;
         self.inner.insert(key, record)
     }
     fn get(&self, key: &StoreKey) -> Result<Option<Record>, StoreError> {
@@ -115,7 +132,7 @@ impl Store for Watched {
         self.count(self.inner.rotate(old, expected, retired, new, record))
     }
     fn remove(&self, key: &StoreKey) -> Result<bool, StoreError> {
-        self.enter()?;
+        self.enter_write()?;
         self.inner.remove(key)
     }
     fn sessions_of(&self, user: &str) -> Result<Vec<(StoreKey, Record)>, StoreError> {
@@ -131,14 +148,14 @@ impl Store for Watched {
     }
 }
 
-fn role(s: &Session) -> String {
+pub fn role(s: &Session) -> String {
     s.get::<String>("role")
         .ok()
         .flatten()
         .unwrap_or_else(|| "user".into())
 }
 
-fn count_of(s: &Session) -> u64 {
+pub fn count_of(s: &Session) -> u64 {
     s.get::<u64>("count").ok().flatten().unwrap_or(0)
 }
 
@@ -158,7 +175,7 @@ async fn me(auth: Authenticated) -> String {
     )
 }
 
-async fn login(
+pub async fn login(
     handle: SessionHandle,
     user: web::Path<String>,
 ) -> Result<&'static str, SessionError> {
@@ -166,7 +183,7 @@ async fn login(
     Ok("welcome")
 }
 
-async fn login_remembered(
+pub async fn login_remembered(
     handle: SessionHandle,
     user: web::Path<String>,
 ) -> Result<&'static str, SessionError> {
@@ -175,19 +192,19 @@ async fn login_remembered(
     Ok("welcome back, always")
 }
 
-async fn admin(auth: Authenticated) -> Result<&'static str, SessionError> {
+pub async fn admin(auth: Authenticated) -> Result<&'static str, SessionError> {
     auth.handle()
         .change_privilege(|s| s.insert("role", "admin"))
         .await?;
     Ok("admin")
 }
 
-async fn rotate(handle: SessionHandle) -> Result<&'static str, SessionError> {
+pub async fn rotate(handle: SessionHandle) -> Result<&'static str, SessionError> {
     handle.rotate().await?;
     Ok("rotated")
 }
 
-async fn increment(handle: SessionHandle) -> Result<String, SessionError> {
+pub async fn increment(handle: SessionHandle) -> Result<String, SessionError> {
     let n = handle
         .update(|s| {
             let n = count_of(s) + 1;
@@ -200,7 +217,7 @@ async fn increment(handle: SessionHandle) -> Result<String, SessionError> {
 
 /// An increment that first waits until every request of the test has
 /// loaded the session, so all of them start from the same version.
-async fn together(
+pub async fn together(
     handle: SessionHandle,
     barrier: web::Data<Barrier>,
 ) -> Result<String, SessionError> {
@@ -208,7 +225,7 @@ async fn together(
     increment(handle).await
 }
 
-async fn logout(handle: SessionHandle) -> Result<HttpResponse, SessionError> {
+pub async fn logout(handle: SessionHandle) -> Result<HttpResponse, SessionError> {
     handle.logout().await?;
     Ok(HttpResponse::Ok().body("logged out"))
 }
@@ -227,7 +244,13 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 /// The test application behind `$middleware`; `/together` waits at
 /// `$barrier` (an `Arc<Barrier>` shared by every application of a test).
+/// With no barrier, the application of the calling crate's `routes`.
 macro_rules! app {
+    // The application of the calling test crate's own `routes`.
+    ($middleware:expr) => {
+        actix_web::test::init_service(actix_web::App::new().wrap($middleware).configure(routes))
+            .await
+    };
     ($middleware:expr, $barrier:expr) => {
         actix_web::test::init_service(
             actix_web::App::new()
@@ -244,12 +267,32 @@ macro_rules! app {
 pub struct Out {
     pub status: u16,
     pub set_cookies: Vec<String>,
+    pub cache_control: Option<String>,
     pub body: String,
 }
 
 impl Out {
-    /// The `name=value` pair of the only session `Set-Cookie`.
+    /// The `name=value` pair of the only `Set-Cookie`.
     pub fn cookie(&self) -> String {
+        assert_eq!(self.set_cookies.len(), 1, "{:?}", self.set_cookies);
+        self.set_cookies[0].split(';').next().unwrap().to_owned()
+    }
+
+    /// Whether the response may not be cached.
+    pub fn no_store(&self) -> bool {
+        self.cache_control.as_deref() == Some("no-store")
+    }
+
+    /// Every `Set-Cookie`, sorted.
+    pub fn sorted_cookies(&self) -> Vec<String> {
+        let mut all = self.set_cookies.clone();
+        all.sort();
+        all
+    }
+
+    /// The `name=value` pair of the only session `Set-Cookie`, beside
+    /// which others may be set.
+    pub fn session_cookie(&self) -> String {
         let session: Vec<&String> = self
             .set_cookies
             .iter()
@@ -271,11 +314,16 @@ where
         .get_all(SET_COOKIE)
         .map(|v| v.to_str().unwrap().to_owned())
         .collect();
+    let cache_control = res
+        .headers()
+        .get(CACHE_CONTROL)
+        .map(|v| v.to_str().unwrap().to_owned());
     let status = res.status().as_u16();
     let body = String::from_utf8(test::read_body(res).await.to_vec()).unwrap();
     Out {
         status,
         set_cookies,
+        cache_control,
         body,
     }
 }
@@ -301,11 +349,15 @@ fn with_cookie(req: TestRequest, cookie: Option<&str>) -> TestRequest {
     }
 }
 
-/// Logs `$user` in on `$app` and returns the session cookie pair.
+/// Logs `$user` in on `$app`, checking the answer is `$status` (200 unless
+/// given), and returns the cookie pair.
 macro_rules! login_as {
-    ($app:expr, $user:expr) => {{
+    ($app:expr, $user:expr) => {
+        login_as!($app, $user, 200)
+    };
+    ($app:expr, $user:expr, $status:expr) => {{
         let out = send($app, post(&format!("/login/{}", $user), None).to_request()).await;
-        assert_eq!(out.status, 200, "{out:?}");
+        assert_eq!(out.status, $status, "{out:?}");
         out.cookie()
     }};
 }
