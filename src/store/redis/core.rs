@@ -223,10 +223,20 @@ pub(super) fn corrupt(key: &StoreKey, why: DecodeError) -> StoreError {
 /// The JSON written for `record` under `key`. If serializing ever failed,
 /// the write is refused rather than storing a placeholder.
 fn encode_for(key: &StoreKey, record: &Record) -> Result<String, StoreError> {
-    encode(record).map_err(|e| StoreError::Corrupt {
+    encode(record).map_err(|e| unencodable(key, e))
+}
+
+/// [`encode_for`], with the mark of a `replace` (see `LUA_REPLACE`) last.
+fn encode_marked(key: &StoreKey, record: &Record, mark: u64) -> Result<String, StoreError> {
+    serde_json::to_string(&super::wire::RecordOut::marked(record, mark))
+        .map_err(|e| unencodable(key, e))
+}
+
+fn unencodable(key: &StoreKey, e: serde_json::Error) -> StoreError {
+    StoreError::Corrupt {
         key: key.fingerprint(),
         source: Box::new(e),
-    })
+    }
 }
 
 /// The record in a stored value under `key`.
@@ -479,26 +489,18 @@ impl Core {
         record: &Record,
     ) -> Result<Call<'_>, StoreError> {
         let now = self.now();
-        let json = serde_json::to_string(&super::wire::RecordOut::marked(
-            record,
-            rand::rng().next_u64(),
-        ))
-        .map_err(|e| StoreError::Corrupt {
-            key: key.fingerprint(),
-            source: Box::new(e),
-        })?;
-        // `,"w":<digits>}`: the serializer writes the mark last.
-        let mark = json
-            .rfind(r#","w":"#)
-            .map(|at| json[at..].to_owned())
-            .unwrap_or_default();
+        let mark = rand::rng().next_u64();
+        let json = encode_marked(key, record, mark)?;
+        // The bytes the serializer writes last, which the retry looks for.
+        let tail = format!(r#","w":{mark}}}"#);
+        debug_assert!(json.ends_with(&tail));
         let mut keys = vec![self.record_key(key)];
         let mut args = vec![
             expected.to_string(),
             json,
             self.ttl(record.expires_at, now).to_string(),
             String::new(),
-            mark,
+            tail,
             record.version.to_string(),
         ];
         if let Some((set, set_ttl)) = self.scripted_index_entry(record, now) {
